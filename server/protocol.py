@@ -1,0 +1,275 @@
+"""The agent WebSocket protocol, sans I/O: messages in, frames and actions out.
+
+One :class:`AgentSession` per ``/ws`` connection.  The adapter feeds it each
+text message (``receive``) and each alert read from ``cx:alerts`` (``alert``)
+and carries out what it returns: :class:`Send` a frame, :class:`Close` the
+connection, :class:`Replay` alerts after a stream id, :class:`Publish` an
+event back into the event streams.  Time is passed in.
+
+Client to server: ``auth`` {token} first; ``subscribe`` {queues};
+``resume`` {after}; ``ack`` {alert_id}; ``outcome`` {alert_id, action_id,
+response, reason}.  Server to client: ``welcome`` {agent_id, queues, role},
+``alert`` {stream_id, alert}, ``error`` {code, message}.  Nothing about an
+alert is sent before a valid ``auth``.
+
+>>> from cxstream.settings import Secret
+>>> from server.tokens import mint
+>>> key = Secret("k" * 32)
+>>> s = AgentSession(key, now=0.0)
+>>> s.alert("1-0", {"alert_id": "al_1", "agent_id": "a1", "queue": "care"})
+[]
+>>> tok = mint(key, agent_id="a1", queues=("care",), role="agent", now=0, ttl_s=60)
+>>> s.receive('{"type": "auth", "token": "%s"}' % tok, now=1.0)
+[Send(frame='{"type":"welcome","agent_id":"a1","queues":["care"],"role":"agent"}')]
+>>> [type(a).__name__ for a in s.alert("2-0", {"alert_id": "al_2", "queue": "care"})]
+['Send']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cxstream.errors import AuthError
+from cxstream.settings import Secret
+from operators.events import RESPONSES, Event
+from server.tokens import Claims, verify
+
+AUTH_TIMEOUT_S = 10.0
+REMEMBERED_ALERTS = 2000
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_AUTH_FAILED = 4001
+CLOSE_FORBIDDEN = 4003
+CLOSE_AUTH_TIMEOUT = 4008
+CLOSE_TOO_SLOW = 4029
+CLOSE_POLICY = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Deliver the alerts stored after stream id ``after`` (through :meth:`alert`)."""
+
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """XADD this event to its shard stream (outcomes and acks close the loop)."""
+
+    event: Event
+
+
+Action = Send | Close | Replay | Publish
+
+
+def _frame(obj: dict[str, Any]) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def error(code: str, message: str) -> Send:
+    return Send(_frame({"type": "error", "code": code, "message": message}))
+
+
+class AgentSession:
+    """Protocol state of one agent or supervisor connection."""
+
+    def __init__(self, secret: Secret, *, now: float, auth_timeout: float = AUTH_TIMEOUT_S):
+        self.secret = secret
+        self.deadline = now + auth_timeout
+        self.claims: Claims | None = None
+        self.queues: frozenset[str] = frozenset()
+        self.closed = False
+        self._delivered: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    @property
+    def authenticated(self) -> bool:
+        return self.claims is not None and not self.closed
+
+    # -- client messages ---------------------------------------------------------------------
+
+    def receive(self, message: str | bytes, *, now: float) -> list[Action]:
+        if self.closed:
+            return []
+        try:
+            msg = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return self._reject("bad_json", "message is not json")
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            return self._reject("bad_message", "message must be an object with a type")
+        kind = msg["type"]
+        if self.claims is None:
+            if kind != "auth":
+                return self._fail(
+                    CLOSE_AUTH_FAILED, "auth_required", f"send auth first, not {kind}"
+                )
+            return self._auth(msg.get("token"), now)
+        if now >= self.claims.expires_at:
+            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired; sign in again")
+        handler = {
+            "subscribe": self._subscribe,
+            "resume": self._resume,
+            "ack": self._ack,
+            "outcome": self._outcome,
+        }.get(kind)
+        if handler is None:
+            return [error("bad_message", f"unknown message type {kind[:40]!r}")]
+        return handler(msg, now)
+
+    def check_deadline(self, now: float) -> list[Action]:
+        """Close a connection that has not authenticated in time."""
+        if self.claims is None and not self.closed and now >= self.deadline:
+            return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+        return []
+
+    def _reject(self, code: str, message: str) -> list[Action]:
+        if self.claims is None:  # garbage before auth: no second chance
+            return self._fail(CLOSE_POLICY, code, message)
+        return [error(code, message)]
+
+    def _fail(self, close_code: int, code: str, message: str) -> list[Action]:
+        self.closed = True
+        return [error(code, message), Close(close_code, code)]
+
+    def _welcome(self) -> Send:
+        assert self.claims is not None
+        return Send(
+            _frame(
+                {
+                    "type": "welcome",
+                    "agent_id": self.claims.agent_id,
+                    "queues": sorted(self.queues),
+                    "role": self.claims.role,
+                }
+            )
+        )
+
+    def _auth(self, token: object, now: float) -> list[Action]:
+        if now >= self.deadline:
+            return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "auth came after the deadline")
+        try:
+            claims = verify(self.secret, token, now=now)
+        except AuthError as exc:
+            return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
+        if claims.role == "ingest":
+            return self._fail(CLOSE_FORBIDDEN, "forbidden", "an ingest token cannot receive alerts")
+        self.claims = claims
+        self.queues = frozenset(claims.queues)
+        return [self._welcome()]
+
+    def _subscribe(self, msg: dict[str, Any], now: float) -> list[Action]:
+        assert self.claims is not None
+        queues = msg.get("queues")
+        if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
+            return [error("bad_message", "subscribe needs queues: a list of strings")]
+        allowed = set(self.claims.queues)
+        denied = sorted(set(queues) - allowed)
+        if denied:
+            return [error("forbidden", f"token does not grant queues {denied[:5]}")]
+        self.queues = frozenset(queues)
+        return [self._welcome()]
+
+    def _resume(self, msg: dict[str, Any], now: float) -> list[Action]:
+        after = msg.get("after")
+        if not isinstance(after, str) or not STREAM_ID.match(after):
+            return [error("bad_message", "resume needs after: a stream id like 1700000000000-0")]
+        return [Replay(after)]
+
+    def _ack(self, msg: dict[str, Any], now: float) -> list[Action]:
+        alert = self._known(msg.get("alert_id"))
+        if isinstance(alert, Send):
+            return [alert]
+        return [Publish(self._feedback(alert, "alert_ack", {}, now))]
+
+    def _outcome(self, msg: dict[str, Any], now: float) -> list[Action]:
+        alert = self._known(msg.get("alert_id"))
+        if isinstance(alert, Send):
+            return [alert]
+        response, action_id, reason = msg.get("response"), msg.get("action_id"), msg.get("reason")
+        if response not in RESPONSES:
+            return [error("bad_message", f"response must be one of {sorted(RESPONSES)}")]
+        if not isinstance(action_id, str) or not 1 <= len(action_id) <= 128:
+            return [error("bad_message", "outcome needs action_id")]
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            return [error("bad_message", "reason must be a string of at most 500 characters")]
+        attrs = {"action_id": action_id, "response": response}
+        if reason:
+            attrs["reason"] = reason
+        return [Publish(self._feedback(alert, "offer_response", attrs, now))]
+
+    def _known(self, alert_id: object) -> dict[str, Any] | Send:
+        if not isinstance(alert_id, str):
+            return error("bad_message", "alert_id missing")
+        alert = self._delivered.get(alert_id)
+        if alert is None:
+            return error("unknown_alert", f"alert {alert_id[:40]!r} was not delivered here")
+        return alert
+
+    def _feedback(
+        self, alert: dict[str, Any], type_: str, attrs: dict[str, Any], now: float
+    ) -> Event:
+        assert self.claims is not None
+        agent = self.claims.agent_id
+        digest = hashlib.blake2b(
+            f"{alert['alert_id']}\x00{agent}\x00{type_}\x00{attrs.get('response', '')}".encode(),
+            digest_size=12,
+        ).hexdigest()
+        return Event(
+            event_id=f"fb_{digest}",
+            customer_id=alert["customer_id"],
+            anonymous_id=None,
+            ts=int(now * 1000),
+            channel="crm",
+            type=type_,
+            attrs={
+                **attrs,
+                "alert_id": alert["alert_id"],
+                "agent_id": agent,
+                **({"contact_id": alert["contact_id"]} if alert.get("contact_id") else {}),
+            },
+        )
+
+    # -- alerts from the stream ----------------------------------------------------------------
+
+    def wants(self, alert: dict[str, Any]) -> bool:
+        """Addressed to this agent, or to one of its queues (supervisors: also proactive/trend)."""
+        claims = self.claims
+        if claims is None or self.closed:
+            return False
+        if alert.get("agent_id") == claims.agent_id:
+            return True
+        if alert.get("queue") in self.queues:
+            return True
+        return claims.role == "supervisor" and alert.get("kind") in ("proactive", "trend")
+
+    def alert(self, stream_id: str, alert: dict[str, Any]) -> list[Action]:
+        if not self.wants(alert):
+            return []
+        alert_id = alert.get("alert_id")
+        if isinstance(alert_id, str) and isinstance(alert.get("customer_id"), str):
+            self._delivered[alert_id] = {
+                "alert_id": alert_id,
+                "customer_id": alert["customer_id"],
+                "contact_id": alert.get("contact_id"),
+            }
+            self._delivered.move_to_end(alert_id)
+            if len(self._delivered) > REMEMBERED_ALERTS:
+                self._delivered.popitem(last=False)
+        return [Send(_frame({"type": "alert", "stream_id": stream_id, "alert": alert}))]

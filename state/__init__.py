@@ -1,0 +1,1 @@
+"""Everything that talks to Redis or disk: connections, sources, sinks, stores."""

