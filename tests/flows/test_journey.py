@@ -1,0 +1,116 @@
+"""The journey flow with bytewax.testing: one worker, and a 2-worker cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+
+from cxstream.settings import Settings
+from flows.journey import Sinks, build_flow
+from operators.events import Rejected, encode_event
+from operators.records import Alert, ModelStatus, ProfileUpdate
+from state.source import Entry
+from tests.conftest import DAY, T0, ev, free_port
+
+
+@dataclass
+class Captured:
+    alerts: list[Alert] = field(default_factory=list)
+    dead: list[Rejected] = field(default_factory=list)
+    profiles: list[ProfileUpdate] = field(default_factory=list)
+    models: list[ModelStatus] = field(default_factory=list)
+
+    def sinks(self) -> Sinks:
+        return Sinks(
+            alerts=TestingSink(self.alerts),
+            dead_letters=TestingSink(self.dead),
+            profiles=TestingSink(self.profiles),
+            models=TestingSink(self.models),
+        )
+
+
+def entries() -> list[Entry]:
+    events = []
+    for c in range(6):
+        cid = f"cust-{c}"
+        events += [
+            ev(f"{c}-1", "page_view", customer=cid, ts=T0 + c),
+            ev(f"{c}-2", "complaint", customer=cid, ts=T0 + DAY, channel="email", sentiment=-0.7),
+            ev(f"{c}-2", "complaint", customer=cid, ts=T0 + DAY, channel="email", sentiment=-0.7),
+            ev(
+                f"{c}-3",
+                "contact_start",
+                customer=cid,
+                ts=T0 + 2 * DAY,
+                channel="voice",
+                agent_id=f"agent-{c % 2}",
+                queue="care",
+                contact_id=f"ct-{c}",
+            ),
+        ]
+    out = [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
+    out.insert(5, Entry("cx:events:0", "900-0", b"{broken"))
+    out.insert(9, Entry("cx:events:0", "901-0", None))
+    return out
+
+
+def settings() -> Settings:
+    return Settings(horizon_days=7, retention_days=30)
+
+
+def summarise(c: Captured) -> dict[str, Any]:
+    return {
+        "alerts": sorted(
+            (
+                a.payload["customer_id"],
+                a.alert_id,
+                a.payload["agent_id"],
+                tuple(a.payload["risk"]["reasons"]),
+                a.payload["journey"]["open_complaints"],
+                a.payload["next_best_action"]["action_id"],
+            )
+            for a in c.alerts
+        ),
+        "dead": sorted((d.entry_id, d.reason) for d in c.dead),
+        "profiled": sorted({p.customer_id for p in c.profiles}),
+    }
+
+
+def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
+    captured = Captured()
+    flow = build_flow(
+        settings(), source=TestingSource(entries()), sinks=captured.sinks(), clock=lambda: 1000.0
+    )
+    run_main(flow)
+    s = summarise(captured)
+    assert len(s["alerts"]) == 6
+    for customer, _id, agent, reasons, open_complaints, action in s["alerts"]:
+        assert open_complaints == 1  # the duplicate complaint was dropped
+        assert reasons[0] == "1 open complaint"
+        assert action == "resolve_complaint"
+        assert agent in ("agent-0", "agent-1")
+    assert s["dead"] == [("900-0", "not json"), ("901-0", "no data field")]
+    assert s["profiled"] == [f"cust-{c}" for c in range(6)]
+    assert captured.models and captured.models[0].shard == "m0"
+    assert all(a.payload["emitted_at"] == 1_000_000 for a in captured.alerts)
+
+
+@pytest.mark.timeout(60)
+def test_two_worker_cluster_gives_the_same_results() -> None:
+    single, double = Captured(), Captured()
+    run_main(build_flow(settings(), source=TestingSource(entries()), sinks=single.sinks()))
+    flow = build_flow(settings(), source=TestingSource(entries()), sinks=double.sinks())
+    cluster_main(flow, [f"localhost:{free_port()}"], 0, worker_count_per_proc=2)
+    assert summarise(double) == summarise(single)
+
+
+def test_model_shards_spread_over_workers() -> None:
+    captured = Captured()
+    s = Settings(horizon_days=7, retention_days=30, model_shards=3)
+    run_main(build_flow(s, source=TestingSource(entries()), sinks=captured.sinks()))
+    assert len(captured.alerts) == 6
+    assert {m.shard for m in captured.models} <= {"m0", "m1", "m2"}
+    assert len({m.shard for m in captured.models}) >= 2

@@ -1,0 +1,51 @@
+from operators.alerts import alert_id, build_alert
+from operators.nba import select_one
+from tests.conftest import ev
+
+CONTRACT_KEYS = {
+    "alert_id",
+    "kind",
+    "customer_id",
+    "contact_id",
+    "agent_id",
+    "queue",
+    "channel",
+    "event_ts",
+    "emitted_at",
+    "risk",
+    "journey",
+    "next_best_action",
+}
+
+
+def test_alert_follows_the_contract_and_its_id_is_deterministic() -> None:
+    e = ev(1, "contact_start", channel="voice", contact_id="ct1", agent_id="a1", queue="care")
+    kwargs = {
+        "kind": "contact",
+        "event": e,
+        "churn_probability": 0.72,
+        "previous_probability": 0.5,
+        "model": "logreg-1@100",
+        "reasons": ["1 open complaint"],
+        "journey": {"open_complaints": 1},
+        "decision": select_one({"complaints_open": 1.0}, 0.72),
+    }
+    a = build_alert(emitted_at=1, **kwargs)  # type: ignore[arg-type]
+    b = build_alert(emitted_at=2, **kwargs)  # type: ignore[arg-type]
+    assert set(a) >= CONTRACT_KEYS
+    assert a["alert_id"] == b["alert_id"] == alert_id("contact", "e1")
+    assert a["risk"] == {
+        "churn_probability": 0.72,
+        "band": "high",
+        "trend": "rising",
+        "model": "logreg-1@100",
+        "reasons": ["1 open complaint"],
+    }
+    assert (a["agent_id"], a["queue"], a["contact_id"]) == ("a1", "care", "ct1")
+    nba = a["next_best_action"]
+    assert {"action_id", "title", "script", "score", "why", "alternatives"} <= set(nba)
+
+
+def test_different_events_give_different_ids() -> None:
+    assert alert_id("contact", "e1") != alert_id("contact", "e2")
+    assert alert_id("contact", "e1") != alert_id("proactive", "e1")

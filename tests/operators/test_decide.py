@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import random
+
+from operators.decide import WARMUP_EXAMPLES, DecideLogic, model_shard, with_shard
+from operators.journey import FEATURE_NAMES
+from operators.records import Alert, Example, ModelStatus, ProfileUpdate, ScoreRequest
+from tests.conftest import T0, ev
+
+
+def x(**values: float) -> dict[str, float]:
+    base = dict.fromkeys(FEATURE_NAMES, 0.0)
+    base.update(values)
+    return base
+
+
+def request(**values: float) -> ScoreRequest:
+    e = ev(9, "contact_start", channel="voice", agent_id="a1", queue="care", contact_id="ct9")
+    return ScoreRequest(
+        "c1", e, x(**values), None, {"open_complaints": int(values.get("complaints_open", 0))}
+    )
+
+
+def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
+    d = DecideLogic(None, clock=lambda: 1.5)
+    out, _ = d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
+    [alert] = [o for o in out if isinstance(o, Alert)]
+    payload = alert.payload
+    assert payload["emitted_at"] == 1500
+    assert payload["risk"]["reasons"][:2] == ["1 open complaint", "3rd contact in 7 days"]
+    assert "warming up" in payload["risk"]["model"]
+    assert payload["next_best_action"]["action_id"] == "resolve_complaint"
+    assert any(isinstance(o, ProfileUpdate) for o in out)
+    assert any(isinstance(o, ModelStatus) for o in out)  # first score reports the model
+
+
+def test_learning_moves_scores_and_explanations_follow_the_model() -> None:
+    d = DecideLogic(None, clock=lambda: 0.0, status_every=100)
+    rng = random.Random(1)
+    statuses = []
+    for _ in range(1000):
+        complaints = float(rng.randint(0, 3))
+        y = int(rng.random() < 0.1 + 0.25 * complaints)
+        out, _ = d.on_item(Example("c", x(complaints_open=complaints), y, T0, T0))
+        statuses += [o for o in out if isinstance(o, ModelStatus)]
+    assert len(statuses) == 10
+    assert statuses[-1].fields["n_learned"] == 1000
+    assert statuses[-1].fields["roc_auc"] > 0.6
+    out, _ = d.on_item(request(complaints_open=3.0, contacts_7d=3.0))
+    [alert] = [o for o in out if isinstance(o, Alert)]
+    risk = alert.payload["risk"]
+    assert risk["churn_probability"] > 0.5
+    assert "warming up" not in risk["model"]
+    assert risk["reasons"][0] == "3 open complaints"
+    assert WARMUP_EXAMPLES <= 1000
+
+
+def test_snapshot_restores_the_model() -> None:
+    d = DecideLogic(None, clock=lambda: 0.0)
+    for i in range(60):
+        d.on_item(Example("c", x(complaints_open=float(i % 2)), i % 2, T0, T0))
+    clone = DecideLogic(d.snapshot(), clock=lambda: 0.0)
+    req = request(complaints_open=1.0)
+    assert clone.on_item(req)[0] == d.on_item(req)[0]
+
+
+def test_shard_helpers() -> None:
+    assert model_shard("anyone", 1) == "m0"
+    assert {model_shard(f"c{i}", 4) for i in range(100)} == {"m0", "m1", "m2", "m3"}
+    status = with_shard(("m3", ModelStatus("", {"version": "v"})))
+    assert isinstance(status, ModelStatus)
+    assert status.shard == "m3"

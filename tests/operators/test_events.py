@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cxstream.errors import InvalidEvent
+from operators.events import (
+    CHANNELS,
+    MAX_EVENT_BYTES,
+    Event,
+    Rejected,
+    encode_event,
+    parse_entry,
+    parse_event,
+    parse_ts,
+    shard_of,
+)
+
+VALID = {
+    "event_id": "e1",
+    "customer_id": "c1",
+    "ts": "2026-01-01T10:00:00Z",
+    "channel": "voice",
+    "type": "contact_start",
+    "attrs": {"agent_id": "a1", "queue": "care", "sentiment": -0.5},
+}
+
+
+def raw(**changes: object) -> bytes:
+    obj = {**VALID, **changes}
+    return orjson.dumps({k: v for k, v in obj.items() if v is not _DROP})
+
+
+_DROP = object()
+
+
+def test_valid_event_parses_with_epoch_ms() -> None:
+    e = parse_event(raw())
+    assert e == Event(
+        "e1",
+        "c1",
+        None,
+        1767261600000,
+        "voice",
+        "contact_start",
+        VALID["attrs"],  # type: ignore[arg-type]
+    )
+    assert e.key == "c1"
+
+
+def test_anonymous_event_is_keyed_by_anonymous_id() -> None:
+    e = parse_event(raw(customer_id=_DROP, anonymous_id="cookie-9"))
+    assert e.customer_id is None
+    assert e.key == "cookie-9"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"event_id": _DROP}, "event_id missing"),
+        ({"event_id": ""}, "event_id length"),
+        ({"event_id": "x" * 129}, "event_id length"),
+        ({"event_id": 5}, "event_id not a string"),
+        ({"customer_id": _DROP}, "customer_id missing"),
+        ({"ts": _DROP}, "ts missing"),
+        ({"ts": "yesterday"}, "ts not rfc 3339"),
+        ({"ts": "2026-01-01T10:00:00"}, "ts has no utc offset"),
+        ({"ts": True}, "ts not a time"),
+        ({"ts": -5}, "ts out of range"),
+        ({"ts": 1.5}, "ts not a time"),
+        ({"channel": "fax"}, "channel unknown"),
+        ({"type": _DROP}, "type missing"),
+        ({"type": ""}, "type not a short string"),
+        ({"attrs": [1]}, "attrs not an object"),
+        ({"attrs": {"sentiment": 3}}, "attrs.sentiment out of range"),
+        ({"attrs": {"nps": "ten"}}, "attrs.nps not a number"),
+        ({"attrs": {"csat": 0}}, "attrs.csat out of range"),
+        ({"attrs": {"agent_id": 7}}, "attrs.agent_id not an id"),
+        ({"attrs": {"response": "maybe"}}, "attrs.response unknown"),
+    ],
+)
+def test_contract_breaches_are_rejected_with_a_reason(
+    changes: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(raw(**changes))
+    assert info.value.reason == reason
+
+
+def test_not_json_and_not_object_and_oversize() -> None:
+    with pytest.raises(InvalidEvent, match="not json"):
+        parse_event(b"{nope")
+    with pytest.raises(InvalidEvent, match="not an object"):
+        parse_event(b"[1, 2]")
+    with pytest.raises(InvalidEvent, match="too large"):
+        parse_event(b" " * (MAX_EVENT_BYTES + 1))
+
+
+def test_unknown_types_are_kept() -> None:
+    assert parse_event(raw(type="loyalty_points_redeemed")).type == "loyalty_points_redeemed"
+
+
+def test_parse_ts_offsets_and_millis() -> None:
+    assert parse_ts("2026-01-01T11:00:00.5+01:00") == parse_ts("2026-01-01T10:00:00.5Z")
+    assert parse_ts(1767261600000) == 1767261600000
+
+
+def test_parse_entry_turns_failures_into_rejected_values() -> None:
+    ok = parse_entry("cx:events:1", "1-0", raw())
+    assert isinstance(ok, Event)
+    bad = parse_entry("cx:events:1", "2-0", b'{"event_id": 1}')
+    assert bad == Rejected(
+        "cx:events:1", "2-0", b'{"event_id": 1}', "event_id not a string", "got int"
+    )
+
+
+def test_shard_is_crc32_mod_shards() -> None:
+    import zlib
+
+    for key in ("c1", "ünïcode", "x" * 128):
+        assert shard_of(key, 4) == zlib.crc32(key.encode()) % 4
+        assert 0 <= shard_of(key, 7) < 7
+
+
+@given(st.binary(max_size=2000))
+def test_any_bytes_become_an_event_or_a_documented_error(data: bytes) -> None:
+    result = parse_entry("fuzz", "0-1", data)
+    assert isinstance(result, Event | Rejected)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event_id": json_values | st.text(min_size=1, max_size=10),
+            "customer_id": json_values | st.text(min_size=1, max_size=10),
+            "anonymous_id": json_values,
+            "ts": json_values | st.integers(0, 2**42),
+            "channel": json_values | st.sampled_from(sorted(CHANNELS)),
+            "type": json_values | st.text(min_size=1, max_size=10),
+            "attrs": json_values,
+        },
+    )
+)
+def test_any_json_object_becomes_an_event_or_a_documented_error(obj: dict[str, object]) -> None:
+    result = parse_entry("fuzz", "0-1", orjson.dumps(obj))
+    if isinstance(result, Rejected):
+        assert result.reason
+    else:
+        assert result.key
+
+
+@given(
+    st.builds(
+        Event,
+        event_id=st.text(min_size=1, max_size=128),
+        customer_id=st.text(min_size=1, max_size=128),
+        anonymous_id=st.none() | st.text(min_size=1, max_size=128),
+        ts=st.integers(0, 7_258_118_400_000),
+        channel=st.sampled_from(sorted(CHANNELS)),
+        type=st.text(min_size=1, max_size=64),
+        attrs=st.dictionaries(st.sampled_from(["text", "x"]), st.text(max_size=20), max_size=2),
+    )
+)
+def test_encode_then_parse_round_trips(event: Event) -> None:
+    assert parse_event(encode_event(event)) == event

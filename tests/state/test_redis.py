@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxstream.errors import StoreError
+from cxstream.settings import Settings
+from state.redis import _safe, connect, embedded, redis_url, release
+
+
+def test_embedded_redis_is_shared_per_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    url = redis_url(settings)
+    assert url.startswith("unix://")
+    assert embedded(tmp_path) is embedded(tmp_path)
+    client = connect(settings)
+    client.set("k", "v")
+    assert embedded(tmp_path).get("k") == b"v"
+    client.close()
+    release(tmp_path)
+
+
+def test_unreachable_redis_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="cannot reach redis at redis://localhost:1"):
+        connect(Settings(redis_url="redis://localhost:1/0"))
+
+
+def test_passwords_are_hidden_in_messages() -> None:
+    assert _safe("redis://user:secret@host:6379/0") == "redis://***@host:6379/0"

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import orjson
+import redis
+
+from cxstream.settings import Settings
+from operators.events import Rejected
+from operators.records import Alert, ModelStatus, ProfileUpdate
+from state.keys import ALERTS, DLQ
+from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+
+
+def test_alerts_are_xadded_with_their_json(settings: Settings, r: redis.Redis) -> None:
+    part = alert_sink(settings).build("out", 0, 1)
+    part.write_batch(
+        [Alert("al_1", {"alert_id": "al_1", "x": 1}), Alert("al_2", {"alert_id": "al_2"})]
+    )
+    entries = r.xrange(ALERTS)
+    assert [orjson.loads(f[b"data"])["alert_id"] for _, f in entries] == ["al_1", "al_2"]
+    assert entries[0][1][b"alert_id"] == b"al_1"
+
+
+def test_dead_letters_keep_raw_bytes_reason_and_time(settings: Settings, r: redis.Redis) -> None:
+    part = dead_letter_sink(settings).build("dlq", 0, 1)
+    part.write_batch([Rejected("cx:events:1", "5-0", b"\xff{bad", "not json", "detail")])
+    [(_, fields)] = r.xrange(DLQ)
+    assert fields[b"data"] == b"\xff{bad"
+    assert fields[b"reason"] == b"not json"
+    assert fields[b"source"] == b"cx:events:1"
+    assert fields[b"entry_id"] == b"5-0"
+    assert int(fields[b"at"]) > 0
+
+
+def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: redis.Redis) -> None:
+    part = profile_sink(settings).build("p", 0, 1)
+    part.write_batch(
+        [
+            ProfileUpdate("c1", {"journey": {"n": 1}, "last_event_ts": 5}),
+            ProfileUpdate("c1", {"journey": {"n": 2}}),
+            ProfileUpdate("c1", {"risk": {"band": "high"}}),
+        ]
+    )
+    h = r.hgetall("cx:profile:c1")
+    assert orjson.loads(h[b"journey"]) == {"n": 2}
+    assert orjson.loads(h[b"risk"]) == {"band": "high"}
+    assert orjson.loads(h[b"customer_id"]) == "c1"
+    ttl = r.ttl("cx:profile:c1")
+    assert 0 < ttl <= settings.retention_days * 86_400
+
+
+def test_model_status_hash(settings: Settings, r: redis.Redis) -> None:
+    part = model_status_sink(settings).build("m", 0, 1)
+    part.write_batch([ModelStatus("m0", {"version": "logreg-1@10", "roc_auc": 0.7})])
+    assert orjson.loads(r.hget("cx:model:m0", "roc_auc")) == 0.7  # type: ignore[arg-type]

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import redis
+from bytewax.testing import poll_next_batch
+
+from cxstream.settings import Settings
+from state.keys import events_stream
+from state.source import Entry, RedisStreamSource, request_stop, reset_stop
+
+
+def test_one_partition_per_shard(settings: Settings) -> None:
+    assert RedisStreamSource(settings).list_parts() == [f"cx:events:{i}" for i in range(4)]
+
+
+def test_reads_in_order_and_resumes_after_the_snapshot(settings: Settings, r: redis.Redis) -> None:
+    stream = events_stream(2)
+    ids = [r.xadd(stream, {"data": f"{i}".encode()}).decode() for i in range(5)]
+    r.xadd(stream, {"other": b"x"})
+    source = RedisStreamSource(settings)
+    part = source.build_part("in", stream, None)
+    batch = poll_next_batch(part)
+    assert [e.data for e in batch] == [b"0", b"1", b"2", b"3", b"4", None]
+    assert batch[0] == Entry(stream, ids[0], b"0")
+    part.close()
+
+    resumed = source.build_part("in", stream, ids[2])
+    assert [e.data for e in poll_next_batch(resumed)] == [b"3", b"4", None]
+    assert resumed.next_batch() == []
+    resumed.close()
+
+
+def test_idle_read_returns_within_the_block_timeout(settings: Settings) -> None:
+    import time
+
+    part = RedisStreamSource(settings).build_part("in", events_stream(0), None)
+    started = time.monotonic()
+    assert part.next_batch() == []
+    assert time.monotonic() - started < 1.0
+    part.close()
+
+
+def test_stop_request_ends_the_partition(settings: Settings) -> None:
+    part = RedisStreamSource(settings).build_part("in", events_stream(0), None)
+    request_stop()
+    try:
+        try:
+            part.next_batch()
+        except StopIteration:
+            pass
+        else:
+            raise AssertionError("next_batch should raise StopIteration after a stop request")
+    finally:
+        reset_stop()
+        part.close()
