@@ -76,7 +76,7 @@ class Settings:
     label_mode: str = "cancel"
     alerts_maxlen: int = 100_000
     read_count: int = 1000
-    read_block_ms: int = 5
+    read_block_ms: int = 100
     token_ttl_hours: float = 12.0
     log_level: str = "INFO"
 
@@ -134,7 +134,7 @@ class Settings:
             label_mode=env.get("CX_LABEL_MODE") or "cancel",
             alerts_maxlen=get("CX_ALERTS_MAXLEN", int, 100_000),
             read_count=get("CX_READ_COUNT", int, 1000),
-            read_block_ms=get("CX_READ_BLOCK_MS", int, 5),
+            read_block_ms=get("CX_READ_BLOCK_MS", int, 100),
             token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
         )

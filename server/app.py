@@ -31,6 +31,7 @@ from websockets.typing import Origin
 from cxstream.settings import Secret, Settings
 from operators.events import encode_event, shard_of
 from server.protocol import (
+    AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
     AgentSession,
     Close,
@@ -83,8 +84,16 @@ class _Client:
 class AlertServer:
     """WebSocket + HTTP server delivering alerts from Redis to connected agents."""
 
-    def __init__(self, settings: Settings, *, redis_url: str, secret: Secret) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_url: str,
+        secret: Secret,
+        auth_timeout: float = AUTH_TIMEOUT_S,
+    ) -> None:
         self.settings = settings
+        self.auth_timeout = auth_timeout
         self.secret = secret
         self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
         self.metrics = Metrics()
@@ -157,7 +166,8 @@ class AlertServer:
         if conn.request is None or conn.request.path.split("?", 1)[0] != "/ws":
             await conn.close(1008, "use /ws")
             return
-        client = _Client(conn, AgentSession(self.secret, now=time.time()))
+        session = AgentSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
+        client = _Client(conn, session)
         self.clients.add(client)
         self.metrics.connections.inc()
         writer = asyncio.create_task(self._write(client))

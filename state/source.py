@@ -51,28 +51,69 @@ class Entry:
     data: bytes | None
 
 
-class _StreamPartition(StatefulSourcePartition[Entry, str]):
-    def __init__(self, client: redis.Redis, stream: str, last_id: str, settings: Settings):
-        self.client = client
-        self.stream = stream
-        self.last_id = last_id
+class _WorkerReader:
+    """One XREAD over every shard stream of one worker thread.
+
+    Bytewax calls all partitions of a worker in one input activation before
+    any downstream step runs, so a partition that blocks after another one
+    returned entries would hold those entries back.  The reader therefore
+    blocks (for at most CX_READ_BLOCK_MS, never ``BLOCK 0``) only when the
+    whole worker is idle: nothing buffered, and a full round of non-blocking
+    reads found nothing.  An entry on any shard then wakes it at once.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = connect(settings)
         self.count = settings.read_count
         self.block_ms = settings.read_block_ms
+        self.parts: dict[str, _StreamPartition] = {}
+        self.empty_reads = 0
+
+    def fill(self) -> None:
+        idle = self.empty_reads >= len(self.parts) and not any(
+            p.buffer for p in self.parts.values()
+        )
+        streams = {name: part.fetched_id for name, part in self.parts.items()}
+        try:
+            reply = self.client.xread(
+                streams, count=self.count, block=self.block_ms if idle else None
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"reading {', '.join(streams)}: {exc}") from exc
+        got = 0
+        for stream, entries in xread_entries(reply):
+            part = self.parts[stream]
+            part.buffer.extend(Entry(stream, eid, fields.get(b"data")) for eid, fields in entries)
+            if entries:
+                part.fetched_id = entries[-1][0]
+                got += len(entries)
+        self.empty_reads = 0 if got else self.empty_reads + 1
+
+    def remove(self, stream: str) -> None:
+        self.parts.pop(stream, None)
+        if not self.parts:
+            self.client.close()
+            _readers.pop(threading.get_ident(), None)
+
+
+_readers: dict[int, _WorkerReader] = {}
+
+
+class _StreamPartition(StatefulSourcePartition[Entry, str]):
+    def __init__(self, reader: _WorkerReader, stream: str, last_id: str) -> None:
+        self.reader = reader
+        self.stream = stream
+        self.last_id = last_id  # the last entry handed to the flow: the resume point
+        self.fetched_id = last_id  # the last entry read from redis (may be buffered)
+        self.buffer: list[Entry] = []
+        reader.parts[stream] = self
 
     def next_batch(self) -> list[Entry]:
         if _stop.is_set():
             raise StopIteration
-        try:
-            reply = self.client.xread(
-                {self.stream: self.last_id}, count=self.count, block=self.block_ms
-            )
-        except redis.RedisError as exc:
-            raise StoreError(f"reading {self.stream} after {self.last_id}: {exc}") from exc
-        batch = [
-            Entry(self.stream, entry_id, fields.get(b"data"))
-            for _stream, entries in xread_entries(reply)
-            for entry_id, fields in entries
-        ]
+        if not self.buffer:
+            self.reader.fill()
+        batch, self.buffer = self.buffer, []
         if batch:
             self.last_id = batch[-1].entry_id
         return batch
@@ -81,7 +122,7 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         return self.last_id
 
     def close(self) -> None:
-        self.client.close()
+        self.reader.remove(self.stream)
 
 
 class RedisStreamSource(FixedPartitionedSource[Entry, str]):
@@ -96,4 +137,7 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         start = resume_state or START_ID
         log.info("%s: reading %s after %s", step_id, for_part, start)
-        return _StreamPartition(connect(self.settings), for_part, start, self.settings)
+        reader = _readers.get(threading.get_ident())
+        if reader is None:
+            reader = _readers[threading.get_ident()] = _WorkerReader(self.settings)
+        return _StreamPartition(reader, for_part, start)

@@ -87,14 +87,15 @@ def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
     run_main(flow)
     s = summarise(captured)
     assert len(s["alerts"]) == 6
-    for customer, _id, agent, reasons, open_complaints, action in s["alerts"]:
+    for _customer, _id, agent, reasons, open_complaints, action in s["alerts"]:
         assert open_complaints == 1  # the duplicate complaint was dropped
         assert reasons[0] == "1 open complaint"
         assert action == "resolve_complaint"
         assert agent in ("agent-0", "agent-1")
     assert s["dead"] == [("900-0", "not json"), ("901-0", "no data field")]
     assert s["profiled"] == [f"cust-{c}" for c in range(6)]
-    assert captured.models and captured.models[0].shard == "m0"
+    assert captured.models
+    assert captured.models[0].shard == "m0"
     assert all(a.payload["emitted_at"] == 1_000_000 for a in captured.alerts)
 
 

@@ -38,7 +38,7 @@ def _all_logics() -> set[type]:
 
 
 def _customer_inputs() -> list[Any]:
-    return [e for e in Simulator(SimConfig(customers=3, seed=2)).take(120)]
+    return list(Simulator(SimConfig(customers=3, seed=2)).take(120))
 
 
 def _decide_inputs() -> list[Any]:

@@ -52,3 +52,35 @@ def test_stop_request_ends_the_partition(settings: Settings) -> None:
     finally:
         reset_stop()
         part.close()
+
+
+def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """One worker owns all shards: it blocks only when idle, never right after data."""
+    from dataclasses import replace
+    from typing import Any
+
+    source = RedisStreamSource(replace(settings, read_block_ms=50))
+    parts = [source.build_part("in", name, None) for name in source.list_parts()]
+    reader = parts[0].reader  # type: ignore[attr-defined]
+    blocks: list[Any] = []
+    real_xread = reader.client.xread
+
+    def recording_xread(*args: Any, **kwargs: Any) -> Any:
+        blocks.append(kwargs.get("block"))
+        return real_xread(*args, **kwargs)
+
+    reader.client.xread = recording_xread
+    for part in parts:  # a full idle round, all non-blocking
+        assert part.next_batch() == []
+    assert blocks == [None] * 4
+    r.xadd(events_stream(1), {"data": b"x"})
+    blocks.clear()
+    got = [len(part.next_batch()) for part in parts]
+    assert got == [0, 1, 0, 0]
+    # The idle worker's first read may block (the entry is there, so it returns at once);
+    # the reads after the entry arrived in the same round must not block.
+    assert blocks == [50, None, None]
+    for part in parts:
+        part.close()

@@ -1,0 +1,208 @@
+"""The websockets adapter with real sockets on 127.0.0.1 (port 0) and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from cxstream.settings import Settings
+from operators.events import parse_event, shard_of
+from server.app import AlertServer
+from server.tokens import mint
+from state.keys import ALERTS, events_stream
+from tests.conftest import SECRET
+
+
+def token(agent: str = "a1", queues: tuple[str, ...] = ("care",), role: str = "agent") -> str:
+    import time
+
+    return mint(SECRET, agent_id=agent, queues=queues, role=role, now=time.time(), ttl_s=600)
+
+
+def run(settings: Settings, body: Callable[[AlertServer], Awaitable[None]]) -> None:
+    async def main() -> None:
+        assert settings.redis_url is not None
+        server = AlertServer(
+            settings, redis_url=settings.redis_url, secret=SECRET, auth_timeout=0.5
+        )
+        await server.start()
+        try:
+            await asyncio.wait_for(body(server), timeout=20)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def url(server: AlertServer, path: str = "/ws") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def signed_in(server: AlertServer, tok: str | None = None, **kw: Any) -> ClientConnection:
+    ws = await connect(url(server), **kw)
+    await ws.send(orjson.dumps({"type": "auth", "token": tok or token()}).decode())
+    welcome = orjson.loads(await ws.recv())
+    assert welcome["type"] == "welcome"
+    return ws
+
+
+def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
+    alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
+    return r.xadd(ALERTS, {"data": orjson.dumps(alert)}).decode()
+
+
+async def next_alert(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+    assert frame["type"] == "alert", frame
+    return frame  # type: ignore[no-any-return]
+
+
+def test_agent_gets_its_queue_and_never_another_queues_alert(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        ws = await signed_in(server)
+        add_alert(r, "other", queue="vip", agent_id="a7")
+        add_alert(r, "mine", queue="care", agent_id="a7")
+        add_alert(r, "direct", queue="vip", agent_id="a1")
+        assert (await next_alert(ws))["alert"]["alert_id"] == "mine"
+        assert (await next_alert(ws))["alert"]["alert_id"] == "direct"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_wrong_token_is_closed_with_4001(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server)) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": "forged"}).decode())
+            error = orjson.loads(await ws.recv())
+            assert error["code"] == "auth_failed"
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 4001
+
+    run(settings, body)
+
+
+def test_no_auth_in_time_is_closed_with_4008(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server)) as ws:
+            assert orjson.loads(await ws.recv())["code"] == "auth_timeout"
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 4008
+
+    run(settings, body)
+
+
+def test_browser_from_another_origin_is_refused(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), origin="http://evil.example")  # type: ignore[arg-type]
+        assert info.value.response.status_code == 403
+        ws = await signed_in(server, origin=f"http://127.0.0.1:{settings.port}")  # type: ignore[arg-type]
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_oversize_frame_closes_with_1009(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server), max_size=None) as ws:
+            await ws.send("x" * (70 * 1024))
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1009
+
+    run(settings, body)
+
+
+def test_resume_after_disconnect_delivers_exactly_the_missed_alerts(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        ws = await signed_in(server)
+        add_alert(r, "a", queue="care")
+        first = await next_alert(ws)
+        await ws.close()
+        add_alert(r, "b", queue="care")
+        add_alert(r, "x", queue="vip")
+        add_alert(r, "c", queue="care")
+        ws = await signed_in(server)
+        await ws.send(orjson.dumps({"type": "resume", "after": first["stream_id"]}).decode())
+        got = [(await next_alert(ws))["alert"]["alert_id"] for _ in range(2)]
+        assert got == ["b", "c"]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_outcome_is_written_back_to_the_event_stream(settings: Settings, r: redis.Redis) -> None:
+    async def body(server: AlertServer) -> None:
+        ws = await signed_in(server)
+        add_alert(r, "al_9", queue="care", contact_id="ct9")
+        await next_alert(ws)
+        outcome = {
+            "type": "outcome",
+            "alert_id": "al_9",
+            "action_id": "retention_offer",
+            "response": "declined",
+            "reason": "too expensive",
+        }
+        await ws.send(orjson.dumps(outcome).decode())
+        stream = events_stream(shard_of("c1", settings.shards))
+        for _ in range(100):
+            entries = r.xrange(stream)
+            if entries:
+                break
+            await asyncio.sleep(0.02)
+        event = parse_event(entries[-1][1][b"data"])
+        assert event.type == "offer_response"
+        assert event.attrs["response"] == "declined"
+        assert event.attrs["reason"] == "too expensive"
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_http_routes_on_the_same_port(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        base = f"http://127.0.0.1:{server.port}"
+
+        def get(path: str) -> tuple[int, str, bytes]:
+            try:
+                with urllib.request.urlopen(base + path, timeout=5) as resp:  # noqa: S310
+                    return resp.status, resp.headers["Content-Type"], resp.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.headers["Content-Type"], exc.read()
+
+        loop = asyncio.get_running_loop()
+        status, ctype, body_ = await loop.run_in_executor(None, get, "/healthz")
+        assert (status, ctype, orjson.loads(body_)["status"]) == (200, "application/json", "ok")
+        status, ctype, body_ = await loop.run_in_executor(None, get, "/")
+        assert status == 200
+        assert ctype.startswith("text/html")
+        assert b"agent console" in body_
+        status, _, body_ = await loop.run_in_executor(None, get, "/metrics")
+        assert status == 200
+        assert b"cx_ws_connections" in body_
+        status, _, _ = await loop.run_in_executor(None, get, "/nope")
+        assert status == 404
+
+    run(settings, body)

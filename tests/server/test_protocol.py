@@ -1,0 +1,201 @@
+"""The agent protocol without sockets: messages in, frames and actions out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.protocol import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_FORBIDDEN,
+    CLOSE_POLICY,
+    AgentSession,
+    Close,
+    Publish,
+    Replay,
+    Send,
+)
+from server.tokens import mint
+from tests.conftest import SECRET
+
+
+def tok(role: str = "agent", queues: tuple[str, ...] = ("care",), now: float = 0.0) -> str:
+    return mint(SECRET, agent_id="a1", queues=queues, role=role, now=now, ttl_s=600)
+
+
+def msg(**obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def frames(actions: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(a.frame) for a in actions if isinstance(a, Send)]
+
+
+def authed(role: str = "agent", queues: tuple[str, ...] = ("care",)) -> AgentSession:
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive(msg(type="auth", token=tok(role, queues)), now=1.0)
+    assert frames(out)[0]["type"] == "welcome"
+    return s
+
+
+ALERT = {
+    "alert_id": "al_1",
+    "kind": "contact",
+    "customer_id": "c1",
+    "agent_id": "a9",
+    "queue": "care",
+    "contact_id": "ct1",
+}
+
+
+def test_no_alert_byte_before_auth() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    assert s.alert("1-0", ALERT) == []
+    assert s.alert("1-0", {**ALERT, "agent_id": "a1"}) == []
+
+
+def test_welcome_then_alerts_for_own_id_and_queues_only() -> None:
+    s = authed()
+    assert frames(s.alert("1-0", ALERT))[0] == {"type": "alert", "stream_id": "1-0", "alert": ALERT}
+    assert s.alert("2-0", {**ALERT, "queue": "vip", "agent_id": "a9"}) == []
+    assert len(s.alert("3-0", {**ALERT, "queue": "vip", "agent_id": "a1"})) == 1
+
+
+def test_supervisor_also_gets_trend_alerts() -> None:
+    trend = {"alert_id": "t1", "kind": "trend", "queue": None}
+    assert authed("supervisor").alert("1-0", trend) != []
+    assert authed("agent").alert("1-0", trend) == []
+
+
+def test_first_message_must_be_auth() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive(msg(type="subscribe", queues=["care"]), now=1.0)
+    assert frames(out)[0]["code"] == "auth_required"
+    assert out[-1] == Close(CLOSE_AUTH_FAILED, "auth_required")
+    assert s.receive(msg(type="auth", token=tok()), now=1.0) == []  # closed stays closed
+
+
+def test_garbage_before_auth_closes_with_policy_violation() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive("{{{{", now=1.0)
+    assert frames(out)[0]["code"] == "bad_json"
+    assert out[-1] == Close(CLOSE_POLICY, "bad_json")
+
+
+def test_bad_token_and_ingest_token_are_refused() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive(msg(type="auth", token="nope"), now=1.0)
+    assert out[-1].code == CLOSE_AUTH_FAILED  # type: ignore[union-attr]
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive(msg(type="auth", token=tok(role="ingest")), now=1.0)
+    assert out[-1] == Close(CLOSE_FORBIDDEN, "forbidden")
+
+
+def test_auth_deadline() -> None:
+    s = AgentSession(SECRET, now=0.0, auth_timeout=5.0)
+    assert s.check_deadline(4.9) == []
+    out = s.check_deadline(5.0)
+    assert out[-1] == Close(CLOSE_AUTH_TIMEOUT, "auth_timeout")
+    late = AgentSession(SECRET, now=0.0, auth_timeout=5.0)
+    assert late.receive(msg(type="auth", token=tok()), now=6.0)[-1] == Close(
+        CLOSE_AUTH_TIMEOUT, "auth_timeout"
+    )
+
+
+def test_token_expiry_ends_the_session() -> None:
+    s = authed()
+    out = s.receive(msg(type="resume", after="1-0"), now=700.0)
+    assert out[-1] == Close(CLOSE_AUTH_FAILED, "token_expired")
+
+
+def test_subscribe_only_to_granted_queues() -> None:
+    s = authed(queues=("care", "billing"))
+    assert frames(s.receive(msg(type="subscribe", queues=["billing"]), now=2))[0]["queues"] == [
+        "billing"
+    ]
+    assert s.alert("1-0", ALERT) == []  # unsubscribed from care
+    assert frames(s.receive(msg(type="subscribe", queues=["vip"]), now=2))[0]["code"] == "forbidden"
+    assert (
+        frames(s.receive(msg(type="subscribe", queues="care"), now=2))[0]["code"] == "bad_message"
+    )
+
+
+def test_resume_validates_the_stream_id() -> None:
+    s = authed()
+    assert s.receive(msg(type="resume", after="1700000000000-3"), now=2) == [
+        Replay("1700000000000-3")
+    ]
+    assert frames(s.receive(msg(type="resume", after="1;FLUSHALL"), now=2))[0]["code"] == (
+        "bad_message"
+    )
+
+
+def test_outcome_is_published_as_an_event_for_the_alerts_customer() -> None:
+    s = authed()
+    s.alert("1-0", ALERT)
+    out = s.receive(
+        msg(type="outcome", alert_id="al_1", action_id="retention_offer", response="accepted"),
+        now=5.0,
+    )
+    [publish] = out
+    assert isinstance(publish, Publish)
+    e = publish.event
+    assert (e.customer_id, e.type, e.channel, e.ts) == ("c1", "offer_response", "crm", 5000)
+    assert e.attrs == {
+        "action_id": "retention_offer",
+        "response": "accepted",
+        "alert_id": "al_1",
+        "agent_id": "a1",
+        "contact_id": "ct1",
+    }
+    again = s.receive(
+        msg(type="outcome", alert_id="al_1", action_id="retention_offer", response="accepted"),
+        now=9.0,
+    )
+    assert again[0].event.event_id == e.event_id  # type: ignore[union-attr]  # a retry dedupes
+
+
+def test_outcome_and_ack_need_a_delivered_alert_and_valid_fields() -> None:
+    s = authed()
+    out = s.receive(msg(type="ack", alert_id="al_1"), now=2)
+    assert frames(out)[0]["code"] == "unknown_alert"
+    s.alert("1-0", ALERT)
+    assert isinstance(s.receive(msg(type="ack", alert_id="al_1"), now=2)[0], Publish)
+    bad = s.receive(msg(type="outcome", alert_id="al_1", action_id="x", response="maybe"), now=2)
+    assert frames(bad)[0]["code"] == "bad_message"
+    bad = s.receive(msg(type="outcome", alert_id="al_1", response="declined"), now=2)
+    assert frames(bad)[0]["code"] == "bad_message"
+
+
+def test_unknown_type_after_auth_is_an_error_not_a_close() -> None:
+    s = authed()
+    out = s.receive(msg(type="dance"), now=2)
+    assert frames(out)[0]["code"] == "bad_message"
+    assert not s.closed
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_any_message_gives_actions_never_an_exception(message: str | bytes) -> None:
+    for s in (AgentSession(SECRET, now=0.0), authed()):
+        out = s.receive(message, now=2.0)
+        assert all(isinstance(a, Send | Close | Replay | Publish) for a in out)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "token", "queues", "after", "alert_id", "action_id", "response"]),
+        st.none()
+        | st.integers(-(2**63), 2**63)
+        | st.text(max_size=20)
+        | st.lists(st.text(max_size=5)),
+    )
+)
+def test_any_object_message_gives_actions(obj: dict[str, Any]) -> None:
+    s = authed()
+    s.alert("1-0", ALERT)
+    out = s.receive(orjson.dumps(obj), now=2.0)
+    assert all(isinstance(a, Send | Close | Replay | Publish) for a in out)

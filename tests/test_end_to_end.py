@@ -1,0 +1,208 @@
+"""The whole path on real parts: Redis, the dataflow and the server as processes, a real client.
+
+A channel system XADDs journey events and a contact_start; the agent handling
+the contact receives the alert (risk, reasons, action) over the WebSocket.
+A malformed event lands in cx:dlq and the flow goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from operators.events import encode_event
+from server.tokens import mint
+from state.ingest import xadd_events
+from state.keys import DLQ, events_stream, profile_key
+from tests.conftest import DAY, SECRET, ev, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Stack:
+    redis_url: str
+    port: int
+    client: redis.Redis
+
+
+def _wait(predicate: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    port = free_port()
+    folder = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_PORT": str(port),
+        "CX_DATA_DIR": str(folder),
+        "CX_HORIZON_DAYS": "7",
+        "CX_RETENTION_DAYS": "30",
+    }
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    for name in ("run", "serve"):
+        log = folder / f"{name}.log"
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "cxstream", name],
+                    env=env,
+                    stdout=log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
+    try:
+        _wait(lambda: _healthy(port), "the server's /healthz")
+        # The flow is ready once it has written the profile of a warm-up event.
+        xadd_events(client, [ev("warmup", "page_view", customer="warmup")], 4)
+        _wait(lambda: client.exists(profile_key("warmup")), "the flow to process a first event")
+        yield Stack(redis_server, port, client)
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, log in procs:
+            try:
+                code = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
+            assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"
+        client.close()
+
+
+def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
+    stack: Stack,
+) -> None:
+    now = int(time.time() * 1000)
+    journey = [
+        ev("j1", "page_view", customer="cust-e2e", ts=now - 10 * DAY),
+        ev("j2", "payment_failed", customer="cust-e2e", ts=now - 5 * DAY, amount=30.0),
+        ev(
+            "j3",
+            "complaint",
+            customer="cust-e2e",
+            ts=now - 3 * DAY,
+            channel="email",
+            sentiment=-0.8,
+        ),
+        ev(
+            "j4",
+            "contact_start",
+            customer="cust-e2e",
+            ts=now - 2 * DAY,
+            channel="chat",
+            queue="care",
+        ),
+    ]
+    contact = ev(
+        "j5",
+        "contact_start",
+        customer="cust-e2e",
+        ts=now,
+        channel="voice",
+        agent_id="agent-e2e",
+        queue="billing",
+        contact_id="call-1",
+    )
+    tok = mint(
+        SECRET, agent_id="agent-e2e", queues=["billing"], role="agent", now=time.time(), ttl_s=600
+    )
+
+    async def agent() -> tuple[dict[str, object], float]:
+        async with connect(f"ws://127.0.0.1:{stack.port}/ws") as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": tok}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            xadd_events(stack.client, journey, 4)
+            await asyncio.sleep(0.5)  # the earlier chat contact alerts the care queue, not us
+            sent = time.perf_counter()
+            xadd_events(stack.client, [contact], 4)
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            return frame, time.perf_counter() - sent
+
+    frame, latency = asyncio.run(agent())
+    print(f"contact_start XADD -> alert frame at the agent: {latency * 1000:.1f} ms")
+    assert frame["type"] == "alert"
+    alert = frame["alert"]
+    assert isinstance(alert, dict)
+    assert alert["customer_id"] == "cust-e2e"
+    assert (alert["agent_id"], alert["contact_id"], alert["queue"]) == (
+        "agent-e2e",
+        "call-1",
+        "billing",
+    )
+    risk = alert["risk"]
+    assert 0.0 <= risk["churn_probability"] <= 1.0
+    assert risk["band"] in ("low", "medium", "high")
+    assert risk["trend"] in ("new", "rising", "falling", "steady")
+    assert "1 open complaint" in risk["reasons"]
+    assert "payment failed once in 30 days" in risk["reasons"]
+    assert alert["next_best_action"]["action_id"] in ("resolve_complaint", "payment_help")
+    assert alert["journey"]["open_complaints"] == 1
+    assert [t["type"] for t in alert["journey"]["last_touchpoints"][:2]] == [
+        "contact_start",
+        "contact_start",
+    ]
+    profile = stack.client.hgetall(profile_key("cust-e2e"))
+    assert orjson.loads(profile[b"last_alert_id"]) == alert["alert_id"]
+
+
+def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(
+    stack: Stack,
+) -> None:
+    before = stack.client.xlen(DLQ)
+    stack.client.xadd(events_stream(1), {"data": b'{"event_id": "bad-1", "ts": "never"'})
+    stack.client.xadd(
+        events_stream(1),
+        {
+            "data": orjson.dumps(
+                {"event_id": "bad-2", "customer_id": "c", "ts": 1, "channel": "fax", "type": "x"}
+            )
+        },
+    )
+    stack.client.xadd(events_stream(1), {"nodata": b"1"})
+    xadd_events(stack.client, [ev("after-bad", "page_view", customer="cust-after-bad")], 4)
+    _wait(
+        lambda: stack.client.exists(profile_key("cust-after-bad")), "the event after the bad ones"
+    )
+    _wait(lambda: stack.client.xlen(DLQ) == before + 3, "three dead letters")
+    reasons = {f[b"reason"] for _, f in stack.client.xrange(DLQ)}
+    assert {b"not json", b"channel unknown", b"no data field"} <= reasons
+    raw = [f[b"data"] for _, f in stack.client.xrange(DLQ) if f[b"reason"] == b"not json"]
+    assert raw == [b'{"event_id": "bad-1", "ts": "never"']
+    assert encode_event  # the valid path is covered above
