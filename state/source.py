@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -73,7 +74,7 @@ class _WorkerReader:
         idle = self.empty_reads >= len(self.parts) and not any(
             p.buffer for p in self.parts.values()
         )
-        streams = {name: part.fetched_id for name, part in self.parts.items()}
+        streams: dict[Any, Any] = {name: part.fetched_id for name, part in self.parts.items()}
         try:
             reply = self.client.xread(
                 streams, count=self.count, block=self.block_ms if idle else None

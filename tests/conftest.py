@@ -78,3 +78,22 @@ def ev(
     """A valid event for tests; ``ts`` defaults to T0 + n minutes."""
     at = ts if ts is not None else T0 + (int(n) if isinstance(n, int) else 0) * 60_000
     return Event(f"e{n}", customer, None, at, channel, type_, attrs)
+
+
+def entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[bytes, bytes]]]:
+    """XRANGE of a whole stream, typed."""
+    from state.redis import stream_entries
+
+    return stream_entries(client.xrange(stream))
+
+
+def xadd(client: redis.Redis, stream: str, fields: dict[str, bytes]) -> str:
+    """XADD, returning the id as a string."""
+    entry_id = client.xadd(stream, fields)  # type: ignore[arg-type]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def hash_of(client: redis.Redis, key: str) -> dict[bytes, bytes]:
+    from typing import cast
+
+    return cast("dict[bytes, bytes]", client.hgetall(key))

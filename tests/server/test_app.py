@@ -12,13 +12,14 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from cxstream.settings import Settings
 from operators.events import parse_event, shard_of
 from server.app import AlertServer
 from server.tokens import mint
 from state.keys import ALERTS, events_stream
-from tests.conftest import SECRET
+from tests.conftest import SECRET, entries, xadd
 
 
 def token(agent: str = "a1", queues: tuple[str, ...] = ("care",), role: str = "agent") -> str:
@@ -56,7 +57,7 @@ async def signed_in(server: AlertServer, tok: str | None = None, **kw: Any) -> C
 
 def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
     alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
-    return r.xadd(ALERTS, {"data": orjson.dumps(alert)}).decode()
+    return xadd(r, ALERTS, {"data": orjson.dumps(alert)})
 
 
 async def next_alert(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
@@ -111,9 +112,9 @@ def test_no_auth_in_time_is_closed_with_4008(settings: Settings) -> None:
 def test_browser_from_another_origin_is_refused(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         with pytest.raises(InvalidStatus) as info:
-            await connect(url(server), origin="http://evil.example")  # type: ignore[arg-type]
+            await connect(url(server), origin=Origin("http://evil.example"))
         assert info.value.response.status_code == 403
-        ws = await signed_in(server, origin=f"http://127.0.0.1:{settings.port}")  # type: ignore[arg-type]
+        ws = await signed_in(server, origin=Origin(f"http://127.0.0.1:{settings.port}"))
         await ws.close()
 
     run(settings, body)
@@ -168,11 +169,11 @@ def test_outcome_is_written_back_to_the_event_stream(settings: Settings, r: redi
         await ws.send(orjson.dumps(outcome).decode())
         stream = events_stream(shard_of("c1", settings.shards))
         for _ in range(100):
-            entries = r.xrange(stream)
-            if entries:
+            got = entries(r, stream)
+            if got:
                 break
             await asyncio.sleep(0.02)
-        event = parse_event(entries[-1][1][b"data"])
+        event = parse_event(got[-1][1][b"data"])
         assert event.type == "offer_response"
         assert event.attrs["response"] == "declined"
         assert event.attrs["reason"] == "too expensive"

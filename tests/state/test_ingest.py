@@ -5,7 +5,7 @@ import redis
 
 from operators.events import parse_event, shard_of
 from state.ingest import send_lines
-from tests.conftest import ev
+from tests.conftest import entries, ev
 
 
 def test_send_lines_shards_valid_events_and_reports_bad_lines(r: redis.Redis) -> None:
@@ -20,6 +20,6 @@ def test_send_lines_shards_valid_events_and_reports_bad_lines(r: redis.Redis) ->
     assert "not json" in result.rejected[0][1]
     for g in good:
         stream = f"cx:events:{shard_of(g['customer_id'], 4)}"
-        datas = [parse_event(f[b"data"]) for _, f in r.xrange(stream)]
+        datas = [parse_event(f[b"data"]) for _, f in entries(r, stream)]
         assert any(d.event_id == g["event_id"] for d in datas)
     assert len(result.stream_ids) == 10

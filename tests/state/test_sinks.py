@@ -8,6 +8,7 @@ from operators.events import Rejected
 from operators.records import Alert, ModelStatus, ProfileUpdate
 from state.keys import ALERTS, DLQ
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+from tests.conftest import entries, hash_of
 
 
 def test_alerts_are_xadded_with_their_json(settings: Settings, r: redis.Redis) -> None:
@@ -15,15 +16,15 @@ def test_alerts_are_xadded_with_their_json(settings: Settings, r: redis.Redis) -
     part.write_batch(
         [Alert("al_1", {"alert_id": "al_1", "x": 1}), Alert("al_2", {"alert_id": "al_2"})]
     )
-    entries = r.xrange(ALERTS)
-    assert [orjson.loads(f[b"data"])["alert_id"] for _, f in entries] == ["al_1", "al_2"]
-    assert entries[0][1][b"alert_id"] == b"al_1"
+    got = entries(r, ALERTS)
+    assert [orjson.loads(f[b"data"])["alert_id"] for _, f in got] == ["al_1", "al_2"]
+    assert got[0][1][b"alert_id"] == b"al_1"
 
 
 def test_dead_letters_keep_raw_bytes_reason_and_time(settings: Settings, r: redis.Redis) -> None:
     part = dead_letter_sink(settings).build("dlq", 0, 1)
     part.write_batch([Rejected("cx:events:1", "5-0", b"\xff{bad", "not json", "detail")])
-    [(_, fields)] = r.xrange(DLQ)
+    [(_, fields)] = entries(r, DLQ)
     assert fields[b"data"] == b"\xff{bad"
     assert fields[b"reason"] == b"not json"
     assert fields[b"source"] == b"cx:events:1"
@@ -40,7 +41,7 @@ def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: re
             ProfileUpdate("c1", {"risk": {"band": "high"}}),
         ]
     )
-    h = r.hgetall("cx:profile:c1")
+    h = hash_of(r, "cx:profile:c1")
     assert orjson.loads(h[b"journey"]) == {"n": 2}
     assert orjson.loads(h[b"risk"]) == {"band": "high"}
     assert orjson.loads(h[b"customer_id"]) == "c1"
@@ -51,4 +52,4 @@ def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: re
 def test_model_status_hash(settings: Settings, r: redis.Redis) -> None:
     part = model_status_sink(settings).build("m", 0, 1)
     part.write_batch([ModelStatus("m0", {"version": "logreg-1@10", "roc_auc": 0.7})])
-    assert orjson.loads(r.hget("cx:model:m0", "roc_auc")) == 0.7  # type: ignore[arg-type]
+    assert orjson.loads(hash_of(r, "cx:model:m0")[b"roc_auc"]) == 0.7

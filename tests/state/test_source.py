@@ -6,6 +6,7 @@ from bytewax.testing import poll_next_batch
 from cxstream.settings import Settings
 from state.keys import events_stream
 from state.source import Entry, RedisStreamSource, request_stop, reset_stop
+from tests.conftest import xadd
 
 
 def test_one_partition_per_shard(settings: Settings) -> None:
@@ -14,8 +15,8 @@ def test_one_partition_per_shard(settings: Settings) -> None:
 
 def test_reads_in_order_and_resumes_after_the_snapshot(settings: Settings, r: redis.Redis) -> None:
     stream = events_stream(2)
-    ids = [r.xadd(stream, {"data": f"{i}".encode()}).decode() for i in range(5)]
-    r.xadd(stream, {"other": b"x"})
+    ids = [xadd(r, stream, {"data": f"{i}".encode()}) for i in range(5)]
+    xadd(r, stream, {"other": b"x"})
     source = RedisStreamSource(settings)
     part = source.build_part("in", stream, None)
     batch = poll_next_batch(part)
@@ -63,7 +64,7 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
 
     source = RedisStreamSource(replace(settings, read_block_ms=50))
     parts = [source.build_part("in", name, None) for name in source.list_parts()]
-    reader = parts[0].reader  # type: ignore[attr-defined]
+    reader = parts[0].reader
     blocks: list[Any] = []
     real_xread = reader.client.xread
 
@@ -71,11 +72,11 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
         blocks.append(kwargs.get("block"))
         return real_xread(*args, **kwargs)
 
-    reader.client.xread = recording_xread
+    reader.client.xread = recording_xread  # type: ignore[method-assign]
     for part in parts:  # a full idle round, all non-blocking
         assert part.next_batch() == []
     assert blocks == [None] * 4
-    r.xadd(events_stream(1), {"data": b"x"})
+    xadd(r, events_stream(1), {"data": b"x"})
     blocks.clear()
     got = [len(part.next_batch()) for part in parts]
     assert got == [0, 1, 0, 0]
