@@ -1,0 +1,96 @@
+"""`cxstream demo` as a newcomer runs it: embedded Redis, Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def _demo_processes(folder: Path) -> list[psutil.Process]:
+    """Processes started for this demo: children carry CX_DATA_DIR=<folder>/demo."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("CX_DATA_DIR") == str(folder / "demo"):
+                found.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET")}
+    env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "cxstream", "demo", "--rate", "60", "--status-every", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert demo.stdout is not None
+        for raw in demo.stdout:
+            lines.append(raw.decode(errors="replace"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        match = None
+        while match is None and time.monotonic() < deadline:
+            match = re.search(rf"http://127\.0\.0\.1:{port}/#token=(\S+)", "".join(lines))
+            time.sleep(0.1)
+        assert match, "".join(lines)
+        token = match.group(1)
+        redis_url = re.search(r"redis\s+(unix://\S+)", "".join(lines))
+        assert redis_url
+        assert len(_demo_processes(tmp_path)) >= 2  # dataflow + server
+
+        async def first_alert() -> dict[str, object]:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                assert orjson.loads(await ws.recv())["type"] == "welcome"
+                frame: dict[str, object] = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                return frame
+
+        frame = asyncio.run(first_alert())
+        assert frame["type"] == "alert"
+        alert = frame["alert"]
+        assert isinstance(alert, dict)
+        assert alert["queue"] == "retention"
+        assert alert["risk"]["reasons"] is not None
+        status = re.compile(r"events \d+ \(\d+/s\)\s+alerts [1-9]\d*")
+        while not status.search("".join(lines)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status.search("".join(lines)), "".join(lines)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=60)
+        reader.join(timeout=5)
+    out = "".join(lines)
+    assert code == 0, out
+    assert "demo stopped" in out
+    assert _demo_processes(tmp_path) == []
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(redis_url.group(1), socket_connect_timeout=1).ping()
+    assert (tmp_path / "demo" / "logs" / "dataflow.log").exists()
