@@ -17,7 +17,9 @@ from tests.conftest import SECRET, ev
 COMMANDS = ("run", "serve", "demo", "token", "send", "simulate")
 
 
-def cx(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def cx(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "cxstream", *args],
         input=stdin,
@@ -55,7 +57,11 @@ def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 1
     claims = verify(SECRET, lines[0], now=time.time())
-    assert (claims.agent_id, claims.queues, claims.role) == ("a1", ("care", "billing"), "supervisor")
+    assert (claims.agent_id, claims.queues, claims.role) == (
+        "a1",
+        ("care", "billing"),
+        "supervisor",
+    )
 
 
 def test_token_without_agent_is_a_usage_error() -> None:

@@ -26,7 +26,7 @@ def test_every_variable_is_read() -> None:
             "REDIS_URL": "redis://r:6379/1",
             "CX_SHARDS": "8",
             "CX_SECRET": "s" * 40,
-            "CX_HOST": "0.0.0.0",
+            "CX_HOST": "127.0.0.2",
             "CX_PORT": "9000",
             "CX_ORIGINS": "https://cc.example, https://b.example",
             "CX_RECOVERY_DIR": "/var/lib/cx",
@@ -43,7 +43,13 @@ def test_every_variable_is_read() -> None:
         }
     )
     assert s.redis_url == "redis://r:6379/1"
-    assert (s.shards, s.port, s.model_shards, s.read_count, s.read_block_ms) == (8, 9000, 2, 200, 50)
+    assert (s.shards, s.port, s.model_shards, s.read_count, s.read_block_ms) == (
+        8,
+        9000,
+        2,
+        200,
+        50,
+    )
     assert s.secret == Secret("s" * 40)
     assert s.origins == ("https://cc.example", "https://b.example")
     assert s.allowed_origins() == s.origins

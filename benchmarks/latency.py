@@ -1,0 +1,120 @@
+"""Contact-to-agent latency under background load.
+
+Starts embedded Redis, `cxstream run` and `cxstream serve`; a `cxstream simulate`
+process adds background load at --load events/s; a connected agent (queue
+"probe") times each probe contact_start from its XADD to the alert frame.
+Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
+
+    python benchmarks/latency.py            # 5,000 events/s load, 500 probes
+    python benchmarks/latency.py --quick    # 500 events/s load, 100 probes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+from websockets.asyncio.client import connect
+
+from benchmarks._harness import Stack, record
+from operators.events import Event
+from server.tokens import mint
+from state.ingest import xadd_events
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def probe(stack: Stack, contacts: int, interval_s: float) -> list[float]:
+    token = mint(
+        stack.secret,
+        agent_id="probe-agent",
+        queues=["probe"],
+        role="agent",
+        now=time.time(),
+        ttl_s=3600,
+    )
+    latencies: list[float] = []
+    async with connect(f"ws://127.0.0.1:{stack.port}/ws", max_size=None) as ws:
+        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+        orjson.loads(await ws.recv())
+        for i in range(contacts):
+            event = Event(
+                f"probe-{i}",
+                f"probe-customer-{i}",
+                None,
+                int(time.time() * 1000),
+                "voice",
+                "contact_start",
+                {"queue": "probe", "agent_id": "probe-agent", "contact_id": f"probe-call-{i}"},
+            )
+            sent = time.perf_counter()
+            xadd_events(stack.client, [event], 4)
+            while True:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+                if frame["alert"]["customer_id"] == event.customer_id:
+                    break
+            latencies.append((time.perf_counter() - sent) * 1000)
+            if (i + 1) % 100 == 0:
+                print(f"latency: {i + 1}/{contacts} probes", file=sys.stderr, flush=True)
+            await asyncio.sleep(interval_s)
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--load", type=float, default=5000.0, help="background events/s (5000)")
+    parser.add_argument("--contacts", type=int, default=500, help="probe contacts (500)")
+    parser.add_argument("--interval-ms", type=float, default=20.0, help="between probes (20)")
+    parser.add_argument("--quick", action="store_true", help="500 events/s, 100 probes")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.load, args.contacts = 500.0, 100
+    with Stack() as stack:
+        load = None
+        if args.load > 0:
+            load = stack.spawn(
+                "simulate", "--rate", str(args.load), "--customers", "20000", "--duration", "3600"
+            )
+            time.sleep(2.0)
+        start_events = _events(stack)
+        started = time.monotonic()
+        latencies = asyncio.run(probe(stack, args.contacts, args.interval_ms / 1000))
+        elapsed = time.monotonic() - started
+        load_rate = (_events(stack) - start_events - args.contacts) / elapsed
+        if load is not None:
+            load.terminate()
+    latencies.sort()
+    figures = {
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p95_ms": round(percentile(latencies, 0.95), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(latencies[-1], 2),
+        "mean_ms": round(statistics.fmean(latencies), 2),
+        "load_events_per_s": round(load_rate, 1),
+        "contacts": len(latencies),
+    }
+    if not args.no_record:
+        record(
+            "latency", "python benchmarks/latency.py" + (" --quick" if args.quick else ""), figures
+        )
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
+def _events(stack: Stack) -> int:
+    return sum(int(stack.client.xlen(f"cx:events:{i}")) for i in range(4))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
