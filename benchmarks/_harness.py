@@ -99,9 +99,7 @@ class Stack:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=1
-                ):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
