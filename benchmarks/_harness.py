@@ -23,6 +23,7 @@ from cxstream.settings import Secret
 from operators.events import Event
 from state.ingest import xadd_events
 from state.keys import profile_key
+from state.redis import stop_embedded
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -131,4 +132,4 @@ class Stack:
                 proc.kill()
                 proc.wait()
         self.client.close()
-        self.redis_server._cleanup()
+        stop_embedded(self.redis_server)

@@ -289,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="event-time seconds per wall second (21600: 6 hours of customer life a second)",
     )
     p.add_argument(
+        "--history-days",
+        type=float,
+        default=30.0,
+        help="days of simulated history sent at once before going live (30; 0 for none)",
+    )
+    p.add_argument(
         "--duration", type=_positive_float, default=None, help="stop after this many seconds"
     )
     p.add_argument(

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import orjson
 
 from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
+from operators.events import Event
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
@@ -49,6 +51,7 @@ class Demo:
         from state.keys import ALERTS, DLQ, model_key
 
         args, settings = self.args, self.settings
+        _check_port_free(settings.host, settings.port)
         url = self._redis()
         secret = settings.secret or Secret(secrets.token_urlsafe(48))
         env = {
@@ -77,21 +80,28 @@ class Demo:
                 now=time.time(),
                 ttl_s=settings.token_ttl_hours * 3600,
             )
-            self._banner(base, token, queues, url, health)
-
+            history_ms = int(args.history_days * 86_400_000)
             sim = Simulator(
                 SimConfig(
                     customers=args.customers,
                     seed=args.seed,
-                    start_ms=int(time.time() * 1000) - 120 * 86_400_000,
+                    start_ms=int(time.time() * 1000) - history_ms,
                     # each customer acts every customers/rate wall seconds on average
                     customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
                 )
             )
+            preloaded = self._preload(client, sim, sim.config.start_ms + history_ms)
+            self._banner(base, token, queues, url, health)
+            if preloaded:
+                print(
+                    f"preloaded {preloaded} events ({args.history_days:g} days of journeys); "
+                    "now live:",
+                    flush=True,
+                )
             pace = Pacer(args.rate)
             sent = 0
             started = time.monotonic()
-            last = (started, 0, 0)
+            last = (started, 0, int(client.xlen(ALERTS)))  # live rates exclude the preload
             next_status = started + args.status_every
             deadline = started + args.duration if args.duration else None
             while deadline is None or time.monotonic() < deadline:
@@ -162,6 +172,33 @@ class Demo:
         )
         self.children.append((name, proc, log_file))
 
+    def _preload(self, client: Any, sim: Any, until_ms: int) -> int:
+        """XADD simulated history up to event time ``until_ms``; wait for the flow to catch up."""
+        from state.ingest import xadd_events
+        from state.keys import profile_key
+
+        sent = 0
+        last = None
+        while last is None or last.ts < until_ms:
+            batch: list[Event] = []
+            while len(batch) < 1000:
+                last = sim.next_event()
+                batch.append(last)
+                if last.ts >= until_ms:
+                    break
+            xadd_events(client, batch, self.settings.shards)
+            sent += len(batch)
+        if last is not None:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            key = profile_key(last.key)
+            while time.monotonic() < deadline:
+                self._check_children()
+                seen = client.hget(key, "last_event_ts")
+                if seen is not None and orjson.loads(seen) >= last.ts:
+                    break
+                time.sleep(0.1)
+        return sent
+
     def _check_children(self) -> None:
         for name, proc, _ in self.children:
             code = proc.poll()
@@ -227,7 +264,7 @@ class Demo:
         if self.redis_handle is not None:
             from state.redis import release
 
-            release(self.folder)
+            release(self.folder, stop=True)
             self.redis_handle = None
 
 
@@ -236,3 +273,17 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse to start when the port is taken (e.g. another demo is still running)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CxError(
+                f"cannot use {host}:{port} for the server: {reason} "
+                "(is another cxstream demo running?); set CX_PORT to another port"
+            ) from exc

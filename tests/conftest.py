@@ -26,7 +26,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"unix://{server.socket_file}"
     finally:
-        server._cleanup()
+        from state.redis import stop_embedded
+
+        stop_embedded(server)
 
 
 @pytest.fixture

@@ -94,3 +94,24 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url.group(1), socket_connect_timeout=1).ping()
     assert (tmp_path / "demo" / "logs" / "dataflow.log").exists()
+
+
+def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path))
+        done = subprocess.run(
+            [sys.executable, "-m", "cxstream", "demo", "--duration", "5"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert f"cannot use 127.0.0.1:{port} for the server".encode() in done.stderr
+    assert not (tmp_path / "demo" / "logs").exists()  # nothing was started

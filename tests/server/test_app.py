@@ -207,3 +207,23 @@ def test_http_routes_on_the_same_port(settings: Settings) -> None:
         assert status == 404
 
     run(settings, body)
+
+
+def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
+    import socket
+    from dataclasses import replace
+
+    from cxstream.errors import CxError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = replace(settings, port=taken.getsockname()[1])
+
+        async def main() -> None:
+            assert busy.redis_url is not None
+            server = AlertServer(busy, redis_url=busy.redis_url, secret=SECRET)
+            with pytest.raises(CxError, match=r"cannot listen on 127\.0\.0\.1:\d+: .*CX_PORT"):
+                await server.start()
+
+        asyncio.run(main())

@@ -28,3 +28,17 @@ def test_unreachable_redis_is_a_clear_error() -> None:
 
 def test_passwords_are_hidden_in_messages() -> None:
     assert _safe("redis://user:secret@host:6379/0") == "redis://***@host:6379/0"
+
+
+def test_stop_embedded_stops_the_server_even_with_a_client_left_open(tmp_path: Path) -> None:
+    import os
+
+    import redis
+
+    handle = embedded(tmp_path / "owned")
+    pid = handle.pid
+    forgotten = redis.Redis(unix_socket_path=handle.socket_file)
+    forgotten.ping()  # a client someone forgot to close
+    release(tmp_path / "owned", stop=True)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
