@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
+import orjson
+
 from cxstream.errors import CxError
 from cxstream.settings import Settings
 
@@ -239,6 +241,61 @@ class Pacer:
         time.sleep(self.tick)
 
 
+# -- evaluate -----------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay a recorded log through the same operators, in event time; print the figures."""
+    from operators.churn import ChurnModel
+    from operators.evaluate import Evaluator
+    from operators.journey import DAY_MS
+    from state.replay import has_file_labels, read_jsonl, read_stream_csv
+
+    path = Path(args.input)
+    labels = args.labels
+    if labels == "auto":
+        labels = "file" if args.format == "stream-csv" and has_file_labels(path) else "engine"
+    if labels == "file" and args.format != "stream-csv":
+        raise CxError("--labels file needs --format stream-csv")
+    horizon_days = args.horizon or settings.horizon_days
+    evaluator = Evaluator(
+        ChurnModel(challenger=None if args.challenger == "none" else args.challenger),
+        labels=labels,
+        horizon_ms=int(horizon_days * DAY_MS),
+        label_mode=args.label_mode,
+        score_every=args.score_every,
+    )
+    rejected: list[tuple[int, str]] = []
+    rows = (
+        read_stream_csv(path, rejected)
+        if args.format == "stream-csv"
+        else read_jsonl(path, rejected)
+    )
+    started = time.perf_counter()
+    last_ts = -1
+    for n, row in enumerate(rows, start=1):
+        if row.event.ts < last_ts:
+            raise CxError(f"{path}: row {n} goes back in time; sort the file by ts first")
+        last_ts = row.event.ts
+        evaluator.feed(row)
+        if n % args.progress_every == 0:
+            rate = n / (time.perf_counter() - started)
+            print(f"evaluate: {n} events ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+    figures = evaluator.finish()
+    figures.update(
+        events_per_s=round(figures["n_events"] / elapsed, 1) if elapsed > 0 else None,
+        labels=labels,
+        horizon_days=horizon_days,
+        score_every=args.score_every,
+        rejected_rows=len(rejected),
+    )
+    for number, reason in rejected[:5]:
+        print(f"evaluate: row {number} skipped: {reason}", file=sys.stderr)
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 
@@ -307,6 +364,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--status-every", type=_positive_float, default=2.0, help="status line interval, s (2)"
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="prequential model check on a recorded log",
+        description=cmd_evaluate.__doc__,
+    )
+    p.add_argument("--input", required=True, help="the log file (.gz allowed)")
+    p.add_argument(
+        "--format", choices=("stream-csv", "jsonl"), default="stream-csv", help="(stream-csv)"
+    )
+    p.add_argument(
+        "--labels",
+        choices=("auto", "file", "engine"),
+        default="auto",
+        help="file: the rows' label/label_ts; engine: the engine's own rule; auto: file if present",
+    )
+    p.add_argument(
+        "--label-mode",
+        choices=("cancel", "inactivity"),
+        default="inactivity",
+        help="the engine's rule with --labels engine (inactivity)",
+    )
+    p.add_argument(
+        "--horizon", type=_positive_float, default=None, help="H in days (CX_HORIZON_DAYS)"
+    )
+    p.add_argument(
+        "--score-every",
+        type=_positive_int,
+        default=1,
+        help="score every K-th event of a customer (1)",
+    )
+    p.add_argument(
+        "--challenger",
+        choices=("none", "arf"),
+        default="none",
+        help="also run the tree-ensemble challenger (about 10x slower) (none)",
+    )
+    p.add_argument("--progress-every", type=_positive_int, default=50_000, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
     p.add_argument("--agent", required=True, help="agent (or system) id the token is for")

@@ -79,6 +79,8 @@ class Settings:
     read_block_ms: int = 100
     token_ttl_hours: float = 12.0
     log_level: str = "INFO"
+    challenger: str = "arf"
+    promote_margin: float = 0.02
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -98,6 +100,10 @@ class Settings:
             )
         if self.secret is not None and len(self.secret.reveal().encode()) < MIN_SECRET_BYTES:
             raise ConfigError(f"CX_SECRET is too short: use at least {MIN_SECRET_BYTES} bytes")
+        if self.challenger not in ("arf", "none"):
+            raise ConfigError(f"CX_CHALLENGER={self.challenger!r}: use arf or none")
+        if not 0 <= self.promote_margin < 1:
+            raise ConfigError(f"CX_PROMOTE_MARGIN={self.promote_margin}: must be in [0, 1)")
         if self.read_block_ms < 1:
             raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
 
@@ -137,6 +143,8 @@ class Settings:
             read_block_ms=get("CX_READ_BLOCK_MS", int, 100),
             token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
+            challenger=(env.get("CX_CHALLENGER") or "arf").lower(),
+            promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
         )
 
     def allowed_origins(self) -> tuple[str, ...]:

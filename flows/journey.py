@@ -16,7 +16,8 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from cxstream.settings import Settings
-from operators.customer import CustomerConfig, CustomerLogic
+from operators.churn import ChurnModel
+from operators.customer import CustomerConfig, CustomerLogic, Watermark
 from operators.decide import DecideLogic, model_shard, with_shard
 from operators.events import Event, Rejected, parse_entry
 from operators.journey import DAY_MS
@@ -63,7 +64,12 @@ def build_flow(
         horizon_ms=int(settings.horizon_days * DAY_MS),
         label_mode=settings.label_mode,
     )
+    watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
+
+    def new_model() -> ChurnModel:
+        challenger = None if settings.challenger == "none" else settings.challenger
+        return ChurnModel(challenger=challenger, promote_margin=settings.promote_margin)
 
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings))
@@ -78,7 +84,9 @@ def build_flow(
     by_customer = op.key_on("key_customer", events, lambda e: e.key)
     # (customer key, Event)
     journey = op.stateful(
-        "journey", by_customer, lambda resume: CustomerLogic(resume, config=config, clock=clock)
+        "journey",
+        by_customer,
+        lambda resume: CustomerLogic(resume, config=config, clock=clock, watermark=watermark),
     )
     # (customer key, ScoreRequest | Example | ProfileUpdate)   [dedupe, journey, labels]
     customer_out = op.key_rm("unkey_customer", journey)
@@ -90,7 +98,7 @@ def build_flow(
     decided = op.stateful(
         "decide",
         by_model,
-        lambda resume: DecideLogic(resume, clock=clock),
+        lambda resume: DecideLogic(resume, clock=clock, model=new_model),
     )
     # (model shard, Alert | ProfileUpdate | ModelStatus)
     outputs = op.map("stamp_shard", decided, with_shard)

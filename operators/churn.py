@@ -1,71 +1,269 @@
-"""The online churn model: River ``StandardScaler | LogisticRegression``.
+"""Online churn models: a champion, an optional challenger, and their evidence.
 
-``predict_proba_one(x)`` scores, ``learn_one(x, y)`` learns from a matured
-example (after scoring it first, for the prequential metrics), and
-``contributions(x)`` splits the log-odds into per-feature parts so an agent
-can be told *why*.
+The champion is a bucketed logistic regression: a global River
+``StandardScaler | LogisticRegression`` plus one per *bucket* (the latest
+activity type of the snapshot), used once the bucket has seen ``bucket_min``
+examples.  The challenger, when enabled, is a River adaptive random forest.
 
->>> m = ChurnModel()
+Labels arrive late and in bursts (every snapshot of a customer matures when the
+outcome is known), which throws SGD about.  Matured examples therefore go
+through a :class:`ReplayBuffer` and are learned in random order; the buffer
+grows with experience (a quarter of what was seen, at most ``replay_size``) so
+learning starts at once.
+
+Every matured example is first scored by each model (test, then train) into a
+sliding window: exact ROC AUC, log loss and calibration per model, and ADWIN
+on the champion's loss to report drift.  The challenger is promoted when its
+windowed AUC beats the champion's by ``promote_margin``.
+
+>>> m = ChurnModel(challenger=None, seed=1)
 >>> m.predict_proba_one({"a": 1.0})
 0.5
->>> for i in range(200):
+>>> for i in range(2000):
 ...     m.learn_one({"a": float(i % 2)}, i % 2)
 >>> m.predict_proba_one({"a": 1.0}) > 0.8 > 0.2 > m.predict_proba_one({"a": 0.0})
 True
->>> m.n_learned, m.version
-(200, 'logreg-1@200')
+>>> m.version
+'logreg-1@2000'
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections import deque
+from typing import Any, Protocol
 
-from river import compose, linear_model, metrics, optim, preprocessing
+from river import compose, drift, forest, linear_model, optim, preprocessing
+
+from operators.metrics import expected_calibration_error, log_loss, roc_auc
+
+WINDOW = 2000
 
 
-class ChurnModel:
-    """Scaler + logistic regression learned one example at a time."""
+class OnlineModel(Protocol):
+    family: str
+
+    def predict_proba_one(self, x: dict[str, float]) -> float: ...
+
+    def learn_one(self, x: dict[str, float], y: int) -> None: ...
+
+
+def _logreg(learning_rate: float, l2: float) -> Any:
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
+    )
+
+
+class BucketedLogReg:
+    """A global logistic regression plus one per bucket (the snapshot's ``last:`` feature)."""
 
     family = "logreg"
-    generation = 1
 
-    def __init__(self, *, learning_rate: float = 0.05, l2: float = 1e-4) -> None:
-        self.scaler = preprocessing.StandardScaler()
-        self.lr = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2)
-        self.pipeline = compose.Pipeline(self.scaler, self.lr)
-        self.n_learned = 0
-        self.n_positive = 0
-        self.auc = metrics.ROCAUC()
-        self.log_loss = metrics.LogLoss()
+    def __init__(
+        self,
+        *,
+        learning_rate: float = 0.005,
+        l2: float = 0.0,
+        bucket_min: int = 200,
+        blend: bool = True,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.bucket_min = bucket_min
+        self.blend = blend
+        self.global_model = _logreg(learning_rate, l2)
+        self.buckets: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
 
-    @property
-    def version(self) -> str:
-        return f"{self.family}-{self.generation}@{self.n_learned}"
+    @staticmethod
+    def bucket(x: dict[str, float]) -> str:
+        return next((k for k in x if k.startswith("last:")), "")
+
+    def _model_for(self, x: dict[str, float]) -> Any:
+        key = self.bucket(x)
+        if self.counts.get(key, 0) >= self.bucket_min:
+            return self.buckets[key]
+        return self.global_model
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
-        proba = self.pipeline.predict_proba_one(x)
-        return float(proba.get(True, 0.0))
+        model = self._model_for(x)
+        p = float(model.predict_proba_one(x).get(True, 0.0))
+        if self.blend and model is not self.global_model:
+            p = (p + float(self.global_model.predict_proba_one(x).get(True, 0.0))) / 2
+        return p
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
-        """Score ``x`` for the prequential metrics, then learn from it."""
-        p = self.predict_proba_one(x)
-        self.auc.update(bool(y), p)
-        self.log_loss.update(bool(y), p)
-        self.pipeline.learn_one(x, bool(y))
-        self.n_learned += 1
-        self.n_positive += int(y)
+        key = self.bucket(x)
+        model = self.buckets.get(key)
+        if model is None:
+            model = self.buckets[key] = _logreg(self.learning_rate, self.l2)
+        model.learn_one(x, bool(y))
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.global_model.learn_one(x, bool(y))
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:
         """Each feature's share of the log-odds (weight x standardised value)."""
-        scaled = self.scaler.transform_one(x)
-        weights = self.lr.weights
+        model = self._model_for(x)
+        scaled = model["StandardScaler"].transform_one(x)
+        weights = model["LogisticRegression"].weights
         return {name: float(weights.get(name, 0.0)) * float(v) for name, v in scaled.items()}
 
-    def metrics(self) -> dict[str, float]:
-        auc = float(self.auc.get())
+
+class ForestChallenger:
+    """River's adaptive random forest (trees with their own drift detectors)."""
+
+    family = "arf"
+
+    def __init__(self, *, n_models: int = 5, seed: int = 7) -> None:
+        self.model = forest.ARFClassifier(n_models=n_models, seed=seed)
+
+    def predict_proba_one(self, x: dict[str, float]) -> float:
+        return float(self.model.predict_proba_one(x).get(True, 0.0))
+
+    def learn_one(self, x: dict[str, float], y: int) -> None:
+        self.model.learn_one(x, bool(y))
+
+
+class ReplayBuffer:
+    """Releases matured examples in random order; holds min(size, seen/4) at most."""
+
+    def __init__(self, *, size: int = 5000, seed: int = 7) -> None:
+        self.size = size
+        self.rng = random.Random(seed)
+        self.items: list[tuple[dict[str, float], int]] = []
+        self.seen = 0
+
+    def add(self, x: dict[str, float], y: int) -> list[tuple[dict[str, float], int]]:
+        self.seen += 1
+        self.items.append((x, y))
+        out = []
+        while len(self.items) > min(self.size, max(16, self.seen // 4)):
+            i = self.rng.randrange(len(self.items))
+            self.items[i], self.items[-1] = self.items[-1], self.items[i]
+            out.append(self.items.pop())
+        return out
+
+
+class Scorecard:
+    """A sliding window of (score, label) from test-then-train, and what it says."""
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self.scores: deque[float] = deque(maxlen=size)
+        self.labels: deque[int] = deque(maxlen=size)
+
+    def add(self, p: float, y: int) -> None:
+        self.scores.append(p)
+        self.labels.append(y)
+
+    def auc(self) -> float:
+        return roc_auc(list(self.scores), list(self.labels))
+
+    def summary(self) -> dict[str, float | None]:
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, 4)
+
+        s, y = list(self.scores), list(self.labels)
         return {
-            "n_learned": float(self.n_learned),
-            "positive_rate": self.n_positive / self.n_learned if self.n_learned else 0.0,
-            "roc_auc": auc if math.isfinite(auc) else 0.5,
-            "log_loss": float(self.log_loss.get()),
+            "roc_auc": clean(roc_auc(s, y)),
+            "log_loss": clean(log_loss(s, y)),
+            "ece": clean(expected_calibration_error(s, y)),
+            "window": float(len(s)),
         }
+
+
+class ChurnModel:
+    """The churn model of one model shard: champion, challenger, replay, evidence."""
+
+    def __init__(
+        self,
+        *,
+        challenger: str | None = "arf",
+        promote_margin: float = 0.02,
+        promote_min: int = 500,
+        check_every: int = 250,
+        replay_size: int = 5000,
+        seed: int = 7,
+    ) -> None:
+        self.champion: OnlineModel = BucketedLogReg()
+        self.challenger: OnlineModel | None = (
+            ForestChallenger(seed=seed) if challenger == "arf" else None
+        )
+        if challenger not in (None, "arf"):
+            raise ValueError(f"challenger {challenger!r}: use arf or none")
+        self.explainer = self.champion  # keeps the linear view for reasons after a promotion
+        self.replay = ReplayBuffer(size=replay_size, seed=seed)
+        self.promote_margin = promote_margin
+        self.promote_min = promote_min
+        self.check_every = check_every
+        self.generation = 1
+        self.n_learned = 0
+        self.n_positive = 0
+        self.drifts = 0
+        self.promotions = 0
+        self.adwin = drift.ADWIN()
+        self.champion_card = Scorecard()
+        self.challenger_card = Scorecard()
+
+    @property
+    def version(self) -> str:
+        return f"{self.champion.family}-{self.generation}@{self.n_learned}"
+
+    def predict_proba_one(self, x: dict[str, float]) -> float:
+        return self.champion.predict_proba_one(x)
+
+    def learn_one(self, x: dict[str, float], y: int) -> None:
+        """A matured example: score it with each model (the evidence), then learn."""
+        p = self.champion.predict_proba_one(x)
+        self.champion_card.add(p, y)
+        loss = -math.log(max(1e-7, p if y else 1.0 - p))
+        self.adwin.update(loss)
+        if self.adwin.drift_detected:
+            self.drifts += 1
+        if self.challenger is not None:
+            self.challenger_card.add(self.challenger.predict_proba_one(x), y)
+        for xx, yy in self.replay.add(x, y):
+            self.champion.learn_one(xx, yy)
+            if self.challenger is not None:
+                self.challenger.learn_one(xx, yy)
+            if self.explainer is not self.champion and self.explainer is not self.challenger:
+                self.explainer.learn_one(xx, yy)
+        self.n_learned += 1
+        self.n_positive += int(y)
+        if self.challenger is not None and self.n_learned % self.check_every == 0:
+            self._maybe_promote()
+
+    def _maybe_promote(self) -> None:
+        assert self.challenger is not None
+        if len(self.challenger_card.labels) < self.promote_min:
+            return
+        champion_auc, challenger_auc = self.champion_card.auc(), self.challenger_card.auc()
+        if math.isnan(champion_auc) or math.isnan(challenger_auc):
+            return
+        if challenger_auc - champion_auc >= self.promote_margin:
+            self.champion, self.challenger = self.challenger, self.champion
+            self.champion_card, self.challenger_card = self.challenger_card, self.champion_card
+            self.generation += 1
+            self.promotions += 1
+
+    def contributions(self, x: dict[str, float]) -> dict[str, float]:
+        """Per-feature log-odds parts from the logistic model (also after a promotion)."""
+        explainer = self.explainer
+        assert isinstance(explainer, BucketedLogReg)
+        return explainer.contributions(x)
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "n_learned": self.n_learned,
+            "positive_rate": round(self.n_positive / self.n_learned, 4) if self.n_learned else 0.0,
+            "champion": self.champion.family,
+            "generation": self.generation,
+            "drifts": self.drifts,
+            "promotions": self.promotions,
+        }
+        out.update(self.champion_card.summary())
+        if self.challenger is not None:
+            out["challenger"] = self.challenger.family
+            out.update({f"challenger_{k}": v for k, v in self.challenger_card.summary().items()})
+        return out

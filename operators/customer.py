@@ -19,22 +19,50 @@ from bytewax.operators import StatefulLogic
 
 from operators.dedupe import RecentIds
 from operators.events import Event
-from operators.journey import DAY_MS, FEATURE_NAMES, JourneyState, features, summary
+from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
 from operators.labels import Matured, PendingExamples
 from operators.records import CustomerOut, Example, ProfileUpdate, ScoreRequest
 
 SCORE_TYPES = frozenset(("contact_start",))
+NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
 
 CustomerSnapshot = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustomerConfig:
+    """``label_mode`` is cancel or inactivity (labels from later events), or external
+    (labels come from elsewhere, e.g. a file: nothing is kept pending).
+    ``score_every`` K > 0 also scores every K-th event of a customer, not only contacts.
+    """
+
     retention_s: float = 90 * 86_400.0
     horizon_ms: int = 30 * DAY_MS
     label_mode: str = "cancel"
     dedupe_size: int = 32
     pending_cap: int = 4
+    score_every: int = 0
+    release: str = "horizon"
+
+
+class Watermark:
+    """The latest event time seen by the customer logics that share it (one per worker).
+
+    It lets a quiet customer's pending snapshots mature once the stream's event
+    time has passed their horizon, without that customer sending anything.
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def observe(self, ts: int) -> None:
+        if ts > self.now:
+            self.now = ts
+
+
+MIN_CHECK_S = 1.0
 
 
 class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
@@ -46,29 +74,36 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         *,
         config: CustomerConfig,
         clock: Callable[[], float],
+        watermark: Watermark | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.watermark = watermark or Watermark()
         if resume is None:
             self.key = ""
             self.journey = JourneyState()
             self.seen = RecentIds(size=config.dedupe_size)
-            self.pending = PendingExamples(
-                mode=config.label_mode, horizon_ms=config.horizon_ms, cap=config.pending_cap
+            self.pending: PendingExamples[Packed] = PendingExamples(
+                mode=_pending_mode(config),
+                horizon_ms=config.horizon_ms,
+                cap=config.pending_cap,
+                release=config.release,
             )
             self.duplicates = 0
             self.touched_at = clock()
         else:
-            key, journey, seen, (items, dropped), duplicates, touched_at = resume
+            key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
             self.pending = PendingExamples(
-                mode=config.label_mode,
+                mode=_pending_mode(config),
                 horizon_ms=config.horizon_ms,
                 cap=config.pending_cap,
                 items=items,
                 dropped=dropped,
+                release=config.release,
+                decided=decided,
             )
             self.duplicates = duplicates
             self.touched_at = touched_at
@@ -80,21 +115,25 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             return [], StatefulLogic.RETAIN
         self.key = event.key
         self.touched_at = self.clock()
+        self.watermark.observe(event.ts)
         out: list[CustomerOut] = [
             self._example(m) for m in self.pending.observe(event.ts, event.type)
         ]
         self.journey.update_one(event)
-        if event.type in SCORE_TYPES:
+        every = self.config.score_every
+        due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)
+        if due and event.type not in NEVER_SCORED:
             x = features(self.journey, event.ts)
             latest = self.pending.latest()
-            previous = dict(zip(FEATURE_NAMES, latest[1], strict=True)) if latest else None
-            self.pending.add(event.ts, tuple(x[name] for name in FEATURE_NAMES))
+            previous = unpack(latest[1]) if latest else None
+            if self.config.label_mode != "external":
+                self.pending.add(event.ts, pack(x))
             out.append(ScoreRequest(self.key, event, x, previous, summary(self.journey, event.ts)))
         out.append(self._profile(event.ts))
         return out, StatefulLogic.RETAIN
 
-    def _example(self, m: Matured) -> Example:
-        return Example(self.key, m.features(), m.label, m.snapshot_ts, m.label_ts)
+    def _example(self, m: Matured[Packed]) -> Example:
+        return Example(self.key, unpack(m.values), m.label, m.snapshot_ts, m.label_ts)
 
     def _profile(self, now_ms: int) -> ProfileUpdate:
         return ProfileUpdate(
@@ -107,16 +146,38 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             },
         )
 
+    def advance(self, now_ts: int) -> list[Example]:
+        """Event time has reached ``now_ts``: label the snapshots whose horizon passed."""
+        return [self._example(m) for m in self.pending.advance(now_ts)]
+
+    def next_deadline(self) -> int | None:
+        return self.pending.next_deadline()
+
     def expires_at(self) -> float:
         return self.touched_at + self.config.retention_s
 
+    def next_check(self) -> float:
+        """Wall time to look again: the TTL, or when pending snapshots may have matured.
+
+        Live, event time runs with the wall clock, so a deadline D ms ahead of the
+        watermark is due in D ms; replays run faster and are checked every second.
+        """
+        when = self.expires_at()
+        deadline = self.pending.next_deadline()
+        if deadline is not None:
+            ahead_s = (deadline - self.watermark.now) / 1000
+            when = min(when, self.clock() + max(MIN_CHECK_S, ahead_s))
+        return when
+
     def notify_at(self) -> datetime | None:
-        return datetime.fromtimestamp(self.expires_at(), tz=UTC)
+        return datetime.fromtimestamp(self.next_check(), tz=UTC)
 
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
+        out: list[CustomerOut] = list(self.advance(self.watermark.now))
         if self.clock() < self.expires_at():
-            return [], StatefulLogic.RETAIN
-        return [self._example(m) for m in self.pending.expire()], StatefulLogic.DISCARD
+            return out, StatefulLogic.RETAIN
+        out.extend(self._example(m) for m in self.pending.expire())
+        return out, StatefulLogic.DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
         return (
@@ -127,3 +188,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.duplicates,
             self.touched_at,
         )
+
+
+def _pending_mode(config: CustomerConfig) -> str:
+    return "cancel" if config.label_mode == "external" else config.label_mode

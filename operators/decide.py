@@ -58,12 +58,13 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         clock: Callable[[], float],
         status_every: int = 25,
         warmup: int = WARMUP_EXAMPLES,
+        model: Callable[[], ChurnModel] = ChurnModel,
     ) -> None:
         self.clock = clock
         self.status_every = status_every
         self.warmup = warmup
         if resume is None:
-            self.model = ChurnModel()
+            self.model = model()
             self.n_scored = 0
         else:
             self.model, self.n_scored = pickle.loads(resume)  # noqa: S301 (our own snapshot)

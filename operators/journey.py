@@ -5,8 +5,10 @@
 ``now_ms``; ``summary(state, now_ms)`` gives the journey part of an alert.
 The same ``features`` function serves scoring and learning.
 
-Memory per customer is bounded: counts live in fixed small tables, the lists
-of recent touchpoints, contacts and channel switches are capped.
+Memory per customer is bounded: counts live in fixed small tables (at most
+``OTHER_TYPES_KEPT`` activity types outside the contract's list, the rest
+aggregated), the lists of recent touchpoints, contacts, sessions and channel
+switches are capped.  Decayed counts keep (value, time) and decay on read.
 
 >>> from operators.events import Event
 >>> s = JourneyState()
@@ -33,6 +35,11 @@ CONTACTS_KEPT = 16
 SWITCHES_KEPT = 16
 PAYMENT_FAILURES_KEPT = 8
 SENTIMENT_ALPHA = 0.3
+SENTIMENT_SLOW_ALPHA = 0.08
+SESSION_GAP_MS = 30 * 60_000
+SESSIONS_KEPT = 16
+OTHER_TYPES_KEPT = 24
+DECAY_HALF_LIFE_MS = 7 * DAY_MS
 CONTACT_TYPES = frozenset(("contact_start",))
 COUNTED_TYPES = (
     "page_view",
@@ -68,6 +75,23 @@ FEATURE_NAMES = (
     "cart_abandons",
     "page_views_log",
     "offers_declined",
+    "offers_accepted",
+    "sessions_30d",
+    "sentiment_trend",
+    "activity_7d",
+    "value_attr_log",
+    "events_24h",
+    "tenure_log",
+)
+TENURE_BUCKETS = (
+    (1.0, "0-1d"),
+    (3.0, "1-3d"),
+    (7.0, "3-7d"),
+    (14.0, "7-14d"),
+    (30.0, "14-30d"),
+    (90.0, "30-90d"),
+    (365.0, "90-365d"),
+    (math.inf, "365d+"),
 )
 
 
@@ -75,7 +99,9 @@ class JourneyState:
     """The live journey of one customer.  Mutated by :meth:`update_one` only."""
 
     __slots__ = (
+        "activity",
         "channel_counts",
+        "channel_decay",
         "complaints_open",
         "complaints_total",
         "contacts",
@@ -83,17 +109,25 @@ class JourneyState:
         "first_ts",
         "last_channel",
         "last_ts",
+        "last_type",
         "n_events",
         "nps",
+        "offers_accepted",
         "offers_declined",
+        "other_counts",
+        "other_last",
         "other_types",
         "payment_failures",
         "prev_ts",
+        "prev_type",
         "sentiment",
+        "sentiment_slow",
+        "sessions",
         "switches",
         "touchpoints",
         "type_counts",
         "value",
+        "value_attr",
     )
 
     def __init__(self) -> None:
@@ -116,6 +150,16 @@ class JourneyState:
         self.csat: float | None = None
         self.value = 0.0
         self.offers_declined = 0
+        self.offers_accepted = 0
+        self.sentiment_slow: float | None = None
+        self.sessions: list[int] = []  # start times of the latest sessions
+        self.other_counts: dict[str, int] = {}
+        self.other_last: dict[str, int] = {}  # latest event time of each counted other type
+        self.last_type = ""
+        self.prev_type = ""
+        self.channel_decay: dict[str, tuple[float, int]] = {}
+        self.activity: tuple[float, int] = (0.0, 0)
+        self.value_attr: float | None = None
 
     def update_one(self, event: Event) -> None:
         """Fold one event into the journey (late events count by their own ts)."""
@@ -125,7 +169,11 @@ class JourneyState:
             self.first_ts = ts
         else:
             self.first_ts = min(self.first_ts, ts)
+        new_session = self.n_events == 0 or ts - self.last_ts > SESSION_GAP_MS
+        if new_session and ts >= self.last_ts:
+            _push(self.sessions, ts, SESSIONS_KEPT)
         if ts >= self.last_ts:
+            self.prev_type, self.last_type = self.last_type, type_
             switched = self.n_events > 0 and channel != self.last_channel
             if switched and ts - self.last_ts <= DAY_MS:
                 _push(self.switches, ts, SWITCHES_KEPT)
@@ -135,8 +183,13 @@ class JourneyState:
         self.channel_counts[channel] = self.channel_counts.get(channel, 0) + 1
         if type_ in KNOWN_TYPE_SET:
             self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
+        elif type_ in self.other_counts or len(self.other_counts) < OTHER_TYPES_KEPT:
+            self.other_counts[type_] = self.other_counts.get(type_, 0) + 1
+            self.other_last[type_] = max(ts, self.other_last.get(type_, ts))
         else:
             self.other_types += 1
+        self.channel_decay[channel] = _decay_add(self.channel_decay.get(channel), ts)
+        self.activity = _decay_add(self.activity, ts)
         _insert_touchpoint(self.touchpoints, (ts, channel, type_))
 
         if type_ in CONTACT_TYPES:
@@ -152,14 +205,21 @@ class JourneyState:
             amount = attrs.get("amount")
             if isinstance(amount, int | float) and not isinstance(amount, bool):
                 self.value += float(amount)
-        elif type_ == "offer_response" and attrs.get("response") == "declined":
-            self.offers_declined += 1
+        elif type_ == "offer_response":
+            if attrs.get("response") == "declined":
+                self.offers_declined += 1
+            elif attrs.get("response") == "accepted":
+                self.offers_accepted += 1
+        value = attrs.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.value_attr = float(value)
 
         sentiment = attrs.get("sentiment")
         if isinstance(sentiment, int | float) and not isinstance(sentiment, bool):
             s = float(sentiment)
-            prev = self.sentiment
+            prev, slow = self.sentiment, self.sentiment_slow
             self.sentiment = s if prev is None else prev + SENTIMENT_ALPHA * (s - prev)
+            self.sentiment_slow = s if slow is None else slow + SENTIMENT_SLOW_ALPHA * (s - slow)
         nps = attrs.get("nps")
         if isinstance(nps, int | float) and not isinstance(nps, bool):
             self.nps = float(nps)
@@ -210,6 +270,21 @@ def _insert_touchpoint(items: list[tuple[int, str, str]], tp: tuple[int, str, st
         del items[0]
 
 
+def _decay_add(current: tuple[float, int] | None, ts: int) -> tuple[float, int]:
+    """Add 1 at ``ts`` to an exponentially decayed count kept as (value, as-of time)."""
+    if current is None or (current[1] == 0 and current[0] == 0.0):
+        return (1.0, ts)
+    value, at = current
+    if ts >= at:
+        return (value * math.pow(0.5, (ts - at) / DECAY_HALF_LIFE_MS) + 1.0, ts)
+    return (value + math.pow(0.5, (at - ts) / DECAY_HALF_LIFE_MS), at)  # a late event
+
+
+def _decayed(current: tuple[float, int], now_ms: int) -> float:
+    value, at = current
+    return value * math.pow(0.5, max(0, now_ms - at) / DECAY_HALF_LIFE_MS)
+
+
 def _count_since(items: list[int], since: int, until: int) -> int:
     return sum(1 for t in items if since < t <= until)
 
@@ -218,9 +293,10 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     """The model's features as of event time ``now_ms`` (one fixed set of names)."""
     tc = state.type_counts
     last_before = state.prev_ts if state.last_ts >= now_ms and state.prev_ts else state.last_ts
-    return {
+    age_ms = max(0, now_ms - state.first_ts) if state.n_events else 0
+    x = {
         "n_events_log": math.log1p(state.n_events),
-        "tenure_days": max(0.0, (now_ms - state.first_ts) / DAY_MS),
+        "tenure_days": age_ms / DAY_MS,
         "days_since_last": max(0.0, (now_ms - last_before) / DAY_MS) if state.n_events > 1 else 0.0,
         "contacts_7d": float(_count_since(state.contacts, now_ms - 7 * DAY_MS, now_ms)),
         "complaints_open": float(state.complaints_open),
@@ -241,7 +317,57 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
         "cart_abandons": float(tc.get("cart_abandon", 0)),
         "page_views_log": math.log1p(tc.get("page_view", 0)),
         "offers_declined": float(state.offers_declined),
+        "offers_accepted": float(state.offers_accepted),
+        "sessions_30d": float(_count_since(state.sessions, now_ms - 30 * DAY_MS, now_ms)),
+        "sentiment_trend": (
+            state.sentiment - state.sentiment_slow
+            if state.sentiment is not None and state.sentiment_slow is not None
+            else 0.0
+        ),
+        "activity_7d": _decayed(state.activity, now_ms),
+        "value_attr_log": math.log1p(max(0.0, state.value_attr or 0.0)),
+        "events_24h": float(
+            sum(1 for t, _, _ in state.touchpoints if now_ms - DAY_MS < t <= now_ms)
+        ),
+        "tenure_log": math.log1p(age_ms / HOUR_MS),
     }
+    for name, count in state.other_counts.items():
+        x[f"type:{name}"] = math.log1p(count)
+        x[f"since:{name}"] = math.log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))
+    if state.last_type:
+        x[f"last:{state.last_type}"] = 1.0
+        if state.prev_type:
+            x[f"after:{state.prev_type}>{state.last_type}"] = 1.0
+    tenure = x["tenure_days"]
+    x[f"tenure:{next(name for limit, name in TENURE_BUCKETS if tenure < limit)}"] = 1.0
+    for channel, decayed in state.channel_decay.items():
+        x[f"channel:{channel}"] = _decayed(decayed, now_ms)
+    return x
+
+
+Packed = tuple[tuple[float, ...], tuple[tuple[str, float], ...]]
+
+
+def pack(x: dict[str, float]) -> Packed:
+    """A compact, immutable form of a feature dict: fixed values + sparse extras.
+
+    >>> x = {**dict.fromkeys(FEATURE_NAMES, 0.0), "type:A_SUBMITTED": 0.69}
+    >>> unpack(pack(x)) == x
+    True
+    """
+    fixed = tuple(x.get(name, 0.0) for name in FEATURE_NAMES)
+    extras = tuple((k, v) for k, v in x.items() if k not in _FIXED)
+    return fixed, extras
+
+
+def unpack(packed: Packed) -> dict[str, float]:
+    fixed, extras = packed
+    x = dict(zip(FEATURE_NAMES, fixed, strict=True))
+    x.update(extras)
+    return x
+
+
+_FIXED = frozenset(FEATURE_NAMES)
 
 
 def summary(state: JourneyState, now_ms: int) -> dict[str, Any]:

@@ -14,6 +14,13 @@ The features were computed at the snapshot and are never recomputed, so nothing
 from after the snapshot leaks into them.  At most ``cap`` examples are pending
 per customer; when more are taken the oldest is dropped and counted.
 
+``release="horizon"`` (fixed observation window) decides a label as soon as it
+is known but hands the example over only once snapshot + H has passed, for
+positives and negatives alike.  Otherwise positives (a cancel comes early) would
+reach the model long before the negatives of the same moment, and an online
+model learns that bias ("delayed feedback").  ``release="immediate"`` hands a
+decided example over at once.
+
 >>> p = PendingExamples(mode="cancel", horizon_ms=10, cap=4)
 >>> p.add(100, (1.0, 2.0))
 >>> p.add(105, (3.0, 4.0))
@@ -28,27 +35,25 @@ per customer; when more are taken the oldest is dropped and counted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from operators.journey import FEATURE_NAMES
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
-class Matured:
-    """A labelled snapshot: ``values`` follow ``FEATURE_NAMES``."""
+class Matured(Generic[V]):
+    """A labelled snapshot: ``values`` is what was kept at the snapshot (its features)."""
 
     snapshot_ts: int
     label_ts: int
     label: int
-    values: tuple[float, ...]
-
-    def features(self) -> dict[str, float]:
-        return dict(zip(FEATURE_NAMES, self.values, strict=True))
+    values: V
 
 
-class PendingExamples:
+class PendingExamples(Generic[V]):
     """Scored snapshots of one customer waiting for their label."""
 
-    __slots__ = ("_items", "cap", "dropped", "horizon_ms", "mode")
+    __slots__ = ("_decided", "_items", "cap", "dropped", "horizon_ms", "mode", "release")
 
     def __init__(
         self,
@@ -56,58 +61,105 @@ class PendingExamples:
         mode: str,
         horizon_ms: int,
         cap: int = 4,
-        items: tuple[tuple[int, tuple[float, ...]], ...] = (),
+        items: tuple[tuple[int, V], ...] = (),
         dropped: int = 0,
+        release: str = "immediate",
+        decided: tuple[tuple[int, int, int], ...] = (),
     ) -> None:
         if mode not in ("cancel", "inactivity"):
             raise ValueError(f"label mode {mode!r}: use cancel or inactivity")
+        if release not in ("immediate", "horizon"):
+            raise ValueError(f"release {release!r}: use immediate or horizon")
+        self.release = release
+        # snapshot ts -> (label, label_ts) for decided labels held until the horizon
+        self._decided: dict[int, tuple[int, int]] = {t: (y, lt) for t, y, lt in decided}
         self.mode = mode
         self.horizon_ms = horizon_ms
         self.cap = cap
-        self._items: list[tuple[int, tuple[float, ...]]] = list(items)
+        self._items: list[tuple[int, V]] = list(items)
         self.dropped = dropped
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, ts: int, values: tuple[float, ...]) -> None:
+    def add(self, ts: int, values: V) -> None:
         self._items.append((ts, values))
         if len(self._items) > self.cap:
-            del self._items[0]
+            old_ts, _ = self._items.pop(0)
+            self._decided.pop(old_ts, None)
             self.dropped += 1
 
-    def observe(self, ts: int, event_type: str) -> list[Matured]:
+    def observe(self, ts: int, event_type: str) -> list[Matured[V]]:
         """Label what this later event (at event time ``ts``) decides."""
-        out: list[Matured] = []
-        keep: list[tuple[int, tuple[float, ...]]] = []
+        decided: list[tuple[int, V, int, int]] = []  # (snapshot ts, values, label, label ts)
+        keep: list[tuple[int, V]] = []
         h = self.horizon_ms
         for snap_ts, values in self._items:
             if ts <= snap_ts:  # not after the snapshot: it says nothing about it
                 keep.append((snap_ts, values))
                 continue
             expired = ts > snap_ts + h
-            if self.mode == "cancel":
-                if event_type == "cancel" and not expired:
-                    out.append(Matured(snap_ts, ts, 1, values))
-                elif expired:
-                    out.append(Matured(snap_ts, snap_ts + h, 0, values))
-                else:
-                    keep.append((snap_ts, values))
+            known = self._decided.get(snap_ts)
+            if known is not None:
+                label, label_ts = known
+            elif self.mode == "cancel" and event_type == "cancel" and not expired:
+                label, label_ts = 1, ts
+            elif expired:
+                label, label_ts = (0 if self.mode == "cancel" else 1), snap_ts + h
+            elif self.mode == "inactivity":
+                label, label_ts = 0, ts
             else:
-                label = 1 if expired else 0
-                out.append(Matured(snap_ts, snap_ts + h if expired else ts, label, values))
+                keep.append((snap_ts, values))
+                continue
+            decided.append((snap_ts, values, label, label_ts))
+        out: list[Matured[V]] = []
+        for snap_ts, values, label, label_ts in decided:
+            if self.release == "immediate" or ts > snap_ts + h:
+                self._decided.pop(snap_ts, None)
+                out.append(Matured(snap_ts, label_ts, label, values))
+            else:  # known now, handed over when the window closes
+                self._decided[snap_ts] = (label, label_ts)
+                keep.append((snap_ts, values))
+        keep.sort(key=lambda item: item[0])
         self._items = keep
         return out
 
-    def expire(self) -> list[Matured]:
+    def advance(self, now_ts: int) -> list[Matured[V]]:
+        """Event time reached ``now_ts`` with no event of this customer: label what expired.
+
+        In cancel mode an expired snapshot saw no cancel (negative); in
+        inactivity mode it saw no activity (positive).
+        """
+        default = 0 if self.mode == "cancel" else 1
+        h = self.horizon_ms
+        out = []
+        for t, v in self._items:
+            if now_ts > t + h:
+                label, label_ts = self._decided.pop(t, (default, t + h))
+                out.append(Matured(t, label_ts, label, v))
+        if out:
+            self._items = [(t, v) for t, v in self._items if now_ts <= t + h]
+        return out
+
+    def next_deadline(self) -> int | None:
+        """The event time after which the oldest pending snapshot expires."""
+        return min(t for t, _ in self._items) + self.horizon_ms if self._items else None
+
+    def expire(self) -> list[Matured[V]]:
         """Label everything pending when the customer's state expires unseen."""
-        label = 0 if self.mode == "cancel" else 1
-        out = [Matured(ts, ts + self.horizon_ms, label, v) for ts, v in self._items]
+        default = 0 if self.mode == "cancel" else 1
+        out = []
+        for ts, v in self._items:
+            label, label_ts = self._decided.pop(ts, (default, ts + self.horizon_ms))
+            out.append(Matured(ts, label_ts, label, v))
         self._items = []
         return out
 
-    def latest(self) -> tuple[int, tuple[float, ...]] | None:
+    def latest(self) -> tuple[int, V] | None:
         return self._items[-1] if self._items else None
 
-    def snapshot(self) -> tuple[tuple[tuple[int, tuple[float, ...]], ...], int]:
-        return tuple(self._items), self.dropped
+    def snapshot(
+        self,
+    ) -> tuple[tuple[tuple[int, V], ...], int, tuple[tuple[int, int, int], ...]]:
+        decided = tuple((t, y, lt) for t, (y, lt) in sorted(self._decided.items()))
+        return tuple(self._items), self.dropped, decided

@@ -104,3 +104,49 @@ def test_simulate_writes_contract_events(tmp_path: Path, redis_url: str, r: redi
     done = cx("simulate", "--events", "200", "--rate", "5000", env={"REDIS_URL": redis_url})
     assert done.returncode == 0, done.stderr
     assert sum(int(r.xlen(f"cx:events:{i}")) for i in range(4)) == 200
+
+
+def test_evaluate_prints_the_figures_as_the_last_line(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(3)
+    lines = ["ts,customer_id,channel,event_type,value,case_id,label,label_ts"]
+    t = 1_300_000_000
+    for case in range(300):
+        label = int(rng.random() < 0.3)
+        n = rng.randint(3, 8)
+        end = t + n * 3600 + 60
+        for i in range(n):
+            kind = "B" if label and i >= 1 else "A"
+            stamp = time_iso(t + i * 3600)
+            lines.append(
+                f"{stamp},case{case},application,{kind},,case{case},{label},{time_iso(end)}"
+            )
+        t += 1800
+    lines[1:] = sorted(lines[1:], key=lambda line: line.split(",")[0])
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    done = cx("evaluate", "--input", str(path))
+    assert done.returncode == 0, done.stderr
+    figures = orjson.loads(done.stdout.splitlines()[-1])
+    assert figures["labels"] == "file"
+    assert figures["n_events"] == len(lines) - 1
+    assert figures["roc_auc"] > 0.8  # "B" after the first event gives the churners away
+    assert {"log_loss", "n_scored", "n_learned", "events_per_s"} <= set(figures)
+
+
+def test_evaluate_refuses_a_file_that_goes_back_in_time(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n"
+        f"{time_iso(2000)},c,web,a,,c,,\n{time_iso(1000)},c,web,a,,c,,\n"
+    )
+    done = cx("evaluate", "--input", str(path))
+    assert done.returncode == 2
+    assert b"row 2 goes back in time" in done.stderr
+
+
+def time_iso(epoch_s: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat()

@@ -56,3 +56,48 @@ def test_input_not_mutated_and_pickle_round_trip() -> None:
 
 def test_cold_model_is_undecided() -> None:
     assert ChurnModel().predict_proba_one({"a": 5.0}) == 0.5
+
+
+def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
+    """XOR: no linear model can learn it, the forest can."""
+    rng = random.Random(5)
+    m = ChurnModel(challenger="arf", promote_min=500, check_every=250, promote_margin=0.05)
+    for _ in range(4000):
+        a, b = rng.randint(0, 1), rng.randint(0, 1)
+        m.learn_one({"a": float(a), "b": float(b), "noise": rng.random()}, a ^ b)
+    metrics = m.metrics()
+    assert metrics["promotions"] >= 1
+    assert metrics["champion"] == "arf"
+    assert m.version.startswith(f"arf-{m.generation}@")
+    assert metrics["roc_auc"] > metrics["challenger_roc_auc"] + 0.05
+    assert set(m.contributions({"a": 1.0, "b": 0.0, "noise": 0.5})) >= {"a", "b"}
+
+
+def test_no_promotion_without_a_margin() -> None:
+    m = ChurnModel(challenger="arf", promote_min=500, check_every=250, promote_margin=0.5)
+    for x, y in synthetic(2000):
+        m.learn_one(x, y)
+    assert (m.metrics()["promotions"], m.generation) == (0, 1)
+
+
+def test_drift_is_detected_and_reported() -> None:
+    m = ChurnModel(challenger=None)
+    rng = random.Random(9)
+    for i in range(8000):
+        a = float(rng.randint(0, 1))
+        y = int(a) if i < 4000 else 1 - int(a)  # the relationship flips half way
+        m.learn_one({"a": a}, y)
+    assert m.metrics()["drifts"] >= 1
+
+
+def test_replay_buffer_is_bounded_and_releases_everything_once() -> None:
+    from operators.churn import ReplayBuffer
+
+    buf = ReplayBuffer(size=100, seed=1)
+    released = []
+    for i in range(1000):
+        released += buf.add({"i": float(i)}, 0)
+        assert len(buf.items) <= 100
+    assert len(released) + len(buf.items) == 1000
+    assert len({x["i"] for x, _ in released}) == len(released)
+    assert [x["i"] for x, _ in released] != sorted(x["i"] for x, _ in released)  # shuffled

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from bytewax.operators import StatefulLogic
 
-from operators.customer import CustomerConfig, CustomerLogic
+from operators.customer import CustomerConfig, CustomerLogic, Watermark
 from operators.records import Example, ProfileUpdate, ScoreRequest
 from tests.conftest import DAY, T0, ev
 
@@ -58,13 +58,38 @@ def test_duplicate_event_changes_nothing() -> None:
     assert c.duplicates == 1
 
 
-def test_cancel_labels_the_pending_snapshot_positive() -> None:
-    c = logic()
+def test_cancel_decides_positive_and_the_window_closing_hands_it_over() -> None:
+    clock = FakeClock()
+    watermark = Watermark()
+    c = CustomerLogic(None, config=CONFIG, clock=clock, watermark=watermark)
     c.on_item(ev(1, "contact_start", ts=T0))
     out, _ = c.on_item(ev(2, "cancel", ts=T0 + DAY))
+    assert [o for o in out if isinstance(o, Example)] == []  # decided, held until T0 + 7 days
+    watermark.observe(T0 + 7 * DAY + 1)  # another customer's event moves event time on
+    out, keep = c.on_notify()
     [example] = [o for o in out if isinstance(o, Example)]
     assert (example.label, example.snapshot_ts, example.label_ts) == (1, T0, T0 + DAY)
     assert example.features["contacts_7d"] == 1.0  # the features of the snapshot
+    assert keep is StatefulLogic.RETAIN
+
+
+def test_immediate_release_hands_a_positive_over_at_the_cancel() -> None:
+    config = CustomerConfig(retention_s=3600.0, horizon_ms=7 * DAY, release="immediate")
+    c = CustomerLogic(None, config=config, clock=FakeClock())
+    c.on_item(ev(1, "contact_start", ts=T0))
+    out, _ = c.on_item(ev(2, "cancel", ts=T0 + DAY))
+    assert [(o.label, o.label_ts) for o in out if isinstance(o, Example)] == [(1, T0 + DAY)]
+
+
+def test_pending_deadline_schedules_a_check_no_sooner_than_a_second() -> None:
+    clock = FakeClock(1000.0)
+    watermark = Watermark()
+    config = CustomerConfig(retention_s=30 * 86_400.0, horizon_ms=7 * DAY)
+    c = CustomerLogic(None, config=config, clock=clock, watermark=watermark)
+    c.on_item(ev(1, "contact_start", ts=T0))
+    assert c.next_check() == 1000.0 + 7 * 86_400  # live: the deadline, 7 days ahead
+    watermark.observe(T0 + 8 * DAY)  # a replay: event time is past the deadline
+    assert c.next_check() == 1001.0
 
 
 def test_quiet_customer_expires_after_retention_and_pending_is_labelled() -> None:
@@ -91,3 +116,66 @@ def test_snapshot_restores_the_same_behaviour() -> None:
     out_b, _ = b.on_item(ev(3, "cancel", ts=T0 + DAY))
     assert list(out_a) == list(out_b)
     assert list(b.on_item(ev(2, "contact_start", ts=T0 + 1000))[0]) == []  # dedupe survived
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from operators.events import Event  # noqa: E402
+
+_later = st.lists(
+    st.tuples(
+        st.integers(1, 40 * DAY),
+        st.sampled_from(["page_view", "complaint", "cancel", "payment_failed", "survey"]),
+    ),
+    max_size=25,
+)
+
+
+@given(_later, st.randoms(use_true_random=False), st.integers(0, 25))
+def test_no_leakage_what_follows_a_snapshot_never_changes_its_features(
+    later: list[tuple[int, str]], rnd: object, keep: int
+) -> None:
+    """Shuffling or removing the events after a snapshot changes neither the scored
+    features nor the features of the example it matures into."""
+    import random
+
+    assert isinstance(rnd, random.Random)
+    history = [ev(1, "complaint", ts=T0), ev(2, "page_view", ts=T0 + 3600_000)]
+    contact = ev(3, "contact_start", ts=T0 + DAY, channel="voice")
+
+    def run(after: list[tuple[int, str]]) -> tuple[dict[str, float], list[dict[str, float]]]:
+        clock = FakeClock()
+        wm = Watermark()
+        c = CustomerLogic(None, config=CONFIG, clock=clock, watermark=wm)
+        for e in history:
+            c.on_item(e)
+        out, _ = c.on_item(contact)
+        [req] = [o for o in out if isinstance(o, ScoreRequest)]
+        examples = []
+        for i, (dt, kind) in enumerate(after):
+            event = Event(f"later-{i}", "c1", None, T0 + DAY + dt, "web", kind, {})
+            got, _ = c.on_item(event)
+            examples += [o.features for o in got if isinstance(o, Example)]
+        wm.observe(T0 + 100 * DAY)
+        got, _ = c.on_notify()
+        examples += [o.features for o in got if isinstance(o, Example)]
+        return req.features, examples
+
+    base_features, base_examples = run(sorted(later))
+    shuffled = list(later)
+    rnd.shuffle(shuffled)
+    for variant in (sorted(shuffled), sorted(later)[:keep]):
+        features, examples = run(variant)
+        assert features == base_features
+        assert all(x == base_features for x in examples)
+    assert all(x == base_features for x in base_examples)
+
+
+def test_a_cancel_is_never_a_scoring_moment() -> None:
+    config = CustomerConfig(retention_s=3600.0, horizon_ms=7 * DAY, score_every=1)
+    c = CustomerLogic(None, config=config, clock=FakeClock())
+    out, _ = c.on_item(ev(1, "page_view", ts=T0))
+    assert any(isinstance(o, ScoreRequest) for o in out)
+    out, _ = c.on_item(ev(2, "cancel", ts=T0 + DAY))
+    assert not any(isinstance(o, ScoreRequest) for o in out)

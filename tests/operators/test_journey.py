@@ -10,6 +10,7 @@ from operators.events import CHANNELS, KNOWN_TYPES, Event
 from operators.journey import (
     CONTACTS_KEPT,
     FEATURE_NAMES,
+    OTHER_TYPES_KEPT,
     SWITCHES_KEPT,
     TOUCHPOINTS_KEPT,
     JourneyState,
@@ -83,14 +84,45 @@ def test_late_event_keeps_touchpoints_in_event_time_order() -> None:
 
 
 def test_unknown_types_are_counted_apart_so_memory_stays_bounded() -> None:
-    s = fold([ev(i, f"custom_{i}") for i in range(50)])
-    assert s.other_types == 50
+    s = fold([ev(i, f"custom_{i}") for i in range(50)] + [ev(99, "custom_0")])
+    assert len(s.other_counts) == OTHER_TYPES_KEPT
+    assert s.other_counts["custom_0"] == 2
+    assert s.other_types == 50 - OTHER_TYPES_KEPT
     assert s.type_counts == {}
+    f = features(s, T0 + 100 * 60_000)
+    assert f["type:custom_0"] > f["type:custom_1"] > 0
+    assert f["last:custom_0"] == 1.0  # the latest event's type
 
 
-def test_features_have_one_fixed_set_of_names() -> None:
-    assert tuple(features(JourneyState(), T0)) == FEATURE_NAMES
-    assert tuple(features(fold([ev(1, "purchase", amount=5)]), T0)) == FEATURE_NAMES
+def test_features_are_the_fixed_names_plus_prefixed_extras() -> None:
+    empty = features(JourneyState(), T0)
+    assert tuple(empty)[: len(FEATURE_NAMES)] == FEATURE_NAMES
+    assert set(empty) - set(FEATURE_NAMES) == {"tenure:0-1d"}
+    f = features(fold([ev(1, "purchase", amount=5)]), T0 + 60_000)
+    assert tuple(f)[: len(FEATURE_NAMES)] == FEATURE_NAMES
+    extras = set(f) - set(FEATURE_NAMES)
+    assert extras == {"last:purchase", "channel:web", "tenure:0-1d"}
+    assert features(fold([ev(1, "page_view", ts=T0)]), T0 + 40 * DAY)["tenure:30-90d"] == 1.0
+
+
+def test_decayed_channel_touchpoints_halve_every_week() -> None:
+    s = fold([ev(1, "page_view", ts=T0), ev(2, "page_view", ts=T0)])
+    assert features(s, T0)["channel:web"] == 2.0
+    assert abs(features(s, T0 + 7 * DAY)["channel:web"] - 1.0) < 1e-9
+    assert abs(features(s, T0 + 7 * DAY)["activity_7d"] - 1.0) < 1e-9
+
+
+def test_sessions_start_after_thirty_quiet_minutes() -> None:
+    minute = 60_000
+    s = fold([ev(i, "page_view", ts=T0 + t * minute) for i, t in enumerate((0, 10, 45, 50, 200))])
+    assert features(s, T0 + 200 * minute)["sessions_30d"] == 3.0
+
+
+def test_sentiment_trend_turns_negative_when_it_falls() -> None:
+    s = fold([ev(i, "review", sentiment=0.8) for i in range(5)])
+    for i in range(5, 9):
+        s.update_one(ev(i, "chat", sentiment=-0.8))
+    assert features(s, T0 + DAY)["sentiment_trend"] < -0.3
 
 
 events_strategy = st.lists(
