@@ -66,6 +66,7 @@ def build_flow(
     )
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
+    recovery = settings.recovery_dir is not None
 
     def new_model() -> ChurnModel:
         challenger = None if settings.challenger == "none" else settings.challenger
@@ -98,7 +99,7 @@ def build_flow(
     decided = op.stateful(
         "decide",
         by_model,
-        lambda resume: DecideLogic(resume, clock=clock, model=new_model),
+        lambda resume: DecideLogic(resume, clock=clock, model=new_model, keep_snapshots=recovery),
     )
     # (model shard, Alert | ProfileUpdate | ModelStatus)
     outputs = op.map("stamp_shard", decided, with_shard)

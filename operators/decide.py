@@ -59,11 +59,16 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         status_every: int = 25,
         warmup: int = WARMUP_EXAMPLES,
         model: Callable[[], ChurnModel] = ChurnModel,
+        keep_snapshots: bool = True,
     ) -> None:
+        # Bytewax asks for a snapshot at every epoch even without recovery; pickling a
+        # model with its replay buffer (and a forest) costs tens to hundreds of ms, so
+        # when nothing will ever resume from it, an empty snapshot is returned instead.
+        self.keep_snapshots = keep_snapshots
         self.clock = clock
         self.status_every = status_every
         self.warmup = warmup
-        if resume is None:
+        if not resume:
             self.model = model()
             self.n_scored = 0
         else:
@@ -119,4 +124,6 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         return ModelStatus("", fields)  # the flow stamps the shard (with_shard)
 
     def snapshot(self) -> bytes:
+        if not self.keep_snapshots:
+            return b""
         return pickle.dumps((self.model, self.n_scored), protocol=pickle.HIGHEST_PROTOCOL)

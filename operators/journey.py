@@ -76,6 +76,7 @@ FEATURE_NAMES = (
     "page_views_log",
     "offers_declined",
     "offers_accepted",
+    "offers_made",
     "sessions_30d",
     "sentiment_trend",
     "activity_7d",
@@ -318,6 +319,7 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
         "page_views_log": math.log1p(tc.get("page_view", 0)),
         "offers_declined": float(state.offers_declined),
         "offers_accepted": float(state.offers_accepted),
+        "offers_made": float(state.type_counts.get("offer_response", 0)),
         "sessions_30d": float(_count_since(state.sessions, now_ms - 30 * DAY_MS, now_ms)),
         "sentiment_trend": (
             state.sentiment - state.sentiment_slow

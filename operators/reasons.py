@@ -38,6 +38,7 @@ _PHRASES: dict[str, Callable[[float], str | None]] = {
     ),
     "contacts_7d": lambda v: f"{_ordinal(int(v))} contact in 7 days" if v >= 2 else None,
     "sentiment": lambda v: f"sentiment negative ({v:.2f})" if v <= -0.2 else None,
+    "sentiment_trend": lambda v: "sentiment falling" if v <= -0.15 else None,
     "nps": lambda v: f"NPS {v:.0f} (detractor)" if v <= 6 else None,
     "csat": lambda v: f"CSAT {v:.0f} of 5" if v <= 2 else None,
     "offers_declined": lambda v: f"declined {_plural(int(v), 'offer')}" if v >= 1 else None,
@@ -49,7 +50,12 @@ _PHRASES: dict[str, Callable[[float], str | None]] = {
     "complaints_total": lambda v: f"{_plural(int(v), 'complaint')} so far" if v >= 2 else None,
     "tenure_days": lambda v: f"new customer ({v:.0f} days)" if v < 30 else None,
 }
-_KNOWN_FLAG = {"nps": "nps_known", "csat": "csat_known", "sentiment": "sentiment_known"}
+_KNOWN_FLAG = {
+    "nps": "nps_known",
+    "csat": "csat_known",
+    "sentiment": "sentiment_known",
+    "sentiment_trend": "sentiment_known",
+}
 
 
 def phrase(name: str, value: float) -> str | None:

@@ -70,3 +70,11 @@ def test_shard_helpers() -> None:
     status = with_shard(("m3", ModelStatus("", {"version": "v"})))
     assert isinstance(status, ModelStatus)
     assert status.shard == "m3"
+
+
+def test_without_recovery_the_snapshot_is_empty_and_cheap() -> None:
+    d = DecideLogic(None, clock=lambda: 0.0, keep_snapshots=False)
+    d.on_item(Example("c", x(complaints_open=1.0), 1, T0, T0))
+    assert d.snapshot() == b""
+    fresh = DecideLogic(b"", clock=lambda: 0.0)
+    assert fresh.model.n_learned == 0

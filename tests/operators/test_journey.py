@@ -177,3 +177,15 @@ def test_snapshot_is_immutable_against_later_updates(events: list[Event], cut: i
     for e in events[cut:]:
         s.update_one(e)
     assert pickle.dumps(snap) == frozen
+
+
+def test_offers_made_accepted_and_declined() -> None:
+    s = fold(
+        [
+            ev(1, "offer_response", response="declined"),
+            ev(2, "offer_response", response="accepted"),
+            ev(3, "offer_response", response="not_relevant"),
+        ]
+    )
+    f = features(s, T0 + DAY)
+    assert (f["offers_made"], f["offers_accepted"], f["offers_declined"]) == (3.0, 1.0, 1.0)

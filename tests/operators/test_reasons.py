@@ -9,6 +9,8 @@ def test_phrases_read_like_an_agent_would_say_them() -> None:
     assert phrase("payment_failures_30d", 1.0) == "payment failed once in 30 days"
     assert phrase("nps", 8.0) is None
     assert phrase("unknown_feature", 1.0) is None
+    assert phrase("sentiment_trend", -0.4) == "sentiment falling"
+    assert phrase("sentiment_trend", 0.1) is None
 
 
 def test_with_a_trained_model_only_risk_raising_features_are_reasons() -> None:
