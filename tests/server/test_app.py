@@ -55,6 +55,14 @@ async def signed_in(server: AlertServer, tok: str | None = None, **kw: Any) -> C
     return ws
 
 
+async def close_code(ws: ClientConnection) -> int:
+    """Wait for the server to close the connection; return its close code."""
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), timeout=10)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code
+
+
 def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
     alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
     return xadd(r, ALERTS, {"data": orjson.dumps(alert)})
@@ -89,10 +97,7 @@ def test_wrong_token_is_closed_with_4001(settings: Settings) -> None:
             await ws.send(orjson.dumps({"type": "auth", "token": "forged"}).decode())
             error = orjson.loads(await ws.recv())
             assert error["code"] == "auth_failed"
-            with pytest.raises(ConnectionClosed) as info:
-                await ws.recv()
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 4001
+            assert await close_code(ws) == 4001
 
     run(settings, body)
 
@@ -101,10 +106,7 @@ def test_no_auth_in_time_is_closed_with_4008(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         async with connect(url(server)) as ws:
             assert orjson.loads(await ws.recv())["code"] == "auth_timeout"
-            with pytest.raises(ConnectionClosed) as info:
-                await ws.recv()
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 4008
+            assert await close_code(ws) == 4008
 
     run(settings, body)
 
@@ -124,10 +126,7 @@ def test_oversize_frame_closes_with_1009(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         async with connect(url(server), max_size=None) as ws:
             await ws.send("x" * (70 * 1024))
-            with pytest.raises(ConnectionClosed) as info:
-                await ws.recv()
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 1009
+            assert await close_code(ws) == 1009
 
     run(settings, body)
 
