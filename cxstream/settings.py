@@ -81,6 +81,7 @@ class Settings:
     log_level: str = "INFO"
     challenger: str = "arf"
     promote_margin: float = 0.02
+    catalog_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -145,6 +146,7 @@ class Settings:
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
             challenger=(env.get("CX_CHALLENGER") or "arf").lower(),
             promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
+            catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
         )
 
     def allowed_origins(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from operators.records import (
     model_input,
     only,
 )
+from state.catalog import load_catalog
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
 from state.source import Entry, RedisStreamSource
 
@@ -67,6 +68,7 @@ def build_flow(
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
     recovery = settings.recovery_dir is not None
+    catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
 
     def new_model() -> ChurnModel:
         challenger = None if settings.challenger == "none" else settings.challenger
@@ -89,19 +91,21 @@ def build_flow(
         by_customer,
         lambda resume: CustomerLogic(resume, config=config, clock=clock, watermark=watermark),
     )
-    # (customer key, ScoreRequest | Example | ProfileUpdate)   [dedupe, journey, labels]
+    # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome)   [dedupe, journey, labels]
     customer_out = op.key_rm("unkey_customer", journey)
     # ScoreRequest | Example | ProfileUpdate
     to_model: Stream[DecideIn] = op.filter_map("model_inputs", customer_out, model_input)
-    # ScoreRequest | Example
+    # ScoreRequest | Example | Outcome
     by_model = op.key_on("key_model", to_model, lambda r: model_shard(r.customer_id, n_models))
-    # (model shard "m<i>", ScoreRequest | Example)
+    # (model shard "m<i>", ScoreRequest | Example | Outcome)
     decided = op.stateful(
         "decide",
         by_model,
-        lambda resume: DecideLogic(resume, clock=clock, model=new_model, keep_snapshots=recovery),
+        lambda resume: DecideLogic(
+            resume, clock=clock, model=new_model, keep_snapshots=recovery, catalog=catalog
+        ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus)
+    # (model shard, Alert | ProfileUpdate | ModelStatus)   [Outcome teaches the arbiter]
     outputs = op.map("stamp_shard", decided, with_shard)
     # Alert | ProfileUpdate | ModelStatus
     op.output("alerts_out", op.filter_map("alerts_only", outputs, only(Alert)), sinks.alerts)

@@ -52,6 +52,7 @@ def build_alert(
     journey: dict[str, Any],
     decision: Decision,
     emitted_at: int,
+    policy_version: str = "",
 ) -> dict[str, Any]:
     """The alert contract of DESIGN.md, as a JSON-ready dict."""
     attrs = event.attrs
@@ -74,13 +75,18 @@ def build_alert(
             "reasons": reasons,
         },
         "journey": journey,
-        "next_best_action": {
+        "next_best_action": None
+        if decision.action is None
+        else {
             "action_id": decision.action.action_id,
             "title": decision.action.title,
             "script": decision.action.script,
             "score": decision.score,
+            "p_accept": decision.p_accept,
             "why": decision.why,
             "alternatives": [{"action_id": a, "score": s} for a, s in decision.alternatives],
             "excluded": dict(decision.excluded),
+            "policy": policy_version,
         },
+        "control": decision.control,
     }

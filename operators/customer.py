@@ -21,7 +21,7 @@ from operators.dedupe import RecentIds
 from operators.events import Event
 from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
 from operators.labels import Matured, PendingExamples
-from operators.records import CustomerOut, Example, ProfileUpdate, ScoreRequest
+from operators.records import CustomerOut, Example, Outcome, ProfileUpdate, ScoreRequest
 
 SCORE_TYPES = frozenset(("contact_start",))
 NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
@@ -129,6 +129,15 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             if self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
             out.append(ScoreRequest(self.key, event, x, previous, summary(self.journey, event.ts)))
+        if event.type == "offer_response":
+            a = event.attrs
+            alert_id, action_id, response = a.get("alert_id"), a.get("action_id"), a.get("response")
+            if (
+                isinstance(alert_id, str)
+                and isinstance(action_id, str)
+                and isinstance(response, str)
+            ):
+                out.append(Outcome(self.key, alert_id, action_id, response, event.ts))
         out.append(self._profile(event.ts))
         return out, StatefulLogic.RETAIN
 

@@ -18,7 +18,7 @@ from bytewax.operators import StatefulLogic
 from operators.alerts import band, build_alert, trend
 from operators.churn import ChurnModel
 from operators.events import shard_of
-from operators.nba import select_one
+from operators.nba import Arbiter, Catalog
 from operators.reasons import top_reasons
 from operators.records import (
     Alert,
@@ -26,6 +26,7 @@ from operators.records import (
     DecideOut,
     Example,
     ModelStatus,
+    Outcome,
     ProfileUpdate,
     ScoreRequest,
 )
@@ -56,6 +57,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         resume: bytes | None,
         *,
         clock: Callable[[], float],
+        catalog: Catalog | None = None,
         status_every: int = 25,
         warmup: int = WARMUP_EXAMPLES,
         model: Callable[[], ChurnModel] = ChurnModel,
@@ -71,10 +73,16 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         if not resume:
             self.model = model()
             self.n_scored = 0
+            self.arbiter = Arbiter(catalog or _default_catalog())
         else:
-            self.model, self.n_scored = pickle.loads(resume)  # noqa: S301 (our own snapshot)
+            self.model, self.n_scored, self.arbiter = pickle.loads(resume)  # noqa: S301 (ours)
+            if catalog is not None:
+                self.arbiter.catalog = catalog  # a changed catalog applies after a restart
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
+        if isinstance(value, Outcome):
+            self.arbiter.outcome_one(value.alert_id, value.action_id, value.response, value.ts)
+            return [], StatefulLogic.RETAIN
         if isinstance(value, Example):
             self.model.learn_one(value.features, value.label)
             if self.model.n_learned % self.status_every == 0:
@@ -89,7 +97,11 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         warm = model.n_learned >= self.warmup
         reasons = top_reasons(req.features, model.contributions(req.features) if warm else None)
         version = model.version if warm else f"{model.version} (warming up)"
-        decision = select_one(req.features, p)
+        now_ms = req.event.ts
+        self.arbiter.expire(now_ms)
+        decision = self.arbiter.select_one(
+            req.customer_id, req.features, p, req.event.channel, now_ms=now_ms
+        )
         payload = build_alert(
             kind="contact",
             event=req.event,
@@ -100,7 +112,9 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             journey=req.journey,
             decision=decision,
             emitted_at=int(self.clock() * 1000),
+            policy_version=self.arbiter.version,
         )
+        self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         self.n_scored += 1
         risk: dict[str, Any] = {
             "churn_probability": round(p, 4),
@@ -121,9 +135,21 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
     def status(self) -> ModelStatus:
         fields: dict[str, Any] = {"version": self.model.version, "n_scored": self.n_scored}
         fields.update(self.model.metrics())
+        fields.update(self.arbiter.stats())
         return ModelStatus("", fields)  # the flow stamps the shard (with_shard)
 
     def snapshot(self) -> bytes:
         if not self.keep_snapshots:
             return b""
-        return pickle.dumps((self.model, self.n_scored), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(
+            (self.model, self.n_scored, self.arbiter), protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+
+def _default_catalog() -> Catalog:
+    from importlib import resources
+
+    from operators.nba import parse_catalog
+
+    text = resources.files("operators").joinpath("catalog.toml").read_text()
+    return parse_catalog(text, "the default catalog")

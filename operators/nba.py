@@ -1,23 +1,58 @@
-"""Next-best-action: a first rule set of eligible actions, ranked by expected value.
+"""Next-best-action: eligibility, contact policy, arbitration, and learning from answers.
 
-Each action states when it is eligible (conditions on journey features and the
-churn probability) and what it is worth.  ``select_one`` scores every eligible
-action, ``score = value x relevance - cost`` where relevance is the churn
-probability for retention actions and its complement for growth actions, and
-explains both the winner and why the others were left out.
+For each contact moment :meth:`Arbiter.select_one` takes the catalog's actions,
+removes those whose conditions fail or whose contact policy forbids them (each
+with the reason), and ranks the rest by
 
->>> d = select_one({"complaints_open": 1.0, "payment_failures_30d": 0.0}, 0.7)
->>> d.action.action_id, [a for a, _ in d.alternatives][:1]
-('resolve_complaint', ['retention_offer'])
->>> d.excluded["upsell_upgrade"]
-'needs complaints_open == 0'
+    score = P(accept | context) x value x lever x relevance - cost
+
+where relevance is the churn probability for retention actions, its complement
+for growth actions and 1 for service.  P(accept) is learned online per action
+and context segment (risk band, open complaint, failed payment) from the
+agents' answers, with Thompson sampling: each decision draws from the Beta
+posterior, so uncertain actions still get tried and the policy keeps learning.
+A fixed share of customers (by id) is a control group that gets no action.
+
+>>> catalog = parse_catalog('''
+... [policy]
+... control_group = 0.0
+... [[action]]
+... id = "fix"
+... title = "Fix it"
+... script = "Let me fix it."
+... goal = "serve"
+... value = 10
+... when = ["complaints_open >= 1"]
+... [[action]]
+... id = "thanks"
+... title = "Thank them"
+... script = "Thank you."
+... goal = "serve"
+... value = 1
+... ''')
+>>> arbiter = Arbiter(catalog, seed=1)
+>>> d = arbiter.select_one("c1", {"complaints_open": 0.0}, 0.2, "voice", now_ms=0)
+>>> d.action.action_id, d.excluded["fix"]
+('thanks', 'needs complaints_open >= 1')
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
+import random
+import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxstream.errors import ConfigError
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+GOALS = ("retain", "serve", "grow")
+KINDS = ("service", "sales")
 
 _OPS: Mapping[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -40,6 +75,18 @@ class Condition:
         if self.op not in _OPS:
             raise ValueError(f"condition on {self.feature}: unknown operator {self.op!r}")
 
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """``"complaints_open >= 1"`` -> Condition."""
+        parts = text.split()
+        if len(parts) != 3:
+            raise ValueError(f"condition {text!r}: write it as 'feature op number'")
+        name, op, number = parts
+        try:
+            return cls(name, op, float(number))
+        except ValueError as exc:
+            raise ValueError(f"condition {text!r}: {exc}") from exc
+
     def holds(self, x: Mapping[str, float]) -> bool:
         return _OPS[self.op](x.get(self.feature, 0.0), self.value)
 
@@ -52,78 +99,225 @@ class Action:
     action_id: str
     title: str
     script: str
-    goal: str  # "retain", "serve" or "grow"
+    goal: str
     value: float
     cost: float = 0.0
     when: tuple[Condition, ...] = ()
+    channels: tuple[str, ...] = ("any",)
+    kind: str = "service"
+    lever: float = 1.0
+    max_offers: int | None = None
+    window_days: float | None = None
+    suppress_days: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPolicy:
+    control_group: float = 0.05
+    max_offers: int = 3
+    window_days: float = 30.0
+    suppress_days: float = 14.0
+    response_timeout_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    actions: tuple[Action, ...]
+    policy: ContactPolicy = ContactPolicy()
+
+    def __post_init__(self) -> None:
+        if not self.actions:
+            raise ConfigError("the catalog has no actions")
+        ids = [a.action_id for a in self.actions]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"the catalog repeats action ids {dupes}")
+        if not any(not a.when and a.kind == "service" for a in self.actions):
+            raise ConfigError("the catalog needs a service action without conditions (a fallback)")
+
+    def get(self, action_id: str) -> Action | None:
+        return next((a for a in self.actions if a.action_id == action_id), None)
+
+
+def parse_catalog(text: str, source: str = "catalog") -> Catalog:
+    """Parse and validate a TOML catalog; :class:`ConfigError` says what and where."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid toml: {exc}") from exc
+    policy_raw = raw.get("policy", {})
+    try:
+        policy = ContactPolicy(**{k: _number(v, f"policy.{k}") for k, v in policy_raw.items()})
+    except TypeError as exc:
+        raise ConfigError(f"{source}: [policy]: {exc}") from exc
+    if not 0 <= policy.control_group < 1:
+        raise ConfigError(f"{source}: policy.control_group must be in [0, 1)")
+    actions = []
+    for i, item in enumerate(raw.get("action", []), start=1):
+        where = f"{source}: action {item.get('id', f'#{i}')!r}"
+        try:
+            actions.append(_action(item))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    try:
+        return Catalog(tuple(actions), policy)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _number(value: object, name: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    return value
+
+
+def _action(item: dict[str, Any]) -> Action:
+    known = {
+        "id", "title", "script", "goal", "value", "cost", "when", "channels", "kind", "lever",
+        "max_offers", "window_days", "suppress_days",
+    }  # fmt: skip
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}")
+    for name in ("id", "title", "script", "goal", "value"):
+        if name not in item:
+            raise KeyError(f"{name} missing")
+    if item["goal"] not in GOALS:
+        raise ValueError(f"goal {item['goal']!r}: use one of {', '.join(GOALS)}")
+    kind = item.get("kind", "service")
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: use service or sales")
+    for name in ("value", "cost", "lever"):
+        if name in item and (
+            isinstance(item[name], bool) or not isinstance(item[name], int | float)
+        ):
+            raise ValueError(f"{name} must be a number")
+    if float(item["value"]) < 0 or float(item.get("cost", 0)) < 0:
+        raise ValueError("value and cost cannot be negative")
+    return Action(
+        action_id=str(item["id"]),
+        title=str(item["title"]),
+        script=str(item["script"]),
+        goal=item["goal"],
+        value=float(item["value"]),
+        cost=float(item.get("cost", 0.0)),
+        when=tuple(Condition.parse(c) for c in item.get("when", [])),
+        channels=tuple(item.get("channels", ["any"])),
+        kind=kind,
+        lever=float(item.get("lever", 1.0)),
+        max_offers=item.get("max_offers"),
+        window_days=item.get("window_days"),
+        suppress_days=item.get("suppress_days"),
+    )
+
+
+# -- contact policy -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A customer's recent offers and declines: (event time ms, action id), oldest first."""
+
+    offers: tuple[tuple[int, str], ...] = ()
+    declines: tuple[tuple[int, str], ...] = ()
+
+    def offered(self, ts: int, action_id: str, keep_ms: int) -> History:
+        return History(_recent((*self.offers, (ts, action_id)), ts, keep_ms), self.declines)
+
+    def declined(self, ts: int, action_id: str, keep_ms: int) -> History:
+        return History(self.offers, _recent((*self.declines, (ts, action_id)), ts, keep_ms))
+
+
+def _recent(
+    items: tuple[tuple[int, str], ...], now: int, keep_ms: int
+) -> tuple[tuple[int, str], ...]:
+    return tuple(sorted(i for i in items if now - i[0] < keep_ms))[-32:]
+
+
+def is_offer(action: Action) -> bool:
+    """Sales and retention actions are offers: the per-customer cap counts them."""
+    return action.kind == "sales" or action.goal == "retain"
+
+
+def policy_block(
+    action: Action,
+    history: History,
+    features: Mapping[str, float],
+    channel: str,
+    now_ms: int,
+    policy: ContactPolicy,
+) -> str | None:
+    """Why the contact policy forbids this action now, or None when it allows it."""
+    if "any" not in action.channels and channel not in action.channels:
+        return f"not offered on {channel}"
+    if action.kind == "sales" and features.get("complaints_open", 0.0) >= 1:
+        return "sales action while a complaint is open"
+    window_ms = int(policy.window_days * DAY_MS)
+    recent = [a for t, a in history.offers if now_ms - t < window_ms and t <= now_ms]
+    if is_offer(action) and len(recent) >= policy.max_offers:
+        return f"{len(recent)} offers in {policy.window_days:g} days (cap {policy.max_offers})"
+    if action.max_offers is not None:
+        own_ms = int((action.window_days or policy.window_days) * DAY_MS)
+        own = [t for t, a in history.offers if a == action.action_id and 0 <= now_ms - t < own_ms]
+        if len(own) >= action.max_offers:
+            return f"offered {len(own)} times already (cap {action.max_offers})"
+    suppress_ms = int((action.suppress_days or policy.suppress_days) * DAY_MS)
+    for t, a in history.declines:
+        if a == action.action_id and 0 <= now_ms - t < suppress_ms:
+            return f"declined {(now_ms - t) / DAY_MS:.0f} days ago"
+    return None
+
+
+# -- learning P(accept) ---------------------------------------------------------------------
+
+
+def segment(features: Mapping[str, float], churn_probability: float) -> str:
+    """The context an acceptance rate is learned for."""
+    band = "high" if churn_probability >= 0.6 else "medium" if churn_probability >= 0.3 else "low"
+    complaint = "complaint" if features.get("complaints_open", 0.0) >= 1 else "calm"
+    payment = "payfail" if features.get("payment_failures_30d", 0.0) >= 1 else "paid"
+    return f"{band}/{complaint}/{payment}"
+
+
+@dataclass
+class AcceptanceModel:
+    """Beta(1 + accepted, 1 + not accepted) per (action, segment), with Thompson sampling."""
+
+    counts: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    prior: tuple[float, float] = (1.0, 1.0)
+    n_learned: int = 0
+
+    def _ab(self, action_id: str, seg: str) -> tuple[float, float]:
+        won, lost = self.counts.get((action_id, seg), (0, 0))
+        return self.prior[0] + won, self.prior[1] + lost
+
+    def sample(self, action_id: str, seg: str, rng: random.Random) -> float:
+        a, b = self._ab(action_id, seg)
+        return rng.betavariate(a, b)
+
+    def mean(self, action_id: str, seg: str) -> float:
+        a, b = self._ab(action_id, seg)
+        return a / (a + b)
+
+    def learn_one(self, action_id: str, seg: str, accepted: bool) -> None:
+        cell = self.counts.setdefault((action_id, seg), [0, 0])
+        cell[0 if accepted else 1] += 1
+        self.n_learned += 1
+
+
+# -- decisions -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: Action
+    action: Action | None  # None: control group
     score: float
+    p_accept: float
     why: str
     alternatives: tuple[tuple[str, float], ...]
     excluded: Mapping[str, str]
-
-
-CATALOG: tuple[Action, ...] = (
-    Action(
-        "resolve_complaint",
-        "Resolve the open complaint first",
-        "I can see you have an open complaint with us. Let me take ownership of it now and "
-        "make sure it is fixed before we finish this call.",
-        goal="serve",
-        value=60.0,
-        when=(Condition("complaints_open", ">=", 1),),
-    ),
-    Action(
-        "payment_help",
-        "Help fix the failed payment",
-        "I noticed a recent payment did not go through. Shall we update your payment details "
-        "together so nothing is interrupted?",
-        goal="serve",
-        value=45.0,
-        when=(Condition("payment_failures_30d", ">=", 1),),
-    ),
-    Action(
-        "retention_offer",
-        "Offer the loyalty discount (3 months at 20% off)",
-        "You have been with us a while and we value that. I can offer you 20% off for the next "
-        "three months, starting today.",
-        goal="retain",
-        value=80.0,
-        cost=15.0,
-        when=(Condition("churn_probability", ">=", 0.5),),
-    ),
-    Action(
-        "service_recovery_credit",
-        "Apologise and apply a goodwill credit",
-        "I am sorry about the trouble you have had recently. I have added a goodwill credit to "
-        "your account.",
-        goal="retain",
-        value=50.0,
-        cost=10.0,
-        when=(Condition("complaints_total", ">=", 1), Condition("churn_probability", ">=", 0.3)),
-    ),
-    Action(
-        "upsell_upgrade",
-        "Suggest the premium plan",
-        "Based on how you use our service, the premium plan would give you more for a small "
-        "difference. Would you like to hear about it?",
-        goal="grow",
-        value=40.0,
-        cost=2.0,
-        when=(Condition("complaints_open", "==", 0), Condition("churn_probability", "<", 0.3)),
-    ),
-    Action(
-        "thank_and_listen",
-        "Thank the customer and ask how we can help",
-        "Thank you for being with us. Is there anything else I can do for you today?",
-        goal="serve",
-        value=5.0,
-    ),
-)
+    segment: str
+    control: bool = False
 
 
 def _relevance(goal: str, churn_probability: float) -> float:
@@ -134,31 +328,137 @@ def _relevance(goal: str, churn_probability: float) -> float:
     return 1.0
 
 
-def select_one(
-    features: Mapping[str, float],
-    churn_probability: float,
-    catalog: tuple[Action, ...] = CATALOG,
-) -> Decision:
-    """Rank the eligible actions of ``catalog`` for this moment; return the best."""
-    x = {**features, "churn_probability": churn_probability}
-    scored: list[tuple[float, Action]] = []
-    excluded: dict[str, str] = {}
-    for action in catalog:
-        failed = next((c for c in action.when if not c.holds(x)), None)
-        if failed is not None:
-            excluded[action.action_id] = f"needs {failed}"
-            continue
-        score = action.value * _relevance(action.goal, churn_probability) - action.cost
-        scored.append((score, action))
-    if not scored:
-        raise ValueError("no action is eligible: the catalog needs an unconditional fallback")
-    scored.sort(key=lambda s: s[0], reverse=True)
-    best_score, best = scored[0]
-    relevance = _relevance(best.goal, churn_probability)
-    met = ", ".join(str(c) for c in best.when) or "always eligible"
-    why = (
-        f"value {best.value:g} x {best.goal} relevance {relevance:.2f} - cost {best.cost:g} "
-        f"= {best_score:.1f}; eligible: {met}"
-    )
-    alternatives = tuple((a.action_id, round(s, 2)) for s, a in scored[1:4])
-    return Decision(best, round(best_score, 2), why, alternatives, excluded)
+def in_control_group(customer_id: str, share: float) -> bool:
+    """A fixed draw per customer id: the same customers stay in the control group."""
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"cx-control").digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+class Arbiter:
+    """Chooses actions, remembers them until answered, and learns from the answers."""
+
+    HISTORY_CUSTOMERS = 200_000
+    PENDING_DECISIONS = 200_000
+
+    def __init__(self, catalog: Catalog, *, seed: int = 7) -> None:
+        self.catalog = catalog
+        self.model = AcceptanceModel()
+        self.rng = random.Random(seed)
+        self.history: OrderedDict[str, History] = OrderedDict()
+        # alert id -> (customer, action id, segment, decided at event ms)
+        self.pending: OrderedDict[str, tuple[str, str, str, int]] = OrderedDict()
+        self.ignored = 0
+        self.outcomes = 0
+
+    @property
+    def version(self) -> str:
+        return f"thompson@{self.model.n_learned}"
+
+    def select_one(
+        self,
+        customer_id: str,
+        features: Mapping[str, float],
+        churn_probability: float,
+        channel: str,
+        *,
+        now_ms: int,
+        explore: bool = True,
+    ) -> Decision:
+        seg = segment(features, churn_probability)
+        policy = self.catalog.policy
+        if in_control_group(customer_id, policy.control_group):
+            return Decision(None, 0.0, 0.0, "control group: no action", (), {}, seg, control=True)
+        x = {**features, "churn_probability": churn_probability}
+        history = self.history.get(customer_id, History())
+        scored: list[tuple[float, float, Action]] = []
+        excluded: dict[str, str] = {}
+        for action in self.catalog.actions:
+            failed = next((c for c in action.when if not c.holds(x)), None)
+            if failed is not None:
+                excluded[action.action_id] = f"needs {failed}"
+                continue
+            blocked = policy_block(action, history, features, channel, now_ms, policy)
+            if blocked is not None:
+                excluded[action.action_id] = blocked
+                continue
+            p = (
+                self.model.sample(action.action_id, seg, self.rng)
+                if explore
+                else self.model.mean(action.action_id, seg)
+            )
+            gain = action.value * action.lever * _relevance(action.goal, churn_probability)
+            scored.append((p * gain - action.cost, p, action))
+        if not scored:
+            return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
+        scored.sort(key=lambda s: s[0], reverse=True)
+        best_score, p, best = scored[0]
+        met = ", ".join(str(c) for c in best.when) or "always eligible"
+        why = (
+            f"P(accept) {p:.2f} x value {best.value:g} x lever {best.lever:g} x {best.goal} "
+            f"relevance {_relevance(best.goal, churn_probability):.2f} - cost {best.cost:g} "
+            f"= {best_score:.1f}; eligible: {met}; segment {seg}"
+        )
+        alternatives = tuple((a.action_id, round(s, 2)) for s, _, a in scored[1:4])
+        return Decision(best, round(best_score, 2), round(p, 4), why, alternatives, excluded, seg)
+
+    def offered(self, customer_id: str, alert_id: str, decision: Decision, now_ms: int) -> None:
+        """The decision was sent: count it against the contact policy, await the answer."""
+        if decision.action is None:
+            return
+        keep = self._keep_ms()
+        history = self.history.pop(customer_id, History())
+        if is_offer(decision.action):
+            history = history.offered(now_ms, decision.action.action_id, keep)
+        self.history[customer_id] = history
+        if len(self.history) > self.HISTORY_CUSTOMERS:
+            self.history.popitem(last=False)
+        self.pending[alert_id] = (customer_id, decision.action.action_id, decision.segment, now_ms)
+        if len(self.pending) > self.PENDING_DECISIONS:
+            self.pending.popitem(last=False)
+            self.ignored += 1
+
+    def outcome_one(self, alert_id: str, action_id: str, response: str, now_ms: int) -> bool:
+        """An answer to a recommendation; False when it matches no pending decision."""
+        pending = self.pending.pop(alert_id, None)
+        if pending is None or pending[1] != action_id:
+            if pending is not None:
+                self.pending[alert_id] = pending
+            return False
+        customer_id, _, seg, _ = pending
+        self.model.learn_one(action_id, seg, response == "accepted")
+        self.outcomes += 1
+        if response == "declined":
+            history = self.history.pop(customer_id, History())
+            self.history[customer_id] = history.declined(now_ms, action_id, self._keep_ms())
+        return True
+
+    def expire(self, now_ms: int) -> int:
+        """Recommendations unanswered past the timeout count as ignored (not accepted)."""
+        timeout = int(self.catalog.policy.response_timeout_hours * HOUR_MS)
+        expired = 0
+        while self.pending:
+            alert_id, (_, action_id, seg, at) = next(iter(self.pending.items()))
+            if now_ms - at <= timeout:
+                break
+            del self.pending[alert_id]
+            self.model.learn_one(action_id, seg, False)
+            expired += 1
+        self.ignored += expired
+        return expired
+
+    def _keep_ms(self) -> int:
+        p = self.catalog.policy
+        longest = max(
+            [p.window_days, p.suppress_days]
+            + [a.window_days or 0 for a in self.catalog.actions]
+            + [a.suppress_days or 0 for a in self.catalog.actions]
+        )
+        return int(longest * DAY_MS)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "nba_version": self.version,
+            "nba_outcomes": self.outcomes,
+            "nba_ignored": self.ignored,
+            "nba_pending": len(self.pending),
+        }

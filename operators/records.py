@@ -57,14 +57,25 @@ class Alert:
     payload: dict[str, Any]
 
 
-CustomerOut = ScoreRequest | Example | ProfileUpdate
-DecideIn = ScoreRequest | Example
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An answer to a recommendation (agent's outcome or a channel's offer_response)."""
+
+    customer_id: str
+    alert_id: str
+    action_id: str
+    response: str
+    ts: int
+
+
+CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome
+DecideIn = ScoreRequest | Example | Outcome
 DecideOut = Alert | ModelStatus | ProfileUpdate
 
 
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
-    return item if isinstance(item, ScoreRequest | Example) else None
+    return item if isinstance(item, ScoreRequest | Example | Outcome) else None
 
 
 def only(cls: type[T]) -> Callable[[object], T | None]:

@@ -110,12 +110,12 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
 ) -> None:
     now = int(time.time() * 1000)
     journey = [
-        ev("j1", "page_view", customer="cust-e2e", ts=now - 10 * DAY),
-        ev("j2", "payment_failed", customer="cust-e2e", ts=now - 5 * DAY, amount=30.0),
+        ev("j1", "page_view", customer="cust-e2e-1", ts=now - 10 * DAY),
+        ev("j2", "payment_failed", customer="cust-e2e-1", ts=now - 5 * DAY, amount=30.0),
         ev(
             "j3",
             "complaint",
-            customer="cust-e2e",
+            customer="cust-e2e-1",
             ts=now - 3 * DAY,
             channel="email",
             sentiment=-0.8,
@@ -123,7 +123,7 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
         ev(
             "j4",
             "contact_start",
-            customer="cust-e2e",
+            customer="cust-e2e-1",
             ts=now - 2 * DAY,
             channel="chat",
             queue="care",
@@ -132,7 +132,7 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
     contact = ev(
         "j5",
         "contact_start",
-        customer="cust-e2e",
+        customer="cust-e2e-1",
         ts=now,
         channel="voice",
         agent_id="agent-e2e",
@@ -159,7 +159,7 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
     assert frame["type"] == "alert"
     alert = frame["alert"]
     assert isinstance(alert, dict)
-    assert alert["customer_id"] == "cust-e2e"
+    assert alert["customer_id"] == "cust-e2e-1"
     assert (alert["agent_id"], alert["contact_id"], alert["queue"]) == (
         "agent-e2e",
         "call-1",
@@ -171,13 +171,22 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
     assert risk["trend"] in ("new", "rising", "falling", "steady")
     assert "1 open complaint" in risk["reasons"]
     assert "payment failed once in 30 days" in risk["reasons"]
-    assert alert["next_best_action"]["action_id"] in ("resolve_complaint", "payment_help")
+    assert alert["control"] is False  # cust-e2e-1 is not in the control group
+    nba = alert["next_best_action"]
+    assert nba["action_id"] in (
+        "resolve_complaint",
+        "payment_help",
+        "service_recovery_credit",
+        "thank_and_listen",
+    )
+    assert nba["excluded"]["retention_offer"] == "sales action while a complaint is open"
+    assert nba["why"].startswith("P(accept)")
     assert alert["journey"]["open_complaints"] == 1
     assert [t["type"] for t in alert["journey"]["last_touchpoints"][:2]] == [
         "contact_start",
         "contact_start",
     ]
-    profile = hash_of(stack.client, profile_key("cust-e2e"))
+    profile = hash_of(stack.client, profile_key("cust-e2e-1"))
     assert orjson.loads(profile[b"last_alert_id"]) == alert["alert_id"]
 
 

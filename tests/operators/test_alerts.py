@@ -1,5 +1,6 @@
 from operators.alerts import alert_id, build_alert
-from operators.nba import select_one
+from operators.nba import Arbiter
+from state.catalog import load_catalog
 from tests.conftest import ev
 
 CONTRACT_KEYS = {
@@ -28,7 +29,9 @@ def test_alert_follows_the_contract_and_its_id_is_deterministic() -> None:
         "model": "logreg-1@100",
         "reasons": ["1 open complaint"],
         "journey": {"open_complaints": 1},
-        "decision": select_one({"complaints_open": 1.0}, 0.72),
+        "decision": Arbiter(load_catalog(None)).select_one(
+            "c1", {"complaints_open": 1.0}, 0.72, "voice", now_ms=0
+        ),
     }
     a = build_alert(emitted_at=1, **kwargs)  # type: ignore[arg-type]
     b = build_alert(emitted_at=2, **kwargs)  # type: ignore[arg-type]
@@ -43,7 +46,8 @@ def test_alert_follows_the_contract_and_its_id_is_deterministic() -> None:
     }
     assert (a["agent_id"], a["queue"], a["contact_id"]) == ("a1", "care", "ct1")
     nba = a["next_best_action"]
-    assert {"action_id", "title", "script", "score", "why", "alternatives"} <= set(nba)
+    assert {"action_id", "title", "script", "score", "why", "alternatives", "excluded"} <= set(nba)
+    assert a["control"] is False
 
 
 def test_different_events_give_different_ids() -> None:

@@ -1,52 +1,217 @@
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxstream.errors import ConfigError
 from operators.journey import FEATURE_NAMES
-from operators.nba import CATALOG, Action, Condition, select_one
+from operators.nba import (
+    DAY_MS,
+    Arbiter,
+    Condition,
+    History,
+    in_control_group,
+    is_offer,
+    parse_catalog,
+    policy_block,
+    segment,
+)
+from state.catalog import load_catalog
+
+CATALOG = load_catalog(None)
+NO_CONTROL = parse_catalog(
+    Path("operators/catalog.toml")
+    .read_text()
+    .replace("control_group = 0.05", "control_group = 0.0")
+)
 
 
-def test_open_complaint_comes_first() -> None:
-    d = select_one({"complaints_open": 1.0}, 0.2)
-    assert d.action.action_id == "resolve_complaint"
-    assert "upsell_upgrade" in d.excluded
+def x(**values: float) -> dict[str, float]:
+    base = dict.fromkeys(FEATURE_NAMES, 0.0)
+    base.update(values)
+    return base
 
 
-def test_high_risk_without_problems_gets_the_retention_offer() -> None:
-    d = select_one({"complaints_open": 0.0, "complaints_total": 0.0}, 0.9)
-    assert d.action.action_id == "retention_offer"
-    assert "value 80 x retain relevance 0.90 - cost 15" in d.why
+def test_default_catalog_loads_and_validates() -> None:
+    assert {a.action_id for a in CATALOG.actions} >= {"resolve_complaint", "retention_offer"}
+    assert CATALOG.policy.control_group == 0.05
 
 
-def test_low_risk_happy_customer_gets_growth() -> None:
-    d = select_one({"complaints_open": 0.0}, 0.1)
-    assert d.action.action_id == "upsell_upgrade"
-    assert d.excluded["retention_offer"] == "needs churn_probability >= 0.5"
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[action]]\nid = 'a'", "title missing"),
+        ("not toml [", "not valid toml"),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='win'\nvalue=1",
+            "goal 'win'",
+        ),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\nwhen=['x ~ 1']",
+            "unknown operator",
+        ),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\nwhen=['x > 1']",
+            "fallback",
+        ),
+        ("[policy]\ncontrol_group = 2\n", "control_group"),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\ncolour='red'",
+            r"unknown fields \['colour'\]",
+        ),
+    ],
+)
+def test_bad_catalogs_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_catalog(text, "test.toml")
 
 
-def test_a_catalog_without_fallback_is_an_error() -> None:
-    only = (Action("x", "X", "s", goal="serve", value=1, when=(Condition("a", ">", 1),)),)
-    with pytest.raises(ValueError, match="fallback"):
-        select_one({}, 0.5, only)
+def test_missing_catalog_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_catalog(tmp_path / "nope.toml")
 
 
-def test_bad_operator_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown operator"):
-        Condition("a", "~", 1)
+def test_conditions_and_sales_rules_exclude_with_reasons() -> None:
+    arbiter = Arbiter(NO_CONTROL, seed=1)
+    d = arbiter.select_one("c1", x(complaints_open=1.0), 0.7, "voice", now_ms=0)
+    assert d.action is not None
+    assert d.excluded["retention_offer"] == "sales action while a complaint is open"
+    assert d.excluded["payment_help"] == "needs payment_failures_30d >= 1"
+    assert d.action.action_id in (
+        "resolve_complaint",
+        "service_recovery_credit",
+        "thank_and_listen",
+    )
+    assert "P(accept)" in d.why
+    assert "segment high/complaint/paid" in d.why
+
+
+def test_channels_restrict_actions() -> None:
+    d = Arbiter(NO_CONTROL, seed=1).select_one("c1", x(), 0.9, "email", now_ms=0)
+    assert d.excluded["retention_offer"] == "not offered on email"
+
+
+def test_control_group_is_fixed_by_customer_and_about_the_configured_share() -> None:
+    ids = [f"cust-{i}" for i in range(20000)]
+    share = sum(in_control_group(i, 0.05) for i in ids) / len(ids)
+    assert 0.04 < share < 0.06
+    member = next(i for i in ids if in_control_group(i, 0.05))
+    d = Arbiter(CATALOG).select_one(member, x(), 0.9, "voice", now_ms=0)
+    assert (d.action, d.control) == (None, True)
+
+
+def test_learning_moves_the_choice_to_what_customers_accept() -> None:
+    arbiter = Arbiter(NO_CONTROL, seed=3)
+    rng = random.Random(3)
+    truth = {"retention_offer": 0.6, "service_recovery_credit": 0.05, "thank_and_listen": 0.05}
+    features = x(complaints_total=1.0)
+    chosen = []
+    for i in range(3000):
+        d = arbiter.select_one(f"c{i}", features, 0.8, "voice", now_ms=i)
+        assert d.action is not None
+        arbiter.offered(f"c{i}", f"al{i}", d, i)
+        accepted = rng.random() < truth.get(d.action.action_id, 0.0)
+        arbiter.outcome_one(f"al{i}", d.action.action_id, "accepted" if accepted else "declined", i)
+        chosen.append(d.action.action_id)
+    assert chosen[-500:].count("retention_offer") > 400
+    assert arbiter.stats()["nba_outcomes"] == 3000
+
+
+def test_unanswered_recommendations_time_out_as_ignored() -> None:
+    arbiter = Arbiter(NO_CONTROL, seed=1)
+    d = arbiter.select_one("c1", x(), 0.2, "voice", now_ms=0)
+    arbiter.offered("c1", "al1", d, 0)
+    assert arbiter.expire(23 * 3_600_000) == 0
+    assert arbiter.expire(25 * 3_600_000) == 1
+    assert arbiter.stats()["nba_ignored"] == 1
+    assert d.action is not None
+    assert arbiter.outcome_one("al1", d.action.action_id, "accepted", 26 * 3_600_000) is False
+
+
+def test_outcome_for_another_action_or_unknown_alert_is_not_learned() -> None:
+    arbiter = Arbiter(NO_CONTROL, seed=1)
+    d = arbiter.select_one("c1", x(), 0.2, "voice", now_ms=0)
+    arbiter.offered("c1", "al1", d, 0)
+    assert arbiter.outcome_one("al1", "made_up_action", "accepted", 1) is False
+    assert arbiter.outcome_one("nope", "x", "accepted", 1) is False
+    assert d.action is not None
+    assert arbiter.outcome_one("al1", d.action.action_id, "accepted", 1) is True
+
+
+def test_bad_condition_text() -> None:
+    with pytest.raises(ValueError, match="feature op number"):
+        Condition.parse("complaints_open>=1")
+
+
+def test_segments() -> None:
+    assert (
+        segment(x(complaints_open=2.0, payment_failures_30d=1.0), 0.7) == "high/complaint/payfail"
+    )
+    assert segment(x(), 0.1) == "low/calm/paid"
+
+
+# -- contact policy properties ---------------------------------------------------------------------
+
+contacts = st.lists(
+    st.tuples(
+        st.integers(0, 120 * DAY_MS),  # when
+        st.sampled_from(["accepted", "declined", "not_relevant", None]),  # the answer, if any
+        st.sampled_from(["voice", "chat"]),
+        st.floats(0, 1),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(contacts, st.integers(0, 2**16))
+def test_no_customer_ever_gets_more_offers_than_the_cap_in_any_window(
+    moments: list[tuple[int, str | None, str, float]], seed: int
+) -> None:
+    arbiter = Arbiter(NO_CONTROL, seed=seed)
+    policy = NO_CONTROL.policy
+    window = int(policy.window_days * DAY_MS)
+    offers: list[int] = []
+    declined: dict[str, int] = {}
+    for i, (t, answer, channel, p) in enumerate(sorted(moments, key=lambda m: m[0])):
+        d = arbiter.select_one("c", x(complaints_total=1.0), p, channel, now_ms=t)
+        if d.action is None:
+            continue
+        arbiter.offered("c", f"al{i}", d, t)
+        if is_offer(d.action):
+            offers.append(t)
+        in_window = [o for o in offers if t - o < window]
+        assert len(in_window) <= policy.max_offers
+        last_decline = declined.get(d.action.action_id)
+        suppress = int(policy.suppress_days * DAY_MS)
+        assert last_decline is None or t - last_decline >= suppress
+        if answer is not None:
+            arbiter.outcome_one(f"al{i}", d.action.action_id, answer, t)
+            if answer == "declined":
+                declined[d.action.action_id] = t
 
 
 @given(
-    st.fixed_dictionaries({name: st.floats(0, 20) for name in FEATURE_NAMES}),
-    st.floats(0, 1),
+    st.lists(st.tuples(st.integers(0, 60 * DAY_MS), st.sampled_from(["a", "b"])), max_size=20),
+    st.integers(0, 90 * DAY_MS),
 )
-def test_every_decision_is_eligible_and_the_best(x: dict[str, float], p: float) -> None:
-    before = dict(x)
-    d = select_one(x, p)
-    assert x == before
-    assert all(c.holds({**x, "churn_probability": p}) for c in d.action.when)
-    assert all(d.score >= s for _, s in d.alternatives)
-    assert set(d.excluded) | {d.action.action_id} | {a for a, _ in d.alternatives} <= {
-        a.action_id for a in CATALOG
-    }
+def test_policy_block_is_pure_and_counts_only_the_window(
+    offers: list[tuple[int, str]], now: int
+) -> None:
+    history = History(tuple(sorted(offers)))
+    action = NO_CONTROL.get("retention_offer")
+    assert action is not None
+    assert is_offer(action)
+    before = history
+    reason = policy_block(action, history, x(), "voice", now, NO_CONTROL.policy)
+    assert history == before
+    in_window = [t for t, _ in offers if 0 <= now - t < NO_CONTROL.policy.window_days * DAY_MS]
+    if len(in_window) >= NO_CONTROL.policy.max_offers:
+        assert reason is not None
+    service = NO_CONTROL.get("thank_and_listen")
+    assert service is not None
+    assert policy_block(service, history, x(), "voice", now, NO_CONTROL.policy) is None
