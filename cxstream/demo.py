@@ -99,6 +99,7 @@ class Demo:
                     flush=True,
                 )
             pace = Pacer(args.rate)
+            agents = SimulatedAgents(client, sim, set(queues), settings.shards, seed=args.seed)
             sent = 0
             started = time.monotonic()
             last = (started, 0, int(client.xlen(ALERTS)))  # live rates exclude the preload
@@ -110,6 +111,7 @@ class Demo:
                 if n:
                     xadd_events(client, sim.take(n), settings.shards)
                     sent += n
+                agents.answer()
                 now = time.monotonic()
                 if now >= next_status:
                     next_status = now + args.status_every
@@ -122,7 +124,7 @@ class Demo:
                     }
                     learned = int(orjson.loads(model.get("n_learned", b"0")))
                     auc = orjson.loads(model["roc_auc"]) if learned >= WARMUP_EXAMPLES else None
-                    agents = self._connections(f"{base}/healthz")
+                    connected = self._connections(f"{base}/healthz")
                     dt = now - last[0]
                     line = (
                         f"[{now - started:6.0f} s] events {sent} ({(sent - last[1]) / dt:.0f}/s)  "
@@ -133,7 +135,8 @@ class Demo:
                             if auc is not None
                             else f"warming up ({learned} labels)"
                         )
-                        + f"  agents connected {agents}"
+                        + f"  agents connected {connected}"
+                        + f"  simulated answers {agents.accepted}/{agents.answered} accepted"
                     )
                     print(line, flush=True)
                     last = (now, sent, alerts)
@@ -287,3 +290,65 @@ def _check_port_free(host: str, port: int) -> None:
                 f"cannot use {host}:{port} for the server: {reason} "
                 "(is another cxstream demo running?); set CX_PORT to another port"
             ) from exc
+
+
+class SimulatedAgents:
+    """The other agents of the demo: they answer the recommendations outside the console
+    agent's queues, accepting with the simulator's true acceptance probability, and their
+    answers go back into the event streams as the server would write them."""
+
+    def __init__(
+        self, client: Any, sim: Any, human_queues: set[str], shards: int, *, seed: int
+    ) -> None:
+        import random
+
+        from state.keys import ALERTS
+
+        self.client = client
+        self.sim = sim
+        self.human_queues = human_queues
+        self.shards = shards
+        self.rng = random.Random(seed)
+        last = client.xrevrange(ALERTS, count=1)
+        self.last_id = last[0][0].decode() if last else "0-0"
+        self.answered = 0
+        self.accepted = 0
+
+    def answer(self) -> None:
+        from state.ingest import xadd_events
+        from state.keys import ALERTS
+        from state.redis import xread_entries
+
+        reply = self.client.xread({ALERTS: self.last_id}, count=500)
+        events = []
+        for _stream, entries in xread_entries(reply):
+            for entry_id, fields in entries:
+                self.last_id = entry_id
+                alert = orjson.loads(fields.get(b"data", b"{}"))
+                nba = alert.get("next_best_action")
+                if nba is None or alert.get("queue") in self.human_queues:
+                    continue
+                p = self.sim.acceptance(alert["customer_id"], nba["action_id"])
+                if p is None:  # the customer has left
+                    continue
+                accepted = self.rng.random() < p
+                self.answered += 1
+                self.accepted += accepted
+                events.append(
+                    Event(
+                        event_id=f"simagent-{alert['alert_id']}",
+                        customer_id=alert["customer_id"],
+                        anonymous_id=None,
+                        ts=int(alert["event_ts"]) + 60_000,
+                        channel="crm",
+                        type="offer_response",
+                        attrs={
+                            "alert_id": alert["alert_id"],
+                            "action_id": nba["action_id"],
+                            "response": "accepted" if accepted else "declined",
+                            "agent_id": alert.get("agent_id") or "simulated-agent",
+                        },
+                    )
+                )
+        if events:
+            xadd_events(self.client, events, self.shards)

@@ -81,8 +81,10 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
         if isinstance(value, Outcome):
-            self.arbiter.outcome_one(value.alert_id, value.action_id, value.response, value.ts)
-            return [], StatefulLogic.RETAIN
+            learned = self.arbiter.outcome_one(
+                value.alert_id, value.action_id, value.response, value.ts
+            )
+            return ([self.status()] if learned else []), StatefulLogic.RETAIN
         if isinstance(value, Example):
             self.model.learn_one(value.features, value.label)
             if self.model.n_learned % self.status_every == 0:

@@ -328,6 +328,11 @@ def _relevance(goal: str, churn_probability: float) -> float:
     return 1.0
 
 
+def gain(action: Action, churn_probability: float) -> float:
+    """What an accepted action is worth: value x lever x relevance."""
+    return action.value * action.lever * _relevance(action.goal, churn_probability)
+
+
 def in_control_group(customer_id: str, share: float) -> bool:
     """A fixed draw per customer id: the same customers stay in the control group."""
     digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"cx-control").digest()
@@ -365,29 +370,19 @@ class Arbiter:
         explore: bool = True,
     ) -> Decision:
         seg = segment(features, churn_probability)
-        policy = self.catalog.policy
-        if in_control_group(customer_id, policy.control_group):
+        if in_control_group(customer_id, self.catalog.policy.control_group):
             return Decision(None, 0.0, 0.0, "control group: no action", (), {}, seg, control=True)
-        x = {**features, "churn_probability": churn_probability}
-        history = self.history.get(customer_id, History())
+        eligible, excluded = self.candidates(
+            customer_id, features, churn_probability, channel, now_ms=now_ms
+        )
         scored: list[tuple[float, float, Action]] = []
-        excluded: dict[str, str] = {}
-        for action in self.catalog.actions:
-            failed = next((c for c in action.when if not c.holds(x)), None)
-            if failed is not None:
-                excluded[action.action_id] = f"needs {failed}"
-                continue
-            blocked = policy_block(action, history, features, channel, now_ms, policy)
-            if blocked is not None:
-                excluded[action.action_id] = blocked
-                continue
+        for action in eligible:
             p = (
                 self.model.sample(action.action_id, seg, self.rng)
                 if explore
                 else self.model.mean(action.action_id, seg)
             )
-            gain = action.value * action.lever * _relevance(action.goal, churn_probability)
-            scored.append((p * gain - action.cost, p, action))
+            scored.append((p * gain(action, churn_probability) - action.cost, p, action))
         if not scored:
             return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
         scored.sort(key=lambda s: s[0], reverse=True)
@@ -400,6 +395,32 @@ class Arbiter:
         )
         alternatives = tuple((a.action_id, round(s, 2)) for s, _, a in scored[1:4])
         return Decision(best, round(best_score, 2), round(p, 4), why, alternatives, excluded, seg)
+
+    def candidates(
+        self,
+        customer_id: str,
+        features: Mapping[str, float],
+        churn_probability: float,
+        channel: str,
+        *,
+        now_ms: int,
+    ) -> tuple[list[Action], dict[str, str]]:
+        """The actions eligible now, and why each of the others is not."""
+        x = {**features, "churn_probability": churn_probability}
+        history = self.history.get(customer_id, History())
+        eligible: list[Action] = []
+        excluded: dict[str, str] = {}
+        for action in self.catalog.actions:
+            failed = next((c for c in action.when if not c.holds(x)), None)
+            if failed is not None:
+                excluded[action.action_id] = f"needs {failed}"
+                continue
+            blocked = policy_block(action, history, features, channel, now_ms, self.catalog.policy)
+            if blocked is not None:
+                excluded[action.action_id] = blocked
+                continue
+            eligible.append(action)
+        return eligible, excluded
 
     def offered(self, customer_id: str, alert_id: str, decision: Decision, now_ms: int) -> None:
         """The decision was sent: count it against the contact policy, await the answer."""

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from dataclasses import dataclass, field
@@ -68,6 +69,28 @@ class Simulator:
         self._pending: dict[str, list[tuple[str, str, dict[str, object]]]] = {}
         for _ in range(config.customers):
             self._join(config.start_ms + self.rng.randrange(config.customer_gap_ms))
+
+    def acceptance(self, customer_id: str, action_id: str) -> float | None:
+        """Ground truth: the probability this live customer accepts this action now.
+
+        It follows the customer's latent churn propensity and current troubles, with
+        a fixed personal taste per (customer, action) of +-15% no segment can see.
+        """
+        c = self._customers.get(customer_id)
+        if c is None:
+            return None
+        p = c.p
+        base = {
+            "resolve_complaint": 0.75 if c.open_complaints else 0.15,
+            "payment_help": 0.65 if c.payment_failures else 0.10,
+            "retention_offer": 0.10 + 0.60 * p,
+            "service_recovery_credit": (0.25 + 0.5 * p) if c.open_complaints else 0.15,
+            "upsell_upgrade": 0.45 * (1.0 - p) ** 2,
+            "thank_and_listen": 0.90,
+        }.get(action_id, 0.20)
+        digest = hashlib.blake2b(f"{customer_id}/{action_id}".encode(), digest_size=8).digest()
+        taste = 0.85 + 0.30 * int.from_bytes(digest, "big") / 2**64
+        return min(1.0, base * taste)
 
     def propensity(self, customer_id: str) -> float | None:
         """The latent churn propensity of a live customer (ground truth)."""

@@ -152,7 +152,16 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
             sent = time.perf_counter()
             xadd_events(stack.client, [contact], 4)
             frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-            return frame, time.perf_counter() - sent
+            latency = time.perf_counter() - sent
+            alert = frame["alert"]
+            outcome = {
+                "type": "outcome",
+                "alert_id": alert["alert_id"],
+                "action_id": alert["next_best_action"]["action_id"],
+                "response": "accepted",
+            }
+            await ws.send(orjson.dumps(outcome).decode())
+            return frame, latency
 
     frame, latency = asyncio.run(agent())
     print(f"contact_start XADD -> alert frame at the agent: {latency * 1000:.1f} ms")
@@ -188,6 +197,13 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
     ]
     profile = hash_of(stack.client, profile_key("cust-e2e-1"))
     assert orjson.loads(profile[b"last_alert_id"]) == alert["alert_id"]
+
+    # The agent's "accepted" went back into the event stream, through the flow, to the model.
+    def outcomes() -> int:
+        status = hash_of(stack.client, "cx:model:m0")
+        return int(orjson.loads(status.get(b"nba_outcomes", b"0")))
+
+    _wait(lambda: outcomes() >= 1, "the outcome to reach the model", timeout=15)
 
 
 def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(

@@ -215,3 +215,12 @@ def test_policy_block_is_pure_and_counts_only_the_window(
     service = NO_CONTROL.get("thank_and_listen")
     assert service is not None
     assert policy_block(service, history, x(), "voice", now, NO_CONTROL.policy) is None
+
+
+def test_policy_learns_near_the_oracle_on_the_simulator() -> None:
+    """A smaller run of benchmarks/nba_policy.py (the benchmark records the full one)."""
+    from benchmarks.nba_policy import run
+
+    figures = run(decisions=5000, customers=2000, seed=13)
+    assert float(figures["oracle_ratio"]) > 0.85  # type: ignore[arg-type]
+    assert float(figures["random_ratio"]) < 0.7  # type: ignore[arg-type]

@@ -34,3 +34,19 @@ def test_latent_propensity_drives_cancellation() -> None:
     stayers = [p for c, p in propensity.items() if c not in cancelled]
     assert len(churners) > 50
     assert sum(churners) / len(churners) > sum(stayers) / len(stayers) + 0.1
+
+
+def test_acceptance_ground_truth_follows_the_customer() -> None:
+    sim = Simulator(SimConfig(customers=300, seed=6))
+    seen = {}
+    for _ in range(5000):
+        e = sim.next_event()
+        p = sim.acceptance(e.key, "retention_offer")
+        if p is not None:
+            seen[e.key] = (sim.propensity(e.key), p, sim.acceptance(e.key, "retention_offer"))
+    assert all(0.0 <= p <= 1.0 and p == again for _, p, again in seen.values())
+    by_risk = sorted(seen.values())
+    low = [p for _, p, _ in by_risk[:50]]
+    high = [p for _, p, _ in by_risk[-50:]]
+    assert sum(high) / 50 > sum(low) / 50 + 0.1  # churners take the retention offer more
+    assert sim.acceptance("nobody", "retention_offer") is None
