@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import hashlib
 import operator
-import random
 import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from river import proba
 
 from cxstream.errors import ConfigError
 
@@ -279,29 +280,35 @@ def segment(features: Mapping[str, float], churn_probability: float) -> str:
     return f"{band}/{complaint}/{payment}"
 
 
-@dataclass
 class AcceptanceModel:
-    """Beta(1 + accepted, 1 + not accepted) per (action, segment), with Thompson sampling."""
+    """P(accept) per (action, segment): River's ``proba.Beta`` posterior, Beta(1, 1) at first.
 
-    counts: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    prior: tuple[float, float] = (1.0, 1.0)
-    n_learned: int = 0
+    :meth:`sample` draws from it (Thompson sampling), :meth:`mean` is its expectation.
+    Each cell's random stream is seeded from (seed, action, segment): reproducible.
+    """
 
-    def _ab(self, action_id: str, seg: str) -> tuple[float, float]:
-        won, lost = self.counts.get((action_id, seg), (0, 0))
-        return self.prior[0] + won, self.prior[1] + lost
+    def __init__(self, *, seed: int = 7) -> None:
+        self.seed = seed
+        self.cells: dict[tuple[str, str], Any] = {}
+        self.n_learned = 0
 
-    def sample(self, action_id: str, seg: str, rng: random.Random) -> float:
-        a, b = self._ab(action_id, seg)
-        return rng.betavariate(a, b)
+    def _cell(self, action_id: str, seg: str) -> Any:
+        cell = self.cells.get((action_id, seg))
+        if cell is None:
+            key = f"{self.seed}/{action_id}/{seg}".encode()
+            cell_seed = int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big")
+            cell = self.cells[(action_id, seg)] = proba.Beta(1, 1, seed=cell_seed)
+        return cell
+
+    def sample(self, action_id: str, seg: str) -> float:
+        return float(self._cell(action_id, seg).sample())
 
     def mean(self, action_id: str, seg: str) -> float:
-        a, b = self._ab(action_id, seg)
-        return a / (a + b)
+        cell = self.cells.get((action_id, seg))
+        return 0.5 if cell is None else float(cell.alpha / (cell.alpha + cell.beta))
 
     def learn_one(self, action_id: str, seg: str, accepted: bool) -> None:
-        cell = self.counts.setdefault((action_id, seg), [0, 0])
-        cell[0 if accepted else 1] += 1
+        self._cell(action_id, seg).update(accepted)
         self.n_learned += 1
 
 
@@ -347,8 +354,7 @@ class Arbiter:
 
     def __init__(self, catalog: Catalog, *, seed: int = 7) -> None:
         self.catalog = catalog
-        self.model = AcceptanceModel()
-        self.rng = random.Random(seed)
+        self.model = AcceptanceModel(seed=seed)
         self.history: OrderedDict[str, History] = OrderedDict()
         # alert id -> (customer, action id, segment, decided at event ms)
         self.pending: OrderedDict[str, tuple[str, str, str, int]] = OrderedDict()
@@ -378,7 +384,7 @@ class Arbiter:
         scored: list[tuple[float, float, Action]] = []
         for action in eligible:
             p = (
-                self.model.sample(action.action_id, seg, self.rng)
+                self.model.sample(action.action_id, seg)
                 if explore
                 else self.model.mean(action.action_id, seg)
             )
