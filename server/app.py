@@ -256,7 +256,9 @@ class AlertServer:
             if not page:
                 return
             for entry_id, fields in page:
-                self._deliver(client, entry_id, fields)
+                for frame in self._frames(client, entry_id, fields):
+                    await client.queue.put(frame)  # a resuming client waits, it is not dropped
+                    self.metrics.delivered.inc()
             sent += len(page)
             start = f"({page[-1][0]}"
 
@@ -275,15 +277,20 @@ class AlertServer:
                     last_id = entry_id
                     for client in list(self.clients):
                         self._deliver(client, last_id, fields)
+                    # Let the writers run between entries: a client that reads keeps up,
+                    # only one that stopped reading fills its queue and is dropped.
+                    await asyncio.sleep(0)
+
+    def _frames(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> list[str]:
+        """The frames this client gets for one alert entry (none if not addressed to it)."""
+        alert = _alert(stream_id, fields)
+        if alert is None:
+            return []
+        return [a.frame for a in client.session.alert(stream_id, alert) if isinstance(a, Send)]
 
     def _deliver(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> None:
-        data = fields.get(b"data")
-        if data is None:
-            return
-        try:
-            alert = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.warning("alert %s in %s is not json; skipped", stream_id, ALERTS)
+        alert = _alert(stream_id, fields)
+        if alert is None:
             return
         for action in client.session.alert(stream_id, alert):
             if isinstance(action, Send) and self._enqueue(client, action.frame):
@@ -291,6 +298,18 @@ class AlertServer:
                 emitted = alert.get("emitted_at")
                 if isinstance(emitted, int):
                     self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+
+
+def _alert(stream_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
+    data = fields.get(b"data")
+    if data is None:
+        return None
+    try:
+        alert = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        log.warning("alert %s in %s is not json; skipped", stream_id, ALERTS)
+        return None
+    return alert if isinstance(alert, dict) else None
 
 
 def _response(status: HTTPStatus, content_type: str, body: bytes) -> Response:

@@ -56,11 +56,33 @@ async def signed_in(server: AlertServer, tok: str | None = None, **kw: Any) -> C
 
 
 async def close_code(ws: ClientConnection) -> int:
-    """Wait for the server to close the connection; return its close code."""
+    """Read (and drop) frames until the server closes the connection; return its code."""
+
+    async def drain() -> None:
+        while True:
+            await ws.recv()
+
     with pytest.raises(ConnectionClosed) as info:
-        await asyncio.wait_for(ws.recv(), timeout=10)
+        await asyncio.wait_for(drain(), timeout=20)
     assert info.value.rcvd is not None
     return info.value.rcvd.code
+
+
+async def add_alerts_steadily(r: redis.Redis, prefix: str, n: int, per_s: float) -> None:
+    """XADD n padded alerts for queue care at a steady rate (8 KB frames)."""
+    batch = 25
+    for start in range(0, n, batch):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(n, start + batch)):
+            alert = {
+                "alert_id": f"{prefix}{i}",
+                "customer_id": "c",
+                "queue": "care",
+                "pad": "x" * 8000,
+            }
+            pipe.xadd(ALERTS, {"data": orjson.dumps(alert)})
+        pipe.execute()
+        await asyncio.sleep(batch / per_s)
 
 
 def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
@@ -226,3 +248,60 @@ def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
                 await server.start()
 
         asyncio.run(main())
+
+
+def test_a_stalled_client_is_dropped_and_the_others_get_every_alert(
+    settings: Settings, r: redis.Redis
+) -> None:
+    n_alerts = 1500  # 500 a second of 8 KB frames: a stalled client's buffers fill in seconds
+
+    async def body(server: AlertServer) -> None:
+        stalled = await signed_in(server, max_queue=1)  # reads nothing from here on
+        reader = await signed_in(server)
+        feeding = asyncio.create_task(add_alerts_steadily(r, "a", n_alerts, per_s=500))
+        got: set[str] = set()
+        while len(got) < n_alerts:
+            got.add((await next_alert(reader, timeout=20))["alert"]["alert_id"])
+        await feeding
+        assert len(got) == n_alerts
+        assert await close_code(stalled) == 4029
+        await reader.close()
+
+    run(settings, body)
+
+
+def test_dropped_clients_are_counted_in_metrics(settings: Settings, r: redis.Redis) -> None:
+    async def body(server: AlertServer) -> None:
+        stalled = await signed_in(server, max_queue=1)
+        await add_alerts_steadily(r, "b", 1500, per_s=500)
+        assert await close_code(stalled) == 4029
+        assert server.metrics.dropped._value.get() == 1
+
+    run(settings, body)
+
+
+def test_garbage_after_auth_gets_an_error_and_the_connection_stays(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        ws = await signed_in(server)
+        await ws.send("{not json")
+        assert orjson.loads(await ws.recv())["code"] == "bad_json"
+        await ws.send(orjson.dumps({"type": "resume", "after": "0-0"}).decode())
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_expired_token_is_refused_on_a_real_socket(settings: Settings) -> None:
+    expired = mint(SECRET, agent_id="a1", queues=["care"], role="agent", now=1000.0, ttl_s=60)
+
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server)) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": expired}).decode())
+            error = orjson.loads(await ws.recv())
+            assert (error["code"], error["message"].startswith("token expired")) == (
+                "auth_failed",
+                True,
+            )
+            assert await close_code(ws) == 4001
+
+    run(settings, body)
