@@ -37,11 +37,13 @@ from server.protocol import (
     CLOSE_TOO_SLOW,
     AgentSession,
     Close,
+    Ingest,
+    IngestSession,
     Publish,
     Replay,
     Send,
 )
-from state.keys import ALERTS, events_stream
+from state.keys import ALERTS, DLQ, events_stream
 from state.redis import stream_entries, xread_entries
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class Metrics:
 class _Client:
     """One connection: its protocol session and its bounded outbound queue."""
 
-    def __init__(self, conn: ServerConnection, session: AgentSession) -> None:
+    def __init__(self, conn: ServerConnection, session: AgentSession | IngestSession) -> None:
         self.conn = conn
         self.session = session
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_FRAMES)
@@ -171,12 +173,18 @@ class AlertServer:
     # -- one connection --------------------------------------------------------------------------
 
     async def _handle(self, conn: ServerConnection) -> None:
-        if conn.request is None or conn.request.path.split("?", 1)[0] != "/ws":
-            await conn.close(1008, "use /ws")
+        path = conn.request.path.split("?", 1)[0] if conn.request is not None else ""
+        session: AgentSession | IngestSession
+        if path == "/ingest":
+            session = IngestSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
+        elif path == "/ws":
+            session = AgentSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
+        else:
+            await conn.close(1008, "use /ws or /ingest")
             return
-        session = AgentSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
         client = _Client(conn, session)
-        self.clients.add(client)
+        if isinstance(session, AgentSession):
+            self.clients.add(client)  # only agents receive alerts
         self.metrics.connections.inc()
         writer = asyncio.create_task(self._write(client))
         try:
@@ -216,11 +224,36 @@ class AlertServer:
                 await client.conn.close(action.code, action.reason)
             elif isinstance(action, Replay):
                 await self._replay(client, action.after)
+            elif isinstance(action, Ingest):
+                await self._ingest(client, action)
             elif isinstance(action, Publish):
                 event = action.event
                 stream = events_stream(shard_of(event.key, self.settings.shards))
                 await self.redis.xadd(stream, {"data": encode_event(event)})
                 self.metrics.published.inc()
+
+    async def _ingest(self, client: _Client, action: Ingest) -> None:
+        """XADD the valid events, dead-letter the others, acknowledge with the stream ids."""
+        pipe = self.redis.pipeline(transaction=False)
+        for event in action.events:
+            stream = events_stream(shard_of(event.key, self.settings.shards))
+            pipe.xadd(stream, {"data": encode_event(event)})
+        at = str(int(time.time() * 1000))
+        for index, reason, raw in action.rejected:
+            fields = {"data": raw, "reason": reason.split(":", 1)[0], "detail": reason}
+            fields.update(source="ingest", entry_id=str(index), at=at)
+            pipe.xadd(DLQ, fields, maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+        results = await pipe.execute()
+        ids = [
+            r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(action.events)]
+        ]
+        self.metrics.published.inc(len(action.events))
+        ack = {
+            "type": "ack",
+            "stream_ids": ids,
+            "rejected": [{"index": i, "reason": reason} for i, reason, _ in action.rejected],
+        }
+        self._enqueue(client, orjson.dumps(ack).decode())
 
     async def _flush(self, client: _Client) -> None:
         """Let queued frames (e.g. the error before a close) go out first."""
@@ -284,15 +317,17 @@ class AlertServer:
     def _frames(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> list[str]:
         """The frames this client gets for one alert entry (none if not addressed to it)."""
         alert = _alert(stream_id, fields)
-        if alert is None:
+        session = client.session
+        if alert is None or not isinstance(session, AgentSession):
             return []
-        return [a.frame for a in client.session.alert(stream_id, alert) if isinstance(a, Send)]
+        return [a.frame for a in session.alert(stream_id, alert) if isinstance(a, Send)]
 
     def _deliver(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> None:
         alert = _alert(stream_id, fields)
-        if alert is None:
+        session = client.session
+        if alert is None or not isinstance(session, AgentSession):
             return
-        for action in client.session.alert(stream_id, alert):
+        for action in session.alert(stream_id, alert):
             if isinstance(action, Send) and self._enqueue(client, action.frame):
                 self.metrics.delivered.inc()
                 emitted = alert.get("emitted_at")

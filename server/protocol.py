@@ -35,9 +35,9 @@ from typing import Any
 
 import orjson
 
-from cxstream.errors import AuthError
+from cxstream.errors import AuthError, InvalidEvent
 from cxstream.settings import Secret
-from operators.events import RESPONSES, Event
+from operators.events import RESPONSES, Event, event_from_obj
 from server.tokens import Claims, verify
 
 AUTH_TIMEOUT_S = 10.0
@@ -273,3 +273,93 @@ class AgentSession:
             if len(self._delivered) > REMEMBERED_ALERTS:
                 self._delivered.popitem(last=False)
         return [Send(_frame({"type": "alert", "stream_id": stream_id, "alert": alert}))]
+
+
+# -- /ingest: channel systems sending events -----------------------------------------------------
+
+MAX_EVENTS_PER_MESSAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """XADD ``events``, dead-letter ``rejected`` (index, reason, raw JSON), then acknowledge."""
+
+    events: tuple[Event, ...]
+    rejected: tuple[tuple[int, str, bytes], ...]
+
+
+class IngestSession:
+    """Protocol state of one ``/ingest`` connection (needs a token with role ``ingest``).
+
+    After ``auth``, each message is one event object or a JSON array of them.  The
+    reply is ``ack`` {stream_ids, rejected: [{index, reason}]}; rejected events also
+    go to the dead-letter stream.
+
+    >>> from cxstream.settings import Secret
+    >>> from server.tokens import mint
+    >>> key = Secret("k" * 32)
+    >>> s = IngestSession(key, now=0.0)
+    >>> tok = mint(key, agent_id="web", queues=(), role="ingest", now=0, ttl_s=60)
+    >>> [type(a).__name__ for a in s.receive('{"type": "auth", "token": "%s"}' % tok, now=1.0)]
+    ['Send']
+    >>> [a] = s.receive('[{"event_id": "e1"}]', now=2.0)
+    >>> a.rejected[0][:2]
+    (0, 'customer_id missing: an event needs customer_id or anonymous_id')
+    """
+
+    def __init__(self, secret: Secret, *, now: float, auth_timeout: float = AUTH_TIMEOUT_S):
+        self.secret = secret
+        self.deadline = now + auth_timeout
+        self.claims: Claims | None = None
+        self.closed = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.claims is not None and not self.closed
+
+    def _fail(self, close_code: int, code: str, message: str) -> list[Action | Ingest]:
+        self.closed = True
+        return [error(code, message), Close(close_code, code)]
+
+    def check_deadline(self, now: float) -> list[Action | Ingest]:
+        if self.claims is None and not self.closed and now >= self.deadline:
+            return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+        return []
+
+    def receive(self, message: str | bytes, *, now: float) -> list[Action | Ingest]:
+        if self.closed:
+            return []
+        try:
+            msg = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            if self.claims is None:
+                return self._fail(CLOSE_POLICY, "bad_json", "message is not json")
+            return [error("bad_json", "message is not json")]
+        if self.claims is None:
+            if not isinstance(msg, dict) or msg.get("type") != "auth":
+                return self._fail(CLOSE_AUTH_FAILED, "auth_required", "send auth first")
+            if now >= self.deadline:
+                return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "auth came too late")
+            try:
+                claims = verify(self.secret, msg.get("token"), now=now)
+            except AuthError as exc:
+                return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
+            if claims.role != "ingest":
+                return self._fail(CLOSE_FORBIDDEN, "forbidden", "/ingest needs an ingest token")
+            self.claims = claims
+            return [
+                Send(_frame({"type": "welcome", "agent_id": claims.agent_id, "role": "ingest"}))
+            ]
+        if now >= self.claims.expires_at:
+            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired")
+        items = msg if isinstance(msg, list) else [msg]
+        if len(items) > MAX_EVENTS_PER_MESSAGE:
+            return [error("too_many", f"at most {MAX_EVENTS_PER_MESSAGE} events per message")]
+        events: list[Event] = []
+        rejected: list[tuple[int, str, bytes]] = []
+        for index, item in enumerate(items):
+            try:
+                events.append(event_from_obj(item))
+            except InvalidEvent as exc:
+                rejected.append((index, str(exc), orjson.dumps(item)))
+        return [Ingest(tuple(events), tuple(rejected))]

@@ -305,3 +305,55 @@ def test_expired_token_is_refused_on_a_real_socket(settings: Settings) -> None:
             assert await close_code(ws) == 4001
 
     run(settings, body)
+
+
+def test_ingest_acknowledges_with_stream_ids_and_dead_letters_invalid_events(
+    settings: Settings, r: redis.Redis
+) -> None:
+    import time as _time
+
+    from tests.conftest import ev
+
+    ingest_token = mint(
+        SECRET, agent_id="web-shop", queues=[], role="ingest", now=_time.time(), ttl_s=600
+    )
+
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server, "/ingest")) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": ingest_token}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            batch = [ev(1, "page_view").to_json(), {"event_id": "bad"}, ev(2, "search").to_json()]
+            await ws.send(orjson.dumps(batch).decode())
+            ack = orjson.loads(await ws.recv())
+            assert ack["type"] == "ack"
+            assert len(ack["stream_ids"]) == 2
+            assert ack["rejected"] == [
+                {
+                    "index": 1,
+                    "reason": "customer_id missing: an event needs customer_id or anonymous_id",
+                }
+            ]
+            await ws.send(orjson.dumps(ev(3, "purchase").to_json()).decode())
+            assert len(orjson.loads(await ws.recv())["stream_ids"]) == 1
+            await ws.send("{nope")
+            assert orjson.loads(await ws.recv())["code"] == "bad_json"
+        stream = events_stream(shard_of("c1", settings.shards))
+        assert [parse_event(f[b"data"]).event_id for _, f in entries(r, stream)] == [
+            "e1",
+            "e2",
+            "e3",
+        ]
+        [(_, dead)] = entries(r, "cx:dlq")
+        assert (dead[b"source"], orjson.loads(dead[b"data"])) == (b"ingest", {"event_id": "bad"})
+
+    run(settings, body)
+
+
+def test_ingest_needs_an_ingest_token_and_agents_cannot_ingest(settings: Settings) -> None:
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server, "/ingest")) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": token()}).decode())
+            assert orjson.loads(await ws.recv())["code"] == "forbidden"
+            assert await close_code(ws) == 4003
+
+    run(settings, body)
