@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from benchmarks._harness import free_port, record
 from cxstream.settings import Secret, Settings
