@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from websockets.asyncio.client import connect
 from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import DLQ, events_stream, profile_key
-from tests.conftest import DAY, SECRET, entries, ev, free_port, hash_of
+from tests.conftest import DAY, SECRET, entries, ev, free_port, hash_of, server_healthy, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,23 +35,6 @@ class Stack:
     redis_url: str
     port: int
     client: redis.Redis
-
-
-def _wait(predicate: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +67,12 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             )
         )
     try:
-        _wait(lambda: _healthy(port), "the server's /healthz")
+        wait_until(lambda: server_healthy(port), "the server's /healthz")
         # The flow is ready once it has written the profile of a warm-up event.
         xadd_events(client, [ev("warmup", "page_view", customer="warmup")], 4)
-        _wait(lambda: client.exists(profile_key("warmup")), "the flow to process a first event")
+        wait_until(
+            lambda: client.exists(profile_key("warmup")), "the flow to process a first event"
+        )
         yield Stack(redis_server, port, client)
     finally:
         for proc, _ in procs:
@@ -203,7 +187,7 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
         status = hash_of(stack.client, "cx:model:m0")
         return int(orjson.loads(status.get(b"nba_outcomes", b"0")))
 
-    _wait(lambda: outcomes() >= 1, "the outcome to reach the model", timeout=15)
+    wait_until(lambda: outcomes() >= 1, "the outcome to reach the model", timeout=15)
 
 
 def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(
@@ -221,10 +205,10 @@ def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(
     )
     stack.client.xadd(events_stream(1), {"nodata": b"1"})
     xadd_events(stack.client, [ev("after-bad", "page_view", customer="cust-after-bad")], 4)
-    _wait(
+    wait_until(
         lambda: stack.client.exists(profile_key("cust-after-bad")), "the event after the bad ones"
     )
-    _wait(lambda: stack.client.xlen(DLQ) == before + 3, "three dead letters")
+    wait_until(lambda: stack.client.xlen(DLQ) == before + 3, "three dead letters")
     reasons = {f[b"reason"] for _, f in entries(stack.client, DLQ)}
     assert {b"not json", b"channel unknown", b"no data field"} <= reasons
     raw = [f[b"data"] for _, f in entries(stack.client, DLQ) if f[b"reason"] == b"not json"]

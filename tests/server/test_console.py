@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,29 +23,12 @@ from operators.events import parse_event, shard_of
 from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import events_stream, profile_key
-from tests.conftest import SECRET, entries, ev, free_port
+from tests.conftest import SECRET, entries, ev, free_port, server_healthy, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _wait(predicate: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_agent_signs_in_sees_the_alert_and_answers_it(
@@ -76,9 +58,9 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
         for cmd in ("run", "serve")
     ]
     try:
-        _wait(lambda: _healthy(port), "the server")
+        wait_until(lambda: server_healthy(port), "the server")
         xadd_events(r, [ev("warm", "page_view", customer="warm")], 4)
-        _wait(lambda: r.exists(profile_key("warm")), "the flow")
+        wait_until(lambda: r.exists(profile_key("warm")), "the flow")
         token = mint(
             SECRET, agent_id="agent-7", queues=["care"], role="agent", now=time.time(), ttl_s=600
         )
@@ -141,7 +123,7 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
         def outcome_types() -> list[str]:
             return [parse_event(f[b"data"]).type for _, f in entries(r, stream)]
 
-        _wait(lambda: "offer_response" in outcome_types(), "the outcome event in redis")
+        wait_until(lambda: "offer_response" in outcome_types(), "the outcome event in redis")
         answer = next(
             parse_event(f[b"data"])
             for _, f in entries(r, stream)
