@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -174,13 +174,27 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
-    from operators.events import encode_event
     from operators.simulate import SimConfig, Simulator
 
     config = SimConfig(customers=args.customers, seed=args.seed)
     if args.start_ms is not None:
         config = replace(config, start_ms=args.start_ms)
     sim = Simulator(config)
+    try:
+        return _simulate(args, settings, sim)
+    finally:
+        if args.truth is not None:
+            with Path(args.truth).open("w") as f:
+                for row in sim.ground_truth():
+                    f.write(orjson.dumps(row).decode() + "\n")
+            print(
+                f"simulate: ground truth of {sim.joined} customers in {args.truth}", file=sys.stderr
+            )
+
+
+def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
+    from operators.events import encode_event
+
     if args.output is not None:
         with contextlib.ExitStack() as stack:
             out: TextIO = (
@@ -239,6 +253,76 @@ class Pacer:
 
     def wait(self) -> None:
         time.sleep(self.tick)
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Send a recorded log (stream-CSV or JSON lines) into the event streams."""
+    from operators.events import Event
+    from state.ingest import xadd_events
+    from state.redis import connect
+    from state.replay import read_jsonl, read_stream_csv
+
+    path = Path(args.file)
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "jsonl" if ".jsonl" in path.name or ".json" in path.name else "stream-csv"
+    rejected: list[tuple[int, str]] = []
+    rows = read_jsonl(path, rejected) if fmt == "jsonl" else read_stream_csv(path, rejected)
+    client = connect(settings)
+    started = time.perf_counter()
+    first_ts: int | None = None
+    sent = 0
+    batch: list[Event] = []
+    last_report = started
+    back = "\r" if sys.stderr.isatty() else ""  # progress overwrites itself on a terminal
+    back = "\r" if sys.stderr.isatty() else ""  # progress overwrites itself on a terminal
+    for row in rows:
+        event = row.event
+        if first_ts is None:
+            first_ts = event.ts
+        if args.speed:  # keep event time and wall time in step, sped up
+            due = started + (event.ts - first_ts) / 1000 / args.speed
+            if batch and due > time.perf_counter():
+                xadd_events(client, batch, settings.shards)
+                sent += len(batch)
+                batch = []
+            while (wait := due - time.perf_counter()) > 0:
+                time.sleep(min(wait, 0.5))
+        batch.append(event)
+        if len(batch) >= 1000:
+            xadd_events(client, batch, settings.shards)
+            sent += len(batch)
+            batch = []
+        if args.limit and sent + len(batch) >= args.limit:
+            break
+        now = time.perf_counter()
+        if now - last_report >= 0.5:
+            last_report = now
+            rate = (sent + len(batch)) / (now - started)
+            line = f"{back}replay: {sent + len(batch):,} events ({rate:,.0f}/s)"
+            print(line, end="" if back else "\n", file=sys.stderr, flush=True)
+    xadd_events(client, batch, settings.shards)
+    sent += len(batch)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "sent": sent,
+        "rejected": len(rejected),
+        "events_per_s": round(sent / elapsed, 1) if elapsed > 0 else None,
+        "seconds": round(elapsed, 2),
+        "format": fmt,
+    }
+    print(
+        f"{back}replay: sent {sent:,} events, rejected {len(rejected):,} rows, "
+        f"{summary['events_per_s']:,} events/s in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    for number, reason in rejected[:5]:
+        print(f"replay: row {number} rejected: {reason}", file=sys.stderr)
+    print(orjson.dumps(summary).decode())
+    return 0
 
 
 # -- evaluate -----------------------------------------------------------------------------------
@@ -404,6 +488,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-every", type=_positive_int, default=50_000, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "replay", help="send a recorded log into the streams", description=cmd_replay.__doc__
+    )
+    p.add_argument("file", help="stream-CSV (plain or .gz) or JSON lines of events")
+    p.add_argument(
+        "--format", choices=("auto", "stream-csv", "jsonl"), default="auto", help="(by file name)"
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="replay at this many times event time (default: as fast as possible)",
+    )
+    p.add_argument("--limit", type=_positive_int, default=None, help="stop after N events")
+    p.set_defaults(func=cmd_replay)
+
     p = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
     p.add_argument("--agent", required=True, help="agent (or system) id the token is for")
     p.add_argument(
@@ -430,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-ms", type=int, default=None, help="event time of the start, epoch ms")
     p.add_argument(
         "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="also write each customer's latent churn propensity and action tastes (JSON lines)",
     )
     p.set_defaults(func=cmd_simulate)
     return parser

@@ -66,6 +66,7 @@ class Simulator:
         self.cancelled = 0
         self._heap: list[tuple[int, int, str]] = []
         self._customers: dict[str, _Customer] = {}
+        self._latent: dict[str, float] = {}  # every customer ever joined -> churn propensity
         self._pending: dict[str, list[tuple[str, str, dict[str, object]]]] = {}
         for _ in range(config.customers):
             self._join(config.start_ms + self.rng.randrange(config.customer_gap_ms))
@@ -88,9 +89,20 @@ class Simulator:
             "upsell_upgrade": 0.45 * (1.0 - p) ** 2,
             "thank_and_listen": 0.90,
         }.get(action_id, 0.20)
-        digest = hashlib.blake2b(f"{customer_id}/{action_id}".encode(), digest_size=8).digest()
-        taste = 0.85 + 0.30 * int.from_bytes(digest, "big") / 2**64
-        return min(1.0, base * taste)
+        return min(1.0, base * _taste(customer_id, action_id))
+
+    def ground_truth(self) -> list[dict[str, object]]:
+        """Every customer simulated so far: latent churn propensity, whether they cancelled,
+        and their fixed taste per action (acceptance = the action's base rate x taste)."""
+        return [
+            {
+                "customer_id": cid,
+                "churn_propensity": round(p, 6),
+                "cancelled": cid not in self._customers,
+                "taste": {a: round(_taste(cid, a), 6) for a in ACTIONS},
+            }
+            for cid, p in self._latent.items()
+        ]
 
     def propensity(self, customer_id: str) -> float | None:
         """The latent churn propensity of a live customer (ground truth)."""
@@ -103,6 +115,7 @@ class Simulator:
         c = _Customer(cid, p=self.rng.betavariate(2, 5), value=self.rng.lognormvariate(3.5, 0.8))
         c.sentiment = 0.4 - c.p
         self._customers[cid] = c
+        self._latent[cid] = c.p
         self._schedule(cid, at)
 
     def _schedule(self, cid: str, at: int) -> None:
@@ -223,3 +236,19 @@ def _pick(weights: tuple[tuple[str, float], ...], u: float) -> str:
             return name
         r -= w
     return weights[-1][0]
+
+
+ACTIONS = (
+    "resolve_complaint",
+    "payment_help",
+    "retention_offer",
+    "service_recovery_credit",
+    "upsell_upgrade",
+    "thank_and_listen",
+)
+
+
+def _taste(customer_id: str, action_id: str) -> float:
+    """A customer's fixed liking for an action: 0.85 to 1.15, from a hash."""
+    digest = hashlib.blake2b(f"{customer_id}/{action_id}".encode(), digest_size=8).digest()
+    return 0.85 + 0.30 * int.from_bytes(digest, "big") / 2**64

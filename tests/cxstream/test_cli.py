@@ -150,3 +150,37 @@ def time_iso(epoch_s: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat()
+
+
+def test_replay_sends_a_stream_csv_and_prints_its_summary(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n"
+        f"{time_iso(1000)},c1,support_ticket,Assign seriousness,1,t1,0,\n"
+        f"{time_iso(2000)},c2,support_ticket,Take in charge ticket,1,t2,0,\n"
+        "garbage,c3,web,x,,t3,,\n"
+    )
+    done = cx("replay", str(path), env={"REDIS_URL": redis_url})
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout.splitlines()[-1])
+    assert (summary["sent"], summary["rejected"]) == (2, 1)
+    assert b"replay: sent 2 events, rejected 1 rows" in done.stderr
+    assert sum(int(r.xlen(f"cx:events:{i}")) for i in range(4)) == 2
+    again = cx("replay", str(path), "--speed", "1000", env={"REDIS_URL": redis_url})
+    assert orjson.loads(again.stdout.splitlines()[-1])["sent"] == 2  # deduplicated downstream
+
+
+def test_simulate_writes_ground_truth(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.jsonl"
+    done = cx(
+        "simulate", "--events", "2000", "--customers", "50", "--output", str(tmp_path / "e.jsonl"),
+        "--truth", str(truth),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [orjson.loads(line) for line in truth.read_bytes().splitlines()]
+    assert len(rows) >= 50
+    assert all(0 <= row["churn_propensity"] <= 1 for row in rows)
+    assert set(rows[0]["taste"]) >= {"retention_offer", "resolve_complaint"}
+    assert any(row["cancelled"] for row in rows) or len(rows) == 50
