@@ -177,6 +177,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from operators.simulate import SimConfig, Simulator
 
     config = SimConfig(customers=args.customers, seed=args.seed)
+    if args.speed is not None:  # event-time seconds per wall second at --rate
+        config = replace(
+            config, customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate)
+        )
     if args.start_ms is not None:
         config = replace(config, start_ms=args.start_ms)
     sim = Simulator(config)
@@ -528,6 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customers", type=_positive_int, default=500, help="customers (500)")
     p.add_argument("--seed", type=int, default=7, help="random seed (7)")
     p.add_argument("--start-ms", type=int, default=None, help="event time of the start, epoch ms")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="event-time seconds per wall second at --rate (default: each customer acts about "
+        "once a day of event time)",
+    )
     p.add_argument(
         "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"
     )
