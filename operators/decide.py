@@ -15,10 +15,10 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from operators.alerts import band, build_alert, trend
+from operators.alerts import build_alert
 from operators.churn import ChurnModel
 from operators.events import shard_of
-from operators.nba import Arbiter, Catalog
+from operators.nba import Arbiter, Catalog, default_catalog
 from operators.reasons import top_reasons
 from operators.records import (
     Alert,
@@ -73,7 +73,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         if not resume:
             self.model = model()
             self.n_scored = 0
-            self.arbiter = Arbiter(catalog or _default_catalog())
+            self.arbiter = Arbiter(catalog or default_catalog())
         else:
             self.model, self.n_scored, self.arbiter = pickle.loads(resume)  # noqa: S301 (ours)
             if catalog is not None:
@@ -118,14 +118,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         )
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         self.n_scored += 1
-        risk: dict[str, Any] = {
-            "churn_probability": round(p, 4),
-            "band": band(p),
-            "trend": trend(p, previous),
-            "reasons": reasons,
-            "model": version,
-            "scored_at_event_ts": req.event.ts,
-        }
+        risk: dict[str, Any] = {**payload["risk"], "scored_at_event_ts": req.event.ts}
         out: list[DecideOut] = [
             Alert(payload["alert_id"], payload),
             ProfileUpdate(req.customer_id, {"risk": risk, "last_alert_id": payload["alert_id"]}),
@@ -146,12 +139,3 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         return pickle.dumps(
             (self.model, self.n_scored, self.arbiter), protocol=pickle.HIGHEST_PROTOCOL
         )
-
-
-def _default_catalog() -> Catalog:
-    from importlib import resources
-
-    from operators.nba import parse_catalog
-
-    text = resources.files("operators").joinpath("catalog.toml").read_text()
-    return parse_catalog(text, "the default catalog")

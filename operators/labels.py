@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+_AFTER_EVERY_HORIZON = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +148,7 @@ class PendingExamples(Generic[V]):
 
     def expire(self) -> list[Matured[V]]:
         """Label everything pending when the customer's state expires unseen."""
-        default = 0 if self.mode == "cancel" else 1
-        out = []
-        for ts, v in self._items:
-            label, label_ts = self._decided.pop(ts, (default, ts + self.horizon_ms))
-            out.append(Matured(ts, label_ts, label, v))
-        self._items = []
-        return out
+        return self.advance(_AFTER_EVERY_HORIZON)
 
     def latest(self) -> tuple[int, V] | None:
         return self._items[-1] if self._items else None

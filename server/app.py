@@ -289,7 +289,10 @@ class AlertServer:
             if not page:
                 return
             for entry_id, fields in page:
-                for frame in self._frames(client, entry_id, fields):
+                alert = _alert(entry_id, fields)
+                if alert is None:
+                    continue
+                for frame in self._frames(client, entry_id, alert):
                     await client.queue.put(frame)  # a resuming client waits, it is not dropped
                     self.metrics.delivered.inc()
             sent += len(page)
@@ -308,29 +311,26 @@ class AlertServer:
             for _stream, entries in xread_entries(reply):
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    for client in list(self.clients):
-                        self._deliver(client, last_id, fields)
+                    alert = _alert(entry_id, fields)  # decoded once, for every client
+                    if alert is not None:
+                        for client in list(self.clients):
+                            self._deliver(client, entry_id, alert)
                     # Let the writers run between entries: a client that reads keeps up,
                     # only one that stopped reading fills its queue and is dropped.
                     await asyncio.sleep(0)
 
-    def _frames(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> list[str]:
-        """The frames this client gets for one alert entry (none if not addressed to it)."""
-        alert = _alert(stream_id, fields)
+    def _frames(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> list[str]:
+        """The frames this client gets for one alert (none if not addressed to it)."""
         session = client.session
-        if alert is None or not isinstance(session, AgentSession):
+        if not isinstance(session, AgentSession):
             return []
         return [a.frame for a in session.alert(stream_id, alert) if isinstance(a, Send)]
 
-    def _deliver(self, client: _Client, stream_id: str, fields: dict[bytes, bytes]) -> None:
-        alert = _alert(stream_id, fields)
-        session = client.session
-        if alert is None or not isinstance(session, AgentSession):
-            return
-        for action in session.alert(stream_id, alert):
-            if isinstance(action, Send) and self._enqueue(client, action.frame):
+    def _deliver(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> None:
+        emitted = alert.get("emitted_at")
+        for frame in self._frames(client, stream_id, alert):
+            if self._enqueue(client, frame):
                 self.metrics.delivered.inc()
-                emitted = alert.get("emitted_at")
                 if isinstance(emitted, int):
                     self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from cxstream.errors import ConfigError
-from operators.nba import Catalog, parse_catalog
+from operators.nba import Catalog, default_catalog, parse_catalog
 
 
 def load_catalog(path: Path | None) -> Catalog:
     if path is None:
-        text = resources.files("operators").joinpath("catalog.toml").read_text()
-        return parse_catalog(text, "the default catalog")
+        return default_catalog()
     try:
         text = path.read_text()
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,3 +122,55 @@ def server_healthy(port: int) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def running_stack(redis_url: str, folder: Path, **extra_env: str) -> Iterator[int]:
+    """`cxstream run` and `cxstream serve` as processes on ``redis_url``.
+
+    Yields the server's port once it answers and the flow has processed a first
+    event; stops both with SIGINT and fails unless both exit with 0.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from state.ingest import xadd_events
+    from state.keys import profile_key
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_PORT": str(port),
+        "CX_DATA_DIR": str(folder),
+        **extra_env,
+    }
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    for name in ("run", "serve"):
+        log = folder / f"{name}.log"
+        command = [sys.executable, "-m", "cxstream", name]
+        proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(lambda: server_healthy(port), "the server's /healthz")
+        # The flow is ready once it has written the profile of a warm-up event.
+        xadd_events(client, [ev("warmup", "page_view", customer="warmup")], 4)
+        wait_until(lambda: client.exists(profile_key("warmup")), "the flow's first event")
+        yield port
+    finally:
+        client.close()
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, log in procs:
+            try:
+                code = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
+            assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"

@@ -8,14 +8,9 @@ A malformed event lands in cx:dlq and the flow goes on.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import pytest
@@ -25,7 +20,7 @@ from websockets.asyncio.client import connect
 from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import DLQ, events_stream, profile_key
-from tests.conftest import DAY, SECRET, entries, ev, free_port, hash_of, server_healthy, wait_until
+from tests.conftest import DAY, SECRET, entries, ev, hash_of, running_stack, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,51 +36,13 @@ class Stack:
 def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     client = redis.Redis.from_url(redis_server)
     client.flushall()
-    port = free_port()
     folder = tmp_path_factory.mktemp("e2e")
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_PORT": str(port),
-        "CX_DATA_DIR": str(folder),
-        "CX_HORIZON_DAYS": "7",
-        "CX_RETENTION_DAYS": "30",
-    }
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
-    for name in ("run", "serve"):
-        log = folder / f"{name}.log"
-        procs.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-m", "cxstream", name],
-                    env=env,
-                    stdout=log.open("wb"),
-                    stderr=subprocess.STDOUT,
-                ),
-                log,
-            )
-        )
     try:
-        wait_until(lambda: server_healthy(port), "the server's /healthz")
-        # The flow is ready once it has written the profile of a warm-up event.
-        xadd_events(client, [ev("warmup", "page_view", customer="warmup")], 4)
-        wait_until(
-            lambda: client.exists(profile_key("warmup")), "the flow to process a first event"
-        )
-        yield Stack(redis_server, port, client)
+        with running_stack(
+            redis_server, folder, CX_HORIZON_DAYS="7", CX_RETENTION_DAYS="30"
+        ) as port:
+            yield Stack(redis_server, port, client)
     finally:
-        for proc, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc, log in procs:
-            try:
-                code = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
-            assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"
         client.close()
 
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,8 @@ import redis
 from operators.events import parse_event, shard_of
 from server.tokens import mint
 from state.ingest import xadd_events
-from state.keys import events_stream, profile_key
-from tests.conftest import SECRET, entries, ev, free_port, server_healthy, wait_until
+from state.keys import events_stream
+from tests.conftest import SECRET, entries, ev, running_stack, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -40,27 +37,7 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
         pytest.skip("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_PORT": str(port),
-        "CX_DATA_DIR": str(tmp_path),
-    }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "cxstream", cmd],
-            env=env,
-            stdout=(tmp_path / f"{cmd}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for cmd in ("run", "serve")
-    ]
-    try:
-        wait_until(lambda: server_healthy(port), "the server")
-        xadd_events(r, [ev("warm", "page_view", customer="warm")], 4)
-        wait_until(lambda: r.exists(profile_key("warm")), "the flow")
+    with running_stack(redis_url, tmp_path) as port:
         token = mint(
             SECRET, agent_id="agent-7", queues=["care"], role="agent", now=time.time(), ttl_s=600
         )
@@ -132,12 +109,3 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
         assert answer.attrs["response"] == "accepted"
         assert answer.attrs["agent_id"] == "agent-7"
         assert (ARTIFACTS / "console.png").stat().st_size > 10_000
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
