@@ -40,12 +40,15 @@ import psutil
 import redis
 
 from benchmarks._harness import free_port, record
-from operators.customer import CustomerConfig, CustomerLogic, Watermark
+from cxstream.settings import Settings
+from flows.journey import customer_config, model_factory
+from operators.customer import CustomerLogic, Watermark
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
 from operators.records import Alert, model_input
 from operators.simulate import SimConfig, Simulator
+from state.catalog import load_catalog
 from state.keys import ALERTS, events_stream, profile_key
 from state.redis import stop_embedded
 
@@ -75,10 +78,17 @@ def rss_mb(pid: int | None = None) -> float:
 
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis."""
+    settings = Settings.from_env({"CX_SHARDS": str(SHARDS)})  # the flow's defaults
     watermark = Watermark()
-    config = CustomerConfig()
+    config = customer_config(settings)
     customers: dict[str, CustomerLogic] = {}
-    decide = DecideLogic(None, clock=time.time, keep_snapshots=False)
+    decide = DecideLogic(
+        None,
+        clock=time.time,
+        model=model_factory(settings),
+        catalog=load_catalog(settings.catalog_path),
+        keep_snapshots=False,
+    )
     alerts = learned = 0
     gc.collect()
     rss_before = rss_mb()
@@ -90,7 +100,7 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         logic = customers.get(event.key)
         if logic is None:
             logic = customers[event.key] = CustomerLogic(
-                None, config=config, clock=time.time, watermark=watermark
+                None, config=config, clock=time.time, watermark=watermark, keep_snapshots=False
             )
         outs, _ = logic.on_item(event)
         for out in outs:
@@ -107,6 +117,8 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     learned = decide.model.n_learned
     memory = (rss_mb() - rss_before) * 2**20 / max(1, len(customers))
     sample = list(customers.values())[:: max(1, len(customers) // 5000)]
+    for c in sample:
+        c.keep_snapshots = True  # what recovery would store
     snapshot_bytes = sum(len(pickle.dumps(c.snapshot())) for c in sample) / len(sample)
     return {
         "events_per_s": len(data) / elapsed,

@@ -82,6 +82,7 @@ class Settings:
     challenger: str = "arf"
     promote_margin: float = 0.02
     catalog_path: Path | None = None
+    profile_interval_ms: int = 1000
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -105,6 +106,8 @@ class Settings:
             raise ConfigError(f"CX_CHALLENGER={self.challenger!r}: use arf or none")
         if not 0 <= self.promote_margin < 1:
             raise ConfigError(f"CX_PROMOTE_MARGIN={self.promote_margin}: must be in [0, 1)")
+        if self.profile_interval_ms < 0:
+            raise ConfigError(f"CX_PROFILE_INTERVAL_MS={self.profile_interval_ms}: must be >= 0")
         if self.read_block_ms < 1:
             raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
 
@@ -141,6 +144,7 @@ class Settings:
             label_mode=env.get("CX_LABEL_MODE") or "cancel",
             alerts_maxlen=get("CX_ALERTS_MAXLEN", int, 100_000),
             read_count=get("CX_READ_COUNT", int, 1000),
+            profile_interval_ms=get("CX_PROFILE_INTERVAL_MS", int, 1000),
             read_block_ms=get("CX_READ_BLOCK_MS", int, 100),
             token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),

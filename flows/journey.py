@@ -51,6 +51,23 @@ def redis_sinks(settings: Settings) -> Sinks:
     )
 
 
+def customer_config(settings: Settings) -> CustomerConfig:
+    return CustomerConfig(
+        retention_s=settings.retention_days * 86_400,
+        horizon_ms=int(settings.horizon_days * DAY_MS),
+        label_mode=settings.label_mode,
+        profile_interval_s=settings.profile_interval_ms / 1000,
+    )
+
+
+def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
+    def new_model() -> ChurnModel:
+        challenger = None if settings.challenger == "none" else settings.challenger
+        return ChurnModel(challenger=challenger, promote_margin=settings.promote_margin)
+
+    return new_model
+
+
 def build_flow(
     settings: Settings,
     *,
@@ -60,20 +77,13 @@ def build_flow(
 ) -> Dataflow:
     """The dataflow; tests pass a TestingSource, TestingSinks and a fake clock."""
     sinks = sinks or redis_sinks(settings)
-    config = CustomerConfig(
-        retention_s=settings.retention_days * 86_400,
-        horizon_ms=int(settings.horizon_days * DAY_MS),
-        label_mode=settings.label_mode,
-    )
+    config = customer_config(settings)
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
     recovery = settings.recovery_dir is not None
     catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
 
-    def new_model() -> ChurnModel:
-        challenger = None if settings.challenger == "none" else settings.challenger
-        return ChurnModel(challenger=challenger, promote_margin=settings.promote_margin)
-
+    new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings))
     # Entry(stream, entry_id, data: bytes | None)
@@ -89,7 +99,9 @@ def build_flow(
     journey = op.stateful(
         "journey",
         by_customer,
-        lambda resume: CustomerLogic(resume, config=config, clock=clock, watermark=watermark),
+        lambda resume: CustomerLogic(
+            resume, config=config, clock=clock, watermark=watermark, keep_snapshots=recovery
+        ),
     )
     # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome)   [dedupe, journey, labels]
     customer_out = op.key_rm("unkey_customer", journey)

@@ -10,6 +10,7 @@ clock), labelling what is still pending.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ class CustomerConfig:
     """``label_mode`` is cancel or inactivity (labels from later events), or external
     (labels come from elsewhere, e.g. a file: nothing is kept pending).
     ``score_every`` K > 0 also scores every K-th event of a customer, not only contacts.
+    ``profile_interval_s`` > 0 writes a customer's profile at most that often (wall
+    time), except at its first event and at contact moments; the latest journey is
+    always written, at the end of the interval (write-behind).
     """
 
     retention_s: float = 90 * 86_400.0
@@ -43,6 +47,7 @@ class CustomerConfig:
     pending_cap: int = 4
     score_every: int = 0
     release: str = "horizon"
+    profile_interval_s: float = 0.0
 
 
 class Watermark:
@@ -75,11 +80,17 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         config: CustomerConfig,
         clock: Callable[[], float],
         watermark: Watermark | None = None,
+        keep_snapshots: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
         self.watermark = watermark or Watermark()
-        if resume is None:
+        # Bytewax asks for a snapshot of every touched key at every epoch, recovery or
+        # not; without recovery nothing ever resumes from it, so none is built.
+        self.keep_snapshots = keep_snapshots
+        self.profile_at = 0.0  # wall time the profile was last emitted
+        self.profile_due = False  # the journey changed since then
+        if not resume:
             self.key = ""
             self.journey = JourneyState()
             self.seen = RecentIds(size=config.dedupe_size)
@@ -92,7 +103,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.duplicates = 0
             self.touched_at = clock()
         else:
-            key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume
+            key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
+            self.profile_due = bool(resume[6:] and resume[6])
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -138,7 +150,12 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
                 and isinstance(response, str)
             ):
                 out.append(Outcome(self.key, alert_id, action_id, response, event.ts))
-        out.append(self._profile(event.ts))
+        now = self.touched_at
+        if due or now - self.profile_at >= self.config.profile_interval_s:
+            out.append(self._profile(event.ts))
+            self.profile_at, self.profile_due = now, False
+        else:
+            self.profile_due = True
         return out, StatefulLogic.RETAIN
 
     def _example(self, m: Matured[Packed]) -> Example:
@@ -172,6 +189,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         watermark is due in D ms; replays run faster and are checked every second.
         """
         when = self.expires_at()
+        if self.profile_due:
+            when = min(when, self.profile_at + self.config.profile_interval_s)
         deadline = self.pending.next_deadline()
         if deadline is not None:
             ahead_s = (deadline - self.watermark.now) / 1000
@@ -179,16 +198,25 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return when
 
     def notify_at(self) -> datetime | None:
-        return datetime.fromtimestamp(self.next_check(), tz=UTC)
+        return _datetime(self.next_check())
 
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
         out: list[CustomerOut] = list(self.advance(self.watermark.now))
-        if self.clock() < self.expires_at():
+        now = self.clock()
+        expired = now >= self.expires_at()
+        if self.profile_due and (
+            expired or now >= self.profile_at + self.config.profile_interval_s
+        ):
+            out.append(self._profile(self.journey.last_ts))
+            self.profile_at, self.profile_due = now, False
+        if not expired:
             return out, StatefulLogic.RETAIN
         out.extend(self._example(m) for m in self.pending.expire())
         return out, StatefulLogic.DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
+        if not self.keep_snapshots:
+            return ()
         return (
             self.key,
             self.journey.snapshot(),
@@ -196,7 +224,27 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.pending.snapshot(),
             self.duplicates,
             self.touched_at,
+            self.profile_due,
         )
+
+
+_datetimes: dict[int, datetime] = {}
+
+
+def _datetime(at: float) -> datetime:
+    """``at`` rounded up to the second, as a (cached, shared) UTC datetime.
+
+    Bytewax asks every touched key for its next notification time after every
+    batch; building a datetime each time is a measurable cost, and a check a
+    fraction of a second late changes nothing here.
+    """
+    second = math.ceil(at)
+    found = _datetimes.get(second)
+    if found is None:
+        if len(_datetimes) >= 4096:
+            _datetimes.clear()
+        found = _datetimes[second] = datetime.fromtimestamp(second, tz=UTC)
+    return found
 
 
 def _pending_mode(config: CustomerConfig) -> str:

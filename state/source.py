@@ -13,15 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
-import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from state.keys import events_stream
-from state.redis import connect, xread_entries
+from state.redis import connect, send_commands
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +71,29 @@ class _WorkerReader:
         idle = self.empty_reads >= len(self.parts) and not any(
             p.buffer for p in self.parts.values()
         )
-        streams: dict[Any, Any] = {name: part.fetched_id for name, part in self.parts.items()}
-        try:
-            reply = self.client.xread(
-                streams, count=self.count, block=self.block_ms if idle else None
-            )
-        except redis.RedisError as exc:
-            raise StoreError(f"reading {', '.join(streams)}: {exc}") from exc
+        names = list(self.parts)
+        block: tuple[str | int, ...] = ("BLOCK", self.block_ms) if idle else ()
+        command = (
+            "XREAD",
+            "COUNT",
+            self.count,
+            *block,
+            "STREAMS",
+            *names,
+            *(self.parts[n].fetched_id for n in names),
+        )
+        (reply,) = send_commands(self.client, [command], f"reading {', '.join(names)}")
         got = 0
-        for stream, entries in xread_entries(reply):
+        # RESP3 (redis-py's default with Redis 6+) gives a map, RESP2 a list of pairs
+        streams = reply.items() if isinstance(reply, dict) else reply or ()
+        for name, entries in streams:
+            stream = name.decode()
             part = self.parts[stream]
-            part.buffer.extend(Entry(stream, eid, fields.get(b"data")) for eid, fields in entries)
+            part.buffer.extend(
+                Entry(stream, eid.decode(), _data(fields)) for eid, fields in entries
+            )
             if entries:
-                part.fetched_id = entries[-1][0]
+                part.fetched_id = part.buffer[-1].entry_id
                 got += len(entries)
         self.empty_reads = 0 if got else self.empty_reads + 1
 
@@ -95,6 +102,18 @@ class _WorkerReader:
         if not self.parts:
             self.client.close()
             _readers.pop(threading.get_ident(), None)
+
+
+def _data(fields: list[bytes] | None) -> bytes | None:
+    """The ``data`` field of an entry's flat [field, value, ...] list."""
+    if not fields:
+        return None
+    if fields[0] == b"data":
+        return fields[1]
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"data":
+            return fields[i + 1]
+    return None
 
 
 _readers: dict[int, _WorkerReader] = {}

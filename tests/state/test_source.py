@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import redis
 from bytewax.testing import poll_next_batch
 
@@ -56,7 +57,7 @@ def test_stop_request_ends_the_partition(settings: Settings) -> None:
 
 
 def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
-    settings: Settings, r: redis.Redis
+    settings: Settings, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One worker owns all shards: it blocks only when idle, never right after data."""
     from dataclasses import replace
@@ -64,15 +65,18 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
 
     source = RedisStreamSource(replace(settings, read_block_ms=50))
     parts = [source.build_part("in", name, None) for name in source.list_parts()]
-    reader = parts[0].reader
+    import state.redis
+    import state.source
+
     blocks: list[Any] = []
-    real_xread = reader.client.xread
+    real_send = state.redis.send_commands
 
-    def recording_xread(*args: Any, **kwargs: Any) -> Any:
-        blocks.append(kwargs.get("block"))
-        return real_xread(*args, **kwargs)
+    def recording_send(client: Any, commands: list[Any], what: str) -> Any:
+        (command,) = commands
+        blocks.append(command[command.index("BLOCK") + 1] if "BLOCK" in command else None)
+        return real_send(client, commands, what)
 
-    reader.client.xread = recording_xread  # type: ignore[method-assign]
+    monkeypatch.setattr(state.source, "send_commands", recording_send)
     for part in parts:  # a full idle round, all non-blocking
         assert part.next_batch() == []
     assert blocks == [None] * 4
