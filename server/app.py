@@ -102,6 +102,7 @@ class AlertServer:
         self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
         self.metrics = Metrics()
         self.clients: set[_Client] = set()
+        self._routes: _Routes | None = None  # rebuilt after any client change
         self.console = resources.files("server").joinpath("static/console.html").read_bytes()
         self._server: Server | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -185,12 +186,14 @@ class AlertServer:
         client = _Client(conn, session)
         if isinstance(session, AgentSession):
             self.clients.add(client)  # only agents receive alerts
+            self._routes = None
         self.metrics.connections.inc()
         writer = asyncio.create_task(self._write(client))
         try:
             await self._read(client)
         finally:
             self.clients.discard(client)
+            self._routes = None
             self.metrics.connections.dec()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,6 +212,8 @@ class AlertServer:
             except ConnectionClosed:
                 return
             await self._act(client, session.receive(message, now=time.time()))
+            if isinstance(session, AgentSession):
+                self._routes = None  # auth or subscribe may have changed its queues
 
     async def _write(self, client: _Client) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -313,7 +318,9 @@ class AlertServer:
                     last_id = entry_id
                     alert = _alert(entry_id, fields)  # decoded once, for every client
                     if alert is not None:
-                        for client in list(self.clients):
+                        if self._routes is None:
+                            self._routes = _Routes(self.clients)
+                        for client in self._routes.candidates(alert):
                             self._deliver(client, entry_id, alert)
                     # Let the writers run between entries: a client that reads keeps up,
                     # only one that stopped reading fills its queue and is dropped.
@@ -333,6 +340,38 @@ class AlertServer:
                 self.metrics.delivered.inc()
                 if isinstance(emitted, int):
                     self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+
+
+class _Routes:
+    """Which clients an alert can be for: by agent id, by queue, supervisors.
+
+    A prefilter so that an alert for one agent does not visit a thousand
+    sessions; each candidate's :meth:`AgentSession.wants` still decides.
+    """
+
+    def __init__(self, clients: set[_Client]) -> None:
+        self.by_agent: dict[str, list[_Client]] = {}
+        self.by_queue: dict[str, list[_Client]] = {}
+        self.supervisors: list[_Client] = []
+        for client in clients:
+            session = client.session
+            if not isinstance(session, AgentSession) or session.claims is None:
+                continue
+            self.by_agent.setdefault(session.claims.agent_id, []).append(client)
+            for queue in session.queues:
+                self.by_queue.setdefault(queue, []).append(client)
+            if session.claims.role == "supervisor":
+                self.supervisors.append(client)
+
+    def candidates(self, alert: dict[str, Any]) -> list[_Client]:
+        found: list[_Client] = []
+        agent, queue = alert.get("agent_id"), alert.get("queue")
+        if isinstance(agent, str):
+            found += self.by_agent.get(agent, ())
+        if isinstance(queue, str):
+            found += self.by_queue.get(queue, ())
+        found += self.supervisors
+        return list(dict.fromkeys(found)) if len(found) > 1 else found
 
 
 def _alert(stream_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
