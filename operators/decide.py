@@ -3,11 +3,13 @@
 A :class:`DecideLogic` holds one shard's churn model.  A :class:`ScoreRequest`
 becomes an :class:`Alert` (probability, trend, reasons, next best action) and
 a profile update; an :class:`Example` teaches the model.  Every
-``status_every`` examples it reports the model's prequential metrics.
+``status_every`` examples (at most once per ``status_interval_s`` of wall time)
+it reports the model's prequential metrics.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -59,6 +61,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         clock: Callable[[], float],
         catalog: Catalog | None = None,
         status_every: int = 25,
+        status_interval_s: float = 1.0,
         warmup: int = WARMUP_EXAMPLES,
         model: Callable[[], ChurnModel] = ChurnModel,
         keep_snapshots: bool = True,
@@ -69,6 +72,10 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         self.keep_snapshots = keep_snapshots
         self.clock = clock
         self.status_every = status_every
+        # Metrics are exact (sorting a window of scores): reported every status_every
+        # examples, but not more often than once per status_interval_s of wall time.
+        self.status_interval_s = status_interval_s
+        self.status_at = -math.inf
         self.warmup = warmup
         if not resume:
             self.model = model()
@@ -88,7 +95,10 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         if isinstance(value, Example):
             self.model.learn_one(value.features, value.label)
             if self.model.n_learned % self.status_every == 0:
-                return [self.status()], StatefulLogic.RETAIN
+                now = self.clock()
+                if now - self.status_at >= self.status_interval_s:
+                    self.status_at = now
+                    return [self.status()], StatefulLogic.RETAIN
             return [], StatefulLogic.RETAIN
         return self._decide(value), StatefulLogic.RETAIN
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 
 from operators.decide import WARMUP_EXAMPLES, DecideLogic, model_shard, with_shard
@@ -21,6 +22,17 @@ def request(**values: float) -> ScoreRequest:
     )
 
 
+def test_model_status_is_reported_at_most_once_per_interval() -> None:
+    now = [0.0]
+    d = DecideLogic(None, clock=lambda: now[0], status_every=10, status_interval_s=1.0)
+    statuses = 0
+    for i in range(200):
+        now[0] = i * 0.05  # 20 examples per second of wall time
+        out, _ = d.on_item(Example("c", x(complaints_open=float(i % 3)), i % 2, T0, T0))
+        statuses += sum(isinstance(o, ModelStatus) for o in out)
+    assert statuses == 10  # every 10 examples would be 20; once per second is 10
+
+
 def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
     d = DecideLogic(None, clock=lambda: 1.5)
     out, _ = d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
@@ -35,7 +47,8 @@ def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
 
 
 def test_learning_moves_scores_and_explanations_follow_the_model() -> None:
-    d = DecideLogic(None, clock=lambda: 0.0, status_every=100)
+    ticks = itertools.count()
+    d = DecideLogic(None, clock=lambda: float(next(ticks)), status_every=100)
     rng = random.Random(1)
     statuses = []
     for _ in range(1000):
