@@ -184,3 +184,17 @@ def test_simulate_writes_ground_truth(tmp_path: Path) -> None:
     assert all(0 <= row["churn_propensity"] <= 1 for row in rows)
     assert set(rows[0]["taste"]) >= {"retention_offer", "resolve_complaint"}
     assert any(row["cancelled"] for row in rows) or len(rows) == 50
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "0"], "--process-id and --addresses go together"),
+        (["-i", "2", "-a", "127.0.0.1:1;127.0.0.1:2"], "--process-id 2: must index --addresses"),
+        (["-i", "0", "-a", "nohost"], "'nohost' is not host:port"),
+    ],
+)
+def test_run_refuses_a_bad_cluster(tmp_path: Path, args: list[str], message: str) -> None:
+    done = cx("run", *args, env={"CX_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://localhost:1"})
+    assert done.returncode == 2
+    assert message in done.stderr.decode()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from bytewax.operators import StatefulLogic
 
 from operators.customer import CustomerConfig, CustomerLogic, Watermark
@@ -179,3 +180,64 @@ def test_a_cancel_is_never_a_scoring_moment() -> None:
     assert any(isinstance(o, ScoreRequest) for o in out)
     out, _ = c.on_item(ev(2, "cancel", ts=T0 + DAY))
     assert not any(isinstance(o, ScoreRequest) for o in out)
+
+
+def profiles(out: object) -> list[ProfileUpdate]:
+    return [o for o in out if isinstance(o, ProfileUpdate)]  # type: ignore[attr-defined]
+
+
+def test_profiles_are_written_behind_at_most_once_per_interval() -> None:
+    clock = FakeClock(1000.0)
+    config = CustomerConfig(retention_s=3600.0, horizon_ms=7 * DAY, profile_interval_s=5.0)
+    c = CustomerLogic(None, config=config, clock=clock)
+    out, _ = c.on_item(ev(1, "page_view", ts=T0))
+    assert len(profiles(out)) == 1  # the first event writes at once
+    clock.now += 1
+    out, _ = c.on_item(ev(2, "page_view", ts=T0 + 1000))
+    assert profiles(out) == []  # within the interval: held back ...
+    assert c.next_check() == 1005.0  # ... and due at its end
+    clock.now += 1
+    out, _ = c.on_item(ev(3, "contact_start", ts=T0 + 2000))
+    [p] = profiles(out)  # a contact writes at once
+    assert p.fields["journey"]["events"] == 3
+    clock.now += 1
+    c.on_item(ev(4, "search", ts=T0 + 3000))
+    clock.now += 4.5
+    out, keep = c.on_notify()
+    [p] = profiles(out)  # the latest journey is flushed at the end of the interval
+    assert p.fields["journey"]["events"] == 4
+    assert keep is StatefulLogic.RETAIN
+    out, _ = c.on_notify()
+    assert profiles(out) == []  # nothing new to write
+
+
+def test_a_held_back_profile_survives_a_restart_and_is_flushed_at_expiry() -> None:
+    clock = FakeClock(1000.0)
+    config = CustomerConfig(retention_s=60.0, horizon_ms=7 * DAY, profile_interval_s=5.0)
+    c = CustomerLogic(None, config=config, clock=clock)
+    c.on_item(ev(1, "page_view", ts=T0))
+    c.on_item(ev(2, "page_view", ts=T0 + 1000))
+    resumed = CustomerLogic(c.snapshot(), config=config, clock=clock)
+    assert resumed.profile_due
+    clock.now += 61
+    out, keep = resumed.on_notify()
+    [p] = profiles(out)
+    assert p.fields["journey"]["events"] == 2
+    assert keep is StatefulLogic.DISCARD
+
+
+def test_without_recovery_no_snapshot_is_built() -> None:
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock(), keep_snapshots=False)
+    c.on_item(ev(1, "complaint"))
+    assert c.snapshot() == ()
+
+
+def test_notification_times_are_rounded_up_to_10_ms_and_shared() -> None:
+    clock = FakeClock(1000.2537)
+    a, b = logic(clock), logic(clock)
+    a.on_item(ev(1, "page_view"))
+    b.on_item(ev(2, "page_view"))
+    at = a.notify_at()
+    assert at is not None
+    assert at.timestamp() == pytest.approx(1000.26 + 3600.0)  # rounded up, never early
+    assert b.notify_at() is at  # one cached object

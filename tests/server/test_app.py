@@ -113,6 +113,27 @@ def test_agent_gets_its_queue_and_never_another_queues_alert(
     run(settings, body)
 
 
+def test_routes_follow_subscriptions_and_roles(settings: Settings, r: redis.Redis) -> None:
+    async def body(server: AlertServer) -> None:
+        agent = await signed_in(server, token("a1", ("care", "billing")))
+        boss = await signed_in(server, token("s1", ("vip",), role="supervisor"))
+        await agent.send(orjson.dumps({"type": "subscribe", "queues": ["billing"]}).decode())
+        assert orjson.loads(await agent.recv())["queues"] == ["billing"]
+        add_alert(r, "care-1", queue="care")
+        add_alert(r, "trend-1", kind="trend", queue="nobody")
+        add_alert(r, "billing-1", queue="billing")
+        assert (await next_alert(agent))["alert"]["alert_id"] == "billing-1"
+        assert (await next_alert(boss))["alert"]["alert_id"] == "trend-1"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(agent.recv(), 0.3)  # care was left behind
+        await agent.close()
+        add_alert(r, "billing-2", queue="billing", agent_id="s1")
+        assert (await next_alert(boss))["alert"]["alert_id"] == "billing-2"
+        await boss.close()
+
+    run(settings, body)
+
+
 def test_wrong_token_is_closed_with_4001(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         async with connect(url(server)) as ws:

@@ -42,3 +42,28 @@ def test_stop_embedded_stops_the_server_even_with_a_client_left_open(tmp_path: P
     release(tmp_path / "owned", stop=True)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_send_commands_returns_every_reply_in_order(r: object, redis_url: str) -> None:
+    from state.redis import send_commands
+
+    client = connect(Settings(redis_url=redis_url))
+    replies = send_commands(
+        client, [("SET", "k", b"v"), ("HSET", "h", "a", 1, "b", 2.5), ("GET", "k")], "test"
+    )
+    assert replies[1:] == [2, b"v"]
+    assert send_commands(client, [], "nothing") == []
+    client.close()
+
+
+def test_a_failing_command_is_a_store_error_and_the_client_recovers(
+    r: object, redis_url: str
+) -> None:
+    from state.redis import send_commands
+
+    client = connect(Settings(redis_url=redis_url))
+    send_commands(client, [("SET", "k", b"v")], "setup")
+    with pytest.raises(StoreError, match="writing 2 things: WRONGTYPE"):
+        send_commands(client, [("HSET", "k", "f", 1), ("GET", "k")], "writing 2 things")
+    assert send_commands(client, [("GET", "k")], "after") == [b"v"]  # a fresh connection
+    client.close()
