@@ -22,6 +22,7 @@ Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import heapq
 import os
 import pickle
 import signal
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from operators.customer import CustomerLogic, Watermark
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
-from operators.records import Alert, model_input
+from operators.records import Alert, CustomerOut, model_input
 from operators.simulate import SimConfig, Simulator
 from state.catalog import load_catalog
 from state.keys import ALERTS, events_stream, profile_key
@@ -83,7 +85,12 @@ def flow_env(**extra: str) -> dict[str, str]:
 
 
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
-    """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis."""
+    """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
+
+    Each event goes through ``on_item`` of its customer and the model step; every
+    1,000 events the due notifications (``notify_at``/``on_notify``: written-behind
+    profiles, matured labels, expiry) run, as Bytewax runs them between batches.
+    """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
     config = customer_config(settings)
@@ -96,6 +103,24 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         keep_snapshots=False,
     )
     alerts = learned = 0
+    scheduled: dict[str, float] = {}  # key -> its next notification, as Bytewax keeps it
+    timers: list[tuple[float, str]] = []
+
+    def to_model(outs: Iterable[CustomerOut]) -> int:
+        n = 0
+        for out in outs:
+            item = model_input(out)
+            if item is not None:
+                decided, _ = decide.on_item(item)
+                n += sum(isinstance(d, Alert) for d in decided)
+        return n
+
+    def schedule(key: str, logic: CustomerLogic) -> None:
+        at = logic.next_check()
+        if scheduled.get(key) != at:
+            scheduled[key] = at
+            heapq.heappush(timers, (at, key))
+
     tune_gc()  # as `cxstream run` does
     rss_before = rss_mb()
     started = time.perf_counter()
@@ -109,14 +134,22 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                 None, config=config, clock=time.time, watermark=watermark, keep_snapshots=False
             )
         outs, _ = logic.on_item(event)
-        for out in outs:
-            item = model_input(out)
-            if item is None:
-                continue
-            decided, _ = decide.on_item(item)
-            for d in decided:
-                if isinstance(d, Alert):
-                    alerts += 1
+        alerts += to_model(outs)
+        schedule(event.key, logic)
+        if i % 1000 == 999:  # what Bytewax does between batches: due notifications
+            now = time.time()
+            while timers and timers[0][0] <= now:
+                at, key = heapq.heappop(timers)
+                if scheduled.get(key) != at:
+                    continue  # rescheduled since
+                del scheduled[key]
+                logic = customers[key]
+                outs, discard = logic.on_notify()
+                alerts += to_model(outs)
+                if discard:
+                    del customers[key]
+                else:
+                    schedule(key, logic)
         if (i + 1) % 200_000 == 0:
             log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started

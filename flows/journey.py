@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -18,16 +19,16 @@ from bytewax.outputs import Sink
 from cxstream.settings import Settings
 from operators.churn import ChurnModel
 from operators.customer import CustomerConfig, CustomerLogic, Watermark
-from operators.decide import DecideLogic, model_shard, with_shard
-from operators.events import Event, Rejected, parse_entry
+from operators.decide import DecideLogic, with_shard
+from operators.events import Rejected, is_keyed, parse_batch
 from operators.journey import DAY_MS
 from operators.records import (
     Alert,
-    DecideIn,
     ModelStatus,
     ProfileUpdate,
-    model_input,
+    is_to_model,
     only,
+    route_batch,
 )
 from state.catalog import load_catalog
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
@@ -87,14 +88,13 @@ def build_flow(
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings))
     # Entry(stream, entry_id, data: bytes | None)
-    parsed = op.map("parse", entries, lambda e: parse_entry(e.stream, e.entry_id, e.data))
-    # Event | Rejected
-    rejected = op.filter_map("rejected_only", parsed, only(Rejected))
+    parsed = op.flat_map_batch("parse", entries, parse_batch)
+    # (customer key, Event) | Rejected          [one call per batch]
+    split = op.branch("split_rejected", parsed, is_keyed)
+    rejected = cast(Stream[Rejected], split.falses)
     # Rejected(source, entry_id, raw, reason, detail)
     op.output("dlq_out", rejected, sinks.dead_letters)
-    events = op.filter_map("events_only", parsed, only(Event))
-    # Event
-    by_customer = op.key_on("key_customer", events, lambda e: e.key)
+    by_customer = split.trues
     # (customer key, Event)
     journey = op.stateful(
         "journey",
@@ -104,12 +104,13 @@ def build_flow(
         ),
     )
     # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome)   [dedupe, journey, labels]
-    customer_out = op.key_rm("unkey_customer", journey)
-    # ScoreRequest | Example | ProfileUpdate
-    to_model: Stream[DecideIn] = op.filter_map("model_inputs", customer_out, model_input)
-    # ScoreRequest | Example | Outcome
-    by_model = op.key_on("key_model", to_model, lambda r: model_shard(r.customer_id, n_models))
+    routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models))
+    # (model shard "m<i>", ScoreRequest | Example | Outcome) | ProfileUpdate
+    to_model = op.branch("split_profiles", routed, is_to_model)
+    by_model = to_model.trues
     # (model shard "m<i>", ScoreRequest | Example | Outcome)
+    journey_profiles = cast(Stream[ProfileUpdate], to_model.falses)
+    # ProfileUpdate(customer_id, fields)
     decided = op.stateful(
         "decide",
         by_model,
@@ -124,7 +125,7 @@ def build_flow(
     # Alert(alert_id, payload) -> XADD cx:alerts
     profiles = op.merge(
         "profiles",
-        op.filter_map("journey_profiles", customer_out, only(ProfileUpdate)),
+        journey_profiles,
         op.filter_map("risk_profiles", outputs, only(ProfileUpdate)),
     )
     # ProfileUpdate(customer_id, fields)

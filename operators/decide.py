@@ -19,7 +19,6 @@ from bytewax.operators import StatefulLogic
 
 from operators.alerts import build_alert
 from operators.churn import ChurnModel
-from operators.events import shard_of
 from operators.nba import Arbiter, Catalog, default_catalog
 from operators.reasons import top_reasons
 from operators.records import (
@@ -34,15 +33,6 @@ from operators.records import (
 )
 
 WARMUP_EXAMPLES = 50
-
-
-def model_shard(customer_id: str, model_shards: int) -> str:
-    """The model shard that scores and learns from a customer.
-
-    >>> model_shard("c1", 1)
-    'm0'
-    """
-    return f"m{shard_of(customer_id, model_shards)}"
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:

@@ -34,6 +34,7 @@ decided example over at once.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -77,14 +78,14 @@ class PendingExamples(Generic[V]):
         self.mode = mode
         self.horizon_ms = horizon_ms
         self.cap = cap
-        self._items: list[tuple[int, V]] = list(items)
+        self._items: list[tuple[int, V]] = sorted(items, key=_snapshot_ts)
         self.dropped = dropped
 
     def __len__(self) -> int:
         return len(self._items)
 
     def add(self, ts: int, values: V) -> None:
-        self._items.append((ts, values))
+        bisect.insort(self._items, (ts, values), key=_snapshot_ts)  # kept in event-time order
         if len(self._items) > self.cap:
             old_ts, _ = self._items.pop(0)
             self._decided.pop(old_ts, None)
@@ -92,6 +93,16 @@ class PendingExamples(Generic[V]):
 
     def observe(self, ts: int, event_type: str) -> list[Matured[V]]:
         """Label what this later event (at event time ``ts``) decides."""
+        items = self._items
+        if not items:
+            return []
+        if (
+            self.mode == "cancel"
+            and event_type != "cancel"
+            and not self._decided
+            and ts <= items[0][0] + self.horizon_ms
+        ):
+            return []  # the common case: nothing pending has matured or been decided
         decided: list[tuple[int, V, int, int]] = []  # (snapshot ts, values, label, label ts)
         keep: list[tuple[int, V]] = []
         h = self.horizon_ms
@@ -158,3 +169,7 @@ class PendingExamples(Generic[V]):
     ) -> tuple[tuple[tuple[int, V], ...], int, tuple[tuple[int, int, int], ...]]:
         decided = tuple((t, y, lt) for t, (y, lt) in sorted(self._decided.items()))
         return tuple(self._items), self.dropped, decided
+
+
+def _snapshot_ts(item: tuple[int, object]) -> int:
+    return item[0]

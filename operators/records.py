@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
-from operators.events import Event
+from operators.events import Event, shard_of
 
 T = TypeVar("T")
 
@@ -89,3 +89,42 @@ def only(cls: type[T]) -> Callable[[object], T | None]:
         return item if isinstance(item, cls) else None
 
     return pick
+
+
+ToModel = tuple[str, DecideIn]
+
+
+def route_batch(
+    items: Iterable[tuple[str, CustomerOut]], model_shards: int
+) -> list[ToModel | ProfileUpdate]:
+    """The customer step's outputs, routed: model inputs keyed by model shard
+    (``m<i>``, crc32 of the customer id), profile updates as they are.
+
+    >>> from operators.events import Event
+    >>> e = Event("e1", "c1", None, 0, "web", "page_view", {})
+    >>> routed = route_batch(
+    ...     [("c1", ProfileUpdate("c1", {})), ("c1", Outcome("c1", "al", "act", "accepted", 0))], 1
+    ... )
+    >>> [r[0] if isinstance(r, tuple) else type(r).__name__ for r in routed]
+    ['ProfileUpdate', 'm0']
+    """
+    out: list[ToModel | ProfileUpdate] = []
+    for _key, item in items:
+        if isinstance(item, ProfileUpdate):
+            out.append(item)
+        else:
+            out.append((model_shard(item.customer_id, model_shards), item))
+    return out
+
+
+def model_shard(customer_id: str, model_shards: int) -> str:
+    """The model shard that scores and learns from a customer.
+
+    >>> model_shard("c1", 1)
+    'm0'
+    """
+    return f"m{shard_of(customer_id, model_shards)}"
+
+
+def is_to_model(item: ToModel | ProfileUpdate) -> TypeGuard[ToModel]:
+    return type(item) is tuple

@@ -3,9 +3,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from operators.decide import WARMUP_EXAMPLES, DecideLogic, model_shard, with_shard
+from operators.decide import WARMUP_EXAMPLES, DecideLogic, with_shard
 from operators.journey import FEATURE_NAMES
-from operators.records import Alert, Example, ModelStatus, ProfileUpdate, ScoreRequest
+from operators.records import Alert, Example, ModelStatus, ProfileUpdate, ScoreRequest, model_shard
 from tests.conftest import T0, ev
 
 
