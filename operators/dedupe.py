@@ -13,6 +13,7 @@ duplicate.
 from __future__ import annotations
 
 import hashlib
+from array import array
 
 
 def id_digest(event_id: str) -> int:
@@ -27,7 +28,7 @@ class RecentIds:
 
     def __init__(self, *, size: int = 32, digests: tuple[int, ...] = ()) -> None:
         self.size = size
-        self._ring: list[int] = list(digests[-size:])
+        self._ring = array("Q", digests[-size:])  # 8 bytes a digest, not a Python int
 
     def add(self, event_id: str) -> bool:
         """Remember ``event_id``; return False when it was already seen."""

@@ -17,6 +17,7 @@ cxstream.errors.InvalidEvent: customer_id missing: an event needs customer_id or
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ KNOWN_TYPES = (
     "forget",
 )
 KNOWN_TYPE_SET = frozenset(KNOWN_TYPES)
+# One str object per channel and known type: the journey keeps these in every
+# touchpoint, so parsed copies would cost ~1 KB per customer.
+_CANONICAL: dict[str, str] = {name: name for name in (*CHANNELS, *KNOWN_TYPES)}
 RESPONSES = frozenset(("accepted", "declined", "not_relevant"))
 
 # Typed attributes: name -> (low, high).  Others are kept as sent.
@@ -194,9 +198,11 @@ def event_from_obj(obj: object) -> Event:
     channel = obj.get("channel")
     if channel not in CHANNELS:
         raise InvalidEvent("channel unknown", repr(channel)[:40])
+    channel = _CANONICAL[channel]
     type_ = obj.get("type")
     if not isinstance(type_, str) or not 1 <= len(type_) <= MAX_TYPE_CHARS:
         raise InvalidEvent("type missing" if type_ is None else "type not a short string")
+    type_ = _CANONICAL.get(type_) or sys.intern(type_)
     assert event_id is not None
     return Event(
         event_id=event_id,

@@ -24,6 +24,8 @@ switches are capped.  Decayed counts keep (value, time) and decay on read.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from typing import Any
 
 from operators.events import KNOWN_TYPE_SET, Event
@@ -351,7 +353,7 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     return x
 
 
-Packed = tuple[tuple[float, ...], tuple[tuple[str, float], ...]]
+Packed = tuple["array[float]", tuple[tuple[str, float], ...]]
 
 
 def pack(x: dict[str, float]) -> Packed:
@@ -361,8 +363,8 @@ def pack(x: dict[str, float]) -> Packed:
     >>> unpack(pack(x)) == x
     True
     """
-    fixed = tuple(x.get(name, 0.0) for name in FEATURE_NAMES)
-    extras = tuple((k, v) for k, v in x.items() if k not in _FIXED)
+    fixed = array("d", [x.get(name, 0.0) for name in FEATURE_NAMES])  # 8 bytes a value
+    extras = tuple((sys.intern(k), v) for k, v in x.items() if k not in _FIXED)  # shared names
     return fixed, extras
 
 
