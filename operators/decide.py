@@ -72,7 +72,9 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             self.n_scored = 0
             self.arbiter = Arbiter(catalog or default_catalog())
         else:
-            self.model, self.n_scored, self.arbiter = pickle.loads(resume)  # noqa: S301 (ours)
+            state = pickle.loads(resume)  # noqa: S301 (ours)
+            self.model, self.n_scored, self.arbiter = state[:3]
+            self.status_at = state[3] if len(state) > 3 else -math.inf
             if catalog is not None:
                 self.arbiter.catalog = catalog  # a changed catalog applies after a restart
 
@@ -137,5 +139,6 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         if not self.keep_snapshots:
             return b""
         return pickle.dumps(
-            (self.model, self.n_scored, self.arbiter), protocol=pickle.HIGHEST_PROTOCOL
+            (self.model, self.n_scored, self.arbiter, self.status_at),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
