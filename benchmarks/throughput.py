@@ -122,7 +122,6 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
             heapq.heappush(timers, (at, key))
 
     tune_gc()  # as `cxstream run` does
-    rss_before = rss_mb()
     started = time.perf_counter()
     for i, raw in enumerate(data):
         event = parse_entry("cx:events:0", f"1-{i}", raw)
@@ -150,12 +149,16 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                     del customers[key]
                 else:
                     schedule(key, logic)
+        if len(timers) > 2 * len(scheduled) + 1000:  # drop superseded timers
+            timers = [(at, key) for key, at in scheduled.items()]
+            heapq.heapify(timers)
         if (i + 1) % 200_000 == 0:
             log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started
     learned = decide.model.n_learned
-    memory = (rss_mb() - rss_before) * 2**20 / max(1, len(customers))
     sample = list(customers.values())[:: max(1, len(customers) // 5000)]
+    shared: set[int] = set()
+    memory = sum(state_size(c, shared) for c in sample) / len(sample)
     for c in sample:
         c.keep_snapshots = True  # what recovery would store
     snapshot_bytes = sum(len(pickle.dumps(c.snapshot())) for c in sample) / len(sample)
@@ -167,6 +170,33 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         "state_bytes_per_customer": snapshot_bytes,
         "memory_bytes_per_customer": memory,
     }
+
+
+def state_size(logic: CustomerLogic, shared: set[int]) -> int:
+    """Bytes of the Python objects holding one customer's state (journey, recent ids,
+    pending examples), each object counted once: objects shared between customers
+    (interned names, the config) count for the first customer only."""
+    total = 0
+    stack: list[object] = [logic.key, logic.journey, logic.seen, logic.pending, logic.__dict__]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in shared or obj is None or isinstance(obj, bool):
+            continue
+        shared.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(v for k, v in obj.items() if k not in _NOT_STATE)
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif hasattr(obj, "__slots__"):
+            stack.extend(getattr(obj, name, None) for name in obj.__slots__)
+        elif hasattr(obj, "__dict__") and not callable(obj):
+            stack.append(obj.__dict__)
+    return total
+
+
+_NOT_STATE = frozenset(("config", "clock", "watermark"))  # shared by every customer
 
 
 def end_markers() -> list[Event]:

@@ -82,7 +82,7 @@ class Settings:
     challenger: str = "arf"
     promote_margin: float = 0.02
     catalog_path: Path | None = None
-    profile_interval_ms: int = 5000
+    profile_interval_ms: int = 30000
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -144,7 +144,7 @@ class Settings:
             label_mode=env.get("CX_LABEL_MODE") or "cancel",
             alerts_maxlen=get("CX_ALERTS_MAXLEN", int, 100_000),
             read_count=get("CX_READ_COUNT", int, 1000),
-            profile_interval_ms=get("CX_PROFILE_INTERVAL_MS", int, 5000),
+            profile_interval_ms=get("CX_PROFILE_INTERVAL_MS", int, 30000),
             read_block_ms=get("CX_READ_BLOCK_MS", int, 100),
             token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),

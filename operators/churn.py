@@ -79,7 +79,10 @@ class BucketedLogReg:
 
     @staticmethod
     def bucket(x: dict[str, float]) -> str:
-        return next((k for k in x if k.startswith("last:")), "")
+        for k in x:  # a plain loop; no fixed feature name starts with "l"
+            if k[0] == "l" and k.startswith("last:"):
+                return k
+        return ""
 
     def _model_for(self, x: dict[str, float]) -> Any:
         key = self.bucket(x)

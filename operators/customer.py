@@ -68,6 +68,9 @@ class Watermark:
 
 
 MIN_CHECK_S = 1.0
+# A profile's expiry (CX_RETENTION_DAYS) is pushed back at most this often: it may
+# expire up to an hour before the journey state does, and saves a command a write.
+TTL_REFRESH_S = 3600.0
 
 
 class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
@@ -90,6 +93,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.keep_snapshots = keep_snapshots
         self.profile_at = 0.0  # wall time the profile was last emitted
         self.profile_due = False  # the journey changed since then
+        self.ttl_at = -math.inf  # wall time the profile's expiry was last pushed back
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -105,6 +109,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         else:
             key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
             self.profile_due = bool(resume[6:] and resume[6])
+            self.ttl_at = resume[7] if len(resume) > 7 else -math.inf
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -162,6 +167,10 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return Example(self.key, unpack(m.values), m.label, m.snapshot_ts, m.label_ts)
 
     def _profile(self, now_ms: int) -> ProfileUpdate:
+        now = self.clock()
+        refresh = now - self.ttl_at >= TTL_REFRESH_S
+        if refresh:
+            self.ttl_at = now
         return ProfileUpdate(
             self.key,
             {
@@ -170,6 +179,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
                 "pending_examples": len(self.pending),
                 "duplicates": self.duplicates,
             },
+            refresh_ttl=refresh,
         )
 
     def advance(self, now_ts: int) -> list[Example]:
@@ -183,18 +193,26 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return self.touched_at + self.config.retention_s
 
     def next_check(self) -> float:
-        """Wall time to look again: the TTL, or when pending snapshots may have matured.
+        """Wall time to look again: the TTL, a held-back profile, or when pending
+        snapshots may have matured.
 
         Live, event time runs with the wall clock, so a deadline D ms ahead of the
         watermark is due in D ms; replays run faster and are checked every second.
+        (Bytewax asks after every batch for every touched key: kept lean.)
         """
-        when = self.expires_at()
+        when = self.touched_at + self.config.retention_s
         if self.profile_due:
-            when = min(when, self.profile_at + self.config.profile_interval_s)
-        deadline = self.pending.next_deadline()
-        if deadline is not None:
+            flush = self.profile_at + self.config.profile_interval_s
+            if flush < when:
+                when = flush
+        pending = self.pending
+        if len(pending):
+            deadline = pending.next_deadline()
+            assert deadline is not None
             ahead_s = (deadline - self.watermark.now) / 1000
-            when = min(when, self.clock() + max(MIN_CHECK_S, ahead_s))
+            check = self.clock() + (ahead_s if ahead_s > MIN_CHECK_S else MIN_CHECK_S)
+            if check < when:
+                when = check
         return when
 
     def notify_at(self) -> datetime | None:
@@ -225,6 +243,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.duplicates,
             self.touched_at,
             self.profile_due,
+            self.ttl_at,
         )
 
 

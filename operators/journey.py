@@ -156,8 +156,10 @@ class JourneyState:
         self.offers_accepted = 0
         self.sentiment_slow: float | None = None
         self.sessions: list[int] = []  # start times of the latest sessions
-        self.other_counts: dict[str, int] = {}
-        self.other_last: dict[str, int] = {}  # latest event time of each counted other type
+        # Types outside the contract's list: most customers have none, so these start
+        # as one shared empty dict each (64 bytes apiece saved) until the first write.
+        self.other_counts: dict[str, int] = _NO_OTHERS
+        self.other_last: dict[str, int] = _NO_OTHERS_LAST  # latest time of each such type
         self.last_type = ""
         self.prev_type = ""
         self.channel_decay: dict[str, tuple[float, int]] = {}
@@ -187,6 +189,8 @@ class JourneyState:
         if type_ in KNOWN_TYPE_SET:
             self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
         elif type_ in self.other_counts or len(self.other_counts) < OTHER_TYPES_KEPT:
+            if self.other_counts is _NO_OTHERS:
+                self.other_counts, self.other_last = {}, {}
             self.other_counts[type_] = self.other_counts.get(type_, 0) + 1
             self.other_last[type_] = max(ts, self.other_last.get(type_, ts))
         else:
@@ -248,10 +252,16 @@ class JourneyState:
             current = getattr(state, name)
             if isinstance(current, list):
                 value = list(value)
+            elif current is _NO_OTHERS or current is _NO_OTHERS_LAST:
+                value = dict(value) if value else current
             elif isinstance(current, dict):
                 value = dict(value)
             setattr(state, name, value)
         return state
+
+
+_NO_OTHERS: dict[str, int] = {}  # shared, never written (see JourneyState.__init__)
+_NO_OTHERS_LAST: dict[str, int] = {}
 
 
 def _push(items: list[int], ts: int, cap: int) -> None:

@@ -74,7 +74,9 @@ class PendingExamples(Generic[V]):
             raise ValueError(f"release {release!r}: use immediate or horizon")
         self.release = release
         # snapshot ts -> (label, label_ts) for decided labels held until the horizon
-        self._decided: dict[int, tuple[int, int]] = {t: (y, lt) for t, y, lt in decided}
+        self._decided: dict[int, tuple[int, int]] = (
+            {t: (y, lt) for t, y, lt in decided} if decided else _NOTHING_DECIDED
+        )
         self.mode = mode
         self.horizon_ms = horizon_ms
         self.cap = cap
@@ -130,6 +132,8 @@ class PendingExamples(Generic[V]):
                 self._decided.pop(snap_ts, None)
                 out.append(Matured(snap_ts, label_ts, label, values))
             else:  # known now, handed over when the window closes
+                if self._decided is _NOTHING_DECIDED:
+                    self._decided = {}
                 self._decided[snap_ts] = (label, label_ts)
                 keep.append((snap_ts, values))
         keep.sort(key=lambda item: item[0])
@@ -155,7 +159,7 @@ class PendingExamples(Generic[V]):
 
     def next_deadline(self) -> int | None:
         """The event time after which the oldest pending snapshot expires."""
-        return min(t for t, _ in self._items) + self.horizon_ms if self._items else None
+        return self._items[0][0] + self.horizon_ms if self._items else None  # kept in order
 
     def expire(self) -> list[Matured[V]]:
         """Label everything pending when the customer's state expires unseen."""
@@ -169,6 +173,9 @@ class PendingExamples(Generic[V]):
     ) -> tuple[tuple[tuple[int, V], ...], int, tuple[tuple[int, int, int], ...]]:
         decided = tuple((t, y, lt) for t, (y, lt) in sorted(self._decided.items()))
         return tuple(self._items), self.dropped, decided
+
+
+_NOTHING_DECIDED: dict[int, tuple[int, int]] = {}  # shared until a first label is held
 
 
 def _snapshot_ts(item: tuple[int, object]) -> int:

@@ -35,10 +35,15 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
-    """Fields of the customer's 360 profile to overwrite (values JSON-ready)."""
+    """Fields of the customer's 360 profile to overwrite (values JSON-ready).
+
+    ``refresh_ttl``: also push the profile's expiry back to a full retention
+    period (the customer step asks for it at most once an hour per customer).
+    """
 
     customer_id: str
     fields: dict[str, Any]
+    refresh_ttl: bool = False
 
 
 @dataclass(frozen=True, slots=True)

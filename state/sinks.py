@@ -106,13 +106,17 @@ def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
 
 
 def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
-    """HSET ``cx:profile:<customer>`` (JSON values), expiring after CX_RETENTION_DAYS."""
+    """HSET ``cx:profile:<customer>`` (JSON values), expiring after CX_RETENTION_DAYS
+    (pushed back when an update asks for it: the customer step does, hourly)."""
     ttl = int(settings.retention_days * 86_400)
 
     def write(items: list[ProfileUpdate]) -> list[Command]:
         merged: dict[str, dict[str, Any]] = {}
+        refresh: set[str] = set()
         for u in items:
             merged.setdefault(u.customer_id, {}).update(u.fields)
+            if u.refresh_ttl:
+                refresh.add(u.customer_id)
         now = orjson.dumps(int(time.time() * 1000))
         commands: list[Command] = []
         for customer_id, fields in merged.items():
@@ -122,7 +126,8 @@ def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
                 args += (name, orjson.dumps(value))
             args += ("customer_id", orjson.dumps(customer_id), "updated_at", now)
             commands.append(tuple(args))
-            commands.append(("EXPIRE", key, ttl))
+            if customer_id in refresh:
+                commands.append(("EXPIRE", key, ttl))
         return commands
 
     return _RedisSink(settings, write, "profile updates")

@@ -241,3 +241,14 @@ def test_notification_times_are_rounded_up_to_10_ms_and_shared() -> None:
     assert at is not None
     assert at.timestamp() == pytest.approx(1000.26 + 3600.0)  # rounded up, never early
     assert b.notify_at() is at  # one cached object
+
+
+def test_the_profile_expiry_is_pushed_back_at_most_hourly() -> None:
+    clock = FakeClock(1000.0)
+    c = logic(clock)
+    refreshes = []
+    for i in range(6):
+        clock.now += 1000.0
+        out, _ = c.on_item(ev(i + 1, "page_view", ts=T0 + i))
+        refreshes += [p.refresh_ttl for p in profiles(out)]
+    assert refreshes == [True, False, False, False, True, False]  # 1000 s apart

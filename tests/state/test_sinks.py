@@ -36,9 +36,10 @@ def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: re
     part = profile_sink(settings).build("p", 0, 1)
     part.write_batch(
         [
-            ProfileUpdate("c1", {"journey": {"n": 1}, "last_event_ts": 5}),
+            ProfileUpdate("c1", {"journey": {"n": 1}, "last_event_ts": 5}, refresh_ttl=True),
             ProfileUpdate("c1", {"journey": {"n": 2}}),
             ProfileUpdate("c1", {"risk": {"band": "high"}}),
+            ProfileUpdate("c2", {"journey": {"n": 1}}),
         ]
     )
     h = hash_of(r, "cx:profile:c1")
@@ -47,6 +48,7 @@ def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: re
     assert orjson.loads(h[b"customer_id"]) == "c1"
     ttl = r.ttl("cx:profile:c1")
     assert 0 < ttl <= settings.retention_days * 86_400
+    assert r.ttl("cx:profile:c2") == -1  # no update asked for the expiry to move
 
 
 def test_model_status_hash(settings: Settings, r: redis.Redis) -> None:
