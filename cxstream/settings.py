@@ -81,6 +81,7 @@ class Settings:
     log_level: str = "INFO"
     challenger: str = "arf"
     promote_margin: float = 0.02
+    challenger_every: int = 4
     catalog_path: Path | None = None
     profile_interval_ms: int = 30000
 
@@ -104,6 +105,8 @@ class Settings:
             raise ConfigError(f"CX_SECRET is too short: use at least {MIN_SECRET_BYTES} bytes")
         if self.challenger not in ("arf", "none"):
             raise ConfigError(f"CX_CHALLENGER={self.challenger!r}: use arf or none")
+        if self.challenger_every < 1:
+            raise ConfigError(f"CX_CHALLENGER_EVERY={self.challenger_every}: must be at least 1")
         if not 0 <= self.promote_margin < 1:
             raise ConfigError(f"CX_PROMOTE_MARGIN={self.promote_margin}: must be in [0, 1)")
         if self.profile_interval_ms < 0:
@@ -150,6 +153,7 @@ class Settings:
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
             challenger=(env.get("CX_CHALLENGER") or "arf").lower(),
             promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
+            challenger_every=get("CX_CHALLENGER_EVERY", int, 4),
             catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
         )
 

@@ -64,7 +64,11 @@ def customer_config(settings: Settings) -> CustomerConfig:
 def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
     def new_model() -> ChurnModel:
         challenger = None if settings.challenger == "none" else settings.challenger
-        return ChurnModel(challenger=challenger, promote_margin=settings.promote_margin)
+        return ChurnModel(
+            challenger=challenger,
+            promote_margin=settings.promote_margin,
+            challenger_every=settings.challenger_every,
+        )
 
     return new_model
 

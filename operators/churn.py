@@ -188,7 +188,14 @@ class ChurnModel:
         check_every: int = 250,
         replay_size: int = 5000,
         seed: int = 7,
+        challenger_every: int = 4,
     ) -> None:
+        if challenger_every < 1:
+            raise ValueError(f"challenger_every {challenger_every}: must be at least 1")
+        # The challenger is scored on every matured example (its evidence) but learns
+        # from one in `challenger_every`: a forest costs ~10x the champion to train.
+        self.challenger_every = challenger_every
+        self.replayed = 0
         self.champion: OnlineModel = BucketedLogReg()
         self.challenger: OnlineModel | None = (
             ForestChallenger(seed=seed) if challenger == "arf" else None
@@ -228,7 +235,8 @@ class ChurnModel:
             self.challenger_card.add(self.challenger.predict_proba_one(x), y)
         for xx, yy in self.replay.add(x, y):
             self.champion.learn_one(xx, yy)
-            if self.challenger is not None:
+            self.replayed += 1
+            if self.challenger is not None and self.replayed % self.challenger_every == 0:
                 self.challenger.learn_one(xx, yy)
             if self.explainer is not self.champion and self.explainer is not self.challenger:
                 self.explainer.learn_one(xx, yy)

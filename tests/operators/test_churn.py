@@ -101,3 +101,25 @@ def test_replay_buffer_is_bounded_and_releases_everything_once() -> None:
     assert len(released) + len(buf.items) == 1000
     assert len({x["i"] for x, _ in released}) == len(released)
     assert [x["i"] for x, _ in released] != sorted(x["i"] for x, _ in released)  # shuffled
+
+
+def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_all() -> None:
+    from operators.churn import ChurnModel
+
+    learned: list[int] = []
+
+    class Counting:
+        family = "counting"
+
+        def predict_proba_one(self, x: dict[str, float]) -> float:
+            return 0.5
+
+        def learn_one(self, x: dict[str, float], y: int) -> None:
+            learned.append(y)
+
+    m = ChurnModel(challenger=None, challenger_every=4, replay_size=0)
+    m.challenger = Counting()
+    for i in range(40):
+        m.learn_one({"complaints_open": float(i % 3)}, i % 2)
+    assert len(learned) == 10
+    assert len(m.challenger_card.labels) == 40
