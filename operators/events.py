@@ -180,7 +180,7 @@ def _attrs(value: object) -> dict[str, Any]:
         if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= MAX_ID_CHARS):
             raise InvalidEvent(f"attrs.{name} not an id", repr(v)[:40])
     response = value.get("response")
-    if response is not None and response not in RESPONSES:
+    if response is not None and (not isinstance(response, str) or response not in RESPONSES):
         raise InvalidEvent("attrs.response unknown", repr(response)[:40])
     return value
 
@@ -196,7 +196,7 @@ def event_from_obj(obj: object) -> Event:
         raise InvalidEvent("customer_id missing", "an event needs customer_id or anonymous_id")
     ts = parse_ts(obj.get("ts"))
     channel = obj.get("channel")
-    if channel not in CHANNELS:
+    if not isinstance(channel, str) or channel not in CHANNELS:
         raise InvalidEvent("channel unknown", repr(channel)[:40])
     channel = _CANONICAL[channel]
     type_ = obj.get("type")

@@ -12,6 +12,7 @@ from operators.events import (
     Event,
     Rejected,
     encode_event,
+    event_from_obj,
     parse_entry,
     parse_event,
     parse_ts,
@@ -179,3 +180,15 @@ def test_any_json_object_becomes_an_event_or_a_documented_error(obj: dict[str, o
 )
 def test_encode_then_parse_round_trips(event: Event) -> None:
     assert parse_event(encode_event(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [({"channel": []}, "channel unknown"), ({"attrs": {"response": ["x"]}}, "attrs.response")],
+)
+def test_unhashable_values_are_invalid_events_not_crashes(
+    patch: dict[str, object], reason: str
+) -> None:
+    obj = {"event_id": "e", "customer_id": "c", "ts": 0, "channel": "web", "type": "t", **patch}
+    with pytest.raises(InvalidEvent, match=reason):
+        event_from_obj(obj)
