@@ -41,7 +41,10 @@ def machine() -> str:
 
 
 def record(name: str, command: str, figures: dict[str, Any]) -> None:
-    """Append one line of figures to benchmarks/RESULTS.md."""
+    """Append one line of figures to benchmarks/RESULTS.md (CX_* settings in the
+    environment are written in front of the command, as they were given)."""
+    settings = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("CX_"))
+    command = f"{settings} {command}" if settings else command
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     line = (
         f"| {today} | {name} | `{command}` | {machine()} | `{orjson.dumps(figures).decode()}` |\n"
