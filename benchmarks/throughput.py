@@ -260,6 +260,8 @@ def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, A
             _check(procs, folder, deadline)
             time.sleep(0.005)
         started = time.perf_counter()
+        watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(int(server.pid))]
+        cpu_before = [_cpu_s(w) for w in watched]
         log("the flow is reading")
         peak = 0.0
         last_report = started
@@ -272,12 +274,23 @@ def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, A
                 log(f"flow: {int(client.xlen(ALERTS)):,} alerts so far")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
+        cpu = [(_cpu_s(w) - b) / elapsed * 100 for w, b in zip(watched, cpu_before, strict=True)]
         peak = max(peak, sum(rss_mb(p.pid) for p in procs))
-        alerts = int(client.xlen(ALERTS))
+        alerts_at_end = int(client.xlen(ALERTS))
+        # With several workers, the model step of another worker may still be writing
+        # alerts of events read before the end markers: count them once it is quiet.
+        alerts, quiet_since = alerts_at_end, time.monotonic()
+        while time.monotonic() - quiet_since < 2.0:
+            time.sleep(0.2)
+            now_alerts = int(client.xlen(ALERTS))
+            if now_alerts != alerts:
+                alerts, quiet_since = now_alerts, time.monotonic()
         client.close()
         return {
             "events_per_s": (len(data) + SHARDS) / elapsed,
-            "alerts_per_s": alerts / elapsed,
+            "alerts_per_s": alerts_at_end / elapsed,
+            "flow_cpu_percent": [round(c) for c in cpu[:-1]],  # 100 = one core busy
+            "redis_cpu_percent": round(cpu[-1]),
             "alerts": alerts,
             "peak_rss_mb": peak,
         }
@@ -292,6 +305,11 @@ def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, A
                 proc.kill()
                 proc.wait()
         stop_embedded(server)
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _check(procs: list[subprocess.Popen[bytes]], folder: Path, deadline: float) -> None:
@@ -332,6 +350,9 @@ def main() -> int:
         "alerts": flow["alerts"],
         "bare_alerts": bare["alerts"],
         "learned": bare["learned"],
+        "alerts_missing": bare["alerts"] - flow["alerts"],  # must be 0: nothing lost
+        "flow_cpu_percent": flow["flow_cpu_percent"],
+        "redis_cpu_percent": flow["redis_cpu_percent"],
         "workers": args.workers,
         "processes": args.processes,
     }

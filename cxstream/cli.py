@@ -264,9 +264,14 @@ def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
 
 
 class Pacer:
-    """How many events are due at ``rate`` per second, in ticks of ``tick`` seconds."""
+    """How many events are due at ``rate`` per second, in ticks of ``tick`` seconds.
 
-    def __init__(self, rate: float, tick: float = 0.05) -> None:
+    Ticks are short (5 ms) so the load arrives as many channel systems would send
+    it, not in bursts: with 50 ms ticks, 5,000 events/s came as 250 at once and a
+    contact behind such a burst waited for all of it (measured: +15 ms at p50).
+    """
+
+    def __init__(self, rate: float, tick: float = 0.005) -> None:
         self.rate = rate
         self.tick = tick
         self.started = time.monotonic()
