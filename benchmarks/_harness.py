@@ -58,6 +58,12 @@ def record(name: str, command: str, figures: dict[str, Any]) -> None:
         f.write(line)
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of ``values`` (nearest rank, rounded down), to 0.01 ms."""
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 2) if s else float("nan")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -29,7 +29,7 @@ import orjson
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks._harness import Stack, record
+from benchmarks._harness import Stack, pct, record
 from server.tokens import mint
 from state.keys import ALERTS
 
@@ -39,11 +39,6 @@ WARMUP_S = 1.0
 
 def log(message: str) -> None:
     print(f"fanout: {message}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 2) if s else float("nan")
 
 
 def payload(i: int, agent: str) -> dict[str, Any]:

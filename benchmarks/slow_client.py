@@ -24,7 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks._harness import free_port, record
+from benchmarks._harness import free_port, pct, record
 from cxstream.settings import Secret, Settings
 from server.app import AlertServer
 from server.tokens import mint
@@ -32,11 +32,6 @@ from state.keys import ALERTS
 from state.redis import stop_embedded
 
 SECRET = Secret("bench-" + "k" * 40)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 2) if s else float("nan")
 
 
 async def agent(port: int, **kw: object) -> ClientConnection:

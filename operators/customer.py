@@ -200,7 +200,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         watermark is due in D ms; replays run faster and are checked every second.
         (Bytewax asks after every batch for every touched key: kept lean.)
         """
-        when = self.touched_at + self.config.retention_s
+        when = self.expires_at()
         if self.profile_due:
             flush = self.profile_at + self.config.profile_interval_s
             if flush < when:

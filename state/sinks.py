@@ -49,24 +49,26 @@ class _RedisSink(DynamicSink[X]):
         return _PipelinePartition(connect(self.settings), self.write, self.what)
 
 
+def _xadd(stream: str, maxlen: int, *fields: str | bytes) -> Command:
+    """XADD to ``stream``, trimmed to about ``maxlen``; ``fields`` as name, value, ..."""
+    return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
+
+
+def _hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:
+    """HSET ``fields`` (each value as JSON) and ``extra`` (name, value, ...) on ``key``."""
+    args: list[str | bytes] = ["HSET", key]
+    for name, value in fields.items():
+        args += (name, orjson.dumps(value))
+    return (*args, *extra)
+
+
 def alert_sink(settings: Settings) -> DynamicSink[Alert]:
     """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN."""
     maxlen = settings.alerts_maxlen
 
     def write(items: list[Alert]) -> list[Command]:
         return [
-            (
-                "XADD",
-                ALERTS,
-                "MAXLEN",
-                "~",
-                maxlen,
-                "*",
-                "data",
-                orjson.dumps(alert.payload),
-                "alert_id",
-                alert.alert_id,
-            )
+            _xadd(ALERTS, maxlen, "data", orjson.dumps(alert.payload), "alert_id", alert.alert_id)
             for alert in items
         ]
 
@@ -79,13 +81,9 @@ def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
     def write(items: list[Rejected]) -> list[Command]:
         at = str(int(time.time() * 1000))
         return [
-            (
-                "XADD",
+            _xadd(
                 DLQ,
-                "MAXLEN",
-                "~",
                 DLQ_MAXLEN,
-                "*",
                 "data",
                 r.raw,
                 "reason",
@@ -121,11 +119,9 @@ def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
         commands: list[Command] = []
         for customer_id, fields in merged.items():
             key = profile_key(customer_id)
-            args: list[str | bytes] = ["HSET", key]
-            for name, value in fields.items():
-                args += (name, orjson.dumps(value))
-            args += ("customer_id", orjson.dumps(customer_id), "updated_at", now)
-            commands.append(tuple(args))
+            commands.append(
+                _hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
+            )
             if customer_id in refresh:
                 commands.append(("EXPIRE", key, ttl))
         return commands
@@ -137,13 +133,7 @@ def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:
     """HSET ``cx:model:<shard>`` with the model's version and prequential metrics."""
 
     def write(items: list[ModelStatus]) -> list[Command]:
-        commands: list[Command] = []
-        for status in items:
-            args: list[str | bytes] = ["HSET", model_key(status.shard)]
-            for name, value in status.fields.items():
-                args += (name, orjson.dumps(value))
-            args += ("updated_at", orjson.dumps(int(time.time() * 1000)))
-            commands.append(tuple(args))
-        return commands
+        now = orjson.dumps(int(time.time() * 1000))
+        return [_hset(model_key(s.shard), s.fields, "updated_at", now) for s in items]
 
     return _RedisSink(settings, write, "model status")
