@@ -1,4 +1,5 @@
-"""The ``cxstream`` command: run | serve | demo | token | send | simulate.
+"""The ``cxstream`` command: run | serve | demo | token | send | simulate | replay |
+evaluate | forget.
 
 Settings come from the environment (see the README); flags only say what to do
 this time.  Errors are printed as one line, ``cxstream: error: ...``, and exit 2.
@@ -69,8 +70,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from cxstream.runtime import tune_gc
     from flows.journey import build_flow
+    from state.erasure import forgotten_from
+    from state.recovery import scrub_forgotten
     from state.source import request_stop, reset_stop
 
+    forgotten = forgotten_from(settings)
     recovery = None
     epoch = timedelta(milliseconds=args.epoch_ms)
     if settings.recovery_dir is not None:
@@ -79,6 +83,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             directory.mkdir(parents=True, exist_ok=True)
             init_db_dir(directory, args.workers)
             log.info("initialised %d recovery partitions in %s", args.workers, directory)
+        scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
         recovery = RecoveryConfig(str(directory))
     if (args.process_id is None) != (args.addresses is None):
         raise ConfigError("--process-id and --addresses go together (one cluster process each)")
@@ -101,7 +106,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     reset_stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    flow = build_flow(settings)
+    flow = build_flow(settings, forgotten=forgotten)
     tune_gc()
     try:
         cli_main(
@@ -190,6 +195,67 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"... and {len(result.rejected) - 20} more rejected lines", file=sys.stderr)
     print(f"sent {result.sent} events, rejected {len(result.rejected)}", file=sys.stderr)
     return 1 if result.rejected else 0
+
+
+# -- forget -------------------------------------------------------------------------------------
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase a customer: queue a forget event, and wait until the dataflow has erased it.
+
+    The dataflow drops the customer's journey state and pending training
+    examples, its open recommendations, its profile hash, its entries in the
+    event, alert and dead-letter streams, and suppresses its later events.
+    Prints the erasure record (counts, no id) as JSON when done.
+    """
+    import uuid
+
+    from operators.erasure import forget_digest
+    from operators.events import Event
+    from state.erasure import erasure_record
+    from state.ingest import xadd_events
+    from state.redis import connect
+
+    key: str = args.customer_id
+    if not 1 <= len(key) <= 128:
+        raise ConfigError(f"customer id of {len(key)} chars: allowed 1-128")
+    client = connect(settings)
+    sent_at = int(time.time() * 1000)
+    event = Event(
+        event_id=f"forget-{uuid.uuid4().hex}",
+        customer_id=None if args.anonymous else key,
+        anonymous_id=key if args.anonymous else None,
+        ts=sent_at,
+        channel="crm",
+        type="forget",
+        attrs={},
+    )
+    (stream_id,) = xadd_events(client, [event], settings.shards)
+    digest = forget_digest(key).hex()
+    log.info("forget event queued as %s (customer %s)", stream_id, digest[:12])
+    if args.wait <= 0:
+        print(orjson.dumps({"queued": stream_id, "customer": digest}).decode())
+        return 0
+    deadline = time.monotonic() + args.wait
+    next_note = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        record = erasure_record(client, key)
+        if record is not None and record.get("at", 0) >= sent_at:
+            print(orjson.dumps({"erased": True, "customer": digest, **record}).decode())
+            return 0
+        if time.monotonic() >= next_note:
+            print(
+                "forget: still waiting for the dataflow (is `cxstream run` running?)",
+                file=sys.stderr,
+            )
+            next_note += 10
+        time.sleep(0.1)
+    print(
+        f"forget: the dataflow did not erase the customer within {args.wait:g} s; the forget "
+        f"event ({stream_id}) stays queued and is carried out when `cxstream run` reads it",
+        file=sys.stderr,
+    )
+    return 1
 
 
 # -- simulate -----------------------------------------------------------------------------------
@@ -590,6 +656,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write each customer's latent churn propensity and action tastes (JSON lines)",
     )
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("forget", help="erase a customer", description=cmd_forget.__doc__)
+    p.add_argument("customer_id", help="the customer id (or, with --anonymous, anonymous id)")
+    p.add_argument(
+        "--anonymous", action="store_true", help="the id is an anonymous_id (cookie, device)"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the dataflow to erase the customer; 0: just queue (60)",
+    )
+    p.set_defaults(func=cmd_forget)
     return parser
 
 

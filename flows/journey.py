@@ -20,17 +20,21 @@ from cxstream.settings import Settings
 from operators.churn import ChurnModel
 from operators.customer import CustomerConfig, CustomerLogic, Watermark
 from operators.decide import DecideLogic, with_shard
-from operators.events import Rejected, is_keyed, parse_batch
+from operators.erasure import Forgotten
+from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
 from operators.journey import DAY_MS
 from operators.records import (
     Alert,
     ModelStatus,
     ProfileUpdate,
+    StoreWrite,
     is_to_model,
     only,
     route_batch,
+    to_store,
 )
 from state.catalog import load_catalog
+from state.erasure import forgotten_from
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
 from state.source import Entry, RedisStreamSource
 
@@ -39,15 +43,15 @@ from state.source import Entry, RedisStreamSource
 class Sinks:
     alerts: Sink[Alert]
     dead_letters: Sink[Rejected]
-    profiles: Sink[ProfileUpdate]
+    profiles: Sink[StoreWrite]  # profile updates, erasures, suppressed entries
     models: Sink[ModelStatus]
 
 
-def redis_sinks(settings: Settings) -> Sinks:
+def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
     return Sinks(
         alerts=alert_sink(settings),
         dead_letters=dead_letter_sink(settings),
-        profiles=profile_sink(settings),
+        profiles=profile_sink(settings, forgotten),
         models=model_status_sink(settings),
     )
 
@@ -79,9 +83,17 @@ def build_flow(
     source: Source[Entry] | None = None,
     sinks: Sinks | None = None,
     clock: Callable[[], float] = time.time,
+    forgotten: Forgotten | None = None,
 ) -> Dataflow:
-    """The dataflow; tests pass a TestingSource, TestingSinks and a fake clock."""
-    sinks = sinks or redis_sinks(settings)
+    """The dataflow; tests pass a TestingSource, TestingSinks and a fake clock.
+
+    ``forgotten`` is the suppression list of erased customers, shared by this
+    process's steps; by default it is read from Redis when first needed (and
+    the Redis source keeps it up to date while the flow runs).
+    """
+    if forgotten is None:
+        forgotten = forgotten_from(settings) if sinks is None else Forgotten()
+    sinks = sinks or redis_sinks(settings, forgotten)
     config = customer_config(settings)
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
@@ -90,51 +102,65 @@ def build_flow(
 
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
-    entries = op.input("events_in", flow, source or RedisStreamSource(settings))
+    entries = op.input("events_in", flow, source or RedisStreamSource(settings, forgotten))
     # Entry(stream, entry_id, data: bytes | None)
-    parsed = op.flat_map_batch("parse", entries, parse_batch)
-    # (customer key, Event) | Rejected          [one call per batch]
+    parsed = op.flat_map_batch("parse", entries, lambda batch: parse_batch(batch, forgotten))
+    # (customer key, Event) | Rejected | Suppressed          [one call per batch]
     split = op.branch("split_rejected", parsed, is_keyed)
-    rejected = cast(Stream[Rejected], split.falses)
+    unkeyed = op.branch("split_suppressed", split.falses, is_rejected)
     # Rejected(source, entry_id, raw, reason, detail)
-    op.output("dlq_out", rejected, sinks.dead_letters)
+    op.output("dlq_out", unkeyed.trues, sinks.dead_letters)
+    suppressed = cast(Stream[Suppressed], unkeyed.falses)
+    # Suppressed(source, entry_id): an erased customer's event, deleted unread
     by_customer = split.trues
     # (customer key, Event)
     journey = op.stateful(
         "journey",
         by_customer,
         lambda resume: CustomerLogic(
-            resume, config=config, clock=clock, watermark=watermark, keep_snapshots=recovery
+            resume,
+            config=config,
+            clock=clock,
+            watermark=watermark,
+            keep_snapshots=recovery,
+            forgotten=forgotten,
         ),
     )
-    # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome)   [dedupe, journey, labels]
+    # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome | Erase)
+    #                                                      [dedupe, journey, labels, erasure]
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models))
-    # (model shard "m<i>", ScoreRequest | Example | Outcome) | ProfileUpdate
+    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase) | ProfileUpdate
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
-    # (model shard "m<i>", ScoreRequest | Example | Outcome)
+    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase)
     journey_profiles = cast(Stream[ProfileUpdate], to_model.falses)
     # ProfileUpdate(customer_id, fields)
     decided = op.stateful(
         "decide",
         by_model,
         lambda resume: DecideLogic(
-            resume, clock=clock, model=new_model, keep_snapshots=recovery, catalog=catalog
+            resume,
+            clock=clock,
+            model=new_model,
+            keep_snapshots=recovery,
+            catalog=catalog,
+            forgotten=forgotten,
         ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus)   [Outcome teaches the arbiter]
+    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase)   [Outcome teaches the arbiter]
     outputs = op.map("stamp_shard", decided, with_shard)
-    # Alert | ProfileUpdate | ModelStatus
+    # Alert | ProfileUpdate | ModelStatus | Erase
     op.output("alerts_out", op.filter_map("alerts_only", outputs, only(Alert)), sinks.alerts)
     # Alert(alert_id, payload) -> XADD cx:alerts
-    profiles = op.merge(
+    profiles: Stream[StoreWrite] = op.merge(
         "profiles",
         journey_profiles,
-        op.filter_map("risk_profiles", outputs, only(ProfileUpdate)),
+        op.filter_map("risk_profiles_and_erasures", outputs, to_store),
+        suppressed,
     )
-    # ProfileUpdate(customer_id, fields)
+    # ProfileUpdate(customer_id, fields) | Erase(customer_id) | Suppressed(source, entry_id)
     op.output("profiles_out", profiles, sinks.profiles)
-    # -> HSET cx:profile:<customer>
+    # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
     return flow

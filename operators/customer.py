@@ -6,6 +6,13 @@ snapshots the event decides; at a ``contact_start`` emits a
 :class:`ScoreRequest` and keeps the snapshot pending; and emits the profile.
 It expires ``retention`` after its last event (wall time from the injected
 clock), labelling what is still pending.
+
+A ``forget`` event erases the customer: the state is discarded, nothing
+pending is labelled, and an :class:`Erase` goes on (the model shard drops the
+customer's open recommendations, the store sink deletes what is stored).  The
+customer's key joins the process's :class:`Forgotten` digests; a later event
+of that key is suppressed, and so is a state resumed from a snapshot taken
+before the erasure.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from operators.dedupe import RecentIds
+from operators.erasure import Forgotten
 from operators.events import Event
 from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
 from operators.labels import Matured, PendingExamples
-from operators.records import CustomerOut, Example, Outcome, ProfileUpdate, ScoreRequest
+from operators.records import CustomerOut, Erase, Example, Outcome, ProfileUpdate, ScoreRequest
 
 SCORE_TYPES = frozenset(("contact_start",))
 NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
@@ -84,8 +92,11 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         clock: Callable[[], float],
         watermark: Watermark | None = None,
         keep_snapshots: bool = True,
+        forgotten: Forgotten | None = None,
     ) -> None:
         self.config = config
+        self.forgotten = forgotten
+        self.erased = False
         self.clock = clock
         self.watermark = watermark or Watermark()
         # Bytewax asks for a snapshot of every touched key at every epoch, recovery or
@@ -124,9 +135,23 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             )
             self.duplicates = duplicates
             self.touched_at = touched_at
+            # A snapshot from before an erasure (a restart resumed from it): drop it
+            # at the first notification, and never snapshot it again.
+            self.erased = forgotten is not None and key in forgotten
 
     def on_item(self, value: Event) -> tuple[Iterable[CustomerOut], bool]:
         event = value
+        if event.type == "forget":
+            return self._forget(event.key), StatefulLogic.DISCARD
+        if self.erased or (
+            not self.key and self.forgotten is not None and event.key in self.forgotten
+        ):
+            # Got past the parse step (whose process had not heard of the erasure
+            # yet): dropped here, and the customer's entries are swept again.
+            if self.forgotten is not None:
+                self.forgotten.suppressed += 1
+            self.erased = True
+            return [Erase(event.key)], StatefulLogic.DISCARD
         if not self.seen.add(event.event_id):
             self.duplicates += 1
             return [], StatefulLogic.RETAIN
@@ -162,6 +187,15 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         else:
             self.profile_due = True
         return out, StatefulLogic.RETAIN
+
+    def _forget(self, key: str) -> list[CustomerOut]:
+        """Erase this customer: nothing of it is kept or emitted but the erasure."""
+        if self.forgotten is not None:
+            self.forgotten.add(key)
+        self.erased = True
+        self.journey = JourneyState()
+        self.pending.clear()
+        return [Erase(key)]
 
     def _example(self, m: Matured[Packed]) -> Example:
         return Example(self.key, unpack(m.values), m.label, m.snapshot_ts, m.label_ts)
@@ -200,6 +234,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         watermark is due in D ms; replays run faster and are checked every second.
         (Bytewax asks after every batch for every touched key: kept lean.)
         """
+        if self.erased:
+            return self.clock()
         when = self.expires_at()
         if self.profile_due:
             flush = self.profile_at + self.config.profile_interval_s
@@ -219,6 +255,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return _datetime(self.next_check())
 
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
+        if self.erased:
+            return [], StatefulLogic.DISCARD
         out: list[CustomerOut] = list(self.advance(self.watermark.now))
         now = self.clock()
         expired = now >= self.expires_at()
@@ -233,7 +271,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return out, StatefulLogic.DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
-        if not self.keep_snapshots:
+        if not self.keep_snapshots or self.erased:
             return ()
         return (
             self.key,

@@ -2,7 +2,8 @@
 
 A :class:`DecideLogic` holds one shard's churn model.  A :class:`ScoreRequest`
 becomes an :class:`Alert` (probability, trend, reasons, next best action) and
-a profile update; an :class:`Example` teaches the model.  Every
+a profile update; an :class:`Example` teaches the model; an :class:`Erase`
+drops the customer's open recommendations and goes on to the store sink.  Every
 ``status_every`` examples (at most once per ``status_interval_s`` of wall time)
 it reports the model's prequential metrics.
 """
@@ -19,12 +20,14 @@ from bytewax.operators import StatefulLogic
 
 from operators.alerts import build_alert
 from operators.churn import ChurnModel
+from operators.erasure import Forgotten
 from operators.nba import Arbiter, Catalog, default_catalog
 from operators.reasons import top_reasons
 from operators.records import (
     Alert,
     DecideIn,
     DecideOut,
+    Erase,
     Example,
     ModelStatus,
     Outcome,
@@ -55,6 +58,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         warmup: int = WARMUP_EXAMPLES,
         model: Callable[[], ChurnModel] = ChurnModel,
         keep_snapshots: bool = True,
+        forgotten: Forgotten | None = None,
     ) -> None:
         # Bytewax asks for a snapshot at every epoch even without recovery; pickling a
         # model with its replay buffer (and a forest) costs tens to hundreds of ms, so
@@ -77,6 +81,11 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             self.status_at = state[3] if len(state) > 3 else -math.inf
             if catalog is not None:
                 self.arbiter.catalog = catalog  # a changed catalog applies after a restart
+            if forgotten is not None and len(forgotten):
+                # A snapshot from before an erasure: the erased keep nothing here either.
+                for customer_id in self.arbiter.customers():
+                    if customer_id in forgotten:
+                        self.arbiter.forget(customer_id)
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
         if isinstance(value, Outcome):
@@ -84,6 +93,9 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
                 value.alert_id, value.action_id, value.response, value.ts
             )
             return ([self.status()] if learned else []), StatefulLogic.RETAIN
+        if isinstance(value, Erase):
+            self.arbiter.forget(value.customer_id)
+            return [value], StatefulLogic.RETAIN
         if isinstance(value, Example):
             self.model.learn_one(value.features, value.label)
             if self.model.n_learned % self.status_every == 0:

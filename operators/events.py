@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeGuard
 import orjson
 
 from cxstream.errors import InvalidEvent
+from operators.erasure import Forgotten
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
@@ -111,6 +112,14 @@ class Rejected:
     raw: bytes
     reason: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """A stream entry of an erased customer: deleted unprocessed, and counted."""
+
+    source: str
+    entry_id: str
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -263,11 +272,15 @@ class StreamEntry(Protocol):
 Keyed = tuple[str, Event]
 
 
-def parse_batch(entries: Iterable[StreamEntry]) -> list[Keyed | Rejected]:
+def parse_batch(
+    entries: Iterable[StreamEntry], forgotten: Forgotten | None = None
+) -> list[Keyed | Rejected | Suppressed]:
     """Parse a batch of entries: each event keyed by its customer, or a Rejected.
 
     One call per batch (Bytewax's ``flat_map_batch``) instead of a parse, a
-    filter and a key step for every event.
+    filter and a key step for every event.  An event of an erased customer
+    (in ``forgotten``) becomes a :class:`Suppressed`, except a ``forget``
+    itself (erasing again does no harm, and finishes an interrupted erasure).
 
     >>> from types import SimpleNamespace as E
     >>> ok = (b'{"event_id":"e1","customer_id":"c1","ts":1767225600000,'
@@ -278,12 +291,23 @@ def parse_batch(entries: Iterable[StreamEntry]) -> list[Keyed | Rejected]:
     >>> parse_batch([E(stream="s", entry_id="1-0", data=ok)])[0][0]
     'c1'
     """
-    out: list[Keyed | Rejected] = []
+    out: list[Keyed | Rejected | Suppressed] = []
+    erased = forgotten if forgotten is not None and len(forgotten) else None
     for entry in entries:
         parsed = parse_entry(entry.stream, entry.entry_id, entry.data)
-        out.append((parsed.key, parsed) if isinstance(parsed, Event) else parsed)
+        if not isinstance(parsed, Event):
+            out.append(parsed)
+        elif erased is not None and parsed.type != "forget" and parsed.key in erased:
+            erased.suppressed += 1
+            out.append(Suppressed(entry.stream, entry.entry_id))
+        else:
+            out.append((parsed.key, parsed))
     return out
 
 
-def is_keyed(item: Keyed | Rejected) -> TypeGuard[Keyed]:
+def is_keyed(item: Keyed | Rejected | Suppressed) -> TypeGuard[Keyed]:
     return type(item) is tuple
+
+
+def is_rejected(item: object) -> TypeGuard[Rejected]:
+    return type(item) is Rejected

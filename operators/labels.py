@@ -165,6 +165,11 @@ class PendingExamples(Generic[V]):
         """Label everything pending when the customer's state expires unseen."""
         return self.advance(_AFTER_EVERY_HORIZON)
 
+    def clear(self) -> None:
+        """Drop everything pending, unlabelled (the customer was erased)."""
+        self._items = []
+        self._decided = _NOTHING_DECIDED
+
     def latest(self) -> tuple[int, V] | None:
         return self._items[-1] if self._items else None
 

@@ -461,10 +461,22 @@ class Arbiter:
         customer_id, _, seg, _ = pending
         self.model.learn_one(action_id, seg, response == "accepted")
         self.outcomes += 1
-        if response == "declined":
+        if response == "declined" and customer_id:  # "" once erased
             history = self.history.pop(customer_id, History())
             self.history[customer_id] = history.declined(now_ms, action_id, self._keep_ms())
         return True
+
+    def customers(self) -> set[str]:
+        """Every customer id this arbiter remembers (history and open recommendations)."""
+        return set(self.history) | {owner for owner, *_ in self.pending.values() if owner}
+
+    def forget(self, customer_id: str) -> None:
+        """The customer was erased: drop its contact history, and its id from the
+        open recommendations (an answer still teaches the acceptance model)."""
+        self.history.pop(customer_id, None)
+        for alert_id, (owner, action_id, seg, at) in self.pending.items():
+            if owner == customer_id:
+                self.pending[alert_id] = ("", action_id, seg, at)
 
     def expire(self, now_ms: int) -> int:
         """Recommendations unanswered past the timeout count as ignored (not accepted)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
-from operators.events import Event, shard_of
+from operators.events import Event, Suppressed, shard_of
 
 T = TypeVar("T")
 
@@ -73,14 +73,28 @@ class Outcome:
     ts: int
 
 
-CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome
-DecideIn = ScoreRequest | Example | Outcome
-DecideOut = Alert | ModelStatus | ProfileUpdate
+@dataclass(frozen=True, slots=True)
+class Erase:
+    """Erase this customer key from every store (a ``forget`` event, or an event
+    of an erased customer that got past the parse step: its entries are swept again)."""
+
+    customer_id: str
+
+
+CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome | Erase
+DecideIn = ScoreRequest | Example | Outcome | Erase
+DecideOut = Alert | ModelStatus | ProfileUpdate | Erase
+StoreWrite = ProfileUpdate | Erase | Suppressed  # what the customer-store sink writes
 
 
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
-    return item if isinstance(item, ScoreRequest | Example | Outcome) else None
+    return item if isinstance(item, ScoreRequest | Example | Outcome | Erase) else None
+
+
+def to_store(item: DecideOut) -> ProfileUpdate | Erase | None:
+    """A selector keeping what the customer-store sink writes: profile updates, erasures."""
+    return item if isinstance(item, ProfileUpdate | Erase) else None
 
 
 def only(cls: type[T]) -> Callable[[object], T | None]:
@@ -103,7 +117,9 @@ def route_batch(
     items: Iterable[tuple[str, CustomerOut]], model_shards: int
 ) -> list[ToModel | ProfileUpdate]:
     """The customer step's outputs, routed: model inputs keyed by model shard
-    (``m<i>``, crc32 of the customer id), profile updates as they are.
+    (``m<i>``, crc32 of the customer id), profile updates as they are.  An
+    :class:`Erase` goes to the model shard first (it holds the customer's open
+    recommendations) and from there to the store.
 
     >>> from operators.events import Event
     >>> e = Event("e1", "c1", None, 0, "web", "page_view", {})

@@ -1,4 +1,5 @@
-"""Bytewax sinks writing to Redis: alerts, dead letters, profiles, model status.
+"""Bytewax sinks writing to Redis: alerts, dead letters, profiles (and erasures),
+model status.
 
 Each worker writes a whole batch in one pipeline (one round trip per batch).
 Profile updates of one customer inside a batch are merged first, so a burst of
@@ -16,9 +17,12 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from cxstream.settings import Settings
-from operators.events import Rejected
-from operators.records import Alert, ModelStatus, ProfileUpdate
+from operators.erasure import Forgotten
+from operators.events import Rejected, Suppressed
+from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
+from state.erasure import erase
 from state.keys import ALERTS, DLQ, model_key, profile_key
+from state.recovery import RecoveryScrubber
 from state.redis import Command, connect, send_commands
 
 X = TypeVar("X")
@@ -103,15 +107,68 @@ def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
     return _RedisSink(settings, write, "dead letters")
 
 
-def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
-    """HSET ``cx:profile:<customer>`` (JSON values), expiring after CX_RETENTION_DAYS
-    (pushed back when an update asks for it: the customer step does, hourly)."""
-    ttl = int(settings.retention_days * 86_400)
+def profile_sink(settings: Settings, forgotten: Forgotten | None = None) -> DynamicSink[StoreWrite]:
+    """The customer store: HSET ``cx:profile:<customer>`` (JSON values), expiring after
+    CX_RETENTION_DAYS (pushed back when an update asks for it: the customer step
+    does, hourly); erase customers (:func:`state.erasure.erase`) and delete the
+    entries of erased customers the parse step suppressed.
 
-    def write(items: list[ProfileUpdate]) -> list[Command]:
+    Erasures run after the batch's profile writes, and updates of an erased
+    customer (in ``forgotten``, this process's suppression list) are dropped, so
+    a risk update that trails the erasure cannot bring the profile back.  With
+    CX_RECOVERY_DIR, the recovery partitions are scrubbed of the customer a
+    few epochs later (:class:`state.recovery.RecoveryScrubber`).
+    """
+    scrubber = RecoveryScrubber(settings.recovery_dir) if settings.recovery_dir else None
+    return _StoreSink(settings, forgotten if forgotten is not None else Forgotten(), scrubber)
+
+
+class _StoreSink(DynamicSink[StoreWrite]):
+    def __init__(
+        self, settings: Settings, forgotten: Forgotten, scrubber: RecoveryScrubber | None
+    ) -> None:
+        self.settings = settings
+        self.forgotten = forgotten
+        self.scrubber = scrubber
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
+        return _StorePartition(connect(self.settings), self.settings, self.forgotten, self.scrubber)
+
+
+class _StorePartition(StatelessSinkPartition[StoreWrite]):
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        forgotten: Forgotten,
+        scrubber: RecoveryScrubber | None,
+    ) -> None:
+        self.client = client
+        self.shards = settings.shards
+        self.ttl = int(settings.retention_days * 86_400)
+        self.forgotten = forgotten
+        self.scrubber = scrubber
+
+    def write_batch(self, items: list[StoreWrite]) -> None:
+        erase_keys = [i.customer_id for i in items if type(i) is Erase]
+        for key in erase_keys:
+            self.forgotten.add(key)
+        commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
+        commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
+        send_commands(self.client, commands, f"writing {len(commands)} profile command(s)")
+        erased = list(dict.fromkeys(erase_keys))
+        for key in erased:
+            erase(self.client, key, shards=self.shards, forgotten=self.forgotten)
+        if self.scrubber is not None:
+            self.scrubber.erased(erased)
+
+    def profile_commands(self, items: list[ProfileUpdate]) -> list[Command]:
         merged: dict[str, dict[str, Any]] = {}
         refresh: set[str] = set()
+        forgotten = self.forgotten
         for u in items:
+            if u.customer_id in forgotten:
+                continue
             merged.setdefault(u.customer_id, {}).update(u.fields)
             if u.refresh_ttl:
                 refresh.add(u.customer_id)
@@ -123,10 +180,11 @@ def profile_sink(settings: Settings) -> DynamicSink[ProfileUpdate]:
                 _hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
             )
             if customer_id in refresh:
-                commands.append(("EXPIRE", key, ttl))
+                commands.append(("EXPIRE", key, self.ttl))
         return commands
 
-    return _RedisSink(settings, write, "profile updates")
+    def close(self) -> None:
+        self.client.close()
 
 
 def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:

@@ -6,23 +6,32 @@ reads on *after* it (at-least-once: anything after the snapshot is read again
 and deduplicated downstream by ``event_id``).  Reads block for at most
 ``CX_READ_BLOCK_MS`` (never ``BLOCK 0``) so a worker serving several
 partitions stays responsive.
+
+The source also keeps the process's suppression list of erased customers up
+to date: at most once a second it asks for the size of ``cx:forgotten`` (in
+the same round trip as the read) and reloads it when it grew, so an erasure
+done by another process stops that customer's events here within a second.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cxstream.settings import Settings
+from operators.erasure import Forgotten
+from state.erasure import FORGOTTEN, stored_digests
 from state.keys import events_stream
-from state.redis import connect, send_commands
+from state.redis import Command, connect, send_commands
 
 log = logging.getLogger(__name__)
 
 START_ID = "0-0"
+REFRESH_S = 1.0  # how often the suppression list's size is checked
 
 _stop = threading.Event()
 
@@ -60,8 +69,11 @@ class _WorkerReader:
     reads found nothing.  An entry on any shard then wakes it at once.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, forgotten: Forgotten | None) -> None:
         self.client = connect(settings)
+        self.forgotten = forgotten
+        self.stored = -1  # size of cx:forgotten when last reloaded
+        self.refresh_at = 0.0
         self.count = settings.read_count
         self.block_ms = settings.read_block_ms
         self.parts: dict[str, _StreamPartition] = {}
@@ -82,7 +94,17 @@ class _WorkerReader:
             *names,
             *(self.parts[n].fetched_id for n in names),
         )
-        (reply,) = send_commands(self.client, [command], f"reading {', '.join(names)}")
+        commands: list[Command] = [command]
+        now = time.monotonic()
+        refresh = self.forgotten is not None and now >= self.refresh_at
+        if refresh:
+            self.refresh_at = now + REFRESH_S
+            commands.insert(0, ("SCARD", FORGOTTEN))
+        replies = send_commands(self.client, commands, f"reading {', '.join(names)}")
+        reply = replies[-1]
+        if refresh and self.forgotten is not None and int(replies[0]) > self.stored:
+            self.stored = int(replies[0])
+            self.forgotten.update(stored_digests(self.client))
         got = 0
         # RESP3 (redis-py's default with Redis 6+) gives a map, RESP2 a list of pairs
         streams = reply.items() if isinstance(reply, dict) else reply or ()
@@ -148,8 +170,9 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
 class RedisStreamSource(FixedPartitionedSource[Entry, str]):
     """All ``CX_SHARDS`` event streams, one partition each."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, forgotten: Forgotten | None = None) -> None:
         self.settings = settings
+        self.forgotten = forgotten
 
     def list_parts(self) -> list[str]:
         return [events_stream(i) for i in range(self.settings.shards)]
@@ -159,5 +182,5 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
         log.info("%s: reading %s after %s", step_id, for_part, start)
         reader = _readers.get(threading.get_ident())
         if reader is None:
-            reader = _readers[threading.get_ident()] = _WorkerReader(self.settings)
+            reader = _readers[threading.get_ident()] = _WorkerReader(self.settings, self.forgotten)
         return _StreamPartition(reader, for_part, start)

@@ -125,8 +125,10 @@ def server_healthy(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(redis_url: str, folder: Path, **extra_env: str) -> Iterator[int]:
-    """`cxstream run` and `cxstream serve` as processes on ``redis_url``.
+def running_stack(
+    redis_url: str, folder: Path, *, run_args: tuple[str, ...] = (), **extra_env: str
+) -> Iterator[int]:
+    """`cxstream run` (with ``run_args``) and `cxstream serve` as processes on ``redis_url``.
 
     Yields the server's port once it answers and the flow has processed a first
     event; stops both with SIGINT and fails unless both exit with 0.
@@ -151,7 +153,7 @@ def running_stack(redis_url: str, folder: Path, **extra_env: str) -> Iterator[in
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     for name in ("run", "serve"):
         log = folder / f"{name}.log"
-        command = [sys.executable, "-m", "cxstream", name]
+        command = [sys.executable, "-m", "cxstream", name, *(run_args if name == "run" else ())]
         proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         procs.append((proc, log))
     client = redis.Redis.from_url(redis_url)

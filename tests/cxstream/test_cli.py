@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from server.tokens import verify
-from tests.conftest import SECRET, ev
+from tests.conftest import SECRET, entries, ev
 
-COMMANDS = ("run", "serve", "demo", "token", "send", "simulate")
+COMMANDS = ("run", "serve", "demo", "token", "send", "simulate", "replay", "evaluate", "forget")
 
 
 def cx(
@@ -198,3 +198,25 @@ def test_run_refuses_a_bad_cluster(tmp_path: Path, args: list[str], message: str
     done = cx("run", *args, env={"CX_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://localhost:1"})
     assert done.returncode == 2
     assert message in done.stderr.decode()
+
+
+def test_forget_queues_the_event_and_without_a_flow_says_it_waits(
+    tmp_path: Path, redis_url: str, r: redis.Redis
+) -> None:
+    from operators.events import shard_of
+    from state.keys import events_stream
+
+    env = {"REDIS_URL": redis_url, "CX_DATA_DIR": str(tmp_path)}
+    done = cx("forget", "c-42", "--wait", "0", env=env)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["queued"]
+    [(_, fields)] = entries(r, events_stream(shard_of("c-42", 4)))
+    event = orjson.loads(fields[b"data"])
+    assert (event["type"], event["customer_id"], event["channel"]) == ("forget", "c-42", "crm")
+    waited = cx("forget", "c-43", "--wait", "0.3", env=env)
+    assert waited.returncode == 1
+    assert b"stays queued" in waited.stderr
+    assert b"c-43" not in waited.stderr + waited.stdout  # ids stay out of what it prints
+    too_long = cx("forget", "x" * 129, env=env)
+    assert too_long.returncode == 2
+    assert b"allowed 1-128" in too_long.stderr

@@ -10,9 +10,10 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from cxstream.settings import Settings
 from flows.journey import Sinks, build_flow
-from operators.events import Rejected, encode_event
+from operators.erasure import Forgotten
+from operators.events import Rejected, Suppressed, encode_event
 from operators.nba import in_control_group
-from operators.records import Alert, ModelStatus, ProfileUpdate
+from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
 from state.source import Entry
 from tests.conftest import DAY, T0, ev, free_port
 
@@ -21,7 +22,7 @@ from tests.conftest import DAY, T0, ev, free_port
 class Captured:
     alerts: list[Alert] = field(default_factory=list)
     dead: list[Rejected] = field(default_factory=list)
-    profiles: list[ProfileUpdate] = field(default_factory=list)
+    profiles: list[StoreWrite] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)
 
     def sinks(self) -> Sinks:
@@ -81,7 +82,7 @@ def summarise(c: Captured) -> dict[str, Any]:
             for a in c.alerts
         ),
         "dead": sorted((d.entry_id, d.reason) for d in c.dead),
-        "profiled": sorted({p.customer_id for p in c.profiles}),
+        "profiled": sorted({p.customer_id for p in c.profiles if isinstance(p, ProfileUpdate)}),
     }
 
 
@@ -131,3 +132,44 @@ def test_model_shards_spread_over_workers() -> None:
     assert len(captured.alerts) == 6
     assert {m.shard for m in captured.models} <= {"m0", "m1", "m2"}
     assert len({m.shard for m in captured.models}) >= 2
+
+
+def erasure_entries() -> list[Entry]:
+    """cust-0 is forgotten after its contact; a later contact of it must not alert."""
+    later = [
+        ev("f", "forget", customer="cust-0", ts=T0 + 3 * DAY, channel="crm"),
+        ev("f-late", "contact_start", customer="cust-0", ts=T0 + 4 * DAY, channel="voice"),
+        ev("n-late", "contact_start", customer="cust-1", ts=T0 + 4 * DAY, channel="voice"),
+    ]
+    base = entries()
+    return base + [
+        Entry("cx:events:0", f"{1000 + i}-0", encode_event(e)) for i, e in enumerate(later)
+    ]
+
+
+def test_forget_erases_and_suppresses_later_events() -> None:
+    captured = Captured()
+    forgotten = Forgotten()
+    run_main(
+        build_flow(
+            settings(),
+            source=TestingSource(erasure_entries()),
+            sinks=captured.sinks(),
+            forgotten=forgotten,
+        )
+    )
+    alerted = [a.payload["customer_id"] for a in captured.alerts]
+    assert alerted.count("cust-0") == 1  # before the forget only
+    assert alerted.count("cust-1") == 2
+    erased = [p for p in captured.profiles if isinstance(p, Erase)]
+    assert erased[0] == Erase("cust-0")
+    # The later event got past the parse step (same batch as the forget) or not.
+    suppressed = [p for p in captured.profiles if isinstance(p, Suppressed)]
+    assert len(erased) + len(suppressed) == 2
+    assert "cust-0" in forgotten
+    assert forgotten.suppressed == 1
+    last_erase = max(i for i, p in enumerate(captured.profiles) if isinstance(p, Erase))
+    assert not any(
+        isinstance(p, ProfileUpdate) and p.customer_id == "cust-0"
+        for p in captured.profiles[last_erase:]
+    )

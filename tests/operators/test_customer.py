@@ -4,7 +4,8 @@ import pytest
 from bytewax.operators import StatefulLogic
 
 from operators.customer import CustomerConfig, CustomerLogic, Watermark
-from operators.records import Example, ProfileUpdate, ScoreRequest
+from operators.erasure import Forgotten
+from operators.records import Erase, Example, ProfileUpdate, ScoreRequest
 from tests.conftest import DAY, T0, ev
 
 
@@ -252,3 +253,59 @@ def test_the_profile_expiry_is_pushed_back_at_most_hourly() -> None:
         out, _ = c.on_item(ev(i + 1, "page_view", ts=T0 + i))
         refreshes += [p.refresh_ttl for p in profiles(out)]
     assert refreshes == [True, False, False, False, True, False]  # 1000 s apart
+
+
+# -- erasure --------------------------------------------------------------------------------------
+
+
+def test_forget_erases_the_customer_and_labels_nothing() -> None:
+    forgotten = Forgotten()
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
+    c.on_item(ev(1, "complaint", ts=T0, text="my secret"))
+    c.on_item(ev(2, "contact_start", ts=T0 + DAY))
+    assert len(c.pending) == 1
+    out, keep = c.on_item(ev(3, "forget", ts=T0 + 2 * DAY))
+    assert list(out) == [Erase("c1")]  # no example, no profile
+    assert keep is StatefulLogic.DISCARD
+    assert "c1" in forgotten
+    assert c.snapshot() == ()  # nothing of it is written to recovery again
+
+
+def test_a_later_event_of_an_erased_customer_is_suppressed() -> None:
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    fresh = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
+    out, keep = fresh.on_item(ev(4, "contact_start", channel="voice"))
+    assert list(out) == [Erase("c1")]  # swept again: the event got past the parse step
+    assert keep is StatefulLogic.DISCARD
+    assert forgotten.suppressed == 1
+    other = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
+    out, keep = other.on_item(ev(5, "page_view", customer="c2"))
+    assert keep is StatefulLogic.RETAIN
+    assert any(isinstance(o, ProfileUpdate) for o in out)
+
+
+def test_forget_is_carried_out_again_for_an_erased_customer() -> None:
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
+    out, keep = c.on_item(ev(6, "forget"))
+    assert list(out) == [Erase("c1")]
+    assert keep is StatefulLogic.DISCARD
+    assert forgotten.suppressed == 0
+
+
+def test_a_snapshot_from_before_the_erasure_is_dropped_on_resume() -> None:
+    clock = FakeClock()
+    c = CustomerLogic(None, config=CONFIG, clock=clock)
+    c.on_item(ev(1, "complaint", ts=T0))
+    c.on_item(ev(2, "contact_start", ts=T0 + DAY))
+    snap = c.snapshot()
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    resumed = CustomerLogic(snap, config=CONFIG, clock=clock, forgotten=forgotten)
+    assert resumed.snapshot() == ()
+    assert resumed.next_check() == clock.now  # dropped at once
+    out, keep = resumed.on_notify()
+    assert list(out) == []
+    assert keep is StatefulLogic.DISCARD

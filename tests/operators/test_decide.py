@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import random
 
 from operators.decide import WARMUP_EXAMPLES, DecideLogic, with_shard
+from operators.erasure import Forgotten
 from operators.journey import FEATURE_NAMES
-from operators.records import Alert, Example, ModelStatus, ProfileUpdate, ScoreRequest, model_shard
+from operators.records import (
+    Alert,
+    Erase,
+    Example,
+    ModelStatus,
+    Outcome,
+    ProfileUpdate,
+    ScoreRequest,
+    model_shard,
+)
 from tests.conftest import T0, ev
 
 
@@ -91,3 +102,30 @@ def test_without_recovery_the_snapshot_is_empty_and_cheap() -> None:
     assert d.snapshot() == b""
     fresh = DecideLogic(b"", clock=lambda: 0.0)
     assert fresh.model.n_learned == 0
+
+
+def test_erase_drops_the_customer_from_the_arbiter_and_goes_on_to_the_store() -> None:
+    d = DecideLogic(None, clock=lambda: 1.5)
+    out, _ = d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
+    [alert] = [o for o in out if isinstance(o, Alert)]
+    assert "c1" in d.arbiter.customers()
+    out, _ = d.on_item(Erase("c1"))
+    assert list(out) == [Erase("c1")]
+    assert "c1" not in d.arbiter.customers()
+    assert b"c1" not in pickle.dumps(d.arbiter.history) + pickle.dumps(d.arbiter.pending)
+    # The open recommendation still teaches the acceptance model when answered.
+    action = alert.payload["next_best_action"]["action_id"]
+    out, _ = d.on_item(Outcome("c1", alert.alert_id, action, "declined", T0))
+    assert any(isinstance(o, ModelStatus) for o in out)
+    assert d.arbiter.customers() == set()
+
+
+def test_a_model_snapshot_from_before_an_erasure_forgets_on_resume() -> None:
+    d = DecideLogic(None, clock=lambda: 1.5)
+    d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
+    snap = d.snapshot()
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    resumed = DecideLogic(snap, clock=lambda: 1.5, forgotten=forgotten)
+    assert resumed.arbiter.customers() == set()
+    assert DecideLogic(snap, clock=lambda: 1.5).arbiter.customers() == {"c1"}

@@ -6,13 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cxstream.errors import InvalidEvent
+from operators.erasure import Forgotten
 from operators.events import (
     CHANNELS,
     MAX_EVENT_BYTES,
     Event,
     Rejected,
+    Suppressed,
     encode_event,
     event_from_obj,
+    parse_batch,
     parse_entry,
     parse_event,
     parse_ts,
@@ -192,3 +195,25 @@ def test_unhashable_values_are_invalid_events_not_crashes(
     obj = {"event_id": "e", "customer_id": "c", "ts": 0, "channel": "web", "type": "t", **patch}
     with pytest.raises(InvalidEvent, match=reason):
         event_from_obj(obj)
+
+
+def test_events_of_erased_customers_are_suppressed_at_parse_except_forget() -> None:
+    from types import SimpleNamespace as E
+
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    batch = [
+        E(stream="s", entry_id="1-0", data=raw()),
+        E(stream="s", entry_id="1-1", data=raw(customer_id="c2")),
+        E(stream="s", entry_id="1-2", data=raw(type="forget")),
+        E(stream="s", entry_id="1-3", data=b"{"),
+    ]
+    out = parse_batch(batch, forgotten)
+    assert out[0] == Suppressed("s", "1-0")
+    assert isinstance(out[1], tuple)
+    assert out[1][0] == "c2"
+    assert isinstance(out[2], tuple)
+    assert out[2][1].type == "forget"
+    assert isinstance(out[3], Rejected)
+    assert forgotten.suppressed == 1
+    assert [type(x).__name__ for x in parse_batch(batch)][:1] == ["tuple"]  # no list: no check

@@ -4,11 +4,14 @@ import orjson
 import redis
 
 from cxstream.settings import Settings
-from operators.events import Rejected
-from operators.records import Alert, ModelStatus, ProfileUpdate
-from state.keys import ALERTS, DLQ
+from operators.erasure import Forgotten
+from operators.events import Rejected, Suppressed, shard_of
+from operators.records import Alert, Erase, ModelStatus, ProfileUpdate
+from state.erasure import erasure_record
+from state.ingest import xadd_events
+from state.keys import ALERTS, DLQ, events_stream, profile_key
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
-from tests.conftest import entries, hash_of
+from tests.conftest import entries, ev, hash_of, xadd
 
 
 def test_alerts_are_xadded_with_their_json(settings: Settings, r: redis.Redis) -> None:
@@ -55,3 +58,29 @@ def test_model_status_hash(settings: Settings, r: redis.Redis) -> None:
     part = model_status_sink(settings).build("m", 0, 1)
     part.write_batch([ModelStatus("m0", {"version": "logreg-1@10", "roc_auc": 0.7})])
     assert orjson.loads(hash_of(r, "cx:model:m0")[b"roc_auc"]) == 0.7
+
+
+def test_the_store_erases_after_its_profile_writes_and_drops_later_updates(
+    settings: Settings, r: redis.Redis
+) -> None:
+    xadd_events(r, [ev(1, "page_view", customer="gone")], settings.shards)
+    stray = xadd(r, events_stream(0), {"data": b"{}"})
+    forgotten = Forgotten()
+    part = profile_sink(settings, forgotten).build("p", 0, 1)
+    part.write_batch(
+        [
+            ProfileUpdate("gone", {"journey": {"n": 1}}),
+            Erase("gone"),
+            ProfileUpdate("gone", {"risk": {"band": "high"}}),  # a trailing risk update
+            ProfileUpdate("kept", {"journey": {"n": 1}}),
+            Suppressed(events_stream(0), stray),
+        ]
+    )
+    assert not r.exists(profile_key("gone"))
+    assert r.exists(profile_key("kept"))
+    assert "gone" in forgotten
+    assert erasure_record(r, "gone") is not None
+    assert entries(r, events_stream(0)) == []  # the suppressed entry is deleted
+    assert r.xlen(events_stream(shard_of("gone", settings.shards))) == 0
+    part.write_batch([ProfileUpdate("gone", {"risk": {"band": "low"}})])  # a later batch
+    assert not r.exists(profile_key("gone"))

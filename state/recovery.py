@@ -1,0 +1,195 @@
+"""Erased customers in Bytewax's recovery partitions (``CX_RECOVERY_DIR``).
+
+Bytewax keeps each state key's latest snapshot in SQLite partitions; an erased
+customer leaves three traces there: its discarded key (a row whose key is the
+customer id), older snapshots of its journey until Bytewax's garbage collector
+drops them, and, after that, the freed database pages, which SQLite does not
+overwrite.  The model shards' snapshots also held its id until re-snapshotted.
+
+:class:`RecoveryScrubber` removes them while the flow runs: once every
+partition has committed :data:`EPOCHS_AFTER` epochs after the erasure (the
+customer's discard and the model shards' new snapshots are then committed, and
+the superseded snapshots collected), it deletes the customer's rows, runs
+``VACUUM`` (rewriting the file without free pages or deleted cells) and
+truncates the write-ahead log.  Bytewax's own connection waits out the lock
+(its busy timeout is 5 s; a VACUUM rewrites about 100 MB a second).
+
+:func:`scrub_forgotten` does the same at start for keys whose digest is on the
+suppression list: the fallback for a process that stopped before its scrub.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+
+import orjson
+
+from operators.erasure import Forgotten
+
+log = logging.getLogger(__name__)
+
+EPOCHS_AFTER = 2
+POLL_S = 0.5
+JOURNEY_STEP = "cxstream_journey.journey.%"  # the customer step's state, keyed by customer
+
+
+def partitions(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.sqlite3"))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
+
+
+def commit_epochs(directory: Path) -> dict[Path, int]:
+    """Each partition's last committed epoch (-1 before the first)."""
+    out: dict[Path, int] = {}
+    for path in partitions(directory):
+        with closing(_connect(path)) as conn:
+            row = conn.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+        out[path] = -1 if row is None or row[0] is None else int(row[0])
+    return out
+
+
+def scrub(directory: Path, keys: Iterable[str]) -> int:
+    """Delete the journey rows of ``keys`` from every partition, then rewrite each
+    partition without free pages; return how many rows were deleted."""
+    keys = list(keys)
+    deleted = 0
+    for path in partitions(directory):
+        with closing(_connect(path)) as conn:
+            for key in keys:
+                cursor = conn.execute(
+                    "DELETE FROM snaps WHERE step_id LIKE ? AND state_key = ?", (JOURNEY_STEP, key)
+                )
+                deleted += cursor.rowcount
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return deleted
+
+
+def scrub_forgotten(directory: Path, forgotten: Forgotten) -> int:
+    """At start: scrub the journey rows whose key is on the suppression list."""
+    if not forgotten or not partitions(directory):
+        return 0
+    found: set[str] = set()
+    for path in partitions(directory):
+        with closing(_connect(path)) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT state_key FROM snaps WHERE step_id LIKE ?", (JOURNEY_STEP,)
+            ).fetchall()
+        found.update(key for (key,) in rows if key in forgotten)
+    if not found:
+        return 0
+    deleted = scrub(directory, found)
+    log.info(
+        "scrubbed %d erased customer(s) left in the recovery partitions by an earlier run",
+        len(found),
+    )
+    return deleted
+
+
+class RecoveryScrubber:
+    """Scrubs erased customers from the recovery partitions, from a child process.
+
+    The flow's process must not open the partitions itself: Bytewax links its
+    own copy of SQLite, and two copies in one process break each other's file
+    locks (SQLite's "how to corrupt" page, multiple copies of SQLite).  A
+    child process (``python -m state.recovery DIR``, ids on its stdin, never
+    on its command line) waits for the epochs, scrubs, and reports one JSON line.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._running = 0
+        self.scrubbed = 0
+
+    def erased(self, keys: list[str]) -> None:
+        """``keys`` were just erased from Redis and from the flow's state: scrub them."""
+        if not keys:
+            return
+        child = subprocess.Popen(
+            [sys.executable, "-m", "state.recovery", str(self.directory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        with self._lock:
+            self._running += 1
+        threading.Thread(
+            target=self._wait, args=(child, keys), name="cx-recovery-scrub", daemon=True
+        ).start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return self._running
+
+    def _wait(self, child: subprocess.Popen[bytes], keys: list[str]) -> None:
+        out, err = child.communicate(orjson.dumps({"keys": keys}))
+        with self._lock:
+            self._running -= 1
+        if child.returncode == 0:
+            self.scrubbed += len(keys)
+            log.info(
+                "scrubbed %d erased customer(s) from the recovery partitions: %s",
+                len(keys),
+                out.decode().strip(),
+            )
+        else:
+            log.warning(
+                "scrubbing %d erased customer(s) from the recovery partitions failed "
+                "(exit %d): %s; the next start scrubs them",
+                len(keys),
+                child.returncode,
+                err.decode(errors="replace").strip()[-500:],
+            )
+
+
+def wait_and_scrub(
+    directory: Path, keys: list[str], *, timeout_s: float = 120.0, poll_s: float = POLL_S
+) -> dict[str, int]:
+    """Wait until every partition committed :data:`EPOCHS_AFTER` more epochs, then scrub."""
+    baseline = commit_epochs(directory)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = commit_epochs(directory)
+        if all(now.get(p, -1) >= e + EPOCHS_AFTER for p, e in baseline.items()):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {EPOCHS_AFTER} epochs committed in {timeout_s:g} s")
+        time.sleep(poll_s)
+    started = time.monotonic()
+    rows = scrub(directory, keys)
+    return {
+        "customers": len(keys),
+        "rows": rows,
+        "partitions": len(baseline),
+        "ms": round((time.monotonic() - started) * 1000),
+    }
+
+
+def main() -> int:
+    """``python -m state.recovery DIR``: scrub the ids given on stdin (JSON {"keys": [...]})."""
+    directory = Path(sys.argv[1])
+    keys = [str(k) for k in orjson.loads(sys.stdin.buffer.read())["keys"]]
+    try:
+        result = wait_and_scrub(directory, keys)
+    except (sqlite3.Error, TimeoutError) as exc:
+        print(f"scrubbing {directory}: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Erasure on real parts: a canary customer is forgotten and found nowhere afterwards.
+
+The flow runs as a process with recovery snapshots; the canary string is the
+customer id and sits in the text of its events, in an alert, a profile and a
+dead letter.  After ``cxstream forget`` and the next snapshots, no Redis key,
+stream entry, hash or set, no recovery file and no log line holds it, and a
+later event of that customer is suppressed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import cast
+
+import orjson
+import pytest
+import redis
+
+from state.erasure import FORGOTTEN
+from state.ingest import xadd_events
+from state.keys import ALERTS, DLQ, events_stream, profile_key
+from tests.conftest import SECRET, entries, ev, running_stack, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def keys_holding(client: redis.Redis, needle: bytes) -> list[str]:
+    """The Redis keys whose name or any value holds ``needle``."""
+    return sorted(
+        key.decode(errors="replace")
+        for key in client.scan_iter(count=1000)
+        if needle in key_dump(client, key)
+    )
+
+
+def key_dump(client: redis.Redis, key: bytes) -> bytes:
+    """A key's name and every value in it, as one blob of bytes."""
+    out: list[bytes] = [key]
+    kind = client.type(key)
+    if kind == b"string":
+        out.append(client.get(key) or b"")  # type: ignore[arg-type]
+    elif kind == b"hash":
+        for k, v in cast("dict[bytes, bytes]", client.hgetall(key)).items():
+            out += (k, v)
+    elif kind == b"set":
+        out += list(client.smembers(key))  # type: ignore[arg-type]
+    elif kind == b"list":
+        out += list(client.lrange(key, 0, -1))  # type: ignore[arg-type]
+    elif kind == b"zset":
+        out += list(client.zrange(key, 0, -1))  # type: ignore[arg-type]
+    elif kind == b"stream":
+        for _, fields in entries(client, key.decode()):
+            for k, v in fields.items():
+                out += (k, v)
+    else:
+        raise AssertionError(f"unexpected key type {kind!r} of {key!r}")
+    return b"\n".join(out)
+
+
+def files_holding(folder: Path, needle: bytes) -> list[str]:
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and needle in p.read_bytes()
+    )
+
+
+def test_forget_leaves_no_trace_of_the_canary_anywhere(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    needle = canary.encode()
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    recovery = folder / "recovery"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_DATA_DIR": str(folder),
+    }
+    with running_stack(
+        redis_url, folder, run_args=("--epoch-ms", "200"), CX_RECOVERY_DIR=str(recovery)
+    ):
+        said = f"I am {canary} and I want to cancel"
+        xadd_events(
+            r,
+            [
+                ev(1, "page_view", customer=canary),
+                ev(2, "complaint", customer=canary, channel="chat", text=said),
+                ev(3, "contact_start", customer=canary, channel="voice", queue="care"),
+                ev(4, "page_view", customer="bystander"),
+                ev(5, "contact_start", customer="bystander", channel="voice", queue="care"),
+            ],
+            4,
+        )
+        shard = events_stream(0)
+        r.xadd(shard, {"data": orjson.dumps({"customer_id": canary, "type": "page_view"})})
+        wait_until(lambda: r.exists(profile_key(canary)), "the canary's profile")
+        wait_until(
+            lambda: sum(needle in f[b"data"] for _, f in entries(r, ALERTS)) >= 1,
+            "the canary's alert",
+        )
+        wait_until(lambda: r.xlen(DLQ) >= 1, "the dead letter")
+        wait_until(lambda: files_holding(recovery, needle), "a snapshot holding the canary")
+
+        done = subprocess.run(
+            [sys.executable, "-m", "cxstream", "forget", canary, "--wait", "60"],
+            env=env,
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        record = orjson.loads(done.stdout)
+        assert record["erased"] is True
+        assert record["events"] >= 4  # three events and the forget itself
+        assert record["alerts"] == 1
+        assert record["dead_letters"] == 1
+        assert record["profile"] == 1
+        assert needle not in done.stdout + done.stderr
+
+        # A later event of the forgotten customer is suppressed, and deleted unread.
+        xadd_events(r, [ev(6, "contact_start", customer=canary, channel="voice")], 4)
+        xadd_events(r, [ev(7, "page_view", customer="after")], 4)
+        wait_until(lambda: r.exists(profile_key("after")), "the event after the canary's")
+        wait_until(
+            lambda: not keys_holding(r, needle),
+            f"the suppressed event's deletion ({keys_holding(r, needle)})",
+        )
+        assert r.scard(FORGOTTEN) == 1
+        # Recovery files: the next snapshots no longer hold the canary.
+        wait_until(lambda: not files_holding(recovery, needle), "snapshots without the canary")
+        assert r.exists(profile_key("bystander"))  # nobody else was erased
+    assert keys_holding(r, needle) == []
+    assert files_holding(recovery, needle) == []
+    assert files_holding(folder, needle) == []  # logs included
