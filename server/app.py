@@ -42,6 +42,7 @@ from server.protocol import (
     Publish,
     Replay,
     Send,
+    error,
 )
 from state.keys import ALERTS, DLQ, events_stream
 from state.redis import stream_entries, xread_entries
@@ -222,20 +223,29 @@ class AlertServer:
 
     async def _act(self, client: _Client, actions: list[Any]) -> None:
         for action in actions:
-            if isinstance(action, Send):
-                self._enqueue(client, action.frame)
-            elif isinstance(action, Close):
-                await self._flush(client)
-                await client.conn.close(action.code, action.reason)
-            elif isinstance(action, Replay):
-                await self._replay(client, action.after)
-            elif isinstance(action, Ingest):
-                await self._ingest(client, action)
-            elif isinstance(action, Publish):
-                event = action.event
-                stream = events_stream(shard_of(event.key, self.settings.shards))
-                await self.redis.xadd(stream, {"data": encode_event(event)})
-                self.metrics.published.inc()
+            try:
+                await self._act_one(client, action)
+            except aioredis.RedisError as exc:
+                # Redis is away: the client hears so and may retry; the session goes on.
+                log.warning("redis unavailable for %s: %s", type(action).__name__.lower(), exc)
+                frame = error("unavailable", "the store is unavailable; retry shortly")
+                self._enqueue(client, frame.frame)
+
+    async def _act_one(self, client: _Client, action: Any) -> None:
+        if isinstance(action, Send):
+            self._enqueue(client, action.frame)
+        elif isinstance(action, Close):
+            await self._flush(client)
+            await client.conn.close(action.code, action.reason)
+        elif isinstance(action, Replay):
+            await self._replay(client, action.after)
+        elif isinstance(action, Ingest):
+            await self._ingest(client, action)
+        elif isinstance(action, Publish):
+            event = action.event
+            stream = events_stream(shard_of(event.key, self.settings.shards))
+            await self.redis.xadd(stream, {"data": encode_event(event)})
+            self.metrics.published.inc()
 
     async def _ingest(self, client: _Client, action: Ingest) -> None:
         """XADD the valid events, dead-letter the others, acknowledge with the stream ids."""
@@ -306,13 +316,21 @@ class AlertServer:
     # -- the alert pump --------------------------------------------------------------------------
 
     async def _pump_alerts(self, last_id: str) -> None:
+        down_since: float | None = None  # an outage is logged when it starts and ends
         while True:
             try:
                 reply = await self.redis.xread({ALERTS: last_id}, count=500, block=PUMP_BLOCK_MS)
             except aioredis.RedisError as exc:
-                log.warning("reading %s failed, retrying in 1 s: %s", ALERTS, exc)
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("reading %s: redis is unavailable (%s); retrying", ALERTS, exc)
                 await asyncio.sleep(1.0)
                 continue
+            if down_since is not None:
+                log.warning(
+                    "reading %s: redis is back after %.1f s", ALERTS, time.monotonic() - down_since
+                )
+                down_since = None
             for _stream, entries in xread_entries(reply):
                 for entry_id, fields in entries:
                     last_id = entry_id

@@ -87,7 +87,10 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
     if not commands:
         return []
     pool = client.connection_pool
-    conn = pool.get_connection()
+    try:
+        conn = pool.get_connection()
+    except (redis.RedisError, OSError) as exc:
+        raise StoreError(f"{what}: {exc}") from exc
     try:
         packed = b"".join([pack_command(cast(Any, c)) for c in commands])
         conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
@@ -97,6 +100,63 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
         raise StoreError(f"{what}: {exc}") from exc
     finally:
         pool.release(conn)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failure means Redis is away (connection lost, timed out), as opposed to
+    an error reply, which retrying would only repeat."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    return isinstance(cause, redis.ConnectionError | redis.TimeoutError | OSError)
+
+
+class Backoff:
+    """The wait between attempts while Redis is away: ``first`` seconds, doubling up to
+    ``most``.  The outage is logged once when it starts and once when it ends.
+
+    >>> naps = []
+    >>> b = Backoff("test", sleep=naps.append)
+    >>> for _ in range(8):
+    ...     b.failed(ConnectionError("refused"))
+    >>> naps
+    [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    >>> b.succeeded(); b.failures
+    0
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        first: float = 0.1,
+        most: float = 5.0,
+        sleep: Any = time.sleep,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.what = what
+        self.first = first
+        self.most = most
+        self.sleep = sleep
+        self.clock = clock
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failures == 0:
+            self.since = self.clock()
+            log.warning("%s: redis is unavailable (%s); retrying with backoff", self.what, exc)
+        delay = min(self.most, self.first * 2**self.failures)
+        self.failures += 1
+        self.sleep(delay)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.warning(
+                "%s: redis is back after %.1f s (%d failed attempts)",
+                self.what,
+                self.clock() - self.since,
+                self.failures,
+            )
+            self.failures = 0
 
 
 def _safe(url: str) -> str:

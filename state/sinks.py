@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed
@@ -23,7 +25,7 @@ from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWri
 from state.erasure import erase
 from state.keys import ALERTS, DLQ, model_key, profile_key
 from state.recovery import RecoveryScrubber
-from state.redis import Command, connect, send_commands
+from state.redis import Backoff, Command, connect, is_outage, send_commands
 
 X = TypeVar("X")
 Writer = Callable[[list[X]], list[Command]]
@@ -35,9 +37,14 @@ class _PipelinePartition(StatelessSinkPartition[X]):
         self.client = client
         self.write = write
         self.what = what
+        self.backoff = Backoff(f"writing {what}")
 
     def write_batch(self, items: list[X]) -> None:
-        send_commands(self.client, self.write(items), f"writing {len(items)} {self.what} to redis")
+        commands = self.write(items)
+        retrying(
+            lambda: send_commands(self.client, commands, f"writing {len(items)} {self.what}"),
+            self.backoff,
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -51,6 +58,26 @@ class _RedisSink(DynamicSink[X]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PipelinePartition[X]:
         return _PipelinePartition(connect(self.settings), self.write, self.what)
+
+
+def retrying(attempt: Callable[[], object], backoff: Backoff) -> None:
+    """Run ``attempt`` until it succeeds, waiting out a Redis outage with ``backoff``.
+
+    Nothing is dropped while Redis is away: the worker waits, and the flow with it
+    (the source stops reading too).  A batch half-written before the outage is
+    written again: alerts may then repeat, with the same ``alert_id``.  An error
+    reply (not an outage) is raised.
+    """
+    while True:
+        try:
+            attempt()
+        except StoreError as exc:
+            if not is_outage(exc):
+                raise
+            backoff.failed(exc)
+        else:
+            backoff.succeeded()
+            return
 
 
 def _xadd(stream: str, maxlen: int, *fields: str | bytes) -> Command:
@@ -130,6 +157,7 @@ class _StoreSink(DynamicSink[StoreWrite]):
         self.settings = settings
         self.forgotten = forgotten
         self.scrubber = scrubber
+        self.backoff = Backoff("writing profiles")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         return _StorePartition(connect(self.settings), self.settings, self.forgotten, self.scrubber)
@@ -148,6 +176,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         self.ttl = int(settings.retention_days * 86_400)
         self.forgotten = forgotten
         self.scrubber = scrubber
+        self.backoff = Backoff("writing profiles")
 
     def write_batch(self, items: list[StoreWrite]) -> None:
         erase_keys = [i.customer_id for i in items if type(i) is Erase]
@@ -155,10 +184,14 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
             self.forgotten.add(key)
         commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
         commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
-        send_commands(self.client, commands, f"writing {len(commands)} profile command(s)")
+        what = f"writing {len(commands)} profile command(s)"
+        retrying(lambda: send_commands(self.client, commands, what), self.backoff)
         erased = list(dict.fromkeys(erase_keys))
-        for key in erased:
-            erase(self.client, key, shards=self.shards, forgotten=self.forgotten)
+        for key in erased:  # each step is idempotent: retried whole
+            retrying(
+                partial(erase, self.client, key, shards=self.shards, forgotten=self.forgotten),
+                self.backoff,
+            )
         if self.scrubber is not None:
             self.scrubber.erased(erased)
 

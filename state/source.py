@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from state.erasure import FORGOTTEN, stored_digests
 from state.keys import events_stream
-from state.redis import Command, connect, send_commands
+from state.redis import Backoff, Command, connect, is_outage, send_commands
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class _WorkerReader:
         self.forgotten = forgotten
         self.stored = -1  # size of cx:forgotten when last reloaded
         self.refresh_at = 0.0
+        self.backoff = Backoff("reading events")
         self.count = settings.read_count
         self.block_ms = settings.read_block_ms
         self.parts: dict[str, _StreamPartition] = {}
@@ -100,7 +102,15 @@ class _WorkerReader:
         if refresh:
             self.refresh_at = now + REFRESH_S
             commands.insert(0, ("SCARD", FORGOTTEN))
-        replies = send_commands(self.client, commands, f"reading {', '.join(names)}")
+        try:
+            replies = send_commands(self.client, commands, f"reading {', '.join(names)}")
+        except StoreError as exc:
+            if not is_outage(exc):
+                raise
+            self.refresh_at = 0.0
+            self.backoff.failed(exc)  # waits; Bytewax polls again, and the epochs go on
+            return
+        self.backoff.succeeded()
         reply = replies[-1]
         if refresh and self.forgotten is not None and int(replies[0]) > self.stored:
             self.stored = int(replies[0])
