@@ -105,6 +105,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.profile_at = 0.0  # wall time the profile was last emitted
         self.profile_due = False  # the journey changed since then
         self.ttl_at = -math.inf  # wall time the profile's expiry was last pushed back
+        self.late = 0  # events older than the customer's latest (folded in by their own time)
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -121,6 +122,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
             self.profile_due = bool(resume[6:] and resume[6])
             self.ttl_at = resume[7] if len(resume) > 7 else -math.inf
+            self.late = resume[8] if len(resume) > 8 else 0
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -158,6 +160,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.key = event.key
         self.touched_at = self.clock()
         self.watermark.observe(event.ts)
+        if event.ts < self.journey.last_ts:
+            self.late += 1
         out: list[CustomerOut] = [
             self._example(m) for m in self.pending.observe(event.ts, event.type)
         ]
@@ -212,6 +216,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
                 "last_event_ts": self.journey.last_ts,
                 "pending_examples": len(self.pending),
                 "duplicates": self.duplicates,
+                "late_events": self.late,
             },
             refresh_ttl=refresh,
         )
@@ -282,6 +287,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.touched_at,
             self.profile_due,
             self.ttl_at,
+            self.late,
         )
 
 

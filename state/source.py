@@ -19,7 +19,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
+import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cxstream.errors import StoreError
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 START_ID = "0-0"
 REFRESH_S = 1.0  # how often the suppression list's size is checked
+GAPS = "cx:gaps"  # stream -> how many times it was found trimmed past a resume point
 
 _stop = threading.Event()
 
@@ -193,4 +196,51 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
         reader = _readers.get(threading.get_ident())
         if reader is None:
             reader = _readers[threading.get_ident()] = _WorkerReader(self.settings, self.forgotten)
+        if resume_state is not None:
+            check_resume_point(reader.client, for_part, start)
         return _StreamPartition(reader, for_part, start)
+
+
+def _stream_id(text: str | bytes) -> tuple[int, int]:
+    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def check_resume_point(client: redis.Redis, stream: str, resume_id: str) -> str | None:
+    """Say so loudly, and count it in ``cx:gaps``, when ``stream`` was trimmed past the
+    saved position: its oldest entry is newer than the last one read, so entries after
+    that one may have been removed unread.  Returns the oldest entry's id then.
+
+    Redis keeps no count of what a trim removed (before 7.0), so the gap is reported by
+    its bounds.  The flow carries on from the oldest entry.
+    """
+    try:
+        head = cast("list[tuple[bytes, Any]]", client.xrange(stream, count=1))
+        info: dict[str, Any] = client.xinfo_stream(stream) if not head else {}
+    except redis.ResponseError:
+        return None  # no such stream yet: nothing was ever trimmed
+    except redis.RedisError as exc:
+        raise StoreError(f"checking {stream} at resume: {exc}") from exc
+    if head:
+        oldest = head[0][0].decode()
+        if _stream_id(oldest) <= _stream_id(resume_id):
+            return None
+    else:  # empty: a gap if entries were added after the resume point and are gone
+        last = info.get("last-generated-id", b"0-0")
+        if _stream_id(last) <= _stream_id(resume_id):
+            return None
+        oldest = "(empty)"
+    log.error(
+        "%s was trimmed past the saved position %s: entries after it and before %s may "
+        "have been removed before this flow read them (counted in %s); keep the flow "
+        "running or raise the streams' MAXLEN",
+        stream,
+        resume_id,
+        oldest,
+        GAPS,
+    )
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(GAPS, stream, 1)
+    pipe.hset(GAPS, f"{stream}:last", f"after {resume_id}, before {oldest}")
+    pipe.execute()
+    return oldest

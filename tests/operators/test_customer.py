@@ -309,3 +309,20 @@ def test_a_snapshot_from_before_the_erasure_is_dropped_on_resume() -> None:
     out, keep = resumed.on_notify()
     assert list(out) == []
     assert keep is StatefulLogic.DISCARD
+
+
+def test_late_events_are_folded_in_by_their_time_and_counted() -> None:
+    c = logic()
+    c.on_item(ev(1, "page_view", ts=T0 + DAY))
+    c.on_item(ev(2, "complaint", ts=T0))  # arrives after, happened before
+    out, _ = c.on_item(ev(3, "page_view", ts=T0 + DAY))  # the same time is not late
+    [profile] = profiles(out)
+    assert profile.fields["late_events"] == 1
+    assert profile.fields["journey"]["events"] == 3
+    assert [t["ts"] for t in profile.fields["journey"]["last_touchpoints"]] == [
+        T0 + DAY,
+        T0 + DAY,
+        T0,
+    ]
+    resumed = CustomerLogic(c.snapshot(), config=CONFIG, clock=FakeClock())
+    assert resumed.late == 1

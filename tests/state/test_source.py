@@ -6,7 +6,14 @@ from bytewax.testing import poll_next_batch
 
 from cxstream.settings import Settings
 from state.keys import events_stream
-from state.source import Entry, RedisStreamSource, request_stop, reset_stop
+from state.source import (
+    GAPS,
+    Entry,
+    RedisStreamSource,
+    check_resume_point,
+    request_stop,
+    reset_stop,
+)
 from tests.conftest import xadd
 
 
@@ -89,3 +96,26 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
     assert blocks == [50, None, None]
     for part in parts:
         part.close()
+
+
+def test_a_stream_trimmed_past_the_resume_point_is_reported_and_counted(
+    settings: Settings, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = events_stream(1)
+    ids = [xadd(r, stream, {"data": f"{i}".encode()}) for i in range(10)]
+    source = RedisStreamSource(settings)
+    assert check_resume_point(r, stream, ids[3]) is None  # nothing lost
+    r.xtrim(stream, maxlen=4, approximate=False)  # 0..5 go; 4 and 5 were never read
+    assert check_resume_point(r, stream, ids[3]) == ids[6]
+    caplog.clear()
+    part = source.build_part("in", stream, ids[3])
+    assert "trimmed past the saved position" in caplog.text
+    assert [e.data for e in poll_next_batch(part)] == [b"6", b"7", b"8", b"9"]  # goes on
+    part.close()
+    assert r.hget(GAPS, stream) == b"2"
+    assert r.hget(GAPS, f"{stream}:last") == f"after {ids[3]}, before {ids[6]}".encode()
+    assert check_resume_point(r, stream, ids[9]) is None  # read to the end: no gap
+    r.xtrim(stream, maxlen=0, approximate=False)
+    assert check_resume_point(r, stream, ids[9]) is None  # emptied after everything was read
+    assert check_resume_point(r, stream, ids[8]) == "(empty)"
+    assert check_resume_point(r, "cx:events:missing", "5-0") is None
