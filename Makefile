@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit fuzz clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Coverage-guided fuzzing of the event parser and the WebSocket protocol (not in `test`).
+FUZZ_RUNS ?= 200000
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python -m tests.fuzz_inputs -atheris_runs=$(FUZZ_RUNS)
 
 clean:
 	rm -rf $(VENV) .cxstream .mypy_cache .ruff_cache .pytest_cache
