@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import orjson
 import redis
 
@@ -84,3 +86,16 @@ def test_the_store_erases_after_its_profile_writes_and_drops_later_updates(
     assert r.xlen(events_stream(shard_of("gone", settings.shards))) == 0
     part.write_batch([ProfileUpdate("gone", {"risk": {"band": "low"}})])  # a later batch
     assert not r.exists(profile_key("gone"))
+
+
+def test_a_profile_expires_in_redis_after_the_retention(settings: Settings, r: redis.Redis) -> None:
+    from dataclasses import replace
+
+    short = replace(settings, horizon_days=1 / 86_400, retention_days=1 / 86_400)  # one second
+    part = profile_sink(short).build("p", 0, 1)
+    part.write_batch([ProfileUpdate("brief", {"journey": {"n": 1}}, refresh_ttl=True)])
+    assert r.exists(profile_key("brief"))
+    deadline = time.monotonic() + 10
+    while r.exists(profile_key("brief")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not r.exists(profile_key("brief"))
