@@ -378,3 +378,58 @@ def test_ingest_needs_an_ingest_token_and_agents_cannot_ingest(settings: Setting
             assert await close_code(ws) == 4003
 
     run(settings, body)
+
+
+def test_two_servers_on_one_redis_each_deliver_to_their_own_agents(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """Several server instances share one Redis: each reads the whole alerts stream and
+    delivers to the agents connected to it; an answer through either lands in the stream."""
+
+    async def main() -> None:
+        assert settings.redis_url is not None
+        servers = [
+            AlertServer(settings, redis_url=settings.redis_url, secret=SECRET) for _ in range(2)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            care = await signed_in(servers[0], token("a1", ("care",)))
+            billing = await signed_in(servers[1], token("a2", ("billing",)))
+            boss = await signed_in(servers[1], token("s1", ("care",), role="supervisor"))
+            add_alert(r, "c-1", queue="care", agent_id="a1")
+            add_alert(r, "b-1", queue="billing", agent_id="a2")
+            add_alert(r, "c-2", queue="care")
+            assert [(await next_alert(care))["alert"]["alert_id"] for _ in range(2)] == [
+                "c-1",
+                "c-2",
+            ]
+            assert (await next_alert(billing))["alert"]["alert_id"] == "b-1"
+            assert [(await next_alert(boss))["alert"]["alert_id"] for _ in range(2)] == [
+                "c-1",
+                "c-2",
+            ]
+            for ws in (care, billing):
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.3)  # nothing of the other's
+            answer = {
+                "type": "outcome",
+                "alert_id": "b-1",
+                "action_id": "x",
+                "response": "accepted",
+            }
+            await billing.send(orjson.dumps(answer).decode())
+            await asyncio.sleep(0.3)
+            for ws in (care, billing, boss):
+                await ws.close()
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=30))
+    written = [
+        parse_event(f[b"data"])
+        for i in range(settings.shards)
+        for _, f in entries(r, events_stream(i))
+    ]
+    assert [(e.type, e.attrs.get("alert_id")) for e in written] == [("offer_response", "b-1")]

@@ -1,0 +1,117 @@
+"""The dataflow as a Bytewax cluster of two processes on 127.0.0.1 gives what one gives.
+
+The same simulated journeys go through ``cxstream run`` alone and through two
+``cxstream run -i I -a "A;B"`` processes (shards and customers spread over
+both).  Both runs must publish the same alerts (same ids, customers, agents,
+queues, contacts) and leave every customer the same journey.  Risk scores are
+not compared: with two processes the model shard learns the matured examples
+in another interleaving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import pytest
+import redis
+
+from operators.events import Event
+from operators.simulate import SimConfig, Simulator
+from state.ingest import xadd_events
+from state.keys import ALERTS, profile_key
+from tests.conftest import SECRET, entries, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+EVENTS = 4000
+
+
+def journeys() -> list[Event]:
+    return Simulator(SimConfig(customers=200, seed=3, customer_gap_ms=3_600_000)).take(EVENTS)
+
+
+def outcome(r: redis.Redis, events: list[Event]) -> dict[str, Any]:
+    alerts = sorted(
+        (a["alert_id"], a["customer_id"], a.get("agent_id"), a.get("queue"), a.get("contact_id"))
+        for a in (orjson.loads(f[b"data"]) for _, f in entries(r, ALERTS))
+    )
+    journeys = {}
+    for key in {e.key for e in events}:
+        raw = cast("bytes | None", r.hget(profile_key(key), "journey"))
+        journeys[key] = None if raw is None else orjson.loads(raw)
+    return {"alerts": alerts, "journeys": journeys}
+
+
+def run_flow(redis_url: str, folder: Path, events: list[Event], processes: int) -> dict[str, Any]:
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    xadd_events(r, events, 4)
+    expected_contacts = sum(e.type == "contact_start" for e in events)
+    per_customer: dict[str, int] = {}
+    for e in events:
+        per_customer[e.key] = per_customer.get(e.key, 0) + 1
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_DATA_DIR": str(folder),
+        "CX_PROFILE_INTERVAL_MS": "0",
+        "CX_CHALLENGER": "none",
+        "CX_MODEL_SHARDS": "2",
+    }
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    procs = []
+    for i in range(processes):
+        cluster = ["-i", str(i), "-a", addresses] if processes > 1 else []
+        log = folder / f"run-{processes}-{i}.log"
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "cxstream", "run", *cluster],
+                    env=env,
+                    stdout=log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
+
+    def complete() -> bool:
+        for proc, log in procs:
+            assert proc.poll() is None, log.read_text()[-3000:]
+        if r.xlen(ALERTS) < expected_contacts:
+            return False
+        return all(
+            (raw := cast("bytes | None", r.hget(profile_key(k), "journey"))) is not None
+            and orjson.loads(raw)["events"] == n
+            for k, n in per_customer.items()
+        )
+
+    try:
+        wait_until(complete, f"{processes} process(es) to process every event", timeout=120)
+        time.sleep(0.5)  # anything still in flight would show up as a difference
+        return outcome(r, events)
+    finally:
+        for proc, _ in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc, log in procs:
+            assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        r.close()
+
+
+def test_two_processes_publish_the_same_alerts_and_keep_the_same_journeys(
+    redis_url: str, tmp_path: Path
+) -> None:
+    events = journeys()
+    one = run_flow(redis_url, tmp_path, events, 1)
+    two = run_flow(redis_url, tmp_path, events, 2)
+    assert len(one["alerts"]) == sum(e.type == "contact_start" for e in events)
+    assert two["alerts"] == one["alerts"]
+    assert two["journeys"] == one["journeys"]
