@@ -11,6 +11,7 @@ in another interleaving.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,6 +98,10 @@ def run_flow(redis_url: str, folder: Path, events: list[Event], processes: int) 
     try:
         wait_until(complete, f"{processes} process(es) to process every event", timeout=120)
         time.sleep(0.5)  # anything still in flight would show up as a difference
+        # The shards were spread: each process read its own.
+        read = [set(re.findall(r"reading (cx:events:\d+)", log.read_text())) for _, log in procs]
+        assert sorted(s for shards in read for s in shards) == [f"cx:events:{i}" for i in range(4)]
+        assert all(read)
         return outcome(r, events)
     finally:
         for proc, _ in procs:
