@@ -6,7 +6,9 @@ Starts embedded Redis and ``cxstream serve`` (no flow: alerts are written to
 realistic ~1.5 KB payload) is addressed to one agent, round robin, as a
 contact routed to that agent would be.  The latency is from the producer's
 XADD to the frame received by the agent, for the alerts sent after a first
-second of warm-up (connections and tasks settling).  Prints JSON as the last line and
+second of warm-up (connections and tasks settling).  The server's CPU over the
+measured seconds is reported too (per alert: what one more alert a second costs
+a server, every server reading the whole alerts stream).  Prints JSON as the last line and
 appends it to benchmarks/RESULTS.md.
 
     python benchmarks/fanout.py            # 1,000 agents, 2,000 alerts/s for 10 s
@@ -26,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
+import psutil
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -149,10 +152,15 @@ async def run(stack: Stack, agents: int, rate: float, seconds: float) -> dict[st
         target=produce, args=(stack.redis_url, agents, rate, WARMUP_S + seconds, start_at)
     )
     producer.start()
+    server = psutil.Process(stack.procs[-1].pid)  # `cxstream serve`
+    while time.time() < measure_from:
+        await asyncio.sleep(0.01)
+    cpu_from = sum(server.cpu_times()[:2])
     deadline = measure_from + seconds + 10
     while len(latencies) < expected and time.time() < deadline:
         await asyncio.sleep(0.1)
     sent_for = time.time() - measure_from
+    server_cpu = (sum(server.cpu_times()[:2]) - cpu_from) / sent_for
     producer.join(timeout=30)
     for task in readers:
         task.cancel()
@@ -168,6 +176,8 @@ async def run(stack: Stack, agents: int, rate: float, seconds: float) -> dict[st
         "delivered": len(latencies),
         "expected": expected,
         "seconds": round(sent_for, 1),
+        "server_cpu_percent": round(100 * server_cpu, 1),
+        "server_cpu_us_per_alert": round(1e6 * server_cpu / rate, 1),
     }
 
 
