@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.run import cli_main
 
     from cxstream.runtime import tune_gc
+    from cxstream.settings import format_shard_set
     from flows.journey import build_flow
     from state.erasure import forgotten_from
     from state.recovery import scrub_forgotten
@@ -92,8 +93,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"--process-id {args.process_id}: must index --addresses ({len(args.addresses)} given)"
         )
     log.info(
-        "running the journey flow: %d worker(s), %d shard(s), epoch %d ms, recovery %s",
+        "running the journey flow: %d worker(s), shards %s of %d, epoch %d ms, recovery %s",
         args.workers,
+        format_shard_set(settings.shard_set),
         settings.shards,
         args.epoch_ms,
         settings.recovery_dir or "off",

@@ -55,6 +55,41 @@ class Secret:
         return hash(self._value)
 
 
+def parse_shard_set(text: str) -> tuple[int, ...]:
+    """``"0-3,6"`` -> (0, 1, 2, 3, 6); empty -> () (every shard).
+
+    >>> parse_shard_set("4-5, 0")
+    (0, 4, 5)
+    """
+    out: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        try:
+            first, last = int(low), int(high) if dash else int(low)
+        except ValueError as exc:
+            raise ConfigError(
+                f"CX_READ_SHARDS={text!r}: use shard numbers and ranges, e.g. 0-3,6"
+            ) from exc
+        if first > last:
+            raise ConfigError(f"CX_READ_SHARDS={text!r}: range {part} goes backwards")
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))
+
+
+def format_shard_set(shards: tuple[int, ...]) -> str:
+    """(0, 1, 2, 3, 6) -> ``"0-3,6"``."""
+    parts: list[str] = []
+    for i in sorted(shards):
+        if parts and parts[-1] and int(parts[-1].rpartition("-")[2]) == i - 1:
+            low = parts[-1].partition("-")[0]
+            parts[-1] = f"{low}-{i}"
+        else:
+            parts.append(str(i))
+    return ",".join(parts)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything cxstream can be told, with its default.
@@ -84,6 +119,7 @@ class Settings:
     challenger_every: int = 4
     catalog_path: Path | None = None
     profile_interval_ms: int = 30000
+    read_shards: tuple[int, ...] = ()  # empty: every shard (one flow, or one Bytewax cluster)
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -113,6 +149,11 @@ class Settings:
             raise ConfigError(f"CX_PROFILE_INTERVAL_MS={self.profile_interval_ms}: must be >= 0")
         if self.read_block_ms < 1:
             raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
+        outside = [i for i in self.read_shards if not 0 <= i < self.shards]
+        if outside:
+            raise ConfigError(
+                f"CX_READ_SHARDS: shard {outside[0]} does not exist (CX_SHARDS={self.shards})"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,7 +196,25 @@ class Settings:
             promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
             challenger_every=get("CX_CHALLENGER_EVERY", int, 4),
             catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
+            read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
         )
+
+    @property
+    def shard_set(self) -> tuple[int, ...]:
+        """The shards this process reads: CX_READ_SHARDS, else all of them."""
+        return self.read_shards or tuple(range(self.shards))
+
+    @property
+    def model_suffix(self) -> str:
+        """What tells this process's model shards from another's when processes own
+        shard sets (``m0@0-1`` in ``cx:model:``); nothing when one flow reads every shard.
+
+        >>> Settings(shards=4, read_shards=(0, 1, 3)).model_suffix
+        '@0-1,3'
+        >>> Settings().model_suffix
+        ''
+        """
+        return "@" + format_shard_set(self.read_shards) if self.read_shards else ""
 
     def allowed_origins(self) -> tuple[str, ...]:
         """Browser origins allowed on the WebSocket: CX_ORIGINS, else the console's own."""

@@ -128,7 +128,8 @@ def build_flow(
     )
     # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome | Erase)
     #                                                      [dedupe, journey, labels, erasure]
-    routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models))
+    suffix = settings.model_suffix
+    routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
     # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase) | ProfileUpdate
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
-from operators.events import Event, Suppressed, shard_of
+from operators.events import Event, Suppressed
 
 T = TypeVar("T")
 
@@ -114,10 +115,11 @@ ToModel = tuple[str, DecideIn]
 
 
 def route_batch(
-    items: Iterable[tuple[str, CustomerOut]], model_shards: int
+    items: Iterable[tuple[str, CustomerOut]], model_shards: int, suffix: str = ""
 ) -> list[ToModel | ProfileUpdate]:
     """The customer step's outputs, routed: model inputs keyed by model shard
-    (``m<i>``, crc32 of the customer id), profile updates as they are.  An
+    (``m<i>``, see :func:`model_shard`, then ``suffix``: see
+    ``Settings.model_suffix``), profile updates as they are.  An
     :class:`Erase` goes to the model shard first (it holds the customer's open
     recommendations) and from there to the store.
 
@@ -134,17 +136,27 @@ def route_batch(
         if isinstance(item, ProfileUpdate):
             out.append(item)
         else:
-            out.append((model_shard(item.customer_id, model_shards), item))
+            out.append((model_shard(item.customer_id, model_shards) + suffix, item))
     return out
 
 
 def model_shard(customer_id: str, model_shards: int) -> str:
     """The model shard that scores and learns from a customer.
 
+    A hash of its own, not the event shard's crc32: a process that owns a set of
+    event shards (CX_READ_SHARDS) still spreads its customers over every model
+    shard (with crc32 mod both, shards 0 and 2 of 4 would all land on m0 of 2).
+
     >>> model_shard("c1", 1)
     'm0'
+    >>> from operators.events import shard_of
+    >>> sorted({model_shard(f"c{i}", 2) for i in range(64) if shard_of(f"c{i}", 4) in (0, 2)})
+    ['m0', 'm1']
     """
-    return f"m{shard_of(customer_id, model_shards)}"
+    if model_shards == 1:
+        return "m0"
+    digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=4, person=b"cx-model")
+    return f"m{int.from_bytes(digest.digest(), 'big') % model_shards}"
 
 
 def is_to_model(item: ToModel | ProfileUpdate) -> TypeGuard[ToModel]:

@@ -181,14 +181,15 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
 
 
 class RedisStreamSource(FixedPartitionedSource[Entry, str]):
-    """All ``CX_SHARDS`` event streams, one partition each."""
+    """The event streams this process reads (CX_READ_SHARDS, else all ``CX_SHARDS``),
+    one partition each."""
 
     def __init__(self, settings: Settings, forgotten: Forgotten | None = None) -> None:
         self.settings = settings
         self.forgotten = forgotten
 
     def list_parts(self) -> list[str]:
-        return [events_stream(i) for i in range(self.settings.shards)]
+        return [events_stream(i) for i in self.settings.shard_set]
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         start = resume_state or START_ID

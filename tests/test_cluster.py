@@ -47,10 +47,15 @@ def outcome(r: redis.Redis, events: list[Event]) -> dict[str, Any]:
     for key in {e.key for e in events}:
         raw = cast("bytes | None", r.hget(profile_key(key), "journey"))
         journeys[key] = None if raw is None else orjson.loads(raw)
-    return {"alerts": alerts, "journeys": journeys}
+    models = sorted(k.decode() for k in r.scan_iter("cx:model:*"))
+    return {"alerts": alerts, "journeys": journeys, "models": models}
 
 
-def run_flow(redis_url: str, folder: Path, events: list[Event], processes: int) -> dict[str, Any]:
+def run_flow(
+    redis_url: str, folder: Path, events: list[Event], processes: int, *, own_shards: bool = False
+) -> dict[str, Any]:
+    """Run the flow as one process, or ``processes`` of one Bytewax cluster, or (with
+    ``own_shards``) as that many independent processes each reading its own shards."""
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     xadd_events(r, events, 4)
@@ -70,13 +75,14 @@ def run_flow(redis_url: str, folder: Path, events: list[Event], processes: int) 
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     procs = []
     for i in range(processes):
-        cluster = ["-i", str(i), "-a", addresses] if processes > 1 else []
-        log = folder / f"run-{processes}-{i}.log"
+        cluster = ["-i", str(i), "-a", addresses] if processes > 1 and not own_shards else []
+        own = {"CX_READ_SHARDS": ",".join(str(s) for s in range(i, 4, processes))}
+        log = folder / f"run-{processes}-{i}-{own_shards}.log"
         procs.append(
             (
                 subprocess.Popen(
                     [sys.executable, "-m", "cxstream", "run", *cluster],
-                    env=env,
+                    env={**env, **own} if own_shards else env,
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
                 ),
@@ -120,3 +126,17 @@ def test_two_processes_publish_the_same_alerts_and_keep_the_same_journeys(
     assert len(one["alerts"]) == sum(e.type == "contact_start" for e in events)
     assert two["alerts"] == one["alerts"]
     assert two["journeys"] == one["journeys"]
+
+
+def test_processes_that_own_their_shards_give_the_same_too(redis_url: str, tmp_path: Path) -> None:
+    events = journeys()
+    one = run_flow(redis_url, tmp_path, events, 1)
+    owners = run_flow(redis_url, tmp_path, events, 2, own_shards=True)
+    assert owners["alerts"] == one["alerts"]
+    assert owners["journeys"] == one["journeys"]
+    assert owners["models"] == [  # each process spreads its customers over its own models
+        "cx:model:m0@0,2",
+        "cx:model:m0@1,3",
+        "cx:model:m1@0,2",
+        "cx:model:m1@1,3",
+    ]

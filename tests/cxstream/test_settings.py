@@ -68,6 +68,9 @@ def test_every_variable_is_read() -> None:
         ({"CX_HORIZON_DAYS": "120"}, "shorter than CX_HORIZON_DAYS"),
         ({"CX_READ_BLOCK_MS": "0"}, "never block forever"),
         ({"CX_RETENTION_DAYS": "soon"}, "not a number"),
+        ({"CX_READ_SHARDS": "2-5"}, "shard 4 does not exist"),
+        ({"CX_READ_SHARDS": "one"}, "use shard numbers and ranges"),
+        ({"CX_READ_SHARDS": "3-1"}, "goes backwards"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
@@ -88,3 +91,12 @@ def test_without_cx_secret_a_key_is_kept_in_the_data_dir(tmp_path: Path) -> None
     assert first == s.signing_secret()
     assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
     assert len(first.reveal()) >= 32
+
+
+def test_a_process_may_own_a_set_of_shards() -> None:
+    s = Settings.from_env({"CX_SHARDS": "8", "CX_READ_SHARDS": "4-5, 7"})
+    assert s.shard_set == (4, 5, 7)
+    assert s.model_suffix == "@4-5,7"
+    every = Settings.from_env({"CX_SHARDS": "8"})
+    assert every.shard_set == tuple(range(8))
+    assert every.model_suffix == ""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 from bytewax.testing import poll_next_batch
@@ -19,6 +21,8 @@ from tests.conftest import xadd
 
 def test_one_partition_per_shard(settings: Settings) -> None:
     assert RedisStreamSource(settings).list_parts() == [f"cx:events:{i}" for i in range(4)]
+    owner = replace(settings, read_shards=(1, 3))
+    assert RedisStreamSource(owner).list_parts() == ["cx:events:1", "cx:events:3"]
 
 
 def test_reads_in_order_and_resumes_after_the_snapshot(settings: Settings, r: redis.Redis) -> None:
