@@ -146,6 +146,7 @@ def check(run: dict[str, Any]) -> dict[str, Any]:
     predicted = cores / cpu_per_event
     return {
         "processes": run["processes"],
+        "layout": run.get("layout", "cluster"),
         "measured_events_per_s": run["events_per_s"],
         "cpu_per_event_us": round(cpu_per_event * 1e6, 1),
         "predicted_events_per_s": round(predicted),
@@ -197,12 +198,14 @@ def main() -> int:
     full = latest(throughput, processes=1, workers=1, events=1_000_000)
     quick_runs = [r for r in throughput if r.get("events") == 100_000 and "flow_cpu_percent" in r]
     one = latest(quick_runs, processes=1, workers=1)
-    two = latest([r for r in quick_runs if "CX_" not in r["_command"]], processes=2, workers=1)
+    plain = [r for r in quick_runs if "CX_" not in r["_command"]]
+    two = latest([r for r in plain if r.get("layout", "cluster") == "cluster"], processes=2)
+    owners = [r for r in plain if r.get("layout") == "own-shards" and r["processes"] == 2]
     fanout = latest(results("fanout"), agents=1000)
     log("measuring Redis bytes per entry and per profile on an embedded Redis")
     measured = redis_bytes()
 
-    checks = [check(one), check(two)]
+    checks = [check(one), check(two)] + ([check(owners[-1])] if owners else [])
     c1 = checks[0]["cpu_per_event_us"] / 1e6
     c2 = checks[1]["cpu_per_event_us"] / 1e6
     # Half the events cross processes with two; with P processes (P-1)/P of them do.

