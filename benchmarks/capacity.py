@@ -74,6 +74,15 @@ def latest(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
     return found[-1]
 
 
+def paired(runs: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
+    """The one-process run recorded just before ``run`` (same hour, same machine load):
+    ratios are compared within a session, never across days."""
+    before = [r for r in runs[: runs.index(run)] if r["processes"] == 1 and r["workers"] == 1]
+    if not before:
+        raise SystemExit("capacity: no one-process run recorded before the multi-process one")
+    return before[-1]
+
+
 def redis_bytes() -> dict[str, float]:
     """Bytes Redis holds per event entry, alert entry and profile, from the real
     operators and sinks over simulated journeys, on an embedded Redis."""
@@ -196,16 +205,21 @@ def main() -> int:
 
     throughput = results("throughput")
     full = latest(throughput, processes=1, workers=1, events=1_000_000)
-    quick_runs = [r for r in throughput if r.get("events") == 100_000 and "flow_cpu_percent" in r]
-    one = latest(quick_runs, processes=1, workers=1)
-    plain = [r for r in quick_runs if "CX_" not in r["_command"]]
-    two = latest([r for r in plain if r.get("layout", "cluster") == "cluster"], processes=2)
-    owners = [r for r in plain if r.get("layout") == "own-shards" and r["processes"] == 2]
+    quick = [
+        r
+        for r in throughput
+        if r.get("events") == 100_000 and "flow_cpu_percent" in r and "CX_" not in r["_command"]
+    ]
+    two = latest([r for r in quick if r.get("layout", "cluster") == "cluster"], processes=2)
+    one = paired(quick, two)
+    owners = [r for r in quick if r.get("layout") == "own-shards" and r["processes"] == 2]
     fanout = latest(results("fanout"), agents=1000)
     log("measuring Redis bytes per entry and per profile on an embedded Redis")
     measured = redis_bytes()
 
-    checks = [check(one), check(two)] + ([check(owners[-1])] if owners else [])
+    checks = [check(one), check(two)]
+    if owners:
+        checks += [check(paired(quick, owners[-1])), check(owners[-1])]
     c1 = checks[0]["cpu_per_event_us"] / 1e6
     c2 = checks[1]["cpu_per_event_us"] / 1e6
     # Half the events cross processes with two; with P processes (P-1)/P of them do.
