@@ -120,6 +120,7 @@ class Settings:
     catalog_path: Path | None = None
     profile_interval_ms: int = 30000
     read_shards: tuple[int, ...] = ()  # empty: every shard (one flow, or one Bytewax cluster)
+    topics_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -197,6 +198,7 @@ class Settings:
             challenger_every=get("CX_CHALLENGER_EVERY", int, 4),
             catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
             read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
+            topics_path=Path(env["CX_TOPICS"]) if env.get("CX_TOPICS") else None,
         )
 
     @property

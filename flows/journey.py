@@ -35,6 +35,7 @@ from operators.records import (
 )
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
+from state.lexicon import text_enricher
 from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
 from state.source import Entry, RedisStreamSource
 
@@ -99,13 +100,16 @@ def build_flow(
     n_models = settings.model_shards
     recovery = settings.recovery_dir is not None
     catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
+    enrich = text_enricher(settings.topics_path)  # sentiment and topic of free text
 
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings, forgotten))
     # Entry(stream, entry_id, data: bytes | None)
-    parsed = op.flat_map_batch("parse", entries, lambda batch: parse_batch(batch, forgotten))
-    # (customer key, Event) | Rejected | Suppressed          [one call per batch]
+    parsed = op.flat_map_batch(
+        "parse", entries, lambda batch: parse_batch(batch, forgotten, enrich)
+    )
+    # (customer key, Event) | Rejected | Suppressed   [one call per batch; text -> sentiment, topic]
     split = op.branch("split_rejected", parsed, is_keyed)
     unkeyed = op.branch("split_suppressed", split.falses, is_rejected)
     # Rejected(source, entry_id, raw, reason, detail)

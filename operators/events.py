@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeGuard
@@ -273,7 +273,9 @@ Keyed = tuple[str, Event]
 
 
 def parse_batch(
-    entries: Iterable[StreamEntry], forgotten: Forgotten | None = None
+    entries: Iterable[StreamEntry],
+    forgotten: Forgotten | None = None,
+    enrich: Callable[[Event], Event] | None = None,
 ) -> list[Keyed | Rejected | Suppressed]:
     """Parse a batch of entries: each event keyed by its customer, or a Rejected.
 
@@ -281,6 +283,7 @@ def parse_batch(
     filter and a key step for every event.  An event of an erased customer
     (in ``forgotten``) becomes a :class:`Suppressed`, except a ``forget``
     itself (erasing again does no harm, and finishes an interrupted erasure).
+    ``enrich`` may add to an event (the text's sentiment and topic).
 
     >>> from types import SimpleNamespace as E
     >>> ok = (b'{"event_id":"e1","customer_id":"c1","ts":1767225600000,'
@@ -301,7 +304,7 @@ def parse_batch(
             erased.suppressed += 1
             out.append(Suppressed(entry.stream, entry.entry_id))
         else:
-            out.append((parsed.key, parsed))
+            out.append((parsed.key, parsed if enrich is None else enrich(parsed)))
     return out
 
 

@@ -173,3 +173,12 @@ def test_forget_erases_and_suppresses_later_events() -> None:
         isinstance(p, ProfileUpdate) and p.customer_id == "cust-0"
         for p in captured.profiles[last_erase:]
     )
+
+
+def test_free_text_gets_a_sentiment_and_a_topic_in_the_flow() -> None:
+    captured = Captured()
+    said = ev(1, "complaint", customer="talker", channel="chat", text="Furious: charged twice!")
+    source = TestingSource([Entry("cx:events:0", "1-0", encode_event(said))])
+    run_main(build_flow(settings(), source=source, sinks=captured.sinks()))
+    [profile] = [p for p in captured.profiles if isinstance(p, ProfileUpdate)]
+    assert profile.fields["journey"]["sentiment"] < 0  # scored from the text (VADER)
