@@ -22,6 +22,7 @@ from operators.customer import CustomerConfig, CustomerLogic, Watermark
 from operators.decide import DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
+from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
 from operators.journey import DAY_MS
 from operators.records import (
     Alert,
@@ -116,7 +117,23 @@ def build_flow(
     op.output("dlq_out", unkeyed.trues, sinks.dead_letters)
     suppressed = cast(Stream[Suppressed], unkeyed.falses)
     # Suppressed(source, entry_id): an erased customer's event, deleted unread
-    by_customer = split.trues
+    keyed = split.trues
+    # (customer key, Event)
+    anonymous = op.branch("split_anonymous", keyed, needs_identity)
+    # trues: anonymous-only events and identify events; falses: the rest
+    stitched = op.stateful(
+        "identity",
+        op.map("key_by_anonymous_id", anonymous.trues, by_anonymous_id),
+        lambda resume: IdentityLogic(
+            resume,
+            clock=clock,
+            retention_s=config.retention_s,
+            keep_snapshots=recovery,
+            forgotten=forgotten,
+        ),
+    )
+    # (anonymous_id, (customer key or anonymous_id, Event))   [linked ids go to the customer]
+    by_customer = op.merge("stitched", anonymous.falses, op.map("unkey", stitched, stitched_event))
     # (customer key, Event)
     journey = op.stateful(
         "journey",

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 EPOCHS_AFTER = 2
 POLL_S = 0.5
 JOURNEY_STEP = "cxstream_journey.journey.%"  # the customer step's state, keyed by customer
+IDENTITY_STEP = "cxstream_journey.identity.%"  # anonymous id -> its customer
 
 
 def partitions(directory: Path) -> list[Path]:
@@ -69,6 +70,13 @@ def scrub(directory: Path, keys: Iterable[str]) -> int:
             for key in keys:
                 cursor = conn.execute(
                     "DELETE FROM snaps WHERE step_id LIKE ? AND state_key = ?", (JOURNEY_STEP, key)
+                )
+                deleted += cursor.rowcount
+                # An anonymous id linked to the customer holds its id (the link): the
+                # link goes too (the live state drops it at its next event).
+                cursor = conn.execute(
+                    "DELETE FROM snaps WHERE step_id LIKE ? AND instr(ser_change, ?) > 0",
+                    (IDENTITY_STEP, key.encode()),
                 )
                 deleted += cursor.rowcount
             conn.execute("VACUUM")

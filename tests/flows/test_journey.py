@@ -11,7 +11,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from cxstream.settings import Settings
 from flows.journey import Sinks, build_flow
 from operators.erasure import Forgotten
-from operators.events import Rejected, Suppressed, encode_event
+from operators.events import Event, Rejected, Suppressed, encode_event
 from operators.nba import in_control_group
 from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
 from state.source import Entry
@@ -182,3 +182,26 @@ def test_free_text_gets_a_sentiment_and_a_topic_in_the_flow() -> None:
     run_main(build_flow(settings(), source=source, sinks=captured.sinks()))
     [profile] = [p for p in captured.profiles if isinstance(p, ProfileUpdate)]
     assert profile.fields["journey"]["sentiment"] < 0  # scored from the text (VADER)
+
+
+def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert() -> None:
+    captured = Captured()
+    web = [
+        Event("w1", None, "cookie-7", T0, "web", "page_view", {}),
+        Event("w2", None, "cookie-7", T0 + 60_000, "web", "cart_abandon", {}),
+    ]
+    identify = Event("i1", "cust-7", "cookie-7", T0 + DAY, "web", "identify", {})
+    call = ev("c1", "contact_start", customer="cust-7", ts=T0 + DAY + 60_000, channel="voice")
+    entries_ = [
+        Entry("cx:events:0", f"{i}-0", encode_event(e))
+        for i, e in enumerate([*web, identify, call])
+    ]
+    run_main(
+        build_flow(settings(), source=TestingSource(entries_, batch_size=1), sinks=captured.sinks())
+    )
+    [alert] = captured.alerts
+    assert alert.payload["customer_id"] == "cust-7"
+    seen = [(t["channel"], t["type"]) for t in alert.payload["journey"]["last_touchpoints"]]
+    assert ("web", "page_view") in seen
+    assert ("web", "cart_abandon") in seen
+    assert alert.payload["journey"]["events"] == 4  # the web visits, identify, the call

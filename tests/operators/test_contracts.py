@@ -21,6 +21,8 @@ from bytewax.operators import StatefulLogic
 import operators
 from operators.customer import CustomerConfig, CustomerLogic
 from operators.decide import DecideLogic
+from operators.events import Event
+from operators.identity import IdentityLogic
 from operators.journey import FEATURE_NAMES
 from operators.records import Example, ScoreRequest
 from operators.simulate import SimConfig, Simulator
@@ -52,6 +54,16 @@ def _decide_inputs() -> list[Any]:
     return items
 
 
+def _identity_inputs() -> list[Any]:
+    anonymous = [
+        Event(f"a{i}", None, "ck-1", T0 + i, "web", "page_view", {"n": i}) for i in range(40)
+    ]
+    identify = Event("id", "c1", "ck-1", T0 + 50, "voice", "identify", {})
+    later = Event("a99", None, "ck-1", T0 + 60, "web", "search", {})
+    claim = Event("id2", "c2", "ck-1", T0 + 70, "voice", "identify", {})
+    return [*anonymous, identify, later, identify, claim]
+
+
 BUILDERS: dict[
     type, tuple[Callable[[Any], StatefulLogic[Any, Any, Any]], Callable[[], list[Any]]]
 ] = {
@@ -60,6 +72,10 @@ BUILDERS: dict[
         _customer_inputs,
     ),
     DecideLogic: (lambda resume: DecideLogic(resume, clock=lambda: 0.0), _decide_inputs),
+    IdentityLogic: (
+        lambda resume: IdentityLogic(resume, clock=lambda: 0.0, retention_s=3600.0),
+        _identity_inputs,
+    ),
 }
 
 

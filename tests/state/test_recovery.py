@@ -41,6 +41,15 @@ def partition(folder: Path, index: int = 0) -> Path:
             "INSERT INTO snaps VALUES ('cxstream_journey.decide.stateful_batch', 'm0', 5, ?)",
             (b"model" * 100,),
         )
+        # An anonymous id linked to the erased customer (its state holds the id).
+        db.execute(
+            "INSERT INTO snaps VALUES ('cxstream_journey.identity.stateful_batch', 'ck-1', 5, ?)",
+            (b"\x80\x05" + CANARY.encode() + b"\x94",),
+        )
+        db.execute(
+            "INSERT INTO snaps VALUES ('cxstream_journey.identity.stateful_batch', 'ck-2', 5, ?)",
+            (b"someone-else",),
+        )
         db.execute("DELETE FROM snaps WHERE snap_epoch = 3")
         db.commit()
     return path
@@ -54,11 +63,11 @@ def test_scrub_deletes_the_keys_rows_and_the_freed_bytes(tmp_path: Path) -> None
     partition(tmp_path, 0)
     partition(tmp_path, 1)
     assert holding(tmp_path, CANARY.encode())  # SQLite left the deleted bytes in the file
-    assert scrub(tmp_path, [CANARY]) == 2
+    assert scrub(tmp_path, [CANARY]) == 4  # the discard and the link, in each partition
     assert holding(tmp_path, CANARY.encode()) == []
     with closing(sqlite3.connect(tmp_path / "part-0.sqlite3")) as db:
         keys = sorted(k for (k,) in db.execute("SELECT state_key FROM snaps"))
-    assert keys == ["bystander", "m0"]  # a model shard is never scrubbed by key
+    assert keys == ["bystander", "ck-2", "m0"]  # a model shard is never scrubbed by key
 
 
 def test_a_customer_named_like_a_model_shard_leaves_the_model_alone(tmp_path: Path) -> None:
@@ -73,7 +82,7 @@ def test_at_start_the_suppression_list_finds_what_an_earlier_run_left(tmp_path: 
     assert scrub_forgotten(tmp_path, Forgotten()) == 0
     forgotten = Forgotten()
     forgotten.add(CANARY)
-    assert scrub_forgotten(tmp_path, forgotten) == 1
+    assert scrub_forgotten(tmp_path, forgotten) == 2
     assert holding(tmp_path, CANARY.encode()) == []
 
 
@@ -104,5 +113,5 @@ def test_the_scrub_waits_for_committed_epochs(tmp_path: Path) -> None:
     assert child.wait(timeout=30) == 0
     assert child.stdout is not None
     with child.stdout:
-        assert orjson.loads(child.stdout.read())["rows"] == 1
+        assert orjson.loads(child.stdout.read())["rows"] == 2  # the discard and the link
     assert holding(tmp_path, CANARY.encode()) == []
