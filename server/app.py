@@ -45,7 +45,7 @@ from server.protocol import (
     error,
 )
 from state.keys import ALERTS, DLQ, events_stream
-from state.redis import stream_entries, xread_entries
+from state.redis import Backoff, stream_entries, xread_entries
 
 log = logging.getLogger(__name__)
 
@@ -316,21 +316,15 @@ class AlertServer:
     # -- the alert pump --------------------------------------------------------------------------
 
     async def _pump_alerts(self, last_id: str) -> None:
-        down_since: float | None = None  # an outage is logged when it starts and ends
+        # An outage is logged when it starts and when it ends; retried every second.
+        backoff = Backoff(f"reading {ALERTS}", first=1.0, most=1.0)
         while True:
             try:
                 reply = await self.redis.xread({ALERTS: last_id}, count=500, block=PUMP_BLOCK_MS)
             except aioredis.RedisError as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.warning("reading %s: redis is unavailable (%s); retrying", ALERTS, exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(backoff.next_delay(exc))
                 continue
-            if down_since is not None:
-                log.warning(
-                    "reading %s: redis is back after %.1f s", ALERTS, time.monotonic() - down_since
-                )
-                down_since = None
+            backoff.succeeded()
             for _stream, entries in xread_entries(reply):
                 for entry_id, fields in entries:
                     last_id = entry_id

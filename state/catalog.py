@@ -11,8 +11,12 @@ from operators.nba import Catalog, default_catalog, parse_catalog
 def load_catalog(path: Path | None) -> Catalog:
     if path is None:
         return default_catalog()
+    return parse_catalog(read_setting_file(path, "CX_CATALOG"), str(path))
+
+
+def read_setting_file(path: Path, setting: str) -> str:
+    """The text of a file a setting names, or a clear error naming the setting."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
-        raise ConfigError(f"CX_CATALOG={path}: cannot read it: {exc.strerror}") from exc
-    return parse_catalog(text, str(path))
+        raise ConfigError(f"{setting}={path}: cannot read it: {exc.strerror}") from exc

@@ -6,18 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cxstream.errors import ConfigError
 from operators.text import TextEnricher, Topics, default_topics, parse_topics
+from state.catalog import read_setting_file
 
 
 def load_topics(path: Path | None) -> Topics:
     if path is None:
         return default_topics()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"CX_TOPICS={path}: cannot read it: {exc.strerror}") from exc
-    return parse_topics(text, str(path))
+    return parse_topics(read_setting_file(path, "CX_TOPICS"), str(path))
 
 
 def vader_polarity() -> Callable[[str], float]:

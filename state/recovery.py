@@ -117,9 +117,6 @@ class RecoveryScrubber:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._lock = threading.Lock()
-        self._running = 0
-        self.scrubbed = 0
 
     def erased(self, keys: list[str]) -> None:
         """``keys`` were just erased from Redis and from the flow's state: scrub them."""
@@ -132,22 +129,13 @@ class RecoveryScrubber:
             stderr=subprocess.PIPE,
             cwd=Path(__file__).resolve().parent.parent,
         )
-        with self._lock:
-            self._running += 1
         threading.Thread(
             target=self._wait, args=(child, keys), name="cx-recovery-scrub", daemon=True
         ).start()
 
-    def pending(self) -> int:
-        with self._lock:
-            return self._running
-
     def _wait(self, child: subprocess.Popen[bytes], keys: list[str]) -> None:
         out, err = child.communicate(orjson.dumps({"keys": keys}))
-        with self._lock:
-            self._running -= 1
         if child.returncode == 0:
-            self.scrubbed += len(keys)
             log.info(
                 "scrubbed %d erased customer(s) from the recovery partitions: %s",
                 len(keys),

@@ -141,12 +141,17 @@ class Backoff:
         self.since = 0.0
 
     def failed(self, exc: BaseException) -> None:
+        self.sleep(self.next_delay(exc))
+
+    def next_delay(self, exc: BaseException) -> float:
+        """Count a failure and return how long to wait (for callers that wait
+        themselves, e.g. with ``asyncio.sleep``)."""
         if self.failures == 0:
             self.since = self.clock()
             log.warning("%s: redis is unavailable (%s); retrying with backoff", self.what, exc)
-        delay = min(self.most, self.first * 2**self.failures)
+        delay: float = min(self.most, self.first * 2.0**self.failures)
         self.failures += 1
-        self.sleep(delay)
+        return delay
 
     def succeeded(self) -> None:
         if self.failures:
