@@ -43,13 +43,15 @@ import redis
 from benchmarks._harness import free_port, record
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings
-from flows.journey import customer_config, model_factory
+from flows.journey import customer_config, model_factory, trend_config
 from operators.customer import CustomerLogic, Watermark
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
-from operators.records import Alert, CustomerOut, model_input
+from operators.records import Alert, CustomerOut, Signal, model_input
 from operators.simulate import SimConfig, Simulator
+from operators.text import default_topics
+from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.keys import ALERTS, events_stream, profile_key
 from state.redis import stop_embedded
@@ -87,7 +89,8 @@ def flow_env(**extra: str) -> dict[str, str]:
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
 
-    Each event goes through ``on_item`` of its customer and the model step; every
+    Each event goes through ``on_item`` of its customer, the model step and the
+    trend series of its complaints and contacts; every
     1,000 events the due notifications (``notify_at``/``on_notify``: written-behind
     profiles, matured labels, expiry) run, as Bytewax runs them between batches.
     """
@@ -102,6 +105,9 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         catalog=load_catalog(settings.catalog_path),
         keep_snapshots=False,
     )
+    trends: dict[str, TrendLogic] = {}
+    trend_cfg = trend_config(settings)
+    topics = frozenset(name for name, _ in default_topics())
     alerts = learned = 0
     scheduled: dict[str, float] = {}  # key -> its next notification, as Bytewax keeps it
     timers: list[tuple[float, str]] = []
@@ -109,6 +115,15 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     def to_model(outs: Iterable[CustomerOut]) -> int:
         n = 0
         for out in outs:
+            if isinstance(out, Signal):
+                for series, pair in trend_keys(out, topics):
+                    trend = trends.get(series)
+                    if trend is None:
+                        trend = trends[series] = TrendLogic(
+                            None, config=trend_cfg, clock=time.time, keep_snapshots=False
+                        )
+                    n += len(list(trend.on_item(pair)[0]))
+                continue
             item = model_input(out)
             if item is not None:
                 decided, _ = decide.on_item(item)

@@ -121,6 +121,9 @@ class Settings:
     profile_interval_ms: int = 30000
     read_shards: tuple[int, ...] = ()  # empty: every shard (one flow, or one Bytewax cluster)
     topics_path: Path | None = None
+    trend_window_min: float = 60.0
+    trend_threshold: float = 5.0
+    trend_min_count: int = 10
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -150,6 +153,12 @@ class Settings:
             raise ConfigError(f"CX_PROFILE_INTERVAL_MS={self.profile_interval_ms}: must be >= 0")
         if self.read_block_ms < 1:
             raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
+        if not 1 <= self.trend_window_min <= 7 * 24 * 60:
+            raise ConfigError(
+                f"CX_TREND_WINDOW_MIN={self.trend_window_min}: must be between 1 and 10080"
+            )
+        if self.trend_threshold <= 0 or self.trend_min_count < 1:
+            raise ConfigError("CX_TREND_THRESHOLD must be positive, CX_TREND_MIN_COUNT at least 1")
         outside = [i for i in self.read_shards if not 0 <= i < self.shards]
         if outside:
             raise ConfigError(
@@ -199,6 +208,9 @@ class Settings:
             catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
             read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
             topics_path=Path(env["CX_TOPICS"]) if env.get("CX_TOPICS") else None,
+            trend_window_min=get("CX_TREND_WINDOW_MIN", float, 60.0),
+            trend_threshold=get("CX_TREND_THRESHOLD", float, 5.0),
+            trend_min_count=get("CX_TREND_MIN_COUNT", int, 10),
         )
 
     @property

@@ -29,11 +29,13 @@ from operators.records import (
     ModelStatus,
     ProfileUpdate,
     StoreWrite,
+    is_signal,
     is_to_model,
     only,
     route_batch,
     to_store,
 )
+from operators.trends import TrendConfig, TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
@@ -64,6 +66,14 @@ def customer_config(settings: Settings) -> CustomerConfig:
         horizon_ms=int(settings.horizon_days * DAY_MS),
         label_mode=settings.label_mode,
         profile_interval_s=settings.profile_interval_ms / 1000,
+    )
+
+
+def trend_config(settings: Settings) -> TrendConfig:
+    return TrendConfig(
+        window_ms=int(settings.trend_window_min * 60_000),
+        threshold=settings.trend_threshold,
+        min_count=settings.trend_min_count,
     )
 
 
@@ -102,6 +112,8 @@ def build_flow(
     recovery = settings.recovery_dir is not None
     catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
     enrich = text_enricher(settings.topics_path)  # sentiment and topic of free text
+    topics = frozenset(name for name, _ in enrich.topics)  # the topics that name trend series
+    trends = trend_config(settings)
 
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
@@ -151,12 +163,23 @@ def build_flow(
     #                                                      [dedupe, journey, labels, erasure]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
-    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase) | ProfileUpdate
+    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase) | ProfileUpdate | Signal
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
     # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase)
-    journey_profiles = cast(Stream[ProfileUpdate], to_model.falses)
+    not_model = op.branch("split_signals", to_model.falses, is_signal)
+    journey_profiles = cast(Stream[ProfileUpdate], not_model.falses)
     # ProfileUpdate(customer_id, fields)
+    signals = not_model.trues
+    # Signal(metric, ts, event_id, channel, queue, topic, sentiment): a complaint or a contact
+    series = op.flat_map("trend_keys", signals, lambda s: trend_keys(s, topics))
+    # (series "complaints|topic=outage", (series, Signal))   [one per channel, queue, topic]
+    trend_alerts = op.stateful(
+        "trends",
+        series,
+        lambda resume: TrendLogic(resume, config=trends, clock=clock, keep_snapshots=recovery),
+    )
+    # (series, Alert)   [kind trend: a spike in the series' sliding window]
     decided = op.stateful(
         "decide",
         by_model,
@@ -172,8 +195,14 @@ def build_flow(
     # (model shard, Alert | ProfileUpdate | ModelStatus | Erase)   [Outcome teaches the arbiter]
     outputs = op.map("stamp_shard", decided, with_shard)
     # Alert | ProfileUpdate | ModelStatus | Erase
-    op.output("alerts_out", op.filter_map("alerts_only", outputs, only(Alert)), sinks.alerts)
-    # Alert(alert_id, payload) -> XADD cx:alerts
+    alerts = op.merge(
+        "alerts",
+        op.filter_map("alerts_only", outputs, only(Alert)),
+        op.map("unkey_trends", trend_alerts, lambda item: item[1]),
+    )
+    # Alert(alert_id, payload)   [contact and trend alerts]
+    op.output("alerts_out", alerts, sinks.alerts)
+    # -> XADD cx:alerts
     profiles: Stream[StoreWrite] = op.merge(
         "profiles",
         journey_profiles,

@@ -3,7 +3,8 @@
 A :class:`CustomerLogic` lives for one customer key.  For each event it drops a
 duplicate ``event_id``; folds the event into the journey; labels pending
 snapshots the event decides; at a ``contact_start`` emits a
-:class:`ScoreRequest` and keeps the snapshot pending; and emits the profile.
+:class:`ScoreRequest` and keeps the snapshot pending; passes complaints and
+contacts on to the trends as :class:`Signal`; and emits the profile.
 It expires ``retention`` after its last event (wall time from the injected
 clock), labelling what is still pending.
 
@@ -31,6 +32,7 @@ from operators.events import Event
 from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
 from operators.labels import Matured, PendingExamples
 from operators.records import CustomerOut, Erase, Example, Outcome, ProfileUpdate, ScoreRequest
+from operators.trends import signal_of
 
 SCORE_TYPES = frozenset(("contact_start",))
 NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
@@ -175,6 +177,9 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             if self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
             out.append(ScoreRequest(self.key, event, x, previous, summary(self.journey, event.ts)))
+        signal = signal_of(event)  # a complaint or a contact, for the trends
+        if signal is not None:
+            out.append(signal)
         if event.type == "offer_response":
             a = event.attrs
             alert_id, action_id, response = a.get("alert_id"), a.get("action_id"), a.get("response")

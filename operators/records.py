@@ -82,7 +82,20 @@ class Erase:
     customer_id: str
 
 
-CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome | Erase
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A complaint or a contact, as the trends see it (no customer id, no text)."""
+
+    metric: str  # complaints | contacts
+    ts: int
+    event_id: str
+    channel: str
+    queue: str | None
+    topic: str | None
+    sentiment: float | None
+
+
+CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome | Erase | Signal
 DecideIn = ScoreRequest | Example | Outcome | Erase
 DecideOut = Alert | ModelStatus | ProfileUpdate | Erase
 StoreWrite = ProfileUpdate | Erase | Suppressed  # what the customer-store sink writes
@@ -116,10 +129,10 @@ ToModel = tuple[str, DecideIn]
 
 def route_batch(
     items: Iterable[tuple[str, CustomerOut]], model_shards: int, suffix: str = ""
-) -> list[ToModel | ProfileUpdate]:
+) -> list[ToModel | ProfileUpdate | Signal]:
     """The customer step's outputs, routed: model inputs keyed by model shard
     (``m<i>``, see :func:`model_shard`, then ``suffix``: see
-    ``Settings.model_suffix``), profile updates as they are.  An
+    ``Settings.model_suffix``), profile updates and trend signals as they are.  An
     :class:`Erase` goes to the model shard first (it holds the customer's open
     recommendations) and from there to the store.
 
@@ -131,9 +144,9 @@ def route_batch(
     >>> [r[0] if isinstance(r, tuple) else type(r).__name__ for r in routed]
     ['ProfileUpdate', 'm0']
     """
-    out: list[ToModel | ProfileUpdate] = []
+    out: list[ToModel | ProfileUpdate | Signal] = []
     for _key, item in items:
-        if isinstance(item, ProfileUpdate):
+        if isinstance(item, ProfileUpdate | Signal):
             out.append(item)
         else:
             out.append((model_shard(item.customer_id, model_shards) + suffix, item))
@@ -159,5 +172,9 @@ def model_shard(customer_id: str, model_shards: int) -> str:
     return f"m{int.from_bytes(digest.digest(), 'big') % model_shards}"
 
 
-def is_to_model(item: ToModel | ProfileUpdate) -> TypeGuard[ToModel]:
+def is_to_model(item: ToModel | ProfileUpdate | Signal) -> TypeGuard[ToModel]:
     return type(item) is tuple
+
+
+def is_signal(item: ToModel | ProfileUpdate | Signal) -> TypeGuard[Signal]:
+    return type(item) is Signal

@@ -30,6 +30,43 @@ DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 
 
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An outage, a billing error, a late carrier: from ``start_ms`` (event time) for
+    ``duration_ms``, a ``share`` of the customers' steps become a complaint on ``topic``
+    (on top of the usual complaints), and the complaint raises their open complaints
+    like any other.
+
+    >>> Incident.parse("outage@90+120")
+    Incident(topic='outage', start_min=90.0, duration_min=120.0, share=0.3)
+    >>> Incident.parse("billing@0+30x0.5").share
+    0.5
+    """
+
+    topic: str
+    start_min: float  # minutes of event time after the simulation's start
+    duration_min: float
+    share: float = 0.3
+
+    @classmethod
+    def parse(cls, text: str) -> Incident:
+        """``TOPIC@START_MIN+DURATION_MIN[xSHARE]``."""
+        topic, at, rest = text.partition("@")
+        start, plus, rest = rest.partition("+")
+        duration, _, share = rest.partition("x")
+        try:
+            incident = cls(topic.strip(), float(start), float(duration), float(share or 0.3))
+        except ValueError as exc:
+            raise ValueError(
+                f"incident {text!r}: use TOPIC@START_MIN+DURATION_MIN[xSHARE]"
+            ) from exc
+        if not (at and plus and incident.topic) or incident.duration_min <= 0:
+            raise ValueError(f"incident {text!r}: use TOPIC@START_MIN+DURATION_MIN[xSHARE]")
+        if not 0 < incident.share <= 1 or incident.start_min < 0:
+            raise ValueError(f"incident {text!r}: start >= 0 and 0 < share <= 1")
+        return incident
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimConfig:
     customers: int = 500
@@ -39,6 +76,7 @@ class SimConfig:
     customer_gap_ms: int = DAY_MS
     agents_per_queue: int = 3
     queues: tuple[str, ...] = ("care", "billing", "retention")
+    incidents: tuple[Incident, ...] = ()
 
 
 @dataclass(slots=True)
@@ -131,7 +169,7 @@ class Simulator:
         if follow:
             channel, type_, attrs = follow.pop(0)
         else:
-            channel, type_, attrs = self._step(c)
+            channel, type_, attrs = self._incident(c, ts) or self._step(c)
         self.n += 1
         event = Event(
             event_id=f"sim-{self.config.seed}-{self.n:09d}",
@@ -187,6 +225,23 @@ class Simulator:
             c.open_complaints -= 1
         self._pending.setdefault(c.customer_id, []).append((channel, "contact_end", end))
         return channel, "contact_start", attrs
+
+    def _incident(self, c: _Customer, ts: int) -> tuple[str, str, dict[str, object]] | None:
+        """A complaint about an incident going on at ``ts``, if this step is one.
+
+        (No random number is drawn outside incidents: a seed gives the same stream
+        as without them until the first one starts.)
+        """
+        for inc in self.config.incidents:
+            start = self.config.start_ms + int(inc.start_min * MINUTE_MS)
+            if start <= ts < start + int(inc.duration_min * MINUTE_MS):
+                if self.rng.random() < inc.share:
+                    c.open_complaints += 1
+                    channel = self.rng.choice(("email", "chat", "social", "voice"))
+                    attrs = {"topic": inc.topic, "sentiment": self._sentiment(c)}
+                    return channel, "complaint", attrs
+                return None
+        return None
 
     def _step(self, c: _Customer) -> tuple[str, str, dict[str, object]]:
         rng, p = self.rng, c.p

@@ -205,3 +205,40 @@ def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert() -> None:
     assert ("web", "page_view") in seen
     assert ("web", "cart_abandon") in seen
     assert alert.payload["journey"]["events"] == 4  # the web visits, identify, the call
+
+
+def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none() -> None:
+    """Three normal days of 1,500 customers, then an outage: a share of the customers'
+    steps become outage complaints.  (False alarm rates over many days and strengths:
+    benchmarks/trends.py, figures in RESULTS.md.)"""
+    from operators.simulate import Incident, SimConfig, Simulator
+
+    incident = Incident("outage", 3 * 24 * 60 + 10 * 60, 120.0, 0.3)  # day 4, 10:00, 2 h
+    sim = Simulator(SimConfig(customers=1500, seed=4, incidents=(incident,)))
+    start = sim.config.start_ms + int(incident.start_min * 60_000)
+    events: list[Event] = []
+    while not events or events[-1].ts < start + 3_600_000:
+        events.append(sim.next_event())
+    source = [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
+    captured = Captured()
+    flow = build_flow(
+        settings(),
+        source=TestingSource(source, batch_size=500),
+        sinks=captured.sinks(),
+        clock=lambda: 1000.0,
+    )
+    run_main(flow)
+    trends = [a.payload for a in captured.alerts if a.payload["kind"] == "trend"]
+    assert [t for t in trends if t["event_ts"] < start] == []  # no alarm on normal days
+    outage = [t for t in trends if t["trend"]["series"] == "complaints|topic=outage"]
+    assert len(outage) == 1  # once per episode
+    alert = outage[0]
+    assert start <= alert["event_ts"] < start + 3_600_000  # within one window of the start
+    evidence = alert["trend"]
+    assert evidence["count"] >= 10
+    assert evidence["count"] >= 2 * evidence["baseline"]
+    assert evidence["z"] >= 5
+    assert len(evidence["examples"]) == 5
+    assert all(x["topic"] == "outage" for x in evidence["examples"])
+    assert alert["customer_id"] is None
+    assert "text" not in str(evidence)

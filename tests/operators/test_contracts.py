@@ -24,8 +24,9 @@ from operators.decide import DecideLogic
 from operators.events import Event
 from operators.identity import IdentityLogic
 from operators.journey import FEATURE_NAMES
-from operators.records import Example, ScoreRequest
+from operators.records import Example, ScoreRequest, Signal
 from operators.simulate import SimConfig, Simulator
+from operators.trends import TrendConfig, TrendLogic
 from tests.conftest import T0
 
 
@@ -64,6 +65,15 @@ def _identity_inputs() -> list[Any]:
     return [*anonymous, identify, later, identify, claim]
 
 
+def _trend_inputs() -> list[Any]:
+    """Quiet (one a minute), then a burst whose alert falls in the second half."""
+    times = [T0 + i * 60_000 for i in range(300)] + [T0 + 18_000_000 + i * 1000 for i in range(300)]
+    return [
+        ("complaints|topic=outage", Signal("complaints", t, f"e{i}", "chat", None, "outage", None))
+        for i, t in enumerate(times)
+    ]
+
+
 BUILDERS: dict[
     type, tuple[Callable[[Any], StatefulLogic[Any, Any, Any]], Callable[[], list[Any]]]
 ] = {
@@ -75,6 +85,10 @@ BUILDERS: dict[
     IdentityLogic: (
         lambda resume: IdentityLogic(resume, clock=lambda: 0.0, retention_s=3600.0),
         _identity_inputs,
+    ),
+    TrendLogic: (
+        lambda resume: TrendLogic(resume, config=TrendConfig(warmup_windows=1), clock=lambda: 0.0),
+        _trend_inputs,
     ),
 }
 
@@ -90,6 +104,7 @@ def test_logic_contract(cls: type) -> None:
     by_key: dict[str, list[Any]] = {}
     for item in items:
         by_key.setdefault(getattr(item, "key", "one"), []).append(item)
+    alerts = 0
     for group in by_key.values():
         logic = build(None)
         half = len(group) // 2
@@ -105,6 +120,8 @@ def test_logic_contract(cls: type) -> None:
             out_b, keep_b = restored.on_item(item)
             assert list(out_a) == list(out_b)
             assert keep_a == keep_b
+            alerts += len(list(out_a))
         assert pickle.dumps(snap) == frozen, "snapshot changed by later updates"
         logic.notify_at()
         logic.on_notify()
+    assert alerts, "no output after the restore: the inputs exercise too little"
