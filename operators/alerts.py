@@ -53,6 +53,7 @@ def build_alert(
     decision: Decision,
     emitted_at: int,
     policy_version: str = "",
+    persona: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The alert contract of DESIGN.md, as a JSON-ready dict."""
     attrs = event.attrs
@@ -75,6 +76,7 @@ def build_alert(
             "reasons": reasons,
         },
         "journey": journey,
+        "persona": persona,
         "next_best_action": None
         if decision.action is None
         else {

@@ -1,7 +1,7 @@
 """The per-model-shard step: score, explain, choose the action, learn.
 
 A :class:`DecideLogic` holds one shard's churn model.  A :class:`ScoreRequest`
-becomes an :class:`Alert` (probability, trend, reasons, next best action) and
+becomes an :class:`Alert` (probability, trend, reasons, persona, next best action) and
 a profile update; an :class:`Example` teaches the model; an :class:`Erase`
 drops the customer's open recommendations and goes on to the store sink.  Every
 ``status_every`` examples (at most once per ``status_interval_s`` of wall time)
@@ -22,6 +22,7 @@ from operators.alerts import build_alert
 from operators.churn import ChurnModel
 from operators.erasure import Forgotten
 from operators.nba import Arbiter, Catalog, default_catalog
+from operators.personas import Personas
 from operators.reasons import top_reasons
 from operators.records import (
     Alert,
@@ -75,10 +76,12 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             self.model = model()
             self.n_scored = 0
             self.arbiter = Arbiter(catalog or default_catalog())
+            self.personas = Personas()
         else:
             state = pickle.loads(resume)  # noqa: S301 (ours)
             self.model, self.n_scored, self.arbiter = state[:3]
             self.status_at = state[3] if len(state) > 3 else -math.inf
+            self.personas = state[4] if len(state) > 4 else Personas()
             if catalog is not None:
                 self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
@@ -113,6 +116,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         warm = model.n_learned >= self.warmup
         reasons = top_reasons(req.features, model.contributions(req.features) if warm else None)
         version = model.version if warm else f"{model.version} (warming up)"
+        persona = self.personas.learn_predict_one(req.features)
         now_ms = req.event.ts
         self.arbiter.expire(now_ms)
         decision = self.arbiter.select_one(
@@ -129,13 +133,17 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             decision=decision,
             emitted_at=int(self.clock() * 1000),
             policy_version=self.arbiter.version,
+            persona=None if persona is None else persona.as_dict(),
         )
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         self.n_scored += 1
         risk: dict[str, Any] = {**payload["risk"], "scored_at_event_ts": req.event.ts}
         out: list[DecideOut] = [
             Alert(payload["alert_id"], payload),
-            ProfileUpdate(req.customer_id, {"risk": risk, "last_alert_id": payload["alert_id"]}),
+            ProfileUpdate(
+                req.customer_id,
+                {"risk": risk, "last_alert_id": payload["alert_id"], "persona": payload["persona"]},
+            ),
         ]
         if self.n_scored == 1:
             out.append(self.status())
@@ -145,12 +153,13 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         fields: dict[str, Any] = {"version": self.model.version, "n_scored": self.n_scored}
         fields.update(self.model.metrics())
         fields.update(self.arbiter.stats())
+        fields.update(self.personas.stats())
         return ModelStatus("", fields)  # the flow stamps the shard (with_shard)
 
     def snapshot(self) -> bytes:
         if not self.keep_snapshots:
             return b""
         return pickle.dumps(
-            (self.model, self.n_scored, self.arbiter, self.status_at),
+            (self.model, self.n_scored, self.arbiter, self.status_at, self.personas),
             protocol=pickle.HIGHEST_PROTOCOL,
         )

@@ -1,0 +1,157 @@
+"""Personas: online clustering of customers' journey features at contact moments.
+
+A :class:`Personas` model (one per model shard) standardises a few
+behavioural features of the journey (value, tenure, contacts, complaints,
+sentiment, purchases, browsing, payment failures, digital and voice share)
+with River's ``preprocessing.StandardScaler`` and clusters them with River's
+online ``cluster.KMeans``.  Each contact moment teaches the model and gets
+its customer's persona: an id (``p0`` .. ``p5``, the cluster) and a name
+made of the two traits that set the cluster's centre most apart from the
+average customer ("high value, digital first", traits in a fixed order).
+Names are worked out again every :data:`RENAME_EVERY` contacts as the
+centres move; before
+``warmup`` contacts there is no persona.  Ids are per model shard: with
+several model shards, compare personas by name.
+
+>>> personas = Personas(warmup=10)
+>>> x = {"value_log": 5.0, "channel:web": 2.0, "contacts_7d": 0.0}
+>>> [personas.learn_predict_one(x) for _ in range(9)][-1] is None
+True
+>>> persona = personas.learn_predict_one(x)
+>>> persona.persona_id.startswith("p"), isinstance(persona.name, str)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from river import cluster, preprocessing
+
+K = 6
+WARMUP = 200
+RENAME_EVERY = 200
+HALFLIFE = 0.05  # how far a contact moves its cluster's centre
+
+# (feature, sign of the centre's standard score) -> the trait's words
+TRAITS = {
+    ("value", 1): "high value",
+    ("value", -1): "low value",
+    ("tenure", 1): "long-standing",
+    ("tenure", -1): "newcomer",
+    ("contacts", 1): "frequent caller",
+    ("contacts", -1): "rarely calls",
+    ("complaints", 1): "complainer",
+    ("complaints", -1): "no complaints",
+    ("sentiment", 1): "happy",
+    ("sentiment", -1): "unhappy",
+    ("purchases", 1): "regular buyer",
+    ("purchases", -1): "rarely buys",
+    ("browsing", 1): "browser",
+    ("browsing", -1): "rarely browses",
+    ("payment_failures", 1): "payment trouble",
+    ("payment_failures", -1): "pays on time",
+    ("digital", 1): "digital first",
+    ("digital", -1): "offline",
+    ("voice", 1): "voice first",
+    ("voice", -1): "avoids the phone",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    persona_id: str
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.persona_id, "name": self.name}
+
+
+def persona_features(x: dict[str, float]) -> dict[str, float]:
+    """The behavioural features personas are made of, from the model's features.
+
+    >>> f = persona_features({"channel:web": 1.0, "channel:voice": 3.0, "complaints_total": 2.0})
+    >>> f["digital"], f["voice"], round(f["complaints"], 3)
+    (0.25, 0.75, 1.099)
+    """
+    web = app = voice = total = 0.0
+    for name, value in x.items():
+        if name.startswith("channel:"):
+            total += value
+            if name == "channel:web":
+                web = value
+            elif name == "channel:app":
+                app = value
+            elif name == "channel:voice":
+                voice = value
+    total = total or 1.0
+    return {
+        "value": x.get("value_log", 0.0),
+        "tenure": x.get("tenure_log", 0.0),
+        "contacts": x.get("contacts_7d", 0.0),
+        "complaints": math.log1p(x.get("complaints_total", 0.0)),
+        "sentiment": x.get("sentiment", 0.0),
+        "purchases": math.log1p(x.get("purchases", 0.0)),
+        "browsing": x.get("page_views_log", 0.0),
+        "payment_failures": x.get("payment_failures_30d", 0.0),
+        "digital": (web + app) / total,
+        "voice": voice / total,
+    }
+
+
+class Personas:
+    """Standard scaler + online k-means, in River's ``learn_one``/``predict_one`` naming."""
+
+    def __init__(self, *, k: int = K, warmup: int = WARMUP, seed: int = 42) -> None:
+        self.scaler = preprocessing.StandardScaler()
+        self.kmeans = cluster.KMeans(n_clusters=k, halflife=HALFLIFE, sigma=1.0, seed=seed)
+        self.warmup = warmup
+        self.n_learned = 0
+        self.names: dict[int, str] = {}
+        self.sizes = [0] * k  # contacts assigned to each persona since the start
+
+    def learn_predict_one(self, x: dict[str, float]) -> Persona | None:
+        """Learn from one contact moment's features; its persona (None while warming up)."""
+        z = persona_features(x)
+        self.scaler.learn_one(z)
+        scaled = self.scaler.transform_one(z)
+        c = int(self.kmeans.learn_predict_one(scaled))
+        self.n_learned += 1
+        if self.n_learned < self.warmup:
+            return None
+        if not self.names or self.n_learned % RENAME_EVERY == 0:
+            self.names = self._names()
+        self.sizes[c] += 1
+        return Persona(f"p{c}", self.names[c])
+
+    def predict_one(self, x: dict[str, float]) -> Persona | None:
+        if self.n_learned < self.warmup or not self.names:
+            return None
+        c = int(self.kmeans.predict_one(self.scaler.transform_one(persona_features(x))))
+        return Persona(f"p{c}", self.names[c])
+
+    def _names(self) -> dict[int, str]:
+        """Each cluster's two strongest traits: its centre's largest standard scores."""
+        names = {}
+        for c, centre in self.kmeans.centers.items():
+            ranked = sorted(
+                ((abs(v), k, 1 if v > 0 else -1) for k, v in centre.items() if k in FEATURES),
+                reverse=True,
+            )
+            top = sorted(ranked[:2], key=lambda r: ORDER[r[1]])  # "a, b" never flips to "b, a"
+            names[c] = ", ".join(TRAITS[(k, sign)] for _, k, sign in top) or "average"
+        return names
+
+    def stats(self) -> dict[str, object]:
+        """Persona names and sizes, for the model shard's status."""
+        return {
+            "personas": {
+                f"p{c}": {"name": self.names.get(c, ""), "contacts": n}
+                for c, n in enumerate(self.sizes)
+            }
+        }
+
+
+ORDER = {name: i for i, name in enumerate(persona_features({}))}
+FEATURES = frozenset(ORDER)

@@ -1,0 +1,68 @@
+"""Personas: online clusters of journey features, named by their traits."""
+
+from __future__ import annotations
+
+import pickle
+import statistics
+from collections import defaultdict
+
+from operators.customer import CustomerConfig, CustomerLogic
+from operators.personas import K, TRAITS, Personas, persona_features
+from operators.records import ScoreRequest
+from operators.simulate import SimConfig, Simulator
+
+
+def contact_moments(events: int, customers: int) -> tuple[list[ScoreRequest], Simulator]:
+    sim = Simulator(SimConfig(customers=customers, seed=9))
+    logics: dict[str, CustomerLogic] = {}
+    out: list[ScoreRequest] = []
+    for _ in range(events):
+        e = sim.next_event()
+        logic = logics.get(e.key)
+        if logic is None:
+            logic = logics[e.key] = CustomerLogic(
+                None, config=CustomerConfig(), clock=lambda: 0.0, keep_snapshots=False
+            )
+        for item in logic.on_item(e)[0]:
+            if isinstance(item, ScoreRequest):
+                out.append(item)
+    return out, sim
+
+
+def test_no_persona_while_warming_up_then_an_id_and_a_name_of_traits() -> None:
+    personas = Personas(warmup=5)
+    x = {"value_log": 4.0, "channel:voice": 1.0, "complaints_total": 3.0}
+    assert [personas.learn_predict_one(x) for _ in range(4)] == [None] * 4
+    persona = personas.learn_predict_one(x)
+    assert persona is not None
+    assert persona.persona_id in {f"p{c}" for c in range(K)}
+    words = set(TRAITS.values())
+    assert all(part in words for part in persona.name.split(", "))
+    assert persona.as_dict() == {"id": persona.persona_id, "name": persona.name}
+    restored = pickle.loads(pickle.dumps(personas))
+    assert restored.predict_one(x) == personas.predict_one(x)
+
+
+def test_features_are_bounded_shares_and_counts() -> None:
+    f = persona_features({"channel:app": 2.0, "channel:web": 2.0, "purchases": 0.0})
+    assert f["digital"] == 1.0 and f["voice"] == 0.0 and f["purchases"] == 0.0
+    assert persona_features({})["digital"] == 0.0  # no channel yet: no share
+
+
+def test_personas_on_simulated_journeys_differ_in_churn_propensity() -> None:
+    """The simulator's latent churn propensity is not a feature, yet the clusters it
+    drives (complaints, contacts, sentiment, purchases) should tell customers apart."""
+    moments, sim = contact_moments(80_000, 1000)
+    personas = Personas()
+    latent: dict[str, list[float]] = defaultdict(list)
+    names: dict[str, set[str]] = defaultdict(set)
+    for req in moments:
+        persona = personas.learn_predict_one(req.features)
+        p = sim.propensity(req.customer_id)
+        if persona is not None and p is not None:
+            latent[persona.persona_id].append(p)
+            names[persona.persona_id].add(persona.name)
+    used = {pid: statistics.mean(ps) for pid, ps in latent.items() if len(ps) >= 100}
+    assert len(used) >= 3
+    assert max(used.values()) - min(used.values()) > 0.1
+    assert len(personas.stats()["personas"]) == K  # type: ignore[arg-type]
