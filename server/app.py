@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -31,7 +31,7 @@ from websockets.typing import Origin
 
 from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
-from operators.events import encode_event, shard_of
+from operators.events import Event, encode_event, shard_of
 from server.protocol import (
     AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
@@ -44,6 +44,13 @@ from server.protocol import (
     Send,
     error,
 )
+from server.supervisor import (
+    ANSWERED_PREFIX,
+    ANSWERED_TTL_S,
+    ANSWERS,
+    SupervisorView,
+    answer_fields,
+)
 from state.keys import ALERTS, DLQ, events_stream
 from state.redis import Backoff, stream_entries, xread_entries
 
@@ -54,6 +61,7 @@ SEND_QUEUE_FRAMES = 256
 PUMP_BLOCK_MS = 1000
 REPLAY_PAGE = 500
 REPLAY_LIMIT = 10_000
+STATS_INTERVAL_S = 2.0  # how often supervisors get the stats frame
 
 
 @dataclass
@@ -84,6 +92,7 @@ class _Client:
         self.session = session
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_FRAMES)
         self.slow = False
+        self.stats_seen: dict[str, Any] | None = None  # the last supervisor view sent
 
 
 class AlertServer:
@@ -96,9 +105,11 @@ class AlertServer:
         redis_url: str,
         secret: Secret,
         auth_timeout: float = AUTH_TIMEOUT_S,
+        stats_interval_s: float = STATS_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.auth_timeout = auth_timeout
+        self.stats_interval_s = stats_interval_s
         self.secret = secret
         self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
         self.metrics = Metrics()
@@ -107,6 +118,8 @@ class AlertServer:
         self.console = resources.files("server").joinpath("static/console.html").read_bytes()
         self._server: Server | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._stats: asyncio.Task[None] | None = None
+        self.view = SupervisorView()
         self.port = settings.port
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -134,15 +147,17 @@ class AlertServer:
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._pump = asyncio.create_task(self._pump_alerts(start_id), name="alert-pump")
+        self._stats = asyncio.create_task(self._send_stats(), name="supervisor-stats")
         log.info(
             "serving on http://%s:%d (alerts after %s)", self.settings.host, self.port, start_id
         )
 
     async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        for task in (self._pump, self._stats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -246,6 +261,21 @@ class AlertServer:
             stream = events_stream(shard_of(event.key, self.settings.shards))
             await self.redis.xadd(stream, {"data": encode_event(event)})
             self.metrics.published.inc()
+            if event.type == "offer_response":
+                await self._count_answer(event)
+
+    async def _count_answer(self, event: Event) -> None:
+        """Count an agent's answer for the supervisors' view, once per answer (a retry
+        of the same answer has the same event id)."""
+        a = event.attrs
+        if not await self.redis.set(
+            f"{ANSWERED_PREFIX}{event.event_id}", 1, nx=True, ex=ANSWERED_TTL_S
+        ):
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for name in answer_fields(str(a["action_id"]), str(a["agent_id"]), str(a["response"])):
+            pipe.hincrby(ANSWERS, name, 1)
+        await pipe.execute()
 
     async def _ingest(self, client: _Client, action: Ingest) -> None:
         """XADD the valid events, dead-letter the others, acknowledge with the stream ids."""
@@ -330,6 +360,7 @@ class AlertServer:
                     last_id = entry_id
                     alert = _alert(entry_id, fields)  # decoded once, for every client
                     if alert is not None:
+                        self.view.observe(alert, now=time.time())
                         if self._routes is None:
                             self._routes = _Routes(self.clients)
                         for client in self._routes.candidates(alert):
@@ -337,6 +368,37 @@ class AlertServer:
                     # Let the writers run between entries: a client that reads keeps up,
                     # only one that stopped reading fills its queue and is dropped.
                     await asyncio.sleep(0)
+
+    async def _send_stats(self) -> None:
+        """Every STATS_INTERVAL_S, the supervisor view to the supervisors connected here
+        (to each, when it differs from what that supervisor saw last)."""
+        while True:
+            await asyncio.sleep(self.stats_interval_s)
+            supervisors = [
+                c
+                for c in self.clients
+                if isinstance(c.session, AgentSession)
+                and c.session.claims is not None
+                and c.session.claims.role == "supervisor"
+            ]
+            if not supervisors:
+                continue
+            try:
+                counts = await self.redis.hgetall(ANSWERS)
+                self.view.answers(cast("dict[bytes, bytes]", counts))
+            except aioredis.RedisError as exc:
+                log.debug("answers not read (%s); the last ones are sent", exc)
+            view = self.view.frame(now=time.time())
+            figures = {k: v for k, v in view.items() if k != "at"}
+            frame = orjson.dumps(view).decode()
+            for client in supervisors:
+                assert isinstance(client.session, AgentSession)
+                if client.stats_seen == figures:
+                    continue  # sent only when something changed
+                client.stats_seen = figures
+                for action in client.session.stats(frame):
+                    if isinstance(action, Send):
+                        self._enqueue(client, action.frame)
 
     def _frames(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> list[str]:
         """The frames this client gets for one alert (none if not addressed to it)."""

@@ -9,8 +9,9 @@ event back into the event streams.  Time is passed in.
 Client to server: ``auth`` {token} first; ``subscribe`` {queues};
 ``resume`` {after}; ``ack`` {alert_id}; ``outcome`` {alert_id, action_id,
 response, reason}.  Server to client: ``welcome`` {agent_id, queues, role},
-``alert`` {stream_id, alert}, ``error`` {code, message}.  Nothing about an
-alert is sent before a valid ``auth``.
+``alert`` {stream_id, alert}, ``error`` {code, message}, and to supervisors
+``stats`` (see :mod:`server.supervisor`).  Nothing about an alert is sent
+before a valid ``auth``.
 
 >>> from cxstream.settings import Secret
 >>> from server.tokens import mint
@@ -245,6 +246,15 @@ class AgentSession:
                 **({"contact_id": alert["contact_id"]} if alert.get("contact_id") else {}),
             },
         )
+
+    # -- from the server ----------------------------------------------------------------------
+
+    def stats(self, frame: str) -> list[Action]:
+        """The supervisor view's ``stats`` frame: sent to supervisors only."""
+        claims = self.claims
+        if claims is None or self.closed or claims.role != "supervisor":
+            return []
+        return [Send(frame)]
 
     # -- alerts from the stream ----------------------------------------------------------------
 

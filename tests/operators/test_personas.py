@@ -7,7 +7,7 @@ import statistics
 from collections import defaultdict
 
 from operators.customer import CustomerConfig, CustomerLogic
-from operators.personas import K, TRAITS, Personas, persona_features
+from operators.personas import TRAITS, K, Personas, persona_features
 from operators.records import ScoreRequest
 from operators.simulate import SimConfig, Simulator
 
@@ -45,7 +45,9 @@ def test_no_persona_while_warming_up_then_an_id_and_a_name_of_traits() -> None:
 
 def test_features_are_bounded_shares_and_counts() -> None:
     f = persona_features({"channel:app": 2.0, "channel:web": 2.0, "purchases": 0.0})
-    assert f["digital"] == 1.0 and f["voice"] == 0.0 and f["purchases"] == 0.0
+    assert f["digital"] == 1.0
+    assert f["voice"] == 0.0
+    assert f["purchases"] == 0.0
     assert persona_features({})["digital"] == 0.0  # no channel yet: no share
 
 

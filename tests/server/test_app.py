@@ -32,7 +32,11 @@ def run(settings: Settings, body: Callable[[AlertServer], Awaitable[None]]) -> N
     async def main() -> None:
         assert settings.redis_url is not None
         server = AlertServer(
-            settings, redis_url=settings.redis_url, secret=SECRET, auth_timeout=0.5
+            settings,
+            redis_url=settings.redis_url,
+            secret=SECRET,
+            auth_timeout=0.5,
+            stats_interval_s=0.1,
         )
         await server.start()
         try:
@@ -91,7 +95,10 @@ def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
 
 
 async def next_alert(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    """The next alert frame (a supervisor's stats frames are passed over)."""
     frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+    while frame["type"] == "stats":
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
     assert frame["type"] == "alert", frame
     return frame  # type: ignore[no-any-return]
 
@@ -220,6 +227,48 @@ def test_outcome_is_written_back_to_the_event_stream(settings: Settings, r: redi
         assert event.attrs["response"] == "declined"
         assert event.attrs["reason"] == "too expensive"
         await ws.close()
+
+    run(settings, body)
+
+
+def test_supervisors_get_risk_acceptance_and_trends_and_agents_do_not(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        agent = await signed_in(server, token("a1", ("care",)))
+        boss = await signed_in(server, token("s1", (), role="supervisor"))
+        add_alert(r, "al_1", queue="care", risk={"churn_probability": 0.72})
+        add_alert(r, "al_2", queue="care", risk={"churn_probability": 0.12})
+        add_alert(r, "tr_1", kind="trend", customer_id=None, trend={"series": "x|topic=outage"})
+        assert (await next_alert(agent))["alert"]["alert_id"] == "al_1"
+        assert (await next_alert(agent))["alert"]["alert_id"] == "al_2"
+        for alert_id, response in (
+            ("al_1", "accepted"),
+            ("al_2", "declined"),
+            ("al_1", "accepted"),
+        ):
+            outcome = {"type": "outcome", "alert_id": alert_id, "action_id": "retention_offer"}
+            await agent.send(orjson.dumps({**outcome, "response": response}).decode())
+
+        async def stats() -> dict[str, Any]:
+            while True:
+                frame = orjson.loads(await boss.recv())
+                if frame["type"] == "stats" and frame["acceptance"]["by_agent"]:
+                    return frame  # type: ignore[no-any-return]
+
+        frame = await asyncio.wait_for(stats(), 10)
+        assert frame["risk"]["bands"] == {"low": 1, "medium": 0, "high": 1}
+        assert frame["risk"]["histogram"][7] == frame["risk"]["histogram"][1] == 1
+        # the repeated answer is the same answer: counted once
+        assert frame["acceptance"]["by_agent"] == {
+            "a1": {"answered": 2, "accepted": 1, "rate": 0.5}
+        }
+        assert frame["acceptance"]["by_action"]["retention_offer"]["rate"] == 0.5
+        assert [t["alert_id"] for t in frame["trends"]] == ["tr_1"]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(agent.recv(), 0.5)  # no stats frame for an agent
+        await agent.close()
+        await boss.close()
 
     run(settings, body)
 

@@ -199,3 +199,10 @@ def test_any_object_message_gives_actions(obj: dict[str, Any]) -> None:
     s.alert("1-0", ALERT)
     out = s.receive(orjson.dumps(obj), now=2.0)
     assert all(isinstance(a, Send | Close | Replay | Publish) for a in out)
+
+
+def test_the_stats_frame_goes_to_supervisors_only() -> None:
+    frame = msg(type="stats", risk={})
+    assert authed("supervisor").stats(frame) == [Send(frame)]
+    assert authed("agent").stats(frame) == []
+    assert AgentSession(SECRET, now=0.0).stats(frame) == []  # not signed in

@@ -1,0 +1,62 @@
+"""The supervisor view: risk of the last hour, acceptance by action and agent, trends."""
+
+from __future__ import annotations
+
+from server.supervisor import RECENT_TRENDS, SupervisorView, answer_fields
+
+
+def contact(p: object) -> dict[str, object]:
+    return {"kind": "contact", "risk": {"churn_probability": p}}
+
+
+def test_risk_counts_the_last_hour_by_band_and_tenth() -> None:
+    view = SupervisorView(window_s=60.0)
+    for at, p in ((0.0, 0.05), (30.0, 0.45), (50.0, 0.61), (55.0, 1.0)):
+        view.observe(contact(p), now=at)
+    view.observe(contact("high"), now=55.0)  # not a probability: not counted
+    view.observe(contact(1.5), now=55.0)
+    risk = view.frame(now=70.0)["risk"]  # the first contact left the window
+    assert risk["contacts"] == 3
+    assert risk["bands"] == {"low": 0, "medium": 1, "high": 2}
+    assert risk["histogram"] == [0, 0, 0, 0, 1, 0, 1, 0, 0, 1]
+
+
+def test_acceptance_is_accepted_over_answered_and_bad_fields_are_skipped() -> None:
+    view = SupervisorView()
+    counts: dict[bytes, int] = {}
+    for action, agent, response, n in (
+        ("retention_offer", "a1", "accepted", 3),
+        ("retention_offer", "a2", "declined", 1),
+        ("payment_help", "a1", "not_relevant", 2),
+    ):
+        for name in answer_fields(action, agent, response):
+            counts[name.encode()] = counts.get(name.encode(), 0) + n
+    raw = {k: str(v).encode() for k, v in counts.items()}
+    raw[b"agent|a3|maybe"] = b"4"  # unknown response
+    raw[b"action|x|accepted"] = b"many"  # not a count
+    raw[b"\xff|x|accepted"] = b"1"  # not UTF-8
+    view.answers(raw)
+    acceptance = view.frame(now=0.0)["acceptance"]
+    assert acceptance["by_action"] == {
+        "payment_help": {"answered": 2, "accepted": 0, "rate": 0.0},
+        "retention_offer": {"answered": 4, "accepted": 3, "rate": 0.75},
+    }
+    assert acceptance["by_agent"] == {
+        "a1": {"answered": 5, "accepted": 3, "rate": 0.6},
+        "a2": {"answered": 1, "accepted": 0, "rate": 0.0},
+    }
+
+
+def test_an_agent_id_with_a_bar_keeps_its_name() -> None:
+    view = SupervisorView()
+    view.answers({name.encode(): b"1" for name in answer_fields("act", "team|a1", "accepted")})
+    assert list(view.frame(now=0.0)["acceptance"]["by_agent"]) == ["team|a1"]
+
+
+def test_the_latest_trend_alerts_are_kept() -> None:
+    view = SupervisorView()
+    for i in range(RECENT_TRENDS + 3):
+        view.observe({"kind": "trend", "alert_id": f"t{i}"}, now=0.0)
+    trends = view.frame(now=0.0)["trends"]
+    assert [t["alert_id"] for t in trends] == [f"t{i}" for i in range(3, RECENT_TRENDS + 3)]
+    assert view.frame(now=0.0)["risk"]["contacts"] == 0  # trends are not contacts
