@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -28,13 +29,27 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_agent_signs_in_sees_the_alert_and_answers_it(
-    redis_url: str, r: redis.Redis, tmp_path: Path
-) -> None:
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def need_chromium() -> None:
     if CHROMIUM is None:
         if os.environ.get("CI"):
             raise AssertionError("chromium is not installed; .ci/run installs it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def test_agent_signs_in_sees_the_alert_and_answers_it(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     with running_stack(redis_url, tmp_path) as port:
@@ -42,17 +57,7 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
             SECRET, agent_id="agent-7", queues=["care"], role="agent", now=time.time(), ttl_s=600
         )
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1300, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -109,3 +114,92 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
         assert answer.attrs["response"] == "accepted"
         assert answer.attrs["agent_id"] == "agent-7"
         assert (ARTIFACTS / "console.png").stat().st_size > 10_000
+
+
+def test_supervisor_sees_trends_the_risk_of_contacts_and_acceptance(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """A supervisor signs in (token in the URL), and the view fills from a contact
+    alert, a trend alert and the agents' answer counts; no page error."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    from server.supervisor import ANSWERS, answer_fields
+
+    with running_stack(redis_url, tmp_path) as port:
+        token = mint(
+            SECRET, agent_id="sup-1", queues=["care"], role="supervisor", now=time.time(), ttl_s=600
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/#token={token}")
+            page.wait_for_selector("#status.live", timeout=15_000)
+            assert page.is_visible("#supervisor")
+            now = int(time.time() * 1000)
+            contact = {
+                "alert_id": "al_sup",
+                "kind": "contact",
+                "customer_id": "cust-sup",
+                "queue": "care",
+                "channel": "voice",
+                "event_ts": now,
+                "risk": {"churn_probability": 0.81, "band": "high", "trend": "new", "reasons": []},
+                "journey": {"last_touchpoints": []},
+                "persona": {"id": "p2", "name": "complainer, unhappy"},
+                "next_best_action": None,
+            }
+            examples = [
+                {
+                    "event_id": f"e{i}",
+                    "ts": now,
+                    "channel": "chat",
+                    "type": "complaint",
+                    "queue": None,
+                    "topic": "outage",
+                    "sentiment": -0.6,
+                }
+                for i in range(3)
+            ]
+            trend = {
+                "alert_id": "tr_sup",
+                "kind": "trend",
+                "customer_id": None,
+                "event_ts": now,
+                "trend": {
+                    "series": "complaints|topic=outage",
+                    "metric": "complaints",
+                    "dimension": "topic",
+                    "value": "outage",
+                    "count": 31,
+                    "window_ms": 3_600_000,
+                    "baseline": 2.4,
+                    "ratio": 12.9,
+                    "z": 18.1,
+                    "examples": examples,
+                },
+            }
+            for alert in (contact, trend):
+                r.xadd("cx:alerts", {"data": orjson.dumps(alert)})
+            for name in answer_fields("retention_offer", "agent-7", "accepted"):
+                r.hincrby(ANSWERS, name, 3)
+            for name in answer_fields("retention_offer", "agent-7", "declined"):
+                r.hincrby(ANSWERS, name, 1)
+            page.wait_for_selector(".trend[data-alert-id=tr_sup]", timeout=10_000)
+            assert "topic outage: 31 in 60 min" in page.inner_text("#trends")
+            page.wait_for_function(
+                "document.querySelector('#by-agent').innerText.includes('agent-7')", timeout=10_000
+            )
+            assert "75%" in page.inner_text("#by-agent")
+            assert "high 1" in page.inner_text("#risk-bands")
+            card = page.wait_for_selector("article.alert[data-alert-id=al_sup]", timeout=10_000)
+            assert card is not None
+            assert "complainer, unhappy" in card.inner_text()
+            page.wait_for_timeout(400)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "supervisor.png"))
+            browser.close()
+        assert errors == []
+        assert (ARTIFACTS / "supervisor.png").stat().st_size > 10_000
