@@ -40,6 +40,15 @@ def _addresses(text: str) -> list[str]:
     return out
 
 
+def _incident(text: str) -> Any:
+    from operators.simulate import Incident
+
+    try:
+        return Incident.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -267,7 +276,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
     from operators.simulate import SimConfig, Simulator
 
-    config = SimConfig(customers=args.customers, seed=args.seed)
+    config = SimConfig(customers=args.customers, seed=args.seed, incidents=tuple(args.incident))
     if args.speed is not None:  # event-time seconds per wall second at --rate
         config = replace(
             config, customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate)
@@ -561,6 +570,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status-every", type=_positive_float, default=2.0, help="status line interval, s (2)"
     )
+    p.add_argument(
+        "--incident-after",
+        type=float,
+        default=60.0,
+        help="seconds after going live when an outage starts (6 hours of event time, 80%% of "
+        "steps become outage complaints): the supervisor view shows its trend alert (60; "
+        "0 for none)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -648,6 +665,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="event-time seconds per wall second at --rate (default: each customer acts about "
         "once a day of event time)",
+    )
+    p.add_argument(
+        "--incident",
+        type=_incident,
+        action="append",
+        default=[],
+        metavar="TOPIC@START+MINUTES[xSHARE]",
+        help="an outage, billing error...: from START minutes of event time after the start, "
+        "for MINUTES, a SHARE (0.3) of the customers' steps become a complaint on TOPIC; "
+        "repeatable",
     )
     p.add_argument(
         "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"

@@ -45,7 +45,7 @@ class Demo:
 
         from cxstream.cli import Pacer
         from operators.decide import WARMUP_EXAMPLES
-        from operators.simulate import SimConfig, Simulator
+        from operators.simulate import Incident, SimConfig, Simulator
         from server.tokens import mint
         from state.ingest import xadd_events
         from state.keys import ALERTS, DLQ, model_key
@@ -65,6 +65,9 @@ class Demo:
         }
         env.setdefault("CX_HORIZON_DAYS", "7")
         env.setdefault("CX_RETENTION_DAYS", "30")
+        # 400 customers make a few complaints an hour of event time: trends are
+        # watched over 6-hour windows, so the demo's outage stands out of its noise.
+        env.setdefault("CX_TREND_WINDOW_MIN", "360")
         client = redis.Redis.from_url(url)
         try:
             self._start("dataflow", ["run"], env)
@@ -80,7 +83,19 @@ class Demo:
                 now=time.time(),
                 ttl_s=settings.token_ttl_hours * 3600,
             )
+            supervisor = mint(
+                secret,
+                agent_id="demo-supervisor",
+                queues=queues,
+                role="supervisor",
+                now=time.time(),
+                ttl_s=settings.token_ttl_hours * 3600,
+            )
             history_ms = int(args.history_days * 86_400_000)
+            incidents: tuple[Incident, ...] = ()
+            if args.incident_after > 0:  # event-time minutes after the start of the history
+                live_min = args.history_days * 1440 + args.incident_after * args.speed / 60
+                incidents = (Incident("outage", live_min, 360.0, 0.8),)
             sim = Simulator(
                 SimConfig(
                     customers=args.customers,
@@ -88,10 +103,11 @@ class Demo:
                     start_ms=int(time.time() * 1000) - history_ms,
                     # each customer acts every customers/rate wall seconds on average
                     customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
+                    incidents=incidents,
                 )
             )
             preloaded = self._preload(client, sim, sim.config.start_ms + history_ms)
-            self._banner(base, token, queues, url, health)
+            self._banner(base, token, supervisor, queues, url, health)
             if preloaded:
                 print(
                     f"preloaded {preloaded} events ({args.history_days:g} days of journeys); "
@@ -229,8 +245,20 @@ class Demo:
             return "?"
 
     def _banner(
-        self, base: str, token: str, queues: list[str], url: str, health: dict[str, Any]
+        self,
+        base: str,
+        token: str,
+        supervisor: str,
+        queues: list[str],
+        url: str,
+        health: dict[str, Any],
     ) -> None:
+        outage = (
+            f"an outage starts {self.args.incident_after:g} s after going live: "
+            "its trend alert shows in the supervisor view"
+            if self.args.incident_after > 0
+            else "no outage is simulated (--incident-after 0)"
+        )
         print(
             "\n".join(
                 [
@@ -238,6 +266,8 @@ class Demo:
                     "cxstream demo is running",
                     f"  agent console  {base}/#token={token}",
                     f"  (agent demo-agent, queues {', '.join(queues)}: open the link in a browser)",
+                    f"  supervisor     {base}/#token={supervisor}",
+                    f"  (trends, risk of contacts, acceptance by action and agent; {outage})",
                     f"  websocket      ws{base[4:]}/ws",
                     f"  health         {base}/healthz   metrics {base}/metrics",
                     f"  redis          {url}",

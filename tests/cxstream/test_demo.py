@@ -40,7 +40,18 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET")}
     env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "cxstream", "demo", "--rate", "60", "--status-every", "2"],
+        [
+            sys.executable,
+            "-m",
+            "cxstream",
+            "demo",
+            "--rate",
+            "60",
+            "--status-every",
+            "2",
+            "--incident-after",
+            "3",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,6 +73,8 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
             time.sleep(0.1)
         assert match, "".join(lines)
         token = match.group(1)
+        boss = re.search(r"supervisor\s+http://\S+#token=(\S+)", "".join(lines))
+        assert boss, "".join(lines)
         redis_url = re.search(r"redis\s+(unix://\S+)", "".join(lines))
         assert redis_url
         assert len(_demo_processes(tmp_path)) >= 2  # dataflow + server
@@ -73,6 +86,21 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
                 frame: dict[str, object] = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
                 return frame
 
+        async def first_trend() -> dict[str, object]:
+            """The outage's trend alert, as an alert frame or in the supervisor view."""
+            assert boss is not None
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": boss.group(1)}).decode())
+                assert orjson.loads(await ws.recv())["role"] == "supervisor"
+                while True:
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if frame["type"] == "alert" and frame["alert"]["kind"] == "trend":
+                        return dict(frame["alert"])
+                    if frame["type"] == "stats" and frame["trends"]:
+                        return dict(frame["trends"][0])
+
+        trend = asyncio.run(first_trend())
+        assert trend["trend"]["metric"] == "complaints"  # type: ignore[index]
         frame = asyncio.run(first_alert())
         assert frame["type"] == "alert"
         alert = frame["alert"]
