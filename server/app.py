@@ -62,6 +62,7 @@ PUMP_BLOCK_MS = 1000
 REPLAY_PAGE = 500
 REPLAY_LIMIT = 10_000
 STATS_INTERVAL_S = 2.0  # how often supervisors get the stats frame
+STOP_TASKS_S = 3.0  # how long stop() waits for the background tasks
 
 
 @dataclass
@@ -119,6 +120,7 @@ class AlertServer:
         self._server: Server | None = None
         self._pump: asyncio.Task[None] | None = None
         self._stats: asyncio.Task[None] | None = None
+        self._closing = False
         self.view = SupervisorView()
         self.port = settings.port
 
@@ -153,15 +155,23 @@ class AlertServer:
         )
 
     async def stop(self) -> None:
-        for task in (self._pump, self._stats):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._closing = True
+        tasks = [t for t in (self._pump, self._stats) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # A cancellation that lands inside a redis-py command can be swallowed (a
+            # known redis-py race): the loops also check _closing, and the wait is bounded.
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TASKS_S)
+            if pending:
+                log.warning("%d background task(s) did not stop; going on", len(pending))
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        await self.redis.aclose()
+        try:
+            await asyncio.wait_for(self.redis.aclose(), STOP_TASKS_S)
+        except TimeoutError:
+            log.warning("the redis connections did not close in %.0f s; going on", STOP_TASKS_S)
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -348,7 +358,7 @@ class AlertServer:
     async def _pump_alerts(self, last_id: str) -> None:
         # An outage is logged when it starts and when it ends; retried every second.
         backoff = Backoff(f"reading {ALERTS}", first=1.0, most=1.0)
-        while True:
+        while not self._closing:
             try:
                 reply = await self.redis.xread({ALERTS: last_id}, count=500, block=PUMP_BLOCK_MS)
             except aioredis.RedisError as exc:
@@ -372,7 +382,7 @@ class AlertServer:
     async def _send_stats(self) -> None:
         """Every STATS_INTERVAL_S, the supervisor view to the supervisors connected here
         (to each, when it differs from what that supervisor saw last)."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.stats_interval_s)
             supervisors = [
                 c
