@@ -169,7 +169,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
     assert any(0 < p < len(expected) for p in progress), progress
     wrong = [k for k, v in expected.items() if stored(r, k) != v]
     assert wrong == [], f"{len(wrong)} customers differ, e.g. {wrong[0]}: {stored(r, wrong[0])}"
-    ids = Counter(f[b"alert_id"].decode() for _, f in entries(r, ALERTS))
+    alerts = [orjson.loads(f[b"data"]) for _, f in entries(r, ALERTS)]
+    ids = Counter(a["alert_id"] for a in alerts if a["kind"] == "contact")
     assert set(ids) == contacts  # every contact alerted, nothing else
+    trends = Counter(a["alert_id"] for a in alerts if a["kind"] == "trend")
+    assert len(ids) + len(trends) == len({a["alert_id"] for a in alerts})  # no other kind
     repeated = sum(n - 1 for n in ids.values())
-    print(f"kills {kills}, progress {progress}, alerts {len(contacts)}, re-emitted {repeated}")
+    print(
+        f"kills {kills}, progress {progress}, alerts {len(contacts)}, re-emitted {repeated}, "
+        f"trend alerts {len(trends)} (re-emitted {sum(trends.values()) - len(trends)})"
+    )
