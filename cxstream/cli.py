@@ -24,6 +24,7 @@ import orjson
 
 from cxstream.errors import ConfigError, CxError
 from cxstream.settings import Settings
+from state.keys import KeyNames
 
 log = logging.getLogger("cxstream")
 
@@ -192,12 +193,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
     client = connect(settings)
     if args.file == "-":
-        result = send_lines(client, sys.stdin.buffer, settings.shards)
+        result = send_lines(client, sys.stdin.buffer, KeyNames.of(settings))
     else:
         path = Path(args.file)
         try:
             with path.open("rb") as f:
-                result = send_lines(client, f, settings.shards)
+                result = send_lines(client, f, KeyNames.of(settings))
         except OSError as exc:
             raise CxError(f"cannot read {path}: {exc.strerror}") from exc
     for number, reason in result.rejected[:20]:
@@ -241,7 +242,7 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         type="forget",
         attrs={},
     )
-    (stream_id,) = xadd_events(client, [event], settings.shards)
+    (stream_id,) = xadd_events(client, [event], KeyNames.of(settings))
     digest = forget_digest(key).hex()
     log.info("forget event queued as %s (customer %s)", stream_id, digest[:12])
     if args.wait <= 0:
@@ -325,7 +326,7 @@ def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
             if args.events is not None:
                 n = min(n, args.events - sent)
             if n:
-                xadd_events(client, sim.take(n), settings.shards)
+                xadd_events(client, sim.take(n), KeyNames.of(settings))
                 sent += n
             if time.monotonic() - last_report >= 5:
                 last_report = time.monotonic()
@@ -395,14 +396,14 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         if args.speed:  # keep event time and wall time in step, sped up
             due = started + (event.ts - first_ts) / 1000 / args.speed
             if batch and due > time.perf_counter():
-                xadd_events(client, batch, settings.shards)
+                xadd_events(client, batch, KeyNames.of(settings))
                 sent += len(batch)
                 batch = []
             while (wait := due - time.perf_counter()) > 0:
                 time.sleep(min(wait, 0.5))
         batch.append(event)
         if len(batch) >= 1000:
-            xadd_events(client, batch, settings.shards)
+            xadd_events(client, batch, KeyNames.of(settings))
             sent += len(batch)
             batch = []
         if args.limit and sent + len(batch) >= args.limit:
@@ -413,7 +414,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             rate = (sent + len(batch)) / (now - started)
             line = f"{back}replay: {sent + len(batch):,} events ({rate:,.0f}/s)"
             print(line, end="" if back else "\n", file=sys.stderr, flush=True)
-    xadd_events(client, batch, settings.shards)
+    xadd_events(client, batch, KeyNames.of(settings))
     sent += len(batch)
     elapsed = time.perf_counter() - started
     summary = {

@@ -51,6 +51,8 @@ class Demo:
         from state.keys import ALERTS, DLQ, model_key
 
         args, settings = self.args, self.settings
+        if settings.redis_cluster:
+            raise CxError("the demo runs on one Redis: unset CX_REDIS_CLUSTER")
         _check_port_free(settings.host, settings.port)
         url = self._redis()
         secret = settings.secret or Secret(secrets.token_urlsafe(48))

@@ -90,6 +90,22 @@ def format_shard_set(shards: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
+def _flag(name: str, raw: str | None) -> bool:
+    """A yes/no setting: 1, true, yes, on or 0, false, no, off (absent: no).
+
+    >>> _flag("X", "yes"), _flag("X", None), _flag("X", "0")
+    (True, False, False)
+    """
+    if raw is None or raw.strip() == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: use 1 or 0")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything cxstream can be told, with its default.
@@ -124,6 +140,7 @@ class Settings:
     trend_window_min: float = 60.0
     trend_threshold: float = 5.0
     trend_min_count: int = 10
+    redis_cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shards > 1024:
@@ -157,6 +174,8 @@ class Settings:
             raise ConfigError(
                 f"CX_TREND_WINDOW_MIN={self.trend_window_min}: must be between 1 and 10080"
             )
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError("CX_REDIS_CLUSTER needs REDIS_URL: the embedded redis is one node")
         if self.trend_threshold <= 0 or self.trend_min_count < 1:
             raise ConfigError("CX_TREND_THRESHOLD must be positive, CX_TREND_MIN_COUNT at least 1")
         outside = [i for i in self.read_shards if not 0 <= i < self.shards]
@@ -211,6 +230,7 @@ class Settings:
             trend_window_min=get("CX_TREND_WINDOW_MIN", float, 60.0),
             trend_threshold=get("CX_TREND_THRESHOLD", float, 5.0),
             trend_min_count=get("CX_TREND_MIN_COUNT", int, 10),
+            redis_cluster=_flag("CX_REDIS_CLUSTER", env.get("CX_REDIS_CLUSTER")),
         )
 
     @property

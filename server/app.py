@@ -23,6 +23,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -31,7 +32,7 @@ from websockets.typing import Origin
 
 from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
-from operators.events import Event, encode_event, shard_of
+from operators.events import Event, encode_event
 from server.protocol import (
     AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
@@ -51,7 +52,7 @@ from server.supervisor import (
     SupervisorView,
     answer_fields,
 )
-from state.keys import ALERTS, DLQ, events_stream
+from state.keys import ALERTS, DLQ, KeyNames
 from state.redis import Backoff, stream_entries, xread_entries
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,14 @@ class AlertServer:
         self.auth_timeout = auth_timeout
         self.stats_interval_s = stats_interval_s
         self.secret = secret
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        self.redis: aioredis.Redis = (
+            # redis-py's cluster client, typed as the plain one: the commands used here
+            # take one key each, which it routes by itself.
+            cast(aioredis.Redis, AsyncRedisCluster.from_url(redis_url))
+            if settings.redis_cluster
+            else aioredis.Redis.from_url(redis_url)
+        )
+        self.names = KeyNames.of(settings)
         self.metrics = Metrics()
         self.clients: set[_Client] = set()
         self._routes: _Routes | None = None  # rebuilt after any client change
@@ -268,7 +276,7 @@ class AlertServer:
             await self._ingest(client, action)
         elif isinstance(action, Publish):
             event = action.event
-            stream = events_stream(shard_of(event.key, self.settings.shards))
+            stream = self.names.events_of(event.key)
             await self.redis.xadd(stream, {"data": encode_event(event)})
             self.metrics.published.inc()
             if event.type == "offer_response":
@@ -291,7 +299,7 @@ class AlertServer:
         """XADD the valid events, dead-letter the others, acknowledge with the stream ids."""
         pipe = self.redis.pipeline(transaction=False)
         for event in action.events:
-            stream = events_stream(shard_of(event.key, self.settings.shards))
+            stream = self.names.events_of(event.key)
             pipe.xadd(stream, {"data": encode_event(event)})
         at = str(int(time.time() * 1000))
         for index, reason, raw in action.rejected:

@@ -27,8 +27,7 @@ import redis
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest
-from operators.events import shard_of
-from state.keys import ALERTS, DLQ, EVENTS_PREFIX, events_stream, profile_key
+from state.keys import ALERTS, DLQ, EVENTS_PREFIX, KeyNames
 from state.redis import connect
 
 log = logging.getLogger(__name__)
@@ -72,9 +71,13 @@ def erasure_record(client: redis.Redis, key: str) -> dict[str, Any] | None:
 
 
 def erase(
-    client: redis.Redis, key: str, *, shards: int, forgotten: Forgotten | None = None
+    client: redis.Redis, key: str, *, shards: int | KeyNames, forgotten: Forgotten | None = None
 ) -> dict[str, Any]:
-    """Delete everything stored of customer key ``key``; return the counts."""
+    """Delete everything stored of customer key ``key``; return the counts.
+
+    ``shards``: the number of event shards, or the key names (hash-tagged on a cluster).
+    """
+    names = shards if isinstance(shards, KeyNames) else KeyNames(shards=shards)
     digest = forgotten.add(key) if forgotten is not None else forget_digest(key)
     needle = orjson.dumps(key)  # the id as a JSON string, as it sits in raw bytes
 
@@ -108,11 +111,11 @@ def erase(
                 originals += int(client.xdel(source, entry_id))
         events = _sweep(
             client,
-            events_stream(shard_of(key, shards)),
+            names.events_of(key),
             lambda d: mentions(d, ("customer_id", "anonymous_id")),
         )
         counts: dict[str, Any] = {
-            "profile": int(client.delete(profile_key(key))),
+            "profile": int(client.delete(names.profile(key))),
             "events": len(events) + originals,
             "alerts": len(_sweep(client, ALERTS, lambda d: mentions(d, ("customer_id",)))),
             "dead_letters": len(letters),

@@ -9,8 +9,8 @@ import orjson
 import redis
 
 from cxstream.errors import InvalidEvent, StoreError
-from operators.events import Event, encode_event, event_from_obj, shard_of
-from state.keys import events_stream
+from operators.events import Event, encode_event, event_from_obj
+from state.keys import KeyNames
 
 EVENTS_MAXLEN = 10_000_000
 
@@ -22,13 +22,17 @@ class SendResult:
     stream_ids: list[str]
 
 
-def xadd_events(client: redis.Redis, events: Iterable[Event], shards: int) -> list[str]:
-    """XADD events to their shard streams in one pipeline; return the stream ids."""
+def xadd_events(client: redis.Redis, events: Iterable[Event], shards: int | KeyNames) -> list[str]:
+    """XADD events to their shard streams in one pipeline; return the stream ids.
+
+    ``shards``: the number of event shards, or the key names (hash-tagged on a cluster).
+    """
+    names = shards if isinstance(shards, KeyNames) else KeyNames(shards=shards)
     pipe = client.pipeline(transaction=False)
     n = 0
     for event in events:
         pipe.xadd(
-            events_stream(shard_of(event.key, shards)),
+            names.events_of(event.key),
             {"data": encode_event(event)},
             maxlen=EVENTS_MAXLEN,
             approximate=True,
@@ -58,7 +62,7 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, Event | InvalidEv
 
 
 def send_lines(
-    client: redis.Redis, lines: Iterable[bytes], shards: int, *, batch: int = 500
+    client: redis.Redis, lines: Iterable[bytes], shards: int | KeyNames, *, batch: int = 500
 ) -> SendResult:
     """Validate JSON lines and XADD the valid ones; report each rejected line."""
     sent = 0

@@ -2,11 +2,32 @@
 
 >>> events_stream(3), profile_key("c1"), model_key("m0")
 ('cx:events:3', 'cx:profile:c1', 'cx:model:m0')
+
+On a Redis Cluster (``CX_REDIS_CLUSTER``) the names carry a hash tag, the
+event shard, so that a shard's stream and the profiles of its customers live
+in one slot (one node):
+
+>>> names = KeyNames(shards=4, tagged=True)
+>>> names.events(3), names.profile("c1"), names.events_of("c1")
+('cx:events:{3}', 'cx:profile:{1}:c1', 'cx:events:{1}')
+>>> KeyNames(shards=4).profile("c1")
+'cx:profile:c1'
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from operators.events import shard_of
+
+if TYPE_CHECKING:
+    from cxstream.settings import Settings
 
 ALERTS = "cx:alerts"
 DLQ = "cx:dlq"
 EVENTS_PREFIX = "cx:events:"
+PROFILE_PREFIX = "cx:profile:"
 
 
 def events_stream(shard: int) -> str:
@@ -14,8 +35,32 @@ def events_stream(shard: int) -> str:
 
 
 def profile_key(customer_id: str) -> str:
-    return f"cx:profile:{customer_id}"
+    return f"{PROFILE_PREFIX}{customer_id}"
 
 
 def model_key(shard: str) -> str:
     return f"cx:model:{shard}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyNames:
+    """The per-shard and per-customer names, plain or hash-tagged for a cluster."""
+
+    shards: int
+    tagged: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> KeyNames:
+        return cls(shards=settings.shards, tagged=settings.redis_cluster)
+
+    def events(self, shard: int) -> str:
+        return f"{EVENTS_PREFIX}{{{shard}}}" if self.tagged else events_stream(shard)
+
+    def events_of(self, key: str) -> str:
+        """The event stream of a customer key (customer_id, else anonymous_id)."""
+        return self.events(shard_of(key, self.shards))
+
+    def profile(self, customer_id: str) -> str:
+        if not self.tagged:
+            return profile_key(customer_id)
+        return f"{PROFILE_PREFIX}{{{shard_of(customer_id, self.shards)}}}:{customer_id}"

