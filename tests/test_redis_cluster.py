@@ -32,18 +32,18 @@ from tests.conftest import (
     SECRET,
     cluster_client,
     ev,
-    redis_cluster_nodes,
     running_stack,
     wait_until,
 )
+from tests.redis_cluster import redis_cluster_nodes
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_cluster_nodes(tmp_path_factory.mktemp("cluster")) as url:
-        yield url
+    with redis_cluster_nodes(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield nodes.url
 
 
 def nodes_holding(client: redis.Redis, key: str) -> str:
