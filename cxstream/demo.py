@@ -347,6 +347,7 @@ class SimulatedAgents:
         self.accepted = 0
 
     def answer(self) -> None:
+        from server.supervisor import ANSWERS, answer_fields
         from state.ingest import xadd_events
         from state.keys import ALERTS
         from state.redis import xread_entries
@@ -384,3 +385,12 @@ class SimulatedAgents:
                 )
         if events:
             xadd_events(self.client, events, self.shards)
+            # ... and counted for the supervisor view, as the server counts an agent's answer
+            pipe = self.client.pipeline(transaction=False)
+            for e in events:
+                a = e.attrs
+                for name in answer_fields(
+                    str(a["action_id"]), str(a["agent_id"]), str(a["response"])
+                ):
+                    pipe.hincrby(ANSWERS, name, 1)
+            pipe.execute()
