@@ -59,7 +59,6 @@ from operators.records import Alert, Signal
 DAY_MS = 86_400_000
 BUCKETS = 12  # a window is 12 buckets: it slides by a twelfth
 EXAMPLES = 5  # example events an alert carries
-MAX_CATCH_UP = 2 * DAY_MS  # a longer silence learns two days of empty buckets, not more
 MAX_LABEL = 64  # a queue or topic longer than this is cut (they name series)
 
 METRICS = {"complaint": "complaints", "contact_start": "contacts"}
@@ -174,11 +173,13 @@ class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
                 self.touched_at,
             ) = resume
             self.counts = deque(counts, maxlen=BUCKETS)
+            self.total = sum(self.counts)
             self.examples = deque(examples, maxlen=EXAMPLES)
         else:
             self.series = ""
             self.start = -1  # event time at which the newest bucket opened
             self.counts = deque([0] * BUCKETS, maxlen=BUCKETS)
+            self.total = 0  # sum(self.counts): the window count
             self.mean = 0.0  # baseline: exponentially weighted mean of the window count
             self.var = 0.0  # ... and variance
             self.closes = 0  # buckets closed
@@ -206,11 +207,12 @@ class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
             self.late += 1
             return []
         self.counts[BUCKETS - 1 - back] += 1
+        self.total += 1
         self.signals += 1
         self.examples.append(signal)
         if self.alarmed or self.closes - BUCKETS < self.config.warmup_windows * BUCKETS:
             return []
-        count = sum(self.counts)
+        count = self.total
         check = self.check(count)
         if check is None:
             return []
@@ -228,29 +230,50 @@ class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
         return None
 
     def _close_until(self, ts: int) -> None:
-        """Close the buckets before the one holding ``ts``, learning from each."""
+        """Close the buckets before the one holding ``ts``, learning from each.
+
+        Once the window is empty and the weights have reached the fading factor,
+        the rest of a silence is learnt at once: k closes of an empty window take
+        the mean to ``mean * a**k`` and the variance to
+        ``a**k * (var + mean**2 * (1 - a**k))``, with ``a = 1 - fading``.
+        """
         bucket_ms = self.config.bucket_ms
         steps = (ts - self.start) // bucket_ms
-        learn = min(steps, MAX_CATCH_UP // bucket_ms + BUCKETS)
+        self.start += steps * bucket_ms
         fading = self.config.fading
-        for _ in range(learn):
+        half = self.config.threshold / 2
+        clip_after = self.config.warmup_windows * BUCKETS
+        counts = self.counts
+        total = self.total
+        while steps > 0:
+            n = self.closes + 1 - BUCKETS  # this close's learned count (first window: none)
+            if total == 0 and n > 0 and fading * n > 1.0:
+                a = (1.0 - fading) ** steps
+                self.var = a * (self.var + self.mean * self.mean * (1.0 - a))
+                self.mean *= a
+                self.closes += steps
+                self.alarmed = False  # an empty window is no spike
+                counts.extend([0] * min(steps, BUCKETS))
+                break
             self.closes += 1
-            if self.closes > BUCKETS:  # the first window started empty: not a count
-                count = sum(self.counts)
-                n = self.closes - BUCKETS
+            steps -= 1
+            if n > 0:
                 weight = fading if fading * n > 1.0 else 1.0 / n
                 sd = math.sqrt(max(self.var, self.mean, 1.0))
-                if n > self.config.warmup_windows * BUCKETS:
-                    # Learnt clipped at the alarm level: a spike does not teach the
-                    # baseline that spikes are normal; a lasting shift still moves it.
-                    count = min(count, self.mean + self.config.threshold * sd)
+                # Learnt clipped at the alarm level (after the warm-up): a spike does
+                # not teach the baseline that spikes are normal; a lasting shift still
+                # moves it.
+                count = (
+                    min(total, self.mean + self.config.threshold * sd) if n > clip_after else total
+                )
                 diff = count - self.mean
                 self.mean += weight * diff
                 self.var = (1.0 - weight) * (self.var + weight * diff * diff)
-                if self.alarmed and (sum(self.counts) - self.mean) / sd < self.config.threshold / 2:
+                if self.alarmed and (total - self.mean) / sd < half:
                     self.alarmed = False
-            self.counts.append(0)
-        self.start += steps * bucket_ms
+            total -= counts[0]
+            counts.append(0)
+        self.total = total
 
     def _alert(self, signal: Signal, count: int, mean: float, sd: float, z: float) -> Alert:
         metric, _, dimension = self.series.partition("|")

@@ -144,3 +144,27 @@ def test_the_sliding_count_is_the_signals_in_the_window(times: list[int]) -> Non
     assert series.late == late
     assert series.signals == len(counted)
     assert sum(series.counts) == sum(1 for t in counted if t >= newest - (BUCKETS - 1) * bucket)
+
+
+def test_a_long_silence_learns_as_many_empty_windows_as_it_lasts() -> None:
+    """The closed form for k empty closes equals k closes one by one."""
+    at_once, one_by_one = (
+        TrendLogic(None, config=TrendConfig(window_ms=60 * MIN), clock=lambda: 0.0)
+        for _ in range(2)
+    )
+    for series in (at_once, one_by_one):
+        feed(series, quiet(30))  # a day and more: past the equal-weight start
+    mean_before = at_once.mean
+    bucket = at_once.config.bucket_ms
+    end = at_once.start + 3 * 24 * 60 * MIN  # three days without a signal
+    at_once._close_until(end)
+    t = one_by_one.start
+    while t < end:
+        t += bucket
+        one_by_one._close_until(t)
+    assert at_once.closes == one_by_one.closes
+    assert at_once.start == one_by_one.start == end
+    assert abs(at_once.mean - one_by_one.mean) < 1e-9 * max(1.0, mean_before)
+    assert abs(at_once.var - one_by_one.var) < 1e-9 * max(1.0, one_by_one.var)
+    assert 0 < at_once.mean < mean_before / 4  # three half-lives of silence
+    assert at_once.total == 0
