@@ -63,6 +63,7 @@ PUMP_BLOCK_MS = 1000
 REPLAY_PAGE = 500
 REPLAY_LIMIT = 10_000
 STATS_INTERVAL_S = 2.0  # how often supervisors get the stats frame
+BACKFILL_LIMIT = 100_000  # alerts of the last hour read back into the view at start
 STOP_TASKS_S = 3.0  # how long stop() waits for the background tasks
 
 
@@ -137,6 +138,7 @@ class AlertServer:
     async def start(self) -> None:
         last = stream_entries(await self.redis.xrevrange(ALERTS, count=1))
         start_id = last[0][0] if last else "0-0"
+        await self._backfill_view(start_id)
         try:
             self._server = await serve(
                 self._handle,
@@ -161,6 +163,30 @@ class AlertServer:
         log.info(
             "serving on http://%s:%d (alerts after %s)", self.settings.host, self.port, start_id
         )
+
+    async def _backfill_view(self, last_id: str) -> None:
+        """Feed the supervisor view the alerts of its window already in the stream, so
+        that every server shows the same figures whenever it started."""
+        if last_id == "0-0":
+            return
+        now = time.time()
+        since_ms = int((now - self.view.window_s) * 1000)
+        end: str = last_id
+        alerts: list[tuple[float, dict[str, Any]]] = []
+        while len(alerts) < BACKFILL_LIMIT:
+            page = stream_entries(
+                await self.redis.xrevrange(ALERTS, max=end, min=f"{since_ms}-0", count=REPLAY_PAGE)
+            )
+            for entry_id, fields in page:
+                alert = _alert(entry_id, fields)
+                if alert is not None:
+                    alerts.append((int(entry_id.split("-")[0]) / 1000, alert))
+            if len(page) < REPLAY_PAGE:
+                break
+            end = f"({page[-1][0]}"
+        for read_at, alert in reversed(alerts):  # oldest first, by when it was written
+            self.view.observe(alert, now=read_at)
+        log.info("supervisor view: %d alerts of the last hour read back", len(alerts))
 
     async def stop(self) -> None:
         self._closing = True

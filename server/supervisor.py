@@ -5,8 +5,9 @@ The server feeds a :class:`SupervisorView` every alert it reads from
 counts from ``cx:nba:answers`` (``answers``); ``frame`` builds the ``stats``
 frame sent to supervisors:
 
-- ``risk``: the churn risk of the contacts of the last hour (by the time the
-  server read their alerts): counts by band and a histogram of ten bins;
+- ``risk``: the churn risk of the contacts of the last hour (by the time their
+  alerts were written; the server reads the last hour back when it starts):
+  counts by band and a histogram of ten bins;
 - ``acceptance``: per action and per agent, answers (accepted, declined,
   not_relevant) and the acceptance rate, accepted over answered;
 - ``trends``: the latest trend alerts (a supervisor who signs in late sees

@@ -273,6 +273,29 @@ def test_supervisors_get_risk_acceptance_and_trends_and_agents_do_not(
     run(settings, body)
 
 
+def test_a_server_started_later_reads_back_the_last_hour_for_supervisors(
+    settings: Settings, r: redis.Redis
+) -> None:
+    import time
+
+    old_ms = int(time.time() * 1000) - 2 * 3600 * 1000  # two hours ago: outside the window
+    old = {"alert_id": "old", "kind": "contact", "risk": {"churn_probability": 0.9}}
+    r.xadd(ALERTS, {"data": orjson.dumps(old)}, id=f"{old_ms}-0")
+    for i, p in enumerate((0.1, 0.5, 0.7)):
+        add_alert(r, f"al_{i}", queue="care", risk={"churn_probability": p})
+    add_alert(r, "tr_0", kind="trend", customer_id=None, trend={"series": "x|topic=y"})
+
+    async def body(server: AlertServer) -> None:
+        boss = await signed_in(server, token("s1", (), role="supervisor"))
+        frame = orjson.loads(await asyncio.wait_for(boss.recv(), 5))
+        assert frame["type"] == "stats"
+        assert frame["risk"]["bands"] == {"low": 1, "medium": 1, "high": 1}
+        assert [t["alert_id"] for t in frame["trends"]] == ["tr_0"]
+        await boss.close()
+
+    run(settings, body)
+
+
 def test_http_routes_on_the_same_port(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         base = f"http://127.0.0.1:{server.port}"
