@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--load", type=float, default=5000.0, help="background events/s (5000)")
     parser.add_argument("--contacts", type=int, default=500, help="probe contacts (500)")
     parser.add_argument("--interval-ms", type=float, default=20.0, help="between probes (20)")
+    parser.add_argument(
+        "--load-customers", type=int, default=20_000, help="customers of the load (20,000)"
+    )
     parser.add_argument("--quick", action="store_true", help="500 events/s, 100 probes")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
@@ -90,7 +93,13 @@ def main() -> int:
         load = None
         if args.load > 0:
             load = stack.spawn(
-                "simulate", "--rate", str(args.load), "--customers", "20000", "--duration", "3600"
+                "simulate",
+                "--rate",
+                str(args.load),
+                "--customers",
+                str(args.load_customers),
+                "--duration",
+                "3600",
             )
             time.sleep(2.0)
         start_events = _events(stack)
@@ -113,9 +122,10 @@ def main() -> int:
         "flow_p99_ms": round(percentile(sorted(FLOW_PARTS), 0.99), 2),
     }
     if not args.no_record:
-        record(
-            "latency", "python benchmarks/latency.py" + (" --quick" if args.quick else ""), figures
-        )
+        command = "python benchmarks/latency.py" + (" --quick" if args.quick else "")
+        if args.load_customers != 20_000:
+            command += f" --load-customers {args.load_customers}"
+        record("latency", command, figures)
     print(orjson.dumps(figures).decode())
     return 0
 
