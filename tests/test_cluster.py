@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,6 +58,32 @@ def outcome(r: redis.Redis, events: list[Event]) -> dict[str, Any]:
     return {"alerts": alerts, "journeys": journeys, "models": models}
 
 
+def flow_env(redis_url: str, folder: Path) -> dict[str, str]:
+    """The environment every flow process of these tests runs with."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_DATA_DIR": str(folder),
+        "CX_PROFILE_INTERVAL_MS": "0",
+        "CX_CHALLENGER": "none",
+        "CX_MODEL_SHARDS": "2",
+    }
+
+
+def journeys_done(
+    r: redis.Redis, per_customer: Counter[str], procs: list[tuple[subprocess.Popen[bytes], Path]]
+) -> bool:
+    """Every process still runs, and every customer's journey counts all its events."""
+    for proc, log in procs:
+        assert proc.poll() is None, log.read_text()[-3000:]
+    return all(
+        (raw := cast("bytes | None", r.hget(profile_key(k), "journey"))) is not None
+        and orjson.loads(raw)["events"] == n
+        for k, n in per_customer.items()
+    )
+
+
 def run_flow(
     redis_url: str, folder: Path, events: list[Event], processes: int, *, own_shards: bool = False
 ) -> dict[str, Any]:
@@ -66,18 +93,8 @@ def run_flow(
     r.flushall()
     xadd_events(r, events, 4)
     expected_contacts = sum(e.type == "contact_start" for e in events)
-    per_customer: dict[str, int] = {}
-    for e in events:
-        per_customer[e.key] = per_customer.get(e.key, 0) + 1
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_DATA_DIR": str(folder),
-        "CX_PROFILE_INTERVAL_MS": "0",
-        "CX_CHALLENGER": "none",
-        "CX_MODEL_SHARDS": "2",
-    }
+    per_customer = Counter(e.key for e in events)
+    env = flow_env(redis_url, folder)
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     procs = []
     for i in range(processes):
@@ -97,15 +114,7 @@ def run_flow(
         )
 
     def complete() -> bool:
-        for proc, log in procs:
-            assert proc.poll() is None, log.read_text()[-3000:]
-        if len(contact_alerts(r)) < expected_contacts:
-            return False
-        return all(
-            (raw := cast("bytes | None", r.hget(profile_key(k), "journey"))) is not None
-            and orjson.loads(raw)["events"] == n
-            for k, n in per_customer.items()
-        )
+        return journeys_done(r, per_customer, procs) and len(contact_alerts(r)) >= expected_contacts
 
     try:
         wait_until(complete, f"{processes} process(es) to process every event", timeout=120)
@@ -159,18 +168,8 @@ def test_processes_owning_shards_recover_each_from_its_own_directory(
     one = run_flow(redis_url, tmp_path, events, 1)
     r = redis.Redis.from_url(redis_url)
     r.flushall()
-    per_customer: dict[str, int] = {}
-    for e in events:
-        per_customer[e.key] = per_customer.get(e.key, 0) + 1
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_DATA_DIR": str(tmp_path),
-        "CX_PROFILE_INTERVAL_MS": "0",
-        "CX_CHALLENGER": "none",
-        "CX_MODEL_SHARDS": "2",
-    }
+    per_customer = Counter(e.key for e in events)
+    env = flow_env(redis_url, tmp_path)
 
     def start(i: int) -> tuple[subprocess.Popen[bytes], Path]:
         log = tmp_path / f"owner-{i}.log"
@@ -197,17 +196,9 @@ def test_processes_owning_shards_recover_each_from_its_own_directory(
         xadd_events(r, events[EVENTS // 2 :], 4)
         procs[0] = start(0)
         assert "after 0-0" not in procs[0][1].read_text().split("reading cx:events:")[-1]
-
-        def complete() -> bool:
-            for proc, log in procs:
-                assert proc.poll() is None, log.read_text()[-3000:]
-            return all(
-                (raw := cast("bytes | None", r.hget(profile_key(k), "journey"))) is not None
-                and orjson.loads(raw)["events"] == n
-                for k, n in per_customer.items()
-            )
-
-        wait_until(complete, "both owners to process every event", timeout=120)
+        wait_until(
+            lambda: journeys_done(r, per_customer, procs), "both owners to process every event", 120
+        )
         wait_until(
             lambda: {a[0] for a in contact_alerts(r)} >= {a[0] for a in one["alerts"]}, "alerts"
         )
