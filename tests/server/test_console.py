@@ -8,10 +8,13 @@ screenshot to artifacts/console.png.  Chromium comes from the system package
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -22,6 +25,9 @@ from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import events_stream
 from tests.conftest import SECRET, entries, ev, running_stack, wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -46,22 +52,32 @@ def need_chromium() -> None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
+@contextlib.contextmanager
+def console_page(url: str, *, height: int) -> Iterator[tuple[Page, list[str]]]:
+    """Chromium on ``url`` (the console); yields the page and the page errors seen."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": height})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()
+
+
 def test_agent_signs_in_sees_the_alert_and_answers_it(
     redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
     need_chromium()
-    from playwright.sync_api import sync_playwright
-
     with running_stack(redis_url, tmp_path) as port:
         token = mint(
             SECRET, agent_id="agent-7", queues=["care"], role="agent", now=time.time(), ttl_s=600
         )
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1300, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/")
+        with console_page(f"http://127.0.0.1:{port}/", height=800) as (page, errors):
             page.fill("#token", token)
             page.click("#go")
             page.wait_for_selector("#status.live", timeout=15_000)
@@ -98,7 +114,6 @@ def test_agent_signs_in_sees_the_alert_and_answers_it(
             page.screenshot(path=str(ARTIFACTS / "console.png"))
             page.click("article.alert button[data-response=accepted]")
             page.wait_for_selector("article.alert .answered", timeout=5_000)
-            browser.close()
         assert errors == []
         stream = events_stream(shard_of("cust-browser", 4))
 
@@ -122,20 +137,13 @@ def test_supervisor_sees_trends_the_risk_of_contacts_and_acceptance(
     """A supervisor signs in (token in the URL), and the view fills from a contact
     alert, a trend alert and the agents' answer counts; no page error."""
     need_chromium()
-    from playwright.sync_api import sync_playwright
-
     from server.supervisor import ANSWERS, answer_fields
 
     with running_stack(redis_url, tmp_path) as port:
         token = mint(
             SECRET, agent_id="sup-1", queues=["care"], role="supervisor", now=time.time(), ttl_s=600
         )
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/#token={token}")
+        with console_page(f"http://127.0.0.1:{port}/#token={token}", height=900) as (page, errors):
             page.wait_for_selector("#status.live", timeout=15_000)
             assert page.is_visible("#supervisor")
             now = int(time.time() * 1000)
@@ -200,6 +208,5 @@ def test_supervisor_sees_trends_the_risk_of_contacts_and_acceptance(
             page.wait_for_timeout(400)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "supervisor.png"))
-            browser.close()
         assert errors == []
         assert (ARTIFACTS / "supervisor.png").stat().st_size > 10_000
