@@ -405,26 +405,24 @@ class AlertServer:
                     alert = _alert(entry_id, fields)  # decoded once, for every client
                     if alert is not None:
                         self.view.observe(alert, now=time.time())
-                        if self._routes is None:
-                            self._routes = _Routes(self.clients)
-                        for client in self._routes.candidates(alert):
+                        for client in self.routes().candidates(alert):
                             self._deliver(client, entry_id, alert)
                     # Let the writers run between entries: a client that reads keeps up,
                     # only one that stopped reading fills its queue and is dropped.
                     await asyncio.sleep(0)
+
+    def routes(self) -> _Routes:
+        """Who gets what, rebuilt after any change of the clients."""
+        if self._routes is None:
+            self._routes = _Routes(self.clients)
+        return self._routes
 
     async def _send_stats(self) -> None:
         """Every STATS_INTERVAL_S, the supervisor view to the supervisors connected here
         (to each, when it differs from what that supervisor saw last)."""
         while not self._closing:
             await asyncio.sleep(self.stats_interval_s)
-            supervisors = [
-                c
-                for c in self.clients
-                if isinstance(c.session, AgentSession)
-                and c.session.claims is not None
-                and c.session.claims.role == "supervisor"
-            ]
+            supervisors = self.routes().supervisors
             if not supervisors:
                 continue
             try:
