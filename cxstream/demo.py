@@ -77,21 +77,16 @@ class Demo:
             base = f"http://{settings.host}:{settings.port}"
             health = self._wait_ready(f"{base}/healthz")
             queues = args.queue or ["retention"]
-            token = mint(
-                secret,
-                agent_id="demo-agent",
-                queues=queues,
-                role="agent",
-                now=time.time(),
-                ttl_s=settings.token_ttl_hours * 3600,
-            )
-            supervisor = mint(
-                secret,
-                agent_id="demo-supervisor",
-                queues=queues,
-                role="supervisor",
-                now=time.time(),
-                ttl_s=settings.token_ttl_hours * 3600,
+            token, supervisor = (
+                mint(
+                    secret,
+                    agent_id=f"demo-{role}",
+                    queues=queues,
+                    role=role,
+                    now=time.time(),
+                    ttl_s=settings.token_ttl_hours * 3600,
+                )
+                for role in ("agent", "supervisor")
             )
             history_ms = int(args.history_days * 86_400_000)
             incidents: tuple[Incident, ...] = ()
