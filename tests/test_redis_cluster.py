@@ -30,7 +30,6 @@ from state.keys import KeyNames
 from state.redis import Command, connect, send_commands, stream_entries
 from tests.conftest import (
     SECRET,
-    cluster_client,
     ev,
     running_stack,
     wait_until,
@@ -83,7 +82,7 @@ def test_raw_commands_go_to_the_nodes_that_own_their_keys(cluster_url: str) -> N
 
 
 def test_flow_server_and_forget_on_a_cluster(cluster_url: str, tmp_path: Path) -> None:
-    client = cluster_client(cluster_url)
+    client = connect(Settings(redis_url=cluster_url, redis_cluster=True))
     names = KeyNames(shards=4, tagged=True)
     with running_stack(cluster_url, tmp_path, CX_REDIS_CLUSTER="1") as port:
         agent = mint(
