@@ -50,7 +50,11 @@ def answer_fields(action_id: str, agent_id: str, response: str) -> tuple[str, st
 class SupervisorView:
     def __init__(self, *, window_s: float = RISK_WINDOW_S) -> None:
         self.window_s = window_s
-        self.risks: deque[tuple[float, float]] = deque(maxlen=RISK_KEEP)  # (read at, p)
+        # (read at, histogram bin, band) of each contact in the window, oldest first; the
+        # counts below follow it, so a frame costs nothing per contact.
+        self.risks: deque[tuple[float, int, str]] = deque()
+        self.histogram = [0] * 10
+        self.bands = {"low": 0, "medium": 0, "high": 0}
         self.trends: deque[dict[str, Any]] = deque(maxlen=RECENT_TRENDS)
         self.by_action: dict[str, dict[str, int]] = {}
         self.by_agent: dict[str, dict[str, int]] = {}
@@ -63,7 +67,17 @@ class SupervisorView:
         risk = alert.get("risk")
         p = risk.get("churn_probability") if isinstance(risk, dict) else None
         if isinstance(p, int | float) and 0.0 <= p <= 1.0:
-            self.risks.append((now, float(p)))
+            if len(self.risks) >= RISK_KEEP:
+                self._drop_oldest()
+            entry = (now, min(9, int(p * 10)), band(p))
+            self.risks.append(entry)
+            self.histogram[entry[1]] += 1
+            self.bands[entry[2]] += 1
+
+    def _drop_oldest(self) -> None:
+        _, tenth, named = self.risks.popleft()
+        self.histogram[tenth] -= 1
+        self.bands[named] -= 1
 
     def answers(self, counts: dict[bytes, bytes]) -> None:
         """Replace the answer counts with ``cx:nba:answers`` as read (bad fields skipped)."""
@@ -84,20 +98,15 @@ class SupervisorView:
 
     def frame(self, *, now: float) -> dict[str, Any]:
         while self.risks and self.risks[0][0] < now - self.window_s:
-            self.risks.popleft()
-        bands = {"low": 0, "medium": 0, "high": 0}
-        histogram = [0] * 10
-        for _, p in self.risks:
-            bands[band(p)] += 1
-            histogram[min(9, int(p * 10))] += 1
+            self._drop_oldest()
         return {
             "type": "stats",
             "at": int(now * 1000),
             "risk": {
                 "window_s": self.window_s,
                 "contacts": len(self.risks),
-                "bands": bands,
-                "histogram": histogram,
+                "bands": dict(self.bands),
+                "histogram": list(self.histogram),
             },
             "acceptance": {
                 "by_action": _rates(self.by_action),

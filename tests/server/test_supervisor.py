@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from server.supervisor import RECENT_TRENDS, SupervisorView, answer_fields
 
 
@@ -60,3 +62,15 @@ def test_the_latest_trend_alerts_are_kept() -> None:
     trends = view.frame(now=0.0)["trends"]
     assert [t["alert_id"] for t in trends] == [f"t{i}" for i in range(3, RECENT_TRENDS + 3)]
     assert view.frame(now=0.0)["risk"]["contacts"] == 0  # trends are not contacts
+
+
+def test_past_the_cap_the_oldest_contacts_leave_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("server.supervisor.RISK_KEEP", 3)
+    view = SupervisorView()
+    for p in (0.95, 0.05, 0.45, 0.15):  # the first (high) is pushed out by the fourth
+        view.observe(contact(p), now=0.0)
+    risk = view.frame(now=0.0)["risk"]
+    assert risk["contacts"] == 3
+    assert risk["bands"] == {"low": 2, "medium": 1, "high": 0}
+    assert sum(risk["histogram"]) == 3
+    assert risk["histogram"][9] == 0
