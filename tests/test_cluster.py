@@ -84,6 +84,14 @@ def journeys_done(
     )
 
 
+def stop_cleanly(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """SIGINT every process; each must drain and exit 0."""
+    for proc, _ in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc, log in procs:
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+
 def run_flow(
     redis_url: str, folder: Path, events: list[Event], processes: int, *, own_shards: bool = False
 ) -> dict[str, Any]:
@@ -125,10 +133,7 @@ def run_flow(
         assert all(read)
         return outcome(r, events)
     finally:
-        for proc, _ in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc, log in procs:
-            assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        stop_cleanly(procs)
         r.close()
 
 
@@ -207,8 +212,5 @@ def test_processes_owning_shards_recover_each_from_its_own_directory(
         assert sorted(set(after["alerts"])) == one["alerts"]  # re-published, same ids
         assert after["journeys"] == one["journeys"]
     finally:
-        for proc, _ in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc, log in procs:
-            assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        stop_cleanly(procs)
         r.close()
