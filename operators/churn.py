@@ -11,10 +11,12 @@ through a :class:`ReplayBuffer` and are learned in random order; the buffer
 grows with experience (a quarter of what was seen, at most ``replay_size``) so
 learning starts at once.
 
-Every matured example is first scored by each model (test, then train) into a
-sliding window: exact ROC AUC, log loss and calibration per model, and ADWIN
-on the champion's loss to report drift.  The challenger is promoted when its
-windowed AUC beats the champion's by ``promote_margin``.
+Every matured example is first scored by the champion (test, then train) into a
+sliding window: exact ROC AUC, log loss and calibration, and ADWIN on its loss
+to report drift.  One matured example in ``challenger_every`` is also scored by
+the challenger, and by the champion into a paired window; the challenger is
+promoted when its windowed AUC beats the champion's on those same examples by
+``promote_margin``.
 
 >>> m = ChurnModel(challenger=None, seed=1)
 >>> m.predict_proba_one({"a": 1.0})
@@ -160,6 +162,12 @@ class Scorecard:
         self.scores.append(p)
         self.labels.append(y)
 
+    def copy(self) -> Scorecard:
+        card = Scorecard(self.scores.maxlen or WINDOW)
+        card.scores.extend(self.scores)
+        card.labels.extend(self.labels)
+        return card
+
     def auc(self) -> float:
         return roc_auc(list(self.scores), list(self.labels))
 
@@ -192,8 +200,9 @@ class ChurnModel:
     ) -> None:
         if challenger_every < 1:
             raise ValueError(f"challenger_every {challenger_every}: must be at least 1")
-        # The challenger is scored on every matured example (its evidence) but learns
-        # from one in `challenger_every`: a forest costs ~10x the champion to train.
+        # The challenger is scored on one matured example in `challenger_every` (its
+        # evidence) and learns from one in `challenger_every`: a forest costs ~10x the
+        # champion to train and ~2x to score.
         self.challenger_every = challenger_every
         self.replayed = 0
         self.champion: OnlineModel = BucketedLogReg()
@@ -213,8 +222,9 @@ class ChurnModel:
         self.drifts = 0
         self.promotions = 0
         self.adwin = drift.ADWIN()
-        self.champion_card = Scorecard()
-        self.challenger_card = Scorecard()
+        self.champion_card = Scorecard()  # the champion on every matured example
+        self.challenger_card = Scorecard()  # the challenger on one in challenger_every
+        self.paired_card = Scorecard()  # the champion on those same examples
 
     @property
     def version(self) -> str:
@@ -231,8 +241,9 @@ class ChurnModel:
         self.adwin.update(loss)
         if self.adwin.drift_detected:
             self.drifts += 1
-        if self.challenger is not None:
+        if self.challenger is not None and self.n_learned % self.challenger_every == 0:
             self.challenger_card.add(self.challenger.predict_proba_one(x), y)
+            self.paired_card.add(p, y)
         for xx, yy in self.replay.add(x, y):
             self.champion.learn_one(xx, yy)
             self.replayed += 1
@@ -249,12 +260,14 @@ class ChurnModel:
         assert self.challenger is not None
         if len(self.challenger_card.labels) < self.promote_min:
             return
-        champion_auc, challenger_auc = self.champion_card.auc(), self.challenger_card.auc()
+        champion_auc, challenger_auc = self.paired_card.auc(), self.challenger_card.auc()
         if math.isnan(champion_auc) or math.isnan(challenger_auc):
             return
         if challenger_auc - champion_auc >= self.promote_margin:
             self.champion, self.challenger = self.challenger, self.champion
-            self.champion_card, self.challenger_card = self.challenger_card, self.champion_card
+            # the new champion's window starts from its paired evidence
+            self.champion_card = self.challenger_card.copy()
+            self.challenger_card, self.paired_card = self.paired_card, self.challenger_card
             self.generation += 1
             self.promotions += 1
 

@@ -5,6 +5,8 @@ figures use these exact ones.
 
 >>> roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
 0.75
+>>> roc_auc([0.5, 0.5, 0.2, 0.9], [1, 0, 0, 1])  # a tie counts half
+0.875
 >>> round(log_loss([0.9, 0.1], [1, 0]), 4)
 0.1054
 >>> calibration([0.1, 0.1, 0.9, 0.9], [0, 0, 1, 0], bins=2)
@@ -28,14 +30,15 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     if n_pos == 0 or n_neg == 0:
         return math.nan
     order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
     sorted_s = s[order]
-    # average ranks over ties
-    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(s)]))
-    for a, b in zip(starts, ends, strict=True):
-        ranks[order[a:b]] = (a + b + 1) / 2.0
+    # average ranks over ties: each run of equal scores gets the mean of its positions
+    first = np.empty(len(s), dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_s[1:], sorted_s[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(s))
+    ranks = np.empty(len(s), dtype=float)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 

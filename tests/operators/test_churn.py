@@ -103,15 +103,17 @@ def test_replay_buffer_is_bounded_and_releases_everything_once() -> None:
     assert [x["i"] for x, _ in released] != sorted(x["i"] for x, _ in released)  # shuffled
 
 
-def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_all() -> None:
+def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_one_in_n() -> None:
     from operators.churn import ChurnModel
 
     learned: list[int] = []
+    scored: list[dict[str, float]] = []
 
     class Counting:
         family = "counting"
 
         def predict_proba_one(self, x: dict[str, float]) -> float:
+            scored.append(x)
             return 0.5
 
         def learn_one(self, x: dict[str, float], y: int) -> None:
@@ -119,7 +121,12 @@ def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_all() -> N
 
     m = ChurnModel(challenger=None, challenger_every=4, replay_size=0)
     m.challenger = Counting()
-    for i in range(40):
-        m.learn_one({"complaints_open": float(i % 3)}, i % 2)
+    examples = [({"complaints_open": float(i % 3), "i": float(i)}, i % 2) for i in range(40)]
+    for x, y in examples:
+        m.learn_one(x, y)
     assert len(learned) == 10
-    assert len(m.challenger_card.labels) == 40
+    assert [x["i"] for x in scored] == [float(i) for i in range(0, 40, 4)]
+    assert len(m.champion_card.labels) == 40  # the champion: every example
+    # the champion's paired window holds its scores on the challenger's examples
+    assert list(m.paired_card.labels) == list(m.challenger_card.labels) == [0] * 10
+    assert len(m.paired_card.scores) == 10
