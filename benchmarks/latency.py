@@ -1,7 +1,8 @@
 """Contact-to-agent latency under background load.
 
 Starts embedded Redis, `cxstream run` and `cxstream serve`; a `cxstream simulate`
-process adds background load at --load events/s; a connected agent (queue
+process adds background load at --load events/s; after --warmup seconds of it (every
+load customer seen once, the flow in its steady state), a connected agent (queue
 "probe") times each probe contact_start from its XADD to the alert frame.
 Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 
@@ -84,6 +85,13 @@ def main() -> int:
     parser.add_argument(
         "--load-customers", type=int, default=20_000, help="customers of the load (20,000)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds of load before the probes (10): the load's customers are new at first, "
+        "and a new customer's profile is written at once",
+    )
     parser.add_argument("--quick", action="store_true", help="500 events/s, 100 probes")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
@@ -101,7 +109,7 @@ def main() -> int:
                 "--duration",
                 "3600",
             )
-            time.sleep(2.0)
+            _wait_for_load(stack, args.warmup)
         start_events = _events(stack)
         started = time.monotonic()
         latencies = asyncio.run(probe(stack, args.contacts, args.interval_ms / 1000))
@@ -120,14 +128,25 @@ def main() -> int:
         "contacts": len(latencies),
         "flow_p50_ms": round(percentile(sorted(FLOW_PARTS), 0.50), 2),
         "flow_p99_ms": round(percentile(sorted(FLOW_PARTS), 0.99), 2),
+        "warmup_s": args.warmup if args.load > 0 else 0.0,
     }
     if not args.no_record:
         command = "python benchmarks/latency.py" + (" --quick" if args.quick else "")
         if args.load_customers != 20_000:
             command += f" --load-customers {args.load_customers}"
+        if args.warmup != 10.0:
+            command += f" --warmup {args.warmup:g}"
         record("latency", command, figures)
     print(orjson.dumps(figures).decode())
     return 0
+
+
+def _wait_for_load(stack: Stack, seconds: float) -> None:
+    """Let the load run ``seconds`` (at least 2), saying how far it got."""
+    deadline = time.monotonic() + max(2.0, seconds)
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 5.0))
+        print(f"latency: warm-up, {_events(stack):,} load events so far", file=sys.stderr, flush=True)
 
 
 def _events(stack: Stack) -> int:
