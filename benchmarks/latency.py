@@ -146,7 +146,8 @@ def _wait_for_load(stack: Stack, seconds: float) -> None:
     deadline = time.monotonic() + max(2.0, seconds)
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(left, 5.0))
-        print(f"latency: warm-up, {_events(stack):,} load events so far", file=sys.stderr, flush=True)
+        events = _events(stack)
+        print(f"latency: warm-up, {events:,} load events so far", file=sys.stderr, flush=True)
 
 
 def _events(stack: Stack) -> int:

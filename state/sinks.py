@@ -1,9 +1,11 @@
 """Bytewax sinks writing to Redis: alerts, dead letters, profiles (and erasures),
 model status.
 
-Each worker writes a whole batch in one pipeline (one round trip per batch).
-Profile updates of one customer inside a batch are merged first, so a burst of
-events costs one write per customer.
+Each worker writes a whole batch in one write, and reads its replies before the
+next batch goes (:class:`state.redis.PipelinedWriter`): the flow does not wait
+for Redis's answer, and a batch not confirmed is sent again.  Profile updates of
+one customer inside a batch are merged first, so a burst of events costs one
+write per customer.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWri
 from state.erasure import erase
 from state.keys import ALERTS, DLQ, KeyNames, model_key
 from state.recovery import RecoveryScrubber
-from state.redis import Backoff, Command, connect, is_outage, send_commands
+from state.redis import Backoff, Command, PipelinedWriter, connect, is_outage
 
 X = TypeVar("X")
 Writer = Callable[[list[X]], list[Command]]
@@ -38,15 +40,15 @@ class _PipelinePartition(StatelessSinkPartition[X]):
         self.write = write
         self.what = what
         self.backoff = Backoff(f"writing {what}")
+        self.writer = PipelinedWriter(client, f"writing {what}")
 
     def write_batch(self, items: list[X]) -> None:
         commands = self.write(items)
-        retrying(
-            lambda: send_commands(self.client, commands, f"writing {len(items)} {self.what}"),
-            self.backoff,
-        )
+        retrying(lambda: self.writer.send(commands), self.backoff)
 
     def close(self) -> None:
+        retrying(self.writer.sync, self.backoff)  # everything written before the end
+        self.writer.close()
         self.client.close()
 
 
@@ -177,6 +179,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         self.forgotten = forgotten
         self.scrubber = scrubber
         self.backoff = Backoff("writing profiles")
+        self.writer = PipelinedWriter(client, "writing profiles")
 
     def write_batch(self, items: list[StoreWrite]) -> None:
         erase_keys = [i.customer_id for i in items if type(i) is Erase]
@@ -184,9 +187,10 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
             self.forgotten.add(key)
         commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
         commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
-        what = f"writing {len(commands)} profile command(s)"
-        retrying(lambda: send_commands(self.client, commands, what), self.backoff)
+        retrying(lambda: self.writer.send(commands), self.backoff)
         erased = list(dict.fromkeys(erase_keys))
+        if erased:  # the profile writes before an erasure are known written first
+            retrying(self.writer.sync, self.backoff)
         for key in erased:  # each step is idempotent: retried whole
             retrying(
                 partial(erase, self.client, key, shards=self.names, forgotten=self.forgotten),
@@ -217,6 +221,8 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         return commands
 
     def close(self) -> None:
+        retrying(self.writer.sync, self.backoff)
+        self.writer.close()
         self.client.close()
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
-from state.redis import _safe, connect, embedded, redis_url, release
+from state.redis import Command, _safe, connect, embedded, redis_url, release
 
 
 def test_embedded_redis_is_shared_per_data_dir(tmp_path: Path) -> None:
@@ -66,4 +67,65 @@ def test_a_failing_command_is_a_store_error_and_the_client_recovers(
     with pytest.raises(StoreError, match="writing 2 things: WRONGTYPE"):
         send_commands(client, [("HSET", "k", "f", 1), ("GET", "k")], "writing 2 things")
     assert send_commands(client, [("GET", "k")], "after") == [b"v"]  # a fresh connection
+    client.close()
+
+
+def test_a_pipelined_writer_writes_at_once_and_reads_the_replies_later(
+    r: redis.Redis, redis_url: str
+) -> None:
+    from state.redis import PipelinedWriter
+
+    client = connect(Settings(redis_url=redis_url))
+    writer = PipelinedWriter(client, "writing test")
+    writer.send([("RPUSH", "l", b"1"), ("RPUSH", "l", b"2")])
+    assert len(writer.inflight) == 2  # not waited for ...
+    assert r.lrange("l", 0, -1) == [b"1", b"2"]  # ... yet written
+    writer.send([("RPUSH", "l", b"3")])  # the first batch's replies are read first
+    assert writer.inflight == [("RPUSH", "l", b"3")]
+    writer.sync()
+    assert writer.inflight == []
+    assert r.lrange("l", 0, -1) == [b"1", b"2", b"3"]
+    writer.close()
+    client.close()
+
+
+def test_a_batch_not_confirmed_is_sent_again_and_nothing_is_lost(
+    r: redis.Redis, redis_url: str
+) -> None:
+    from state.redis import PipelinedWriter, is_outage
+
+    client = connect(Settings(redis_url=redis_url))
+    writer = PipelinedWriter(client, "writing test")
+    writer.send([("CLIENT", "SETNAME", "writer")])
+    writer.sync()
+    [writer_id] = [c["id"] for c in r.client_list() if c["name"] == "writer"]
+    # Redis holds writes back, and the connection drops before it carries this batch out
+    r.client_pause(2000, all=False)
+    writer.send([("SADD", "s", b"x")])
+    r.client_kill_filter(_id=writer_id)
+    r.client_unpause()
+    batch: list[Command] = [("SADD", "s", b"y")]
+    with pytest.raises(StoreError) as failed:
+        writer.send(batch)
+    assert is_outage(failed.value)
+    assert writer.again == [("SADD", "s", b"x")]
+    assert r.smembers("s") == set()
+    writer.send(batch)  # the caller's retry: the unconfirmed batch goes first, again
+    writer.sync()
+    assert r.smembers("s") == {b"x", b"y"}
+    writer.close()
+    client.close()
+
+
+def test_an_error_reply_is_a_store_error_a_batch_late(r: redis.Redis, redis_url: str) -> None:
+    from state.redis import PipelinedWriter, is_outage
+
+    client = connect(Settings(redis_url=redis_url))
+    r.set("k", b"v")
+    writer = PipelinedWriter(client, "writing test")
+    writer.send([("HSET", "k", "f", 1)])
+    with pytest.raises(StoreError, match="writing test: WRONGTYPE") as failed:
+        writer.sync()
+    assert not is_outage(failed.value)
+    writer.close()
     client.close()
