@@ -226,6 +226,11 @@ class ChurnModel:
         self.challenger_card = Scorecard()  # the challenger on one in challenger_every
         self.paired_card = Scorecard()  # the champion on those same examples
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a model pickled before the paired window existed (a recovery snapshot)
+        state.setdefault("paired_card", Scorecard())
+        self.__dict__.update(state)
+
     @property
     def version(self) -> str:
         return f"{self.champion.family}-{self.generation}@{self.n_learned}"

@@ -130,3 +130,18 @@ def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_one_in_n()
     # the champion's paired window holds its scores on the challenger's examples
     assert list(m.paired_card.labels) == list(m.challenger_card.labels) == [0] * 10
     assert len(m.paired_card.scores) == 10
+
+
+def test_a_model_pickled_before_the_paired_window_resumes_and_learns() -> None:
+    import pickle
+
+    from operators.churn import ChurnModel
+
+    m = ChurnModel(challenger="arf", challenger_every=2)
+    for x, y in synthetic(50):
+        m.learn_one(x, y)
+    del m.__dict__["paired_card"]  # as an older snapshot has it
+    resumed = pickle.loads(pickle.dumps(m))
+    for x, y in synthetic(50):
+        resumed.learn_one(x, y)
+    assert len(resumed.paired_card.labels) == 25
