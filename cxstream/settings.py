@@ -132,7 +132,7 @@ class Settings:
     log_level: str = "INFO"
     challenger: str = "arf"
     promote_margin: float = 0.02
-    challenger_every: int = 4
+    challenger_every: int = 16
     catalog_path: Path | None = None
     profile_interval_ms: int = 30000
     read_shards: tuple[int, ...] = ()  # empty: every shard (one flow, or one Bytewax cluster)
@@ -223,7 +223,7 @@ class Settings:
             log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
             challenger=(env.get("CX_CHALLENGER") or "arf").lower(),
             promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
-            challenger_every=get("CX_CHALLENGER_EVERY", int, 4),
+            challenger_every=get("CX_CHALLENGER_EVERY", int, 16),
             catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
             read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
             topics_path=Path(env["CX_TOPICS"]) if env.get("CX_TOPICS") else None,

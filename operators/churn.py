@@ -196,7 +196,7 @@ class ChurnModel:
         check_every: int = 250,
         replay_size: int = 5000,
         seed: int = 7,
-        challenger_every: int = 4,
+        challenger_every: int = 16,
     ) -> None:
         if challenger_every < 1:
             raise ValueError(f"challenger_every {challenger_every}: must be at least 1")

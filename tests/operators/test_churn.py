@@ -61,7 +61,13 @@ def test_cold_model_is_undecided() -> None:
 def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
     """XOR: no linear model can learn it, the forest can."""
     rng = random.Random(5)
-    m = ChurnModel(challenger="arf", promote_min=500, check_every=250, promote_margin=0.05)
+    m = ChurnModel(
+        challenger="arf",
+        promote_min=500,
+        check_every=250,
+        promote_margin=0.05,
+        challenger_every=4,
+    )
     for _ in range(4000):
         a, b = rng.randint(0, 1), rng.randint(0, 1)
         m.learn_one({"a": float(a), "b": float(b), "noise": rng.random()}, a ^ b)
@@ -74,7 +80,13 @@ def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
 
 
 def test_no_promotion_without_a_margin() -> None:
-    m = ChurnModel(challenger="arf", promote_min=500, check_every=250, promote_margin=0.5)
+    m = ChurnModel(
+        challenger="arf",
+        promote_min=500,
+        check_every=250,
+        promote_margin=0.5,
+        challenger_every=4,
+    )
     for x, y in synthetic(2000):
         m.learn_one(x, y)
     assert (m.metrics()["promotions"], m.generation) == (0, 1)
