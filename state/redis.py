@@ -90,6 +90,11 @@ def connect(settings: Settings) -> redis.Redis:
 Command = tuple[str | bytes | int | float, ...]
 
 
+def _pack(commands: list[Command]) -> bytes:
+    """The commands in Redis's wire format, one buffer (hiredis packs each in C)."""
+    return b"".join([pack_command(cast(Any, c)) for c in commands])
+
+
 def send_commands(client: redis.Redis, commands: list[Command], what: str) -> list[Any]:
     """Send ``commands`` in one write and read every reply, in order.
 
@@ -109,8 +114,7 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
     except (redis.RedisError, OSError) as exc:
         raise StoreError(f"{what}: {exc}") from exc
     try:
-        packed = b"".join([pack_command(cast(Any, c)) for c in commands])
-        conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
+        conn.send_packed_command([_pack(commands)])  # type: ignore[no-untyped-call]
         return [conn.read_response() for _ in commands]
     except (redis.RedisError, OSError) as exc:
         conn.disconnect()  # type: ignore[no-untyped-call]
@@ -156,9 +160,8 @@ class PipelinedWriter:
         try:
             if self.conn is None:
                 self.conn = self.client.connection_pool.get_connection()
-            packed = b"".join([pack_command(cast(Any, c)) for c in batch])
             # no health check: it would read a reply of ours as its own
-            self.conn.send_packed_command([packed], check_health=False)
+            self.conn.send_packed_command([_pack(batch)], check_health=False)
         except (redis.RedisError, OSError) as exc:
             self._drop()  # `again` stays; the caller passes its own commands again
             raise StoreError(f"{self.what}: {exc}") from exc

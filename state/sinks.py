@@ -34,22 +34,35 @@ Writer = Callable[[list[X]], list[Command]]
 DLQ_MAXLEN = 100_000
 
 
-class _PipelinePartition(StatelessSinkPartition[X]):
-    def __init__(self, client: redis.Redis, write: Writer[X], what: str) -> None:
-        self.client = client
-        self.write = write
-        self.what = what
-        self.backoff = Backoff(f"writing {what}")
-        self.writer = PipelinedWriter(client, f"writing {what}")
+class _WriterPartition(StatelessSinkPartition[X]):
+    """A sink partition writing through one :class:`PipelinedWriter`, waiting out
+    Redis outages (:func:`retrying`)."""
 
-    def write_batch(self, items: list[X]) -> None:
-        commands = self.write(items)
+    def __init__(self, client: redis.Redis, what: str) -> None:
+        self.client = client
+        self.backoff = Backoff(what)
+        self.writer = PipelinedWriter(client, what)
+
+    def send(self, commands: list[Command]) -> None:
         retrying(lambda: self.writer.send(commands), self.backoff)
 
+    def sync(self) -> None:
+        """Everything sent so far is written (confirmed by Redis)."""
+        retrying(self.writer.sync, self.backoff)
+
     def close(self) -> None:
-        retrying(self.writer.sync, self.backoff)  # everything written before the end
+        self.sync()  # everything written before the end
         self.writer.close()
         self.client.close()
+
+
+class _PipelinePartition(_WriterPartition[X]):
+    def __init__(self, client: redis.Redis, write: Writer[X], what: str) -> None:
+        super().__init__(client, f"writing {what}")
+        self.write = write
+
+    def write_batch(self, items: list[X]) -> None:
+        self.send(self.write(items))
 
 
 class _RedisSink(DynamicSink[X]):
@@ -159,13 +172,12 @@ class _StoreSink(DynamicSink[StoreWrite]):
         self.settings = settings
         self.forgotten = forgotten
         self.scrubber = scrubber
-        self.backoff = Backoff("writing profiles")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         return _StorePartition(connect(self.settings), self.settings, self.forgotten, self.scrubber)
 
 
-class _StorePartition(StatelessSinkPartition[StoreWrite]):
+class _StorePartition(_WriterPartition[StoreWrite]):
     def __init__(
         self,
         client: redis.Redis,
@@ -173,13 +185,11 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         forgotten: Forgotten,
         scrubber: RecoveryScrubber | None,
     ) -> None:
-        self.client = client
+        super().__init__(client, "writing profiles")
         self.names = KeyNames.of(settings)
         self.ttl = int(settings.retention_days * 86_400)
         self.forgotten = forgotten
         self.scrubber = scrubber
-        self.backoff = Backoff("writing profiles")
-        self.writer = PipelinedWriter(client, "writing profiles")
 
     def write_batch(self, items: list[StoreWrite]) -> None:
         erase_keys = [i.customer_id for i in items if type(i) is Erase]
@@ -187,10 +197,10 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
             self.forgotten.add(key)
         commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
         commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
-        retrying(lambda: self.writer.send(commands), self.backoff)
+        self.send(commands)
         erased = list(dict.fromkeys(erase_keys))
         if erased:  # the profile writes before an erasure are known written first
-            retrying(self.writer.sync, self.backoff)
+            self.sync()
         for key in erased:  # each step is idempotent: retried whole
             retrying(
                 partial(erase, self.client, key, shards=self.names, forgotten=self.forgotten),
@@ -219,11 +229,6 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
             if customer_id in refresh:
                 commands.append(("EXPIRE", key, self.ttl))
         return commands
-
-    def close(self) -> None:
-        retrying(self.writer.sync, self.backoff)
-        self.writer.close()
-        self.client.close()
 
 
 def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:
