@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,16 @@ import redis
 
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
-from state.redis import Command, _safe, connect, embedded, redis_url, release
+from state.redis import (
+    Command,
+    PipelinedWriter,
+    _safe,
+    connect,
+    embedded,
+    is_outage,
+    redis_url,
+    release,
+)
 
 
 def test_embedded_redis_is_shared_per_data_dir(tmp_path: Path) -> None:
@@ -70,13 +80,18 @@ def test_a_failing_command_is_a_store_error_and_the_client_recovers(
     client.close()
 
 
-def test_a_pipelined_writer_writes_at_once_and_reads_the_replies_later(
-    r: redis.Redis, redis_url: str
-) -> None:
-    from state.redis import PipelinedWriter
-
+@pytest.fixture
+def writer(redis_url: str) -> Iterator[PipelinedWriter]:
     client = connect(Settings(redis_url=redis_url))
     writer = PipelinedWriter(client, "writing test")
+    yield writer
+    writer.close()
+    client.close()
+
+
+def test_a_pipelined_writer_writes_at_once_and_reads_the_replies_later(
+    r: redis.Redis, writer: PipelinedWriter
+) -> None:
     writer.send([("RPUSH", "l", b"1"), ("RPUSH", "l", b"2")])
     assert len(writer.inflight) == 2  # not waited for ...
     assert r.lrange("l", 0, -1) == [b"1", b"2"]  # ... yet written
@@ -85,17 +100,11 @@ def test_a_pipelined_writer_writes_at_once_and_reads_the_replies_later(
     writer.sync()
     assert writer.inflight == []
     assert r.lrange("l", 0, -1) == [b"1", b"2", b"3"]
-    writer.close()
-    client.close()
 
 
 def test_a_batch_not_confirmed_is_sent_again_and_nothing_is_lost(
-    r: redis.Redis, redis_url: str
+    r: redis.Redis, writer: PipelinedWriter
 ) -> None:
-    from state.redis import PipelinedWriter, is_outage
-
-    client = connect(Settings(redis_url=redis_url))
-    writer = PipelinedWriter(client, "writing test")
     writer.send([("CLIENT", "SETNAME", "writer")])
     writer.sync()
     [writer_id] = [c["id"] for c in r.client_list() if c["name"] == "writer"]
@@ -113,19 +122,13 @@ def test_a_batch_not_confirmed_is_sent_again_and_nothing_is_lost(
     writer.send(batch)  # the caller's retry: the unconfirmed batch goes first, again
     writer.sync()
     assert r.smembers("s") == {b"x", b"y"}
-    writer.close()
-    client.close()
 
 
-def test_an_error_reply_is_a_store_error_a_batch_late(r: redis.Redis, redis_url: str) -> None:
-    from state.redis import PipelinedWriter, is_outage
-
-    client = connect(Settings(redis_url=redis_url))
+def test_an_error_reply_is_a_store_error_a_batch_late(
+    r: redis.Redis, writer: PipelinedWriter
+) -> None:
     r.set("k", b"v")
-    writer = PipelinedWriter(client, "writing test")
     writer.send([("HSET", "k", "f", 1)])
     with pytest.raises(StoreError, match="writing test: WRONGTYPE") as failed:
         writer.sync()
     assert not is_outage(failed.value)
-    writer.close()
-    client.close()
