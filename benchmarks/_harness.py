@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import redis
 
-from cxstream.settings import Secret, Settings
+from cxstream.settings import Secret, Settings, read_shards_of
 from operators.events import Event, shard_of
 from state.ingest import xadd_events
 from state.keys import profile_key
@@ -120,7 +120,7 @@ class Stack:
     def __enter__(self) -> Stack:
         if self.flow:
             for i in range(self.processes):
-                owned = ",".join(str(s) for s in range(i, self.shards, self.processes))
+                owned = read_shards_of(i, self.processes, self.shards)
                 env = {**self.env, "CX_READ_SHARDS": owned} if self.processes > 1 else None
                 self.spawn("run", "-w", str(self.workers), env=env)
         self.spawn("serve")

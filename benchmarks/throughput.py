@@ -43,7 +43,7 @@ import redis
 
 from benchmarks._harness import free_port, record
 from cxstream.runtime import tune_gc
-from cxstream.settings import Settings
+from cxstream.settings import Settings, read_shards_of
 from flows.journey import customer_config, model_factory, trend_config
 from operators.customer import CustomerLogic, Watermark
 from operators.decide import DecideLogic
@@ -284,7 +284,7 @@ def full_flow(
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         for pid in range(processes):
             cluster = ["-i", str(pid), "-a", addresses] if processes > 1 and not own_shards else []
-            owned = ",".join(str(s) for s in range(pid, SHARDS, processes))
+            owned = read_shards_of(pid, processes, SHARDS)
             out = (folder / f"run-{pid}.log").open("wb")
             procs.append(
                 subprocess.Popen(

@@ -90,6 +90,16 @@ def format_shard_set(shards: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
+def read_shards_of(index: int, processes: int, shards: int) -> str:
+    """``CX_READ_SHARDS`` of process ``index`` when ``processes`` processes own the
+    shards in turn.
+
+    >>> read_shards_of(0, 2, 4), read_shards_of(1, 2, 4), read_shards_of(0, 1, 4)
+    ('0,2', '1,3', '0-3')
+    """
+    return format_shard_set(tuple(range(index, shards, processes)))
+
+
 def _flag(name: str, raw: str | None) -> bool:
     """A yes/no setting: 1, true, yes, on or 0, false, no, off (absent: no).
 

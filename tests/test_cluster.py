@@ -24,6 +24,7 @@ import orjson
 import pytest
 import redis
 
+from cxstream.settings import read_shards_of
 from operators.events import Event
 from operators.simulate import SimConfig, Simulator
 from state.ingest import xadd_events
@@ -107,7 +108,7 @@ def run_flow(
     procs = []
     for i in range(processes):
         cluster = ["-i", str(i), "-a", addresses] if processes > 1 and not own_shards else []
-        own = {"CX_READ_SHARDS": ",".join(str(s) for s in range(i, 4, processes))}
+        own = {"CX_READ_SHARDS": read_shards_of(i, processes, 4)}
         log = folder / f"run-{processes}-{i}-{own_shards}.log"
         procs.append(
             (
