@@ -32,6 +32,11 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGHUP: stop as on Ctrl-C."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 class Demo:
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
         self.settings = settings
@@ -71,6 +76,8 @@ class Demo:
         # watched over 6-hour windows, so the demo's outage stands out of its noise.
         env.setdefault("CX_TREND_WINDOW_MIN", "360")
         client = redis.Redis.from_url(url)
+        # `kill` and a closed terminal stop the demo as Ctrl-C does: children and Redis too
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             self._start("dataflow", ["run"], env)
             self._start("server", ["serve"], env)
@@ -159,6 +166,8 @@ class Demo:
         finally:
             client.close()
             self._stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         print(f"demo stopped; logs are in {self.folder / 'logs'}", flush=True)
         return 0
 

@@ -124,6 +124,38 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     assert (tmp_path / "demo" / "logs" / "dataflow.log").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_stopped_by_a_signal_stops_everything_it_started(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """`kill` or a closed terminal, not only Ctrl-C: no flow, server or Redis left."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET")}
+    env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "cxstream", "demo", "--history-days", "1", "--rate", "20"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert demo.stdout is not None
+    out = ""
+    deadline = time.monotonic() + 60
+    while "agent console" not in out and time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        if not line:
+            break
+        out += line.decode(errors="replace")
+    assert "agent console" in out, out
+    assert len(_demo_processes(tmp_path)) >= 2  # dataflow + server
+    demo.send_signal(signum)
+    rest, _ = demo.communicate(timeout=60)
+    out += rest.decode(errors="replace")
+    assert demo.returncode == 0, out
+    assert "demo stopped" in out
+    assert _demo_processes(tmp_path) == []
+
+
 def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
     import socket
 
