@@ -2,8 +2,13 @@ from __future__ import annotations
 
 import pickle
 import random
+from typing import Any
 
-from operators.churn import ChurnModel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.churn import BucketedLogReg, ChurnModel, ScaledLogReg, _logreg
 
 
 def synthetic(n: int, seed: int = 3) -> list[tuple[dict[str, float], int]]:
@@ -157,3 +162,101 @@ def test_a_model_pickled_before_the_paired_window_resumes_and_learns() -> None:
     for x, y in synthetic(50):
         resumed.learn_one(x, y)
     assert len(resumed.paired_card.labels) == 25
+
+
+def _river_and_fused(
+    rows: list[tuple[dict[str, float], int]], *, learning_rate: float, l2: float
+) -> tuple[Any, ScaledLogReg]:
+
+    river = _logreg(learning_rate, l2)
+    fused = ScaledLogReg(learning_rate=learning_rate, l2=l2)
+    for x, y in rows:
+        river.learn_one(x, bool(y))
+        fused.learn_one(x, y)
+    return river, fused
+
+
+def _sparse_rows(n: int, seed: int) -> list[tuple[dict[str, float], int]]:
+    """Rows as the journey gives them: some features come and go, one never varies,
+    some values are large (the sigmoid's clamp and the gradient's tails)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        x = {"a": rng.gauss(0, 1), "const": 1.0, "big": rng.choice([0.0, 40.0, 90.0])}
+        if rng.random() < 0.3:
+            x[f"last:{rng.choice('xyz')}"] = 1.0
+        if rng.random() < 0.1:
+            x["rare"] = rng.expovariate(0.1)
+        rows.append((x, int(x["a"] + rng.gauss(0, 1) > 0.5)))
+    return rows
+
+
+@pytest.mark.parametrize(("learning_rate", "l2"), [(0.005, 0.0), (0.5, 0.0), (0.05, 0.01)])
+def test_the_fused_logistic_regression_is_rivers_pipeline(learning_rate: float, l2: float) -> None:
+    rows = _sparse_rows(3000, seed=11)
+    river, fused = _river_and_fused(rows, learning_rate=learning_rate, l2=l2)
+    probes = [x for x, _ in _sparse_rows(200, seed=12)] + [{"unseen": 3.0}, {}]
+    for x in probes:
+        assert fused.predict_proba_one(x) == pytest.approx(
+            river.predict_proba_one(x)[True], abs=1e-9
+        )
+    weights = river["LogisticRegression"].weights
+    assert fused.intercept == pytest.approx(river["LogisticRegression"].intercept, abs=1e-9)
+    for name, s in fused.stats.items():
+        assert s[4] == pytest.approx(weights.get(name, 0.0), abs=1e-9), name
+        assert s[1] == pytest.approx(river["StandardScaler"].means[name], abs=1e-9)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(
+                st.sampled_from(["a", "b", "c"]),
+                st.floats(min_value=-1e3, max_value=1e3, allow_nan=False),
+            ),
+            st.integers(0, 1),
+        ),
+        max_size=40,
+    )
+)
+def test_the_fused_logistic_regression_tracks_river_on_any_input(
+    rows: list[tuple[dict[str, float], int]],
+) -> None:
+    river, fused = _river_and_fused(rows, learning_rate=0.05, l2=0.0)
+    for x in ({"a": 1.0, "b": -2.0, "c": 0.5}, {"a": 300.0}):
+        assert fused.predict_proba_one(x) == pytest.approx(
+            river.predict_proba_one(x)[True], abs=1e-6
+        )
+
+
+def test_a_snapshot_with_river_pipelines_resumes_as_the_same_model() -> None:
+    rows = _sparse_rows(1500, seed=5)
+    old: Any = BucketedLogReg(bucket_min=50)
+    # as a snapshot from before ScaledLogReg has it: River pipelines
+    old.global_model = _logreg(old.learning_rate, old.l2)
+    for x, y in rows:
+        key = old.bucket(x)
+        if key not in old.buckets:
+            old.buckets[key] = _logreg(old.learning_rate, old.l2)
+        old.buckets[key].learn_one(x, bool(y))
+        old.counts[key] = old.counts.get(key, 0) + 1
+        old.global_model.learn_one(x, bool(y))
+    blob = pickle.dumps(old)
+
+    def score(x: dict[str, float]) -> float:  # the old model, blended as the champion does
+        key = old.bucket(x)
+        p = float(old.global_model.predict_proba_one(x)[True])
+        if old.counts.get(key, 0) >= old.bucket_min:
+            p = (p + float(old.buckets[key].predict_proba_one(x)[True])) / 2
+        return p
+
+    probes = [x for x, _ in _sparse_rows(100, seed=6)]
+    expected = [score(x) for x in probes]
+    resumed = pickle.loads(blob)
+    assert isinstance(resumed.global_model, ScaledLogReg)
+    assert all(isinstance(b, ScaledLogReg) for b in resumed.buckets.values())
+    assert [resumed.predict_proba_one(x) for x in probes] == pytest.approx(expected, abs=1e-9)
+    for x, y in rows[:100]:  # and goes on learning
+        resumed.learn_one(x, y)
+    assert resumed.counts[""] > old.counts[""]
