@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import heapq
 import os
 import pickle
 import signal
@@ -32,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from benchmarks._harness import free_port, record
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
 from flows.journey import customer_config, model_factory, trend_config
-from operators.customer import CustomerLogic, Watermark
+from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
@@ -90,15 +90,23 @@ def flow_env(**extra: str) -> dict[str, str]:
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
 
-    Each event goes through ``on_item`` of its customer, the model step and the
-    trend series of its complaints and contacts; every
-    1,000 events the due notifications (``notify_at``/``on_notify``: written-behind
-    profiles, matured labels, expiry) run, as Bytewax runs them between batches.
+    Events are parsed, then handed to the customer buckets 1,000 at a time, each
+    bucket getting its share in order (``on_batch``, as Bytewax calls the journey
+    step); what the customers emit goes through the model step and the trend
+    series of its complaints and contacts.  After each 1,000 events the due
+    buckets are notified (``notify_at``/``on_notify``: written-behind profiles,
+    matured labels, expiry), as Bytewax does between batches.
     """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
     config = customer_config(settings)
-    customers: dict[str, CustomerLogic] = {}
+
+    def new_customer() -> CustomerLogic:
+        return CustomerLogic(
+            None, config=config, clock=time.time, watermark=watermark, keep_snapshots=False
+        )
+
+    buckets: dict[str, CustomerBucket] = {}
     decide = DecideLogic(
         None,
         clock=time.time,
@@ -111,8 +119,6 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     topics = frozenset(name for name, _ in default_topics())
     alerts = learned = 0
     trend_alerts = [0]
-    scheduled: dict[str, float] = {}  # key -> its next notification, as Bytewax keeps it
-    timers: list[tuple[float, str]] = []
 
     def to_model(outs: Iterable[CustomerOut]) -> int:
         n = 0
@@ -132,48 +138,33 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                 n += sum(isinstance(d, Alert) for d in decided)
         return n
 
-    def schedule(key: str, logic: CustomerLogic) -> None:
-        at = logic.next_check()
-        if scheduled.get(key) != at:
-            scheduled[key] = at
-            heapq.heappush(timers, (at, key))
-
     tune_gc()  # as `cxstream run` does
     started = time.perf_counter()
+    batch: dict[str, list[tuple[str, Event]]] = {}
     for i, raw in enumerate(data):
         event = parse_entry("cx:events:0", f"1-{i}", raw)
-        if not isinstance(event, Event):
-            continue
-        logic = customers.get(event.key)
-        if logic is None:
-            logic = customers[event.key] = CustomerLogic(
-                None, config=config, clock=time.time, watermark=watermark, keep_snapshots=False
-            )
-        outs, _ = logic.on_item(event)
-        alerts += to_model(outs)
-        schedule(event.key, logic)
-        if i % 1000 == 999:  # what Bytewax does between batches: due notifications
-            now = time.time()
-            while timers and timers[0][0] <= now:
-                at, key = heapq.heappop(timers)
-                if scheduled.get(key) != at:
-                    continue  # rescheduled since
-                del scheduled[key]
-                logic = customers[key]
-                outs, discard = logic.on_notify()
-                alerts += to_model(outs)
-                if discard:
-                    del customers[key]
-                else:
-                    schedule(key, logic)
-        if len(timers) > 2 * len(scheduled) + 1000:  # drop superseded timers
-            timers = [(at, key) for key, at in scheduled.items()]
-            heapq.heapify(timers)
+        if isinstance(event, Event):
+            key = event.key
+            batch.setdefault(bucket_of(key), []).append((key, event))
+        if i % 1000 == 999 or i == len(data) - 1:
+            for name, items in batch.items():
+                bucket = buckets.get(name)
+                if bucket is None:
+                    bucket = buckets[name] = CustomerBucket(new=new_customer, clock=time.time)
+                alerts += to_model(bucket.on_batch(items)[0])
+            batch = {}
+            # what Bytewax does between batches: due notifications
+            now = datetime.now(UTC)
+            for bucket in buckets.values():
+                at = bucket.notify_at()
+                if at is not None and at <= now:
+                    alerts += to_model(bucket.on_notify()[0])
         if (i + 1) % 200_000 == 0:
             log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started
     learned = decide.model.n_learned
-    sample = list(customers.values())[:: max(1, len(customers) // 5000)]
+    customers = [c for b in buckets.values() for c in b.customers.values()]
+    sample = customers[:: max(1, len(customers) // 5000)]
     shared: set[int] = set()
     memory = sum(state_size(c, shared) for c in sample) / len(sample)
     for c in sample:

@@ -14,11 +14,19 @@ from typing import cast
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from cxstream.settings import Settings
 from operators.churn import ChurnModel
-from operators.customer import CustomerConfig, CustomerLogic, Watermark
+from operators.customer import (
+    CustomerBucket,
+    CustomerConfig,
+    CustomerLogic,
+    CustomerSnapshot,
+    Watermark,
+    bucket_of,
+)
 from operators.decide import DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
@@ -26,6 +34,7 @@ from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, s
 from operators.journey import DAY_MS
 from operators.records import (
     Alert,
+    CustomerOut,
     ModelStatus,
     ProfileUpdate,
     StoreWrite,
@@ -147,19 +156,27 @@ def build_flow(
     # (anonymous_id, (customer key or anonymous_id, Event))   [linked ids go to the customer]
     by_customer = op.merge("stitched", anonymous.falses, op.map("unkey", stitched, stitched_event))
     # (customer key, Event)
-    journey = op.stateful(
-        "journey",
-        by_customer,
-        lambda resume: CustomerLogic(
+
+    def new_customer(resume: CustomerSnapshot | None = None) -> CustomerLogic:
+        return CustomerLogic(
             resume,
             config=config,
             clock=clock,
             watermark=watermark,
             keep_snapshots=recovery,
             forgotten=forgotten,
-        ),
-    )
-    # (customer key, ScoreRequest | Example | ProfileUpdate | Outcome | Erase)
+        )
+
+    journey: KeyedStream[CustomerOut]
+    if recovery:  # one key per customer: an epoch's snapshots hold the customers it touched
+        journey = op.stateful("journey", by_customer, new_customer)
+    else:  # customers in buckets, their timers in the bucket's heap (see CustomerBucket)
+        bucketed = op.map("by_bucket", by_customer, lambda item: (bucket_of(item[0]), item))
+        # (bucket "b<i>", (customer key, Event))
+        journey = op.stateful_batch(
+            "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
+        )
+    # (customer key or bucket, ScoreRequest | Example | ProfileUpdate | Outcome | Erase | Signal)
     #                                                      [dedupe, journey, labels, erasure]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))

@@ -1,9 +1,21 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from bytewax.operators import StatefulLogic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from operators.customer import CustomerConfig, CustomerLogic, Watermark
+from operators.customer import (
+    BUCKETS,
+    CustomerBucket,
+    CustomerConfig,
+    CustomerLogic,
+    Watermark,
+    _datetime,
+    bucket_of,
+)
 from operators.erasure import Forgotten
 from operators.records import Erase, Example, ProfileUpdate, ScoreRequest
 from tests.conftest import DAY, T0, ev
@@ -119,9 +131,6 @@ def test_snapshot_restores_the_same_behaviour() -> None:
     assert list(out_a) == list(out_b)
     assert list(b.on_item(ev(2, "contact_start", ts=T0 + 1000))[0]) == []  # dedupe survived
 
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from operators.events import Event  # noqa: E402
 
@@ -326,3 +335,103 @@ def test_late_events_are_folded_in_by_their_time_and_counted() -> None:
     ]
     resumed = CustomerLogic(c.snapshot(), config=CONFIG, clock=FakeClock())
     assert resumed.late == 1
+
+
+TYPES = ["page_view", "complaint", "contact_start", "purchase", "cancel", "forget", "survey"]
+
+
+def _drive(
+    ops: list[tuple[str, int, int]],
+) -> tuple[list[Counter[str]], list[Counter[str]], CustomerBucket]:
+    """The same operations on one CustomerBucket and on one CustomerLogic per
+    customer notified as Bytewax notifies its keys; what each emitted, per step."""
+    config = CustomerConfig(
+        retention_s=600.0, horizon_ms=DAY, label_mode="cancel", profile_interval_s=5.0
+    )
+    clock = FakeClock()
+    mark_a, mark_b = Watermark(), Watermark()
+    alone: dict[str, CustomerLogic] = {}
+    bucket = CustomerBucket(
+        new=lambda: CustomerLogic(
+            None, config=config, clock=clock, watermark=mark_b, keep_snapshots=False
+        ),
+        clock=clock,
+    )
+    ref_out: list[Counter[str]] = []
+    bucket_out: list[Counter[str]] = []
+    ts = T0
+    for i, (kind, a, b) in enumerate(ops):
+        if kind == "event":
+            key = f"c{a}"
+            ts += b * 60_000
+            event = ev(i, TYPES[b % len(TYPES)], customer=key, ts=ts)
+            c = alone.get(key)
+            if c is None:
+                c = alone[key] = CustomerLogic(
+                    None, config=config, clock=clock, watermark=mark_a, keep_snapshots=False
+                )
+            out, discard = c.on_item(event)
+            if discard:
+                del alone[key]
+            got, _ = bucket.on_batch([(key, event)])
+        else:
+            clock.now += a + b / 100
+            now = _datetime(clock.now)
+            out = []
+            for key, c in list(alone.items()):
+                if c.notify_at() is not None and c.notify_at() <= now:  # type: ignore[operator]
+                    outs, discard = c.on_notify()
+                    out.extend(outs)
+                    if discard:
+                        del alone[key]
+            at = bucket.notify_at()
+            got = bucket.on_notify()[0] if at is not None and at <= now else []
+        ref_out.append(Counter(repr(o) for o in out))
+        bucket_out.append(Counter(repr(o) for o in got))
+        assert set(bucket.customers) == set(alone), i
+    return ref_out, bucket_out, bucket
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("event"), st.integers(0, 4), st.integers(0, 40)),
+            st.tuples(st.just("tick"), st.integers(0, 400), st.integers(0, 99)),
+        ),
+        max_size=60,
+    )
+)
+def test_a_bucket_of_customers_emits_what_each_customer_would_under_its_own_key(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    ref_out, bucket_out, bucket = _drive(ops)
+    assert bucket_out == ref_out
+    assert len(bucket.timers) <= 2 * len(bucket.scheduled) + 64
+
+
+def test_a_bucket_expires_its_quiet_customers_and_is_discarded_when_empty() -> None:
+    ops = [("event", 0, 2), ("event", 1, 2), ("tick", 30, 0), ("event", 0, 0)]
+    ops += [("tick", 400, 0)] * 6  # past the retention of 600 s
+    _, bucket_out, bucket = _drive(ops)
+    assert not bucket.customers
+    assert not bucket.scheduled
+    assert bucket.notify_at() is None
+    assert any("Example" in k for c in bucket_out for k in c)  # pending snapshots labelled
+
+
+def test_a_forgotten_customer_leaves_the_bucket_at_once() -> None:
+    forget = TYPES.index("forget")
+    _, _, bucket = _drive([("event", 0, 2), ("event", 1, 2), ("event", 0, forget)])
+    assert set(bucket.customers) == {"c1"}
+    assert "c0" not in bucket.scheduled
+    out, discard = bucket.on_batch([("c1", ev(99, "forget", customer="c1"))])
+    assert [type(o).__name__ for o in out] == ["Erase"]
+    assert discard is StatefulLogic.DISCARD  # nobody left in it
+
+
+def test_bucket_of_is_stable_and_spreads_customers() -> None:
+    counts = Counter(bucket_of(f"customer-{i}") for i in range(6400))
+    assert len(counts) == BUCKETS
+    assert max(counts.values()) < 2 * 6400 / BUCKETS
+    assert bucket_of("customer-1") == bucket_of("customer-1")
