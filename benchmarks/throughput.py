@@ -49,7 +49,7 @@ from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
-from operators.records import Alert, CustomerOut, Signal, model_input
+from operators.records import Alert, CustomerOut, DecideIn, Signal, model_input
 from operators.simulate import SimConfig, Simulator
 from operators.text import default_topics
 from operators.trends import TrendLogic, trend_keys
@@ -120,8 +120,11 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     alerts = learned = 0
     trend_alerts = [0]
 
-    def to_model(outs: Iterable[CustomerOut]) -> int:
-        n = 0
+    model_batch: list[DecideIn] = []
+
+    def to_model(outs: Iterable[CustomerOut]) -> None:
+        """Signals through their trend series at once; model inputs into the model
+        step's batch (``decide``, after the customer buckets, as in the flow)."""
         for out in outs:
             if isinstance(out, Signal):
                 for series, pair in trend_keys(out, topics):
@@ -134,9 +137,14 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                 continue
             item = model_input(out)
             if item is not None:
-                decided, _ = decide.on_item(item)
-                n += sum(isinstance(d, Alert) for d in decided)
-        return n
+                model_batch.append(item)
+
+    def decide_batch() -> int:
+        decided = list(decide.on_batch(model_batch)[0])
+        model_batch.clear()
+        if decide.notify_at() is not None:  # a backlog: Bytewax notifies it at once
+            decided.extend(decide.on_notify()[0])
+        return sum(isinstance(d, Alert) for d in decided)
 
     tune_gc()  # as `cxstream run` does
     started = time.perf_counter()
@@ -151,14 +159,15 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                 bucket = buckets.get(name)
                 if bucket is None:
                     bucket = buckets[name] = CustomerBucket(new=new_customer, clock=time.time)
-                alerts += to_model(bucket.on_batch(items)[0])
+                to_model(bucket.on_batch(items)[0])
             batch = {}
             # what Bytewax does between batches: due notifications
             now = datetime.now(UTC)
             for bucket in buckets.values():
                 at = bucket.notify_at()
                 if at is not None and at <= now:
-                    alerts += to_model(bucket.on_notify()[0])
+                    to_model(bucket.on_notify()[0])
+            alerts += decide_batch()
         if (i + 1) % 200_000 == 0:
             log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started

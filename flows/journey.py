@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
@@ -35,6 +35,8 @@ from operators.journey import DAY_MS
 from operators.records import (
     Alert,
     CustomerOut,
+    DecideIn,
+    DecideOut,
     ModelStatus,
     ProfileUpdate,
     StoreWrite,
@@ -96,6 +98,18 @@ def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
         )
 
     return new_model
+
+
+@operator
+def batched(
+    step_id: str,
+    up: KeyedStream[DecideIn],
+    builder: Callable[[bytes | None], DecideLogic],
+) -> KeyedStream[DecideOut]:
+    """``op.stateful_batch`` under the inner step id ``op.stateful`` gives
+    (``<step>.stateful_batch``): a recovery store written while the model step was an
+    ``op.stateful`` resumes into it."""
+    return op.stateful_batch("stateful_batch", up, builder)
 
 
 def build_flow(
@@ -197,7 +211,7 @@ def build_flow(
         lambda resume: TrendLogic(resume, config=trends, clock=clock, keep_snapshots=recovery),
     )
     # (series, Alert)   [kind trend: a spike in the series' sliding window]
-    decided = op.stateful(
+    decided = batched(
         "decide",
         by_model,
         lambda resume: DecideLogic(
@@ -209,7 +223,8 @@ def build_flow(
             forgotten=forgotten,
         ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase)   [Outcome teaches the arbiter]
+    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase)   [Outcome teaches the arbiter;
+    #                                                    contacts first, examples learned after]
     outputs = op.map("stamp_shard", decided, with_shard)
     # Alert | ProfileUpdate | ModelStatus | Erase
     alerts = op.merge(

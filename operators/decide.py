@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
 from operators.alerts import build_alert
 from operators.churn import ChurnModel
@@ -37,6 +39,9 @@ from operators.records import (
 )
 
 WARMUP_EXAMPLES = 50
+# Matured examples learned per batch (more while a backlog builds: a quarter of it)
+LEARN_PER_BATCH = 16
+_NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
@@ -45,8 +50,16 @@ def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
     return replace(out, shard=shard) if isinstance(out, ModelStatus) else out
 
 
-class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
-    """One model shard: churn model + next-best-action, in Bytewax's shape."""
+class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
+    """One model shard: churn model + next-best-action, in Bytewax's shape.
+
+    :meth:`on_item` handles one item at once.  The flow calls :meth:`on_batch`:
+    contacts first, matured examples into a backlog learned
+    :data:`LEARN_PER_BATCH` (or a quarter of the backlog) at a time, the rest at
+    the next batch or notification.  A contact's alert then waits for the
+    scoring of its batch, not for a burst of learning (labels mature in bursts:
+    every snapshot of a customer at once), and learning is spread over batches.
+    """
 
     def __init__(
         self,
@@ -72,6 +85,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         self.status_interval_s = status_interval_s
         self.status_at = -math.inf
         self.warmup = warmup
+        self.backlog: deque[Example] = deque()  # matured examples not learned yet
         if not resume:
             self.model = model()
             self.n_scored = 0
@@ -82,6 +96,7 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
             self.model, self.n_scored, self.arbiter = state[:3]
             self.status_at = state[3] if len(state) > 3 else -math.inf
             self.personas = state[4] if len(state) > 4 else Personas()
+            self.backlog.extend(state[5] if len(state) > 5 else ())
             if catalog is not None:
                 self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
@@ -108,6 +123,33 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
                     return [self.status()], StatefulLogic.RETAIN
             return [], StatefulLogic.RETAIN
         return self._decide(value), StatefulLogic.RETAIN
+
+    def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
+        out: list[DecideOut] = []
+        for value in values:
+            if isinstance(value, Example):
+                self.backlog.append(value)
+            else:
+                out.extend(self.on_item(value)[0])
+        out.extend(self._learn())
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[DecideOut], bool]:
+        return self._learn(), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[DecideOut], bool]:
+        return self._learn(len(self.backlog)), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return _NOW if self.backlog else None
+
+    def _learn(self, n: int | None = None) -> list[DecideOut]:
+        backlog = self.backlog
+        n = max(LEARN_PER_BATCH, len(backlog) // 4) if n is None else n
+        out: list[DecideOut] = []
+        for _ in range(min(n, len(backlog))):
+            out.extend(self.on_item(backlog.popleft())[0])
+        return out
 
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:
         model = self.model
@@ -160,6 +202,13 @@ class DecideLogic(StatefulLogic[DecideIn, DecideOut, bytes]):
         if not self.keep_snapshots:
             return b""
         return pickle.dumps(
-            (self.model, self.n_scored, self.arbiter, self.status_at, self.personas),
+            (
+                self.model,
+                self.n_scored,
+                self.arbiter,
+                self.status_at,
+                self.personas,
+                tuple(self.backlog),
+            ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )

@@ -9,6 +9,7 @@ from operators.erasure import Forgotten
 from operators.journey import FEATURE_NAMES
 from operators.records import (
     Alert,
+    DecideIn,
     Erase,
     Example,
     ModelStatus,
@@ -129,3 +130,44 @@ def test_a_model_snapshot_from_before_an_erasure_forgets_on_resume() -> None:
     resumed = DecideLogic(snap, clock=lambda: 1.5, forgotten=forgotten)
     assert resumed.arbiter.customers() == set()
     assert DecideLogic(snap, clock=lambda: 1.5).arbiter.customers() == {"c1"}
+
+
+def examples(n: int) -> list[DecideIn]:
+    return [Example("c", x(complaints_open=float(i % 2)), i % 2, T0, T0) for i in range(n)]
+
+
+def test_a_batch_scores_its_contacts_first_and_learns_a_bounded_share() -> None:
+    from operators.decide import LEARN_PER_BATCH
+
+    d = DecideLogic(None, clock=lambda: 0.0, warmup=0)
+    batch: list[DecideIn] = [*examples(30), request(complaints_open=1.0), *examples(10)]
+    out, _ = d.on_batch(batch)
+    alert = next(o for o in out if isinstance(o, Alert))
+    assert alert.payload["risk"]["model"].endswith("@0")  # scored before any of them was learned
+    assert d.model.n_learned == LEARN_PER_BATCH
+    assert len(d.backlog) == 40 - LEARN_PER_BATCH
+    assert d.notify_at() is not None  # the rest is asked for at once
+    d.on_notify()
+    assert d.model.n_learned == 2 * LEARN_PER_BATCH
+    d.on_eof()
+    assert d.model.n_learned == 40
+    assert not d.backlog
+    assert d.notify_at() is None
+
+
+def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_bound() -> None:
+    d = DecideLogic(None, clock=lambda: 0.0)
+    for _ in range(20):
+        d.on_batch(examples(400))
+    assert len(d.backlog) < 400 * 4  # settles: a quarter of 1,600 is 400 a batch
+    assert d.model.n_learned + len(d.backlog) == 8000
+
+
+def test_the_backlog_survives_a_snapshot_and_an_old_snapshot_resumes() -> None:
+    d = DecideLogic(None, clock=lambda: 0.0)
+    d.on_batch(examples(40))
+    clone = DecideLogic(d.snapshot(), clock=lambda: 0.0)
+    assert len(clone.backlog) == len(d.backlog) > 0
+    model, n_scored, arbiter, status_at, personas, _ = pickle.loads(d.snapshot())
+    old = pickle.dumps((model, n_scored, arbiter, status_at, personas))  # before the backlog
+    assert not DecideLogic(old, clock=lambda: 0.0).backlog
