@@ -41,6 +41,7 @@ from operators.records import (
 WARMUP_EXAMPLES = 50
 # Matured examples learned per batch (more while a backlog builds: a quarter of it)
 LEARN_PER_BATCH = 16
+BACKLOG_SOFT = 64  # past this many, a batch that scored contacts learns too
 _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 
 
@@ -54,11 +55,15 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
     """One model shard: churn model + next-best-action, in Bytewax's shape.
 
     :meth:`on_item` handles one item at once.  The flow calls :meth:`on_batch`:
-    contacts first, matured examples into a backlog learned
-    :data:`LEARN_PER_BATCH` (or a quarter of the backlog) at a time, the rest at
-    the next batch or notification.  A contact's alert then waits for the
-    scoring of its batch, not for a burst of learning (labels mature in bursts:
-    every snapshot of a customer at once), and learning is spread over batches.
+    matured examples go into a backlog, learned :data:`LEARN_PER_BATCH` (or a
+    quarter of the backlog) at a time in an activation that scored no contact: a
+    later batch without one, or the notification asked for at once.  Bytewax
+    runs the steps after this one (the alert sink) only when this one is done
+    with its activation, so a contact's alert waits for the scoring of its batch
+    and not for learning (labels mature in bursts, and the forest challenger
+    learns in milliseconds).  Past :data:`BACKLOG_SOFT` examples a batch with
+    contacts learns too (at rates where every batch has contacts), so the backlog
+    stays bounded and learning spread over the batches.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         self.status_at = -math.inf
         self.warmup = warmup
         self.backlog: deque[Example] = deque()  # matured examples not learned yet
+        self.held = False  # this activation scored contacts: its learning waits
         if not resume:
             self.model = model()
             self.n_scored = 0
@@ -126,15 +132,22 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
 
     def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
+        scored = False
         for value in values:
             if isinstance(value, Example):
                 self.backlog.append(value)
             else:
+                scored = scored or isinstance(value, ScoreRequest)
                 out.extend(self.on_item(value)[0])
-        out.extend(self._learn())
+        self.held = scored
+        if not scored or len(self.backlog) > BACKLOG_SOFT:
+            out.extend(self._learn())
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[DecideOut], bool]:
+        if self.held:  # right after a batch that scored contacts, in its activation
+            self.held = False
+            return [], StatefulBatchLogic.RETAIN
         return self._learn(), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[DecideOut], bool]:

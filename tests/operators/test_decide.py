@@ -136,23 +136,33 @@ def examples(n: int) -> list[DecideIn]:
     return [Example("c", x(complaints_open=float(i % 2)), i % 2, T0, T0) for i in range(n)]
 
 
-def test_a_batch_scores_its_contacts_first_and_learns_a_bounded_share() -> None:
+def test_learning_waits_for_an_activation_without_contacts_and_is_bounded() -> None:
     from operators.decide import LEARN_PER_BATCH
 
     d = DecideLogic(None, clock=lambda: 0.0, warmup=0)
     batch: list[DecideIn] = [*examples(30), request(complaints_open=1.0), *examples(10)]
     out, _ = d.on_batch(batch)
-    alert = next(o for o in out if isinstance(o, Alert))
-    assert alert.payload["risk"]["model"].endswith("@0")  # scored before any of them was learned
+    assert any(isinstance(o, Alert) for o in out)
+    assert d.model.n_learned == 0  # the alert goes out before any learning
+    assert d.notify_at() is not None  # learning is asked for at once...
+    d.on_notify()  # ...but not in the activation that scored the contact
+    assert d.model.n_learned == 0
+    d.on_notify()  # the next activation
     assert d.model.n_learned == LEARN_PER_BATCH
-    assert len(d.backlog) == 40 - LEARN_PER_BATCH
-    assert d.notify_at() is not None  # the rest is asked for at once
-    d.on_notify()
+    d.on_batch(examples(2))  # a batch without contacts learns too
     assert d.model.n_learned == 2 * LEARN_PER_BATCH
     d.on_eof()
-    assert d.model.n_learned == 40
+    assert d.model.n_learned == 42
     assert not d.backlog
     assert d.notify_at() is None
+
+
+def test_a_backlog_past_its_bound_is_learned_even_in_batches_with_contacts() -> None:
+    from operators.decide import BACKLOG_SOFT
+
+    d = DecideLogic(None, clock=lambda: 0.0)
+    d.on_batch([*examples(BACKLOG_SOFT + 100), request(complaints_open=1.0)])
+    assert d.model.n_learned == (BACKLOG_SOFT + 100) // 4
 
 
 def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_bound() -> None:
