@@ -442,7 +442,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a recorded log through the same operators, in event time; print the figures."""
     from operators.churn import ChurnModel
     from operators.evaluate import Evaluator
-    from operators.journey import DAY_MS
+    from operators.journey import DAY_MS, FEATURE_NAMES
     from state.replay import has_file_labels, read_jsonl, read_stream_csv
 
     path = Path(args.input)
@@ -453,7 +453,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise CxError("--labels file needs --format stream-csv")
     horizon_days = args.horizon or settings.horizon_days
     evaluator = Evaluator(
-        ChurnModel(challenger=None if args.challenger == "none" else args.challenger),
+        ChurnModel(
+            challenger=None if args.challenger == "none" else args.challenger,
+            challenger_features=FEATURE_NAMES,
+        ),
         labels=labels,
         horizon_ms=int(horizon_days * DAY_MS),
         label_mode=args.label_mode,

@@ -31,7 +31,7 @@ from operators.decide import DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
 from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
-from operators.journey import DAY_MS
+from operators.journey import DAY_MS, FEATURE_NAMES
 from operators.records import (
     Alert,
     CustomerOut,
@@ -95,6 +95,7 @@ def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
             challenger=challenger,
             promote_margin=settings.promote_margin,
             challenger_every=settings.challenger_every,
+            challenger_features=FEATURE_NAMES,
         )
 
     return new_model

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from river import compose, drift, forest, linear_model, optim, preprocessing
@@ -238,18 +239,38 @@ class BucketedLogReg:
 
 
 class ForestChallenger:
-    """River's adaptive random forest (trees with their own drift detectors)."""
+    """River's adaptive random forest (trees with their own drift detectors).
+
+    ``features``, when given, are the only ones it sees (the journey's fixed set:
+    ``operators.journey.FEATURE_NAMES``).  River's trees follow a missing feature's
+    most common path by summing the weights of its subtrees, so sparse features
+    (one per event type) make every walk longer as the trees grow: at 1,000,000
+    events the forest was 43% of the bare loop.  On 300,000 simulated events the
+    fixed set cost 4.7 s against 6.3 at the same windowed AUC (0.55 to 0.60 against
+    0.50 to 0.60).
+    """
 
     family = "arf"
 
-    def __init__(self, *, n_models: int = 5, seed: int = 7) -> None:
+    def __init__(
+        self, *, n_models: int = 5, seed: int = 7, features: Iterable[str] | None = None
+    ) -> None:
         self.model = forest.ARFClassifier(n_models=n_models, seed=seed)
+        self.features = None if features is None else frozenset(features)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("features", None)  # pickled before the fixed set
+        self.__dict__.update(state)
+
+    def _x(self, x: dict[str, float]) -> dict[str, float]:
+        keep = self.features
+        return x if keep is None else {k: v for k, v in x.items() if k in keep}
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
-        return float(self.model.predict_proba_one(x).get(True, 0.0))
+        return float(self.model.predict_proba_one(self._x(x)).get(True, 0.0))
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
-        self.model.learn_one(x, bool(y))
+        self.model.learn_one(self._x(x), bool(y))
 
 
 class ReplayBuffer:
@@ -318,6 +339,7 @@ class ChurnModel:
         replay_size: int = 5000,
         seed: int = 7,
         challenger_every: int = 16,
+        challenger_features: Iterable[str] | None = None,
     ) -> None:
         if challenger_every < 1:
             raise ValueError(f"challenger_every {challenger_every}: must be at least 1")
@@ -328,7 +350,9 @@ class ChurnModel:
         self.replayed = 0
         self.champion: OnlineModel = BucketedLogReg()
         self.challenger: OnlineModel | None = (
-            ForestChallenger(seed=seed) if challenger == "arf" else None
+            ForestChallenger(seed=seed, features=challenger_features)
+            if challenger == "arf"
+            else None
         )
         if challenger not in (None, "arf"):
             raise ValueError(f"challenger {challenger!r}: use arf or none")

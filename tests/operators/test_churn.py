@@ -260,3 +260,26 @@ def test_a_snapshot_with_river_pipelines_resumes_as_the_same_model() -> None:
     for x, y in rows[:100]:  # and goes on learning
         resumed.learn_one(x, y)
     assert resumed.counts[""] > old.counts[""]
+
+
+def test_the_forest_sees_only_its_fixed_features_when_given() -> None:
+    from operators.churn import ForestChallenger
+
+    seen: list[dict[str, float]] = []
+    forest = ForestChallenger(features=["complaints"])
+    real_learn = forest.model.learn_one
+
+    def recording(x: dict[str, float], y: bool, **kw: Any) -> None:
+        seen.append(x)
+        real_learn(x, y, **kw)
+
+    forest.model.learn_one = recording  # type: ignore[method-assign,assignment]
+    for x, y in synthetic(20):
+        forest.learn_one(x, y)
+    assert seen
+    assert all(set(x) == {"complaints"} for x in seen)
+    everything = ForestChallenger()
+    assert everything._x({"a": 1.0, "b": 2.0}) == {"a": 1.0, "b": 2.0}
+    old = ForestChallenger()
+    del old.__dict__["features"]  # as pickled before the fixed set
+    assert pickle.loads(pickle.dumps(old)).features is None
