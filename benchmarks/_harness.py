@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,13 @@ class Stack:
         return proc
 
     def __enter__(self) -> Stack:
+        try:
+            return self._start()
+        except BaseException:  # what started is stopped; the logs say why
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def _start(self) -> Stack:
         if self.flow:
             for i in range(self.processes):
                 owned = read_shards_of(i, self.processes, self.shards)
@@ -168,3 +176,7 @@ class Stack:
                 proc.wait()
         self.client.close()
         stop_embedded(self.redis_server)
+        if exc_type is None:  # the data (tens of MB of Redis) and logs of a good run go
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            print(f"benchmark: logs and data kept in {self.folder}", file=sys.stderr)
