@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from river import compose, drift, forest, linear_model, optim, preprocessing
+from river import drift, forest
 
 from operators.metrics import expected_calibration_error, log_loss, roc_auc
 
@@ -50,14 +50,6 @@ class OnlineModel(Protocol):
     def predict_proba_one(self, x: dict[str, float]) -> float: ...
 
     def learn_one(self, x: dict[str, float], y: int) -> None: ...
-
-
-def _logreg(learning_rate: float, l2: float) -> Any:
-    """River's scaled logistic regression: what :class:`ScaledLogReg` computes."""
-    return compose.Pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
-    )
 
 
 INTERCEPT_LR = 0.01  # River's LogisticRegression default

@@ -199,4 +199,3 @@ class Personas:
 
 NAMES = tuple(persona_features({}))  # the features, in a fixed order
 ORDER = {name: i for i, name in enumerate(NAMES)}
-FEATURES = frozenset(ORDER)

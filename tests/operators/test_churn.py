@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from river import compose, linear_model, optim, preprocessing
 
-from operators.churn import BucketedLogReg, ChurnModel, ScaledLogReg, _logreg
+from operators.churn import BucketedLogReg, ChurnModel, ScaledLogReg
 
 
 def synthetic(n: int, seed: int = 3) -> list[tuple[dict[str, float], int]]:
@@ -20,6 +21,26 @@ def synthetic(n: int, seed: int = 3) -> list[tuple[dict[str, float], int]]:
         p = 0.1 + 0.25 * complaints
         rows.append(({"complaints": complaints, "noise": noise}, int(rng.random() < p)))
     return rows
+
+
+def _logreg(learning_rate: float, l2: float) -> Any:
+    """River's scaled logistic regression: what ScaledLogReg computes (and what a
+    snapshot from before it holds)."""
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
+    )
+
+
+def _arf(promote_margin: float) -> ChurnModel:
+    """A model with the forest challenger, checked for promotion often."""
+    return ChurnModel(
+        challenger="arf",
+        promote_min=500,
+        check_every=250,
+        promote_margin=promote_margin,
+        challenger_every=4,
+    )
 
 
 def test_learns_a_real_signal_and_reports_prequential_auc() -> None:
@@ -66,13 +87,7 @@ def test_cold_model_is_undecided() -> None:
 def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
     """XOR: no linear model can learn it, the forest can."""
     rng = random.Random(5)
-    m = ChurnModel(
-        challenger="arf",
-        promote_min=500,
-        check_every=250,
-        promote_margin=0.05,
-        challenger_every=4,
-    )
+    m = _arf(promote_margin=0.05)
     for _ in range(4000):
         a, b = rng.randint(0, 1), rng.randint(0, 1)
         m.learn_one({"a": float(a), "b": float(b), "noise": rng.random()}, a ^ b)
@@ -85,13 +100,7 @@ def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
 
 
 def test_no_promotion_without_a_margin() -> None:
-    m = ChurnModel(
-        challenger="arf",
-        promote_min=500,
-        check_every=250,
-        promote_margin=0.5,
-        challenger_every=4,
-    )
+    m = _arf(promote_margin=0.5)
     for x, y in synthetic(2000):
         m.learn_one(x, y)
     assert (m.metrics()["promotions"], m.generation) == (0, 1)

@@ -7,9 +7,10 @@ import statistics
 from collections import defaultdict
 
 import pytest
+from river import cluster, preprocessing
 
 from operators.customer import CustomerConfig, CustomerLogic
-from operators.personas import TRAITS, K, Personas, persona_features
+from operators.personas import HALFLIFE, NAMES, TRAITS, K, Personas, persona_features
 from operators.records import ScoreRequest
 from operators.simulate import SimConfig, Simulator
 
@@ -72,21 +73,29 @@ def test_personas_on_simulated_journeys_differ_in_churn_propensity() -> None:
     assert len(personas.stats()["personas"]) == K  # type: ignore[arg-type]
 
 
+def _river() -> tuple[preprocessing.StandardScaler, cluster.KMeans]:
+    """River's scaler and k-means as Personas used them (the reference)."""
+    kmeans = cluster.KMeans(n_clusters=K, halflife=HALFLIFE, sigma=1.0, seed=1)
+    return preprocessing.StandardScaler(), kmeans
+
+
+def _river_step(
+    scaler: preprocessing.StandardScaler, kmeans: cluster.KMeans, x: dict[str, float]
+) -> int:
+    """One contact moment through River's two: the cluster it joins."""
+    z = persona_features(x)
+    scaler.learn_one(z)
+    return int(kmeans.learn_predict_one(scaler.transform_one(z)))
+
+
 def test_the_personas_cluster_as_rivers_scaler_and_k_means_do() -> None:
-    from river import cluster, preprocessing
-
-    from operators.personas import HALFLIFE, NAMES
-
     requests, _ = contact_moments(6000, 300)
     personas = Personas(warmup=1)
-    scaler = preprocessing.StandardScaler()
-    kmeans = cluster.KMeans(n_clusters=K, halflife=HALFLIFE, sigma=1.0, seed=1)
+    scaler, kmeans = _river()
     for c, centre in enumerate(personas.centers):  # the same starting centres
         kmeans.centers[c].update(zip(NAMES, centre, strict=True))
     for req in requests:
-        z = persona_features(req.features)
-        scaler.learn_one(z)
-        expected = kmeans.learn_predict_one(scaler.transform_one(z))
+        expected = _river_step(scaler, kmeans, req.features)
         got = personas.learn_predict_one(req.features)
         assert got is not None
         assert got.persona_id == f"p{expected}"
@@ -95,27 +104,18 @@ def test_the_personas_cluster_as_rivers_scaler_and_k_means_do() -> None:
 
 
 def test_personas_pickled_with_rivers_models_resume_as_the_same_clusters() -> None:
-    from river import cluster, preprocessing
-
-    from operators.personas import HALFLIFE, NAMES
-
     requests, _ = contact_moments(3000, 200)
     old = Personas(warmup=1)
     # as a snapshot from before the lists: River's scaler and k-means in the state
-    scaler = preprocessing.StandardScaler()
-    kmeans = cluster.KMeans(n_clusters=K, halflife=HALFLIFE, sigma=1.0, seed=1)
+    scaler, kmeans = _river()
     for req in requests[:-50]:
-        z = persona_features(req.features)
-        scaler.learn_one(z)
-        kmeans.learn_predict_one(scaler.transform_one(z))
+        _river_step(scaler, kmeans, req.features)
     state = {k: v for k, v in old.__dict__.items() if k not in ("scale", "centers", "halflife")}
     old.__dict__.clear()
     old.__dict__.update(state, scaler=scaler, kmeans=kmeans)
     resumed = pickle.loads(pickle.dumps(old))
     for req in requests[-50:]:
-        z = persona_features(req.features)
-        scaler.learn_one(z)
-        expected = kmeans.learn_predict_one(scaler.transform_one(z))
+        expected = _river_step(scaler, kmeans, req.features)
         got = resumed.learn_predict_one(req.features)
         assert got is not None
         assert got.persona_id == f"p{expected}"
