@@ -54,7 +54,7 @@ from operators.simulate import SimConfig, Simulator
 from operators.text import default_topics
 from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
-from state.keys import ALERTS, KeyNames
+from state.keys import ALERTS, KeyNames, model_key
 from state.redis import connect, stop_embedded, stream_entries
 
 SHARDS = 4
@@ -184,6 +184,7 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         "alerts": alerts,  # contact alerts
         "trend_alerts": trend_alerts[0],
         "learned": learned,
+        "promotions": decide.model.promotions,
         "customers": len(customers),
         "state_bytes_per_customer": snapshot_bytes,
         "memory_bytes_per_customer": memory,
@@ -327,6 +328,7 @@ def full_flow(
             if now_alerts != alerts:
                 alerts, quiet_since = now_alerts, time.monotonic()
         kinds = alert_kinds(client)
+        promotions = model_promotions(client)
         client.close()
         return {
             "events_per_s": (len(data) + SHARDS) / elapsed,
@@ -336,6 +338,7 @@ def full_flow(
             "alerts": kinds.get("contact", 0),
             "trend_alerts": kinds.get("trend", 0),
             "peak_rss_mb": peak,
+            "promotions": promotions,
         }
     finally:
         for proc in procs:
@@ -364,6 +367,16 @@ def alert_kinds(client: redis.Redis) -> dict[str, int]:
         if len(page) < 5000:
             return kinds
         start = "(" + page[-1][0]
+
+
+def model_promotions(client: redis.Redis) -> int:
+    """Challenger promotions over all model shards, as their last published status says."""
+    total = 0
+    for key in client.scan_iter(match=model_key("*"), count=1000):
+        raw = client.hget(key, "promotions")
+        if raw is not None:
+            total += int(orjson.loads(raw))
+    return total
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -428,6 +441,10 @@ def main() -> int:
         "bare_alerts": bare["alerts"],
         "learned": bare["learned"],
         "alerts_missing": bare["alerts"] - flow["alerts"],  # must be 0: nothing lost
+        # A promoted forest makes every later example and contact several times dearer:
+        # the ratio compares like with like only when these agree.
+        "promotions": flow["promotions"],
+        "bare_promotions": bare["promotions"],
         # Trend alerts depend on the order signals of several shards arrive in (the
         # flow reads the shards in turns, the bare loop in file order): close, not equal.
         "trend_alerts": flow["trend_alerts"],

@@ -39,9 +39,20 @@ from typing import Any, Protocol
 
 from river import drift, forest
 
-from operators.metrics import expected_calibration_error, log_loss, roc_auc
+from operators.metrics import expected_calibration_error, log_loss, paired_auc_z, roc_auc
 
 WINDOW = 2000
+# A promotion needs this many of each class in the paired window, and the
+# challenger's AUC ahead by DeLong's statistic at least PROMOTE_Z besides the margin
+# (one-sided 0.13%: the check runs every `check_every` examples on windows that
+# overlap, and at 1.96 or 2.33 two scorers of equal quality swapped places).
+# Labels are rare (3% positive in the simulator), and with a handful of positives a
+# window's AUC is noise: at 1,000,000 simulated events the forest was promoted over a
+# champion at AUC 0.30 (on a window holding a few positives) that was 0.67 to 0.79
+# against the forest's 0.50 to 0.72 for the rest of the run, and made the engine 40%
+# slower.
+PROMOTE_MIN_CLASS = 50
+PROMOTE_Z = 3.0
 
 
 class OnlineModel(Protocol):
@@ -406,12 +417,16 @@ class ChurnModel:
 
     def _maybe_promote(self) -> None:
         assert self.challenger is not None
-        if len(self.challenger_card.labels) < self.promote_min:
+        labels = self.challenger_card.labels
+        if len(labels) < self.promote_min:
             return
-        champion_auc, challenger_auc = self.paired_card.auc(), self.challenger_card.auc()
-        if math.isnan(champion_auc) or math.isnan(challenger_auc):
+        positives = sum(labels)
+        if min(positives, len(labels) - positives) < PROMOTE_MIN_CLASS:
             return
-        if challenger_auc - champion_auc >= self.promote_margin:
+        champion_auc, challenger_auc, z = paired_auc_z(
+            self.paired_card.scores, self.challenger_card.scores, labels
+        )
+        if challenger_auc - champion_auc >= self.promote_margin and z >= PROMOTE_Z:
             self.champion, self.challenger = self.challenger, self.champion
             # the new champion's window starts from its paired evidence
             self.champion_card = self.challenger_card.copy()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import pickle
 import random
 from typing import Any
@@ -156,6 +157,82 @@ def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_one_in_n()
     # the champion's paired window holds its scores on the challenger's examples
     assert list(m.paired_card.labels) == list(m.challenger_card.labels) == [0] * 10
     assert len(m.paired_card.scores) == 10
+
+
+def test_no_promotion_on_a_handful_of_positives_then_one_on_enough() -> None:
+    """A challenger that knows the label, against a champion that scores noise:
+    promoted only once the paired window holds PROMOTE_MIN_CLASS of each class."""
+    from operators.churn import PROMOTE_MIN_CLASS
+
+    class Oracle:
+        family = "oracle"
+
+        def predict_proba_one(self, x: dict[str, float]) -> float:
+            return 0.9 if x["y"] else 0.1
+
+        def learn_one(self, x: dict[str, float], y: int) -> None:
+            pass
+
+    class Noise(Oracle):
+        family = "noise"
+
+        def predict_proba_one(self, x: dict[str, float]) -> float:
+            return x["noise"]
+
+    rng = random.Random(11)
+    m = ChurnModel(challenger=None, challenger_every=2, promote_min=100, check_every=10)
+    m.champion, m.challenger = Noise(), Oracle()
+    positives = 0
+    while m.promotions == 0:
+        y = int(rng.random() < 0.04)
+        m.learn_one({"noise": rng.random(), "y": float(y)}, y)
+        if m.n_learned % 2 == 1:  # scored by the challenger (n_learned was even)
+            positives += y
+        # before the window holds enough positives, no AUC gap promotes
+        assert m.promotions == 0 or positives >= PROMOTE_MIN_CLASS
+        assert m.n_learned < 20_000
+    assert positives <= PROMOTE_MIN_CLASS + 2  # at the first checks with enough of them
+    assert m.champion.family == "oracle"
+    assert m.metrics()["roc_auc"] == 1.0
+
+
+@pytest.mark.parametrize("evidence", ["margin-only", "delong"])
+def test_no_promotion_of_an_equal_challenger(
+    evidence: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two scorers of the same quality: their windowed AUCs differ by more than the
+    margin at times, which promoted on the margin alone; DeLong's test holds."""
+    import operators.churn
+
+    if evidence == "margin-only":
+        monkeypatch.setattr(operators.churn, "PROMOTE_Z", -math.inf)
+        monkeypatch.setattr(operators.churn, "PROMOTE_MIN_CLASS", 0)
+
+    class Twin:
+        family = "twin"
+
+        def __init__(self, seed: int) -> None:
+            self.rng = random.Random(seed)
+
+        def predict_proba_one(self, x: dict[str, float]) -> float:
+            return x["y"] + self.rng.gauss(0, 1.5)
+
+        def learn_one(self, x: dict[str, float], y: int) -> None:
+            pass
+
+    promotions = []
+    for seed in range(3):
+        rng = random.Random(seed)
+        m = ChurnModel(challenger=None, challenger_every=1, promote_min=200, check_every=50)
+        m.champion, m.challenger = Twin(2 * seed + 1), Twin(2 * seed + 2)
+        for _ in range(20_000):
+            y = int(rng.random() < 0.1)
+            m.learn_one({"y": float(y)}, y)
+        promotions.append(m.promotions)
+    if evidence == "margin-only":
+        assert min(promotions) >= 2
+    else:
+        assert promotions == [0, 0, 0]
 
 
 def test_a_model_pickled_before_the_paired_window_resumes_and_learns() -> None:
