@@ -172,13 +172,15 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.journey.update_one(event)
         every = self.config.score_every
         due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)
+        journey: dict[str, Any] | None = None
         if due and event.type not in NEVER_SCORED:
             x = features(self.journey, event.ts)
             latest = self.pending.latest()
             previous = unpack(latest[1]) if latest else None
             if self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
-            out.append(ScoreRequest(self.key, event, x, previous, summary(self.journey, event.ts)))
+            journey = summary(self.journey, event.ts)  # the alert's and the profile's
+            out.append(ScoreRequest(self.key, event, x, previous, journey))
         signal = signal_of(event)  # a complaint or a contact, for the trends
         if signal is not None:
             out.append(signal)
@@ -193,7 +195,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
                 out.append(Outcome(self.key, alert_id, action_id, response, event.ts))
         now = self.touched_at
         if due or now - self.profile_at >= self.config.profile_interval_s:
-            out.append(self._profile(event.ts))
+            out.append(self._profile(event.ts, journey))
             self.profile_at, self.profile_due = now, False
         else:
             self.profile_due = True
@@ -211,7 +213,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
     def _example(self, m: Matured[Packed]) -> Example:
         return Example(self.key, unpack(m.values), m.label, m.snapshot_ts, m.label_ts)
 
-    def _profile(self, now_ms: int) -> ProfileUpdate:
+    def _profile(self, now_ms: int, journey: dict[str, Any] | None = None) -> ProfileUpdate:
+        """The profile as of event time ``now_ms`` (``journey``: its summary, if made)."""
         now = self.clock()
         refresh = now - self.ttl_at >= TTL_REFRESH_S
         if refresh:
@@ -219,7 +222,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         return ProfileUpdate(
             self.key,
             {
-                "journey": summary(self.journey, now_ms),
+                "journey": summary(self.journey, now_ms) if journey is None else journey,
                 "last_event_ts": self.journey.last_ts,
                 "pending_examples": len(self.pending),
                 "duplicates": self.duplicates,

@@ -71,6 +71,7 @@ _NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
     "amount": (-1e9, 1e9),
 }
 _STRING_ATTRS = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
+_CHECKED_ATTRS = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,29 +199,42 @@ def event_from_obj(obj: object) -> Event:
     """Validate an already-decoded JSON value against the event contract."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not an object", f"got {type(obj).__name__}")
-    event_id = _id(obj, "event_id", required=True)
-    customer_id = _id(obj, "customer_id", required=False)
-    anonymous_id = _id(obj, "anonymous_id", required=False)
+    # Each field has a fast path for a valid value; anything else goes through the
+    # checks that name what is wrong.
+    event_id = obj.get("event_id")
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID_CHARS:
+        event_id = _id(obj, "event_id", required=True)
+    customer_id = obj.get("customer_id")
+    if customer_id is not None and (
+        type(customer_id) is not str or not 0 < len(customer_id) <= MAX_ID_CHARS
+    ):
+        customer_id = _id(obj, "customer_id", required=False)
+    anonymous_id = obj.get("anonymous_id")
+    if anonymous_id is not None and (
+        type(anonymous_id) is not str or not 0 < len(anonymous_id) <= MAX_ID_CHARS
+    ):
+        anonymous_id = _id(obj, "anonymous_id", required=False)
     if customer_id is None and anonymous_id is None:
         raise InvalidEvent("customer_id missing", "an event needs customer_id or anonymous_id")
-    ts = parse_ts(obj.get("ts"))
+    ts = obj.get("ts")
+    if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
+        ts = parse_ts(ts)
     channel = obj.get("channel")
     if not isinstance(channel, str) or channel not in CHANNELS:
         raise InvalidEvent("channel unknown", repr(channel)[:40])
-    channel = _CANONICAL[channel]
     type_ = obj.get("type")
     if not isinstance(type_, str) or not 1 <= len(type_) <= MAX_TYPE_CHARS:
         raise InvalidEvent("type missing" if type_ is None else "type not a short string")
-    type_ = _CANONICAL.get(type_) or sys.intern(type_)
+    attrs = obj.get("attrs")
     assert event_id is not None
     return Event(
-        event_id=event_id,
-        customer_id=customer_id,
-        anonymous_id=anonymous_id,
-        ts=ts,
-        channel=channel,
-        type=type_,
-        attrs=_attrs(obj.get("attrs")),
+        event_id,
+        customer_id,
+        anonymous_id,
+        ts,
+        _CANONICAL[channel],
+        _CANONICAL.get(type_) or sys.intern(type_),
+        attrs if type(attrs) is dict and _CHECKED_ATTRS.isdisjoint(attrs) else _attrs(attrs),
     )
 
 

@@ -169,25 +169,23 @@ class JourneyState:
     def update_one(self, event: Event) -> None:
         """Fold one event into the journey (late events count by their own ts)."""
         ts, channel, type_ = event.ts, event.channel, event.type
-        attrs = event.attrs
-        if self.n_events == 0:
+        n, last_ts = self.n_events, self.last_ts
+        if n == 0 or ts < self.first_ts:
             self.first_ts = ts
-        else:
-            self.first_ts = min(self.first_ts, ts)
-        new_session = self.n_events == 0 or ts - self.last_ts > SESSION_GAP_MS
-        if new_session and ts >= self.last_ts:
-            _push(self.sessions, ts, SESSIONS_KEPT)
-        if ts >= self.last_ts:
+        if ts >= last_ts:
+            if n == 0 or ts - last_ts > SESSION_GAP_MS:  # a new session
+                _push(self.sessions, ts, SESSIONS_KEPT)
             self.prev_type, self.last_type = self.last_type, type_
-            switched = self.n_events > 0 and channel != self.last_channel
-            if switched and ts - self.last_ts <= DAY_MS:
+            if n and channel != self.last_channel and ts - last_ts <= DAY_MS:
                 _push(self.switches, ts, SWITCHES_KEPT)
-            self.prev_ts, self.last_ts = self.last_ts, ts
+            self.prev_ts, self.last_ts = last_ts, ts
             self.last_channel = channel
-        self.n_events += 1
-        self.channel_counts[channel] = self.channel_counts.get(channel, 0) + 1
+        self.n_events = n + 1
+        counts = self.channel_counts
+        counts[channel] = counts.get(channel, 0) + 1
         if type_ in KNOWN_TYPE_SET:
-            self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
+            counts = self.type_counts
+            counts[type_] = counts.get(type_, 0) + 1
         elif type_ in self.other_counts or len(self.other_counts) < OTHER_TYPES_KEPT:
             if self.other_counts is _NO_OTHERS:
                 self.other_counts, self.other_last = {}, {}
@@ -195,7 +193,8 @@ class JourneyState:
             self.other_last[type_] = max(ts, self.other_last.get(type_, ts))
         else:
             self.other_types += 1
-        self.channel_decay[channel] = _decay_add(self.channel_decay.get(channel), ts)
+        decay = self.channel_decay
+        decay[channel] = _decay_add(decay.get(channel), ts)
         self.activity = _decay_add(self.activity, ts)
         _insert_touchpoint(self.touchpoints, (ts, channel, type_))
 
@@ -208,7 +207,10 @@ class JourneyState:
             self.complaints_open = max(0, self.complaints_open - 1)
         elif type_ == "payment_failed":
             _push(self.payment_failures, ts, PAYMENT_FAILURES_KEPT)
-        elif type_ == "purchase":
+        attrs = event.attrs
+        if not attrs:  # most events carry none
+            return
+        if type_ == "purchase":
             amount = attrs.get("amount")
             if isinstance(amount, int | float) and not isinstance(amount, bool):
                 self.value += float(amount)
