@@ -89,7 +89,7 @@ def test_challenger_is_promoted_when_it_is_clearly_better() -> None:
     """XOR: no linear model can learn it, the forest can."""
     rng = random.Random(5)
     m = _arf(promote_margin=0.05)
-    for _ in range(4000):
+    for _ in range(8000):
         a, b = rng.randint(0, 1), rng.randint(0, 1)
         m.learn_one({"a": float(a), "b": float(b), "noise": rng.random()}, a ^ b)
     metrics = m.metrics()
@@ -162,7 +162,7 @@ def test_the_challenger_learns_from_one_example_in_n_and_is_scored_on_one_in_n()
 def test_no_promotion_on_a_handful_of_positives_then_one_on_enough() -> None:
     """A challenger that knows the label, against a champion that scores noise:
     promoted only once the paired window holds PROMOTE_MIN_CLASS of each class."""
-    from operators.churn import PROMOTE_MIN_CLASS
+    from operators.churn import PROMOTE_HOLD, PROMOTE_MIN_CLASS
 
     class Oracle:
         family = "oracle"
@@ -183,15 +183,20 @@ def test_no_promotion_on_a_handful_of_positives_then_one_on_enough() -> None:
     m = ChurnModel(challenger=None, challenger_every=2, promote_min=100, check_every=10)
     m.champion, m.challenger = Noise(), Oracle()
     positives = 0
+    enough_at = None  # paired examples when the window first held enough positives
     while m.promotions == 0:
         y = int(rng.random() < 0.04)
         m.learn_one({"noise": rng.random(), "y": float(y)}, y)
         if m.n_learned % 2 == 1:  # scored by the challenger (n_learned was even)
             positives += y
+            if positives == PROMOTE_MIN_CLASS and enough_at is None:
+                enough_at = (m.n_learned + 1) // 2
         # before the window holds enough positives, no AUC gap promotes
         assert m.promotions == 0 or positives >= PROMOTE_MIN_CLASS
         assert m.n_learned < 20_000
-    assert positives <= PROMOTE_MIN_CLASS + 2  # at the first checks with enough of them
+    # and the evidence held for PROMOTE_HOLD paired examples after that
+    assert enough_at is not None
+    assert PROMOTE_HOLD <= (m.n_learned + 1) // 2 - enough_at <= PROMOTE_HOLD + 10
     assert m.champion.family == "oracle"
     assert m.metrics()["roc_auc"] == 1.0
 
@@ -201,12 +206,13 @@ def test_no_promotion_of_an_equal_challenger(
     evidence: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two scorers of the same quality: their windowed AUCs differ by more than the
-    margin at times, which promoted on the margin alone; DeLong's test holds."""
+    margin at times, which promoted on the margin alone; the evidence rule holds."""
     import operators.churn
 
     if evidence == "margin-only":
         monkeypatch.setattr(operators.churn, "PROMOTE_Z", -math.inf)
         monkeypatch.setattr(operators.churn, "PROMOTE_MIN_CLASS", 0)
+        monkeypatch.setattr(operators.churn, "PROMOTE_HOLD", 0)
 
     class Twin:
         family = "twin"
@@ -226,7 +232,7 @@ def test_no_promotion_of_an_equal_challenger(
         m = ChurnModel(challenger=None, challenger_every=1, promote_min=200, check_every=50)
         m.champion, m.challenger = Twin(2 * seed + 1), Twin(2 * seed + 2)
         for _ in range(20_000):
-            y = int(rng.random() < 0.1)
+            y = int(rng.random() < 0.05)
             m.learn_one({"y": float(y)}, y)
         promotions.append(m.promotions)
     if evidence == "margin-only":
@@ -244,10 +250,12 @@ def test_a_model_pickled_before_the_paired_window_resumes_and_learns() -> None:
     for x, y in synthetic(50):
         m.learn_one(x, y)
     del m.__dict__["paired_card"]  # as an older snapshot has it
+    del m.__dict__["evidence_since"]
     resumed = pickle.loads(pickle.dumps(m))
     for x, y in synthetic(50):
         resumed.learn_one(x, y)
     assert len(resumed.paired_card.labels) == 25
+    assert resumed.evidence_since is None
 
 
 def _river_and_fused(
