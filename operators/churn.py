@@ -50,9 +50,10 @@ WINDOW = 2000
 # simulated events the forest was promoted on the margin alone over a champion at AUC
 # 0.30 (on a window holding a few positives) that was 0.67 to 0.79 against the forest's
 # 0.50 to 0.72 for the rest of the run, and made the engine 40% slower.  Two scorers of
-# equal quality checked every 50 examples swapped places 4 to 8 times in 20,000 on the
-# margin alone, 10 times in 10 runs of 30,000 with z >= 2.33, 2 in 6 runs of 200,000
-# (the defaults' cadence) with z >= 3, and never once the evidence had to hold.
+# equal quality (10% positives, checked every 50 examples) swapped places 4 to 8 times in
+# 20,000 on the margin alone and 10 times in 10 runs of 30,000 with z >= 2.33; at 5%
+# positives and the defaults' cadence, 2 times in 6 runs of 200,000 with z >= 3, and
+# never once the evidence had to hold.
 PROMOTE_MIN_CLASS = 50
 PROMOTE_Z = 3.0
 PROMOTE_HOLD = WINDOW // 2
