@@ -130,6 +130,8 @@ def shard_of(key: str, shards: int) -> int:
 
 def _id(obj: Mapping[str, Any], name: str, *, required: bool) -> str | None:
     value = obj.get(name)
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:  # the common case first
+        return value
     if value is None:
         if required:
             raise InvalidEvent(f"{name} missing")
@@ -151,6 +153,8 @@ def parse_ts(value: object) -> int:
     >>> parse_ts(1709294400000)
     1709294400000
     """
+    if type(value) is int and MIN_TS_MS <= value <= MAX_TS_MS:  # the common case first
+        return value
     if isinstance(value, bool) or value is None:
         raise InvalidEvent("ts missing" if value is None else "ts not a time", repr(value))
     if isinstance(value, int):
@@ -199,26 +203,12 @@ def event_from_obj(obj: object) -> Event:
     """Validate an already-decoded JSON value against the event contract."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not an object", f"got {type(obj).__name__}")
-    # Each field has a fast path for a valid value; anything else goes through the
-    # checks that name what is wrong.
-    event_id = obj.get("event_id")
-    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID_CHARS:
-        event_id = _id(obj, "event_id", required=True)
-    customer_id = obj.get("customer_id")
-    if customer_id is not None and (
-        type(customer_id) is not str or not 0 < len(customer_id) <= MAX_ID_CHARS
-    ):
-        customer_id = _id(obj, "customer_id", required=False)
-    anonymous_id = obj.get("anonymous_id")
-    if anonymous_id is not None and (
-        type(anonymous_id) is not str or not 0 < len(anonymous_id) <= MAX_ID_CHARS
-    ):
-        anonymous_id = _id(obj, "anonymous_id", required=False)
+    event_id = _id(obj, "event_id", required=True)
+    customer_id = _id(obj, "customer_id", required=False)
+    anonymous_id = _id(obj, "anonymous_id", required=False)
     if customer_id is None and anonymous_id is None:
         raise InvalidEvent("customer_id missing", "an event needs customer_id or anonymous_id")
-    ts = obj.get("ts")
-    if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
-        ts = parse_ts(ts)
+    ts = parse_ts(obj.get("ts"))
     channel = obj.get("channel")
     if not isinstance(channel, str) or channel not in CHANNELS:
         raise InvalidEvent("channel unknown", repr(channel)[:40])
