@@ -437,6 +437,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- evaluate -----------------------------------------------------------------------------------
 
+SORT_LIMIT = 5_000_000  # rows evaluate holds (and sorts) in memory, about 2 KB each
+
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a recorded log through the same operators, in event time; print the figures."""
@@ -456,6 +458,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         ChurnModel(
             challenger=None if args.challenger == "none" else args.challenger,
             challenger_features=FEATURE_NAMES,
+            label_mode="external" if labels == "file" else args.label_mode,
+            horizon_ms=int(horizon_days * DAY_MS),
         ),
         labels=labels,
         horizon_ms=int(horizon_days * DAY_MS),
@@ -469,11 +473,23 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         else read_jsonl(path, rejected)
     )
     started = time.perf_counter()
-    last_ts = -1
+    kept: list[Any] = []
+    in_order = True
     for n, row in enumerate(rows, start=1):
-        if row.event.ts < last_ts:
-            raise CxError(f"{path}: row {n} goes back in time; sort the file by ts first")
-        last_ts = row.event.ts
+        if kept and row.event.ts < kept[-1].event.ts:
+            in_order = False
+        kept.append(row)
+        if len(kept) > SORT_LIMIT:
+            raise CxError(
+                f"{path}: more than {SORT_LIMIT:,} rows; split the file by time "
+                "(evaluate sorts up to that many in memory)"
+            )
+        if n % args.progress_every == 0:
+            print(f"evaluate: read {n} rows", file=sys.stderr, flush=True)
+    if not in_order:
+        kept.sort(key=lambda r: r.event.ts)  # stable: rows of one time keep their order
+        print(f"evaluate: sorted {len(kept)} rows by ts", file=sys.stderr, flush=True)
+    for n, row in enumerate(kept, start=1):
         evaluator.feed(row)
         if n % args.progress_every == 0:
             rate = n / (time.perf_counter() - started)

@@ -96,6 +96,8 @@ def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
             promote_margin=settings.promote_margin,
             challenger_every=settings.challenger_every,
             challenger_features=FEATURE_NAMES,
+            label_mode=settings.label_mode,
+            horizon_ms=int(settings.horizon_days * DAY_MS),
         )
 
     return new_model

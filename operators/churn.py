@@ -1,7 +1,14 @@
-"""Online churn models: a champion, an optional challenger, and their evidence.
+"""Churn models: a champion, an optional challenger, and their evidence.
 
-The champion is a bucketed logistic regression: a global River
-``StandardScaler | LogisticRegression`` (fused in :class:`ScaledLogReg`) plus one
+The champion (``champion="refit"``, the default) is :class:`operators.refit.HazardRefit`:
+a hazard model refitted with numpy on a window of recent snapshots, pending ones
+included as censored, with a transparent prior while the window has little evidence
+(see that module).  It needs the scored snapshots and the early decisions
+(:meth:`ChurnModel.observe_snapshot`, :meth:`ChurnModel.observe_decision`) and the
+label mode (``cancel``, ``inactivity``, or ``external`` for labels from a file).
+
+``champion="logreg"`` (the default for file labels) is the online model of earlier
+versions, a bucketed logistic regression: a global River ``StandardScaler | LogisticRegression`` (fused in :class:`ScaledLogReg`) plus one
 per *bucket* (the latest activity type of the snapshot), used once the bucket has
 seen ``bucket_min`` examples.  The challenger, when enabled, is a River adaptive random forest.
 
@@ -18,7 +25,7 @@ the challenger, and by the champion into a paired window; the challenger is
 promoted when its windowed AUC beats the champion's on those same examples by
 ``promote_margin``.
 
->>> m = ChurnModel(challenger=None, seed=1)
+>>> m = ChurnModel(challenger=None, champion="logreg", seed=1)
 >>> m.predict_proba_one({"a": 1.0})
 0.5
 >>> for i in range(2000):
@@ -40,6 +47,10 @@ from typing import Any, Protocol
 from river import drift, forest
 
 from operators.metrics import expected_calibration_error, log_loss, paired_auc_z, roc_auc
+from operators.refit import HazardRefit, forget_keys
+
+DAY_MS = 86_400_000
+EVENT_LABEL = {"cancel": 1, "inactivity": 0, "external": None}  # the deciding event's label
 
 WINDOW = 2000
 # A promotion needs this many of each class in the paired window, the challenger's AUC
@@ -353,7 +364,18 @@ class ChurnModel:
         seed: int = 7,
         challenger_every: int = 16,
         challenger_features: Iterable[str] | None = None,
+        champion: str = "auto",
+        label_mode: str = "cancel",
+        horizon_ms: int = 30 * DAY_MS,
+        refit_window: int = 8192,
     ) -> None:
+        if champion not in ("auto", "refit", "logreg"):
+            raise ValueError(f"champion {champion!r}: use auto, refit or logreg")
+        if champion == "auto":  # labels from a file come whole at their time: nothing to
+            # censor, and the online bucketed model ranks BPIC 2012 better (0.70 against 0.65)
+            champion = "logreg" if label_mode == "external" else "refit"
+        if label_mode not in EVENT_LABEL:
+            raise ValueError(f"label mode {label_mode!r}: use cancel, inactivity or external")
         if challenger_every < 1:
             raise ValueError(f"challenger_every {challenger_every}: must be at least 1")
         # The challenger is scored on one matured example in `challenger_every` (its
@@ -361,7 +383,13 @@ class ChurnModel:
         # champion to train and ~2x to score.
         self.challenger_every = challenger_every
         self.replayed = 0
-        self.champion: OnlineModel = BucketedLogReg()
+        self.champion: OnlineModel = (
+            HazardRefit(
+                horizon_ms=horizon_ms, event_label=EVENT_LABEL[label_mode], window=refit_window
+            )
+            if champion == "refit"
+            else BucketedLogReg()
+        )
         self.challenger: OnlineModel | None = (
             ForestChallenger(seed=seed, features=challenger_features)
             if challenger == "arf"
@@ -391,6 +419,49 @@ class ChurnModel:
         state.setdefault("evidence_since", None)
         self.__dict__.update(state)
 
+    def _windows(self) -> list[HazardRefit]:
+        """The refitted models among champion, challenger and explainer."""
+        out: list[HazardRefit] = []
+        for m in (self.champion, self.challenger, self.explainer):
+            if isinstance(m, HazardRefit) and m not in out:
+                out.append(m)
+        return out
+
+    def observe_snapshot(self, key: str, ts: int, x: dict[str, float]) -> None:
+        """A scored moment (its label pending): the refitted model keeps it, censored."""
+        for m in self._windows():
+            m.observe_snapshot(key, ts, x)
+
+    def observe_decision(self, key: str, snapshot_ts: int, ts: int, label: int) -> None:
+        """A pending snapshot's label was decided at ``ts``, before the horizon."""
+        for m in self._windows():
+            m.observe_decision(key, snapshot_ts, ts, label)
+
+    def maintain(self) -> bool:
+        """Refit what is due (off the scoring path); whether anything was refitted."""
+        refitted = False
+        for m in self._windows():
+            if m.since_fit >= m.refit_every:
+                m.refit()
+                refitted = True
+        return refitted
+
+    def due(self) -> bool:
+        return any(m.since_fit >= m.refit_every for m in self._windows())
+
+    def forget(self, key: str) -> int:
+        """Drop a customer's snapshots from the window (erasure)."""
+        return sum(forget_keys(m, (key,)) for m in self._windows())
+
+    @property
+    def stage(self) -> str:
+        """Who speaks: ``prior``, ``blend`` or ``learned`` (the online champion: learned
+        once it has learned ``promote_min`` examples, else prior)."""
+        champion = self.champion
+        if isinstance(champion, HazardRefit):
+            return champion.stage
+        return "learned" if self.n_learned >= self.promote_min else "prior"
+
     @property
     def version(self) -> str:
         return f"{self.champion.family}-{self.generation}@{self.n_learned}"
@@ -398,8 +469,20 @@ class ChurnModel:
     def predict_proba_one(self, x: dict[str, float]) -> float:
         return self.champion.predict_proba_one(x)
 
-    def learn_one(self, x: dict[str, float], y: int) -> None:
-        """A matured example: score it with each model (the evidence), then learn."""
+    def learn_one(
+        self,
+        x: dict[str, float],
+        y: int,
+        *,
+        key: str | None = None,
+        snapshot_ts: int | None = None,
+        label_ts: int | None = None,
+    ) -> None:
+        """A matured example: score it with each model (the evidence), then learn.
+
+        The refitted model takes it into its window at once (matched to its snapshot
+        by ``key`` and ``snapshot_ts`` when given); the online ones through the replay.
+        """
         p = self.champion.predict_proba_one(x)
         self.champion_card.add(p, y)
         loss = -math.log(max(1e-7, p if y else 1.0 - p))
@@ -409,13 +492,21 @@ class ChurnModel:
         if self.challenger is not None and self.n_learned % self.challenger_every == 0:
             self.challenger_card.add(self.challenger.predict_proba_one(x), y)
             self.paired_card.add(p, y)
+        for m in self._windows():
+            m.learn_one(x, y, key=key, snapshot_ts=snapshot_ts, label_ts=label_ts)
         for xx, yy in self.replay.add(x, y):
-            self.champion.learn_one(xx, yy)
+            if not isinstance(self.champion, HazardRefit):
+                self.champion.learn_one(xx, yy)
             self.replayed += 1
             if self.challenger is not None and self.replayed % self.challenger_every == 0:
                 self.challenger.learn_one(xx, yy)
-            if self.explainer is not self.champion and self.explainer is not self.challenger:
-                self.explainer.learn_one(xx, yy)
+            explainer = self.explainer
+            if (
+                explainer is not self.champion
+                and explainer is not self.challenger
+                and not isinstance(explainer, HazardRefit)
+            ):
+                explainer.learn_one(xx, yy)
         self.n_learned += 1
         self.n_positive += int(y)
         if self.challenger is not None and self.n_learned % self.check_every == 0:
@@ -453,9 +544,10 @@ class ChurnModel:
         return challenger_auc - champion_auc >= self.promote_margin and z >= PROMOTE_Z
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:
-        """Per-feature log-odds parts from the logistic model (also after a promotion)."""
+        """Per-feature log-odds parts from the linear model (also after a promotion),
+        against the average customer: positive pushes the risk up, negative holds it down."""
         explainer = self.explainer
-        assert isinstance(explainer, BucketedLogReg)
+        assert isinstance(explainer, BucketedLogReg | HazardRefit)
         return explainer.contributions(x)
 
     def metrics(self) -> dict[str, Any]:
@@ -467,6 +559,9 @@ class ChurnModel:
             "drifts": self.drifts,
             "promotions": self.promotions,
         }
+        out["stage"] = self.stage
+        for m in self._windows():
+            out.update({f"refit_{k}": v for k, v in m.stats().items() if k != "stage"})
         out.update(self.champion_card.summary())
         if self.challenger is not None:
             out["challenger"] = self.challenger.family

@@ -33,7 +33,15 @@ from operators.erasure import Forgotten
 from operators.events import Event, Keyed
 from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
 from operators.labels import Matured, PendingExamples
-from operators.records import CustomerOut, Erase, Example, Outcome, ProfileUpdate, ScoreRequest
+from operators.records import (
+    CustomerOut,
+    Decided,
+    Erase,
+    Example,
+    Outcome,
+    ProfileUpdate,
+    ScoreRequest,
+)
 from operators.trends import signal_of
 
 SCORE_TYPES = frozenset(("contact_start",))
@@ -166,9 +174,10 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.watermark.observe(event.ts)
         if event.ts < self.journey.last_ts:
             self.late += 1
-        out: list[CustomerOut] = [
-            self._example(m) for m in self.pending.observe(event.ts, event.type)
-        ]
+        matured, held = self.pending.observe_decisions(event.ts, event.type)
+        out: list[CustomerOut] = [self._example(m) for m in matured]
+        for snapshot_ts, label, label_ts in held:
+            out.append(Decided(self.key, snapshot_ts, label, label_ts))
         self.journey.update_one(event)
         every = self.config.score_every
         due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)

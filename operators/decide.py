@@ -25,9 +25,10 @@ from operators.churn import ChurnModel
 from operators.erasure import Forgotten
 from operators.nba import Arbiter, Catalog, default_catalog
 from operators.personas import Personas
-from operators.reasons import top_reasons
+from operators.reasons import explain
 from operators.records import (
     Alert,
+    Decided,
     DecideIn,
     DecideOut,
     Erase,
@@ -119,9 +120,21 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             return ([self.status()] if learned else []), StatefulLogic.RETAIN
         if isinstance(value, Erase):
             self.arbiter.forget(value.customer_id)
+            self.model.forget(value.customer_id)
             return [value], StatefulLogic.RETAIN
+        if isinstance(value, Decided):
+            self.model.observe_decision(
+                value.customer_id, value.snapshot_ts, value.label_ts, value.label
+            )
+            return [], StatefulLogic.RETAIN
         if isinstance(value, Example):
-            self.model.learn_one(value.features, value.label)
+            self.model.learn_one(
+                value.features,
+                value.label,
+                key=value.customer_id,
+                snapshot_ts=value.snapshot_ts,
+                label_ts=value.label_ts,
+            )
             if self.model.n_learned % self.status_every == 0:
                 now = self.clock()
                 if now - self.status_at >= self.status_interval_s:
@@ -154,7 +167,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         return self._learn(len(self.backlog)), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return _NOW if self.backlog else None
+        return _NOW if self.backlog or self.model.due() else None
 
     def _learn(self, n: int | None = None) -> list[DecideOut]:
         backlog = self.backlog
@@ -162,15 +175,16 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         out: list[DecideOut] = []
         for _ in range(min(n, len(backlog))):
             out.extend(self.on_item(backlog.popleft())[0])
+        self.model.maintain()  # a refit that is due, here and not in a contact's activation
         return out
 
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:
         model = self.model
         p = model.predict_proba_one(req.features)
         previous = None if req.previous is None else model.predict_proba_one(req.previous)
-        warm = model.n_learned >= self.warmup
-        reasons = top_reasons(req.features, model.contributions(req.features) if warm else None)
-        version = model.version if warm else f"{model.version} (warming up)"
+        stage = model.stage
+        reasons, holding = explain(req.features, model.contributions(req.features))
+        version = f"{model.version} ({stage})"
         persona = self.personas.learn_predict_one(req.features)
         now_ms = req.event.ts
         self.arbiter.expire(now_ms)
@@ -184,6 +198,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             previous_probability=previous,
             model=version,
             reasons=reasons,
+            holding_down=holding,
             journey=req.journey,
             decision=decision,
             emitted_at=int(self.clock() * 1000),
@@ -191,6 +206,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             persona=None if persona is None else persona.as_dict(),
         )
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
+        model.observe_snapshot(req.customer_id, now_ms, req.features)
         self.n_scored += 1
         risk: dict[str, Any] = {**payload["risk"], "scored_at_event_ts": req.event.ts}
         out: list[DecideOut] = [

@@ -85,6 +85,10 @@ FEATURE_NAMES = (
     "value_attr_log",
     "events_24h",
     "tenure_log",
+    "rate_log",
+    "gap_ratio_log",
+    "value_per_event_log",
+    "activity_trend",
 )
 TENURE_BUCKETS = (
     (1.0, "0-1d"),
@@ -308,6 +312,9 @@ def _count_since(items: list[int], since: int, until: int) -> int:
     return n
 
 
+_DECAY_MASS_DAYS = DECAY_HALF_LIFE_MS / DAY_MS / math.log(2.0)  # a steady 1/day's decayed count
+
+
 def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     """The model's features as of event time ``now_ms`` (one fixed set of names)."""
     tc = state.type_counts
@@ -351,6 +358,22 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
         ),
         "tenure_log": math.log1p(age_ms / HOUR_MS),
     }
+    # cadence: the customer against their own rhythm
+    n = state.n_events
+    tenure_days = x["tenure_days"]
+    rate = n / max(1.0, tenure_days)  # events a day of tenure
+    x["rate_log"] = math.log1p(rate)
+    # the current gap against the customer's mean gap before it
+    gap = x["days_since_last"]
+    earlier = n - 2 if state.last_ts >= now_ms else n - 1  # gaps completed before it
+    span = tenure_days - gap
+    x["gap_ratio_log"] = math.log1p(gap * earlier / span) if earlier > 0 and span > 0 else 0.0
+    purchases = x["purchases"]  # value a purchase (amounts), else the latest value attr
+    x["value_per_event_log"] = (
+        math.log1p(max(0.0, state.value) / purchases) if purchases else x["value_attr_log"]
+    )
+    # recent activity (7-day half-life) against what the long-run rate would give
+    x["activity_trend"] = math.log1p(x["activity_7d"]) - math.log1p(rate * _DECAY_MASS_DAYS)
     for name, count in state.other_counts.items():
         x[f"type:{name}"] = math.log1p(count)
         x[f"since:{name}"] = math.log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))
@@ -382,7 +405,7 @@ def pack(x: dict[str, float]) -> Packed:
 
 def unpack(packed: Packed) -> dict[str, float]:
     fixed, extras = packed
-    x = dict(zip(FEATURE_NAMES, fixed, strict=True))
+    x = dict(zip(FEATURE_NAMES, fixed, strict=False))  # an older snapshot may hold fewer
     x.update(extras)
     return x
 

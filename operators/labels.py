@@ -95,16 +95,30 @@ class PendingExamples(Generic[V]):
 
     def observe(self, ts: int, event_type: str) -> list[Matured[V]]:
         """Label what this later event (at event time ``ts``) decides."""
+        return self.observe_decisions(ts, event_type)[0]
+
+    def observe_decisions(
+        self, ts: int, event_type: str
+    ) -> tuple[list[Matured[V]], list[tuple[int, int, int]]]:
+        """:meth:`observe`, and the labels this event decided that are held until
+        their horizon (``release="horizon"``), as ``(snapshot ts, label, label ts)``:
+        what a model may learn from before the example is handed over.
+
+        >>> p = PendingExamples(mode="inactivity", horizon_ms=10, release="horizon")
+        >>> p.add(100, "x")
+        >>> p.observe_decisions(104, "page_view")
+        ([], [(100, 0, 104)])
+        """
         items = self._items
         if not items:
-            return []
+            return [], []
         if (
             self.mode == "cancel"
             and event_type != "cancel"
             and not self._decided
             and ts <= items[0][0] + self.horizon_ms
         ):
-            return []  # the common case: nothing pending has matured or been decided
+            return [], []  # the common case: nothing pending has matured or been decided
         decided: list[tuple[int, V, int, int]] = []  # (snapshot ts, values, label, label ts)
         keep: list[tuple[int, V]] = []
         h = self.horizon_ms
@@ -127,6 +141,7 @@ class PendingExamples(Generic[V]):
                 continue
             decided.append((snap_ts, values, label, label_ts))
         out: list[Matured[V]] = []
+        held: list[tuple[int, int, int]] = []
         for snap_ts, values, label, label_ts in decided:
             if self.release == "immediate" or ts > snap_ts + h:
                 self._decided.pop(snap_ts, None)
@@ -134,11 +149,13 @@ class PendingExamples(Generic[V]):
             else:  # known now, handed over when the window closes
                 if self._decided is _NOTHING_DECIDED:
                     self._decided = {}
+                if snap_ts not in self._decided:
+                    held.append((snap_ts, label, label_ts))
                 self._decided[snap_ts] = (label, label_ts)
                 keep.append((snap_ts, values))
         keep.sort(key=lambda item: item[0])
         self._items = keep
-        return out
+        return out, held
 
     def advance(self, now_ts: int) -> list[Matured[V]]:
         """Event time reached ``now_ts`` with no event of this customer: label what expired.

@@ -8,10 +8,14 @@
 True
 >>> top_reasons({"complaints_open": 1.0, "sentiment": -0.6}, None)
 ['1 open complaint', 'sentiment negative (-0.60)']
+>>> explain({"complaints_open": 1.0, "purchases": 9.0},
+...         {"complaints_open": 0.4, "purchases": -0.9})
+(['1 open complaint'], ['9 purchases so far'])
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 REASON_COUNT = 3
@@ -49,6 +53,26 @@ _PHRASES: dict[str, Callable[[float], str | None]] = {
     "cart_abandons": lambda v: f"abandoned {_plural(int(v), 'cart')}" if v >= 2 else None,
     "complaints_total": lambda v: f"{_plural(int(v), 'complaint')} so far" if v >= 2 else None,
     "tenure_days": lambda v: f"new customer ({v:.0f} days)" if v < 30 else None,
+    "gap_ratio_log": lambda v: (
+        f"gap {math.expm1(v):.1f}x their usual before this" if v >= math.log1p(2.0) else None
+    ),
+    "activity_trend": lambda v: "less active than usual" if v <= -0.5 else None,
+}
+# What holds a risk down, when the model says so (its contribution is negative).
+_HOLDING: dict[str, Callable[[float], str | None]] = {
+    "purchases": lambda v: f"{int(v)} purchases so far" if v >= 2 else None,
+    "n_events_log": lambda v: (
+        f"{math.expm1(v):.0f} interactions so far" if math.expm1(v) >= 5 else None
+    ),
+    "tenure_days": lambda v: f"customer for {v:.0f} days" if v >= 90 else None,
+    "sentiment": lambda v: f"sentiment positive ({v:.2f})" if v >= 0.2 else None,
+    "nps": lambda v: f"NPS {v:.0f} (promoter)" if v >= 9 else None,
+    "csat": lambda v: f"CSAT {v:.0f} of 5" if v >= 4 else None,
+    "offers_accepted": lambda v: f"accepted {_plural(int(v), 'offer')}" if v >= 1 else None,
+    "activity_trend": lambda v: "more active than usual" if v >= 0.3 else None,
+    "gap_ratio_log": lambda v: "back sooner than usual" if v <= math.log1p(0.5) else None,
+    "complaints_open": lambda v: "no open complaint" if v == 0 else None,
+    "payment_failures_30d": lambda v: "no failed payment in 30 days" if v == 0 else None,
 }
 _KNOWN_FLAG = {
     "nps": "nps_known",
@@ -89,3 +113,30 @@ def top_reasons(
                 candidates.append((weight, text))
     candidates.sort(key=lambda c: c[0], reverse=True)
     return [text for _, text in candidates[:REASON_COUNT]]
+
+
+def explain(
+    features: Mapping[str, float], contributions: Mapping[str, float]
+) -> tuple[list[str], list[str]]:
+    """``(raising, holding_down)``: up to three reasons each, strongest first.
+
+    The contributions are the model's, against the average customer (log-odds).  A
+    feature that pushes the risk up is said with its risk words, one that holds it
+    down with its reassuring words; what has nothing worth saying is left out.  A
+    card that reads "LOW 13%" so shows why it is low.
+    """
+    up: list[tuple[float, str]] = []
+    down: list[tuple[float, str]] = []
+    for name, value in features.items():
+        weight = contributions.get(name, 0.0)
+        flag = _KNOWN_FLAG.get(name)
+        if weight == 0.0 or (flag is not None and features.get(flag) == 0.0):
+            continue
+        table = _PHRASES if weight > 0.0 else _HOLDING
+        describe = table.get(name)
+        text = describe(value) if describe is not None else None
+        if text is not None:
+            (up if weight > 0.0 else down).append((abs(weight), text))
+    up.sort(key=lambda c: c[0], reverse=True)
+    down.sort(key=lambda c: c[0], reverse=True)
+    return [t for _, t in up[:REASON_COUNT]], [t for _, t in down[:REASON_COUNT]]

@@ -35,6 +35,18 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class Decided:
+    """A pending snapshot's label, decided before its horizon (a return in inactivity
+    mode, a cancel in cancel mode): the example itself follows at the horizon, but a
+    model may count the decision now (see ``operators.refit``)."""
+
+    customer_id: str
+    snapshot_ts: int
+    label: int
+    label_ts: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     """Fields of the customer's 360 profile to overwrite (values JSON-ready).
 
@@ -95,15 +107,15 @@ class Signal:
     sentiment: float | None
 
 
-CustomerOut = ScoreRequest | Example | ProfileUpdate | Outcome | Erase | Signal
-DecideIn = ScoreRequest | Example | Outcome | Erase
+CustomerOut = ScoreRequest | Example | Decided | ProfileUpdate | Outcome | Erase | Signal
+DecideIn = ScoreRequest | Example | Decided | Outcome | Erase
 DecideOut = Alert | ModelStatus | ProfileUpdate | Erase
 StoreWrite = ProfileUpdate | Erase | Suppressed  # what the customer-store sink writes
 
 
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
-    return item if isinstance(item, ScoreRequest | Example | Outcome | Erase) else None
+    return item if isinstance(item, ScoreRequest | Example | Decided | Outcome | Erase) else None
 
 
 def to_store(item: DecideOut) -> ProfileUpdate | Erase | None:

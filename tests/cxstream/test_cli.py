@@ -135,15 +135,33 @@ def test_evaluate_prints_the_figures_as_the_last_line(tmp_path: Path) -> None:
     assert {"log_loss", "n_scored", "n_learned", "events_per_s"} <= set(figures)
 
 
-def test_evaluate_refuses_a_file_that_goes_back_in_time(tmp_path: Path) -> None:
-    path = tmp_path / "log.csv"
-    path.write_text(
-        "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n"
-        f"{time_iso(2000)},c,web,a,,c,,\n{time_iso(1000)},c,web,a,,c,,\n"
+def test_evaluate_sorts_an_unsorted_file_and_reports_the_yardsticks(tmp_path: Path) -> None:
+    header = "ts,customer_id,channel,event_type,value,case_id,label,label_ts"
+    rows = []
+    for c in range(60):  # churners (label 1) make few events, stayers many
+        label = c % 2
+        for i in range(2 if label else 6):
+            t = 1000 + c * 7200 + i * 600
+            rows.append(f"{time_iso(t)},c{c},web,visit,,c{c},{label},{time_iso(t + 86_400)}")
+    ordered = tmp_path / "ordered.csv"
+    ordered.write_text("\n".join([header, *sorted(rows)]) + "\n")
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join([header, *sorted(rows, reverse=True)]) + "\n")
+    figures = []
+    for path in (ordered, shuffled):
+        done = cx("evaluate", "--input", str(path))
+        assert done.returncode == 0, done.stderr
+        out = orjson.loads(done.stdout.splitlines()[-1])
+        out.pop("events_per_s")
+        figures.append(out)
+    assert figures[0] == figures[1]
+    out = figures[0]
+    assert {"ece", "best_single_feature", "lift_over_best_single", "by_period", "warmup"} <= set(
+        out
     )
-    done = cx("evaluate", "--input", str(path))
-    assert done.returncode == 2
-    assert b"row 2 goes back in time" in done.stderr
+    assert out["best_single_feature"]["name"] in out["single_feature_roc_auc"]
+    assert len(out["reliability"]) >= 1
+    assert sum(p["n"] for p in out["by_period"].values()) == out["n_evaluated"]
 
 
 def time_iso(epoch_s: int) -> str:

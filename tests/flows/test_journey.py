@@ -96,7 +96,7 @@ def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
     assert len(s["alerts"]) == 6
     for _customer, _id, agent, reasons, open_complaints in s["alerts"]:
         assert open_complaints == 1  # the duplicate complaint was dropped
-        assert reasons[0] == "1 open complaint"
+        assert "1 open complaint" in reasons  # the prior speaks: its contributions rank them
         assert agent in ("agent-0", "agent-1")
     for a in captured.alerts:
         nba = a.payload["next_best_action"]

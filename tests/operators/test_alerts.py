@@ -43,6 +43,7 @@ def test_alert_follows_the_contract_and_its_id_is_deterministic() -> None:
         "trend": "rising",
         "model": "logreg-1@100",
         "reasons": ["1 open complaint"],
+        "holding_down": [],
     }
     assert (a["agent_id"], a["queue"], a["contact_id"]) == ("a1", "care", "ct1")
     nba = a["next_best_action"]

@@ -78,7 +78,7 @@ def test_input_not_mutated_and_pickle_round_trip() -> None:
     assert x == before
     clone = pickle.loads(pickle.dumps(m))
     assert clone.predict_proba_one(x) == m.predict_proba_one(x)
-    assert clone.version == m.version == "logreg-1@21"
+    assert clone.version == m.version == "refit-1@21"
 
 
 def test_cold_model_is_undecided() -> None:

@@ -51,8 +51,9 @@ def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
     [alert] = [o for o in out if isinstance(o, Alert)]
     payload = alert.payload
     assert payload["emitted_at"] == 1500
-    assert payload["risk"]["reasons"][:2] == ["1 open complaint", "3rd contact in 7 days"]
-    assert "warming up" in payload["risk"]["model"]
+    # the prior's contributions: 3 contacts x 0.2 outweigh 1 open complaint x 0.35
+    assert payload["risk"]["reasons"][:2] == ["3rd contact in 7 days", "1 open complaint"]
+    assert payload["risk"]["model"].endswith("(prior)")  # no evidence yet: the prior speaks
     assert payload["next_best_action"]["action_id"] == "resolve_complaint"
     assert any(isinstance(o, ProfileUpdate) for o in out)
     assert any(isinstance(o, ModelStatus) for o in out)  # first score reports the model
