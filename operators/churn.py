@@ -8,7 +8,8 @@ included as censored, with a transparent prior while the window has little evide
 label mode (``cancel``, ``inactivity``, or ``external`` for labels from a file).
 
 ``champion="logreg"`` (the default for file labels) is the online model of earlier
-versions, a bucketed logistic regression: a global River ``StandardScaler | LogisticRegression`` (fused in :class:`ScaledLogReg`) plus one
+versions, a bucketed logistic regression: a global River
+``StandardScaler | LogisticRegression`` (fused in :class:`ScaledLogReg`) plus one
 per *bucket* (the latest activity type of the snapshot), used once the bucket has
 seen ``bucket_min`` examples.  The challenger, when enabled, is a River adaptive random forest.
 
