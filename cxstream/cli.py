@@ -217,8 +217,10 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
     The dataflow drops the customer's journey state and pending training
     examples, its open recommendations, its profile hash, its entries in the
-    event, alert and dead-letter streams, and suppresses its later events.
-    Prints the erasure record (counts, no id) as JSON when done.
+    event, alert and dead-letter streams, and suppresses its later events; the
+    anonymous ids linked to it go the same way.  Redis is then asked to rewrite
+    its AOF and RDB files.  Prints the erasure record (counts, no id) as JSON once
+    all of that is done.
     """
     import uuid
 
@@ -250,24 +252,41 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     deadline = time.monotonic() + args.wait
     next_note = time.monotonic() + 10
+    record: dict[str, Any] | None = None
+    waiting = "the dataflow (is `cxstream run` running?)"
     while time.monotonic() < deadline:
-        record = erasure_record(client, key)
-        if record is not None and record.get("at", 0) >= sent_at:
+        if record is None:
+            found = erasure_record(client, key)
+            if found is not None and found.get("at", 0) >= sent_at:
+                record, waiting = found, "the linked anonymous ids and redis's file rewrite"
+        if record is not None and _erasure_finished(client, record):
             print(orjson.dumps({"erased": True, "customer": digest, **record}).decode())
             return 0
         if time.monotonic() >= next_note:
-            print(
-                "forget: still waiting for the dataflow (is `cxstream run` running?)",
-                file=sys.stderr,
-            )
+            print(f"forget: still waiting for {waiting}", file=sys.stderr)
             next_note += 10
         time.sleep(0.1)
     print(
-        f"forget: the dataflow did not erase the customer within {args.wait:g} s; the forget "
+        f"forget: not finished within {args.wait:g} s (waiting for {waiting}); the forget "
         f"event ({stream_id}) stays queued and is carried out when `cxstream run` reads it",
         file=sys.stderr,
     )
     return 1
+
+
+def _erasure_finished(client: Any, record: dict[str, Any]) -> bool:
+    """The linked anonymous ids erased by their own forget (their state in the flow
+    dropped), and Redis's files rewritten since."""
+    from state.erasure import erasure_record, persisted
+
+    at = int(record.get("at", 0))
+    latest = at
+    for digest in record.get("linked_digests", ()):
+        linked = erasure_record(client, bytes.fromhex(digest))
+        if linked is None or linked.get("at", 0) <= at:
+            return False
+        latest = max(latest, int(linked["at"]))
+    return persisted(client, latest) if record.get("persistence") else True
 
 
 # -- simulate -----------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class Watermark:
 
 
 MIN_CHECK_S = 1.0
+MAX_LINKED = 16  # anonymous ids remembered per customer (erased with it)
 # A profile's expiry (CX_RETENTION_DAYS) is pushed back at most this often: it may
 # expire up to an hour before the journey state does, and saves a command a write.
 TTL_REFRESH_S = 3600.0
@@ -130,11 +131,13 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             )
             self.duplicates = 0
             self.touched_at = clock()
+            self.linked: tuple[str, ...] = ()
         else:
             key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
             self.profile_due = bool(resume[6:] and resume[6])
             self.ttl_at = resume[7] if len(resume) > 7 else -math.inf
             self.late = resume[8] if len(resume) > 8 else 0
+            self.linked = tuple(resume[9]) if len(resume) > 9 else ()
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -168,8 +171,12 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             return [Erase(event.key)], StatefulLogic.DISCARD
         if not self.seen.add(event.event_id):
             self.duplicates += 1
-            return [], StatefulLogic.RETAIN
+            # the profile's count stays true without waiting for the next new event
+            return [ProfileUpdate(self.key, {"duplicates": self.duplicates})], StatefulLogic.RETAIN
         self.key = event.key
+        anonymous = event.anonymous_id
+        if anonymous is not None and anonymous != event.key and anonymous not in self.linked:
+            self.linked = (*self.linked, anonymous)[-MAX_LINKED:]
         self.touched_at = self.clock()
         self.watermark.observe(event.ts)
         if event.ts < self.journey.last_ts:
@@ -217,7 +224,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.erased = True
         self.journey = JourneyState()
         self.pending.clear()
-        return [Erase(key)]
+        linked, self.linked = self.linked, ()
+        return [Erase(key, linked)]
 
     def _example(self, m: Matured[Packed]) -> Example:
         return Example(self.key, unpack(m.values), m.label, m.snapshot_ts, m.label_ts)
@@ -307,6 +315,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_due,
             self.ttl_at,
             self.late,
+            self.linked,
         )
 
 
@@ -368,8 +377,8 @@ class CustomerBucket(StatefulBatchLogic[Keyed, CustomerOut, tuple[()]]):
     >>> b = CustomerBucket(new=lambda: CustomerLogic(
     ...     None, config=CustomerConfig(), clock=clock, keep_snapshots=False), clock=clock)
     >>> e = Event("e1", "c1", None, 1, "voice", "contact_start", {})
-    >>> [type(o).__name__ for o in b.on_batch([("c1", e), ("c1", e)])[0]]
-    ['ScoreRequest', 'Signal', 'ProfileUpdate']
+    >>> [type(o).__name__ for o in b.on_batch([("c1", e), ("c1", e)])[0]]  # then its duplicate
+    ['ScoreRequest', 'Signal', 'ProfileUpdate', 'ProfileUpdate']
     >>> len(b), b.customers["c1"].duplicates
     (1, 1)
     """

@@ -16,10 +16,16 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
 
 DIGEST_BYTES = 16
 _PERSON = b"cx-forget"
+KEY_FIELDS = ("customer_id", "anonymous_id")  # the fields of an event that name a customer
+_STRING = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)  # a JSON string literal
 
 
 def forget_digest(key: str) -> bytes:
@@ -71,3 +77,58 @@ class Forgotten:
 
     def __len__(self) -> int:
         return len(self.digests)
+
+
+def mentions(data: bytes | None, key: str, *, anywhere: bool = False) -> bool:
+    r"""Whether raw JSON bytes name customer key ``key``, however the id is written.
+
+    By default the id must be the value of a field that names a customer
+    (:data:`KEY_FIELDS`, at the top of an object); with ``anywhere``, any string
+    of the document counts (a dead letter: whatever it was meant to be).  JSON
+    may write any character of the id as a ``\u`` escape, so bytes holding a
+    backslash are always decoded; bytes that do not decode (broken JSON, nested
+    too deep) are searched string literal by string literal.
+
+    >>> mentions(b'{"customer_id":"c-1","type":"x"}', "c-1")
+    True
+    >>> mentions(b'{"customer_id":"c-\\u0031"}', "c-1")  # an escaped "1"
+    True
+    >>> mentions(b'{"customer_id":"c-2","text":"c-1"}', "c-1"), mentions(
+    ...     b'{"customer_id":"c-2","text":"c-1"}', "c-1", anywhere=True)
+    (False, True)
+    >>> mentions(b'{"customer_id":"c-\\u0031", "ts": oops', "c-1")  # not JSON at all
+    True
+    """
+    if not data:
+        return False
+    needle = orjson.dumps(key)
+    if needle not in data and b"\\" not in data:
+        return False  # no escape anywhere: the id would appear as it is
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return any(_unescape(m) == key for m in _STRING.findall(data))
+    if anywhere:
+        return any(s == key for s in _strings(obj))
+    return isinstance(obj, dict) and any(obj.get(name) == key for name in KEY_FIELDS)
+
+
+def _unescape(body: bytes) -> str:
+    try:
+        return str(orjson.loads(b'"' + body + b'"'))
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def _strings(obj: Any) -> Iterator[str]:
+    """Every string of a decoded JSON value, object keys included (no recursion limit)."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            yield from item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

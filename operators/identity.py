@@ -105,6 +105,8 @@ class IdentityLogic(StatefulLogic[Event, Keyed, IdentitySnapshot]):
         e = value
         self.touched_at = self.clock()
         self._unlink_erased()
+        if e.type == "forget":  # the anonymous id is erased: its journey step erases it
+            return [(e.key, e)], StatefulLogic.DISCARD
         if e.type == "identify" and e.customer_id is not None:
             if self.owner is None:
                 self.owner = e.customer_id

@@ -89,9 +89,13 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Erase:
     """Erase this customer key from every store (a ``forget`` event, or an event
-    of an erased customer that got past the parse step: its entries are swept again)."""
+    of an erased customer that got past the parse step: its entries are swept again).
+
+    ``linked``: the anonymous ids seen on the customer's events (identify and the
+    anonymous history it merged): they are erased with it."""
 
     customer_id: str
+    linked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

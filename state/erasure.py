@@ -1,13 +1,18 @@
 """Erasing a customer from Redis, and the suppression list.
 
 :func:`erase` deletes a customer key's profile hash and its entries in its
-event shard stream, the alerts stream and the dead-letter stream (a dead
-letter is matched by the id's JSON string anywhere in its raw bytes, and its
-original in whichever stream it came from goes too), then adds
-the key's digest to ``cx:forgotten`` (the suppression list, loaded by every
-flow process at start and refreshed while it runs) and records the erasure,
-without the id, in ``cx:erasures`` (digest hex -> counts and time).  An entry
-in ``cx:erasures`` is what ``cxstream forget --wait`` waits for.
+event shard stream, the alerts stream and the dead-letter stream, however the
+id is written (``\\u`` escapes included: :func:`operators.erasure.mentions`;
+a dead letter is matched by the id anywhere in it, and its original in
+whichever stream it came from goes too).  The anonymous ids linked to the
+customer (seen by the flow, or named by its stored ``identify`` events) are
+erased the same way, and a ``forget`` event for each is queued so that the flow
+drops its state.  Then it adds the keys' digests to ``cx:forgotten`` (the
+suppression list, loaded by every flow process at start and refreshed while it
+runs), records the erasure, without the id, in ``cx:erasures`` (digest hex ->
+counts and time), and asks Redis to rewrite its AOF and RDB files
+(:func:`rewrite_persistence`).  An entry in ``cx:erasures`` is what ``cxstream
+forget --wait`` waits for, and then :func:`persisted`.
 
 Every step is idempotent: erasing twice deletes nothing more and records the
 later time.  The streams are read in pages of :data:`PAGE` entries; a stream
@@ -18,15 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
-from operators.erasure import Forgotten, forget_digest
+from operators.erasure import Forgotten, forget_digest, mentions
+from operators.events import Event, encode_event
 from state.keys import ALERTS, DLQ, EVENTS_PREFIX, KeyNames
 from state.redis import connect
 
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 FORGOTTEN = "cx:forgotten"
 ERASURES = "cx:erasures"
 PAGE = 1000
+REWRITE_WAIT_S = 30.0
 
 
 def stored_digests(client: redis.Redis) -> set[bytes]:
@@ -61,87 +69,190 @@ def forgotten_from(settings: Settings) -> Forgotten:
     return Forgotten(load=load)
 
 
-def erasure_record(client: redis.Redis, key: str) -> dict[str, Any] | None:
-    """What :func:`erase` recorded for ``key``, or None if it was never erased."""
+def erasure_record(client: redis.Redis, key: str | bytes) -> dict[str, Any] | None:
+    """What :func:`erase` recorded for ``key`` (or for its digest, as bytes), or None
+    if it was never erased."""
+    digest = key if isinstance(key, bytes) else forget_digest(key)
     try:
-        raw = client.hget(ERASURES, forget_digest(key).hex())
+        raw = client.hget(ERASURES, digest.hex())
     except redis.RedisError as exc:
         raise StoreError(f"reading {ERASURES}: {exc}") from exc
     return None if raw is None else dict(orjson.loads(cast(bytes, raw)))
 
 
 def erase(
-    client: redis.Redis, key: str, *, shards: int | KeyNames, forgotten: Forgotten | None = None
+    client: redis.Redis,
+    key: str,
+    *,
+    shards: int | KeyNames,
+    forgotten: Forgotten | None = None,
+    linked: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Delete everything stored of customer key ``key``; return the counts.
+    """Delete everything stored of customer key ``key`` and of the anonymous ids
+    linked to it; return the counts.
 
     ``shards``: the number of event shards, or the key names (hash-tagged on a cluster).
+    ``linked``: anonymous ids the flow saw on the customer's events; those named by
+    the customer's stored events (its ``identify`` events) are found here too.  Each
+    linked id is erased like the customer (profile, events, alerts, dead letters,
+    suppression list), and a ``forget`` event for it is queued so that the flow
+    drops what it holds of that id.
     """
     names = shards if isinstance(shards, KeyNames) else KeyNames(shards=shards)
-    digest = forgotten.add(key) if forgotten is not None else forget_digest(key)
-    needle = orjson.dumps(key)  # the id as a JSON string, as it sits in raw bytes
-
-    # An id of plain ASCII is never escaped in JSON: entries without its JSON string
-    # are skipped without parsing (other ids may come \u-escaped: every entry is parsed).
-    plain = key.isascii() and key.isprintable() and not any(c in key for c in '"\\/')
-
-    def mentions(data: bytes | None, names: tuple[str, ...]) -> bool:
-        if data is None or (plain and needle not in data):
-            return False
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return False
-        return isinstance(obj, dict) and any(obj.get(n) == key for n in names)
-
-    what = f"erasing a customer ({digest.hex()[:12]})"
+    what = f"erasing a customer ({forget_digest(key).hex()[:12]})"
     try:
-        letters = _sweep(
-            client,
-            DLQ,
-            lambda d: (
-                d is not None and (needle in d or mentions(d, ("customer_id", "anonymous_id")))
-            ),
-        )
-        # A dead letter's original stays in the stream it came from (any shard's).
-        originals = 0
-        for fields in letters:
-            source, entry_id = fields.get(b"source", b""), fields.get(b"entry_id", b"")
-            if source.startswith(EVENTS_PREFIX.encode()) and entry_id:
-                originals += int(client.xdel(source, entry_id))
-        events = _sweep(
-            client,
-            names.events_of(key),
-            lambda d: mentions(d, ("customer_id", "anonymous_id")),
-        )
-        counts: dict[str, Any] = {
-            "profile": int(client.delete(names.profile(key))),
-            "events": len(events) + originals,
-            "alerts": len(_sweep(client, ALERTS, lambda d: mentions(d, ("customer_id",)))),
-            "dead_letters": len(letters),
-        }
+        counts, found = _erase_key(client, key, names)
+        links = [a for a in dict.fromkeys([*linked, *found]) if a != key]
+        for anonymous in links:
+            more, _ = _erase_key(client, anonymous, names)
+            for name in ("profile", "events", "alerts", "dead_letters"):
+                counts[name] += more[name]
+        counts["linked"] = len(links)
+        counts["linked_digests"] = [forget_digest(a).hex() for a in links]
         counts["at"] = int(time.time() * 1000)
+        counts["persistence"] = rewrite_persistence(client)
         pipe = client.pipeline(transaction=False)
-        pipe.sadd(FORGOTTEN, digest)
-        pipe.hset(ERASURES, digest.hex(), orjson.dumps(counts))
+        for k in (key, *links):
+            digest = forgotten.add(k) if forgotten is not None else forget_digest(k)
+            pipe.sadd(FORGOTTEN, digest)
+            pipe.hset(ERASURES, digest.hex(), orjson.dumps(counts))
+        for anonymous in links:  # the flow's state of the linked id: its own forget drops it
+            forget = Event(
+                f"forget-linked-{forget_digest(anonymous).hex()[:24]}",
+                None,
+                anonymous,
+                counts["at"],
+                "crm",
+                "forget",
+                {},
+            )
+            pipe.xadd(names.events_of(anonymous), {"data": encode_event(forget)})
         pipe.execute()
     except redis.RedisError as exc:
         raise StoreError(f"{what}: {exc}") from exc
     log.info(
-        "erased a customer (%s): %d event(s), %d alert(s), %d dead letter(s), profile %s",
-        digest.hex()[:12],
+        "erased a customer (%s): %d event(s), %d alert(s), %d dead letter(s), "
+        "%d linked anonymous id(s), profile %s",
+        forget_digest(key).hex()[:12],
         counts["events"],
         counts["alerts"],
         counts["dead_letters"],
+        counts["linked"],
         "deleted" if counts["profile"] else "absent",
     )
     return counts
 
 
+def _erase_key(client: redis.Redis, key: str, names: KeyNames) -> tuple[dict[str, Any], set[str]]:
+    """Erase one key (no suppression list, no record); return the counts and the
+    anonymous ids its own events name beside it."""
+    letters = _sweep(
+        client,
+        DLQ,
+        lambda fields: (
+            fields.get(b"customer") == key.encode()
+            or mentions(fields.get(b"data"), key, anywhere=True)
+        ),
+    )
+    # A dead letter's original stays in the stream it came from (any shard's).
+    originals = 0
+    for fields in letters:
+        source, entry_id = fields.get(b"source", b""), fields.get(b"entry_id", b"")
+        if source.startswith(EVENTS_PREFIX.encode()) and entry_id:
+            originals += int(client.xdel(source, entry_id))
+    events = _sweep(client, names.events_of(key), lambda fields: mentions(fields.get(b"data"), key))
+    alerts = _sweep(client, ALERTS, lambda fields: mentions(fields.get(b"data"), key))
+    found: set[str] = set()
+    for fields in events:
+        try:
+            obj = orjson.loads(fields.get(b"data") or b"")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("customer_id") == key:
+            anonymous = obj.get("anonymous_id")
+            if isinstance(anonymous, str) and anonymous:
+                found.add(anonymous)
+    counts: dict[str, Any] = {
+        "profile": int(client.delete(names.profile(key))),
+        "events": len(events) + originals,
+        "alerts": len(alerts),
+        "dead_letters": len(letters),
+    }
+    return counts, found
+
+
+def rewrite_persistence(client: redis.Redis, *, wait_s: float = REWRITE_WAIT_S) -> list[str]:
+    """Have Redis rewrite its files without what was just deleted; return what was asked.
+
+    Redis appends every write to its AOF (``appendonly yes``) and keeps the last
+    snapshot in its RDB file (``save``): both still hold an erased id until they
+    are rewritten.  With AOF on, a ``BGREWRITEAOF`` is asked ("aof"); with RDB
+    snapshots configured, a ``BGSAVE`` ("rdb").  One already running started
+    before the deletions: it is waited out (up to ``wait_s``) and asked again.
+    The rewrite itself runs in Redis's background; :func:`persisted` says when
+    it is done.
+    """
+    asked: list[str] = []
+    for node in _nodes(client):
+        info: dict[str, Any] = node.info("persistence")
+        if info.get("aof_enabled") and _background(node, ("BGREWRITEAOF",), wait_s):
+            asked.append("aof")
+        if _rdb_configured(node) and _background(node, ("BGSAVE", "SCHEDULE"), wait_s):
+            asked.append("rdb")
+    return sorted(set(asked))
+
+
+def persisted(client: redis.Redis, since_ms: int) -> bool:
+    """Whether the rewrites asked by an erasure at ``since_ms`` are done on every node."""
+    for node in _nodes(client):
+        info: dict[str, Any] = node.info("persistence")
+        if info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled"):
+            return False
+        if info.get("rdb_bgsave_in_progress"):
+            return False
+        if _rdb_configured(node) and int(info.get("rdb_last_save_time", 0)) < since_ms // 1000:
+            return False
+    return True
+
+
+def _nodes(client: redis.Redis) -> list[redis.Redis]:
+    if isinstance(client, RedisCluster):
+        return [client.get_redis_connection(n) for n in client.get_primaries()]
+    return [client]
+
+
+def _rdb_configured(client: redis.Redis) -> bool:
+    try:
+        save = cast("dict[str, str]", client.config_get("save")).get("save", "")
+    except redis.ResponseError:  # CONFIG renamed away (a managed Redis): assume snapshots
+        return True
+    return bool(save.strip())
+
+
+def _background(client: redis.Redis, command: tuple[str, ...], wait_s: float) -> bool:
+    """Run a background-save command, waiting out one already in progress; False
+    (logged) if Redis refuses it: its file then keeps the data until its next rewrite."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.execute_command(*command)  # type: ignore[no-untyped-call]
+            return True
+        except redis.ResponseError as exc:
+            if "in progress" not in str(exc) or time.monotonic() > deadline:
+                log.warning(
+                    "%s refused after an erasure (%s): redis's files keep the erased data "
+                    "until its next rewrite",
+                    " ".join(command),
+                    exc,
+                )
+                return False
+        time.sleep(0.05)
+
+
 def _sweep(
-    client: redis.Redis, stream: str, matches: Callable[[bytes | None], bool]
+    client: redis.Redis, stream: str, matches: Callable[[dict[bytes, bytes]], bool]
 ) -> list[dict[bytes, bytes]]:
-    """XDEL every entry of ``stream`` whose ``data`` field ``matches``; return their fields."""
+    """XDEL every entry of ``stream`` whose fields ``match``; return their fields."""
     deleted: list[dict[bytes, bytes]] = []
     start: bytes | str = "-"
     while True:
@@ -151,7 +262,7 @@ def _sweep(
         )
         if not page:
             return deleted
-        doomed = [(eid, f or {}) for eid, f in page if matches((f or {}).get(b"data"))]
+        doomed = [(eid, f or {}) for eid, f in page if matches(f or {})]
         if doomed:
             client.xdel(stream, *(eid for eid, _ in doomed))
             deleted += (fields for _, fields in doomed)

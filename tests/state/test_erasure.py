@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
 from typing import cast
 
 import orjson
@@ -7,18 +10,19 @@ import redis
 
 from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest
-from operators.events import shard_of
+from operators.events import Event, shard_of
 from state.erasure import (
     ERASURES,
     FORGOTTEN,
     erase,
     erasure_record,
     forgotten_from,
+    persisted,
     stored_digests,
 )
 from state.ingest import xadd_events
 from state.keys import ALERTS, DLQ, events_stream, profile_key
-from tests.conftest import entries, ev, xadd
+from tests.conftest import T0, entries, ev, xadd
 
 
 def plant(r: redis.Redis, who: str) -> None:
@@ -122,3 +126,96 @@ def test_an_id_escaped_in_json_is_found_too(r: redis.Redis) -> None:
     xadd(r, DLQ, {"data": escaped, "reason": b"x", "source": stream.encode(), "entry_id": b"0-1"})
     counts = erase(r, who, shards=4)
     assert (counts["events"], counts["dead_letters"]) == (1, 1)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character as a JSON \\u escape."""
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+def test_an_id_written_with_escapes_is_erased_in_the_stream_and_the_dead_letters(
+    r: redis.Redis,
+) -> None:
+    who = "cnry-71339"
+    shard = events_stream(shard_of(who, 4))
+    as_sent = (
+        b'{"event_id":"x1","customer_id":"cnry-7133\\u0039","ts":1767225600000,'
+        b'"channel":"chat","type":"complaint","attrs":{"text":"my secret"}}'
+    )
+    xadd(r, shard, {"data": as_sent})
+    # dead letters: escaped and broken JSON, escaped and deep, and one naming it in an attr
+    broken = f'{{"customer_id":"{escaped(who)}","ts": oops'.encode()
+    original = xadd(r, events_stream(0), {"data": broken})
+    xadd(
+        r, DLQ, {"data": broken, "source": events_stream(0).encode(), "entry_id": original.encode()}
+    )
+    deep = b'{"customer_id":"cnry-7133\\u0039","attrs":' + b'{"a":' * 1100 + b"1" + b"}" * 1101
+    xadd(r, DLQ, {"data": deep, "source": b"ingest"})
+    xadd(r, DLQ, {"data": b'{"attrs":{"who":"' + escaped(who).encode() + b'"}}'})
+    xadd(r, DLQ, {"data": b"{}", "customer": who.encode()})  # an excerpt too short to tell
+    xadd(r, DLQ, {"data": b'{"customer_id":"cnry-71338"}'})  # someone else
+    counts = erase(r, who, shards=4)
+    assert (counts["events"], counts["dead_letters"]) == (2, 4)
+    assert r.xlen(shard) == 0 or b"secret" not in b"".join(f[b"data"] for _, f in entries(r, shard))
+    assert [f[b"data"] for _, f in entries(r, DLQ)] == [b'{"customer_id":"cnry-71338"}']
+
+
+def test_anonymous_ids_linked_to_the_customer_are_erased_with_it(r: redis.Redis) -> None:
+    anon_events = [
+        Event("a1", None, "ck-found", T0, "web", "page_view", {"text": "found secret"}),
+        Event("a2", None, "ck-told", T0, "web", "page_view", {"text": "told secret"}),
+        Event("a3", None, "ck-other", T0, "web", "page_view", {}),
+    ]
+    identify = Event("i1", "c1", "ck-found", T0, "voice", "identify", {})
+    xadd_events(r, [*anon_events, identify], 4)
+    for key in ("c1", "ck-found", "ck-told", "ck-other"):
+        r.hset(profile_key(key), "journey", b"{}")
+    counts = erase(r, "c1", shards=4, linked=["ck-told"])
+    assert counts["linked"] == 2
+    assert counts["profile"] == 3
+    assert counts["events"] == 3
+    blob = b"".join(
+        f[b"data"]
+        for i in range(4)
+        for _, f in entries(r, events_stream(i))
+        if b"forget" not in f[b"data"]
+    )
+    assert b"secret" not in blob
+    assert b"ck-other" in blob
+    assert r.exists(profile_key("ck-other"))
+    assert not r.exists(profile_key("ck-found"))
+    # each linked id is suppressed, and has a forget queued for the flow to drop its state
+    assert {forget_digest(k) for k in ("c1", "ck-found", "ck-told")} == stored_digests(r)
+    forgets = [
+        orjson.loads(f[b"data"])
+        for i in range(4)
+        for _, f in entries(r, events_stream(i))
+        if b'"forget"' in f[b"data"]
+    ]
+    assert sorted((e["anonymous_id"], e.get("customer_id")) for e in forgets) == [
+        ("ck-found", None),
+        ("ck-told", None),
+    ]
+    assert erasure_record(r, "ck-found") is not None
+
+
+def test_erasure_has_redis_rewrite_its_files(persistent_redis: tuple[str, Path]) -> None:
+    url, folder = persistent_redis
+    client = redis.Redis.from_url(url)
+    canary = f"canary-{uuid.uuid4().hex}"
+    plant(client, canary)
+    plant(client, "kept")
+    client.save()  # an RDB snapshot holding the canary, and the AOF holds it too
+
+    def files_holding(needle: bytes) -> list[str]:
+        return [p.name for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+    assert files_holding(canary.encode())
+    counts = erase(client, canary, shards=4)
+    assert counts["persistence"] == ["aof", "rdb"]
+    deadline = time.monotonic() + 30
+    while not persisted(client, counts["at"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert persisted(client, counts["at"])
+    assert files_holding(canary.encode()) == []
+    assert files_holding(b"kept")  # the rest is still persisted
