@@ -26,6 +26,9 @@ DIGEST_BYTES = 16
 _PERSON = b"cx-forget"
 KEY_FIELDS = ("customer_id", "anonymous_id")  # the fields of an event that name a customer
 _STRING = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)  # a JSON string literal
+# "name": "value", two string literals
+_PAIR = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
+SCAN_BYTES = 1 << 20  # raw input longer than this is searched in its first SCAN_BYTES only
 
 
 def forget_digest(key: str) -> bytes:
@@ -111,6 +114,38 @@ def mentions(data: bytes | None, key: str, *, anywhere: bool = False) -> bool:
     if anywhere:
         return any(s == key for s in _strings(obj))
     return isinstance(obj, dict) and any(obj.get(name) == key for name in KEY_FIELDS)
+
+
+def named_keys(data: bytes) -> dict[str, str]:
+    r"""The customer keys raw input names, by field (:data:`KEY_FIELDS`), however
+    they are written; for a dead letter, whose raw bytes may be kept only in part.
+
+    JSON is decoded (the fields at the top of the object); broken JSON, JSON
+    nested too deep to decode and input past :data:`SCAN_BYTES` are searched for
+    ``"field": "id"`` pairs anywhere.
+
+    >>> named_keys(b'{"customer_id":"c-\\u0031","anonymous_id":"a1","ts":1}')
+    {'customer_id': 'c-1', 'anonymous_id': 'a1'}
+    >>> named_keys(b'{"anonymous_id" : "a1", "ts": oops')
+    {'anonymous_id': 'a1'}
+    >>> named_keys(b'[1, 2]'), named_keys(b'{"customer_id": 7}')
+    ({}, {})
+    """
+    if len(data) <= SCAN_BYTES:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # broken or too deep: searched below
+        else:
+            if not isinstance(obj, dict):
+                return {}
+            return {f: v for f in KEY_FIELDS if isinstance(v := obj.get(f), str) and v}
+    found: dict[str, str] = {}
+    for name, value in _PAIR.findall(data[:SCAN_BYTES]):
+        field = _unescape(name)
+        if field in KEY_FIELDS and field not in found:
+            found[field] = _unescape(value)
+    return found
 
 
 def _unescape(body: bytes) -> str:

@@ -17,6 +17,7 @@ cxstream.errors.InvalidEvent: customer_id missing: an event needs customer_id or
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -27,9 +28,13 @@ from typing import Any, Protocol, TypeGuard
 import orjson
 
 from cxstream.errors import InvalidEvent
-from operators.erasure import Forgotten
+from operators.erasure import Forgotten, named_keys
 
 MAX_EVENT_BYTES = 64 * 1024
+# Containers nested in attrs, attrs itself counted: well within what orjson decodes
+# (1024) and encodes (254), so whatever is accepted can be written and read back.
+MAX_ATTRS_DEPTH = 32
+DEAD_LETTER_BYTES = 4096  # a dead letter keeps this much of its raw input, and a digest
 MAX_ID_CHARS = 128
 MAX_TYPE_CHARS = 64
 # 1970-01-01 .. 2200-01-01 in epoch milliseconds.
@@ -199,6 +204,26 @@ def _attrs(value: object) -> dict[str, Any]:
     return value
 
 
+def _too_deep(attrs: dict[str, Any]) -> bool:
+    """Whether containers nest deeper than :data:`MAX_ATTRS_DEPTH` in ``attrs``.
+
+    >>> _too_deep({"a": 1, "b": [1, {"c": "d"}]})
+    False
+    >>> nested: dict[str, Any] = {}
+    >>> for _ in range(MAX_ATTRS_DEPTH): nested = {"a": nested}
+    >>> _too_deep(nested["a"]), _too_deep(nested)
+    (False, True)
+    """
+    stack = [(v, 2) for v in attrs.values() if isinstance(v, dict | list)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_ATTRS_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
+
+
 def event_from_obj(obj: object) -> Event:
     """Validate an already-decoded JSON value against the event contract."""
     if not isinstance(obj, dict):
@@ -216,6 +241,8 @@ def event_from_obj(obj: object) -> Event:
     if not isinstance(type_, str) or not 1 <= len(type_) <= MAX_TYPE_CHARS:
         raise InvalidEvent("type missing" if type_ is None else "type not a short string")
     attrs = obj.get("attrs")
+    if type(attrs) is dict and _too_deep(attrs):
+        raise InvalidEvent("attrs nested too deep", f"more than {MAX_ATTRS_DEPTH} levels")
     assert event_id is not None
     return Event(
         event_id,
@@ -242,6 +269,64 @@ def parse_event(raw: bytes) -> Event:
 def encode_event(event: Event) -> bytes:
     """The wire form of an event (what channel systems XADD as field ``data``)."""
     return orjson.dumps(event.to_json())
+
+
+def dead_letter_fields(rejected: Rejected, *, at_ms: int) -> dict[str, bytes]:
+    """The fields of ``rejected``'s entry in the dead-letter stream.
+
+    ``data`` is the raw input up to its first :data:`DEAD_LETTER_BYTES` bytes;
+    ``size`` and ``digest`` (SHA-256 hex) are those of the whole; ``customer`` and
+    ``anonymous`` are the ids it names (:func:`operators.erasure.named_keys`), so
+    that an erasure finds it however little of it is kept.
+
+    >>> f = dead_letter_fields(Rejected("ingest", "0", b'{"customer_id":"c1"' + b" " * 5000,
+    ...     "not json", "eof"), at_ms=1)
+    >>> len(f["data"]), f["size"], f["customer"], f["reason"]
+    (4096, b'5019', b'c1', b'not json')
+    """
+    raw = rejected.raw
+    fields = {
+        "data": raw[:DEAD_LETTER_BYTES],
+        "reason": rejected.reason.encode(),
+        "detail": rejected.detail.encode(),
+        "source": rejected.source.encode(),
+        "entry_id": rejected.entry_id.encode(),
+        "at": str(at_ms).encode(),
+        "size": str(len(raw)).encode(),
+        "digest": hashlib.sha256(raw).hexdigest().encode(),
+    }
+    named = named_keys(raw)
+    for name, store_as in (("customer_id", "customer"), ("anonymous_id", "anonymous")):
+        if name in named:
+            fields[store_as] = named[name].encode()
+    return fields
+
+
+def encodable(obj: object) -> bytes:
+    """``obj`` as JSON, containers nested deeper than :data:`MAX_ATTRS_DEPTH` written
+    as ``"..."``: raw input to keep when the bytes it came in are not at hand.
+
+    >>> encodable({"a": [1, {"b": None}]})
+    b'{"a":[1,{"b":null}]}'
+    >>> deep: list[Any] = []
+    >>> for _ in range(300): deep = [deep]
+    >>> encodable(deep).count(b"[") == MAX_ATTRS_DEPTH
+    True
+    """
+
+    def clip(item: object, depth: int) -> object:
+        if not isinstance(item, dict | list):
+            return item
+        if depth > MAX_ATTRS_DEPTH:
+            return "..."
+        if isinstance(item, dict):
+            return {k: clip(v, depth + 1) for k, v in item.items()}
+        return [clip(v, depth + 1) for v in item]
+
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(clip(obj, 1))
 
 
 def parse_entry(source: str, entry_id: str, data: bytes | None) -> Event | Rejected:

@@ -32,7 +32,7 @@ from websockets.typing import Origin
 
 from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
-from operators.events import Event, encode_event
+from operators.events import Event, Rejected, dead_letter_fields, encode_event
 from server.protocol import (
     AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
@@ -52,7 +52,7 @@ from server.supervisor import (
     SupervisorView,
     answer_fields,
 )
-from state.keys import ALERTS, DLQ, KeyNames
+from state.keys import ALERTS, DLQ, DLQ_MAXLEN, KeyNames
 from state.redis import Backoff, stream_entries, xread_entries
 
 log = logging.getLogger(__name__)
@@ -327,11 +327,11 @@ class AlertServer:
         for event in action.events:
             stream = self.names.events_of(event.key)
             pipe.xadd(stream, {"data": encode_event(event)})
-        at = str(int(time.time() * 1000))
+        at = int(time.time() * 1000)
         for index, reason, raw in action.rejected:
-            fields = {"data": raw, "reason": reason.split(":", 1)[0], "detail": reason}
-            fields.update(source="ingest", entry_id=str(index), at=at)
-            pipe.xadd(DLQ, fields, maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+            letter = Rejected("ingest", str(index), raw, reason.split(":", 1)[0], reason)
+            fields = dead_letter_fields(letter, at_ms=at)
+            pipe.xadd(DLQ, fields, maxlen=DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
         results = await pipe.execute()
         ids = [
             r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(action.events)]

@@ -38,7 +38,7 @@ import orjson
 
 from cxstream.errors import AuthError, InvalidEvent
 from cxstream.settings import Secret
-from operators.events import RESPONSES, Event, event_from_obj
+from operators.events import RESPONSES, Event, encodable, event_from_obj
 from server.tokens import Claims, verify
 
 AUTH_TIMEOUT_S = 10.0
@@ -371,5 +371,5 @@ class IngestSession:
             try:
                 events.append(event_from_obj(item))
             except InvalidEvent as exc:
-                rejected.append((index, str(exc), orjson.dumps(item)))
+                rejected.append((index, str(exc), encodable(item)))
         return [Ingest(tuple(events), tuple(rejected))]

@@ -160,7 +160,7 @@ def _erase_key(
         DLQ,
         touched,
         lambda fields: (
-            fields.get(b"customer") == key.encode()
+            key.encode() in (fields.get(b"customer"), fields.get(b"anonymous"))
             or mentions(fields.get(b"data"), key, anywhere=True)
         ),
     )

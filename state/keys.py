@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 ALERTS = "cx:alerts"
 DLQ = "cx:dlq"
+DLQ_MAXLEN = 100_000  # dead letters kept (about: trimmed with ~)
 EVENTS_PREFIX = "cx:events:"
 PROFILE_PREFIX = "cx:profile:"
 

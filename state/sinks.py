@@ -22,16 +22,15 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
-from operators.events import Rejected, Suppressed
+from operators.events import Rejected, Suppressed, dead_letter_fields
 from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
 from state.erasure import erase
-from state.keys import ALERTS, DLQ, KeyNames, model_key
+from state.keys import ALERTS, DLQ, DLQ_MAXLEN, KeyNames, model_key
 from state.recovery import RecoveryScrubber
 from state.redis import Backoff, Command, PipelinedWriter, connect, is_outage
 
 X = TypeVar("X")
 Writer = Callable[[list[X]], list[Command]]
-DLQ_MAXLEN = 100_000
 
 
 class _WriterPartition(StatelessSinkPartition[X]):
@@ -122,29 +121,16 @@ def alert_sink(settings: Settings) -> DynamicSink[Alert]:
 
 
 def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
-    """XADD rejected input to ``cx:dlq`` with the raw bytes, reason and time."""
+    """XADD rejected input to ``cx:dlq``: a bounded excerpt of the raw bytes, the
+    reason, the time and the ids it names (:func:`operators.events.dead_letter_fields`)."""
 
     def write(items: list[Rejected]) -> list[Command]:
-        at = str(int(time.time() * 1000))
-        return [
-            _xadd(
-                DLQ,
-                DLQ_MAXLEN,
-                "data",
-                r.raw,
-                "reason",
-                r.reason,
-                "detail",
-                r.detail,
-                "source",
-                r.source,
-                "entry_id",
-                r.entry_id,
-                "at",
-                at,
-            )
-            for r in items
-        ]
+        at = int(time.time() * 1000)
+        commands: list[Command] = []
+        for r in items:
+            fields = dead_letter_fields(r, at_ms=at)
+            commands.append(_xadd(DLQ, DLQ_MAXLEN, *(x for kv in fields.items() for x in kv)))
+        return commands
 
     return _RedisSink(settings, write, "dead letters")
 

@@ -87,6 +87,21 @@ def test_send_xadds_valid_lines_and_reports_bad_ones(redis_url: str, r: redis.Re
     assert sum(int(r.xlen(f"cx:events:{i}")) for i in range(4)) == 5
 
 
+def test_send_rejects_an_event_nested_too_deep_and_sends_the_rest(
+    redis_url: str, r: redis.Redis
+) -> None:
+    deep = orjson.dumps({**ev(1, "search").to_json(), "attrs": {"x": "HERE"}}).replace(
+        b'"HERE"', b"[" * 300 + b"]" * 300
+    )
+    lines = [orjson.dumps(ev(0, "page_view").to_json()), deep, orjson.dumps(ev(2, "x").to_json())]
+    done = cx("send", env={"REDIS_URL": redis_url}, stdin=b"\n".join(lines))
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "Traceback" not in err
+    assert "line 2: rejected: attrs nested too deep" in err
+    assert "sent 2 events, rejected 1" in err
+
+
 def test_send_missing_file_is_a_clear_error(redis_url: str) -> None:
     done = cx("send", "/nonexistent/events.jsonl", env={"REDIS_URL": redis_url})
     assert done.returncode == 2

@@ -9,10 +9,14 @@ from cxstream.errors import InvalidEvent
 from operators.erasure import Forgotten
 from operators.events import (
     CHANNELS,
+    DEAD_LETTER_BYTES,
+    MAX_ATTRS_DEPTH,
     MAX_EVENT_BYTES,
     Event,
     Rejected,
     Suppressed,
+    dead_letter_fields,
+    encodable,
     encode_event,
     event_from_obj,
     parse_batch,
@@ -217,3 +221,61 @@ def test_events_of_erased_customers_are_suppressed_at_parse_except_forget() -> N
     assert isinstance(out[3], Rejected)
     assert forgotten.suppressed == 1
     assert [type(x).__name__ for x in parse_batch(batch)][:1] == ["tuple"]  # no list: no check
+
+
+def nested(depth: int, *, kind: str = "dict") -> object:
+    """A value with ``depth`` containers, one inside the other."""
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value} if kind == "dict" else [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["dict", "list"])
+def test_one_depth_limit_for_parsing_and_encoding(kind: str) -> None:
+    """What parses encodes; one level more is rejected with a reason, not a crash."""
+    inside = nested(MAX_ATTRS_DEPTH - 1, kind=kind)  # attrs itself is the first level
+    ok = event_from_obj(orjson.loads(raw(attrs={"x": inside})))
+    assert parse_event(encode_event(ok)) == ok
+    opening, closing = (b'{"a":', b"}") if kind == "dict" else (b"[", b"]")
+    for depth in (MAX_ATTRS_DEPTH, 300, 1000):  # 1000 + 3: orjson decodes up to 1024
+        deep = raw(attrs={"x": "HERE"}).replace(b'"HERE"', opening * depth + b"1" + closing * depth)
+        with pytest.raises(InvalidEvent, match="attrs nested too deep"):
+            parse_event(deep)
+
+
+@given(json_values)
+def test_every_accepted_event_encodes(attrs: object) -> None:
+    try:
+        event = parse_event(orjson.dumps({**VALID, "attrs": {"x": attrs}}))
+    except InvalidEvent:
+        return
+    assert parse_event(encode_event(event)) == event
+
+
+def test_encodable_clips_what_orjson_cannot_write() -> None:
+    deep = nested(300, kind="list")
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(deep)
+    clipped = orjson.loads(encodable({"customer_id": "c1", "attrs": deep}))
+    assert clipped["customer_id"] == "c1"
+    assert encodable(VALID) == orjson.dumps(VALID)
+
+
+def test_dead_letters_keep_a_bounded_excerpt_a_digest_and_the_ids() -> None:
+    import hashlib
+
+    big = orjson.dumps({**VALID, "attrs": {"text": "x" * 1_000_000}, "anonymous_id": "a-9"})
+    fields = dead_letter_fields(Rejected("cx:events:1", "1-0", big, "too large", ""), at_ms=5)
+    assert len(fields["data"]) == DEAD_LETTER_BYTES
+    assert fields["size"] == str(len(big)).encode()
+    assert fields["digest"] == hashlib.sha256(big).hexdigest().encode()
+    assert (fields["customer"], fields["anonymous"]) == (b"c1", b"a-9")
+    small = dead_letter_fields(Rejected("ingest", "0", b'{"x":1}', "not json", "d"), at_ms=5)
+    assert small["data"] == b'{"x":1}'
+    assert small["size"] == b"7"
+    assert "customer" not in small
+    # the id past the excerpt, in broken JSON, written with an escape: still named
+    broken = b'{"attrs":{"t":"' + b"y" * 10_000 + b'"},"customer_id":"c\\u0031", oops'
+    letter = dead_letter_fields(Rejected("ingest", "0", broken, "not json", ""), at_ms=5)
+    assert letter["customer"] == b"c1"

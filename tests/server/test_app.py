@@ -442,6 +442,56 @@ def test_ingest_acknowledges_with_stream_ids_and_dead_letters_invalid_events(
     run(settings, body)
 
 
+def test_ingest_writes_the_rest_of_a_message_holding_an_event_nested_too_deep(
+    settings: Settings, r: redis.Redis
+) -> None:
+    import time as _time
+
+    from tests.conftest import ev
+
+    ingest_token = mint(
+        SECRET, agent_id="web-shop", queues=[], role="ingest", now=_time.time(), ttl_s=600
+    )
+    deep_event = orjson.dumps({**ev(2, "search").to_json(), "attrs": {"x": "HERE"}}).replace(
+        b'"HERE"', b'{"a":' * 300 + b"1" + b"}" * 300
+    )
+    deep_list = b"[" * 600 + b"]" * 600  # not an object, and past what orjson encodes
+    message = b"[%s,%s,%s,%s]" % (
+        orjson.dumps(ev(1, "page_view").to_json()),
+        deep_event,
+        deep_list,
+        orjson.dumps(ev(3, "purchase").to_json()),
+    )
+
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server, "/ingest")) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": ingest_token}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            for _ in range(2):  # a retry gets the same answer
+                await ws.send(message.decode())
+                ack = orjson.loads(await ws.recv())
+                assert ack["type"] == "ack", ack
+                assert len(ack["stream_ids"]) == 2
+                assert [(x["index"], x["reason"].split(":")[0]) for x in ack["rejected"]] == [
+                    (1, "attrs nested too deep"),
+                    (2, "not an object"),
+                ]
+        stream = events_stream(shard_of("c1", settings.shards))
+        assert [parse_event(f[b"data"]).event_id for _, f in entries(r, stream)] == [
+            "e1",
+            "e3",
+            "e1",
+            "e3",
+        ]
+        letters = [f for _, f in entries(r, "cx:dlq")]
+        assert [f[b"reason"] for f in letters] == [b"attrs nested too deep", b"not an object"] * 2
+        assert letters[0][b"customer"] == b"c1"
+        assert all(len(f[b"data"]) <= 4096 for f in letters)
+        assert b"digest" in letters[0]
+
+    run(settings, body)
+
+
 def test_ingest_needs_an_ingest_token_and_agents_cannot_ingest(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         async with connect(url(server, "/ingest")) as ws:

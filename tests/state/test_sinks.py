@@ -37,6 +37,24 @@ def test_dead_letters_keep_raw_bytes_reason_and_time(settings: Settings, r: redi
     assert int(fields[b"at"]) > 0
 
 
+def test_an_oversized_dead_letter_keeps_an_excerpt_its_digest_and_who_it_names(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """A 1 MB entry is dead-lettered as 4 KB, and an erasure of the customer it
+    names (past the excerpt) still finds it."""
+    from state.erasure import erase
+
+    big = b'{"attrs":{"text":"' + b"x" * 1_000_000 + b'"},"customer_id":"c-big"}'
+    part = dead_letter_sink(settings).build("dlq", 0, 1)
+    part.write_batch([Rejected("cx:events:1", "5-0", big, "too large", "1000044 bytes")])
+    [(_, fields)] = entries(r, DLQ)
+    assert fields[b"data"] == big[:4096]
+    assert fields[b"size"] == str(len(big)).encode()
+    assert fields[b"customer"] == b"c-big"
+    assert erase(r, "c-big", shards=settings.shards)["dead_letters"] == 1
+    assert r.xlen(DLQ) == 0
+
+
 def test_profile_updates_merge_per_customer_and_expire(settings: Settings, r: redis.Redis) -> None:
     part = profile_sink(settings).build("p", 0, 1)
     part.write_batch(
