@@ -24,6 +24,8 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -119,7 +121,15 @@ class AlertServer:
             # take one key each, which it routes by itself.
             cast(aioredis.Redis, AsyncRedisCluster.from_url(redis_url))
             if settings.redis_cluster
-            else aioredis.Redis.from_url(redis_url)
+            # A connection idle for a second is checked (PING) before use, and a command
+            # that meets a dead one is sent again on a new one: after a Redis restart no
+            # stale connection answers for it.
+            else aioredis.Redis.from_url(
+                redis_url,
+                health_check_interval=1,
+                retry=AsyncRetry(ExponentialBackoff(cap=0.25, base=0.01), 5),
+                retry_on_error=[aioredis.ConnectionError, aioredis.TimeoutError],
+            )
         )
         self.names = KeyNames.of(settings)
         self.metrics = Metrics()
@@ -390,8 +400,8 @@ class AlertServer:
     # -- the alert pump --------------------------------------------------------------------------
 
     async def _pump_alerts(self, last_id: str) -> None:
-        # An outage is logged when it starts and when it ends; retried every second.
-        backoff = Backoff(f"reading {ALERTS}", first=1.0, most=1.0)
+        # An outage is logged when it starts and when it ends; retried every 0.25 s.
+        backoff = Backoff(f"reading {ALERTS}", first=0.1, most=0.25)
         while not self._closing:
             try:
                 reply = await self.redis.xread({ALERTS: last_id}, count=500, block=PUMP_BLOCK_MS)

@@ -123,6 +123,9 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
         pool.release(conn)
 
 
+IDLE_CONFIRM_S = 0.5
+
+
 class PipelinedWriter:
     """Sends batches of commands without waiting for each batch's replies.
 
@@ -138,16 +141,23 @@ class PipelinedWriter:
     :class:`StoreError` a batch late.  On a cluster it falls back to
     :func:`send_commands` (one round trip a batch).
 
+    A batch sent after a pause of more than :data:`IDLE_CONFIRM_S` has its
+    replies read at once: a connection that died meanwhile (Redis restarted)
+    is found out by that batch, not by the next one, which may not come for
+    long (an alert would wait in a dead socket until the next event).
+
     Bytewax keeps one sink partition per worker thread, so one writer is used by
     one thread.
     """
 
-    def __init__(self, client: redis.Redis, what: str) -> None:
+    def __init__(self, client: redis.Redis, what: str, *, clock: Any = time.monotonic) -> None:
         self.client = client
         self.what = what
+        self.clock = clock
         self.conn: Any = None
         self.inflight: list[Command] = []  # sent; replies not read yet
         self.again: list[Command] = []  # sent, but not confirmed: to be sent again
+        self.last_sent = clock()
 
     def send(self, commands: list[Command]) -> None:
         if isinstance(self.client, RedisCluster):
@@ -166,6 +176,15 @@ class PipelinedWriter:
             self._drop()  # `again` stays; the caller passes its own commands again
             raise StoreError(f"{self.what}: {exc}") from exc
         self.inflight, self.again = batch, []
+        now = self.clock()
+        paused, self.last_sent = now - self.last_sent > IDLE_CONFIRM_S, now
+        if paused:
+            try:
+                self._confirm()
+            except StoreError:
+                # the caller passes its own commands again: keep only the earlier ones
+                self.again = self.again[: len(self.again) - len(commands)]
+                raise
 
     def sync(self) -> None:
         """Send what must be sent again and read every reply: all written, or StoreError."""
@@ -254,7 +273,7 @@ class Backoff:
     >>> for _ in range(8):
     ...     b.failed(ConnectionError("refused"))
     >>> naps
-    [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    [0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5]
     >>> b.succeeded(); b.failures
     0
     """
@@ -264,7 +283,7 @@ class Backoff:
         what: str,
         *,
         first: float = 0.1,
-        most: float = 5.0,
+        most: float = 0.5,
         sleep: Any = time.sleep,
         clock: Any = time.monotonic,
     ) -> None:

@@ -82,8 +82,9 @@ def test_a_failing_command_is_a_store_error_and_the_client_recovers(
 
 @pytest.fixture
 def writer(redis_url: str) -> Iterator[PipelinedWriter]:
+    """A writer whose clock stands still: it never pauses, so it always pipelines."""
     client = connect(Settings(redis_url=redis_url))
-    writer = PipelinedWriter(client, "writing test")
+    writer = PipelinedWriter(client, "writing test", clock=lambda: 0.0)
     yield writer
     writer.close()
     client.close()
