@@ -36,10 +36,12 @@ from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
 from operators.events import Event, Rejected, dead_letter_fields, encode_event
 from server.protocol import (
+    ALL_QUEUES,
     AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
     AgentSession,
     Close,
+    Ignored,
     Ingest,
     IngestSession,
     Publish,
@@ -63,7 +65,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 SEND_QUEUE_FRAMES = 256
 PUMP_BLOCK_MS = 1000
 REPLAY_PAGE = 500
-REPLAY_LIMIT = 10_000
 STATS_INTERVAL_S = 2.0  # how often supervisors get the stats frame
 BACKFILL_LIMIT = 100_000  # alerts of the last hour read back into the view at start
 STOP_TASKS_S = 3.0  # how long stop() waits for the background tasks
@@ -77,6 +78,11 @@ class Metrics:
         r = self.registry
         self.connections = Gauge("cx_ws_connections", "open agent connections", registry=r)
         self.delivered = Counter("cx_alerts_delivered", "alert frames queued to agents", registry=r)
+        self.ignored = Counter(
+            "cx_alerts_ignored",
+            "alerts addressed to an agent whose token does not grant their queue",
+            registry=r,
+        )
         self.dropped = Counter(
             "cx_ws_slow_clients_dropped", "clients closed as too slow", registry=r
         )
@@ -308,6 +314,9 @@ class AlertServer:
             await client.conn.close(action.code, action.reason)
         elif isinstance(action, Replay):
             await self._replay(client, action.after)
+        elif isinstance(action, Ignored):
+            self.metrics.ignored.inc()
+            log.debug("alert %s not delivered: %s", action.alert_id[:40], action.reason)
         elif isinstance(action, Ingest):
             await self._ingest(client, action)
         elif isinstance(action, Publish):
@@ -379,23 +388,31 @@ class AlertServer:
         return True
 
     async def _replay(self, client: _Client, after: str) -> None:
+        """Alerts after ``after`` for this client, page by page until the stream's end
+        (the session holds the live ones meanwhile), then :meth:`AgentSession.replayed`."""
+        session = client.session
+        assert isinstance(session, AgentSession)
         start = f"({after}"
-        sent = 0
-        while sent < REPLAY_LIMIT:
-            page = stream_entries(
-                await self.redis.xrange(ALERTS, min=start, max="+", count=REPLAY_PAGE)
-            )
-            if not page:
-                return
-            for entry_id, fields in page:
-                alert = _alert(entry_id, fields)
-                if alert is None:
-                    continue
-                for frame in self._frames(client, entry_id, alert):
-                    await client.queue.put(frame)  # a resuming client waits, it is not dropped
-                    self.metrics.delivered.inc()
-            sent += len(page)
-            start = f"({page[-1][0]}"
+        try:
+            while not session.closed:
+                page = stream_entries(
+                    await self.redis.xrange(ALERTS, min=start, max="+", count=REPLAY_PAGE)
+                )
+                for entry_id, fields in page:
+                    alert = _alert(entry_id, fields)
+                    if alert is None:
+                        continue
+                    for action in session.alert(entry_id, alert, replay=True):
+                        if isinstance(action, Send):
+                            # a resuming client waits for queue space, it is not dropped
+                            await client.queue.put(action.frame)
+                            self.metrics.delivered.inc()
+                if len(page) < REPLAY_PAGE:
+                    break
+                start = f"({page[-1][0]}"
+        finally:
+            # on an outage too: the live alerts held go out, after what was replayed
+            await self._act(client, session.replayed())
 
     # -- the alert pump --------------------------------------------------------------------------
 
@@ -452,20 +469,23 @@ class AlertServer:
                     if isinstance(action, Send):
                         self._enqueue(client, action.frame)
 
-    def _frames(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> list[str]:
-        """The frames this client gets for one alert (none if not addressed to it)."""
+    def _deliver(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> None:
         session = client.session
         if not isinstance(session, AgentSession):
-            return []
-        return [a.frame for a in session.alert(stream_id, alert) if isinstance(a, Send)]
-
-    def _deliver(self, client: _Client, stream_id: str, alert: dict[str, Any]) -> None:
+            return
         emitted = alert.get("emitted_at")
-        for frame in self._frames(client, stream_id, alert):
-            if self._enqueue(client, frame):
-                self.metrics.delivered.inc()
-                if isinstance(emitted, int):
-                    self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+        for action in session.alert(stream_id, alert):
+            if isinstance(action, Send):
+                if self._enqueue(client, action.frame):
+                    self.metrics.delivered.inc()
+                    if isinstance(emitted, int):
+                        self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+            elif isinstance(action, Ignored):
+                self.metrics.ignored.inc()
+            elif isinstance(action, Close):  # too many held during a replay (error sent)
+                asyncio.get_running_loop().create_task(
+                    client.conn.close(action.code, action.reason)
+                )
 
 
 class _Routes:
@@ -496,6 +516,7 @@ class _Routes:
             found += self.by_agent.get(agent, ())
         if isinstance(queue, str):
             found += self.by_queue.get(queue, ())
+            found += self.by_queue.get(ALL_QUEUES, ())
         found += self.supervisors
         return list(dict.fromkeys(found)) if len(found) > 1 else found
 

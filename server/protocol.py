@@ -6,12 +6,21 @@ and carries out what it returns: :class:`Send` a frame, :class:`Close` the
 connection, :class:`Replay` alerts after a stream id, :class:`Publish` an
 event back into the event streams.  Time is passed in.
 
-Client to server: ``auth`` {token} first; ``subscribe`` {queues};
+Client to server: ``auth`` {token, after?} first; ``subscribe`` {queues};
 ``resume`` {after}; ``ack`` {alert_id}; ``outcome`` {alert_id, action_id,
 response, reason}.  Server to client: ``welcome`` {agent_id, queues, role},
-``alert`` {stream_id, alert}, ``error`` {code, message}, and to supervisors
-``stats`` (see :mod:`server.supervisor`).  Nothing about an alert is sent
-before a valid ``auth``.
+``alert`` {stream_id, alert}, ``resumed`` {through}, ``error`` {code,
+message}, and to supervisors ``stats`` (see :mod:`server.supervisor`).
+Nothing about an alert is sent before a valid ``auth``.
+
+The resume contract: a connection gets each stream id at most once, and its
+alert frames in stream order.  A replay (``resume``, or ``after`` in ``auth``)
+sends the alerts after ``after`` that are for this connection, then
+``resumed`` {through: the last stream id sent, or null}; live alerts that come
+meanwhile are held and follow it.  A ``resume`` after live alerts replays only
+what is newer than the last one sent: to catch up from a point, sign in with
+``after`` (no live alert can come first), so the last stream id a client saw
+is always a safe point to resume from.
 
 >>> from cxstream.settings import Secret
 >>> from server.tokens import mint
@@ -43,7 +52,10 @@ from server.tokens import Claims, verify
 
 AUTH_TIMEOUT_S = 10.0
 REMEMBERED_ALERTS = 2000
+HELD_DURING_REPLAY = 10_000  # live alerts held while a replay runs; more: closed as too slow
 STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+MAX_ID_PART = 2**64 - 1  # each part of a Redis stream id is an unsigned 64-bit number
+ALL_QUEUES = "*"  # in a token's queues: every queue
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_AUTH_FAILED = 4001
@@ -72,13 +84,36 @@ class Replay:
 
 
 @dataclass(frozen=True, slots=True)
+class Ignored:
+    """An alert addressed to this agent that its token does not grant (counted)."""
+
+    alert_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     """XADD this event to its shard stream (outcomes and acks close the loop)."""
 
     event: Event
 
 
-Action = Send | Close | Replay | Publish
+Action = Send | Close | Replay | Publish | Ignored
+
+
+def parse_stream_id(text: str) -> tuple[int, int] | None:
+    """A stream id as (ms, seq), or None if it is not one Redis could hold.
+
+    >>> parse_stream_id("1700000000000-3"), parse_stream_id("17")
+    ((1700000000000, 3), (17, 0))
+    >>> parse_stream_id("99999999999999999999-0"), parse_stream_id("1-x")
+    (None, None)
+    """
+    if not STREAM_ID.match(text):
+        return None
+    ms, _, seq = text.partition("-")
+    parts = int(ms), int(seq or 0)
+    return parts if max(parts) <= MAX_ID_PART else None
 
 
 def _frame(obj: dict[str, Any]) -> str:
@@ -99,6 +134,9 @@ class AgentSession:
         self.queues: frozenset[str] = frozenset()
         self.closed = False
         self._delivered: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.last_sent: tuple[int, int] = (0, 0)  # the highest stream id sent, (0, 0): none
+        self.replaying = False
+        self._held: list[tuple[str, dict[str, Any]]] = []  # live alerts during a replay
 
     @property
     def authenticated(self) -> bool:
@@ -121,7 +159,7 @@ class AgentSession:
                 return self._fail(
                     CLOSE_AUTH_FAILED, "auth_required", f"send auth first, not {kind}"
                 )
-            return self._auth(msg.get("token"), now)
+            return self._auth(msg, now)
         if now >= self.claims.expires_at:
             return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired; sign in again")
         handler = {
@@ -162,7 +200,11 @@ class AgentSession:
             )
         )
 
-    def _auth(self, token: object, now: float) -> list[Action]:
+    def _auth(self, msg: dict[str, Any], now: float) -> list[Action]:
+        token = msg.get("token")
+        after = msg.get("after")
+        if after is not None and (not isinstance(after, str) or parse_stream_id(after) is None):
+            return self._fail(CLOSE_AUTH_FAILED, "bad_message", "after: a stream id like 1-0")
         if now >= self.deadline:
             return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "auth came after the deadline")
         try:
@@ -173,6 +215,8 @@ class AgentSession:
             return self._fail(CLOSE_FORBIDDEN, "forbidden", "an ingest token cannot receive alerts")
         self.claims = claims
         self.queues = frozenset(claims.queues)
+        if after is not None:  # resume at sign-in: no live alert comes before the replay
+            return [self._welcome(), *self._resume({"after": after}, now)]
         return [self._welcome()]
 
     def _subscribe(self, msg: dict[str, Any], now: float) -> list[Action]:
@@ -181,7 +225,7 @@ class AgentSession:
         if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
             return [error("bad_message", "subscribe needs queues: a list of strings")]
         allowed = set(self.claims.queues)
-        denied = sorted(set(queues) - allowed)
+        denied = [] if ALL_QUEUES in allowed else sorted(set(queues) - allowed)
         if denied:
             return [error("forbidden", f"token does not grant queues {denied[:5]}")]
         self.queues = frozenset(queues)
@@ -189,9 +233,27 @@ class AgentSession:
 
     def _resume(self, msg: dict[str, Any], now: float) -> list[Action]:
         after = msg.get("after")
-        if not isinstance(after, str) or not STREAM_ID.match(after):
+        point = parse_stream_id(after) if isinstance(after, str) else None
+        if point is None:
             return [error("bad_message", "resume needs after: a stream id like 1700000000000-0")]
-        return [Replay(after)]
+        if self.replaying:
+            return [error("bad_message", "a resume is running; wait for its resumed frame")]
+        # what this connection was sent already is not sent again
+        start = max(point, self.last_sent)
+        self.replaying = True
+        return [Replay(f"{start[0]}-{start[1]}")]
+
+    def replayed(self) -> list[Action]:
+        """The replay is done: the ``resumed`` frame, then the live alerts held meanwhile."""
+        if not self.replaying:
+            return []
+        self.replaying = False
+        held, self._held = self._held, []
+        through = f"{self.last_sent[0]}-{self.last_sent[1]}" if self.last_sent != (0, 0) else None
+        actions: list[Action] = [Send(_frame({"type": "resumed", "through": through}))]
+        for stream_id, alert in held:
+            actions += self.alert(stream_id, alert)
+        return actions
 
     def _ack(self, msg: dict[str, Any], now: float) -> list[Action]:
         alert = self._known(msg.get("alert_id"))
@@ -258,20 +320,48 @@ class AgentSession:
 
     # -- alerts from the stream ----------------------------------------------------------------
 
+    def grants(self, queue: object) -> bool:
+        """Whether this session's token grants ``queue``."""
+        assert self.claims is not None
+        return queue in self.claims.queues or ALL_QUEUES in self.claims.queues
+
     def wants(self, alert: dict[str, Any]) -> bool:
-        """Addressed to this agent, or to one of its queues (supervisors: also proactive/trend)."""
+        """Of one of its subscribed queues, or addressed to this agent and of a queue its
+        token grants; supervisors also get proactive and trend alerts of no queue or of
+        a queue they hold."""
         claims = self.claims
         if claims is None or self.closed:
             return False
-        if alert.get("agent_id") == claims.agent_id:
+        queue = alert.get("queue")
+        if queue in self.queues or (queue is not None and ALL_QUEUES in self.queues):
             return True
-        if alert.get("queue") in self.queues:
+        if alert.get("agent_id") == claims.agent_id and self.grants(queue):
             return True
-        return claims.role == "supervisor" and alert.get("kind") in ("proactive", "trend")
+        return (
+            claims.role == "supervisor"
+            and alert.get("kind") in ("proactive", "trend")
+            and (queue is None or self.grants(queue))
+        )
 
-    def alert(self, stream_id: str, alert: dict[str, Any]) -> list[Action]:
+    def alert(self, stream_id: str, alert: dict[str, Any], *, replay: bool = False) -> list[Action]:
+        """The frames for one alert of the stream: none if not for this connection, if
+        this connection was sent that stream id or a later one already, or (held until
+        :meth:`replayed`) if it is live and a replay is running.  So a connection gets
+        each stream id once, in stream order."""
         if not self.wants(alert):
+            claims = self.claims
+            if claims is not None and not self.closed and alert.get("agent_id") == claims.agent_id:
+                return [Ignored(str(alert.get("alert_id")), "queue not in token")]
             return []
+        if self.replaying and not replay:
+            if len(self._held) >= HELD_DURING_REPLAY:
+                return self._fail(CLOSE_TOO_SLOW, "too_slow", "too many alerts during a replay")
+            self._held.append((stream_id, alert))
+            return []
+        point = parse_stream_id(stream_id)
+        if point is None or point <= self.last_sent:
+            return []
+        self.last_sent = point
         alert_id = alert.get("alert_id")
         if isinstance(alert_id, str) and isinstance(alert.get("customer_id"), str):
             self._delivered[alert_id] = {

@@ -107,14 +107,23 @@ def test_agent_gets_its_queue_and_never_another_queues_alert(
     settings: Settings, r: redis.Redis
 ) -> None:
     async def body(server: AlertServer) -> None:
-        ws = await signed_in(server)
+        ws = await signed_in(server)  # a1, granted care only
         add_alert(r, "other", queue="vip", agent_id="a7")
         add_alert(r, "mine", queue="care", agent_id="a7")
-        add_alert(r, "direct", queue="vip", agent_id="a1")
+        # addressed to a1 but of a queue its token does not grant: ignored and counted
+        first = add_alert(r, "direct-vip", queue="vip", agent_id="a1")
+        add_alert(r, "direct-none", agent_id="a1")
+        add_alert(r, "direct", queue="care", agent_id="a1")
         assert (await next_alert(ws))["alert"]["alert_id"] == "mine"
         assert (await next_alert(ws))["alert"]["alert_id"] == "direct"
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ws.recv(), 0.3)
+        assert server.metrics.ignored._value.get() == 2
+        # nor on resume
+        await ws.send(orjson.dumps({"type": "resume", "after": "0-0"}).decode())
+        frames = [orjson.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(1)]
+        assert frames == [{"type": "resumed", "through": frames[0]["through"]}]
+        assert frames[0]["through"] > first
         await ws.close()
 
     run(settings, body)
@@ -127,15 +136,17 @@ def test_routes_follow_subscriptions_and_roles(settings: Settings, r: redis.Redi
         await agent.send(orjson.dumps({"type": "subscribe", "queues": ["billing"]}).decode())
         assert orjson.loads(await agent.recv())["queues"] == ["billing"]
         add_alert(r, "care-1", queue="care")
-        add_alert(r, "trend-1", kind="trend", queue="nobody")
+        add_alert(r, "trend-0", kind="trend", queue="nobody")  # a queue the boss lacks
+        add_alert(r, "trend-1", kind="trend")
         add_alert(r, "billing-1", queue="billing")
         assert (await next_alert(agent))["alert"]["alert_id"] == "billing-1"
         assert (await next_alert(boss))["alert"]["alert_id"] == "trend-1"
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(agent.recv(), 0.3)  # care was left behind
         await agent.close()
-        add_alert(r, "billing-2", queue="billing", agent_id="s1")
-        assert (await next_alert(boss))["alert"]["alert_id"] == "billing-2"
+        add_alert(r, "billing-2", queue="billing", agent_id="s1")  # not a queue it holds
+        add_alert(r, "vip-2", queue="vip", agent_id="s1")
+        assert (await next_alert(boss))["alert"]["alert_id"] == "vip-2"
         await boss.close()
 
     run(settings, body)
@@ -181,6 +192,53 @@ def test_oversize_frame_closes_with_1009(settings: Settings) -> None:
     run(settings, body)
 
 
+def test_resume_never_repeats_a_stream_id_and_keeps_stream_order(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """The finding: a live alert, then a resume from earlier gave the live one, the
+    older ones, and the live one again.  Now a connection's stream ids only go up;
+    signing in with ``after`` gets the older ones first, live ones during the replay
+    after them."""
+
+    async def body(server: AlertServer) -> None:
+        older = [add_alert(r, f"old-{n}", queue="care") for n in range(3)]
+        ws = await signed_in(server)
+        add_alert(r, "live-1", queue="care")
+        live = await next_alert(ws)
+        await ws.send(orjson.dumps({"type": "resume", "after": older[0]}).decode())
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+            "type": "resumed",
+            "through": live["stream_id"],
+        }
+        await ws.close()
+        # signing in with after: the replay first, a live alert during it after it
+        ws = await connect(url(server))
+        await ws.send(orjson.dumps({"type": "auth", "token": token(), "after": "0-0"}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+        add_alert(r, "live-2", queue="care")
+        seen = []
+        while (frame := orjson.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] != "resumed":
+            seen.append(frame)
+        seen.append(await next_alert(ws))
+        ids = [f["stream_id"] for f in seen]
+        assert [f["alert"]["alert_id"] for f in seen] == [
+            "old-0",
+            "old-1",
+            "old-2",
+            "live-1",
+            "live-2",
+        ]
+        assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)
+        # an id past what Redis holds is the client's mistake, not an outage
+        await ws.send(orjson.dumps({"type": "resume", "after": "9" * 20 + "-0"}).decode())
+        assert orjson.loads(await ws.recv())["code"] == "bad_message"
+        await ws.close()
+
+    run(settings, body)
+
+
 def test_resume_after_disconnect_delivers_exactly_the_missed_alerts(
     settings: Settings, r: redis.Redis
 ) -> None:
@@ -194,8 +252,10 @@ def test_resume_after_disconnect_delivers_exactly_the_missed_alerts(
         add_alert(r, "c", queue="care")
         ws = await signed_in(server)
         await ws.send(orjson.dumps({"type": "resume", "after": first["stream_id"]}).decode())
-        got = [(await next_alert(ws))["alert"]["alert_id"] for _ in range(2)]
-        assert got == ["b", "c"]
+        got = [await next_alert(ws) for _ in range(2)]
+        assert [g["alert"]["alert_id"] for g in got] == ["b", "c"]
+        done = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert done == {"type": "resumed", "through": got[-1]["stream_id"]}
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ws.recv(), 0.3)
         await ws.close()

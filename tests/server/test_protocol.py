@@ -9,12 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.protocol import (
+    ALL_QUEUES,
     CLOSE_AUTH_FAILED,
     CLOSE_AUTH_TIMEOUT,
     CLOSE_FORBIDDEN,
     CLOSE_POLICY,
+    CLOSE_TOO_SLOW,
+    HELD_DURING_REPLAY,
     AgentSession,
     Close,
+    Ignored,
     Publish,
     Replay,
     Send,
@@ -62,7 +66,85 @@ def test_welcome_then_alerts_for_own_id_and_queues_only() -> None:
     s = authed()
     assert frames(s.alert("1-0", ALERT))[0] == {"type": "alert", "stream_id": "1-0", "alert": ALERT}
     assert s.alert("2-0", {**ALERT, "queue": "vip", "agent_id": "a9"}) == []
-    assert len(s.alert("3-0", {**ALERT, "queue": "vip", "agent_id": "a1"})) == 1
+    assert len(frames(s.alert("3-0", {**ALERT, "queue": "care", "agent_id": "a1"}))) == 1
+
+
+def test_an_agent_gets_only_alerts_of_queues_its_token_grants() -> None:
+    """Any channel can put any agent_id on an event: addressing an agent does not
+    carry an alert past the queues of its token (it is ignored, and counted)."""
+    s = authed(queues=("care",))
+    for n, queue in enumerate(("vip", None)):
+        assert s.alert(f"{n + 1}-0", {**ALERT, "queue": queue, "agent_id": "a1"}) == [
+            Ignored("al_1", "queue not in token")
+        ]
+    # subscribed to fewer queues than granted: addressed to it, a granted queue comes
+    s = authed(queues=("care", "billing"))
+    s.receive(msg(type="subscribe", queues=["billing"]), now=2)
+    assert frames(s.alert("5-0", {**ALERT, "queue": "care", "agent_id": "a1"}))
+    assert s.alert("6-0", {**ALERT, "queue": "care"}) == []
+    # every queue
+    s = authed("supervisor", queues=(ALL_QUEUES,))
+    assert frames(s.alert("7-0", {**ALERT, "queue": "anything"}))
+    assert frames(s.alert("8-0", {**ALERT, "kind": "proactive", "queue": None}))
+
+
+def test_a_supervisor_gets_proactive_and_trend_alerts_of_its_queues_or_none() -> None:
+    s = authed("supervisor", queues=("care",))
+    assert frames(s.alert("1-0", {**ALERT, "kind": "proactive", "queue": None}))
+    assert s.alert("2-0", {**ALERT, "kind": "proactive", "queue": "vip"}) == []
+    assert frames(s.alert("3-0", {**ALERT, "kind": "trend", "queue": "care"}))
+
+
+def stream_ids(actions: list[Any]) -> list[str]:
+    return [f["stream_id"] for f in frames(actions) if f["type"] == "alert"]
+
+
+def test_a_connection_gets_each_stream_id_once_and_in_order() -> None:
+    s = authed()
+    assert stream_ids(s.alert("5-0", ALERT)) == ["5-0"]  # live
+    assert s.alert("5-0", ALERT) == []  # again (another path): not sent twice
+    assert s.alert("4-0", ALERT) == []  # older than what was sent: out of order
+    # a resume from before what was sent replays only what is newer
+    assert s.receive(msg(type="resume", after="1-0"), now=2) == [Replay("5-0")]
+    assert s.alert("7-0", ALERT) == []  # live during the replay: held
+    replayed = [s.alert(i, ALERT, replay=True) for i in ("6-0", "7-0")]
+    assert [stream_ids(a) for a in replayed] == [["6-0"], ["7-0"]]
+    done = s.replayed()
+    assert frames(done) == [{"type": "resumed", "through": "7-0"}]  # 7-0 held: sent already
+    assert stream_ids(s.alert("8-0", ALERT)) == ["8-0"]
+
+
+def test_live_alerts_held_during_a_replay_follow_it_in_order() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    out = s.receive(msg(type="auth", token=tok(), after="2-0"), now=1.0)
+    assert [type(a).__name__ for a in out] == ["Send", "Replay"]
+    assert out[1] == Replay("2-0")
+    assert s.alert("9-0", ALERT) == []  # live, held
+    assert stream_ids(s.alert("3-0", ALERT, replay=True)) == ["3-0"]
+    done = s.replayed()
+    assert frames(done)[0] == {"type": "resumed", "through": "3-0"}
+    assert stream_ids(done) == ["9-0"]
+    assert frames(s.receive(msg(type="resume", after="1-0"), now=2)) == []  # a Replay("9-0")
+
+
+def test_too_many_live_alerts_during_a_replay_close_as_too_slow() -> None:
+    s = authed()
+    s.receive(msg(type="resume", after="1-0"), now=2)
+    for n in range(HELD_DURING_REPLAY):
+        assert s.alert(f"{n + 10}-0", ALERT) == []
+    out = s.alert("999999-0", ALERT)
+    assert Close(CLOSE_TOO_SLOW, "too_slow") in out
+
+
+def test_resume_ids_beyond_what_redis_holds_are_bad_messages() -> None:
+    s = authed()
+    for bad in ("99999999999999999999-0", "1-18446744073709551616", "-1", "1-2-3"):
+        out = s.receive(msg(type="resume", after=bad), now=2)
+        assert frames(out)[0]["code"] == "bad_message", bad
+    assert s.receive(msg(type="resume", after="18446744073709551615-18446744073709551615"), now=2)
+    t = AgentSession(SECRET, now=0.0)
+    out = t.receive(msg(type="auth", token=tok(), after="99999999999999999999"), now=1.0)
+    assert frames(out)[0]["code"] == "bad_message"
 
 
 def test_supervisor_also_gets_trend_alerts() -> None:
