@@ -24,6 +24,7 @@ import orjson
 
 from cxstream.errors import ConfigError, CxError
 from cxstream.settings import Settings
+from server.tokens import ROLES
 from state.keys import KeyNames
 
 log = logging.getLogger("cxstream")
@@ -679,7 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--queue", action="append", help="queue the holder may receive alerts for; repeatable"
     )
-    p.add_argument("--role", choices=("agent", "supervisor", "ingest"), default="agent")
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        default="agent",
+        help="agent, supervisor (on /ws); ingest (events on /ingest); privacy (forget events "
+        "on /ingest)",
+    )
     p.add_argument(
         "--ttl-hours", type=_positive_float, default=None, help="lifetime (CX_TOKEN_TTL_HOURS)"
     )

@@ -151,8 +151,13 @@ class Settings:
     trend_threshold: float = 5.0
     trend_min_count: int = 10
     redis_cluster: bool = False
+    max_unauthenticated: int = 1000
 
     def __post_init__(self) -> None:
+        if self.max_unauthenticated < 1:
+            raise ConfigError(
+                f"CX_MAX_UNAUTHENTICATED={self.max_unauthenticated}: must be at least 1"
+            )
         if self.shards < 1 or self.shards > 1024:
             raise ConfigError(f"CX_SHARDS={self.shards}: must be between 1 and 1024")
         if self.model_shards < 1 or self.model_shards > 1024:
@@ -238,6 +243,7 @@ class Settings:
             read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
             topics_path=Path(env["CX_TOPICS"]) if env.get("CX_TOPICS") else None,
             trend_window_min=get("CX_TREND_WINDOW_MIN", float, 60.0),
+            max_unauthenticated=get("CX_MAX_UNAUTHENTICATED", int, 1000),
             trend_threshold=get("CX_TREND_THRESHOLD", float, 5.0),
             trend_min_count=get("CX_TREND_MIN_COUNT", int, 10),
             redis_cluster=_flag("CX_REDIS_CLUSTER", env.get("CX_REDIS_CLUSTER")),

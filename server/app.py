@@ -39,6 +39,7 @@ from server.protocol import (
     ALL_QUEUES,
     AUTH_TIMEOUT_S,
     CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN,
     AgentSession,
     Close,
     Ignored,
@@ -78,6 +79,11 @@ class Metrics:
         r = self.registry
         self.connections = Gauge("cx_ws_connections", "open agent connections", registry=r)
         self.delivered = Counter("cx_alerts_delivered", "alert frames queued to agents", registry=r)
+        self.refused = Counter(
+            "cx_ws_refused",
+            "connections closed at once: CX_MAX_UNAUTHENTICATED were awaiting auth",
+            registry=r,
+        )
         self.ignored = Counter(
             "cx_alerts_ignored",
             "alerts addressed to an agent whose token does not grant their queue",
@@ -103,6 +109,7 @@ class _Client:
         self.session = session
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_FRAMES)
         self.slow = False
+        self.pending = True  # not authenticated yet: counted against CX_MAX_UNAUTHENTICATED
         self.stats_seen: dict[str, Any] | None = None  # the last supervisor view sent
 
 
@@ -140,6 +147,7 @@ class AlertServer:
         self.names = KeyNames.of(settings)
         self.metrics = Metrics()
         self.clients: set[_Client] = set()
+        self.unauthenticated = 0  # connections open and not signed in yet
         self._routes: _Routes | None = None  # rebuilt after any client change
         self.console = resources.files("server").joinpath("static/console.html").read_bytes()
         self._server: Server | None = None
@@ -259,7 +267,12 @@ class AlertServer:
         else:
             await conn.close(1008, "use /ws or /ingest")
             return
+        if self.unauthenticated >= self.settings.max_unauthenticated:
+            self.metrics.refused.inc()
+            await conn.close(CLOSE_TRY_AGAIN, "too many connections awaiting auth")
+            return
         client = _Client(conn, session)
+        self.unauthenticated += 1
         if isinstance(session, AgentSession):
             self.clients.add(client)  # only agents receive alerts
             self._routes = None
@@ -268,6 +281,7 @@ class AlertServer:
         try:
             await self._read(client)
         finally:
+            self._authenticated(client)
             self.clients.discard(client)
             self._routes = None
             self.metrics.connections.dec()
@@ -288,8 +302,16 @@ class AlertServer:
             except ConnectionClosed:
                 return
             await self._act(client, session.receive(message, now=time.time()))
+            if session.claims is not None:
+                self._authenticated(client)
             if isinstance(session, AgentSession):
                 self._routes = None  # auth or subscribe may have changed its queues
+
+    def _authenticated(self, client: _Client) -> None:
+        """The client no longer counts against CX_MAX_UNAUTHENTICATED (signed in, or gone)."""
+        if client.pending:
+            client.pending = False
+            self.unauthenticated -= 1
 
     async def _write(self, client: _Client) -> None:
         with contextlib.suppress(ConnectionClosed):

@@ -63,6 +63,7 @@ CLOSE_FORBIDDEN = 4003
 CLOSE_AUTH_TIMEOUT = 4008
 CLOSE_TOO_SLOW = 4029
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013  # too many connections awaiting auth on this server
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +212,10 @@ class AgentSession:
             claims = verify(self.secret, token, now=now)
         except AuthError as exc:
             return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
-        if claims.role == "ingest":
-            return self._fail(CLOSE_FORBIDDEN, "forbidden", "an ingest token cannot receive alerts")
+        if claims.role in ("ingest", "privacy"):
+            return self._fail(
+                CLOSE_FORBIDDEN, "forbidden", f"an {claims.role} token cannot receive alerts"
+            )
         self.claims = claims
         self.queues = frozenset(claims.queues)
         if after is not None:  # resume at sign-in: no live alert comes before the replay
@@ -389,11 +392,13 @@ class Ingest:
 
 
 class IngestSession:
-    """Protocol state of one ``/ingest`` connection (needs a token with role ``ingest``).
+    """Protocol state of one ``/ingest`` connection (a token of role ``ingest`` or
+    ``privacy``).
 
     After ``auth``, each message is one event object or a JSON array of them.  The
     reply is ``ack`` {stream_ids, rejected: [{index, reason}]}; rejected events also
-    go to the dead-letter stream.
+    go to the dead-letter stream.  Erasure is its own right: a ``forget`` event
+    needs a ``privacy`` token, which sends nothing else.
 
     >>> from cxstream.settings import Secret
     >>> from server.tokens import mint
@@ -444,11 +449,13 @@ class IngestSession:
                 claims = verify(self.secret, msg.get("token"), now=now)
             except AuthError as exc:
                 return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
-            if claims.role != "ingest":
-                return self._fail(CLOSE_FORBIDDEN, "forbidden", "/ingest needs an ingest token")
+            if claims.role not in ("ingest", "privacy"):
+                return self._fail(
+                    CLOSE_FORBIDDEN, "forbidden", "/ingest needs an ingest or privacy token"
+                )
             self.claims = claims
             return [
-                Send(_frame({"type": "welcome", "agent_id": claims.agent_id, "role": "ingest"}))
+                Send(_frame({"type": "welcome", "agent_id": claims.agent_id, "role": claims.role}))
             ]
         if now >= self.claims.expires_at:
             return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired")
@@ -457,9 +464,20 @@ class IngestSession:
             return [error("too_many", f"at most {MAX_EVENTS_PER_MESSAGE} events per message")]
         events: list[Event] = []
         rejected: list[tuple[int, str, bytes]] = []
+        privacy = self.claims.role == "privacy"
         for index, item in enumerate(items):
             try:
-                events.append(event_from_obj(item))
+                event = event_from_obj(item)
             except InvalidEvent as exc:
                 rejected.append((index, str(exc), encodable(item)))
+                continue
+            if (event.type == "forget") != privacy:
+                reason = (
+                    "forbidden: a privacy token sends forget events only"
+                    if privacy
+                    else "forbidden: forget needs a privacy token"
+                )
+                rejected.append((index, reason, encodable(item)))
+                continue
+            events.append(event)
         return [Ingest(tuple(events), tuple(rejected))]

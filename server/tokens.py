@@ -23,7 +23,8 @@ import jwt
 from cxstream.errors import AuthError
 from cxstream.settings import Secret
 
-ROLES = ("agent", "supervisor", "ingest")
+# agent, supervisor: /ws; ingest: events on /ingest; privacy: forget events on /ingest
+ROLES = ("agent", "supervisor", "ingest", "privacy")
 ALGORITHM = "HS256"
 ISSUER = "cxstream"
 

@@ -552,6 +552,60 @@ def test_ingest_writes_the_rest_of_a_message_holding_an_event_nested_too_deep(
     run(settings, body)
 
 
+def test_erasure_through_ingest_needs_a_privacy_token(settings: Settings, r: redis.Redis) -> None:
+    from operators.events import Event
+
+    forget = Event("f1", "c-gone", None, 1767225600000, "crm", "forget", {}).to_json()
+    page = {**forget, "event_id": "p1", "type": "page_view", "channel": "web"}
+
+    async def body(server: AlertServer) -> None:
+        async with connect(url(server, "/ingest")) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": token(role="ingest")}).decode())
+            assert orjson.loads(await ws.recv())["role"] == "ingest"
+            await ws.send(orjson.dumps([forget, page]).decode())
+            ack = orjson.loads(await ws.recv())
+            assert len(ack["stream_ids"]) == 1
+            assert ack["rejected"] == [
+                {"index": 0, "reason": "forbidden: forget needs a privacy token"}
+            ]
+        async with connect(url(server, "/ingest")) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": token(role="privacy")}).decode())
+            assert orjson.loads(await ws.recv())["role"] == "privacy"
+            await ws.send(orjson.dumps([forget, page]).decode())
+            ack = orjson.loads(await ws.recv())
+            assert len(ack["stream_ids"]) == 1
+            assert ack["rejected"][0]["index"] == 1
+        async with connect(url(server)) as ws:  # and it receives no alerts
+            await ws.send(orjson.dumps({"type": "auth", "token": token(role="privacy")}).decode())
+            assert orjson.loads(await ws.recv())["code"] == "forbidden"
+        stream = events_stream(shard_of("c-gone", settings.shards))
+        types = [parse_event(f[b"data"]).type for _, f in entries(r, stream)]
+        assert types == ["page_view", "forget"]
+
+    run(settings, body)
+
+
+def test_connections_awaiting_auth_are_capped_per_server(settings: Settings) -> None:
+    from dataclasses import replace
+
+    capped = replace(settings, max_unauthenticated=3)
+
+    async def body(server: AlertServer) -> None:
+        idle = [await connect(url(server)) for _ in range(3)]
+        extra = await connect(url(server, "/ingest"))
+        assert await close_code(extra) == 1013
+        assert server.metrics.refused._value.get() == 1
+        # one signs in: its place is free again
+        await idle[0].send(orjson.dumps({"type": "auth", "token": token()}).decode())
+        assert orjson.loads(await idle[0].recv())["type"] == "welcome"
+        ws = await signed_in(server)
+        await ws.close()
+        for conn in idle:
+            await conn.close()
+
+    run(capped, body)
+
+
 def test_ingest_needs_an_ingest_token_and_agents_cannot_ingest(settings: Settings) -> None:
     async def body(server: AlertServer) -> None:
         async with connect(url(server, "/ingest")) as ws:
