@@ -358,7 +358,14 @@ class AlertServer:
         ):
             return
         pipe = self.redis.pipeline(transaction=False)
-        for name in answer_fields(str(a["action_id"]), str(a["agent_id"]), str(a["response"])):
+        queue = a.get("queue")
+        fields = answer_fields(
+            str(a["action_id"]),
+            str(a["agent_id"]),
+            str(a["response"]),
+            queue if isinstance(queue, str) else None,
+        )
+        for name in fields:
             pipe.hincrby(ANSWERS, name, 1)
         await pipe.execute()
 
@@ -479,11 +486,16 @@ class AlertServer:
                 self.view.answers(cast("dict[bytes, bytes]", counts))
             except aioredis.RedisError as exc:
                 log.debug("answers not read (%s); the last ones are sent", exc)
-            view = self.view.frame(now=time.time())
-            figures = {k: v for k, v in view.items() if k != "at"}
-            frame = orjson.dumps(view).decode()
+            now = time.time()
+            frames: dict[frozenset[str] | None, tuple[dict[str, Any], str]] = {}
             for client in supervisors:
                 assert isinstance(client.session, AgentSession)
+                queues = client.session.stats_queues()
+                if queues not in frames:
+                    view = self.view.frame(now=now, queues=queues)
+                    figures = {k: v for k, v in view.items() if k != "at"}
+                    frames[queues] = figures, orjson.dumps(view).decode()
+                figures, frame = frames[queues]
                 if client.stats_seen == figures:
                     continue  # sent only when something changed
                 client.stats_seen = figures

@@ -309,10 +309,18 @@ class AgentSession:
                 "alert_id": alert["alert_id"],
                 "agent_id": agent,
                 **({"contact_id": alert["contact_id"]} if alert.get("contact_id") else {}),
+                **({"queue": alert["queue"]} if isinstance(alert.get("queue"), str) else {}),
             },
         )
 
     # -- from the server ----------------------------------------------------------------------
+
+    def stats_queues(self) -> frozenset[str] | None:
+        """The queues whose figures this supervisor sees: its token's (None: every queue)."""
+        assert self.claims is not None
+        if ALL_QUEUES in self.claims.queues:
+            return None
+        return frozenset(self.claims.queues)
 
     def stats(self, frame: str) -> list[Action]:
         """The supervisor view's ``stats`` frame: sent to supervisors only."""
@@ -371,6 +379,7 @@ class AgentSession:
                 "alert_id": alert_id,
                 "customer_id": alert["customer_id"],
                 "contact_id": alert.get("contact_id"),
+                "queue": alert.get("queue"),
             }
             self._delivered.move_to_end(alert_id)
             if len(self._delivered) > REMEMBERED_ALERTS:

@@ -14,7 +14,11 @@ frame sent to supervisors:
   what is going on).
 
 Every server reads the whole alert stream and the answers live in Redis, so
-supervisors on any server see the same figures.
+supervisors on any server see the same figures.  A supervisor sees the figures
+of the queues of its token (``frame(queues=...)``): the contacts of those queues,
+the answers to alerts of those queues, and the trends of no queue or of those
+queues (their example signals of other queues left out); a token whose queues
+hold ``*`` sees everything.
 
 >>> view = SupervisorView()
 >>> view.observe({"kind": "contact", "risk": {"churn_probability": 0.72}}, now=10.0)
@@ -42,9 +46,31 @@ ANSWERED_PREFIX = "cx:answered:"  # + the answer's event id: counted already (ex
 ANSWERED_TTL_S = 7 * 86_400
 
 
-def answer_fields(action_id: str, agent_id: str, response: str) -> tuple[str, str]:
-    """The two counters one answer increments in ``cx:nba:answers``."""
-    return f"action|{action_id}|{response}", f"agent|{agent_id}|{response}"
+def answer_fields(
+    action_id: str, agent_id: str, response: str, queue: str | None = None
+) -> tuple[str, ...]:
+    """The counters one answer increments in ``cx:nba:answers``: over all queues, and
+    (for an alert of a queue) of its queue.
+
+    >>> answer_fields("offer", "a1", "accepted", "care|vip")[2:]
+    ('qaction|care%7Cvip|offer|accepted', 'qagent|care%7Cvip|a1|accepted')
+    """
+    fields: tuple[str, ...] = (f"action|{action_id}|{response}", f"agent|{agent_id}|{response}")
+    if queue:
+        q = _escape(queue)
+        fields += (f"qaction|{q}|{action_id}|{response}", f"qagent|{q}|{agent_id}|{response}")
+    return fields
+
+
+def _escape(queue: str) -> str:
+    return queue.replace("%", "%25").replace("|", "%7C")
+
+
+def _unescape(queue: str) -> str:
+    return queue.replace("%7C", "|").replace("%25", "%")
+
+
+Table = dict[str, dict[str, int]]
 
 
 class SupervisorView:
@@ -52,12 +78,17 @@ class SupervisorView:
         self.window_s = window_s
         # (read at, histogram bin, band) of each contact in the window, oldest first; the
         # counts below follow it, so a frame costs nothing per contact.
-        self.risks: deque[tuple[float, int, str]] = deque()
+        self.risks: deque[tuple[float, int, str, str | None]] = deque()
         self.histogram = [0] * 10
         self.bands = {"low": 0, "medium": 0, "high": 0}
+        # the same per queue (None: contacts of no queue), for supervisors of some queues
+        self.queue_histogram: dict[str | None, list[int]] = {}
+        self.queue_bands: dict[str | None, dict[str, int]] = {}
         self.trends: deque[dict[str, Any]] = deque(maxlen=RECENT_TRENDS)
-        self.by_action: dict[str, dict[str, int]] = {}
-        self.by_agent: dict[str, dict[str, int]] = {}
+        self.by_action: Table = {}
+        self.by_agent: Table = {}
+        self.queue_action: dict[str, Table] = {}
+        self.queue_agent: dict[str, Table] = {}
 
     def observe(self, alert: dict[str, Any], *, now: float) -> None:
         kind = alert.get("kind")
@@ -69,51 +100,115 @@ class SupervisorView:
         if isinstance(p, int | float) and 0.0 <= p <= 1.0:
             if len(self.risks) >= RISK_KEEP:
                 self._drop_oldest()
-            entry = (now, min(9, int(p * 10)), band(p))
+            queue = alert.get("queue")
+            entry = (now, min(9, int(p * 10)), band(p), queue if isinstance(queue, str) else None)
             self.risks.append(entry)
-            self.histogram[entry[1]] += 1
-            self.bands[entry[2]] += 1
+            self._count(entry, 1)
+
+    def _count(self, entry: tuple[float, int, str, str | None], step: int) -> None:
+        _, tenth, named, queue = entry
+        self.histogram[tenth] += step
+        self.bands[named] += step
+        histogram = self.queue_histogram.setdefault(queue, [0] * 10)
+        bands = self.queue_bands.setdefault(queue, {"low": 0, "medium": 0, "high": 0})
+        histogram[tenth] += step
+        bands[named] += step
+        if not any(histogram):
+            del self.queue_histogram[queue], self.queue_bands[queue]
 
     def _drop_oldest(self) -> None:
-        _, tenth, named = self.risks.popleft()
-        self.histogram[tenth] -= 1
-        self.bands[named] -= 1
+        self._count(self.risks.popleft(), -1)
 
     def answers(self, counts: dict[bytes, bytes]) -> None:
         """Replace the answer counts with ``cx:nba:answers`` as read (bad fields skipped)."""
-        by_action: dict[str, dict[str, int]] = {}
-        by_agent: dict[str, dict[str, int]] = {}
+        by_action: Table = {}
+        by_agent: Table = {}
+        queue_action: dict[str, Table] = {}
+        queue_agent: dict[str, Table] = {}
         for raw_field, raw_count in counts.items():
             try:
                 scope, _, rest = raw_field.decode().partition("|")
-                name, _, response = rest.rpartition("|")
                 n = int(raw_count)
             except (UnicodeDecodeError, ValueError):
                 continue
-            table = by_action if scope == "action" else by_agent if scope == "agent" else None
+            table: Table | None = None
+            if scope in ("qaction", "qagent"):
+                queue, _, rest = rest.partition("|")
+                tables = queue_action if scope == "qaction" else queue_agent
+                table = tables.setdefault(_unescape(queue), {})
+            elif scope in ("action", "agent"):
+                table = by_action if scope == "action" else by_agent
+            name, _, response = rest.rpartition("|")
             if table is None or not name or response not in RESPONSES:
                 continue
             table.setdefault(name, {})[response] = n
         self.by_action, self.by_agent = by_action, by_agent
+        self.queue_action, self.queue_agent = queue_action, queue_agent
 
-    def frame(self, *, now: float) -> dict[str, Any]:
+    def frame(self, *, now: float, queues: frozenset[str] | None = None) -> dict[str, Any]:
+        """The ``stats`` frame: of every queue, or (``queues``) of those queues only."""
         while self.risks and self.risks[0][0] < now - self.window_s:
             self._drop_oldest()
+        if queues is None:
+            histogram, bands = list(self.histogram), dict(self.bands)
+            by_action, by_agent = self.by_action, self.by_agent
+            trends = list(self.trends)
+        else:
+            histogram, bands = [0] * 10, {"low": 0, "medium": 0, "high": 0}
+            for queue in queues & self.queue_histogram.keys():
+                histogram = [
+                    a + b for a, b in zip(histogram, self.queue_histogram[queue], strict=True)
+                ]
+                for name, n in self.queue_bands[queue].items():
+                    bands[name] += n
+            by_action = _merged(self.queue_action, queues)
+            by_agent = _merged(self.queue_agent, queues)
+            trends = [t for t in map(_trend_of(queues), self.trends) if t is not None]
         return {
             "type": "stats",
             "at": int(now * 1000),
             "risk": {
                 "window_s": self.window_s,
-                "contacts": len(self.risks),
-                "bands": dict(self.bands),
-                "histogram": list(self.histogram),
+                "contacts": sum(bands.values()),
+                "bands": bands,
+                "histogram": histogram,
             },
-            "acceptance": {
-                "by_action": _rates(self.by_action),
-                "by_agent": _rates(self.by_agent),
-            },
-            "trends": list(self.trends),
+            "acceptance": {"by_action": _rates(by_action), "by_agent": _rates(by_agent)},
+            "trends": trends,
         }
+
+
+def _merged(tables: dict[str, Table], queues: frozenset[str]) -> Table:
+    out: Table = {}
+    for queue in queues & tables.keys():
+        for name, counts in tables[queue].items():
+            mine = out.setdefault(name, {})
+            for response, n in counts.items():
+                mine[response] = mine.get(response, 0) + n
+    return out
+
+
+def _trend_of(queues: frozenset[str]) -> Any:
+    """A trend alert as a supervisor of ``queues`` sees it: None if it is about another
+    queue; its example signals of other queues left out."""
+
+    def seen(alert: dict[str, Any]) -> dict[str, Any] | None:
+        trend = alert.get("trend")
+        if not isinstance(trend, dict):
+            return alert
+        if trend.get("dimension") == "queue" and trend.get("value") not in queues:
+            return None
+        examples = trend.get("examples")
+        if isinstance(examples, list):
+            kept = [
+                e
+                for e in examples
+                if not isinstance(e, dict) or e.get("queue") is None or e.get("queue") in queues
+            ]
+            return {**alert, "trend": {**trend, "examples": kept}}
+        return alert
+
+    return seen
 
 
 def _rates(table: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:

@@ -296,7 +296,7 @@ def test_supervisors_get_risk_acceptance_and_trends_and_agents_do_not(
 ) -> None:
     async def body(server: AlertServer) -> None:
         agent = await signed_in(server, token("a1", ("care",)))
-        boss = await signed_in(server, token("s1", (), role="supervisor"))
+        boss = await signed_in(server, token("s1", ("*",), role="supervisor"))
         add_alert(r, "al_1", queue="care", risk={"churn_probability": 0.72})
         add_alert(r, "al_2", queue="care", risk={"churn_probability": 0.12})
         add_alert(r, "tr_1", kind="trend", customer_id=None, trend={"series": "x|topic=outage"})
@@ -333,6 +333,45 @@ def test_supervisors_get_risk_acceptance_and_trends_and_agents_do_not(
     run(settings, body)
 
 
+def test_a_supervisor_sees_the_figures_of_its_queues_only(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        care_agent = await signed_in(server, token("a1", ("care",)))
+        care_boss = await signed_in(server, token("s1", ("care",), role="supervisor"))
+        vip_boss = await signed_in(server, token("s2", ("vip",), role="supervisor"))
+        add_alert(r, "al_c", queue="care", risk={"churn_probability": 0.9})
+        add_alert(r, "al_v", queue="vip", risk={"churn_probability": 0.1})
+        examples = [{"queue": "care", "type": "complaint"}, {"queue": "vip", "type": "complaint"}]
+        add_alert(r, "tr_q", kind="trend", trend={"dimension": "queue", "value": "vip"})
+        add_alert(r, "tr_t", kind="trend", trend={"dimension": "topic", "examples": examples})
+        assert (await next_alert(care_agent))["alert"]["alert_id"] == "al_c"
+        outcome = {"type": "outcome", "alert_id": "al_c", "action_id": "retention_offer"}
+        await care_agent.send(orjson.dumps({**outcome, "response": "accepted"}).decode())
+
+        async def stats(ws: ClientConnection) -> dict[str, Any]:
+            while True:
+                frame = orjson.loads(await ws.recv())
+                if frame["type"] == "stats" and len(frame["trends"]) and frame["risk"]["contacts"]:
+                    return frame  # type: ignore[no-any-return]
+
+        care = await asyncio.wait_for(stats(care_boss), 10)
+        vip = await asyncio.wait_for(stats(vip_boss), 10)
+        assert care["risk"]["bands"] == {"low": 0, "medium": 0, "high": 1}
+        assert vip["risk"]["bands"] == {"low": 1, "medium": 0, "high": 0}
+        assert [t["alert_id"] for t in care["trends"]] == ["tr_t"]
+        assert care["trends"][0]["trend"]["examples"] == examples[:1]
+        assert [t["alert_id"] for t in vip["trends"]] == ["tr_q", "tr_t"]
+        while not care["acceptance"]["by_agent"]:
+            care = await asyncio.wait_for(stats(care_boss), 10)
+        assert care["acceptance"]["by_agent"]["a1"]["accepted"] == 1
+        assert vip["acceptance"]["by_agent"] == {}
+        for ws in (care_agent, care_boss, vip_boss):
+            await ws.close()
+
+    run(settings, body)
+
+
 def test_a_server_started_later_reads_back_the_last_hour_for_supervisors(
     settings: Settings, r: redis.Redis
 ) -> None:
@@ -346,7 +385,7 @@ def test_a_server_started_later_reads_back_the_last_hour_for_supervisors(
     add_alert(r, "tr_0", kind="trend", customer_id=None, trend={"series": "x|topic=y"})
 
     async def body(server: AlertServer) -> None:
-        boss = await signed_in(server, token("s1", (), role="supervisor"))
+        boss = await signed_in(server, token("s1", ("*",), role="supervisor"))
         frame = orjson.loads(await asyncio.wait_for(boss.recv(), 5))
         assert frame["type"] == "stats"
         assert frame["risk"]["bands"] == {"low": 1, "medium": 1, "high": 1}

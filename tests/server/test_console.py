@@ -191,9 +191,9 @@ def test_supervisor_sees_trends_the_risk_of_contacts_and_acceptance(
             }
             for alert in (contact, trend):
                 r.xadd("cx:alerts", {"data": orjson.dumps(alert)})
-            for name in answer_fields("retention_offer", "agent-7", "accepted"):
+            for name in answer_fields("retention_offer", "agent-7", "accepted", "care"):
                 r.hincrby(ANSWERS, name, 3)
-            for name in answer_fields("retention_offer", "agent-7", "declined"):
+            for name in answer_fields("retention_offer", "agent-7", "declined", "care"):
                 r.hincrby(ANSWERS, name, 1)
             page.wait_for_selector(".trend[data-alert-id=tr_sup]", timeout=10_000)
             assert "topic outage: 31 in 60 min" in page.inner_text("#trends")

@@ -233,6 +233,7 @@ def test_outcome_is_published_as_an_event_for_the_alerts_customer() -> None:
         "alert_id": "al_1",
         "agent_id": "a1",
         "contact_id": "ct1",
+        "queue": "care",
     }
     again = s.receive(
         msg(type="outcome", alert_id="al_1", action_id="retention_offer", response="accepted"),
