@@ -12,14 +12,14 @@ plain loop over events in event time, with the flow's default settings
   the customers' steps that become a complaint on the topic).  Detected: an
   alert on that topic's complaint series within one window of the start.
   Reported: the detection rate, the delay, and any alert before the start.
-- Real logs (``--data DIR`` with the shared stream CSVs): new cases of the
+- Real logs (``--data DIR``, a folder of stream CSVs): new cases of the
   BPI Challenge 2012 (loan applications) and new tickets of the Helpdesk log,
   counted as contacts.  Nobody labelled incidents in them: the alarms are
   reported per day as what a supervisor would have been shown.
 
     python benchmarks/trends.py                 # 5,000 customers, 30 normal days, 20 trials
     python benchmarks/trends.py --quick         # 2,000 customers, 10 days, 8 trials
-    python benchmarks/trends.py --data ../shared/data
+    python benchmarks/trends.py --data DIR      # bpic2012_stream.csv.gz, helpdesk_stream.csv.gz
 
 Prints JSON as its last line and appends it to benchmarks/RESULTS.md.
 """

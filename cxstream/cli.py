@@ -297,6 +297,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
     from operators.simulate import SimConfig, Simulator
 
+    if args.purchases is not None:
+        return _purchases(args)
     config = SimConfig(customers=args.customers, seed=args.seed, incidents=tuple(args.incident))
     if args.speed is not None:  # event-time seconds per wall second at --rate
         config = replace(
@@ -315,6 +317,33 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"simulate: ground truth of {sim.joined} customers in {args.truth}", file=sys.stderr
             )
+
+
+def _purchases(args: argparse.Namespace) -> int:
+    """A purchases-only log (see :func:`operators.simulate.purchase_log`) as JSON lines."""
+    from operators.events import encode_event
+    from operators.simulate import purchase_log
+
+    if args.output is None:
+        raise CxError("simulate --purchases writes a file: give --output FILE (- = stdout)")
+    if args.truth is not None or args.incident:
+        raise CxError("simulate --purchases takes no --truth or --incident")
+    kwargs: dict[str, Any] = {"start_ms": args.start_ms} if args.start_ms is not None else {}
+    log = purchase_log(customers=args.customers, days=args.purchases, seed=args.seed, **kwargs)
+    if args.events is not None:
+        log = log[: args.events]
+    with contextlib.ExitStack() as stack:
+        out: TextIO = (
+            sys.stdout if args.output == "-" else stack.enter_context(Path(args.output).open("w"))
+        )
+        for event in log:
+            out.write(encode_event(event).decode() + "\n")
+    print(
+        f"simulate: {len(log)} purchases of {args.customers} customers over {args.purchases} days"
+        + ("" if args.output == "-" else f" in {args.output}"),
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
@@ -396,9 +425,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from state.replay import read_jsonl, read_stream_csv
 
     path = Path(args.file)
-    fmt = args.format
-    if fmt == "auto":
-        fmt = "jsonl" if ".jsonl" in path.name or ".json" in path.name else "stream-csv"
+    fmt = _log_format(path, args.format)
     rejected: list[tuple[int, str]] = []
     rows = read_jsonl(path, rejected) if fmt == "jsonl" else read_stream_csv(path, rejected)
     client = connect(settings)
@@ -455,6 +482,13 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _log_format(path: Path, fmt: str) -> str:
+    """``auto``: JSON lines if the file is named so (``.jsonl``, ``.json``), else stream-csv."""
+    if fmt == "auto":
+        return "jsonl" if ".jsonl" in path.name or ".json" in path.name else "stream-csv"
+    return fmt
+
+
 # -- evaluate -----------------------------------------------------------------------------------
 
 SORT_LIMIT = 5_000_000  # rows evaluate holds (and sorts) in memory, about 2 KB each
@@ -468,6 +502,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from state.replay import has_file_labels, read_jsonl, read_stream_csv
 
     path = Path(args.input)
+    args.format = _log_format(path, args.format)
     labels = args.labels
     if labels == "auto":
         labels = "file" if args.format == "stream-csv" and has_file_labels(path) else "engine"
@@ -627,7 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", required=True, help="the log file (.gz allowed)")
     p.add_argument(
-        "--format", choices=("stream-csv", "jsonl"), default="stream-csv", help="(stream-csv)"
+        "--format",
+        choices=("auto", "stream-csv", "jsonl"),
+        default="auto",
+        help="(auto: jsonl if the file is named .jsonl or .json, else stream-csv)",
     )
     p.add_argument(
         "--labels",
@@ -729,6 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth",
         default=None,
         help="also write each customer's latent churn propensity and action tastes (JSON lines)",
+    )
+    p.add_argument(
+        "--purchases",
+        type=_positive_int,
+        default=None,
+        metavar="DAYS",
+        help="instead, a purchases-only log (a retailer's order history: --customers join in "
+        "the first 90 days, buy at rates of their own, stop for good, the rate moves with the "
+        "season) over DAYS days, to --output; check the model on it with cxstream evaluate",
     )
     p.set_defaults(func=cmd_simulate)
 

@@ -16,9 +16,10 @@ simulator's latent churn propensity, evaluated on the same snapshots.
 
 Yardsticks, in the same run and protocol: every journey feature of the fixed set used
 alone as a score, its direction (riskier when higher or lower) chosen at each scoring
-moment from the examples matured by then, never from the future; the best of them and
-the model's lift over it; the AUC per month of event time, and apart for the warm-up
-(snapshots scored while the model's ``stage`` was not ``learned``, or, for a learner
+moment from the examples matured by then, never from the future (until both classes
+have matured, the cold-start prior's direction: fewer events riskier, and so on); the
+best of them and the model's lift over it; the AUC per month of event time, and apart
+for the warm-up (snapshots scored while the model's ``stage`` was not ``learned``, or, for a learner
 without one, before it had learned ``WARMUP`` examples); calibration as ECE and a
 10-bin reliability table.
 """
@@ -38,8 +39,11 @@ from operators.events import Event
 from operators.journey import FEATURE_NAMES
 from operators.metrics import calibration, expected_calibration_error, log_loss, roc_auc
 from operators.records import Decided, Example, ScoreRequest
+from operators.refit import PRIOR_WEIGHTS
 
 NEVER = 2**62
+# a feature's direction before any example has matured: the cold-start prior's
+_PRIOR_LOWER = tuple(PRIOR_WEIGHTS.get(n, 0.0) < 0.0 for n in FEATURE_NAMES)
 WARMUP = 500
 # a snapshot scored, waiting for its label: score, oracle, single features, month, warm-up
 _Scored = tuple[float, float | None, tuple[float, ...], str, bool]
@@ -274,12 +278,15 @@ class Evaluator:
         return self.result.n_learned < WARMUP
 
     def _singles(self, x: dict[str, float]) -> tuple[float, ...]:
-        """Each fixed feature as a score, its sign from the matured examples so far."""
+        """Each fixed feature as a score, its sign from the matured examples so far
+        (before both classes have matured: the prior's sign, else higher is riskier)."""
         n0, n1 = self._counts
         out = []
-        for name, (s0, s1) in zip(FEATURE_NAMES, self._sums, strict=True):
+        for name, (s0, s1), prior_lower in zip(
+            FEATURE_NAMES, self._sums, _PRIOR_LOWER, strict=True
+        ):
             v = x.get(name, 0.0)
-            lower_is_riskier = n0 and n1 and s1 / n1 < s0 / n0
+            lower_is_riskier = s1 / n1 < s0 / n0 if n0 and n1 else prior_lower
             out.append(-v if lower_is_riskier else v)
         return tuple(out)
 

@@ -40,6 +40,7 @@ SENTIMENT_ALPHA = 0.3
 SENTIMENT_SLOW_ALPHA = 0.08
 SESSION_GAP_MS = 30 * 60_000
 SESSIONS_KEPT = 16
+RATE_PRIOR_DAYS = 30.0  # the rate per day of tenure is shrunk over this (see features)
 OTHER_TYPES_KEPT = 24
 DECAY_HALF_LIFE_MS = 7 * DAY_MS
 CONTACT_TYPES = frozenset(("contact_start",))
@@ -361,7 +362,9 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     # cadence: the customer against their own rhythm
     n = state.n_events
     tenure_days = x["tenure_days"]
-    rate = n / max(1.0, tenure_days)  # events a day of tenure
+    # events a day of tenure, shrunk toward none over a first RATE_PRIOR_DAYS (a customer
+    # of one purchase yesterday is not a daily buyer: the Gamma-Poisson posterior mean)
+    rate = n / (tenure_days + RATE_PRIOR_DAYS)
     x["rate_log"] = math.log1p(rate)
     # the current gap against the customer's mean gap before it
     gap = x["days_since_last"]
@@ -373,7 +376,9 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
         math.log1p(max(0.0, state.value) / purchases) if purchases else x["value_attr_log"]
     )
     # recent activity (7-day half-life) against what the long-run rate would give
-    x["activity_trend"] = math.log1p(x["activity_7d"]) - math.log1p(rate * _DECAY_MASS_DAYS)
+    x["activity_trend"] = math.log1p(x["activity_7d"]) - math.log1p(
+        n / max(1.0, tenure_days) * _DECAY_MASS_DAYS
+    )
     for name, count in state.other_counts.items():
         x[f"type:{name}"] = math.log1p(count)
         x[f"since:{name}"] = math.log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))

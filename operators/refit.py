@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -55,14 +56,39 @@ import numpy as np
 from operators.journey import FEATURE_NAMES
 
 # One record of the window: [key, snapshot ts, fixed features, extra features,
-# decided at (ts or None), label (or None), matured].
+# decided at (ts or None), label (or None), matured, mark (crc32 of key and ts),
+# sample level (the record stands for 2**level snapshots)].
 Record = list[Any]
 
 PRIOR_RATE = 0.5  # the prior's base rate, before the window knows one
-TREND_PENALTY = 0.01  # the baseline's level and log-age trend: nearly free
+TREND_PENALTY = 0.01  # the baseline's level: nearly free
+# The baseline's trend in log age, centred on a hazard that halves as age doubles: a
+# population of customers each with a steady rate of return (or cancel), the rates
+# spread, has a falling hazard (the quick ones go first; a Pareto/NBD-like 1/age), and
+# the window only sees ages up to its own span, so the horizon's far end is extrapolated.
+# Measured on a purchase log, the first 90 days: flat (0 with no pull) ECE 0.22, this 0.11.
+AGE_SLOPE = -1.0
+AGE_SLOPE_PENALTY = 50.0
+# L2 on the standardised features, per unit of weight in the fit (so it holds as
+# much with a small window as with a full one).  Journey features come in near-copies
+# (a rate, its count and the tenure; activity per channel and in all): weakly held, the
+# fit swings along them from one refit to the next (a rate's weight +52, then -22) and
+# extrapolates as the cohort ages.  Measured on a purchase log (90-day horizon), as an
+# absolute penalty on a full window (about 13,000 units): 1 gave AUC 0.715, ECE 0.027;
+# 10: 0.725; 200: 0.731, 0.017; 1000: 0.734, 0.024 but 0.005 less on simulated purchase
+# logs; on the simulator 200 also gains (0.665 -> 0.674).
+L2 = 0.015
+MIN_SEEN = 0.05
 BIN_PENALTY = 30.0  # each bin's own deviation from the trend: shrunk hard
 MAX_STEP = 2.0  # Newton steps are damped to this (log-odds) per coefficient
 Z_CLIP = 6.0
+# The window thins rather than span fewer horizons than this (its oldest third then
+# holds outcomes known whole, for the recalibration); measured on a purchase log, 1.5
+# against 2: AUC 0.718 against 0.715, ECE 0.024 against 0.027.
+SPAN = 1.5
+PLATT_MIN = 200  # snapshots of known outcome before the fit is recalibrated
+PLATT_PENALTY = 5.0  # pulls the recalibration toward none
+MAX_LEVEL = 12  # at most 1 snapshot in 4,096 is sampled
 # The fit is trusted alone once its window holds snapshots at risk for this share of
 # the horizon; before, it is blended with the prior in proportion.
 TRUST_COVERAGE = 1 / 3
@@ -92,7 +118,8 @@ def prior_logit(x: Mapping[str, float]) -> float:
     z = 0.0
     for name, weight in PRIOR_WEIGHTS.items():
         value = x.get(name)
-        if value is not None:
+        if value is not None and (value or name not in PRIOR_CENTRE):
+            # a centred feature at 0 is not known yet (no gap before the first return)
             z += weight * (value - PRIOR_CENTRE.get(name, 0.0))
     return max(-3.0, min(3.0, z))
 
@@ -122,7 +149,7 @@ class HazardRefit:
         bins: int = 6,
         window: int = 8192,
         refit_every: int = 256,
-        l2: float = 1.0,
+        l2: float = L2,
         extras: int = 24,
         min_events: int = 30,
         newton_steps: int = 3,
@@ -144,31 +171,91 @@ class HazardRefit:
         self.index: dict[tuple[str, int], Record] = {}
         self.since_fit = 0
         self.now = 0
+        self.level = 0  # the window keeps one snapshot in 2**level (see _bound)
+        self.keyless = 0  # examples learned without a customer key
         self.n_fits = 0
         # the fit: names, their weights on raw values (beta / sd), the offset, per-bin baseline
         self.names: tuple[str, ...] = ()
         self.beta: np.ndarray | None = None
         self.weights: dict[str, float] = {}
         self.means: dict[str, float] = {}
+        self.bounds: dict[str, tuple[float, float]] = {}
         self.offset = 0.0
         self.baseline: tuple[float, ...] = ()
         self.trust = 0.0  # 0: the prior speaks, 1: the fit
+        self.platt = (0.0, 1.0)  # recalibration of the fit: logit p -> a + b logit p
         self.base_rate = PRIOR_RATE  # the fitted mean P(churn) over the window
 
     # -- the window ------------------------------------------------------------------------
 
-    def _add(self, key: str, ts: int, x: Mapping[str, float]) -> Record:
+    def _add(self, key: str, ts: int, x: Mapping[str, float]) -> Record | None:
+        """Keep this snapshot if the window's sample takes it (see :meth:`_thin`)."""
+        if key:
+            mark = zlib.crc32(f"{key}\x00{ts}".encode())
+        else:  # an example without a customer: its place in the arrivals marks it
+            self.keyless += 1
+            mark = zlib.crc32(f"\x00{ts}\x00{self.keyless}".encode())
+        if mark & ((1 << self.level) - 1):
+            return None
         fixed = np.fromiter((x.get(n, 0.0) for n in FEATURE_NAMES), float, len(FEATURE_NAMES))
         extra = tuple((k, v) for k, v in x.items() if k not in _FIXED and v)
-        record: Record = [key, ts, fixed, extra, None, None, False]
+        record: Record = [key, ts, fixed, extra, None, None, False, mark, self.level]
         self.records.append(record)
         self.index[(key, ts)] = record
-        while len(self.records) > self.window:
-            old = self.records.popleft()
-            if self.index.get((old[0], old[1])) is old:
-                del self.index[(old[0], old[1])]
         self.since_fit += 1
+        self._bound()
         return record
+
+    def _bound(self) -> None:
+        """Hold the window to ``window`` records spanning at most ``SPAN`` horizons.
+
+        A window of the last N snapshots spans less than the horizon when contacts are
+        many: every fit would then extrapolate the return (or cancel) times it has never
+        seen.  So while the full window spans less than ``SPAN`` horizons it is thinned
+        instead of cut: the sample level goes up by one and only snapshots whose mark has
+        one more low zero bit stay (half, deterministically, the same in every run and
+        worker).  Once it spans more, the oldest go; when it holds under a quarter of its
+        size the level comes down for new snapshots, each weighing ``2**level`` in the fit.
+        """
+        records, span = self.records, SPAN * self.horizon_ms
+        if self.event_label is None:  # external labels: the last matured ones, by arrival
+            while len(records) > self.window:
+                self._pop()
+            return
+        while len(records) > self.window:
+            if self.now - records[0][1] < span and self.level < MAX_LEVEL:
+                self.level += 1
+                mask = (1 << self.level) - 1
+                kept: deque[Record] = deque()
+                for r in records:
+                    if r[8] >= self.level or not r[7] & mask:
+                        r[8] = max(r[8], self.level)
+                        kept.append(r)
+                    elif self.index.get((r[0], r[1])) is r:
+                        del self.index[(r[0], r[1])]
+                self.records = records = kept
+            else:
+                self._pop()
+        while records and self.now - records[0][1] > span:
+            self._pop()
+        if self.level and len(records) < self.window // 4:
+            self.level -= 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a model pickled before the window was sampled: every record kept, level 0
+        state.setdefault("level", 0)
+        state.setdefault("keyless", 0)
+        state.setdefault("platt", (0.0, 1.0))
+        state.setdefault("bounds", dict.fromkeys(state.get("weights", {}), (-math.inf, math.inf)))
+        for r in state["records"]:
+            if len(r) == 7:
+                r.extend((0, 0))
+        self.__dict__.update(state)
+
+    def _pop(self) -> None:
+        old = self.records.popleft()
+        if self.index.get((old[0], old[1])) is old:
+            del self.index[(old[0], old[1])]
 
     def observe_snapshot(self, key: str, ts: int, x: Mapping[str, float]) -> None:
         """A scored moment of customer ``key`` at event time ``ts`` (pending its label)."""
@@ -195,8 +282,8 @@ class HazardRefit:
         snapshot_ts: int | None = None,
         label_ts: int | None = None,
     ) -> None:
-        """A matured example; without ``key``/``snapshot_ts`` it enters as decided at
-        the horizon (or at ``label_ts``)."""
+        """A matured example; without ``snapshot_ts`` it enters as decided now (or at
+        ``label_ts``), seen a horizon before."""
         record = None if key is None or snapshot_ts is None else self.index.get((key, snapshot_ts))
         if record is None and key is not None and self.event_label is not None:
             # its snapshot was not kept, or has left the window: the window holds its
@@ -205,9 +292,16 @@ class HazardRefit:
             # by 0.08 on a 90-day horizon)
             return
         if record is None:
-            ts = snapshot_ts if snapshot_ts is not None else self.now
+            if snapshot_ts is None:  # known now (or at label_ts): seen a horizon before
+                decided = label_ts if label_ts is not None else self.now
+                ts = decided - self.horizon_ms
+            else:
+                ts = snapshot_ts
+                decided = label_ts if label_ts is not None else ts + self.horizon_ms
             record = self._add(key or "", ts, x)
-            record[4] = label_ts if label_ts is not None else ts + self.horizon_ms
+            if record is None:
+                return  # not in the sample
+            record[4] = decided
         elif record[4] is None:
             record[4] = label_ts if label_ts is not None else record[1] + self.horizon_ms
         record[5], record[6] = int(y), True
@@ -225,9 +319,9 @@ class HazardRefit:
 
     # -- the fit ---------------------------------------------------------------------------
 
-    def _survival_rows(self) -> tuple[list[Record], np.ndarray, np.ndarray]:
-        """The records that say something, each with its time at risk and whether the
-        deciding event ended it (ages in ms, at most the horizon)."""
+    def _survival_rows(self) -> tuple[list[Record], np.ndarray, np.ndarray, np.ndarray]:
+        """The records that say something, each with its time at risk, whether the
+        deciding event ended it (ages in ms, at most the horizon) and its weight."""
         h, now, e = self.horizon_ms, self.now, self.event_label
         used: list[Record] = []
         stops: list[float] = []
@@ -254,7 +348,9 @@ class HazardRefit:
                     used.append(r)
                     stops.append(float(max(0, age)))
                     events.append(False)
-        return used, np.asarray(stops), np.asarray(events, dtype=bool)
+        level = self.level
+        sample = np.fromiter((2.0 ** (r[8] - level) for r in used), float, len(used))
+        return used, np.asarray(stops), np.asarray(events, dtype=bool), sample
 
     def _vocabulary(self, used: list[Record]) -> tuple[str, ...]:
         counts: dict[str, int] = {}
@@ -268,7 +364,7 @@ class HazardRefit:
     def refit(self) -> None:
         """Refit the window now."""
         self.since_fit = 0
-        used, stops, events = self._survival_rows()
+        used, stops, events, sample = self._survival_rows()
         n_events = int(events.sum())
         if len(used) < 2 * self.min_events or min(n_events, len(used) - n_events) < self.min_events:
             return
@@ -310,19 +406,29 @@ class HazardRefit:
             design[:, 2 + j] = 1.0
             blocks.append(np.hstack([design, z[at_risk]]))
             targets.append(hit[at_risk].astype(float))
-            weights.append(np.where(hit[at_risk], 1.0, np.clip(exposure, 0.0, 1.0)))
+            exposed = np.where(hit[at_risk], 1.0, np.clip(exposure, 0.0, 1.0))
+            weights.append(exposed * sample[at_risk])
+        # how far the window has seen: the longest time at risk observed, of the horizon
+        seen = float(stops.max()) / h if len(stops) else 0.0
         x_rows = np.vstack(blocks)
         y_rows = np.concatenate(targets)
         w_rows = np.concatenate(weights)
         if nb == 1:
             x_rows[:, 1:3] = 0.0  # one bin: the level alone
         penalty = np.concatenate(
-            [[TREND_PENALTY, TREND_PENALTY], np.full(nb, BIN_PENALTY), np.full(len(names), self.l2)]
+            [
+                [TREND_PENALTY, TREND_PENALTY],
+                np.full(nb, BIN_PENALTY),
+                np.full(len(names), self.l2 * float(w_rows.sum()) / max(seen, MIN_SEEN)),
+            ]
         )
+        centre = np.zeros(len(penalty))
+        if nb > 1:  # hazards fall with age (see AGE_SLOPE) unless the window shows otherwise
+            centre[1], penalty[1] = AGE_SLOPE, AGE_SLOPE_PENALTY
         beta = self._start(names, 2 + nb)
         for _ in range(self.newton_steps):
             p = 1.0 / (1.0 + np.exp(-np.clip(x_rows @ beta, -30.0, 30.0)))
-            gradient = x_rows.T @ (w_rows * (p - y_rows)) + penalty * beta
+            gradient = x_rows.T @ (w_rows * (p - y_rows)) + penalty * (beta - centre)
             hessian = (x_rows * (w_rows * p * (1.0 - p))[:, None]).T @ x_rows + np.diag(penalty)
             step = np.linalg.solve(hessian, gradient)
             largest = float(np.abs(step).max())
@@ -331,13 +437,22 @@ class HazardRefit:
         coef = beta[2 + nb :]
         self.weights = {n: float(c / s) for n, c, s in zip(names, coef, sd, strict=True)}
         self.means = {n: float(m) for n, m in zip(names, mean, strict=True)}
+        # scoring clips each value to the range the fit saw (z within Z_CLIP): a value far
+        # out in a tail is not extrapolated to a certainty (measured on a purchase log:
+        # without, the top 1% of scores read 0.99 and churned 42%)
+        self.bounds = {
+            n: (float(m - Z_CLIP * s), float(m + Z_CLIP * s))
+            for n, m, s in zip(names, mean, sd, strict=True)
+        }
         self.offset = float(-(coef * mean / sd).sum())
         self.baseline = tuple(float(beta[0] + beta[1] * mids[j] + beta[2 + j]) for j in range(nb))
         self.n_fits += 1
-        # how far the window has seen: the longest time at risk observed, of the horizon
-        seen = float(stops.max()) / h if len(stops) else 0.0
         self.trust = min(1.0, seen / TRUST_COVERAGE) if self.event_label is not None else 1.0
-        self.base_rate = self._fitted_mean(z, coef)
+        fitted = self._fitted_many(z @ coef)
+        self._recalibrate(used, fitted, sample)
+        a, b = self.platt
+        q = np.clip(fitted, 1e-6, 1.0 - 1e-6)
+        self.base_rate = float((1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1.0 - q)))))).mean())
 
     def _start(self, names: tuple[str, ...], n_base: int) -> np.ndarray:
         """The previous fit's coefficients for these names (a warm start), else zeros."""
@@ -352,20 +467,45 @@ class HazardRefit:
         return start
 
     def _fitted(self, linear: float) -> float:
-        """P(label = 1) for a linear predictor, from the per-bin hazards."""
+        """P(label = 1) for a linear predictor, from the per-bin hazards (one value of
+        :meth:`_fitted_many`, without numpy: this is the contact path)."""
         survive = 1.0
         for b in self.baseline:
             survive *= 1.0 - _sigmoid(b + linear)
         p_event = 1.0 - survive
         return p_event if self.event_label != 0 else survive
 
-    def _fitted_mean(self, z: np.ndarray, coef: np.ndarray) -> float:
-        linear = z @ coef
+    def _fitted_many(self, linear: np.ndarray) -> np.ndarray:
         survive = np.ones(len(linear))
         for b in self.baseline:
             survive *= 1.0 - 1.0 / (1.0 + np.exp(-np.clip(b + linear, -30.0, 30.0)))
-        p = survive if self.event_label == 0 else 1.0 - survive
-        return float(p.mean())
+        return survive if self.event_label == 0 else 1.0 - survive
+
+    def _recalibrate(self, used: list[Record], p: np.ndarray, sample: np.ndarray) -> None:
+        """Platt scaling on the window's snapshots older than the horizon, whose outcomes
+        are all known: logit p -> a + b logit p, pulled toward none.  The hazard model
+        extrapolates the horizon's far end and can be off by a steady margin there."""
+        h, now = self.horizon_ms, self.now
+        known = np.fromiter((r[5] is not None and now - r[1] >= h for r in used), bool, len(used))
+        if int(known.sum()) < PLATT_MIN:
+            return
+        y = np.fromiter((r[5] for r, k in zip(used, known, strict=True) if k), float)
+        if min(y.sum(), len(y) - y.sum()) < PLATT_MIN / 4:
+            return
+        q = np.clip(p[known], 1e-6, 1.0 - 1e-6)
+        design = np.column_stack([np.ones(len(q)), np.log(q / (1.0 - q))])
+        w = sample[known]
+        prior = np.array([0.0, 1.0])
+        penalty = np.full(2, PLATT_PENALTY)
+        beta = np.asarray(self.platt, dtype=float)
+        for _ in range(4):
+            fit = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30.0, 30.0)))
+            gradient = design.T @ (w * (fit - y)) + penalty * (beta - prior)
+            hessian = (design * (w * fit * (1.0 - fit))[:, None]).T @ design + np.diag(penalty)
+            step = np.linalg.solve(hessian, gradient)
+            largest = float(np.abs(step).max())
+            beta = beta - (step if largest <= MAX_STEP else step * (MAX_STEP / largest))
+        self.platt = (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -374,12 +514,13 @@ class HazardRefit:
         return "prior" if self.trust <= 0.0 else "learned" if self.trust >= 1.0 else "blend"
 
     def linear_one(self, x: Mapping[str, float]) -> float:
-        weights = self.weights
+        weights, bounds = self.weights, self.bounds
         linear = self.offset
         for name, value in x.items():
             w = weights.get(name)
             if w is not None:
-                linear += w * value
+                lo, hi = bounds[name]
+                linear += w * (lo if value < lo else hi if value > hi else value)
         return linear
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
@@ -390,6 +531,10 @@ class HazardRefit:
             if trust <= 0.0:
                 return prior
         fitted = self._fitted(self.linear_one(x))
+        a, b = self.platt
+        if a or b != 1.0:
+            q = min(max(fitted, 1e-6), 1.0 - 1e-6)
+            fitted = _sigmoid(a + b * math.log(q / (1.0 - q)))
         return fitted if trust >= 1.0 else trust * fitted + (1.0 - trust) * prior
 
     def contributions(self, x: Mapping[str, float]) -> dict[str, float]:
@@ -397,7 +542,9 @@ class HazardRefit:
         customer (positive: riskier); the prior's weights while it speaks."""
         if self.trust <= 0.0:
             return {
-                n: w * (x[n] - PRIOR_CENTRE.get(n, 0.0)) for n, w in PRIOR_WEIGHTS.items() if n in x
+                n: w * (x[n] - PRIOR_CENTRE.get(n, 0.0))
+                for n, w in PRIOR_WEIGHTS.items()
+                if n in x and (x[n] or n not in PRIOR_CENTRE)
             }
         # the hazard of the deciding event: a return lowers the risk of inactivity churn
         sign = -1.0 if self.event_label == 0 else 1.0

@@ -219,6 +219,37 @@ def test_simulate_writes_ground_truth(tmp_path: Path) -> None:
     assert any(row["cancelled"] for row in rows) or len(rows) == 50
 
 
+def test_a_simulated_purchase_log_is_evaluated_as_written(tmp_path: Path) -> None:
+    log = tmp_path / "purchases.jsonl"
+    done = cx("simulate", "--purchases", "400", "--customers", "1500", "--seed", "4",
+              "--output", str(log))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+    assert {e["type"] for e in events} == {"purchase"}
+    assert len({e["customer_id"] for e in events}) == 1500
+    assert f"{len(events)} purchases of 1500 customers over 400 days".encode() in done.stderr
+    done = cx("evaluate", "--input", str(log), "--horizon", "90")  # jsonl: by the file's name
+    assert done.returncode == 0, done.stderr
+    figures = orjson.loads(done.stdout.splitlines()[-1])
+    assert figures["n_events"] == len(events)
+    assert figures["lift_over_best_single"] > 0.0  # the model beats "fewer purchases = riskier"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--purchases", "90"], "simulate --purchases writes a file: give --output FILE"),
+        (["--purchases", "90", "--output", "-", "--truth", "t"], "takes no --truth or --incident"),
+        (["--purchases", "0", "--output", "-"], "--purchases: 0 must be at least 1"),
+    ],
+)
+def test_simulate_purchases_refuses_what_it_cannot_do(args: list[str], message: str) -> None:
+    done = cx("simulate", *args)
+    assert done.returncode == 2
+    assert message.encode() in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -219,7 +219,8 @@ def test_resume_never_repeats_a_stream_id_and_keeps_stream_order(
         seen = []
         while (frame := orjson.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] != "resumed":
             seen.append(frame)
-        seen.append(await next_alert(ws))
+        if seen[-1]["alert"]["alert_id"] != "live-2":  # else the replay read it first
+            seen.append(await next_alert(ws))
         ids = [f["stream_id"] for f in seen]
         assert [f["alert"]["alert_id"] for f in seen] == [
             "old-0",

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import itertools
+import pickle
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.churn import ChurnModel
+from operators.evaluate import Evaluator, Row
+from operators.journey import DAY_MS
+from operators.refit import SPAN, Z_CLIP, HazardRefit, forget_keys, prior_logit
+from operators.simulate import purchase_log
+
+H = 10 * DAY_MS
+
+
+def _fed(model: HazardRefit, n: int, per_day: int, seed: int = 1) -> HazardRefit:
+    """``n`` snapshots, ``per_day`` a day; customers with a == 1 cancel within a day."""
+    rng = random.Random(seed)
+    for i in range(n):
+        ts = i * DAY_MS // per_day
+        a = float(rng.random() < 0.5)
+        key = f"c{i}"
+        model.observe_snapshot(key, ts, {"a": a, "noise": rng.gauss(0.0, 1.0)})
+        if a and rng.random() < 0.8:
+            model.observe_decision(key, ts, ts + DAY_MS // 2, 1)
+    return model
+
+
+def test_window_is_bounded_and_spans_the_horizon_under_a_high_rate() -> None:
+    # 400 snapshots a day: a window of 1,000 would span 2.5 days of a 10-day horizon
+    m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=1000, refit_every=200), 12_000, 400)
+    assert len(m) <= 1000
+    assert m.level > 0
+    oldest, newest = m.records[0][1], m.records[-1][1]
+    assert newest - oldest >= H  # thinned, not cut to the last 2.5 days
+    assert newest - oldest <= SPAN * H
+    assert m.stage == "learned"
+    assert m.predict_proba_one({"a": 1.0}) > m.predict_proba_one({"a": 0.0}) + 0.3
+
+
+def test_the_sample_is_the_same_in_every_run() -> None:
+    def run() -> list[tuple[str, int]]:
+        m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=500, refit_every=100), 6000, 300)
+        return [(r[0], r[1]) for r in m.records]
+
+    assert run() == run()
+
+
+def test_external_labels_keep_the_last_matured_examples_whatever_their_age() -> None:
+    # a file's label may arrive long after its snapshot: the window is by arrival
+    m = HazardRefit(horizon_ms=H, event_label=None, window=300, refit_every=50, min_events=10)
+    rng = random.Random(2)
+    for i in range(1000):
+        a = float(rng.random() < 0.5)
+        m.learn_one(
+            {"a": a},
+            int(rng.random() < (0.8 if a else 0.2)),
+            key=f"c{i}",
+            snapshot_ts=i * DAY_MS,
+            label_ts=i * DAY_MS + 20 * H,
+        )
+    assert len(m) == 300
+    assert m.stage == "learned"
+    assert m.predict_proba_one({"a": 1.0}) > 0.6 > 0.4 > m.predict_proba_one({"a": 0.0})
+
+
+def test_examples_without_a_customer_are_learned() -> None:
+    m = HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=100)
+    rng = random.Random(4)
+    for _ in range(3000):
+        a = float(rng.random() < 0.5)
+        m.learn_one({"a": a}, int(rng.random() < (0.7 if a else 0.2)))
+    assert len(m) > 1000
+    assert m.predict_proba_one({"a": 1.0}) > m.predict_proba_one({"a": 0.0}) + 0.3
+
+
+def test_hazard_falls_with_age_when_only_early_ages_are_seen() -> None:
+    # two days into a 10-day horizon: the far bins are extrapolated by the age trend
+    m = HazardRefit(horizon_ms=H, event_label=1, window=5000, refit_every=100, min_events=10)
+    rng = random.Random(5)
+    for i in range(2000):
+        ts = i * 2 * DAY_MS // 2000
+        m.observe_snapshot(f"c{i}", ts, {"a": rng.gauss(0.0, 1.0)})
+        if rng.random() < 0.3:
+            m.observe_decision(f"c{i}", ts, ts + DAY_MS // 10, 1)
+    m.advance(2 * DAY_MS)
+    m.refit()
+    assert m.beta is not None
+    base = m.baseline
+    assert all(later <= earlier + 1e-9 for earlier, later in itertools.pairwise(base[1:]))
+    assert m.stage in ("blend", "learned")
+
+
+def test_a_value_far_out_scores_as_the_edge_of_what_the_fit_saw() -> None:
+    m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=200), 4000, 100)
+    lo, hi = m.bounds["noise"]
+    assert lo < -1.0
+    assert hi > 1.0
+    edge = m.predict_proba_one({"a": 1.0, "noise": hi})
+    assert m.predict_proba_one({"a": 1.0, "noise": hi * 1000.0}) == edge
+    assert 0.02 < edge < 0.98
+    assert Z_CLIP > 3
+
+
+def test_a_model_pickled_before_sampling_resumes() -> None:
+    m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=200), 3000, 100)
+    state = dict(m.__dict__)
+    for name in ("level", "platt", "bounds", "keyless"):
+        del state[name]
+    for r in state["records"]:
+        del r[7:]
+    old = HazardRefit.__new__(HazardRefit)
+    old.__setstate__(state)
+    clone = pickle.loads(pickle.dumps(old))
+    assert clone.level == 0
+    assert clone.platt == (0.0, 1.0)
+    before = clone.predict_proba_one({"a": 1.0, "noise": 0.0})
+    assert 0.0 < before < 1.0
+    _fed(clone, 3000, 100, seed=2)  # learns on, records of old and new shape mixed
+    clone.refit()
+    assert clone.predict_proba_one({"a": 1.0}) > clone.predict_proba_one({"a": 0.0})
+
+
+def test_forget_drops_every_record_of_the_customer() -> None:
+    m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=200), 500, 100)
+    keys = {r[0] for r in list(m.records)[:10]}
+    assert forget_keys(m, keys) == 10
+    assert not any(r[0] in keys for r in m.records)
+    assert not any(k in keys for k, _ in m.index)
+
+
+def test_prior_reads_a_first_purchase_as_riskier_than_a_steady_buyer() -> None:
+    # no gap before the first return: not read as "a short gap"
+    first = {"n_events_log": 0.69, "gap_ratio_log": 0.0, "rate_log": 0.03}
+    steady = {"n_events_log": 2.1, "gap_ratio_log": 0.69, "rate_log": 0.1}
+    overdue = {"n_events_log": 2.1, "gap_ratio_log": 2.5, "rate_log": 0.1}
+    assert prior_logit(first) > prior_logit(steady)
+    assert prior_logit(overdue) > prior_logit(steady)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["n_events_log", "gap_ratio_log", "rate_log", "complaints_open", "sentiment", "other"]
+        ),
+        st.floats(-1e6, 1e6),
+        max_size=6,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_prior_is_bounded(x: dict[str, float]) -> None:
+    assert -3.0 <= prior_logit(x) <= 3.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_beats_every_single_feature_on_a_purchase_log_with_a_moving_base_rate(seed: int) -> None:
+    # purchases only, seasonal rate, churn = no purchase within 90 days: the one-line
+    # rules ("fewer purchases so far = riskier") are the yardstick
+    horizon = 90 * DAY_MS
+    evaluator = Evaluator(
+        ChurnModel(challenger=None, label_mode="inactivity", horizon_ms=horizon),
+        labels="engine",
+        label_mode="inactivity",
+        horizon_ms=horizon,
+    )
+    for event in purchase_log(customers=2000, seed=seed):
+        evaluator.feed(Row(event))
+    figures = evaluator.finish()
+    assert figures["lift_over_best_single"] > 0.0
+    assert figures["roc_auc"] > 0.69
+    assert figures["ece"] < 0.06
+    assert figures["warmup"]["n_scored"] > 0
