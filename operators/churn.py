@@ -386,7 +386,10 @@ class ChurnModel:
         self.replayed = 0
         self.champion: OnlineModel = (
             HazardRefit(
-                horizon_ms=horizon_ms, event_label=EVENT_LABEL[label_mode], window=refit_window
+                horizon_ms=horizon_ms,
+                event_label=EVENT_LABEL[label_mode],
+                window=refit_window,
+                inline_refit=False,  # maintain() refits, off the scoring path
             )
             if champion == "refit"
             else BucketedLogReg()
@@ -419,6 +422,8 @@ class ChurnModel:
         state.setdefault("paired_card", Scorecard())
         state.setdefault("evidence_since", None)
         self.__dict__.update(state)
+        for m in self._windows():
+            m.inline_refit = False
 
     def _windows(self) -> list[HazardRefit]:
         """The refitted models among champion, challenger and explainer."""
