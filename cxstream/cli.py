@@ -14,11 +14,11 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -26,6 +26,9 @@ from cxstream.errors import ConfigError, CxError
 from cxstream.settings import Settings
 from server.tokens import ROLES
 from state.keys import KeyNames
+
+if TYPE_CHECKING:
+    from operators.events import Event
 
 log = logging.getLogger("cxstream")
 
@@ -319,9 +322,18 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             )
 
 
+def _write_jsonl(output: str, events: Iterable[Event]) -> None:
+    """Events as JSON lines to the file ``output`` (``-``: stdout)."""
+    from operators.events import encode_event
+
+    with contextlib.ExitStack() as stack:
+        out: TextIO = sys.stdout if output == "-" else stack.enter_context(Path(output).open("w"))
+        for event in events:
+            out.write(encode_event(event).decode() + "\n")
+
+
 def _purchases(args: argparse.Namespace) -> int:
     """A purchases-only log (see :func:`operators.simulate.purchase_log`) as JSON lines."""
-    from operators.events import encode_event
     from operators.simulate import purchase_log
 
     if args.output is None:
@@ -332,12 +344,7 @@ def _purchases(args: argparse.Namespace) -> int:
     log = purchase_log(customers=args.customers, days=args.purchases, seed=args.seed, **kwargs)
     if args.events is not None:
         log = log[: args.events]
-    with contextlib.ExitStack() as stack:
-        out: TextIO = (
-            sys.stdout if args.output == "-" else stack.enter_context(Path(args.output).open("w"))
-        )
-        for event in log:
-            out.write(encode_event(event).decode() + "\n")
+    _write_jsonl(args.output, log)
     print(
         f"simulate: {len(log)} purchases of {args.customers} customers over {args.purchases} days"
         + ("" if args.output == "-" else f" in {args.output}"),
@@ -347,17 +354,8 @@ def _purchases(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
-    from operators.events import encode_event
-
     if args.output is not None:
-        with contextlib.ExitStack() as stack:
-            out: TextIO = (
-                sys.stdout
-                if args.output == "-"
-                else stack.enter_context(Path(args.output).open("w"))
-            )
-            for event in sim.take(args.events or 10_000):
-                out.write(encode_event(event).decode() + "\n")
+        _write_jsonl(args.output, sim.take(args.events or 10_000))
         return 0
     from state.ingest import xadd_events
     from state.redis import connect
@@ -419,7 +417,6 @@ class Pacer:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Send a recorded log (stream-CSV or JSON lines) into the event streams."""
-    from operators.events import Event
     from state.ingest import xadd_events
     from state.redis import connect
     from state.replay import read_jsonl, read_stream_csv
@@ -502,11 +499,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from state.replay import has_file_labels, read_jsonl, read_stream_csv
 
     path = Path(args.input)
-    args.format = _log_format(path, args.format)
+    fmt = _log_format(path, args.format)
     labels = args.labels
     if labels == "auto":
-        labels = "file" if args.format == "stream-csv" and has_file_labels(path) else "engine"
-    if labels == "file" and args.format != "stream-csv":
+        labels = "file" if fmt == "stream-csv" and has_file_labels(path) else "engine"
+    if labels == "file" and fmt != "stream-csv":
         raise CxError("--labels file needs --format stream-csv")
     horizon_days = args.horizon or settings.horizon_days
     evaluator = Evaluator(
@@ -522,11 +519,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         score_every=args.score_every,
     )
     rejected: list[tuple[int, str]] = []
-    rows = (
-        read_stream_csv(path, rejected)
-        if args.format == "stream-csv"
-        else read_jsonl(path, rejected)
-    )
+    rows = read_stream_csv(path, rejected) if fmt == "stream-csv" else read_jsonl(path, rejected)
     started = time.perf_counter()
     kept: list[Any] = []
     in_order = True

@@ -19,9 +19,9 @@ alone as a score, its direction (riskier when higher or lower) chosen at each sc
 moment from the examples matured by then, never from the future (until both classes
 have matured, the cold-start prior's direction: fewer events riskier, and so on); the
 best of them and the model's lift over it; the AUC per month of event time, and apart
-for the warm-up (snapshots scored while the model's ``stage`` was not ``learned``, or, for a learner
-without one, before it had learned ``WARMUP`` examples); calibration as ECE and a
-10-bin reliability table.
+for the warm-up (snapshots scored while the model's ``stage`` was not ``learned``, or,
+for a learner without one, before it had learned ``WARMUP`` examples); calibration as
+ECE and a 10-bin reliability table.
 """
 
 from __future__ import annotations

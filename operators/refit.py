@@ -78,7 +78,7 @@ AGE_SLOPE_PENALTY = 50.0
 # 10: 0.725; 200: 0.731, 0.017; 1000: 0.734, 0.024 but 0.005 less on simulated purchase
 # logs; on the simulator 200 also gains (0.665 -> 0.674).
 L2 = 0.015
-MIN_SEEN = 0.05
+MIN_SEEN = 0.05  # the share of the horizon seen, floored here, divides the L2
 BIN_PENALTY = 30.0  # each bin's own deviation from the trend: shrunk hard
 MAX_STEP = 2.0  # Newton steps are damped to this (log-odds) per coefficient
 Z_CLIP = 6.0
@@ -111,22 +111,34 @@ PRIOR_WEIGHTS: dict[str, float] = {
 PRIOR_CENTRE: dict[str, float] = {"gap_ratio_log": math.log(2.0), "n_events_log": math.log(4.0)}
 
 
+def prior_terms(x: Mapping[str, float]) -> dict[str, float]:
+    """Each known prior feature's push on the log-odds (a centred feature at 0 is not
+    known yet: no gap before the first return)."""
+    return {
+        name: weight * (x[name] - PRIOR_CENTRE.get(name, 0.0))
+        for name, weight in PRIOR_WEIGHTS.items()
+        if name in x and (x[name] or name not in PRIOR_CENTRE)
+    }
+
+
 def prior_logit(x: Mapping[str, float]) -> float:
     """The prior's log-odds shift from the base rate, from the journey alone.
 
     >>> prior_logit({"complaints_open": 2.0}) > prior_logit({}) > prior_logit({"n_events_log": 3.0})
     True
     """
-    z = 0.0
-    for name, weight in PRIOR_WEIGHTS.items():
-        value = x.get(name)
-        if value is not None and (value or name not in PRIOR_CENTRE):
-            # a centred feature at 0 is not known yet (no gap before the first return)
-            z += weight * (value - PRIOR_CENTRE.get(name, 0.0))
-    return max(-3.0, min(3.0, z))
+    return max(-3.0, min(3.0, sum(prior_terms(x).values())))
 
 
 _PRIOR_LOGIT = math.log(PRIOR_RATE / (1.0 - PRIOR_RATE))
+
+
+def _damped_newton(beta: np.ndarray, gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """One Newton step, damped to ``MAX_STEP`` on its largest coefficient."""
+    step: np.ndarray = np.linalg.solve(hessian, gradient)
+    largest = float(np.abs(step).max())
+    moved: np.ndarray = beta - (step if largest <= MAX_STEP else step * (MAX_STEP / largest))
+    return moved
 
 
 def _sigmoid(z: float) -> float:
@@ -197,7 +209,7 @@ class HazardRefit:
     # -- the window ------------------------------------------------------------------------
 
     def _add(self, key: str, ts: int, x: Mapping[str, float]) -> Record | None:
-        """Keep this snapshot if the window's sample takes it (see :meth:`_thin`)."""
+        """Keep this snapshot if the window's sample takes it (see :meth:`_bound`)."""
         if key:
             mark = zlib.crc32(f"{key}\x00{ts}".encode())
         else:  # an example without a customer: its place in the arrivals marks it
@@ -239,8 +251,8 @@ class HazardRefit:
                     if r[8] >= self.level or not r[7] & mask:
                         r[8] = max(r[8], self.level)
                         kept.append(r)
-                    elif self.index.get((r[0], r[1])) is r:
-                        del self.index[(r[0], r[1])]
+                    else:
+                        self._unindex(r)
                 self.records = records = kept
             else:
                 self._pop()
@@ -265,9 +277,12 @@ class HazardRefit:
         self.__dict__.update(state)
 
     def _pop(self) -> None:
-        old = self.records.popleft()
-        if self.index.get((old[0], old[1])) is old:
-            del self.index[(old[0], old[1])]
+        self._unindex(self.records.popleft())
+
+    def _unindex(self, record: Record) -> None:
+        """A record leaves the window: its index entry goes (unless a later one took it)."""
+        if self.index.get((record[0], record[1])) is record:
+            del self.index[(record[0], record[1])]
 
     def observe_snapshot(self, key: str, ts: int, x: Mapping[str, float]) -> None:
         """A scored moment of customer ``key`` at event time ``ts`` (pending its label)."""
@@ -461,9 +476,7 @@ class HazardRefit:
             hessian[nbase:, :nbase] = cross.T
             hessian[nbase:, nbase:] = (z * v.sum(axis=1)[:, None]).T @ z
             hessian += np.diag(penalty)
-            step = np.linalg.solve(hessian, gradient)
-            largest = float(np.abs(step).max())
-            beta = beta - (step if largest <= MAX_STEP else step * (MAX_STEP / largest))
+            beta = _damped_newton(beta, gradient, hessian)
         self.names, self.beta = names, beta
         coef = beta[2 + nb :]
         self.weights = {n: float(c / s) for n, c, s in zip(names, coef, sd, strict=True)}
@@ -533,9 +546,7 @@ class HazardRefit:
             fit = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30.0, 30.0)))
             gradient = design.T @ (w * (fit - y)) + penalty * (beta - prior)
             hessian = (design * (w * fit * (1.0 - fit))[:, None]).T @ design + np.diag(penalty)
-            step = np.linalg.solve(hessian, gradient)
-            largest = float(np.abs(step).max())
-            beta = beta - (step if largest <= MAX_STEP else step * (MAX_STEP / largest))
+            beta = _damped_newton(beta, gradient, hessian)
         self.platt = (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
 
     # -- scoring ---------------------------------------------------------------------------
@@ -572,11 +583,7 @@ class HazardRefit:
         """Each feature's push on the log-odds of churn against the window's average
         customer (positive: riskier); the prior's weights while it speaks."""
         if self.trust <= 0.0:
-            return {
-                n: w * (x[n] - PRIOR_CENTRE.get(n, 0.0))
-                for n, w in PRIOR_WEIGHTS.items()
-                if n in x and (x[n] or n not in PRIOR_CENTRE)
-            }
+            return prior_terms(x)
         # the hazard of the deciding event: a return lowers the risk of inactivity churn
         sign = -1.0 if self.event_label == 0 else 1.0
         means = self.means
