@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from cxstream.errors import ConfigError, CxError
 from cxstream.settings import Settings
+from operators.errors import ConfigError, CxError
 from server.tokens import ROLES
 from state.keys import KeyNames
 

@@ -24,8 +24,8 @@ from typing import IO, Any, cast
 
 import orjson
 
-from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
+from operators.errors import CxError
 from operators.events import Event
 
 READY_TIMEOUT_S = 60.0

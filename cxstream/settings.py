@@ -9,7 +9,7 @@ in cxstream reads ``os.environ``.
 >>> Settings.from_env({"CX_SHARDS": "zero"})
 Traceback (most recent call last):
 ...
-cxstream.errors.ConfigError: CX_SHARDS='zero': not an integer
+operators.errors.ConfigError: CX_SHARDS='zero': not an integer
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The event contract: bytes from a channel system in, a validated :class:`Event` out.
 
-Anything else raises :class:`~cxstream.errors.InvalidEvent` with a short reason,
+Anything else raises :class:`~operators.errors.InvalidEvent` with a short reason,
 which the flow writes to the dead-letter stream together with the raw bytes.
 
 >>> e = parse_event(b'{"event_id":"e1","customer_id":"c1","ts":1700000000000,'
@@ -10,7 +10,7 @@ which the flow writes to the dead-letter stream together with the raw bytes.
 >>> parse_event(b'{"event_id":"e1","ts":1,"channel":"web","type":"x"}')
 Traceback (most recent call last):
 ...
-cxstream.errors.InvalidEvent: customer_id missing: an event needs customer_id or anonymous_id
+operators.errors.InvalidEvent: customer_id missing: an event needs customer_id or anonymous_id
 >>> shard_of("c1", 4)
 1
 """
@@ -27,8 +27,8 @@ from typing import Any, Protocol, TypeGuard
 
 import orjson
 
-from cxstream.errors import InvalidEvent
 from operators.erasure import Forgotten, named_keys
+from operators.errors import InvalidEvent
 
 MAX_EVENT_BYTES = 64 * 1024
 # Containers nested in attrs, attrs itself counted: well within what orjson decodes

@@ -49,7 +49,7 @@ from typing import Any
 
 from river import proba
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from importlib import resources
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from operators.events import Event
 
 MAX_TEXT_CHARS = 5000  # longer text is scored on its first 5,000 characters

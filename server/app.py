@@ -32,8 +32,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from cxstream.errors import CxError
 from cxstream.settings import Secret, Settings
+from operators.errors import CxError
 from operators.events import Event, Rejected, dead_letter_fields, encode_event
 from server.protocol import (
     ALL_QUEUES,

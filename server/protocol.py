@@ -45,8 +45,8 @@ from typing import Any
 
 import orjson
 
-from cxstream.errors import AuthError, InvalidEvent
 from cxstream.settings import Secret
+from operators.errors import AuthError, InvalidEvent
 from operators.events import RESPONSES, Event, encodable, event_from_obj
 from server.tokens import Claims, verify
 

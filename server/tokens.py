@@ -10,7 +10,7 @@ Claims(agent_id='a1', queues=('billing',), role='agent', expires_at=1060)
 >>> verify(key, t, now=2000.0)
 Traceback (most recent call last):
 ...
-cxstream.errors.AuthError: token expired 940 s ago
+operators.errors.AuthError: token expired 940 s ago
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from cxstream.errors import AuthError
 from cxstream.settings import Secret
+from operators.errors import AuthError
 
 # agent, supervisor: /ws; ingest: events on /ingest; privacy: forget events on /ingest
 ROLES = ("agent", "supervisor", "ingest", "privacy")

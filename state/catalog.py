@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from operators.nba import Catalog, default_catalog, parse_catalog
 
 

@@ -33,9 +33,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest, mentions
+from operators.errors import StoreError
 from operators.events import Event, encode_event
 from state.keys import ALERTS, DLQ, EVENTS_PREFIX, KeyNames
 from state.redis import connect

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from cxstream.errors import InvalidEvent, StoreError
+from operators.errors import InvalidEvent, StoreError
 from operators.events import Event, encode_event, event_from_obj
 from state.keys import KeyNames
 

@@ -25,8 +25,8 @@ from hiredis import pack_command
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
+from operators.errors import StoreError
 
 log = logging.getLogger(__name__)
 

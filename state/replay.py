@@ -18,7 +18,7 @@ from typing import IO
 
 import orjson
 
-from cxstream.errors import ConfigError, InvalidEvent
+from operators.errors import ConfigError, InvalidEvent
 from operators.evaluate import Row
 from operators.events import CHANNELS, Event, event_from_obj, parse_ts
 

@@ -19,9 +19,9 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
+from operators.errors import StoreError
 from operators.events import Rejected, Suppressed, dead_letter_fields
 from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
 from state.erasure import erase

@@ -25,9 +25,9 @@ from typing import Any, cast
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
+from operators.errors import StoreError
 from state.erasure import FORGOTTEN, stored_digests
 from state.keys import KeyNames
 from state.redis import Backoff, Command, connect, is_outage, send_commands

@@ -22,8 +22,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect as ws_connect
 
-from cxstream.errors import ConfigError
 from cxstream.settings import Settings
+from operators.errors import ConfigError
 from operators.events import encode_event, shard_of
 from server.tokens import mint
 from state.keys import KeyNames

@@ -22,8 +22,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
+from operators.errors import StoreError
 from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import profile_key

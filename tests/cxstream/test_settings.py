@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cxstream.errors import ConfigError
 from cxstream.settings import Secret, Settings
+from operators.errors import ConfigError
 
 
 def test_defaults_match_the_design() -> None:

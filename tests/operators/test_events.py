@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cxstream.errors import InvalidEvent
 from operators.erasure import Forgotten
+from operators.errors import InvalidEvent
 from operators.events import (
     CHANNELS,
     DEAD_LETTER_BYTES,

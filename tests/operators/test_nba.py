@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from operators.journey import FEATURE_NAMES
 from operators.nba import (
     DAY_MS,

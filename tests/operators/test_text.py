@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from operators.events import Event
 from operators.text import MAX_TEXT_CHARS, TextEnricher, default_topics, parse_topics, topic_of
 from tests.conftest import ev

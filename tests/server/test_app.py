@@ -427,7 +427,7 @@ def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
     import socket
     from dataclasses import replace
 
-    from cxstream.errors import CxError
+    from operators.errors import CxError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

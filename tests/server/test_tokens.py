@@ -3,8 +3,8 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from cxstream.errors import AuthError
 from cxstream.settings import Secret
+from operators.errors import AuthError
 from server.tokens import Claims, mint, verify
 
 KEY = Secret("k" * 32)

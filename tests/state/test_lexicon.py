@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from state.lexicon import load_topics, text_enricher, vader_polarity
 from tests.conftest import ev
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cxstream.errors import StoreError
 from cxstream.settings import Settings
+from operators.errors import StoreError
 from state.redis import (
     Command,
     PipelinedWriter,

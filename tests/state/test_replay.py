@@ -6,7 +6,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cxstream.errors import ConfigError
+from operators.errors import ConfigError
 from state.replay import has_file_labels, read_jsonl, read_stream_csv
 from tests.conftest import ev
 
