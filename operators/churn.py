@@ -7,7 +7,10 @@ included as censored, with a transparent prior while the window has little evide
 (:meth:`ChurnModel.observe_snapshot`, :meth:`ChurnModel.observe_decision`) and the
 label mode (``cancel``, ``inactivity``, or ``external`` for labels from a file).
 
-``champion="logreg"`` (the default for file labels) is the online model of earlier
+With labels from a file the refit keeps no censored snapshots and reads more of the
+journey's event types (see ``_FILE_LABELS``).
+
+``champion="logreg"`` is the online model of earlier
 versions, a bucketed logistic regression: a global River
 ``StandardScaler | LogisticRegression`` (fused in :class:`ScaledLogReg`) plus one
 per *bucket* (the latest activity type of the snapshot), used once the bucket has
@@ -80,6 +83,13 @@ class OnlineModel(Protocol):
 
 
 INTERCEPT_LR = 0.01  # River's LogisticRegression default
+# The refit for labels from a file (``label_mode="external"``): every snapshot of a case
+# matures at once when its outcome is known, the journey's event types carry the signal,
+# and nothing is censored.  A window of the 32,768 newest snapshots of known outcome, the
+# 256 commonest extra features (the event types, their recency, the last transition),
+# refitted every 2,048 new outcomes.  On BPIC 2012: AUC 0.720, ECE 0.041, against the
+# online bucketed model's 0.700 and 0.037; 24 extras gave 0.675 (the event types left out).
+_FILE_LABELS = {"window": 32_768, "extras": 256, "refit_every": 2_048}
 
 
 class ScaledLogReg:
@@ -368,13 +378,12 @@ class ChurnModel:
         champion: str = "auto",
         label_mode: str = "cancel",
         horizon_ms: int = 30 * DAY_MS,
-        refit_window: int = 8192,
+        refit_window: int | None = None,
     ) -> None:
         if champion not in ("auto", "refit", "logreg"):
             raise ValueError(f"champion {champion!r}: use auto, refit or logreg")
-        if champion == "auto":  # labels from a file come whole at their time: nothing to
-            # censor, and the online bucketed model ranks BPIC 2012 better (0.70 against 0.65)
-            champion = "logreg" if label_mode == "external" else "refit"
+        if champion == "auto":
+            champion = "refit"
         if label_mode not in EVENT_LABEL:
             raise ValueError(f"label mode {label_mode!r}: use cancel, inactivity or external")
         if challenger_every < 1:
@@ -388,8 +397,9 @@ class ChurnModel:
             HazardRefit(
                 horizon_ms=horizon_ms,
                 event_label=EVENT_LABEL[label_mode],
-                window=refit_window,
                 inline_refit=False,  # maintain() refits, off the scoring path
+                **(_FILE_LABELS if label_mode == "external" else {}),
+                **({} if refit_window is None else {"window": refit_window}),
             )
             if champion == "refit"
             else BucketedLogReg()
@@ -447,13 +457,13 @@ class ChurnModel:
         """Refit what is due (off the scoring path); whether anything was refitted."""
         refitted = False
         for m in self._windows():
-            if m.since_fit >= m.refit_every:
+            if m.due:
                 m.refit()
                 refitted = True
         return refitted
 
     def due(self) -> bool:
-        return any(m.since_fit >= m.refit_every for m in self._windows())
+        return any(m.due for m in self._windows())
 
     def forget(self, key: str) -> int:
         """Drop a customer's snapshots from the window (erasure)."""

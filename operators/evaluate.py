@@ -213,7 +213,8 @@ class Evaluator:
         )
         self.customers: dict[str, CustomerLogic] = {}
         self.result = Evaluation()
-        self._to_learn: list[tuple[int, int, dict[str, float], int]] = []  # file labels
+        # file labels: (known at, order, customer, snapshot time, features, label)
+        self._to_learn: list[tuple[int, int, str, int, dict[str, float], int]] = []
         self._deadlines: list[tuple[int, str]] = []  # engine labels
         self._scored: dict[tuple[str, int], _Scored] = {}
         # per fixed feature: sum and count of matured examples of each class (directions)
@@ -267,7 +268,10 @@ class Evaluator:
             self._record(p, row.label, o, singles, period, warm)
             self._seq += 1
             when = row.label_ts if row.label_ts is not None else NEVER
-            heapq.heappush(self._to_learn, (when, self._seq, req.features, row.label))
+            heapq.heappush(
+                self._to_learn,
+                (when, self._seq, req.customer_id, req.event.ts, req.features, row.label),
+            )
         else:
             self._scored[(req.customer_id, req.event.ts)] = (p, o, singles, period, warm)
 
@@ -333,9 +337,12 @@ class Evaluator:
 
     def _advance(self, now: int) -> None:
         while self._to_learn and self._to_learn[0][0] <= now:
-            _, _, x, y = heapq.heappop(self._to_learn)
+            when, _, key, snapshot_ts, x, y = heapq.heappop(self._to_learn)
             self._seen(x, y)
-            self.learner.learn_one(x, y)
+            if self.censored is not None:
+                self.censored.learn_one(x, y, key=key, snapshot_ts=snapshot_ts, label_ts=when)
+            else:
+                self.learner.learn_one(x, y)
             self.result.n_learned += 1
         while self._deadlines and self._deadlines[0][0] < now:
             _, key = heapq.heappop(self._deadlines)

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,8 @@ L2 = 0.015
 MIN_SEEN = 0.05  # the share of the horizon seen, floored here, divides the L2
 BIN_PENALTY = 30.0  # each bin's own deviation from the trend: shrunk hard
 MAX_STEP = 2.0  # Newton steps are damped to this (log-odds) per coefficient
+MAX_HALVINGS = 12  # a Newton step is halved at most this often before the fit stops
+ARMIJO = 1e-4  # a step must lower the loss by this share of what its slope promises
 Z_CLIP = 6.0
 # The window thins rather than span fewer horizons than this (its oldest third then
 # holds outcomes known whole, for the recalibration); measured on a purchase log, 1.5
@@ -133,12 +135,58 @@ def prior_logit(x: Mapping[str, float]) -> float:
 _PRIOR_LOGIT = math.log(PRIOR_RATE / (1.0 - PRIOR_RATE))
 
 
-def _damped_newton(beta: np.ndarray, gradient: np.ndarray, hessian: np.ndarray) -> np.ndarray:
-    """One Newton step, damped to ``MAX_STEP`` on its largest coefficient."""
-    step: np.ndarray = np.linalg.solve(hessian, gradient)
-    largest = float(np.abs(step).max())
-    moved: np.ndarray = beta - (step if largest <= MAX_STEP else step * (MAX_STEP / largest))
-    return moved
+Loss = Callable[[np.ndarray], float]
+Derivatives = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
+
+
+def _newton(beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int) -> np.ndarray:
+    """At most ``steps`` Newton steps on a penalised loss, each damped to ``MAX_STEP`` on
+    its largest coefficient and halved until the loss falls enough (Armijo's rule).
+
+    Without the search, a fit warm-started from the previous refit cycled between two
+    points (the gradient 1,163 then 6,315, then 1,163 again, refit after refit) on a
+    window of file labels whose features come in exact sums (one-hot groups), and the
+    recalibration cycled likewise (slope 0.25, then 0.4, then 0.25).
+
+    A one-weight logistic regression with L2, started far out (25), where undamped
+    Newton steps would run off:
+
+    >>> x, y = np.array([-2.0, -1.0, 1.0, 2.0]), np.array([0.0, 1.0, 0.0, 1.0])
+    >>> def loss(b):
+    ...     return logistic_loss(b[0] * x, y, 1.0) + b[0] ** 2 / 2
+    >>> def derivatives(b):
+    ...     p = 1 / (1 + np.exp(-b[0] * x))
+    ...     return loss(b), np.array([x @ (p - y) + b[0]]), np.array([[x**2 @ (p * (1 - p)) + 1]])
+    >>> grid = np.linspace(-1.0, 1.0, 20001)
+    >>> best = grid[np.argmin([loss([g]) for g in grid])]
+    >>> bool(abs(_newton(np.array([25.0]), loss, derivatives, 20)[0] - best) < 1e-4)
+    True
+    """
+    value, gradient, hessian = derivatives(beta)
+    for i in range(steps):
+        step: np.ndarray = np.linalg.solve(hessian, gradient)
+        largest = float(np.abs(step).max())
+        if largest > MAX_STEP:
+            step *= MAX_STEP / largest
+        for _ in range(MAX_HALVINGS):
+            candidate: np.ndarray = beta - step
+            new = loss(candidate)
+            if new <= value - ARMIJO * float(gradient @ step):  # lowered enough
+                break
+            step *= 0.5
+        else:
+            return beta  # no step lowers the loss: at its minimum, to float precision
+        beta = candidate
+        if i + 1 < steps:
+            value, gradient, hessian = derivatives(beta)
+        else:
+            value = new
+    return beta
+
+
+def logistic_loss(eta: np.ndarray, y: np.ndarray, w: np.ndarray | float) -> float:
+    """The weighted log loss of log-odds ``eta`` against labels ``y`` (in nats)."""
+    return float(np.sum(w * (np.logaddexp(0.0, eta) - y * eta)))
 
 
 def _sigmoid(z: float) -> float:
@@ -238,9 +286,9 @@ class HazardRefit:
         size the level comes down for new snapshots, each weighing ``2**level`` in the fit.
         """
         records, span = self.records, SPAN * self.horizon_ms
-        if self.event_label is None:  # external labels: the last matured ones, by arrival
-            while len(records) > self.window:
-                self._pop()
+        if self.event_label is None:
+            if len(records) > self.window + self.window // 4:  # sorted a quarter at a time
+                self._keep_newest()
             return
         while len(records) > self.window:
             if self.now - records[0][1] < span and self.level < MAX_LEVEL:
@@ -260,6 +308,20 @@ class HazardRefit:
             self._pop()
         if self.level and len(records) < self.window // 4:
             self.level -= 1
+
+    def _keep_newest(self) -> None:
+        """External labels: keep the ``window`` newest snapshots (by their own time) of
+        known outcome.  Outcomes arrive late and out of order (a long case's first
+        snapshots mature with its last), so the newest snapshots, not the newest arrivals,
+        follow the present (measured on BPIC 2012 with a batch fit: AUC 0.716 against
+        0.709)."""
+        if len(self.records) <= self.window:
+            return
+        newest = sorted(self.records, key=lambda r: r[1])[-self.window :]
+        for r in self.records:
+            self._unindex(r)
+        self.records = deque(newest)
+        self.index.update(((r[0], r[1]), r) for r in newest)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a model pickled before the window was sampled: every record kept, level 0
@@ -341,9 +403,20 @@ class HazardRefit:
     def _tick(self, now: int) -> None:
         if now > self.now:
             self.now = now
-        due = self.refit_every if self.inline_refit else STALE_FITS * self.refit_every
-        if self.since_fit >= due:
+        if self.since_fit >= (self.cadence if self.inline_refit else STALE_FITS * self.cadence):
             self.refit()
+
+    @property
+    def cadence(self) -> int:
+        """New records between two refits: ``refit_every``, or sooner while the window is
+        young (once it has grown by a quarter), so the first fits come at once and the
+        prior does not speak for a whole ``refit_every``."""
+        return min(self.refit_every, max(self.min_events, len(self.records) // 4))
+
+    @property
+    def due(self) -> bool:
+        """Whether a refit is due (:meth:`refit` off the scoring path)."""
+        return self.since_fit >= self.cadence
 
     # -- the fit ---------------------------------------------------------------------------
 
@@ -381,10 +454,11 @@ class HazardRefit:
         return used, np.asarray(stops), np.asarray(events, dtype=bool), sample
 
     def _vocabulary(self, used: list[Record]) -> tuple[str, ...]:
-        """The fixed features and the ``extras`` commonest others; counted again every
-        ``VOCABULARY_EVERY`` fits (a pass over every record's features: a third of a
-        refit's time on a full window), the same in between."""
-        if self.vocabulary and self.n_fits % VOCABULARY_EVERY:
+        """The fixed features and the ``extras`` commonest others; counted at each of the
+        first ``VOCABULARY_EVERY`` fits (while the window fills, new names come fast),
+        then every ``VOCABULARY_EVERY`` fits (a pass over every record's features: a third
+        of a refit's time on a full window), the same in between."""
+        if self.vocabulary and self.n_fits >= VOCABULARY_EVERY and self.n_fits % VOCABULARY_EVERY:
             return self.vocabulary
         counts: dict[str, int] = {}
         for r in used:
@@ -398,6 +472,8 @@ class HazardRefit:
     def refit(self) -> None:
         """Refit the window now."""
         self.since_fit = 0
+        if self.event_label is None:
+            self._keep_newest()
         used, stops, events, sample = self._survival_rows()
         n_events = int(events.sum())
         if len(used) < 2 * self.min_events or min(n_events, len(used) - n_events) < self.min_events:
@@ -462,13 +538,23 @@ class HazardRefit:
             centre[1], penalty[1] = AGE_SLOPE, AGE_SLOPE_PENALTY
         beta = self._start(names, 2 + nb)
         nbase = 2 + nb
-        for _ in range(self.newton_steps):
-            eta = (design @ beta[:nbase])[None, :] + (z @ beta[nbase:])[:, None]
+
+        def linear(b: np.ndarray) -> np.ndarray:
+            eta: np.ndarray = (design @ b[:nbase])[None, :] + (z @ b[nbase:])[:, None]
+            return eta
+
+        def loss(b: np.ndarray) -> float:
+            d = b - centre
+            return logistic_loss(linear(b), y, w) + 0.5 * float(penalty @ (d * d))
+
+        def derivatives(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+            eta = linear(b)
             p = 1.0 / (1.0 + np.exp(-np.clip(eta, -30.0, 30.0)))
             r = w * (p - y)
             v = w * p * (1.0 - p)
+            d = b - centre
             gradient = np.concatenate([design.T @ r.sum(axis=0), z.T @ r.sum(axis=1)])
-            gradient += penalty * (beta - centre)
+            gradient += penalty * d
             hessian = np.empty((nbase + nf, nbase + nf))
             hessian[:nbase, :nbase] = (design * v.sum(axis=0)[:, None]).T @ design
             cross = design.T @ (v.T @ z)
@@ -476,7 +562,9 @@ class HazardRefit:
             hessian[nbase:, :nbase] = cross.T
             hessian[nbase:, nbase:] = (z * v.sum(axis=1)[:, None]).T @ z
             hessian += np.diag(penalty)
-            beta = _damped_newton(beta, gradient, hessian)
+            return logistic_loss(eta, y, w) + 0.5 * float(penalty @ (d * d)), gradient, hessian
+
+        beta = _newton(beta, loss, derivatives, self.newton_steps)
         self.names, self.beta = names, beta
         coef = beta[2 + nb :]
         self.weights = {n: float(c / s) for n, c, s in zip(names, coef, sd, strict=True)}
@@ -529,6 +617,8 @@ class HazardRefit:
         """Platt scaling on the window's snapshots older than the horizon, whose outcomes
         are all known: logit p -> a + b logit p, pulled toward none.  The hazard model
         extrapolates the horizon's far end and can be off by a steady margin there."""
+        if self.event_label is None:
+            return  # external labels: every record is matured and in the fit already
         h, now = self.horizon_ms, self.now
         known = np.fromiter((r[5] is not None and now - r[1] >= h for r in used), bool, len(used))
         if int(known.sum()) < PLATT_MIN:
@@ -541,12 +631,18 @@ class HazardRefit:
         w = sample[known]
         prior = np.array([0.0, 1.0])
         penalty = np.full(2, PLATT_PENALTY)
-        beta = np.asarray(self.platt, dtype=float)
-        for _ in range(4):
-            fit = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -30.0, 30.0)))
-            gradient = design.T @ (w * (fit - y)) + penalty * (beta - prior)
+
+        def loss(b: np.ndarray) -> float:
+            d = b - prior
+            return logistic_loss(design @ b, y, w) + 0.5 * float(penalty @ (d * d))
+
+        def derivatives(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+            fit = 1.0 / (1.0 + np.exp(-np.clip(design @ b, -30.0, 30.0)))
+            gradient = design.T @ (w * (fit - y)) + penalty * (b - prior)
             hessian = (design * (w * fit * (1.0 - fit))[:, None]).T @ design + np.diag(penalty)
-            beta = _damped_newton(beta, gradient, hessian)
+            return loss(b), gradient, hessian
+
+        beta = _newton(np.asarray(self.platt, dtype=float), loss, derivatives, 4)
         self.platt = (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
 
     # -- scoring ---------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import copy
 import itertools
+import math
 import pickle
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 from operators.churn import ChurnModel
 from operators.evaluate import Evaluator, Row
 from operators.journey import DAY_MS
-from operators.refit import SPAN, Z_CLIP, HazardRefit, forget_keys, prior_logit
+from operators.refit import SPAN, Z_CLIP, HazardRefit, _newton, forget_keys, prior_logit
 from operators.simulate import purchase_log
 
 H = 10 * DAY_MS
@@ -50,20 +53,28 @@ def test_the_sample_is_the_same_in_every_run() -> None:
     assert run() == run()
 
 
-def test_external_labels_keep_the_last_matured_examples_whatever_their_age() -> None:
-    # a file's label may arrive long after its snapshot: the window is by arrival
+def test_external_labels_keep_the_newest_snapshots_of_known_outcome() -> None:
+    # a file's label may arrive long after its snapshot, and out of order (a long case's
+    # first snapshots mature with its last): the window holds the newest snapshots
     m = HazardRefit(horizon_ms=H, event_label=None, window=300, refit_every=50, min_events=10)
     rng = random.Random(2)
-    for i in range(1000):
+    arrivals = list(range(1000))
+    rng.shuffle(arrivals)
+    sizes = []
+    for i in arrivals:
         a = float(rng.random() < 0.5)
         m.learn_one(
             {"a": a},
             int(rng.random() < (0.8 if a else 0.2)),
             key=f"c{i}",
             snapshot_ts=i * DAY_MS,
-            label_ts=i * DAY_MS + 20 * H,
+            label_ts=(i + rng.randrange(50)) * DAY_MS,
         )
-    assert len(m) == 300
+        sizes.append(len(m))
+    assert max(sizes) <= 300 + 300 // 4  # trimmed a quarter at a time
+    m.refit()
+    assert sorted(r[1] for r in m.records) == [i * DAY_MS for i in range(700, 1000)]
+    assert sorted(m.index) == sorted((f"c{i}", i * DAY_MS) for i in range(700, 1000))
     assert m.stage == "learned"
     assert m.predict_proba_one({"a": 1.0}) > 0.6 > 0.4 > m.predict_proba_one({"a": 0.0})
 
@@ -174,3 +185,41 @@ def test_beats_every_single_feature_on_a_purchase_log_with_a_moving_base_rate(se
     assert figures["roc_auc"] > 0.69
     assert figures["ece"] < 0.06
     assert figures["warmup"]["n_scored"] > 0
+
+
+def test_newton_steps_do_not_cycle() -> None:
+    # sqrt(1 + b^2): a plain Newton step from b = 1 lands on -1 and back (damped to
+    # MAX_STEP or not); the line search halves it to the minimum
+    def loss(b: np.ndarray) -> float:
+        return float(np.sqrt(1.0 + b[0] ** 2))
+
+    def derivatives(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r = np.sqrt(1.0 + b[0] ** 2)
+        return float(r), np.array([b[0] / r]), np.array([[1.0 / r**3]])
+
+    assert abs(_newton(np.array([1.0]), loss, derivatives, 10)[0]) < 1e-6
+
+
+def test_a_warm_refit_reaches_the_fit_of_a_cold_one() -> None:
+    # one-hot groups sum to one, like the intercept: a long, flat valley in which a
+    # warm-started fit without a line search cycled between two far points (0.36 apart
+    # in probability from the cold fit here)
+    m = HazardRefit(
+        horizon_ms=H, event_label=None, window=4000, refit_every=10**9, extras=64, l2=0.0005
+    )
+    rng = random.Random(0)
+    for i in range(4000):
+        g, a, t = rng.randrange(8), rng.gauss(0.0, 1.0), rng.randrange(5)
+        logit = -2.0 + 4.0 * (g == 7) - 4.0 * (g == 0) + a + 0.5 * t
+        y = rng.random() < 1.0 / (1.0 + math.exp(-logit))
+        x = {f"last:{g}": 1.0, f"tenure:{t}": 1.0, f"after:{g}>{rng.randrange(3)}": 1.0, "a": a}
+        m.learn_one(x, int(y), key=f"c{i}", snapshot_ts=i, label_ts=i + 1)
+        if i % 500 == 499:
+            m.refit()
+    cold = copy.deepcopy(m)
+    cold.beta, cold.newton_steps = None, 50
+    cold.refit()
+    m.refit()
+    for g in range(8):
+        x = {f"last:{g}": 1.0, "tenure:1": 1.0, "a": 0.5}
+        assert m.predict_proba_one(x) == pytest.approx(cold.predict_proba_one(x), abs=1e-3)
