@@ -28,13 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from benchmarks._harness import record
+from cxstream.settings import Settings
 from operators.churn import ChurnModel
 from operators.evaluate import Evaluator, Row
 from operators.journey import DAY_MS
 from operators.simulate import SimConfig, Simulator
 
 
-def simulated(events: int, customers: int, horizon_days: float, seed: int) -> dict[str, object]:
+def simulated(
+    events: int, customers: int, horizon_days: float, seed: int, silence_ratio: float
+) -> dict[str, object]:
     sim = Simulator(SimConfig(customers=customers, seed=seed))
     truth: dict[str, float] = {}
     evaluator = Evaluator(
@@ -44,6 +47,7 @@ def simulated(events: int, customers: int, horizon_days: float, seed: int) -> di
         horizon_ms=int(horizon_days * DAY_MS),
         score_every=5,
         oracle=truth.get,
+        silence_ratio=silence_ratio,
     )
     started = time.perf_counter()
     for n in range(1, events + 1):
@@ -84,18 +88,28 @@ def main() -> int:
     parser.add_argument("--horizon-days", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="100,000 events")
+    parser.add_argument(
+        "--silence-ratio",
+        type=float,
+        default=Settings().silence_ratio,
+        help="score silences too, as the flow does (CX_SILENCE_RATIO's default; 0: off)",
+    )
     parser.add_argument("--bpic", type=Path, default=None, help="also replay this BPIC 2012 CSV")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.events = 100_000
     figures: dict[str, object] = {
-        "simulated": simulated(args.events, args.customers, args.horizon_days, args.seed)
+        "simulated": simulated(
+            args.events, args.customers, args.horizon_days, args.seed, args.silence_ratio
+        )
     }
     if args.bpic is not None:
         figures["bpic2012"] = bpic(args.bpic)
     if not args.no_record:
         command = "python benchmarks/churn_quality.py" + (" --quick" if args.quick else "")
+        if args.silence_ratio != Settings().silence_ratio:
+            command += f" --silence-ratio {args.silence_ratio:g}"
         if args.bpic is not None:
             command += f" --bpic {args.bpic.name}"
         record("churn_quality", command, figures)

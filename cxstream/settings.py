@@ -152,6 +152,7 @@ class Settings:
     trend_min_count: int = 10
     redis_cluster: bool = False
     max_unauthenticated: int = 1000
+    silence_ratio: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_unauthenticated < 1:
@@ -193,6 +194,11 @@ class Settings:
             raise ConfigError("CX_REDIS_CLUSTER needs REDIS_URL: the embedded redis is one node")
         if self.trend_threshold <= 0 or self.trend_min_count < 1:
             raise ConfigError("CX_TREND_THRESHOLD must be positive, CX_TREND_MIN_COUNT at least 1")
+        if self.silence_ratio and self.silence_ratio < 1:
+            raise ConfigError(
+                f"CX_SILENCE_RATIO={self.silence_ratio}: use 0 (off) or at least 1 "
+                "(times the customer's own mean gap between events)"
+            )
         outside = [i for i in self.read_shards if not 0 <= i < self.shards]
         if outside:
             raise ConfigError(
@@ -247,6 +253,7 @@ class Settings:
             trend_threshold=get("CX_TREND_THRESHOLD", float, 5.0),
             trend_min_count=get("CX_TREND_MIN_COUNT", int, 10),
             redis_cluster=_flag("CX_REDIS_CLUSTER", env.get("CX_REDIS_CLUSTER")),
+            silence_ratio=get("CX_SILENCE_RATIO", float, 2.0),
         )
 
     @property

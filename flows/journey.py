@@ -1,7 +1,8 @@
 """The journey dataflow: shard streams in; alerts, profiles and dead letters out.
 
-Run it with ``cxstream run`` or ``python -m bytewax.run flows.journey:flow``
-(settings from the environment, see the README).
+Nothing is built at import: ``cxstream run`` and ``python -m bytewax.run
+"cxstream.launch:get_flow()"`` build it with :func:`build_flow`, prepared the same
+way (see :mod:`cxstream.launch`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from cxstream.settings import Settings
+from flows.adapters import stateful, stateful_batch
 from operators.churn import ChurnModel
 from operators.customer import (
     CustomerBucket,
@@ -77,6 +79,7 @@ def customer_config(settings: Settings) -> CustomerConfig:
         horizon_ms=int(settings.horizon_days * DAY_MS),
         label_mode=settings.label_mode,
         profile_interval_s=settings.profile_interval_ms / 1000,
+        silence_ratio=settings.silence_ratio,
     )
 
 
@@ -112,7 +115,7 @@ def batched(
     """``op.stateful_batch`` under the inner step id ``op.stateful`` gives
     (``<step>.stateful_batch``): a recovery store written while the model step was an
     ``op.stateful`` resumes into it."""
-    return op.stateful_batch("stateful_batch", up, builder)
+    return stateful_batch("stateful_batch", up, builder)
 
 
 def build_flow(
@@ -159,7 +162,7 @@ def build_flow(
     # (customer key, Event)
     anonymous = op.branch("split_anonymous", keyed, needs_identity)
     # trues: anonymous-only events and identify events; falses: the rest
-    stitched = op.stateful(
+    stitched = stateful(
         "identity",
         op.map("key_by_anonymous_id", anonymous.trues, by_anonymous_id),
         lambda resume: IdentityLogic(
@@ -186,11 +189,11 @@ def build_flow(
 
     journey: KeyedStream[CustomerOut]
     if recovery:  # one key per customer: an epoch's snapshots hold the customers it touched
-        journey = op.stateful("journey", by_customer, new_customer)
+        journey = stateful("journey", by_customer, new_customer)
     else:  # customers in buckets, their timers in the bucket's heap (see CustomerBucket)
         bucketed = op.map("by_bucket", by_customer, lambda item: (bucket_of(item[0]), item))
         # (bucket "b<i>", (customer key, Event))
-        journey = op.stateful_batch(
+        journey = stateful_batch(
             "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
     # (customer key or bucket, ScoreRequest | Example | ProfileUpdate | Outcome | Erase | Signal)
@@ -208,7 +211,7 @@ def build_flow(
     # Signal(metric, ts, event_id, channel, queue, topic, sentiment): a complaint or a contact
     series = op.flat_map("trend_keys", signals, lambda s: trend_keys(s, topics))
     # (series "complaints|topic=outage", (series, Signal))   [one per channel, queue, topic]
-    trend_alerts = op.stateful(
+    trend_alerts = stateful(
         "trends",
         series,
         lambda resume: TrendLogic(resume, config=trends, clock=clock, keep_snapshots=recovery),
@@ -250,6 +253,3 @@ def build_flow(
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
     return flow
-
-
-flow = build_flow(Settings.from_env())

@@ -41,6 +41,25 @@ def trend(p: float, previous: float | None) -> str:
     return "steady"
 
 
+def risk_of(
+    churn_probability: float,
+    previous_probability: float | None,
+    *,
+    model: str,
+    reasons: list[str],
+    holding_down: list[str] | None = None,
+) -> dict[str, Any]:
+    """The alert's ``risk`` object (also the profile's, at any scored moment)."""
+    return {
+        "churn_probability": round(churn_probability, 4),
+        "band": band(churn_probability),
+        "trend": trend(churn_probability, previous_probability),
+        "model": model,
+        "reasons": reasons,
+        "holding_down": holding_down or [],
+    }
+
+
 def build_alert(
     *,
     kind: str,
@@ -69,14 +88,13 @@ def build_alert(
         "event_id": event.event_id,
         "event_ts": event.ts,
         "emitted_at": emitted_at,
-        "risk": {
-            "churn_probability": round(churn_probability, 4),
-            "band": band(churn_probability),
-            "trend": trend(churn_probability, previous_probability),
-            "model": model,
-            "reasons": reasons,
-            "holding_down": holding_down or [],
-        },
+        "risk": risk_of(
+            churn_probability,
+            previous_probability,
+            model=model,
+            reasons=reasons,
+            holding_down=holding_down,
+        ),
         "journey": journey,
         "persona": persona,
         "next_best_action": None

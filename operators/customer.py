@@ -26,13 +26,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulBatchLogic, StatefulLogic
-
 from operators.dedupe import RecentIds
 from operators.erasure import Forgotten
 from operators.events import Event, Keyed
-from operators.journey import DAY_MS, JourneyState, Packed, features, pack, summary, unpack
+from operators.journey import (
+    DAY_MS,
+    JourneyState,
+    Packed,
+    features,
+    pack,
+    silence_at,
+    summary,
+    unpack,
+)
 from operators.labels import Matured, PendingExamples
+from operators.logic import DISCARD, RETAIN, BatchLogic, Logic
 from operators.records import (
     CustomerOut,
     Decided,
@@ -58,6 +66,13 @@ class CustomerConfig:
     ``profile_interval_s`` > 0 writes a customer's profile at most that often (wall
     time), except at its first event and at contact moments; the latest journey is
     always written, at the end of the interval (write-behind).
+    ``silence_ratio`` > 0 also scores a customer whose silence reaches that many times
+    their own mean gap between events (a gap of at least ``silence_floor_ms``), then at
+    each doubling of that, ``silence_levels`` times a silence (see
+    :func:`operators.journey.silence_at`); not with external labels (a file's labels
+    belong to its rows).  One level by default: measured on a purchase log and simulated
+    ones, a second level doubled the silence snapshots in the refit's window and cost the
+    contact moments 0.003 to 0.006 of AUC.
     """
 
     retention_s: float = 90 * 86_400.0
@@ -68,6 +83,9 @@ class CustomerConfig:
     score_every: int = 0
     release: str = "horizon"
     profile_interval_s: float = 0.0
+    silence_ratio: float = 0.0
+    silence_floor_ms: int = DAY_MS
+    silence_levels: int = 1
 
 
 class Watermark:
@@ -94,7 +112,7 @@ MAX_LINKED = 16  # anonymous ids remembered per customer (erased with it)
 TTL_REFRESH_S = 3600.0
 
 
-class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
+class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
     """Journey state of one customer, in Bytewax's ``on_item``/``snapshot`` shape."""
 
     def __init__(
@@ -119,6 +137,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         self.profile_due = False  # the journey changed since then
         self.ttl_at = -math.inf  # wall time the profile's expiry was last pushed back
         self.late = 0  # events older than the customer's latest (folded in by their own time)
+        self.silences = 0  # silence moments scored since the customer's latest event
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -138,6 +157,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.ttl_at = resume[7] if len(resume) > 7 else -math.inf
             self.late = resume[8] if len(resume) > 8 else 0
             self.linked = tuple(resume[9]) if len(resume) > 9 else ()
+            self.silences = resume[10] if len(resume) > 10 else 0
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -159,7 +179,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
     def on_item(self, value: Event) -> tuple[Iterable[CustomerOut], bool]:
         event = value
         if event.type == "forget":
-            return self._forget(event.key), StatefulLogic.DISCARD
+            return self._forget(event.key), DISCARD
         if self.erased or (
             not self.key and self.forgotten is not None and event.key in self.forgotten
         ):
@@ -168,11 +188,11 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             if self.forgotten is not None:
                 self.forgotten.suppressed += 1
             self.erased = True
-            return [Erase(event.key)], StatefulLogic.DISCARD
+            return [Erase(event.key)], DISCARD
         if not self.seen.add(event.event_id):
             self.duplicates += 1
             # the profile's count stays true without waiting for the next new event
-            return [ProfileUpdate(self.key, {"duplicates": self.duplicates})], StatefulLogic.RETAIN
+            return [ProfileUpdate(self.key, {"duplicates": self.duplicates})], RETAIN
         self.key = event.key
         anonymous = event.anonymous_id
         if anonymous is not None and anonymous != event.key and anonymous not in self.linked:
@@ -186,6 +206,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
         for snapshot_ts, label, label_ts in held:
             out.append(Decided(self.key, snapshot_ts, label, label_ts))
         self.journey.update_one(event)
+        if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
+            self.silences = 0
         every = self.config.score_every
         due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)
         journey: dict[str, Any] | None = None
@@ -196,7 +218,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             if self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
             journey = summary(self.journey, event.ts)  # the alert's and the profile's
-            out.append(ScoreRequest(self.key, event, x, previous, journey))
+            moment = "contact" if event.type in SCORE_TYPES else "event"
+            out.append(ScoreRequest(self.key, event, x, previous, journey, moment))
         signal = signal_of(event)  # a complaint or a contact, for the trends
         if signal is not None:
             out.append(signal)
@@ -215,7 +238,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_at, self.profile_due = now, False
         else:
             self.profile_due = True
-        return out, StatefulLogic.RETAIN
+        return out, RETAIN
 
     def _forget(self, key: str) -> list[CustomerOut]:
         """Erase this customer: nothing of it is kept or emitted but the erasure."""
@@ -248,12 +271,65 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             refresh_ttl=refresh,
         )
 
-    def advance(self, now_ts: int) -> list[Example]:
-        """Event time has reached ``now_ts``: label the snapshots whose horizon passed."""
-        return [self._example(m) for m in self.pending.advance(now_ts)]
+    def advance(self, now_ts: int) -> list[Example | ScoreRequest]:
+        """Event time has reached ``now_ts``: label the snapshots whose horizon passed, and
+        score the silences that have grown long by then (each at its own time), unless
+        its horizon has passed too (event time jumped: a restart after a long stop, a
+        source whose clock runs ahead): its outcome is known, there is nothing to forecast.
+        """
+        out: list[Example | ScoreRequest] = [self._example(m) for m in self.pending.advance(now_ts)]
+        at = self._silence_at()
+        while at is not None and at <= now_ts:
+            if now_ts < at + self.config.horizon_ms:
+                out.append(self._silence(at))
+            else:  # the stream's time is past its horizon already: no forecast left to make
+                self.silences += 1
+            at = self._silence_at()
+        return out
+
+    def _silence_at(self) -> int | None:
+        """When the next silence moment is due (event time), if one will be."""
+        config = self.config
+        if (
+            not config.silence_ratio
+            or self.silences >= config.silence_levels
+            or self.erased
+            or config.label_mode == "external"
+        ):
+            return None
+        return silence_at(
+            self.journey,
+            self.silences,
+            ratio=config.silence_ratio,
+            floor_ms=config.silence_floor_ms,
+        )
+
+    def _silence(self, at: int) -> ScoreRequest:
+        """The customer has been silent until ``at``: a moment to score, pending its label."""
+        self.silences += 1
+        x = features(self.journey, at)
+        x["silence"] = 1.0
+        latest = self.pending.latest()
+        previous = unpack(latest[1]) if latest else None
+        self.pending.add(at, pack(x))
+        event = Event(
+            f"silence:{self.key}:{at}",
+            self.key,
+            None,
+            at,
+            self.journey.last_channel or "web",
+            "silence",
+            {},
+        )
+        return ScoreRequest(self.key, event, x, previous, {}, "silence")  # no alert: no journey
 
     def next_deadline(self) -> int | None:
-        return self.pending.next_deadline()
+        """The event time of the next thing due: a pending horizon or a silence."""
+        deadline = self.pending.next_deadline()
+        silence = self._silence_at()
+        if silence is None:
+            return deadline
+        return silence if deadline is None or silence < deadline else deadline
 
     def expires_at(self) -> float:
         return self.touched_at + self.config.retention_s
@@ -273,10 +349,8 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             flush = self.profile_at + self.config.profile_interval_s
             if flush < when:
                 when = flush
-        pending = self.pending
-        if len(pending):
-            deadline = pending.next_deadline()
-            assert deadline is not None
+        deadline = self.next_deadline()
+        if deadline is not None:
             ahead_s = (deadline - self.watermark.now) / 1000
             check = self.clock() + (ahead_s if ahead_s > MIN_CHECK_S else MIN_CHECK_S)
             if check < when:
@@ -288,7 +362,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
 
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
         if self.erased:
-            return [], StatefulLogic.DISCARD
+            return [], DISCARD
         out: list[CustomerOut] = list(self.advance(self.watermark.now))
         now = self.clock()
         expired = now >= self.expires_at()
@@ -298,9 +372,9 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             out.append(self._profile(self.journey.last_ts))
             self.profile_at, self.profile_due = now, False
         if not expired:
-            return out, StatefulLogic.RETAIN
+            return out, RETAIN
         out.extend(self._example(m) for m in self.pending.expire())
-        return out, StatefulLogic.DISCARD
+        return out, DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
         if not self.keep_snapshots or self.erased:
@@ -316,6 +390,7 @@ class CustomerLogic(StatefulLogic[Event, CustomerOut, CustomerSnapshot]):
             self.ttl_at,
             self.late,
             self.linked,
+            self.silences,
         )
 
 
@@ -357,7 +432,7 @@ def bucket_of(key: str, buckets: int = BUCKETS) -> str:
     return f"b{zlib.crc32(b'bucket:' + key.encode()) % buckets}"
 
 
-class CustomerBucket(StatefulBatchLogic[Keyed, CustomerOut, tuple[()]]):
+class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
     """Many customers' :class:`CustomerLogic` under one Bytewax key, their
     notifications in a heap of its own.
 
@@ -419,7 +494,7 @@ class CustomerBucket(StatefulBatchLogic[Keyed, CustomerOut, tuple[()]]):
             outs, discard = logic.on_item(event)
             out.extend(outs)
             self._done(key, logic, discard)
-        return out, StatefulBatchLogic.DISCARD if not customers else StatefulBatchLogic.RETAIN
+        return out, DISCARD if not customers else RETAIN
 
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
         out: list[CustomerOut] = []
@@ -438,7 +513,7 @@ class CustomerBucket(StatefulBatchLogic[Keyed, CustomerOut, tuple[()]]):
             outs, discard = logic.on_notify()
             out.extend(outs)
             self._done(key, logic, discard)
-        return out, StatefulBatchLogic.DISCARD if not self.customers else StatefulBatchLogic.RETAIN
+        return out, DISCARD if not self.customers else RETAIN
 
     def notify_at(self) -> datetime | None:
         timers, scheduled = self.timers, self.scheduled

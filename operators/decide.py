@@ -18,12 +18,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulBatchLogic, StatefulLogic
-
-from operators.alerts import build_alert
+from operators.alerts import build_alert, risk_of
 from operators.churn import ChurnModel
 from operators.erasure import Forgotten
-from operators.nba import Arbiter, Catalog, default_catalog
+from operators.logic import RETAIN, BatchLogic
+from operators.nba import Arbiter, Catalog
 from operators.personas import Personas
 from operators.reasons import explain
 from operators.records import (
@@ -52,13 +51,14 @@ def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
     return replace(out, shard=shard) if isinstance(out, ModelStatus) else out
 
 
-class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
+class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
     """One model shard: churn model + next-best-action, in Bytewax's shape.
 
     :meth:`on_item` handles one item at once.  The flow calls :meth:`on_batch`:
-    matured examples go into a backlog, learned :data:`LEARN_PER_BATCH` (or a
-    quarter of the backlog) at a time in an activation that scored no contact: a
-    later batch without one, or the notification asked for at once.  Bytewax
+    matured examples and silence moments (no agent waits for them) go into a
+    backlog, taken :data:`LEARN_PER_BATCH` (or a quarter of the backlog) at a time in
+    an activation that scored no contact: a later batch without one, or the
+    notification asked for at once.  Bytewax
     runs the steps after this one (the alert sink) only when this one is done
     with its activation, so a contact's alert waits for the scoring of its batch
     and not for learning (labels mature in bursts, and the forest challenger
@@ -72,7 +72,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         resume: bytes | None,
         *,
         clock: Callable[[], float],
-        catalog: Catalog | None = None,
+        catalog: Catalog,
         status_every: int = 25,
         status_interval_s: float = 1.0,
         warmup: int = WARMUP_EXAMPLES,
@@ -91,12 +91,13 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         self.status_interval_s = status_interval_s
         self.status_at = -math.inf
         self.warmup = warmup
-        self.backlog: deque[Example] = deque()  # matured examples not learned yet
+        # matured examples not learned yet, and silences not scored yet (no agent waits)
+        self.backlog: deque[Example | ScoreRequest] = deque()
         self.held = False  # this activation scored contacts: its learning waits
         if not resume:
             self.model = model()
             self.n_scored = 0
-            self.arbiter = Arbiter(catalog or default_catalog())
+            self.arbiter = Arbiter(catalog)
             self.personas = Personas()
         else:
             state = pickle.loads(resume)  # noqa: S301 (ours)
@@ -104,8 +105,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             self.status_at = state[3] if len(state) > 3 else -math.inf
             self.personas = state[4] if len(state) > 4 else Personas()
             self.backlog.extend(state[5] if len(state) > 5 else ())
-            if catalog is not None:
-                self.arbiter.catalog = catalog  # a changed catalog applies after a restart
+            self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
                 # A snapshot from before an erasure: the erased keep nothing here either.
                 for customer_id in self.arbiter.customers():
@@ -117,16 +117,16 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             learned = self.arbiter.outcome_one(
                 value.alert_id, value.action_id, value.response, value.ts
             )
-            return ([self.status()] if learned else []), StatefulLogic.RETAIN
+            return ([self.status()] if learned else []), RETAIN
         if isinstance(value, Erase):
             self.arbiter.forget(value.customer_id)
             self.model.forget(value.customer_id)
-            return [value], StatefulLogic.RETAIN
+            return [value], RETAIN
         if isinstance(value, Decided):
             self.model.observe_decision(
                 value.customer_id, value.snapshot_ts, value.label_ts, value.label
             )
-            return [], StatefulLogic.RETAIN
+            return [], RETAIN
         if isinstance(value, Example):
             self.model.learn_one(
                 value.features,
@@ -139,15 +139,17 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
                 now = self.clock()
                 if now - self.status_at >= self.status_interval_s:
                     self.status_at = now
-                    return [self.status()], StatefulLogic.RETAIN
-            return [], StatefulLogic.RETAIN
-        return self._decide(value), StatefulLogic.RETAIN
+                    return [self.status()], RETAIN
+            return [], RETAIN
+        return self._decide(value), RETAIN
 
     def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
         scored = False
         for value in values:
-            if isinstance(value, Example):
+            if isinstance(value, Example) or (
+                isinstance(value, ScoreRequest) and value.moment == "silence"
+            ):  # no agent waits for these: after the contacts, with the learning
                 self.backlog.append(value)
             else:
                 scored = scored or isinstance(value, ScoreRequest)
@@ -155,16 +157,16 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         self.held = scored
         if not scored or len(self.backlog) > BACKLOG_SOFT:
             out.extend(self._learn())
-        return out, StatefulBatchLogic.RETAIN
+        return out, RETAIN
 
     def on_notify(self) -> tuple[Iterable[DecideOut], bool]:
         if self.held:  # right after a batch that scored contacts, in its activation
             self.held = False
-            return [], StatefulBatchLogic.RETAIN
-        return self._learn(), StatefulBatchLogic.RETAIN
+            return [], RETAIN
+        return self._learn(), RETAIN
 
     def on_eof(self) -> tuple[Iterable[DecideOut], bool]:
-        return self._learn(len(self.backlog)), StatefulBatchLogic.RETAIN
+        return self._learn(len(self.backlog)), RETAIN
 
     def notify_at(self) -> datetime | None:
         return _NOW if self.backlog or self.model.due() else None
@@ -185,6 +187,11 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         stage = model.stage
         reasons, holding = explain(req.features, model.contributions(req.features))
         version = f"{model.version} ({stage})"
+        if req.moment == "silence":  # no contact, no agent: the profile's risk, kept fresh
+            model.observe_snapshot(req.customer_id, req.event.ts, req.features)
+            silent = risk_of(p, previous, model=version, reasons=reasons, holding_down=holding)
+            silent.update(scored_at_event_ts=req.event.ts, moment="silence")
+            return [ProfileUpdate(req.customer_id, {"risk": silent})]
         persona = self.personas.learn_predict_one(req.features)
         now_ms = req.event.ts
         self.arbiter.expire(now_ms)
@@ -208,7 +215,11 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         model.observe_snapshot(req.customer_id, now_ms, req.features)
         self.n_scored += 1
-        risk: dict[str, Any] = {**payload["risk"], "scored_at_event_ts": req.event.ts}
+        risk: dict[str, Any] = {
+            **payload["risk"],
+            "scored_at_event_ts": req.event.ts,
+            "moment": req.moment,
+        }
         out: list[DecideOut] = [
             Alert(payload["alert_id"], payload),
             ProfileUpdate(

@@ -97,6 +97,11 @@ class Evaluation:
     singles: list[array[float]] = field(default_factory=lambda: [array("d") for _ in FEATURE_NAMES])
     periods: list[str] = field(default_factory=list)
     warm: list[bool] = field(default_factory=list)
+    # silence moments (scored between events, engine labels): learned from like the rest,
+    # reported apart so the figures above stay those of the log's own moments
+    silence_scores: list[float] = field(default_factory=list)
+    silence_labels: list[int] = field(default_factory=list)
+    n_silences: int = 0
 
     def yardsticks(self) -> dict[str, Any]:
         s, y = self.scores, self.labels
@@ -165,6 +170,15 @@ class Evaluation:
             out["oracle_roc_auc"] = _round(roc_auc(self.oracle, self.labels))
         if self.labels:
             out.update(self.yardsticks())
+        if self.n_silences:
+            s, y = self.silence_scores, self.silence_labels
+            out["silence"] = {
+                "n_scored": self.n_silences,
+                "n_evaluated": len(y),
+                "roc_auc": _round(roc_auc(s, y)),
+                "ece": _round(expected_calibration_error(s, y)),
+                "positive_rate": _round(sum(y) / len(y)) if y else None,
+            }
         return out
 
 
@@ -194,6 +208,7 @@ class Evaluator:
         score_every: int = 1,
         pending_cap: int = 64,
         oracle: Callable[[str], float | None] | None = None,
+        silence_ratio: float = 0.0,
     ) -> None:
         if labels not in ("file", "engine"):
             raise ValueError(f"labels {labels!r}: use file or engine")
@@ -210,13 +225,16 @@ class Evaluator:
             pending_cap=pending_cap,
             score_every=score_every,
             release="horizon",
+            silence_ratio=silence_ratio,
         )
         self.customers: dict[str, CustomerLogic] = {}
         self.result = Evaluation()
         # file labels: (known at, order, customer, snapshot time, features, label)
         self._to_learn: list[tuple[int, int, str, int, dict[str, float], int]] = []
         self._deadlines: list[tuple[int, str]] = []  # engine labels
+        self._scheduled: dict[str, int] = {}  # customer -> its live entry in _deadlines
         self._scored: dict[tuple[str, int], _Scored] = {}
+        self._silent: dict[tuple[str, int], float] = {}  # silence moments awaiting labels
         # per fixed feature: sum and count of matured examples of each class (directions)
         self._sums = [[0.0, 0.0] for _ in FEATURE_NAMES]
         self._counts = [0, 0]
@@ -247,15 +265,25 @@ class Evaluator:
                 )
         if self.censored is not None:
             self.censored.maintain()
-        deadline = logic.next_deadline()
-        if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, event.key))
+        self._schedule(event.key, logic)
 
-    def _score(self, req: ScoreRequest, row: Row) -> None:
+    def _schedule(self, key: str, logic: CustomerLogic) -> None:
+        """Keep one live heap entry per customer: its next deadline (a superseded entry
+        is skipped when it comes up)."""
+        deadline = logic.next_deadline()
+        if deadline is not None and self._scheduled.get(key) != deadline:
+            self._scheduled[key] = deadline
+            heapq.heappush(self._deadlines, (deadline, key))
+
+    def _score(self, req: ScoreRequest, row: Row | None) -> None:
         r = self.result
         p = self.learner.predict_proba_one(req.features)
         if self.censored is not None and self.labels == "engine":
             self.censored.observe_snapshot(req.customer_id, req.event.ts, req.features)
+        if row is None:  # a silence moment: no row, labelled by the engine later
+            r.n_silences += 1
+            self._silent[(req.customer_id, req.event.ts)] = p
+            return
         o = self.oracle(req.customer_id) if self.oracle else None
         r.n_scored += 1
         singles = self._singles(req.features)
@@ -319,9 +347,13 @@ class Evaluator:
             r.oracle.append(o)
 
     def _learn(self, example: Example) -> None:
-        scored = self._scored.pop((example.customer_id, example.snapshot_ts), None)
+        key = (example.customer_id, example.snapshot_ts)
+        scored = self._scored.pop(key, None)
         if scored is not None:
             self._record(scored[0], example.label, *scored[1:])
+        elif key in self._silent:
+            self.result.silence_scores.append(self._silent.pop(key))
+            self.result.silence_labels.append(example.label)
         self._seen(example.features, example.label)
         if self.censored is not None:
             self.censored.learn_one(
@@ -345,13 +377,17 @@ class Evaluator:
                 self.learner.learn_one(x, y)
             self.result.n_learned += 1
         while self._deadlines and self._deadlines[0][0] < now:
-            _, key = heapq.heappop(self._deadlines)
+            deadline, key = heapq.heappop(self._deadlines)
+            if self._scheduled.get(key) != deadline:
+                continue  # superseded
+            del self._scheduled[key]
             logic = self.customers[key]
-            for example in logic.advance(now):
-                self._learn(example)
-            deadline = logic.next_deadline()
-            if deadline is not None:
-                heapq.heappush(self._deadlines, (deadline, key))
+            for out in logic.advance(now):
+                if isinstance(out, Example):
+                    self._learn(out)
+                else:
+                    self._score(out, None)
+            self._schedule(key, logic)
 
     def finish(self) -> dict[str, Any]:
         """The figures; snapshots whose label is still unknown at the end are left out."""

@@ -32,10 +32,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulLogic
-
 from operators.erasure import Forgotten
 from operators.events import Event
+from operators.logic import DISCARD, RETAIN, Logic
 
 KEPT = 32  # anonymous events remembered before a link (the customer's dedupe window)
 
@@ -60,7 +59,7 @@ def stitched_event(item: tuple[str, Keyed]) -> Keyed:
     return item[1]
 
 
-class IdentityLogic(StatefulLogic[Event, Keyed, IdentitySnapshot]):
+class IdentityLogic(Logic[Event, Keyed, IdentitySnapshot]):
     """One anonymous id: its owner once identified, and its events until then.
 
     >>> logic = IdentityLogic(None, clock=lambda: 0.0, retention_s=3600.0)
@@ -106,32 +105,32 @@ class IdentityLogic(StatefulLogic[Event, Keyed, IdentitySnapshot]):
         self.touched_at = self.clock()
         self._unlink_erased()
         if e.type == "forget":  # the anonymous id is erased: its journey step erases it
-            return [(e.key, e)], StatefulLogic.DISCARD
+            return [(e.key, e)], DISCARD
         if e.type == "identify" and e.customer_id is not None:
             if self.owner is None:
                 self.owner = e.customer_id
             elif self.owner != e.customer_id:
                 self.conflicts += 1  # first claim wins; the identify stays with its sender
-                return [(e.customer_id, e)], StatefulLogic.RETAIN
+                return [(e.customer_id, e)], RETAIN
             owner = self.owner
             merged = [(owner, replace(k, customer_id=owner)) for k in self.kept]
             self.kept = []  # handed over: the customer's journey has them now
-            return [*merged, (owner, e)], StatefulLogic.RETAIN
+            return [*merged, (owner, e)], RETAIN
         if self.owner is not None:
-            return [(self.owner, replace(e, customer_id=self.owner))], StatefulLogic.RETAIN
+            return [(self.owner, replace(e, customer_id=self.owner))], RETAIN
         self.kept.append(e)
         if len(self.kept) > KEPT:
             del self.kept[0]
             self.dropped += 1
-        return [(e.key, e)], StatefulLogic.RETAIN
+        return [(e.key, e)], RETAIN
 
     def notify_at(self) -> datetime | None:
         return datetime.fromtimestamp(self.touched_at + self.retention_s, tz=UTC)
 
     def on_notify(self) -> tuple[Iterable[Keyed], bool]:
         if self.clock() >= self.touched_at + self.retention_s:
-            return [], StatefulLogic.DISCARD
-        return [], StatefulLogic.RETAIN
+            return [], DISCARD
+        return [], RETAIN
 
     def snapshot(self) -> IdentitySnapshot:
         if not self.keep_snapshots:

@@ -316,6 +316,24 @@ def _count_since(items: list[int], since: int, until: int) -> int:
 _DECAY_MASS_DAYS = DECAY_HALF_LIFE_MS / DAY_MS / math.log(2.0)  # a steady 1/day's decayed count
 
 
+def silence_at(state: JourneyState, level: int, *, ratio: float, floor_ms: int) -> int | None:
+    """When the customer's current silence reaches ``level`` (0, 1, ...): ``ratio`` times
+    their own mean gap between events (at least ``floor_ms``, which also stands for the
+    gap of a customer of one event), doubled at each level.  None before a first event.
+
+    >>> s = JourneyState()
+    >>> for ts in (0, 2 * DAY_MS, 4 * DAY_MS):
+    ...     s.update_one(Event(f"e{ts}", "c1", None, ts, "web", "page_view", {}))
+    >>> [silence_at(s, k, ratio=2.0, floor_ms=DAY_MS) // DAY_MS for k in (0, 1)]
+    [8, 12]
+    """
+    if not state.n_events:
+        return None
+    n = state.n_events
+    mean_gap = (state.last_ts - state.first_ts) / (n - 1) if n > 1 else 0.0
+    return state.last_ts + int(ratio * max(float(floor_ms), mean_gap) * 2**level)
+
+
 def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     """The model's features as of event time ``now_ms`` (one fixed set of names)."""
     tc = state.type_counts

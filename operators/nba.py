@@ -44,7 +44,6 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from river import proba
@@ -165,12 +164,6 @@ def parse_catalog(text: str, source: str = "catalog") -> Catalog:
         return Catalog(tuple(actions), policy)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-
-
-def default_catalog() -> Catalog:
-    """The catalog shipped with cxstream (``operators/catalog.toml``)."""
-    text = resources.files("operators").joinpath("catalog.toml").read_text()
-    return parse_catalog(text, "the default catalog")
 
 
 def _number(value: object, name: str) -> Any:

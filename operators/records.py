@@ -14,13 +14,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ScoreRequest:
-    """A contact moment: score this customer now (features as of the event)."""
+    """A moment to score this customer (features as of ``event.ts``).
+
+    ``moment``: ``contact`` (a contact starts: the agent's alert), ``event`` (every K-th
+    event, ``score_every``) or ``silence`` (no event: the customer's silence has grown
+    long for their own cadence; ``event`` is then a synthetic one of type ``silence`` at
+    that time, on the customer's last channel, whose id names the customer and the time;
+    ``journey`` is then empty: no alert is built).
+    """
 
     customer_id: str
     event: Event
     features: dict[str, float]
     previous: dict[str, float] | None  # features at the previous scored moment, if pending
     journey: dict[str, Any]
+    moment: str = "contact"
 
 
 @dataclass(frozen=True, slots=True)

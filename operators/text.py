@@ -23,7 +23,6 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from importlib import resources
 
 from operators.errors import ConfigError
 from operators.events import Event
@@ -52,12 +51,6 @@ def parse_topics(text: str, source: str) -> Topics:
         alternatives = "|".join(re.escape(w.strip().lower()) for w in words)
         out.append((name, re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)))
     return tuple(out)
-
-
-def default_topics() -> Topics:
-    """The keyword map shipped with cxstream (``operators/topics.toml``)."""
-    text = resources.files("operators").joinpath("topics.toml").read_text()
-    return parse_topics(text, "the default topics")
 
 
 def topic_of(text: str, topics: Topics) -> str | None:

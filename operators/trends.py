@@ -50,10 +50,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulLogic
-
 from operators.alerts import alert_id
 from operators.events import Event
+from operators.logic import DISCARD, RETAIN, Logic
 from operators.records import Alert, Signal
 
 DAY_MS = 86_400_000
@@ -142,7 +141,7 @@ TrendSnapshot = tuple[Any, ...]
 TrendItem = tuple[str, Signal]  # (series, signal): the step is keyed by series
 
 
-class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
+class TrendLogic(Logic[TrendItem, Alert, TrendSnapshot]):
     """One series' sliding count and baseline, in Bytewax's ``on_item``/``snapshot`` shape."""
 
     def __init__(
@@ -190,7 +189,7 @@ class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
             self.touched_at = clock()
 
     def on_item(self, value: TrendItem) -> tuple[Iterable[Alert], bool]:
-        return self.observe(*value), StatefulLogic.RETAIN
+        return self.observe(*value), RETAIN
 
     def observe(self, series: str, signal: Signal) -> list[Alert]:
         """Count one signal of ``series``; the alert if it makes a spike."""
@@ -315,8 +314,8 @@ class TrendLogic(StatefulLogic[TrendItem, Alert, TrendSnapshot]):
 
     def on_notify(self) -> tuple[Iterable[Alert], bool]:
         if self.clock() >= self.touched_at + self.config.idle_s:
-            return [], StatefulLogic.DISCARD
-        return [], StatefulLogic.RETAIN
+            return [], DISCARD
+        return [], RETAIN
 
     def snapshot(self) -> TrendSnapshot:
         if not self.keep_snapshots:

@@ -34,7 +34,7 @@ from websockets.typing import Origin
 
 from cxstream.settings import Secret, Settings
 from operators.errors import CxError
-from operators.events import Event, Rejected, dead_letter_fields, encode_event
+from operators.events import Event, Rejected
 from server.protocol import (
     ALL_QUEUES,
     AUTH_TIMEOUT_S,
@@ -50,14 +50,9 @@ from server.protocol import (
     Send,
     error,
 )
-from server.supervisor import (
-    ANSWERED_PREFIX,
-    ANSWERED_TTL_S,
-    ANSWERS,
-    SupervisorView,
-    answer_fields,
-)
-from state.keys import ALERTS, DLQ, DLQ_MAXLEN, KeyNames
+from server.supervisor import SupervisorView, answer_fields
+from state.commands import add_event, count_answer, dead_letter, mark_answered
+from state.keys import ALERTS, ANSWERS, KeyNames
 from state.redis import Backoff, stream_entries, xread_entries
 
 log = logging.getLogger(__name__)
@@ -343,8 +338,7 @@ class AlertServer:
             await self._ingest(client, action)
         elif isinstance(action, Publish):
             event = action.event
-            stream = self.names.events_of(event.key)
-            await self.redis.xadd(stream, {"data": encode_event(event)})
+            await self.redis.execute_command(*add_event(self.names, event))  # type: ignore[no-untyped-call]
             self.metrics.published.inc()
             if event.type == "offer_response":
                 await self._count_answer(event)
@@ -353,9 +347,8 @@ class AlertServer:
         """Count an agent's answer for the supervisors' view, once per answer (a retry
         of the same answer has the same event id)."""
         a = event.attrs
-        if not await self.redis.set(
-            f"{ANSWERED_PREFIX}{event.event_id}", 1, nx=True, ex=ANSWERED_TTL_S
-        ):
+        first = mark_answered(event.event_id)
+        if not await self.redis.execute_command(*first):  # type: ignore[no-untyped-call]
             return
         pipe = self.redis.pipeline(transaction=False)
         queue = a.get("queue")
@@ -365,21 +358,19 @@ class AlertServer:
             str(a["response"]),
             queue if isinstance(queue, str) else None,
         )
-        for name in fields:
-            pipe.hincrby(ANSWERS, name, 1)
+        for command in count_answer(fields):
+            pipe.execute_command(*command)
         await pipe.execute()
 
     async def _ingest(self, client: _Client, action: Ingest) -> None:
         """XADD the valid events, dead-letter the others, acknowledge with the stream ids."""
         pipe = self.redis.pipeline(transaction=False)
         for event in action.events:
-            stream = self.names.events_of(event.key)
-            pipe.xadd(stream, {"data": encode_event(event)})
+            pipe.execute_command(*add_event(self.names, event))
         at = int(time.time() * 1000)
         for index, reason, raw in action.rejected:
             letter = Rejected("ingest", str(index), raw, reason.split(":", 1)[0], reason)
-            fields = dead_letter_fields(letter, at_ms=at)
-            pipe.xadd(DLQ, fields, maxlen=DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.execute_command(*dead_letter(letter, at_ms=at))
         results = await pipe.execute()
         ids = [
             r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(action.events)]

@@ -41,9 +41,6 @@ from operators.events import RESPONSES
 RISK_WINDOW_S = 3600.0
 RISK_KEEP = 100_000  # contacts kept for the risk window (the oldest go first)
 RECENT_TRENDS = 10
-ANSWERS = "cx:nba:answers"  # hash: "action|<id>|<response>" and "agent|<id>|<response>" -> count
-ANSWERED_PREFIX = "cx:answered:"  # + the answer's event id: counted already (expires)
-ANSWERED_TTL_S = 7 * 86_400
 
 
 def answer_fields(

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from operators.errors import ConfigError
-from operators.nba import Catalog, default_catalog, parse_catalog
+from operators.nba import Catalog, parse_catalog
+
+
+def default_catalog() -> Catalog:
+    """The catalog shipped with cxstream (``state/catalog.toml``)."""
+    text = resources.files("state").joinpath("catalog.toml").read_text()
+    return parse_catalog(text, "the default catalog")
 
 
 def load_catalog(path: Path | None) -> Catalog:

@@ -37,13 +37,11 @@ from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest, mentions
 from operators.errors import StoreError
 from operators.events import Event, encode_event
-from state.keys import ALERTS, DLQ, EVENTS_PREFIX, KeyNames
+from state.keys import ALERTS, DLQ, ERASURES, EVENTS_PREFIX, FORGOTTEN, KeyNames
 from state.redis import connect
 
 log = logging.getLogger(__name__)
 
-FORGOTTEN = "cx:forgotten"
-ERASURES = "cx:erasures"
 PAGE = 1000
 REWRITE_WAIT_S = 30.0
 

@@ -9,10 +9,9 @@ import orjson
 import redis
 
 from operators.errors import InvalidEvent, StoreError
-from operators.events import Event, encode_event, event_from_obj
+from operators.events import Event, event_from_obj
+from state.commands import add_event
 from state.keys import KeyNames
-
-EVENTS_MAXLEN = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +30,7 @@ def xadd_events(client: redis.Redis, events: Iterable[Event], shards: int | KeyN
     pipe = client.pipeline(transaction=False)
     n = 0
     for event in events:
-        pipe.xadd(
-            names.events_of(event.key),
-            {"data": encode_event(event)},
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
+        pipe.execute_command(*add_event(names, event))  # type: ignore[no-untyped-call]
         n += 1
     if n == 0:
         return []

@@ -24,11 +24,18 @@ from operators.events import shard_of
 if TYPE_CHECKING:
     from cxstream.settings import Settings
 
-ALERTS = "cx:alerts"
-DLQ = "cx:dlq"
+ALERTS = "cx:alerts"  # stream: alerts (trimmed to about CX_ALERTS_MAXLEN)
+DLQ = "cx:dlq"  # stream: dead letters
 DLQ_MAXLEN = 100_000  # dead letters kept (about: trimmed with ~)
-EVENTS_PREFIX = "cx:events:"
-PROFILE_PREFIX = "cx:profile:"
+EVENTS_PREFIX = "cx:events:"  # + shard: stream of events
+EVENTS_MAXLEN = 10_000_000  # events kept a shard (about: trimmed with ~), whoever writes
+PROFILE_PREFIX = "cx:profile:"  # + customer: hash, the customer's profile
+ANSWERS = "cx:nba:answers"  # hash: "action|<id>|<response>" and "agent|<id>|<response>" -> count
+ANSWERED_PREFIX = "cx:answered:"  # + the answer's event id: counted already (expires)
+ANSWERED_TTL_S = 7 * 86_400
+FORGOTTEN = "cx:forgotten"  # set: digests of erased customers (the suppression list)
+ERASURES = "cx:erasures"  # hash: digest -> what an erasure found (counts, no ids)
+GAPS = "cx:gaps"  # hash: stream -> how many times it was found trimmed past a resume point
 
 
 def events_stream(shard: int) -> str:

@@ -4,10 +4,17 @@ topic keyword map (CX_TOPICS, else the one shipped with cxstream)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
-from operators.text import TextEnricher, Topics, default_topics, parse_topics
+from operators.text import TextEnricher, Topics, parse_topics
 from state.catalog import read_setting_file
+
+
+def default_topics() -> Topics:
+    """The keyword map shipped with cxstream (``state/topics.toml``)."""
+    text = resources.files("state").joinpath("topics.toml").read_text()
+    return parse_topics(text, "the default topics")
 
 
 def load_topics(path: Path | None) -> Topics:

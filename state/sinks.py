@@ -22,10 +22,11 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
-from operators.events import Rejected, Suppressed, dead_letter_fields
+from operators.events import Rejected, Suppressed
 from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
+from state.commands import dead_letter, hset, xadd
 from state.erasure import erase
-from state.keys import ALERTS, DLQ, DLQ_MAXLEN, KeyNames, model_key
+from state.keys import ALERTS, KeyNames, model_key
 from state.recovery import RecoveryScrubber
 from state.redis import Backoff, Command, PipelinedWriter, connect, is_outage
 
@@ -94,26 +95,13 @@ def retrying(attempt: Callable[[], object], backoff: Backoff) -> None:
             return
 
 
-def _xadd(stream: str, maxlen: int, *fields: str | bytes) -> Command:
-    """XADD to ``stream``, trimmed to about ``maxlen``; ``fields`` as name, value, ..."""
-    return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
-
-
-def _hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:
-    """HSET ``fields`` (each value as JSON) and ``extra`` (name, value, ...) on ``key``."""
-    args: list[str | bytes] = ["HSET", key]
-    for name, value in fields.items():
-        args += (name, orjson.dumps(value))
-    return (*args, *extra)
-
-
 def alert_sink(settings: Settings) -> DynamicSink[Alert]:
     """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN."""
     maxlen = settings.alerts_maxlen
 
     def write(items: list[Alert]) -> list[Command]:
         return [
-            _xadd(ALERTS, maxlen, "data", orjson.dumps(alert.payload), "alert_id", alert.alert_id)
+            xadd(ALERTS, maxlen, "data", orjson.dumps(alert.payload), "alert_id", alert.alert_id)
             for alert in items
         ]
 
@@ -126,11 +114,7 @@ def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:
 
     def write(items: list[Rejected]) -> list[Command]:
         at = int(time.time() * 1000)
-        commands: list[Command] = []
-        for r in items:
-            fields = dead_letter_fields(r, at_ms=at)
-            commands.append(_xadd(DLQ, DLQ_MAXLEN, *(x for kv in fields.items() for x in kv)))
-        return commands
+        return [dead_letter(r, at_ms=at) for r in items]
 
     return _RedisSink(settings, write, "dead letters")
 
@@ -222,7 +206,7 @@ class _StorePartition(_WriterPartition[StoreWrite]):
         for customer_id, fields in merged.items():
             key = self.names.profile(customer_id)
             commands.append(
-                _hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
+                hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
             )
             if customer_id in refresh:
                 commands.append(("EXPIRE", key, self.ttl))
@@ -234,6 +218,6 @@ def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:
 
     def write(items: list[ModelStatus]) -> list[Command]:
         now = orjson.dumps(int(time.time() * 1000))
-        return [_hset(model_key(s.shard), s.fields, "updated_at", now) for s in items]
+        return [hset(model_key(s.shard), s.fields, "updated_at", now) for s in items]
 
     return _RedisSink(settings, write, "model status")

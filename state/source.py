@@ -28,8 +28,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
-from state.erasure import FORGOTTEN, stored_digests
-from state.keys import KeyNames
+from state.erasure import stored_digests
+from state.keys import FORGOTTEN, GAPS, KeyNames
 from state.redis import Backoff, Command, connect, is_outage, send_commands
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 START_ID = "0-0"
 REFRESH_S = 1.0  # how often the suppression list's size is checked
 CLUSTER_BLOCK_MS = 10  # on a cluster, how long an idle worker blocks on one stream
-GAPS = "cx:gaps"  # stream -> how many times it was found trimmed past a resume point
 
 _stop = threading.Event()
 

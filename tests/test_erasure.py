@@ -25,9 +25,9 @@ import pytest
 import redis
 
 from operators.events import Event, shard_of
-from state.erasure import FORGOTTEN, persisted
+from state.erasure import persisted
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, events_stream, profile_key
+from state.keys import ALERTS, DLQ, FORGOTTEN, events_stream, profile_key
 from tests.conftest import SECRET, T0, entries, ev, running_stack, wait_until
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,8 +1,9 @@
 """Crash recovery on real parts: the dataflow is killed with SIGKILL mid-stream and restarted.
 
 A replay of simulated journeys (each event carries its customer's sequence
-number) is sent to Redis; ``cxstream run`` with ``CX_RECOVERY_DIR`` is killed
-at random moments several times and started again on the same directory.  At
+number) is sent to Redis; the flow with ``CX_RECOVERY_DIR`` (started by ``cxstream run``,
+and by ``python -m bytewax.run "cxstream.launch:get_flow()"``) is killed at random
+moments several times and started again on the same directory.  At
 the end every customer's journey (as written to its profile) must be exactly
 what the same operators compute in one uninterrupted pass: no event lost, none
 counted twice.  Alerts re-emitted after a crash repeat the same ``alert_id``.
@@ -109,8 +110,17 @@ def stored(client: redis.Redis, key: str) -> dict[str, Any] | None:
     }
 
 
+# Both launch lines (README): ours, and Bytewax's own runner on the same factory, whose
+# recovery directory must be CX_RECOVERY_DIR's (its snapshot interval: whole seconds).
+LAUNCHES = {
+    "cxstream run": ["-m", "cxstream", "run", "--epoch-ms", "200"],
+    "bytewax.run": ["-m", "bytewax.run", "cxstream.launch:get_flow()", "-s", "1", "-b", "10"],
+}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
 def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
-    redis_url: str, r: redis.Redis, tmp_path: Path
+    redis_url: str, r: redis.Redis, tmp_path: Path, launch: str
 ) -> None:
     events = journeys()
     expected = uninterrupted(events)
@@ -134,8 +144,11 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
 
     def start() -> subprocess.Popen[bytes]:
         started = log.read_text().count("reading cx:events:0")
+        command = [sys.executable, *LAUNCHES[launch]]
+        if launch == "bytewax.run":
+            command += ["-r", env["CX_RECOVERY_DIR"]]
         flow = subprocess.Popen(
-            [sys.executable, "-m", "cxstream", "run", "--epoch-ms", "200"],
+            command,
             env=env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,

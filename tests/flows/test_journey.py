@@ -242,3 +242,29 @@ def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none()
     assert all(x["topic"] == "outage" for x in evidence["examples"])
     assert alert["customer_id"] is None
     assert "text" not in str(evidence)
+
+
+def test_a_silent_customer_is_scored_as_event_time_passes_without_an_alert() -> None:
+    events = [ev("q1", "purchase", customer="quiet", ts=T0)]
+    events += [ev("q2", "purchase", customer="quiet", ts=T0 + DAY)]
+    # another customer's events carry event time on past the quiet one's silence
+    events += [ev(f"b{d}", "page_view", customer="busy", ts=T0 + d * DAY) for d in range(12)]
+    captured = Captured()
+    flow = build_flow(
+        Settings(horizon_days=7, retention_days=30, silence_ratio=2.0),
+        source=TestingSource(
+            [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
+        ),
+        sinks=captured.sinks(),
+        clock=lambda: 1000.0,
+    )
+    run_main(flow)
+    risks = [
+        p.fields["risk"]
+        for p in captured.profiles
+        if isinstance(p, ProfileUpdate) and p.customer_id == "quiet" and "risk" in p.fields
+    ]
+    # silent since day 1 with a gap of a day: scored at day 3, in event time, once
+    assert [r["scored_at_event_ts"] for r in risks] == [T0 + 3 * DAY]
+    assert all(r["moment"] == "silence" for r in risks)
+    assert not captured.alerts  # no contact: nobody to alert

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
 import operators
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic
@@ -24,10 +23,14 @@ from operators.decide import DecideLogic
 from operators.events import Event
 from operators.identity import IdentityLogic
 from operators.journey import FEATURE_NAMES
+from operators.logic import BatchLogic, Logic
 from operators.records import Example, ScoreRequest, Signal
 from operators.simulate import SimConfig, Simulator
 from operators.trends import TrendConfig, TrendLogic
+from state.catalog import default_catalog
 from tests.conftest import T0
+
+CATALOG = default_catalog()
 
 
 def _all_logics() -> set[type]:
@@ -36,7 +39,8 @@ def _all_logics() -> set[type]:
         module = importlib.import_module(f"operators.{info.name}")
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if (
-                issubclass(obj, StatefulLogic | StatefulBatchLogic)
+                issubclass(obj, Logic | BatchLogic)
+                and obj not in (Logic, BatchLogic)
                 and obj.__module__ == module.__name__
             ):
                 found.add(obj)
@@ -82,7 +86,10 @@ BUILDERS: dict[type, tuple[Callable[[Any], Any], Callable[[], list[Any]]]] = {
         lambda resume: CustomerLogic(resume, config=CustomerConfig(), clock=lambda: 0.0),
         _customer_inputs,
     ),
-    DecideLogic: (lambda resume: DecideLogic(resume, clock=lambda: 0.0), _decide_inputs),
+    DecideLogic: (
+        lambda resume: DecideLogic(resume, catalog=CATALOG, clock=lambda: 0.0),
+        _decide_inputs,
+    ),
     IdentityLogic: (
         lambda resume: IdentityLogic(resume, clock=lambda: 0.0, retention_s=3600.0),
         _identity_inputs,
@@ -104,7 +111,7 @@ def test_every_logic_is_covered_by_the_contract_suite() -> None:
 
 def _feed(logic: Any, item: Any) -> tuple[list[Any], bool]:
     """One item, as Bytewax hands it over: on_item, or a batch of one."""
-    if isinstance(logic, StatefulBatchLogic):
+    if isinstance(logic, BatchLogic):
         out, keep = logic.on_batch([item])
     else:
         out, keep = logic.on_item(item)

@@ -4,7 +4,6 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from bytewax.operators import StatefulLogic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from operators.customer import (
     bucket_of,
 )
 from operators.erasure import Forgotten
+from operators.logic import DISCARD, RETAIN
 from operators.records import Erase, Example, ProfileUpdate, ScoreRequest
 from tests.conftest import DAY, T0, ev
 
@@ -44,7 +44,7 @@ def test_contact_start_asks_for_a_score_with_features_as_of_the_event() -> None:
     out, keep = c.on_item(
         ev(2, "contact_start", ts=T0 + DAY, channel="voice", agent_id="a1", queue="care")
     )
-    assert keep is StatefulLogic.RETAIN
+    assert keep is RETAIN
     [req] = [o for o in out if isinstance(o, ScoreRequest)]
     assert req.customer_id == "c1"
     assert req.features["complaints_open"] == 1.0
@@ -103,7 +103,7 @@ def test_cancel_decides_positive_and_the_window_closing_hands_it_over() -> None:
     [example] = [o for o in out if isinstance(o, Example)]
     assert (example.label, example.snapshot_ts, example.label_ts) == (1, T0, T0 + DAY)
     assert example.features["contacts_7d"] == 1.0  # the features of the snapshot
-    assert keep is StatefulLogic.RETAIN
+    assert keep is RETAIN
 
 
 def test_immediate_release_hands_a_positive_over_at_the_cancel() -> None:
@@ -132,10 +132,10 @@ def test_quiet_customer_expires_after_retention_and_pending_is_labelled() -> Non
     assert c.notify_at() is not None
     clock.now = 1000.0 + 3599
     out, keep = c.on_notify()
-    assert (list(out), keep) == ([], StatefulLogic.RETAIN)
+    assert (list(out), keep) == ([], RETAIN)
     clock.now = 1000.0 + 3600
     out, keep = c.on_notify()
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
     assert [(o.label, o.snapshot_ts) for o in out if isinstance(o, Example)] == [(0, T0)]
 
 
@@ -236,7 +236,7 @@ def test_profiles_are_written_behind_at_most_once_per_interval() -> None:
     out, keep = c.on_notify()
     [p] = profiles(out)  # the latest journey is flushed at the end of the interval
     assert p.fields["journey"]["events"] == 4
-    assert keep is StatefulLogic.RETAIN
+    assert keep is RETAIN
     out, _ = c.on_notify()
     assert profiles(out) == []  # nothing new to write
 
@@ -253,7 +253,7 @@ def test_a_held_back_profile_survives_a_restart_and_is_flushed_at_expiry() -> No
     out, keep = resumed.on_notify()
     [p] = profiles(out)
     assert p.fields["journey"]["events"] == 2
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
 
 
 def test_without_recovery_no_snapshot_is_built() -> None:
@@ -295,7 +295,7 @@ def test_forget_erases_the_customer_and_labels_nothing() -> None:
     assert len(c.pending) == 1
     out, keep = c.on_item(ev(3, "forget", ts=T0 + 2 * DAY))
     assert list(out) == [Erase("c1")]  # no example, no profile
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
     assert "c1" in forgotten
     assert c.snapshot() == ()  # nothing of it is written to recovery again
 
@@ -306,11 +306,11 @@ def test_a_later_event_of_an_erased_customer_is_suppressed() -> None:
     fresh = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
     out, keep = fresh.on_item(ev(4, "contact_start", channel="voice"))
     assert list(out) == [Erase("c1")]  # swept again: the event got past the parse step
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
     assert forgotten.suppressed == 1
     other = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
     out, keep = other.on_item(ev(5, "page_view", customer="c2"))
-    assert keep is StatefulLogic.RETAIN
+    assert keep is RETAIN
     assert any(isinstance(o, ProfileUpdate) for o in out)
 
 
@@ -320,7 +320,7 @@ def test_forget_is_carried_out_again_for_an_erased_customer() -> None:
     c = CustomerLogic(None, config=CONFIG, clock=FakeClock(), forgotten=forgotten)
     out, keep = c.on_item(ev(6, "forget"))
     assert list(out) == [Erase("c1")]
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
     assert forgotten.suppressed == 0
 
 
@@ -337,7 +337,7 @@ def test_a_snapshot_from_before_the_erasure_is_dropped_on_resume() -> None:
     assert resumed.next_check() == clock.now  # dropped at once
     out, keep = resumed.on_notify()
     assert list(out) == []
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD
 
 
 def test_late_events_are_folded_in_by_their_time_and_counted() -> None:
@@ -447,7 +447,7 @@ def test_a_forgotten_customer_leaves_the_bucket_at_once() -> None:
     assert "c0" not in bucket.scheduled
     out, discard = bucket.on_batch([("c1", ev(99, "forget", customer="c1"))])
     assert [type(o).__name__ for o in out] == ["Erase"]
-    assert discard is StatefulLogic.DISCARD  # nobody left in it
+    assert discard is DISCARD  # nobody left in it
 
 
 def test_bucket_of_is_stable_and_spreads_customers() -> None:
@@ -455,3 +455,79 @@ def test_bucket_of_is_stable_and_spreads_customers() -> None:
     assert len(counts) == BUCKETS
     assert max(counts.values()) < 2 * 6400 / BUCKETS
     assert bucket_of("customer-1") == bucket_of("customer-1")
+
+
+SILENT = replace(
+    CONFIG, label_mode="inactivity", silence_ratio=2.0, silence_levels=2, retention_s=1e9
+)
+
+
+def test_a_silence_long_for_the_customer_is_scored_at_its_own_time() -> None:
+    c = CustomerLogic(None, config=SILENT, clock=FakeClock())
+    for n, day in enumerate((0, 2, 4)):  # a mean gap of 2 days: silent at 4 + 2 * 2 days
+        c.on_item(ev(n, "page_view", ts=T0 + day * DAY, channel="app"))
+    assert c.next_deadline() == T0 + 8 * DAY
+    assert c.advance(T0 + 8 * DAY - 1) == []
+    [req] = c.advance(T0 + 9 * DAY)
+    assert isinstance(req, ScoreRequest)
+    assert (req.moment, req.event.type, req.event.ts, req.event.channel) == (
+        "silence",
+        "silence",
+        T0 + 8 * DAY,
+        "app",
+    )
+    assert req.features["days_since_last"] == 4.0  # as of the silence, not of the check
+    assert req.event.event_id == f"silence:c1:{T0 + 8 * DAY}"  # the same in every replay
+    assert len(c.pending) == 1  # labelled later, as any snapshot
+    # the next level at twice the gap, then no more for this silence
+    assert c.next_deadline() == T0 + 12 * DAY
+    [again] = [o for o in c.advance(T0 + 13 * DAY) if isinstance(o, ScoreRequest)]
+    assert again.event.ts == T0 + 12 * DAY
+    assert not any(isinstance(o, ScoreRequest) for o in c.advance(T0 + 60 * DAY))
+
+
+def test_a_silence_whose_horizon_has_passed_is_not_scored() -> None:
+    # event time jumped (a long stop, a source whose clock runs ahead): the outcome of
+    # that silence is known already, and a burst of stale forecasts would help nobody
+    c = CustomerLogic(None, config=SILENT, clock=FakeClock())
+    for n, day in enumerate((0, 2, 4)):  # silent at day 8
+        c.on_item(ev(n, "page_view", ts=T0 + day * DAY))
+    # at day 15 the silence of day 8 is past its 7-day horizon; that of day 12 is not
+    [req] = [o for o in c.advance(T0 + 8 * DAY + SILENT.horizon_ms) if isinstance(o, ScoreRequest)]
+    assert req.event.ts == T0 + 12 * DAY
+    assert c.silences == 2
+    assert c.next_deadline() == T0 + 12 * DAY + SILENT.horizon_ms  # its label; no silence left
+
+
+def test_a_new_event_starts_a_new_silence_and_a_late_one_does_not() -> None:
+    c = CustomerLogic(None, config=SILENT, clock=FakeClock())
+    c.on_item(ev(1, "page_view", ts=T0))
+    c.on_item(ev(2, "page_view", ts=T0 + DAY))
+    [_] = c.advance(T0 + 3 * DAY)  # silent since day 1, two mean gaps on: day 3
+    c.on_item(ev(3, "page_view", ts=T0 + DAY // 2))  # late: the silence goes on
+    assert c.silences == 1
+    c.on_item(ev(4, "page_view", ts=T0 + 4 * DAY))
+    assert c.silences == 0
+    # four events over four days (the late one counts): a mean gap of 4/3 days
+    assert c.next_deadline() == T0 + 4 * DAY + int(2 * 4 * DAY / 3)
+
+
+def test_silences_survive_a_snapshot_and_are_off_by_default_and_for_file_labels() -> None:
+    c = CustomerLogic(None, config=SILENT, clock=FakeClock())
+    c.on_item(ev(1, "page_view", ts=T0))
+    [_] = c.advance(T0 + 2 * DAY)  # one event: no cadence yet, twice the 1-day floor
+    resumed = CustomerLogic(c.snapshot(), config=SILENT, clock=FakeClock())
+    assert resumed.silences == 1
+    assert resumed.next_deadline() == c.next_deadline()
+    for config in (CONFIG, replace(SILENT, label_mode="external")):
+        quiet = CustomerLogic(None, config=config, clock=FakeClock())
+        quiet.on_item(ev(1, "page_view", ts=T0))
+        assert not any(isinstance(o, ScoreRequest) for o in quiet.advance(T0 + 300 * DAY))
+
+
+def test_a_silence_schedules_the_customers_next_check() -> None:
+    clock = FakeClock()
+    c = CustomerLogic(None, config=SILENT, clock=clock)
+    c.on_item(ev(1, "page_view", ts=T0))
+    c.watermark.observe(T0 + DAY // 2)
+    assert c.next_check() == pytest.approx(clock.now + 1.5 * DAY / 1000)  # silent at day 2

@@ -18,7 +18,10 @@ from operators.records import (
     ScoreRequest,
     model_shard,
 )
+from state.catalog import default_catalog
 from tests.conftest import T0, ev
+
+CATALOG = default_catalog()
 
 
 def x(**values: float) -> dict[str, float]:
@@ -36,7 +39,9 @@ def request(**values: float) -> ScoreRequest:
 
 def test_model_status_is_reported_at_most_once_per_interval() -> None:
     now = [0.0]
-    d = DecideLogic(None, clock=lambda: now[0], status_every=10, status_interval_s=1.0)
+    d = DecideLogic(
+        None, catalog=CATALOG, clock=lambda: now[0], status_every=10, status_interval_s=1.0
+    )
     statuses = 0
     for i in range(200):
         now[0] = i * 0.05  # 20 examples per second of wall time
@@ -46,7 +51,7 @@ def test_model_status_is_reported_at_most_once_per_interval() -> None:
 
 
 def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
-    d = DecideLogic(None, clock=lambda: 1.5)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 1.5)
     out, _ = d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
     [alert] = [o for o in out if isinstance(o, Alert)]
     payload = alert.payload
@@ -61,7 +66,7 @@ def test_score_request_becomes_an_alert_with_reasons_and_an_action() -> None:
 
 def test_learning_moves_scores_and_explanations_follow_the_model() -> None:
     ticks = itertools.count()
-    d = DecideLogic(None, clock=lambda: float(next(ticks)), status_every=100)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: float(next(ticks)), status_every=100)
     rng = random.Random(1)
     statuses = []
     for _ in range(1000):
@@ -82,10 +87,10 @@ def test_learning_moves_scores_and_explanations_follow_the_model() -> None:
 
 
 def test_snapshot_restores_the_model() -> None:
-    d = DecideLogic(None, clock=lambda: 0.0)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     for i in range(60):
         d.on_item(Example("c", x(complaints_open=float(i % 2)), i % 2, T0, T0))
-    clone = DecideLogic(d.snapshot(), clock=lambda: 0.0)
+    clone = DecideLogic(d.snapshot(), catalog=CATALOG, clock=lambda: 0.0)
     req = request(complaints_open=1.0)
     assert clone.on_item(req)[0] == d.on_item(req)[0]
 
@@ -99,15 +104,15 @@ def test_shard_helpers() -> None:
 
 
 def test_without_recovery_the_snapshot_is_empty_and_cheap() -> None:
-    d = DecideLogic(None, clock=lambda: 0.0, keep_snapshots=False)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, keep_snapshots=False)
     d.on_item(Example("c", x(complaints_open=1.0), 1, T0, T0))
     assert d.snapshot() == b""
-    fresh = DecideLogic(b"", clock=lambda: 0.0)
+    fresh = DecideLogic(b"", catalog=CATALOG, clock=lambda: 0.0)
     assert fresh.model.n_learned == 0
 
 
 def test_erase_drops_the_customer_from_the_arbiter_and_goes_on_to_the_store() -> None:
-    d = DecideLogic(None, clock=lambda: 1.5)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 1.5)
     out, _ = d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
     [alert] = [o for o in out if isinstance(o, Alert)]
     assert "c1" in d.arbiter.customers()
@@ -123,14 +128,14 @@ def test_erase_drops_the_customer_from_the_arbiter_and_goes_on_to_the_store() ->
 
 
 def test_a_model_snapshot_from_before_an_erasure_forgets_on_resume() -> None:
-    d = DecideLogic(None, clock=lambda: 1.5)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 1.5)
     d.on_item(request(complaints_open=1.0, contacts_7d=3.0))
     snap = d.snapshot()
     forgotten = Forgotten()
     forgotten.add("c1")
-    resumed = DecideLogic(snap, clock=lambda: 1.5, forgotten=forgotten)
+    resumed = DecideLogic(snap, catalog=CATALOG, clock=lambda: 1.5, forgotten=forgotten)
     assert resumed.arbiter.customers() == set()
-    assert DecideLogic(snap, clock=lambda: 1.5).arbiter.customers() == {"c1"}
+    assert DecideLogic(snap, catalog=CATALOG, clock=lambda: 1.5).arbiter.customers() == {"c1"}
 
 
 def examples(n: int) -> list[DecideIn]:
@@ -140,7 +145,7 @@ def examples(n: int) -> list[DecideIn]:
 def test_learning_waits_for_an_activation_without_contacts_and_is_bounded() -> None:
     from operators.decide import LEARN_PER_BATCH
 
-    d = DecideLogic(None, clock=lambda: 0.0, warmup=0)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, warmup=0)
     batch: list[DecideIn] = [*examples(30), request(complaints_open=1.0), *examples(10)]
     out, _ = d.on_batch(batch)
     assert any(isinstance(o, Alert) for o in out)
@@ -161,13 +166,13 @@ def test_learning_waits_for_an_activation_without_contacts_and_is_bounded() -> N
 def test_a_backlog_past_its_bound_is_learned_even_in_batches_with_contacts() -> None:
     from operators.decide import BACKLOG_SOFT
 
-    d = DecideLogic(None, clock=lambda: 0.0)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     d.on_batch([*examples(BACKLOG_SOFT + 100), request(complaints_open=1.0)])
     assert d.model.n_learned == (BACKLOG_SOFT + 100) // 4
 
 
 def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_bound() -> None:
-    d = DecideLogic(None, clock=lambda: 0.0)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     for _ in range(20):
         d.on_batch(examples(400))
     assert len(d.backlog) < 400 * 4  # settles: a quarter of 1,600 is 400 a batch
@@ -175,10 +180,43 @@ def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_boun
 
 
 def test_the_backlog_survives_a_snapshot_and_an_old_snapshot_resumes() -> None:
-    d = DecideLogic(None, clock=lambda: 0.0)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     d.on_batch(examples(40))
-    clone = DecideLogic(d.snapshot(), clock=lambda: 0.0)
+    clone = DecideLogic(d.snapshot(), catalog=CATALOG, clock=lambda: 0.0)
     assert len(clone.backlog) == len(d.backlog) > 0
     model, n_scored, arbiter, status_at, personas, _ = pickle.loads(d.snapshot())
     old = pickle.dumps((model, n_scored, arbiter, status_at, personas))  # before the backlog
-    assert not DecideLogic(old, clock=lambda: 0.0).backlog
+    assert not DecideLogic(old, catalog=CATALOG, clock=lambda: 0.0).backlog
+
+
+def test_a_silence_updates_the_profiles_risk_and_alerts_nobody() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 1.5)
+    e = ev(9, "silence", channel="app")
+    req = ScoreRequest("c1", e, x(complaints_open=1.0), None, {}, "silence")
+    out, _ = d.on_batch([req])
+    [profile] = out
+    assert isinstance(profile, ProfileUpdate)
+    risk = profile.fields["risk"]
+    assert risk["moment"] == "silence"
+    assert risk["scored_at_event_ts"] == e.ts
+    assert risk["reasons"] == ["1 open complaint"]
+    assert 0.0 < risk["churn_probability"] < 1.0
+    assert not d.held  # nothing for an agent: learning need not wait
+    assert len(d.model.champion) == 1  # type: ignore[arg-type]  # in the refit window
+    assert d.n_scored == 0  # the contacts scored
+
+
+def test_a_silence_waits_for_the_contacts_of_its_batch() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 1.5)
+    silence = ScoreRequest("c1", ev(9, "silence"), x(), None, {}, "silence")
+    contact = ScoreRequest("c2", ev(10, "contact_start", customer="c2"), x(), None, {})
+    out, _ = d.on_batch([silence, contact])
+    assert sum(isinstance(o, Alert) for o in out) == 1
+    assert [o.customer_id for o in out if isinstance(o, ProfileUpdate)] == ["c2"]
+    assert d.held
+    assert len(d.backlog) == 1
+    assert list(d.on_notify()[0]) == []  # the activation that scored the contact
+    [later] = d.on_notify()[0]
+    assert isinstance(later, ProfileUpdate)
+    assert later.customer_id == "c1"
+    assert later.fields["risk"]["moment"] == "silence"

@@ -106,3 +106,35 @@ def test_model_beats_chance_on_simulated_churn() -> None:
     out = e.finish()
     assert out["oracle_roc_auc"] > 0.65
     assert out["roc_auc"] > 0.55  # deterministic (seeded); measured 0.576 at this point
+
+
+def test_silences_are_scored_learned_and_reported_apart() -> None:
+    def run(silence_ratio: float) -> tuple[dict[str, object], ChurnModel]:
+        model = ChurnModel(challenger=None, label_mode="inactivity", horizon_ms=7 * DAY_MS)
+        e = Evaluator(
+            model,
+            labels="engine",
+            label_mode="inactivity",
+            horizon_ms=7 * DAY_MS,
+            silence_ratio=silence_ratio,
+        )
+        # "a" buys every 2 days for 240 days, "b" every 3 days until day 39, in time order
+        rows = [ev(f"a{n}", "purchase", customer="a", ts=T0 + 2 * n * DAY) for n in range(120)]
+        rows += [ev(f"b{n}", "purchase", customer="b", ts=T0 + 3 * n * DAY + 1) for n in range(14)]
+        for event in sorted(rows, key=lambda r: r.ts):
+            e.feed(Row(event))
+        return e.finish(), model
+
+    off, _ = run(0.0)
+    on, model = run(2.0)
+    assert "silence" not in off
+    # the log's own moments are the same; b is silent once after its first purchase (no
+    # cadence yet: twice the one-day floor, before its second at day 3) and once after
+    # its last (at twice its gap); a's gaps never reach twice its cadence
+    assert on["n_scored"] == off["n_scored"]
+    silence = on["silence"]
+    assert isinstance(silence, dict)
+    assert silence["n_scored"] == 2
+    assert silence["n_evaluated"] == 2
+    assert silence["positive_rate"] == pytest.approx(1 / 2, abs=1e-4)  # back once, gone once
+    assert model.champion_card.labels.count(1) > 0  # learned from, like the rest

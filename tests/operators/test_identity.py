@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from bytewax.operators import StatefulLogic
-
 from operators.erasure import Forgotten
 from operators.events import Event
 from operators.identity import KEPT, IdentityLogic, needs_identity
+from operators.logic import DISCARD, RETAIN
 from tests.conftest import T0
 
 
@@ -79,9 +78,9 @@ def test_state_expires_after_the_retention() -> None:
     now = [0.0]
     i = IdentityLogic(None, clock=lambda: now[0], retention_s=10.0)
     i.on_item(anon(1))
-    assert i.on_notify()[1] is StatefulLogic.RETAIN
+    assert i.on_notify()[1] is RETAIN
     now[0] = 10.0
-    assert i.on_notify()[1] is StatefulLogic.DISCARD
+    assert i.on_notify()[1] is DISCARD
 
 
 def test_which_events_go_through_the_identity_step() -> None:
@@ -98,4 +97,4 @@ def test_a_forget_of_the_anonymous_id_goes_to_its_own_key_and_drops_the_link() -
     i.on_item(identify("c1"))
     out, keep = i.on_item(anon(2, "forget"))
     assert [(k, e.type) for k, e in out] == [("ck-1", "forget")]  # not the customer's
-    assert keep is StatefulLogic.DISCARD
+    assert keep is DISCARD

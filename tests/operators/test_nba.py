@@ -24,9 +24,7 @@ from state.catalog import load_catalog
 
 CATALOG = load_catalog(None)
 NO_CONTROL = parse_catalog(
-    Path("operators/catalog.toml")
-    .read_text()
-    .replace("control_group = 0.05", "control_group = 0.0")
+    Path("state/catalog.toml").read_text().replace("control_group = 0.05", "control_group = 0.0")
 )
 
 

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from operators.errors import ConfigError
 from operators.events import Event
-from operators.text import MAX_TEXT_CHARS, TextEnricher, default_topics, parse_topics, topic_of
+from operators.text import MAX_TEXT_CHARS, TextEnricher, parse_topics, topic_of
+from state.lexicon import default_topics
 from tests.conftest import ev
 
 

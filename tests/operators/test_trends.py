@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bytewax.operators import StatefulLogic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.events import Event
+from operators.logic import DISCARD, RETAIN
 from operators.records import Signal
 from operators.trends import BUCKETS, TrendConfig, TrendLogic, signal_of, trend_keys
 
@@ -27,7 +27,7 @@ def feed(series: TrendLogic, times: list[int]) -> list[dict[str, object]]:
     out = []
     for i, t in enumerate(times):
         alerts, keep = series.on_item((SERIES, sig(t, i)))
-        assert keep == StatefulLogic.RETAIN
+        assert keep == RETAIN
         out += [a.payload for a in alerts]
     return out
 
@@ -118,9 +118,9 @@ def test_a_silent_series_is_dropped_after_its_idle_time() -> None:
     cfg = TrendConfig(idle_s=60.0)
     series = TrendLogic(None, config=cfg, clock=lambda: now[0])
     series.on_item((SERIES, sig(0)))
-    assert series.on_notify()[1] == StatefulLogic.RETAIN
+    assert series.on_notify()[1] == RETAIN
     now[0] += 61
-    assert series.on_notify()[1] == StatefulLogic.DISCARD
+    assert series.on_notify()[1] == DISCARD
 
 
 @settings(max_examples=80, deadline=None)

@@ -14,8 +14,6 @@ from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest
 from operators.events import Event, shard_of
 from state.erasure import (
-    ERASURES,
-    FORGOTTEN,
     compact,
     erase,
     erasure_record,
@@ -24,7 +22,7 @@ from state.erasure import (
     stored_digests,
 )
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, events_stream, profile_key
+from state.keys import ALERTS, DLQ, ERASURES, FORGOTTEN, events_stream, profile_key
 from tests.conftest import T0, entries, ev, xadd
 
 

@@ -8,9 +8,8 @@ import redis
 from bytewax.testing import poll_next_batch
 
 from cxstream.settings import Settings
-from state.keys import events_stream
+from state.keys import GAPS, events_stream
 from state.source import (
-    GAPS,
     Entry,
     RedisStreamSource,
     check_resume_point,

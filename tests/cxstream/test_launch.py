@@ -1,0 +1,42 @@
+"""One preparation for both launch lines (the kill test runs both: tests/test_recovery.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxstream.launch import runner_settings
+from cxstream.settings import Settings
+from operators.errors import ConfigError
+
+
+def test_the_runner_recovery_directory_is_the_one_setting() -> None:
+    plain, workers = runner_settings(Settings(), ["m:get_flow()"], {})
+    assert (plain.recovery_dir, workers) == (None, 1)
+    env = {"BYTEWAX_RECOVERY_DIRECTORY": "rec", "BYTEWAX_WORKERS_PER_PROCESS": "3"}
+    from_env, workers = runner_settings(Settings(), ["m:get_flow()"], env)
+    assert (from_env.recovery_dir, workers) == (Path("rec"), 3)
+    same, _ = runner_settings(
+        Settings(recovery_dir=Path("rec")), ["m:get_flow()", "--recovery-directory", "rec"], {}
+    )
+    assert same.recovery_dir == Path("rec")
+    with pytest.raises(ConfigError, match="has no -r: add -r rec"):
+        runner_settings(Settings(recovery_dir=Path("rec")), ["m:get_flow()"], {})
+
+
+def test_bytewax_runner_refuses_a_second_recovery_directory_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "CX_RECOVERY_DIR": str(tmp_path / "ours")}
+    command = [sys.executable, "-m", "bytewax.run", "cxstream.launch:get_flow()"]
+    command += ["-r", str(tmp_path / "theirs"), "-s", "1", "-b", "10"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"cxstream: error: CX_RECOVERY_DIR={tmp_path / 'ours'} but bytewax.run "
+        f"-r {tmp_path / 'theirs'}: name one directory"
+    ]
+    assert not (tmp_path / "ours").exists()  # refused before anything was prepared
