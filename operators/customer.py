@@ -278,31 +278,28 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         source whose clock runs ahead): its outcome is known, there is nothing to forecast.
         """
         out: list[Example | ScoreRequest] = [self._example(m) for m in self.pending.advance(now_ts)]
-        at = self._silence_at()
-        while at is not None and at <= now_ts:
-            if now_ts < at + self.config.horizon_ms:
-                out.append(self._silence(at))
-            else:  # the stream's time is past its horizon already: no forecast left to make
-                self.silences += 1
-            at = self._silence_at()
+        due = self._next_silence(now_ts)
+        while due is not None and due[1] <= now_ts:
+            self.silences = due[0]  # past the levels gone stale
+            out.append(self._silence(due[1]))
+            due = self._next_silence(now_ts)
         return out
 
-    def _silence_at(self) -> int | None:
-        """When the next silence moment is due (event time), if one will be."""
+    def _next_silence(self, now_ts: int) -> tuple[int, int] | None:
+        """The next silence level still to score and its moment (event time), if any:
+        levels whose horizon ``now_ts`` has passed are stale (no notification for them)."""
         config = self.config
-        if (
-            not config.silence_ratio
-            or self.silences >= config.silence_levels
-            or self.erased
-            or config.label_mode == "external"
-        ):
+        if not config.silence_ratio or self.erased or config.label_mode == "external":
             return None
-        return silence_at(
-            self.journey,
-            self.silences,
-            ratio=config.silence_ratio,
-            floor_ms=config.silence_floor_ms,
-        )
+        for level in range(self.silences, config.silence_levels):
+            at = silence_at(
+                self.journey, level, ratio=config.silence_ratio, floor_ms=config.silence_floor_ms
+            )
+            if at is None:
+                return None
+            if now_ts < at + config.horizon_ms:
+                return level, at
+        return None
 
     def _silence(self, at: int) -> ScoreRequest:
         """The customer has been silent until ``at``: a moment to score, pending its label."""
@@ -326,9 +323,10 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
     def next_deadline(self) -> int | None:
         """The event time of the next thing due: a pending horizon or a silence."""
         deadline = self.pending.next_deadline()
-        silence = self._silence_at()
-        if silence is None:
+        due = self._next_silence(self.watermark.now)
+        if due is None:
             return deadline
+        silence = due[1]
         return silence if deadline is None or silence < deadline else deadline
 
     def expires_at(self) -> float:

@@ -499,6 +499,18 @@ def test_a_silence_whose_horizon_has_passed_is_not_scored() -> None:
     assert c.next_deadline() == T0 + 12 * DAY + SILENT.horizon_ms  # its label; no silence left
 
 
+def test_a_stale_silence_asks_for_no_notification() -> None:
+    # the stream's time (another customer's events) is far past this one's silences:
+    # no check is scheduled for them, however many events this customer sends
+    watermark = Watermark()
+    c = CustomerLogic(None, config=SILENT, clock=FakeClock(), watermark=watermark)
+    c.on_item(ev(1, "page_view", ts=T0))
+    assert c.next_deadline() == T0 + 2 * DAY  # twice the one-day floor
+    watermark.observe(T0 + 400 * DAY)
+    assert c.next_deadline() is None
+    assert c.advance(watermark.now) == []
+
+
 def test_a_new_event_starts_a_new_silence_and_a_late_one_does_not() -> None:
     c = CustomerLogic(None, config=SILENT, clock=FakeClock())
     c.on_item(ev(1, "page_view", ts=T0))
