@@ -453,12 +453,17 @@ class ChurnModel:
         for m in self._windows():
             m.observe_decision(key, snapshot_ts, ts, label)
 
-    def maintain(self) -> bool:
-        """Refit what is due (off the scoring path); whether anything was refitted."""
+    def maintain(self, *, whole: bool = True) -> bool:
+        """Refit what is due (off the scoring path); whether anything was refitted.
+        ``whole=False``: one bounded step of each refit under way (the flow's model step
+        between its activations, see :meth:`HazardRefit.refit_step`)."""
         refitted = False
         for m in self._windows():
             if m.due:
-                m.refit()
+                if whole:
+                    m.refit()
+                else:
+                    m.refit_step()
                 refitted = True
         return refitted
 

@@ -177,7 +177,9 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         out: list[DecideOut] = []
         for _ in range(min(n, len(backlog))):
             out.extend(self.on_item(backlog.popleft())[0])
-        self.model.maintain()  # a refit that is due, here and not in a contact's activation
+        # a step of a refit that is due, here and not in a contact's activation, and one
+        # step at a time: a contact arriving meanwhile waits a few ms, not a whole refit
+        self.model.maintain(whole=False)
         return out
 
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,7 @@ PLATT_MIN = 200  # snapshots of known outcome before the fit is recalibrated
 PLATT_PENALTY = 5.0  # pulls the recalibration toward none
 VOCABULARY_EVERY = 8  # fits between two counts of the extra features' names
 STALE_FITS = 8  # without inline refits, a window this many refits overdue refits anyway
+FIT_CHUNK = 1024  # records a refit step puts into the design (see refit_step)
 MAX_LEVEL = 12  # at most 1 snapshot in 4,096 is sampled
 # The fit is trusted alone once its window holds snapshots at risk for this share of
 # the horizon; before, it is blended with the prior in proportion.
@@ -162,8 +163,22 @@ def _newton(beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int) 
     >>> bool(abs(_newton(np.array([25.0]), loss, derivatives, 20)[0] - best) < 1e-4)
     True
     """
+    steps_of = _newton_steps(beta, loss, derivatives, steps)
+    while True:
+        try:
+            next(steps_of)
+        except StopIteration as done:
+            result: np.ndarray = done.value
+            return result
+
+
+def _newton_steps(
+    beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int
+) -> Generator[None, None, np.ndarray]:
+    """:func:`_newton`, pausing (``yield``) after each step; returns the coefficients."""
     value, gradient, hessian = derivatives(beta)
     for i in range(steps):
+        yield
         step: np.ndarray = np.linalg.solve(hessian, gradient)
         largest = float(np.abs(step).max())
         if largest > MAX_STEP:
@@ -253,6 +268,7 @@ class HazardRefit:
         self.trust = 0.0  # 0: the prior speaks, 1: the fit
         self.platt = (0.0, 1.0)  # recalibration of the fit: logit p -> a + b logit p
         self.base_rate = PRIOR_RATE  # the fitted mean P(churn) over the window
+        self._job: Generator[None, None, None] | None = None  # a refit under way
 
     # -- the window ------------------------------------------------------------------------
 
@@ -323,6 +339,13 @@ class HazardRefit:
         self.records = deque(newest)
         self.index.update(((r[0], r[1]), r) for r in newest)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._job is not None:  # a refit under way starts again after a restart
+            state["_job"] = None
+            state["since_fit"] = max(self.since_fit, self.cadence)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a model pickled before the window was sampled: every record kept, level 0
         state.setdefault("level", 0)
@@ -330,6 +353,7 @@ class HazardRefit:
         state.setdefault("inline_refit", True)
         state.setdefault("vocabulary", ())
         state.setdefault("platt", (0.0, 1.0))
+        state.setdefault("_job", None)
         state.setdefault("bounds", dict.fromkeys(state.get("weights", {}), (-math.inf, math.inf)))
         for r in state["records"]:
             if len(r) == 7:
@@ -415,8 +439,8 @@ class HazardRefit:
 
     @property
     def due(self) -> bool:
-        """Whether a refit is due (:meth:`refit` off the scoring path)."""
-        return self.since_fit >= self.cadence
+        """Whether a refit is due or under way (:meth:`refit_step` off the scoring path)."""
+        return self._job is not None or self.since_fit >= self.cadence
 
     # -- the fit ---------------------------------------------------------------------------
 
@@ -470,7 +494,29 @@ class HazardRefit:
         return self.vocabulary
 
     def refit(self) -> None:
-        """Refit the window now."""
+        """Refit the window now (a fit under way by :meth:`refit_step` is finished)."""
+        if self._job is None:
+            self._job = self._fit()
+        while self.refit_step():
+            pass
+
+    def refit_step(self) -> bool:
+        """One bounded part of a refit (a few ms on a full window: the rows, a chunk of
+        the design, one Newton step, the recalibration), starting one if none is under
+        way; whether the refit goes on.  The steps fit the window as it was when the
+        refit started; what came since waits for the next.  Measured on a full window:
+        a whole refit held the model step for 40 to 67 ms, a contact arriving then
+        waited as long; a step takes at most a few."""
+        if self._job is None:
+            self._job = self._fit()
+        try:
+            next(self._job)
+        except StopIteration:
+            self._job = None
+            return False
+        return True
+
+    def _fit(self) -> Generator[None, None, None]:
         self.since_fit = 0
         if self.event_label is None:
             self._keep_newest()
@@ -478,13 +524,17 @@ class HazardRefit:
         n_events = int(events.sum())
         if len(used) < 2 * self.min_events or min(n_events, len(used) - n_events) < self.min_events:
             return
+        yield
         names = self._vocabulary(used)
+        yield
         extra_names = names[len(FEATURE_NAMES) :]
         fixed = np.vstack([r[2] for r in used])
         if extra_names:
             column = {k: j for j, k in enumerate(extra_names)}
             extra = np.zeros((len(used), len(extra_names)))
             for i, r in enumerate(used):  # a record holds ~16 extras; the names are 24
+                if i % FIT_CHUNK == FIT_CHUNK - 1:
+                    yield
                 for k, v in r[3].items():
                     j = column.get(k)
                     if j is not None:
@@ -564,7 +614,9 @@ class HazardRefit:
             hessian += np.diag(penalty)
             return logistic_loss(eta, y, w) + 0.5 * float(penalty @ (d * d)), gradient, hessian
 
-        beta = _newton(beta, loss, derivatives, self.newton_steps)
+        yield
+        beta = yield from _newton_steps(beta, loss, derivatives, self.newton_steps)
+        yield
         self.names, self.beta = names, beta
         coef = beta[2 + nb :]
         self.weights = {n: float(c / s) for n, c, s in zip(names, coef, sd, strict=True)}
@@ -706,6 +758,9 @@ _FIXED = frozenset(FEATURE_NAMES)
 def forget_keys(model: HazardRefit, keys: Iterable[str]) -> int:
     """Drop every window record of these customer keys (erasure); how many went."""
     gone = set(keys)
+    if model._job is not None:  # a refit under way holds their snapshots: it starts again
+        model._job = None
+        model.since_fit = max(model.since_fit, model.cadence)
     kept = deque(r for r in model.records if r[0] not in gone)
     dropped = len(model.records) - len(kept)
     if dropped:

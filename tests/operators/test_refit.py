@@ -223,3 +223,36 @@ def test_a_warm_refit_reaches_the_fit_of_a_cold_one() -> None:
     for g in range(8):
         x = {f"last:{g}": 1.0, "tenure:1": 1.0, "a": 0.5}
         assert m.predict_proba_one(x) == pytest.approx(cold.predict_proba_one(x), abs=1e-3)
+
+
+def test_a_refit_in_steps_is_the_whole_refit_and_a_snapshot_midway_refits_again() -> None:
+    def fed() -> HazardRefit:
+        model = HazardRefit(horizon_ms=H, event_label=1, window=6000, inline_refit=False)
+        return _fed(model, 6000, 300)
+
+    whole = fed()
+    whole.refit()
+    stepped = fed()
+    steps = 1
+    while stepped.refit_step():
+        steps += 1
+    assert steps >= 6  # the rows, the design in chunks, each Newton step, the end
+    probes = [{"a": 1.0, "noise": 0.0}, {"a": 0.0, "noise": 1.5}]
+    assert [stepped.predict_proba_one(x) for x in probes] == [
+        whole.predict_proba_one(x) for x in probes
+    ]
+    assert not stepped.due
+    midway = fed()
+    midway.refit_step()
+    midway.refit_step()
+    resumed = pickle.loads(pickle.dumps(midway))  # a snapshot taken mid-refit
+    assert resumed.due  # the refit starts again
+    resumed.refit()
+    assert [resumed.predict_proba_one(x) for x in probes] == [
+        whole.predict_proba_one(x) for x in probes
+    ]
+    gone = fed()
+    gone.refit_step()
+    forget_keys(gone, ["c1"])  # an erasure drops the refit under way: it holds c1
+    assert gone._job is None
+    assert gone.due
