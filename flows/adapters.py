@@ -14,15 +14,35 @@ from typing import Generic, TypeVar
 import bytewax.operators as op
 from bytewax.operators import KeyedStream, StatefulBatchLogic, StatefulLogic
 
-from operators.logic import BatchLogic, Logic
+from operators.logic import BatchLogic, KeyedLogic, Logic
 
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
 
 
-class _Stateful(StatefulLogic[V, W, S], Generic[V, W, S]):
+class _Delegate(Generic[V, W, S]):
+    """Bytewax's calls but the items', handed to the plain logic unchanged."""
+
+    __slots__ = ()
+    logic: KeyedLogic[V, W, S]
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        return self.logic.on_notify()
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        return self.logic.on_eof()
+
+    def notify_at(self) -> datetime | None:
+        return self.logic.notify_at()
+
+    def snapshot(self) -> S:
+        return self.logic.snapshot()
+
+
+class _Stateful(_Delegate[V, W, S], StatefulLogic[V, W, S]):
     __slots__ = ("logic",)
+    logic: Logic[V, W, S]
 
     def __init__(self, logic: Logic[V, W, S]) -> None:
         self.logic = logic
@@ -30,39 +50,16 @@ class _Stateful(StatefulLogic[V, W, S], Generic[V, W, S]):
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         return self.logic.on_item(value)
 
-    def on_notify(self) -> tuple[Iterable[W], bool]:
-        return self.logic.on_notify()
 
-    def on_eof(self) -> tuple[Iterable[W], bool]:
-        return self.logic.on_eof()
-
-    def notify_at(self) -> datetime | None:
-        return self.logic.notify_at()
-
-    def snapshot(self) -> S:
-        return self.logic.snapshot()
-
-
-class _StatefulBatch(StatefulBatchLogic[V, W, S], Generic[V, W, S]):
+class _StatefulBatch(_Delegate[V, W, S], StatefulBatchLogic[V, W, S]):
     __slots__ = ("logic",)
+    logic: BatchLogic[V, W, S]
 
     def __init__(self, logic: BatchLogic[V, W, S]) -> None:
         self.logic = logic
 
     def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
         return self.logic.on_batch(values)
-
-    def on_notify(self) -> tuple[Iterable[W], bool]:
-        return self.logic.on_notify()
-
-    def on_eof(self) -> tuple[Iterable[W], bool]:
-        return self.logic.on_eof()
-
-    def notify_at(self) -> datetime | None:
-        return self.logic.notify_at()
-
-    def snapshot(self) -> S:
-        return self.logic.snapshot()
 
 
 def stateful(

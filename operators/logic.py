@@ -35,49 +35,37 @@ RETAIN = False  # keep this logic (and its state) after the call
 DISCARD = True  # drop this logic: its key starts afresh with its next item
 
 
-class Logic(ABC, Generic[V, W, S]):
+class KeyedLogic(ABC, Generic[V, W, S]):
+    """What both shapes share: notifications, the end of input, the snapshot."""
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        """The time :meth:`notify_at` gave has come."""
+        return (), RETAIN
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        """The input has ended (for this execution)."""
+        return (), RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """When to call :meth:`on_notify` next (UTC), if ever."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> S:
+        """The state to resume from: plain, picklable data that later calls do not change."""
+
+
+class Logic(KeyedLogic[V, W, S]):
     """One key's logic, item by item."""
 
     @abstractmethod
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         """An item for this key: what to emit, and whether to discard the logic."""
 
-    def on_notify(self) -> tuple[Iterable[W], bool]:
-        """The time :meth:`notify_at` gave has come."""
-        return (), RETAIN
 
-    def on_eof(self) -> tuple[Iterable[W], bool]:
-        """The input has ended (for this execution)."""
-        return (), RETAIN
-
-    def notify_at(self) -> datetime | None:
-        """When to call :meth:`on_notify` next (UTC), if ever."""
-        return None
-
-    @abstractmethod
-    def snapshot(self) -> S:
-        """The state to resume from: plain, picklable data that later calls do not change."""
-
-
-class BatchLogic(ABC, Generic[V, W, S]):
+class BatchLogic(KeyedLogic[V, W, S]):
     """One key's logic, a batch of items at a time."""
 
     @abstractmethod
     def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
         """Items for this key, in order: what to emit, and whether to discard the logic."""
-
-    def on_notify(self) -> tuple[Iterable[W], bool]:
-        """The time :meth:`notify_at` gave has come."""
-        return (), RETAIN
-
-    def on_eof(self) -> tuple[Iterable[W], bool]:
-        """The input has ended (for this execution)."""
-        return (), RETAIN
-
-    def notify_at(self) -> datetime | None:
-        """When to call :meth:`on_notify` next (UTC), if ever."""
-        return None
-
-    @abstractmethod
-    def snapshot(self) -> S:
-        """The state to resume from: plain, picklable data that later calls do not change."""
