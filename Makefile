@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit fuzz clean
+.PHONY: install demo test lint typecheck unit fuzz clean docs
 
 install: $(STAMP)
 
@@ -37,3 +37,6 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cxstream .mypy_cache .ruff_cache .pytest_cache
+
+docs: $(STAMP)
+	$(BIN)/python -m cxstream.settings > docs/settings.md

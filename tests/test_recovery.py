@@ -9,7 +9,7 @@ what the same operators compute in one uninterrupted pass: no event lost, none
 counted twice.  Alerts re-emitted after a crash repeat the same ``alert_id``.
 
 The default suite runs the small form (3 kills, 20,000 events).  The issue's
-full form: ``CX_KILL_EVENTS=200000 CX_KILLS=20 pytest tests/test_recovery.py``.
+full form: ``TEST_KILL_EVENTS=200000 TEST_KILLS=20 pytest tests/test_recovery.py``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from state.ingest import xadd_events
 from state.keys import ALERTS, profile_key
 from tests.conftest import SECRET, entries, wait_until
 
-EVENTS = int(os.environ.get("CX_KILL_EVENTS", "20000"))
-KILLS = int(os.environ.get("CX_KILLS", "3"))
+EVENTS = int(os.environ.get("TEST_KILL_EVENTS", "20000"))
+KILLS = int(os.environ.get("TEST_KILLS", "3"))
 CUSTOMERS = max(50, EVENTS // 40)
 ENV = {"CX_PROFILE_INTERVAL_MS": "0", "CX_HORIZON_DAYS": "7", "CX_RETENTION_DAYS": "3650"}
 
@@ -134,7 +134,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
         "CX_RECOVERY_DIR": str(tmp_path / "recovery"),
         "CX_CHALLENGER": "none",
     }
-    rng = random.Random(int(os.environ.get("CX_KILL_SEED", "5")))
+    rng = random.Random(int(os.environ.get("TEST_KILL_SEED", "5")))
     log = tmp_path / "run.log"
     log.touch()
     # A channel system sends the replay while the flow is killed and restarted.

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cxstream.settings import Secret, Settings
+from cxstream.settings import Secret, Settings, settings_markdown
 from operators.errors import ConfigError
 
 
@@ -100,3 +102,38 @@ def test_a_process_may_own_a_set_of_shards() -> None:
     every = Settings.from_env({"CX_SHARDS": "8"})
     assert every.shard_set == tuple(range(8))
     assert every.model_suffix == ""
+
+
+def test_docs_settings_is_generated_from_the_declarations() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+    assert docs.read_text() == settings_markdown(), "docs/settings.md is stale: run make docs"
+
+
+def test_every_setting_is_declared_once_with_its_variable_and_meaning() -> None:
+    names = [f.metadata["env"] for f in fields(Settings)]
+    assert len(names) == len(set(names))
+    for f in fields(Settings):
+        assert f.metadata["env"] == "REDIS_URL" or f.metadata["env"].startswith("CX_")
+        assert len(f.metadata["doc"]) > 10, f.name
+        assert f"`{f.metadata['env']}`" in settings_markdown()
+
+
+@pytest.mark.parametrize("f", fields(Settings), ids=lambda f: f.name)
+def test_every_variable_is_read_and_empty_keeps_the_default(f: Field[Any]) -> None:
+    env = f.metadata["env"]
+    assert getattr(Settings.from_env({env: ""}), f.name) == f.default
+    samples = {
+        "REDIS_URL": "redis://127.0.0.1:1",
+        "CX_SECRET": "s" * 40,
+        "CX_LABEL_MODE": "inactivity",
+        "CX_CHALLENGER": "none",
+        "CX_READ_SHARDS": "0",
+        "CX_LOG_LEVEL": "debug",
+        "CX_REDIS_CLUSTER": "1",
+        "CX_ORIGINS": "http://a",
+        "CX_PROMOTE_MARGIN": "0.5",
+        "CX_RETENTION_DAYS": "300",
+    }
+    raw = samples.get(env, "3")
+    extra = {"REDIS_URL": "redis://127.0.0.1:1"} if env == "CX_REDIS_CLUSTER" else {}
+    assert getattr(Settings.from_env({**extra, env: raw}), f.name) != f.default
