@@ -1,7 +1,7 @@
 """The ``cxstream`` command: run | serve | demo | token | send | simulate | replay |
 evaluate | forget.
 
-Settings come from the environment (see the README); flags only say what to do
+Settings come from the environment (docs/settings.md); flags only say what to do
 this time.  Errors are printed as one line, ``cxstream: error: ...``, and exit 2.
 """
 
@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxstream",
         description="Real-time customer-experience engine. Settings come from environment "
-        "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see the README).",
+        "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see docs/settings.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

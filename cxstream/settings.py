@@ -273,7 +273,7 @@ class Settings:
         (
             "Bytewax recovery directory; created and initialised on first run. It holds "
             "customer state: keep it as private as the Redis data (erased customers are "
-            "scrubbed from it, see Erasure)"
+            "scrubbed from it, see Erasure in docs/semantics.md)"
         ),
         shown="absent: no recovery",
     )
@@ -394,7 +394,7 @@ class Settings:
         _path,
         (
             "TOML file with a `[topics]` table of topic = [keywords] for the topic of free "
-            "text (see Text below); validated at start"
+            "text (see Text in docs/semantics.md); validated at start"
         ),
         shown="the shipped `state/topics.toml`",
     )
