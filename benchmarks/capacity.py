@@ -38,8 +38,8 @@ import orjson
 import redis
 
 from benchmarks._harness import RESULTS, record
+from cxstream.components import customer_config, model_factory
 from cxstream.settings import Settings
-from flows.journey import customer_config, model_factory
 from operators.customer import CustomerLogic
 from operators.decide import DecideLogic
 from operators.records import Alert, ProfileUpdate, StoreWrite, model_input

@@ -42,9 +42,9 @@ import psutil
 import redis
 
 from benchmarks._harness import free_port, record
+from cxstream.components import customer_config, model_factory, trend_config
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
-from flows.journey import customer_config, model_factory, trend_config
 from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of

@@ -458,9 +458,9 @@ SORT_LIMIT = 5_000_000  # rows evaluate holds (and sorts) in memory, about 2 KB 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a recorded log through the same operators, in event time; print the figures."""
-    from operators.churn import ChurnModel
+    from cxstream.components import model_factory
     from operators.evaluate import Evaluator
-    from operators.journey import DAY_MS, FEATURE_NAMES
+    from operators.journey import DAY_MS
     from state.replay import has_file_labels, read_jsonl, read_stream_csv
 
     path = Path(args.input)
@@ -471,13 +471,16 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if labels == "file" and fmt != "stream-csv":
         raise CxError("--labels file needs --format stream-csv")
     horizon_days = args.horizon or settings.horizon_days
+    # the flow's model, from the same code: this run's flags over the settings
+    chosen = replace(
+        settings,
+        challenger=args.challenger,
+        label_mode=args.label_mode,
+        horizon_days=horizon_days,
+        retention_days=max(settings.retention_days, horizon_days),
+    )
     evaluator = Evaluator(
-        ChurnModel(
-            challenger=None if args.challenger == "none" else args.challenger,
-            challenger_features=FEATURE_NAMES,
-            label_mode="external" if labels == "file" else args.label_mode,
-            horizon_ms=int(horizon_days * DAY_MS),
-        ),
+        model_factory(chosen, external_labels=labels == "file")(),
         labels=labels,
         horizon_ms=int(horizon_days * DAY_MS),
         label_mode=args.label_mode,

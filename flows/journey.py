@@ -18,12 +18,11 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
+from cxstream.components import customer_config, model_factory, trend_config
 from cxstream.settings import Settings
 from flows.adapters import stateful, stateful_batch
-from operators.churn import ChurnModel
 from operators.customer import (
     CustomerBucket,
-    CustomerConfig,
     CustomerLogic,
     CustomerSnapshot,
     Watermark,
@@ -33,7 +32,6 @@ from operators.decide import DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
 from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
-from operators.journey import DAY_MS, FEATURE_NAMES
 from operators.records import (
     Alert,
     CustomerOut,
@@ -48,7 +46,7 @@ from operators.records import (
     route_batch,
     to_store,
 )
-from operators.trends import TrendConfig, TrendLogic, trend_keys
+from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
@@ -71,39 +69,6 @@ def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
         profiles=profile_sink(settings, forgotten),
         models=model_status_sink(settings),
     )
-
-
-def customer_config(settings: Settings) -> CustomerConfig:
-    return CustomerConfig(
-        retention_s=settings.retention_days * 86_400,
-        horizon_ms=int(settings.horizon_days * DAY_MS),
-        label_mode=settings.label_mode,
-        profile_interval_s=settings.profile_interval_ms / 1000,
-        silence_ratio=settings.silence_ratio,
-    )
-
-
-def trend_config(settings: Settings) -> TrendConfig:
-    return TrendConfig(
-        window_ms=int(settings.trend_window_min * 60_000),
-        threshold=settings.trend_threshold,
-        min_count=settings.trend_min_count,
-    )
-
-
-def model_factory(settings: Settings) -> Callable[[], ChurnModel]:
-    def new_model() -> ChurnModel:
-        challenger = None if settings.challenger == "none" else settings.challenger
-        return ChurnModel(
-            challenger=challenger,
-            promote_margin=settings.promote_margin,
-            challenger_every=settings.challenger_every,
-            challenger_features=FEATURE_NAMES,
-            label_mode=settings.label_mode,
-            horizon_ms=int(settings.horizon_days * DAY_MS),
-        )
-
-    return new_model
 
 
 @operator

@@ -29,8 +29,8 @@ import orjson
 import pytest
 import redis
 
+from cxstream.components import customer_config
 from cxstream.settings import Settings
-from flows.journey import customer_config
 from operators.alerts import alert_id
 from operators.customer import CustomerLogic
 from operators.events import Event

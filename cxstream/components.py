@@ -1,0 +1,53 @@
+"""The engine's parts built from the settings: the same code for every command.
+
+``cxstream run`` (the flow), ``cxstream evaluate`` and the benchmarks build the
+customer logic's configuration, the trends' and the churn model from here, so a
+setting means the same wherever it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cxstream.settings import Settings
+from operators.churn import ChurnModel
+from operators.customer import CustomerConfig
+from operators.journey import DAY_MS, FEATURE_NAMES
+from operators.trends import TrendConfig
+
+
+def customer_config(settings: Settings) -> CustomerConfig:
+    """A customer's journey, labels, profile writes and silences."""
+    return CustomerConfig(
+        retention_s=settings.retention_days * 86_400,
+        horizon_ms=int(settings.horizon_days * DAY_MS),
+        label_mode=settings.label_mode,
+        profile_interval_s=settings.profile_interval_ms / 1000,
+        silence_ratio=settings.silence_ratio,
+    )
+
+
+def trend_config(settings: Settings) -> TrendConfig:
+    """The sliding counts of complaints and contacts, and when a count is a spike."""
+    return TrendConfig(
+        window_ms=int(settings.trend_window_min * 60_000),
+        threshold=settings.trend_threshold,
+        min_count=settings.trend_min_count,
+    )
+
+
+def model_factory(settings: Settings, *, external_labels: bool = False) -> Callable[[], ChurnModel]:
+    """A new churn model (champion and challenger) for each model shard; with
+    ``external_labels`` its labels come from a file (``cxstream evaluate``)."""
+
+    def new_model() -> ChurnModel:
+        return ChurnModel(
+            challenger=None if settings.challenger == "none" else settings.challenger,
+            promote_margin=settings.promote_margin,
+            challenger_every=settings.challenger_every,
+            challenger_features=FEATURE_NAMES,
+            label_mode="external" if external_labels else settings.label_mode,
+            horizon_ms=int(settings.horizon_days * DAY_MS),
+        )
+
+    return new_model
