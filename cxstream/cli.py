@@ -133,7 +133,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the WebSocket endpoint, the console, /healthz and /metrics."""
+    """Serve the WebSocket endpoints (/ws for agents, /ingest for channel systems), the console,
+    /healthz and /metrics."""
     from server.app import AlertServer
     from state.redis import redis_url
 
@@ -396,7 +397,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     sent = 0
     batch: list[Event] = []
     last_report = started
-    back = "\r" if sys.stderr.isatty() else ""  # progress overwrites itself on a terminal
     back = "\r" if sys.stderr.isatty() else ""  # progress overwrites itself on a terminal
     for row in rows:
         event = row.event

@@ -62,7 +62,7 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     from cxstream.runtime import tune_gc
     from flows.journey import build_flow
     from state.erasure import forgotten_from
-    from state.recovery import scrub_forgotten
+    from state.recovery import check_format, mark_format, scrub_forgotten
 
     forgotten = forgotten_from(settings)
     recovery = None
@@ -71,7 +71,9 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
         if not directory.exists() or not any(directory.iterdir()):
             directory.mkdir(parents=True, exist_ok=True)
             init_db_dir(directory, workers)
+            mark_format(directory)
             log.info("initialised %d recovery partitions in %s", workers, directory)
+        check_format(directory)  # an older cxstream's snapshots: refused in one line
         scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
         recovery = RecoveryConfig(str(directory))
     flow = build_flow(settings, forgotten=forgotten)

@@ -123,24 +123,6 @@ class ScaledLogReg:
     def __setstate__(self, state: tuple[float, float, float, dict[str, list[float]]]) -> None:
         self.learning_rate, self.l2, self.intercept, self.stats = state
 
-    @classmethod
-    def from_river(cls, pipeline: Any) -> ScaledLogReg:
-        """The same model, from a River pipeline (a snapshot taken before this class)."""
-        scaler, logreg = pipeline["StandardScaler"], pipeline["LogisticRegression"]
-        model = cls(learning_rate=float(logreg.optimizer.learning_rate), l2=float(logreg.l2))
-        model.intercept = float(logreg.intercept)
-        weights = logreg.weights
-        for name, count in scaler.counts.items():
-            var = float(scaler.vars[name])
-            model.stats[name] = [
-                float(count),
-                float(scaler.means[name]),
-                var,
-                var**0.5,
-                float(weights.get(name, 0.0)),
-            ]
-        return model
-
     def raw_one(self, x: dict[str, float]) -> float:
         """The log-odds of ``x``."""
         stats = self.stats
@@ -233,13 +215,6 @@ class BucketedLogReg:
                 return k
         return ""
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # a snapshot from before ScaledLogReg holds River pipelines
-        if not isinstance(state["global_model"], ScaledLogReg):
-            state["global_model"] = ScaledLogReg.from_river(state["global_model"])
-            state["buckets"] = {k: ScaledLogReg.from_river(v) for k, v in state["buckets"].items()}
-        self.__dict__.update(state)
-
     def _model_for(self, x: dict[str, float]) -> ScaledLogReg:
         key = self.bucket(x)
         if self.counts.get(key, 0) >= self.bucket_min:
@@ -292,10 +267,6 @@ class ForestChallenger:
     ) -> None:
         self.model = forest.ARFClassifier(n_models=n_models, seed=seed, leaf_prediction="mc")
         self.features = None if features is None else frozenset(features)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("features", None)  # pickled before the fixed set
-        self.__dict__.update(state)
 
     def _x(self, x: dict[str, float]) -> dict[str, float]:
         keep = self.features
@@ -426,14 +397,6 @@ class ChurnModel:
         self.challenger_card = Scorecard()  # the challenger on one in challenger_every
         self.paired_card = Scorecard()  # the champion on those same examples
         self.evidence_since: int | None = None  # paired examples when the evidence began
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # a model pickled before the paired window existed (a recovery snapshot)
-        state.setdefault("paired_card", Scorecard())
-        state.setdefault("evidence_since", None)
-        self.__dict__.update(state)
-        for m in self._windows():
-            m.inline_refit = False
 
     def _windows(self) -> list[HazardRefit]:
         """The refitted models among champion, challenger and explainer."""

@@ -153,11 +153,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.linked: tuple[str, ...] = ()
         else:
             key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
-            self.profile_due = bool(resume[6:] and resume[6])
-            self.ttl_at = resume[7] if len(resume) > 7 else -math.inf
-            self.late = resume[8] if len(resume) > 8 else 0
-            self.linked = tuple(resume[9]) if len(resume) > 9 else ()
-            self.silences = resume[10] if len(resume) > 10 else 0
+            self.profile_due, self.ttl_at, self.late = bool(resume[6]), resume[7], resume[8]
+            self.linked, self.silences = tuple(resume[9]), resume[10]
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)

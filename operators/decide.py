@@ -101,10 +101,8 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             self.personas = Personas()
         else:
             state = pickle.loads(resume)  # noqa: S301 (ours)
-            self.model, self.n_scored, self.arbiter = state[:3]
-            self.status_at = state[3] if len(state) > 3 else -math.inf
-            self.personas = state[4] if len(state) > 4 else Personas()
-            self.backlog.extend(state[5] if len(state) > 5 else ())
+            self.model, self.n_scored, self.arbiter, self.status_at, self.personas = state[:5]
+            self.backlog.extend(state[5])
             self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
                 # A snapshot from before an erasure: the erased keep nothing here either.

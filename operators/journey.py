@@ -428,7 +428,7 @@ def pack(x: dict[str, float]) -> Packed:
 
 def unpack(packed: Packed) -> dict[str, float]:
     fixed, extras = packed
-    x = dict(zip(FEATURE_NAMES, fixed, strict=False))  # an older snapshot may hold fewer
+    x = dict(zip(FEATURE_NAMES, fixed, strict=True))
     x.update(extras)
     return x
 

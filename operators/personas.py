@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
 
 K = 6
 WARMUP = 200
@@ -115,20 +114,6 @@ class Personas:
         self.n_learned = 0
         self.names: dict[int, str] = {}
         self.sizes = [0] * k  # contacts assigned to each persona since the start
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "kmeans" in state:  # pickled when this was River's scaler and k-means
-            scaler, kmeans = state.pop("scaler"), state.pop("kmeans")
-            state["halflife"] = kmeans.halflife
-            state["scale"] = [
-                [float(scaler.counts[n]), float(scaler.means[n]), float(scaler.vars[n])]
-                for n in NAMES
-            ]
-            state["centers"] = [
-                [float(kmeans.centers[c].get(n, 0.0)) for n in NAMES]
-                for c in range(len(kmeans.centers))
-            ]
-        self.__dict__.update(state)
 
     def _standardised(self, x: dict[str, float], *, learn: bool) -> list[float]:
         out = []

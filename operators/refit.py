@@ -346,22 +346,6 @@ class HazardRefit:
             state["since_fit"] = max(self.since_fit, self.cadence)
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # a model pickled before the window was sampled: every record kept, level 0
-        state.setdefault("level", 0)
-        state.setdefault("keyless", 0)
-        state.setdefault("inline_refit", True)
-        state.setdefault("vocabulary", ())
-        state.setdefault("platt", (0.0, 1.0))
-        state.setdefault("_job", None)
-        state.setdefault("bounds", dict.fromkeys(state.get("weights", {}), (-math.inf, math.inf)))
-        for r in state["records"]:
-            if len(r) == 7:
-                r.extend((0, 0))
-            if isinstance(r[3], tuple):  # extras were (name, value) pairs
-                r[3] = dict(r[3])
-        self.__dict__.update(state)
-
     def _pop(self) -> None:
         self._unindex(self.records.popleft())
 

@@ -33,13 +33,44 @@ from pathlib import Path
 import orjson
 
 from operators.erasure import Forgotten
+from operators.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# The layout of what the stateful steps snapshot.  A recovery directory records the
+# format it was made with; one of another format is refused at start (see check_format).
+SNAPSHOT_FORMAT = 2
+FORMAT_FILE = "cxstream-format"
 EPOCHS_AFTER = 2
 POLL_S = 0.5
 JOURNEY_STEP = "cxstream_journey.journey.%"  # the customer step's state, keyed by customer
 IDENTITY_STEP = "cxstream_journey.identity.%"  # anonymous id -> its customer
+
+
+def mark_format(directory: Path) -> None:
+    """Record in a new recovery directory the snapshot format it holds."""
+    (directory / FORMAT_FILE).write_text(f"{SNAPSHOT_FORMAT}\n")
+
+
+def check_format(directory: Path) -> None:
+    """Refuse, in one line that says what to do, a recovery directory whose snapshots
+    this cxstream does not read (written by an older one, or not by cxstream).
+
+    Pre-1.0, snapshots are not migrated: the state they hold (journeys, pending
+    labels, models) comes back from the event streams still held in Redis.
+    """
+    try:
+        found = (directory / FORMAT_FILE).read_text().strip()
+    except FileNotFoundError:
+        found = "1 (no format file: written before cxstream 0.2)"
+    except OSError as exc:
+        raise ConfigError(f"CX_RECOVERY_DIR={directory}: cannot read {FORMAT_FILE}: {exc}") from exc
+    if found != str(SNAPSHOT_FORMAT):
+        raise ConfigError(
+            f"CX_RECOVERY_DIR={directory} holds snapshots of format {found}; this cxstream "
+            f"reads format {SNAPSHOT_FORMAT}: move it aside (or point CX_RECOVERY_DIR at an "
+            "empty directory) and start again, or run the cxstream that wrote it"
+        )
 
 
 def partitions(directory: Path) -> list[Path]:

@@ -40,3 +40,20 @@ def test_bytewax_runner_refuses_a_second_recovery_directory_in_one_line(tmp_path
         f"-r {tmp_path / 'theirs'}: name one directory"
     ]
     assert not (tmp_path / "ours").exists()  # refused before anything was prepared
+
+
+def test_a_recovery_directory_of_another_snapshot_format_is_refused(tmp_path: Path) -> None:
+    from cxstream.launch import prepare
+    from state.recovery import FORMAT_FILE, SNAPSHOT_FORMAT
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "part-0.sqlite3").write_bytes(b"")  # partitions made by an older cxstream
+    settings = Settings(recovery_dir=old, redis_url="redis://127.0.0.1:1")
+    with pytest.raises(ConfigError, match=r"format 1 .*this cxstream reads format") as e:
+        prepare(settings, workers=1)
+    assert "\n" not in str(e.value)
+    assert "move it aside" in str(e.value)
+    (old / FORMAT_FILE).write_text(f"{SNAPSHOT_FORMAT + 1}\n")  # or a newer one
+    with pytest.raises(ConfigError, match=f"format {SNAPSHOT_FORMAT + 1};"):
+        prepare(settings, workers=1)

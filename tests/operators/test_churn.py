@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import compose, linear_model, optim, preprocessing
 
-from operators.churn import BucketedLogReg, ChurnModel, ScaledLogReg
+from operators.churn import ChurnModel, ScaledLogReg
 
 
 def synthetic(n: int, seed: int = 3) -> list[tuple[dict[str, float], int]]:
@@ -25,8 +25,7 @@ def synthetic(n: int, seed: int = 3) -> list[tuple[dict[str, float], int]]:
 
 
 def _logreg(learning_rate: float, l2: float) -> Any:
-    """River's scaled logistic regression: what ScaledLogReg computes (and what a
-    snapshot from before it holds)."""
+    """River's scaled logistic regression: what ScaledLogReg computes."""
     return compose.Pipeline(
         preprocessing.StandardScaler(),
         linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
@@ -241,23 +240,6 @@ def test_no_promotion_of_an_equal_challenger(
         assert promotions == [0, 0, 0]
 
 
-def test_a_model_pickled_before_the_paired_window_resumes_and_learns() -> None:
-    import pickle
-
-    from operators.churn import ChurnModel
-
-    m = ChurnModel(challenger="arf", challenger_every=2)
-    for x, y in synthetic(50):
-        m.learn_one(x, y)
-    del m.__dict__["paired_card"]  # as an older snapshot has it
-    del m.__dict__["evidence_since"]
-    resumed = pickle.loads(pickle.dumps(m))
-    for x, y in synthetic(50):
-        resumed.learn_one(x, y)
-    assert len(resumed.paired_card.labels) == 25
-    assert resumed.evidence_since is None
-
-
 def _river_and_fused(
     rows: list[tuple[dict[str, float], int]], *, learning_rate: float, l2: float
 ) -> tuple[Any, ScaledLogReg]:
@@ -324,38 +306,6 @@ def test_the_fused_logistic_regression_tracks_river_on_any_input(
         )
 
 
-def test_a_snapshot_with_river_pipelines_resumes_as_the_same_model() -> None:
-    rows = _sparse_rows(1500, seed=5)
-    old: Any = BucketedLogReg(bucket_min=50)
-    # as a snapshot from before ScaledLogReg has it: River pipelines
-    old.global_model = _logreg(old.learning_rate, old.l2)
-    for x, y in rows:
-        key = old.bucket(x)
-        if key not in old.buckets:
-            old.buckets[key] = _logreg(old.learning_rate, old.l2)
-        old.buckets[key].learn_one(x, bool(y))
-        old.counts[key] = old.counts.get(key, 0) + 1
-        old.global_model.learn_one(x, bool(y))
-    blob = pickle.dumps(old)
-
-    def score(x: dict[str, float]) -> float:  # the old model, blended as the champion does
-        key = old.bucket(x)
-        p = float(old.global_model.predict_proba_one(x)[True])
-        if old.counts.get(key, 0) >= old.bucket_min:
-            p = (p + float(old.buckets[key].predict_proba_one(x)[True])) / 2
-        return p
-
-    probes = [x for x, _ in _sparse_rows(100, seed=6)]
-    expected = [score(x) for x in probes]
-    resumed = pickle.loads(blob)
-    assert isinstance(resumed.global_model, ScaledLogReg)
-    assert all(isinstance(b, ScaledLogReg) for b in resumed.buckets.values())
-    assert [resumed.predict_proba_one(x) for x in probes] == pytest.approx(expected, abs=1e-9)
-    for x, y in rows[:100]:  # and goes on learning
-        resumed.learn_one(x, y)
-    assert resumed.counts[""] > old.counts[""]
-
-
 def test_the_forest_sees_only_its_fixed_features_when_given() -> None:
     from operators.churn import ForestChallenger
 
@@ -374,6 +324,3 @@ def test_the_forest_sees_only_its_fixed_features_when_given() -> None:
     assert all(set(x) == {"complaints"} for x in seen)
     everything = ForestChallenger()
     assert everything._x({"a": 1.0, "b": 2.0}) == {"a": 1.0, "b": 2.0}
-    old = ForestChallenger()
-    del old.__dict__["features"]  # as pickled before the fixed set
-    assert pickle.loads(pickle.dumps(old)).features is None

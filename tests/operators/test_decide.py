@@ -179,14 +179,11 @@ def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_boun
     assert d.model.n_learned + len(d.backlog) == 8000
 
 
-def test_the_backlog_survives_a_snapshot_and_an_old_snapshot_resumes() -> None:
+def test_the_backlog_survives_a_snapshot() -> None:
     d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     d.on_batch(examples(40))
     clone = DecideLogic(d.snapshot(), catalog=CATALOG, clock=lambda: 0.0)
     assert len(clone.backlog) == len(d.backlog) > 0
-    model, n_scored, arbiter, status_at, personas, _ = pickle.loads(d.snapshot())
-    old = pickle.dumps((model, n_scored, arbiter, status_at, personas))  # before the backlog
-    assert not DecideLogic(old, catalog=CATALOG, clock=lambda: 0.0).backlog
 
 
 def test_a_silence_updates_the_profiles_risk_and_alerts_nobody() -> None:

@@ -101,22 +101,3 @@ def test_the_personas_cluster_as_rivers_scaler_and_k_means_do() -> None:
         assert got.persona_id == f"p{expected}"
     for c, centre in enumerate(personas.centers):
         assert centre == [pytest.approx(kmeans.centers[c][n], abs=1e-9) for n in NAMES]
-
-
-def test_personas_pickled_with_rivers_models_resume_as_the_same_clusters() -> None:
-    requests, _ = contact_moments(3000, 200)
-    old = Personas(warmup=1)
-    # as a snapshot from before the lists: River's scaler and k-means in the state
-    scaler, kmeans = _river()
-    for req in requests[:-50]:
-        _river_step(scaler, kmeans, req.features)
-    state = {k: v for k, v in old.__dict__.items() if k not in ("scale", "centers", "halflife")}
-    old.__dict__.clear()
-    old.__dict__.update(state, scaler=scaler, kmeans=kmeans)
-    resumed = pickle.loads(pickle.dumps(old))
-    for req in requests[-50:]:
-        expected = _river_step(scaler, kmeans, req.features)
-        got = resumed.learn_predict_one(req.features)
-        assert got is not None
-        assert got.persona_id == f"p{expected}"
-    assert [len(c) for c in resumed.centers] == [len(NAMES)] * K

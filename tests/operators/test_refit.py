@@ -117,25 +117,6 @@ def test_a_value_far_out_scores_as_the_edge_of_what_the_fit_saw() -> None:
     assert Z_CLIP > 3
 
 
-def test_a_model_pickled_before_sampling_resumes() -> None:
-    m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=200), 3000, 100)
-    state = dict(m.__dict__)
-    for name in ("level", "platt", "bounds", "keyless"):
-        del state[name]
-    for r in state["records"]:
-        del r[7:]
-    old = HazardRefit.__new__(HazardRefit)
-    old.__setstate__(state)
-    clone = pickle.loads(pickle.dumps(old))
-    assert clone.level == 0
-    assert clone.platt == (0.0, 1.0)
-    before = clone.predict_proba_one({"a": 1.0, "noise": 0.0})
-    assert 0.0 < before < 1.0
-    _fed(clone, 3000, 100, seed=2)  # learns on, records of old and new shape mixed
-    clone.refit()
-    assert clone.predict_proba_one({"a": 1.0}) > clone.predict_proba_one({"a": 0.0})
-
-
 def test_forget_drops_every_record_of_the_customer() -> None:
     m = _fed(HazardRefit(horizon_ms=H, event_label=1, window=2000, refit_every=200), 500, 100)
     keys = {r[0] for r in list(m.records)[:10]}
