@@ -1,0 +1,59 @@
+"""Argument types shared by the commands: each turns a flag's text into a value or a
+clear error."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def addresses(text: str) -> list[str]:
+    """``host:port;host:port`` -> a list, each checked for a port."""
+    out = [a.strip() for a in text.split(";") if a.strip()]
+    for address in out:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise argparse.ArgumentTypeError(f"{address!r} is not host:port")
+    if not out:
+        raise argparse.ArgumentTypeError("no address given")
+    return out
+
+
+def incident(text: str) -> Any:
+    from operators.simulate import Incident
+
+    try:
+        return Incident.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+
+
+def positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def silence_ratio(text: str) -> float:
+    value = _number(text)
+    if value != 0 and not value >= 1:
+        raise argparse.ArgumentTypeError(f"{value}: use 0 (off) or at least 1")
+    return value

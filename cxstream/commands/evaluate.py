@@ -1,0 +1,142 @@
+"""``cxstream evaluate``: replay a recorded log through the same operators, in event time;
+print the figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cxstream.commands.args import positive_float, positive_int, silence_ratio
+from cxstream.commands.replay import log_format
+from cxstream.settings import Settings
+from operators.errors import CxError
+
+SORT_LIMIT = 5_000_000  # rows evaluate holds (and sorts) in memory, about 2 KB each
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay a recorded log through the same operators, in event time; print the figures."""
+    from cxstream.components import model_factory
+    from operators.evaluate import Evaluator
+    from operators.journey import DAY_MS
+    from state.replay import has_file_labels, read_jsonl, read_stream_csv
+
+    path = Path(args.input)
+    fmt = log_format(path, args.format)
+    labels = args.labels
+    if labels == "auto":
+        labels = "file" if fmt == "stream-csv" and has_file_labels(path) else "engine"
+    if labels == "file" and fmt != "stream-csv":
+        raise CxError("--labels file needs --format stream-csv")
+    horizon_days = args.horizon or settings.horizon_days
+    # the flow's model, from the same code: this run's flags over the settings
+    chosen = replace(
+        settings,
+        challenger=args.challenger,
+        label_mode=args.label_mode,
+        horizon_days=horizon_days,
+        retention_days=max(settings.retention_days, horizon_days),
+    )
+    evaluator = Evaluator(
+        model_factory(chosen, external_labels=labels == "file")(),
+        labels=labels,
+        horizon_ms=int(horizon_days * DAY_MS),
+        label_mode=args.label_mode,
+        score_every=args.score_every,
+        silence_ratio=settings.silence_ratio if args.silence_ratio is None else args.silence_ratio,
+    )
+    rejected: list[tuple[int, str]] = []
+    rows = read_stream_csv(path, rejected) if fmt == "stream-csv" else read_jsonl(path, rejected)
+    started = time.perf_counter()
+    kept: list[Any] = []
+    in_order = True
+    for n, row in enumerate(rows, start=1):
+        if kept and row.event.ts < kept[-1].event.ts:
+            in_order = False
+        kept.append(row)
+        if len(kept) > SORT_LIMIT:
+            raise CxError(
+                f"{path}: more than {SORT_LIMIT:,} rows; split the file by time "
+                "(evaluate sorts up to that many in memory)"
+            )
+        if n % args.progress_every == 0:
+            print(f"evaluate: read {n} rows", file=sys.stderr, flush=True)
+    if not in_order:
+        kept.sort(key=lambda r: r.event.ts)  # stable: rows of one time keep their order
+        print(f"evaluate: sorted {len(kept)} rows by ts", file=sys.stderr, flush=True)
+    for n, row in enumerate(kept, start=1):
+        evaluator.feed(row)
+        if n % args.progress_every == 0:
+            rate = n / (time.perf_counter() - started)
+            print(f"evaluate: {n} events ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+    figures = evaluator.finish()
+    figures.update(
+        events_per_s=round(figures["n_events"] / elapsed, 1) if elapsed > 0 else None,
+        labels=labels,
+        horizon_days=horizon_days,
+        score_every=args.score_every,
+        rejected_rows=len(rejected),
+    )
+    for number, reason in rejected[:5]:
+        print(f"evaluate: row {number} skipped: {reason}", file=sys.stderr)
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The command's arguments."""
+    p = sub.add_parser(
+        "evaluate",
+        help="prequential model check on a recorded log",
+        description=cmd_evaluate.__doc__,
+    )
+    p.add_argument("--input", required=True, help="the log file (.gz allowed)")
+    p.add_argument(
+        "--format",
+        choices=("auto", "stream-csv", "jsonl"),
+        default="auto",
+        help="(auto: jsonl if the file is named .jsonl or .json, else stream-csv)",
+    )
+    p.add_argument(
+        "--labels",
+        choices=("auto", "file", "engine"),
+        default="auto",
+        help="file: the rows' label/label_ts; engine: the engine's own rule; auto: file if present",
+    )
+    p.add_argument(
+        "--label-mode",
+        choices=("cancel", "inactivity"),
+        default="inactivity",
+        help="the engine's rule with --labels engine (inactivity)",
+    )
+    p.add_argument(
+        "--horizon", type=positive_float, default=None, help="H in days (CX_HORIZON_DAYS)"
+    )
+    p.add_argument(
+        "--score-every",
+        type=positive_int,
+        default=1,
+        help="score every K-th event of a customer (1)",
+    )
+    p.add_argument(
+        "--silence-ratio",
+        type=silence_ratio,
+        default=None,
+        help="also score silences this many times a customer's mean gap, learned from and "
+        "reported apart (CX_SILENCE_RATIO, 2; 0: off; engine labels only)",
+    )
+    p.add_argument(
+        "--challenger",
+        choices=("none", "arf"),
+        default="none",
+        help="also run the tree-ensemble challenger (about 10x slower) (none)",
+    )
+    p.add_argument("--progress-every", type=positive_int, default=50_000, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_evaluate)

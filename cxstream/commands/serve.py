@@ -1,0 +1,45 @@
+"""``cxstream serve``: serve the WebSocket endpoints (/ws for agents, /ingest for channel
+systems), the console,"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from cxstream.settings import Settings
+
+log = logging.getLogger("cxstream")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the WebSocket endpoints (/ws for agents, /ingest for channel systems), the console,
+    /healthz and /metrics."""
+    from server.app import AlertServer
+    from state.redis import redis_url
+
+    server = AlertServer(settings, redis_url=redis_url(settings), secret=settings.signing_secret())
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, stopping.set)
+        await server.start()
+        print(f"serving on http://{settings.host}:{server.port}", file=sys.stderr, flush=True)
+        try:
+            await stopping.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(serve())
+    log.info("stopped")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The command's arguments."""
+    p = sub.add_parser("serve", help="serve alerts over WebSocket", description=cmd_serve.__doc__)
+    p.set_defaults(func=cmd_serve)

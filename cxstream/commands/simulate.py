@@ -1,0 +1,164 @@
+"""``cxstream simulate``: stream simulated customer journeys into Redis (or as JSON lines
+with --output)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+
+from cxstream.commands.args import incident, positive_float, positive_int
+from cxstream.runtime import Pacer
+from cxstream.settings import Settings
+from operators.errors import CxError
+from state.keys import KeyNames
+
+if TYPE_CHECKING:
+    from operators.events import Event
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
+    from operators.simulate import SimConfig, Simulator
+
+    if args.purchases is not None:
+        return _purchases(args)
+    config = SimConfig(customers=args.customers, seed=args.seed, incidents=tuple(args.incident))
+    if args.speed is not None:  # event-time seconds per wall second at --rate
+        config = replace(
+            config, customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate)
+        )
+    if args.start_ms is not None:
+        config = replace(config, start_ms=args.start_ms)
+    sim = Simulator(config)
+    try:
+        return _simulate(args, settings, sim)
+    finally:
+        if args.truth is not None:
+            with Path(args.truth).open("w") as f:
+                for row in sim.ground_truth():
+                    f.write(orjson.dumps(row).decode() + "\n")
+            print(
+                f"simulate: ground truth of {sim.joined} customers in {args.truth}", file=sys.stderr
+            )
+
+
+def _write_jsonl(output: str, events: Iterable[Event]) -> None:
+    """Events as JSON lines to the file ``output`` (``-``: stdout)."""
+    from operators.events import encode_event
+
+    with contextlib.ExitStack() as stack:
+        out: TextIO = sys.stdout if output == "-" else stack.enter_context(Path(output).open("w"))
+        for event in events:
+            out.write(encode_event(event).decode() + "\n")
+
+
+def _purchases(args: argparse.Namespace) -> int:
+    """A purchases-only log (see :func:`operators.simulate.purchase_log`) as JSON lines."""
+    from operators.simulate import purchase_log
+
+    if args.output is None:
+        raise CxError("simulate --purchases writes a file: give --output FILE (- = stdout)")
+    if args.truth is not None or args.incident:
+        raise CxError("simulate --purchases takes no --truth or --incident")
+    kwargs: dict[str, Any] = {"start_ms": args.start_ms} if args.start_ms is not None else {}
+    log = purchase_log(customers=args.customers, days=args.purchases, seed=args.seed, **kwargs)
+    if args.events is not None:
+        log = log[: args.events]
+    _write_jsonl(args.output, log)
+    print(
+        f"simulate: {len(log)} purchases of {args.customers} customers over {args.purchases} days"
+        + ("" if args.output == "-" else f" in {args.output}"),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
+    if args.output is not None:
+        _write_jsonl(args.output, sim.take(args.events or 10_000))
+        return 0
+    from state.ingest import xadd_events
+    from state.redis import connect
+
+    client = connect(settings)
+    pace = Pacer(args.rate)
+    sent = 0
+    deadline = time.monotonic() + args.duration if args.duration else None
+    last_report = time.monotonic()
+    try:
+        while (args.events is None or sent < args.events) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            n = pace.due()
+            if args.events is not None:
+                n = min(n, args.events - sent)
+            if n:
+                xadd_events(client, sim.take(n), KeyNames.of(settings))
+                sent += n
+            if time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                print(f"simulate: {sent} events sent", file=sys.stderr)
+            pace.wait()
+    except KeyboardInterrupt:
+        pass
+    print(
+        f"simulate: sent {sent} events ({sim.cancelled} cancellations, {sim.joined} customers)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The command's arguments."""
+    p = sub.add_parser(
+        "simulate", help="simulate customer journeys", description=cmd_simulate.__doc__
+    )
+    p.add_argument("--events", type=positive_int, default=None, help="stop after N events")
+    p.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
+    p.add_argument("--rate", type=positive_float, default=100.0, help="events per second (100)")
+    p.add_argument("--customers", type=positive_int, default=500, help="customers (500)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    p.add_argument("--start-ms", type=int, default=None, help="event time of the start, epoch ms")
+    p.add_argument(
+        "--speed",
+        type=positive_float,
+        default=None,
+        help="event-time seconds per wall second at --rate (default: each customer acts about "
+        "once a day of event time)",
+    )
+    p.add_argument(
+        "--incident",
+        type=incident,
+        action="append",
+        default=[],
+        metavar="TOPIC@START+MINUTES[xSHARE]",
+        help="an outage, billing error...: from START minutes of event time after the start, "
+        "for MINUTES, a SHARE (0.3) of the customers' steps become a complaint on TOPIC; "
+        "repeatable",
+    )
+    p.add_argument(
+        "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="also write each customer's latent churn propensity and action tastes (JSON lines)",
+    )
+    p.add_argument(
+        "--purchases",
+        type=positive_int,
+        default=None,
+        metavar="DAYS",
+        help="instead, a purchases-only log (a retailer's order history: --customers join in "
+        "the first 90 days, buy at rates of their own, stop for good, the rate moves with the "
+        "season) over DAYS days, to --output; check the model on it with cxstream evaluate",
+    )
+    p.set_defaults(func=cmd_simulate)
