@@ -29,7 +29,8 @@ def test_embedded_redis_is_shared_per_data_dir(tmp_path: Path) -> None:
     client.set("k", "v")
     assert embedded(tmp_path).get("k") == b"v"
     client.close()
-    release(tmp_path)
+    release(tmp_path, stop=True)  # the test started it: it stops it (a server left
+    # behind, its folder then deleted by pytest, refuses SIGTERM: it cannot save)
 
 
 def test_unreachable_redis_is_a_clear_error() -> None:
