@@ -323,8 +323,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         due = self._next_silence(self.watermark.now)
         if due is None:
             return deadline
-        silence = due[1]
-        return silence if deadline is None or silence < deadline else deadline
+        return due[1] if deadline is None else min(due[1], deadline)
 
     def expires_at(self) -> float:
         return self.touched_at + self.config.retention_s

@@ -479,8 +479,6 @@ class HazardRefit:
 
     def refit(self) -> None:
         """Refit the window now (a fit under way by :meth:`refit_step` is finished)."""
-        if self._job is None:
-            self._job = self._fit()
         while self.refit_step():
             pass
 
