@@ -351,7 +351,6 @@ class SimulatedAgents:
         self.accepted = 0
 
     def answer(self) -> None:
-        from server.supervisor import answer_fields
         from state.commands import count_answer
         from state.ingest import xadd_events
         from state.keys import ALERTS
@@ -393,10 +392,6 @@ class SimulatedAgents:
             # ... and counted for the supervisor view, as the server counts an agent's answer
             pipe = self.client.pipeline(transaction=False)
             for e in events:
-                a = e.attrs
-                counters = answer_fields(
-                    str(a["action_id"]), str(a["agent_id"]), str(a["response"])
-                )
-                for command in count_answer(counters):
+                for command in count_answer(e):
                     pipe.execute_command(*command)
             pipe.execute()

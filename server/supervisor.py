@@ -37,34 +37,11 @@ from typing import Any
 
 from operators.alerts import band
 from operators.events import RESPONSES
+from state.keys import unescape_queue
 
 RISK_WINDOW_S = 3600.0
 RISK_KEEP = 100_000  # contacts kept for the risk window (the oldest go first)
 RECENT_TRENDS = 10
-
-
-def answer_fields(
-    action_id: str, agent_id: str, response: str, queue: str | None = None
-) -> tuple[str, ...]:
-    """The counters one answer increments in ``cx:nba:answers``: over all queues, and
-    (for an alert of a queue) of its queue.
-
-    >>> answer_fields("offer", "a1", "accepted", "care|vip")[2:]
-    ('qaction|care%7Cvip|offer|accepted', 'qagent|care%7Cvip|a1|accepted')
-    """
-    fields: tuple[str, ...] = (f"action|{action_id}|{response}", f"agent|{agent_id}|{response}")
-    if queue:
-        q = _escape(queue)
-        fields += (f"qaction|{q}|{action_id}|{response}", f"qagent|{q}|{agent_id}|{response}")
-    return fields
-
-
-def _escape(queue: str) -> str:
-    return queue.replace("%", "%25").replace("|", "%7C")
-
-
-def _unescape(queue: str) -> str:
-    return queue.replace("%7C", "|").replace("%25", "%")
 
 
 Table = dict[str, dict[str, int]]
@@ -132,7 +109,7 @@ class SupervisorView:
             if scope in ("qaction", "qagent"):
                 queue, _, rest = rest.partition("|")
                 tables = queue_action if scope == "qaction" else queue_agent
-                table = tables.setdefault(_unescape(queue), {})
+                table = tables.setdefault(unescape_queue(queue), {})
             elif scope in ("action", "agent"):
                 table = by_action if scope == "action" else by_agent
             name, _, response = rest.rpartition("|")

@@ -9,8 +9,9 @@ one field layout and one trimming policy per stream (:mod:`state.keys`).
 >>> names = KeyNames(shards=4)
 >>> add_event(names, Event("e1", "c1", None, 5, "web", "page_view", {}))[:6]
 ('XADD', 'cx:events:1', 'MAXLEN', '~', 10000000, '*')
->>> count_answer(("action|offer|accepted",))
-[('HINCRBY', 'cx:nba:answers', 'action|offer|accepted', 1)]
+>>> answer = {"action_id": "offer", "agent_id": "a1", "response": "accepted"}
+>>> count_answer(Event("e2", "c1", None, 9, "crm", "offer_response", answer))[0]
+('HINCRBY', 'cx:nba:answers', 'action|offer|accepted', 1)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from state.keys import (
     DLQ_MAXLEN,
     EVENTS_MAXLEN,
     KeyNames,
+    answer_fields,
 )
 from state.redis import Command
 
@@ -61,6 +63,15 @@ def mark_answered(event_id: str) -> Command:
     return ("SET", f"{ANSWERED_PREFIX}{event_id}", 1, "NX", "EX", ANSWERED_TTL_S)
 
 
-def count_answer(fields: tuple[str, ...]) -> list[Command]:
-    """The supervisors' counters an answer increments (``server.supervisor.answer_fields``)."""
+def count_answer(event: Event) -> list[Command]:
+    """The supervisors' counters an agent's answer (an ``offer_response``) increments
+    (:func:`state.keys.answer_fields`: over all queues, and of its queue)."""
+    a = event.attrs
+    queue = a.get("queue")
+    fields = answer_fields(
+        str(a["action_id"]),
+        str(a["agent_id"]),
+        str(a["response"]),
+        queue if isinstance(queue, str) else None,
+    )
     return [("HINCRBY", ANSWERS, name, 1) for name in fields]

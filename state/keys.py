@@ -72,3 +72,32 @@ class KeyNames:
         if not self.tagged:
             return profile_key(customer_id)
         return f"{PROFILE_PREFIX}{{{shard_of(customer_id, self.shards)}}}:{customer_id}"
+
+
+# The fields of ANSWERS: the counters one agent's answer increments.
+
+
+def answer_fields(
+    action_id: str, agent_id: str, response: str, queue: str | None = None
+) -> tuple[str, ...]:
+    """The counters one answer increments in ``cx:nba:answers``: over all queues, and
+    (for an alert of a queue) of its queue.
+
+    >>> answer_fields("offer", "a1", "accepted", "care|vip")[2:]
+    ('qaction|care%7Cvip|offer|accepted', 'qagent|care%7Cvip|a1|accepted')
+    """
+    fields: tuple[str, ...] = (f"action|{action_id}|{response}", f"agent|{agent_id}|{response}")
+    if queue:
+        q = escape_queue(queue)
+        fields += (f"qaction|{q}|{action_id}|{response}", f"qagent|{q}|{agent_id}|{response}")
+    return fields
+
+
+def escape_queue(queue: str) -> str:
+    """A queue as it is written inside a field name (``|`` and ``%`` escaped)."""
+    return queue.replace("%", "%25").replace("|", "%7C")
+
+
+def unescape_queue(queue: str) -> str:
+    """The queue of a field name, as :func:`escape_queue` wrote it."""
+    return queue.replace("%7C", "|").replace("%25", "%")

@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+import redis.asyncio as aioredis
 from hiredis import pack_command
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -85,6 +89,25 @@ def connect(settings: Settings) -> redis.Redis:
     except redis.RedisError as exc:
         raise StoreError(f"cannot reach redis at {_safe(url)}: {exc}") from exc
     return client
+
+
+def connect_async(url: str, *, cluster: bool) -> aioredis.Redis:
+    """The asyncio twin of :func:`connect`, for the server (not checked here: the
+    server's first command is).
+
+    A connection idle for a second is checked (PING) before use, and a command that
+    meets a dead one is sent again on a new one: after a Redis restart no stale
+    connection answers for it.  On a cluster it is redis-py's asyncio cluster
+    client, typed as the plain one (the server's commands take one key each).
+    """
+    if cluster:
+        return cast(aioredis.Redis, AsyncRedisCluster.from_url(url))
+    return aioredis.Redis.from_url(
+        url,
+        health_check_interval=1,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.25, base=0.01), 5),
+        retry_on_error=[aioredis.ConnectionError, aioredis.TimeoutError],
+    )
 
 
 Command = tuple[str | bytes | int | float, ...]

@@ -137,8 +137,7 @@ def test_supervisor_sees_trends_the_risk_of_contacts_and_acceptance(
     """A supervisor signs in (token in the URL), and the view fills from a contact
     alert, a trend alert and the agents' answer counts; no page error."""
     need_chromium()
-    from server.supervisor import answer_fields
-    from state.keys import ANSWERS
+    from state.keys import ANSWERS, answer_fields
 
     with running_stack(redis_url, tmp_path) as port:
         token = mint(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.supervisor import RECENT_TRENDS, SupervisorView, answer_fields
+from server.supervisor import RECENT_TRENDS, SupervisorView
+from state.keys import answer_fields
 
 
 def contact(p: object) -> dict[str, object]:

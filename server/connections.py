@@ -1,0 +1,132 @@
+"""One connection's outbound side, and who gets which alert.
+
+Each connection has a bounded send queue drained by its own writer task; a
+client that stops reading fills it and is closed with code 4029 instead of
+slowing anyone else.  :class:`Routes` prefilters the connections an alert can
+be for, so that an alert for one agent does not visit a thousand sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from server.metrics import Metrics
+from server.protocol import (
+    ALL_QUEUES,
+    CLOSE_TOO_SLOW,
+    AgentSession,
+    Close,
+    Ignored,
+    IngestSession,
+    Send,
+)
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE_FRAMES = 256
+FLUSH_TRIES = 50  # how many times flush() waits 1 ms for the queue to drain
+
+
+class Connection:
+    """One client: its protocol session and its bounded outbound queue."""
+
+    def __init__(
+        self, conn: ServerConnection, session: AgentSession | IngestSession, metrics: Metrics
+    ) -> None:
+        self.conn = conn
+        self.session = session
+        self.metrics = metrics
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_FRAMES)
+        self.slow = False
+        self.pending = True  # not authenticated yet: counted against CX_MAX_UNAUTHENTICATED
+        self.stats_seen: dict[str, Any] | None = None  # the last supervisor view sent
+
+    def enqueue(self, frame: str) -> bool:
+        """Queue ``frame``; a full queue closes the client as too slow (False)."""
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            if not self.slow:
+                self.slow = True
+                self.session.closed = True
+                self.metrics.dropped.inc()
+                log.warning(
+                    "closing a client that stopped reading (%d frames queued)", SEND_QUEUE_FRAMES
+                )
+                self.close_soon(CLOSE_TOO_SLOW, "too slow")
+            return False
+        return True
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close without waiting (from code that must not block on this client)."""
+        asyncio.get_running_loop().create_task(self.conn.close(code, reason))
+
+    async def flush(self) -> None:
+        """Let queued frames (e.g. the error before a close) go out first."""
+        for _ in range(FLUSH_TRIES):
+            if self.queue.empty():
+                return
+            await asyncio.sleep(0.001)
+
+    async def write(self) -> None:
+        """The writer task: queued frames to the socket, until ``None`` or a close."""
+        with contextlib.suppress(ConnectionClosed):
+            while (frame := await self.queue.get()) is not None:
+                await self.conn.send(frame)
+
+    def deliver(self, stream_id: str, alert: dict[str, Any]) -> None:
+        """A live alert through the session to the queue (counted, and timed from
+        ``emitted_at``)."""
+        session = self.session
+        if not isinstance(session, AgentSession):
+            return
+        emitted = alert.get("emitted_at")
+        for action in session.alert(stream_id, alert):
+            if isinstance(action, Send):
+                if self.enqueue(action.frame):
+                    self.metrics.delivered.inc()
+                    if isinstance(emitted, int):
+                        self.metrics.latency.observe(max(0.0, time.time() - emitted / 1000))
+            elif isinstance(action, Ignored):
+                self.metrics.ignored.inc()
+            elif isinstance(action, Close):  # too many held during a replay (error sent)
+                self.close_soon(action.code, action.reason)
+
+
+class Routes:
+    """Which connections an alert can be for: by agent id, by queue, supervisors.
+
+    A prefilter; each candidate's :meth:`AgentSession.wants` still decides.
+    """
+
+    def __init__(self, clients: set[Connection]) -> None:
+        self.by_agent: dict[str, list[Connection]] = {}
+        self.by_queue: dict[str, list[Connection]] = {}
+        self.supervisors: list[Connection] = []
+        for client in clients:
+            session = client.session
+            if not isinstance(session, AgentSession) or session.claims is None:
+                continue
+            self.by_agent.setdefault(session.claims.agent_id, []).append(client)
+            for queue in session.queues:
+                self.by_queue.setdefault(queue, []).append(client)
+            if session.claims.role == "supervisor":
+                self.supervisors.append(client)
+
+    def candidates(self, alert: dict[str, Any]) -> list[Connection]:
+        found: list[Connection] = []
+        agent, queue = alert.get("agent_id"), alert.get("queue")
+        if isinstance(agent, str):
+            found += self.by_agent.get(agent, ())
+        if isinstance(queue, str):
+            found += self.by_queue.get(queue, ())
+            found += self.by_queue.get(ALL_QUEUES, ())
+        found += self.supervisors
+        return list(dict.fromkeys(found)) if len(found) > 1 else found

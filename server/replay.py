@@ -1,0 +1,41 @@
+"""Resume: the alerts a reconnecting agent missed, before the live ones.
+
+While the pages go out the session holds the live alerts; after the last page
+(or an outage) :meth:`AgentSession.replayed` releases them, after what was
+replayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from server.connections import Connection
+from server.protocol import Action, AgentSession, Ingest, Send
+from server.pump import AlertFeed
+
+
+async def replay(
+    client: Connection,
+    feed: AlertFeed,
+    after: str,
+    act: Callable[[Connection, Sequence[Action | Ingest]], Awaitable[None]],
+) -> None:
+    """The alerts after ``after`` that ``client`` wants, then the live ones it held
+    (through ``act``)."""
+    session = client.session
+    assert isinstance(session, AgentSession)
+    try:
+        async with contextlib.aclosing(feed.after(after)) as pages:
+            async for page in pages:
+                if session.closed:
+                    break
+                for entry_id, alert in page:
+                    for action in session.alert(entry_id, alert, replay=True):
+                        if isinstance(action, Send):
+                            # a resuming client waits for queue space, it is not dropped
+                            await client.queue.put(action.frame)
+                            client.metrics.delivered.inc()
+    finally:
+        # on an outage too: the live alerts held go out, after what was replayed
+        await act(client, session.replayed())
