@@ -1,5 +1,10 @@
 # make demo: everything on the embedded default.  make test: lint, types, the whole suite.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The first of python3.11, python3.12, python3 that runs and is 3.11 or 3.12 (or PYTHON=...).
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for p in python3.11 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,6 +14,7 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "cxstream needs Python 3.11 or 3.12: none found (set PYTHON=/path/to/python3.12)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

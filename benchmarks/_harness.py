@@ -96,6 +96,7 @@ class Stack:
             "REDIS_URL": self.redis_url,
             "CX_SECRET": self.secret.reveal(),
             "CX_PORT": str(self.port),
+            "CX_HTTP_PORT": str(free_port()),
             "CX_DATA_DIR": str(self.folder),
             "CX_LOG_LEVEL": "WARNING",
             **(extra_env or {}),

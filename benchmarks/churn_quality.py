@@ -11,7 +11,7 @@ before the outcome is known).
 
     python benchmarks/churn_quality.py                     # 600,000 simulated events
     python benchmarks/churn_quality.py --quick             # 100,000
-    python benchmarks/churn_quality.py --bpic bpic2012_stream.csv.gz    # a BPIC 2012 stream CSV
+    python benchmarks/churn_quality.py --bpic data/bpic2012_stream.csv.gz  # a BPIC 2012 stream CSV
 
 Prints JSON as its last line and appends it to benchmarks/RESULTS.md.
 """

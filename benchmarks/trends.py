@@ -19,7 +19,7 @@ plain loop over events in event time, with the flow's default settings
 
     python benchmarks/trends.py                 # 5,000 customers, 30 normal days, 20 trials
     python benchmarks/trends.py --quick         # 2,000 customers, 10 days, 8 trials
-    python benchmarks/trends.py --data DIR      # bpic2012_stream.csv.gz, helpdesk_stream.csv.gz
+    python benchmarks/trends.py --data data     # the shipped real logs (data/README.md)
 
 Prints JSON as its last line and appends it to benchmarks/RESULTS.md.
 """

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 from cxstream.commands import (
     demo,
@@ -23,6 +28,7 @@ from cxstream.commands import (
     simulate,
     token,
 )
+from cxstream.demo import follow_running_demo
 from cxstream.launch import configure_logging
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -48,14 +54,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _exit_on_signals()
     try:
         settings = Settings.from_env()
+        if getattr(args, "follows_demo", False):
+            settings = follow_running_demo(settings, dict(os.environ))
         configure_logging(settings)
         code: int = args.func(args, settings)
     except CxError as exc:
         print(f"cxstream: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"cxstream: {args.command} interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+        return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return code
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _exit_on_signals() -> dict[int, Any]:
+    """SIGINT, SIGTERM and SIGHUP end a command as Ctrl-C does, so that it cleans up
+    (the embedded Redis it was the last to use stops), even when it was started with
+    SIGINT ignored (in the background of a shell).  Commands that stop in their own
+    way (run, serve, demo) install their handlers over these."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # signals can only be set from the main thread (tests call main() too)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    return {s: signal.signal(s, _interrupt) for s in signals}
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ it started, by their PIDs, and then Redis.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -19,21 +19,25 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
 
-from cxstream.settings import Secret, Settings
+from cxstream.settings import Settings
 from operators.errors import CxError
 from operators.events import Event
 
 READY_TIMEOUT_S = 60.0
+STATUS_AUC_LABELS = 200  # the status line shows the model's AUC from this many labels
+PRELOAD_NOTE_S = 5.0  # while the flow reads the preload, a line this often
+RUNNING_FILE = "demo.pid"  # in the demo's folder while it runs: its pid
 STOP_GRACE_S = 10.0
 
 
 def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM or SIGHUP: stop as on Ctrl-C."""
+    """SIGINT, SIGTERM or SIGHUP: stop as on Ctrl-C."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -49,7 +53,6 @@ class Demo:
         import redis
 
         from cxstream.runtime import Pacer
-        from operators.decide import WARMUP_EXAMPLES
         from operators.simulate import Incident, SimConfig, Simulator
         from server.tokens import mint
         from state.ingest import xadd_events
@@ -59,16 +62,22 @@ class Demo:
         if settings.redis_cluster:
             raise CxError("the demo runs on one Redis: unset CX_REDIS_CLUSTER")
         _check_port_free(settings.host, settings.port)
+        if settings.api_port:
+            _check_port_free(settings.host, settings.api_port, "CX_HTTP_PORT", "http api")
         url = self._redis()
-        secret = settings.secret or Secret(secrets.token_urlsafe(48))
+        # kept in the demo's folder (a new one each run), where `cxstream token` finds it
+        secret = replace(settings, data_dir=self.folder).signing_secret()
+        running = self.folder / RUNNING_FILE
+        running.write_text(f"{os.getpid()}\n")
         env = {
             **os.environ,
             "REDIS_URL": url,
             "CX_SECRET": secret.reveal(),
             "CX_HOST": settings.host,
             "CX_PORT": str(settings.port),
+            "CX_HTTP_PORT": str(settings.api_port),
             "CX_SHARDS": str(settings.shards),
-            "CX_DATA_DIR": str(self.folder),
+            "CX_DATA_DIR": str(self.folder.resolve()),
         }
         env.setdefault("CX_HORIZON_DAYS", "7")
         env.setdefault("CX_RETENTION_DAYS", "30")
@@ -76,8 +85,10 @@ class Demo:
         # watched over 6-hour windows, so the demo's outage stands out of its noise.
         env.setdefault("CX_TREND_WINDOW_MIN", "360")
         client = redis.Redis.from_url(url)
-        # `kill` and a closed terminal stop the demo as Ctrl-C does: children and Redis too
-        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+        # `kill` and a closed terminal stop the demo as Ctrl-C does: children and Redis too;
+        # Ctrl-C is set too, for a demo started in the background (SIGINT ignored there)
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, _interrupt) for s in signals}
         try:
             self._start("dataflow", ["run"], env)
             self._start("server", ["serve"], env)
@@ -143,7 +154,8 @@ class Demo:
                         ).items()
                     }
                     learned = int(orjson.loads(model.get("n_learned", b"0")))
-                    auc = orjson.loads(model["roc_auc"]) if learned >= WARMUP_EXAMPLES else None
+                    # on its first labels the AUC is noise (it can sit under 0.5, a coin's)
+                    auc = orjson.loads(model["roc_auc"]) if learned >= STATUS_AUC_LABELS else None
                     connected = self._connections(f"{base}/healthz")
                     dt = now - last[0]
                     line = (
@@ -204,6 +216,8 @@ class Demo:
 
         sent = 0
         last = None
+        days = (until_ms - sim.config.start_ms) / 86_400_000
+        print(f"preloading {days:g} days of simulated journeys ...", flush=True)
         while last is None or last.ts < until_ms:
             batch: list[Event] = []
             while len(batch) < 1000:
@@ -214,13 +228,22 @@ class Demo:
             xadd_events(client, batch, self.settings.shards)
             sent += len(batch)
         if last is not None:
-            deadline = time.monotonic() + READY_TIMEOUT_S
+            started = time.monotonic()
+            deadline = started + READY_TIMEOUT_S
+            next_note = started + PRELOAD_NOTE_S
             key = profile_key(last.key)
+            print(f"sent {sent} events; the dataflow is reading them", flush=True)
             while time.monotonic() < deadline:
                 self._check_children()
                 seen = client.hget(key, "last_event_ts")
                 if seen is not None and orjson.loads(seen) >= last.ts:
                     break
+                if time.monotonic() >= next_note:
+                    next_note += PRELOAD_NOTE_S
+                    waited = time.monotonic() - started
+                    print(
+                        f"  ... still reading ({waited:.0f} s; it starts, then learns)", flush=True
+                    )
                 time.sleep(0.1)
         return sent
 
@@ -276,6 +299,7 @@ class Demo:
                     f"  (trends, risk of contacts, acceptance by action and agent; {outage})",
                     f"  websocket      ws{base[4:]}/ws",
                     f"  health         {base}/healthz   metrics {base}/metrics",
+                    *self._api_line(),
                     f"  redis          {url}",
                     f"  logs           {self.folder / 'logs'}",
                     "  next           watch alerts arrive, answer them with the buttons;",
@@ -285,6 +309,14 @@ class Demo:
             ),
             flush=True,
         )
+
+    def _api_line(self) -> list[str]:
+        """Where the HTTP API listens (when its port is known)."""
+        port = self.settings.api_port
+        if not port:
+            return []
+        base = f"http://{self.settings.host}:{port}/v1"
+        return [f"  http api       {base}/events (POST)   {base}/customers/ID (GET)"]
 
     def _stop(self) -> None:
         for _name, proc, _ in self.children:
@@ -300,6 +332,8 @@ class Demo:
                 proc.wait()
             log_file.close()
         self.children.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.folder / RUNNING_FILE)
         if self.redis_handle is not None:
             from state.redis import release
 
@@ -314,7 +348,7 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _check_port_free(host: str, port: int) -> None:
+def _check_port_free(host: str, port: int, variable: str = "CX_PORT", what: str = "server") -> None:
     """Refuse to start when the port is taken (e.g. another demo is still running)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
@@ -323,8 +357,8 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise CxError(
-                f"cannot use {host}:{port} for the server: {reason} "
-                "(is another cxstream demo running?); set CX_PORT to another port"
+                f"cannot use {host}:{port} for the {what}: {reason} "
+                f"(is another cxstream demo running?); set {variable} to another port"
             ) from exc
 
 
@@ -395,3 +429,29 @@ class SimulatedAgents:
                 for command in count_answer(e):
                     pipe.execute_command(*command)
             pipe.execute()
+
+
+def running_demo(settings: Settings) -> Path | None:
+    """The folder of the demo running from this data folder, if one runs."""
+    folder = settings.data_dir / "demo"
+    try:
+        pid = int((folder / RUNNING_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # none written, unreadable, or its process is gone
+        return None
+    return folder
+
+
+def follow_running_demo(settings: Settings, environ: dict[str, str]) -> Settings:
+    """While the demo runs, a command given neither CX_DATA_DIR nor REDIS_URL uses the
+    demo's folder: its embedded Redis and its signing key (said on stderr)."""
+    if "CX_DATA_DIR" in environ or settings.redis_url:
+        return settings
+    folder = running_demo(settings)
+    if folder is None:
+        return settings
+    print(
+        f"cxstream: the demo is running: using its folder {folder} (set CX_DATA_DIR to choose)",
+        file=sys.stderr,
+    )
+    return replace(settings, data_dir=folder)

@@ -303,6 +303,19 @@ class Settings:
         _int,
         ("port of the server (WebSocket, console, health, metrics)"),
     )
+    http_port: int | None = _setting(
+        None,
+        "CX_HTTP_PORT",
+        "Server and agents",
+        _int,
+        (
+            "port of the server's HTTP API on `CX_HOST`: `POST /v1/events`, `POST /v1/segment` "
+            "(channel systems' webhooks) and `GET /v1/customers/{id}` (the 360 profile), see "
+            "`docs/contracts.md`; `0`: a free port. Absent, it follows `CX_PORT` (a free "
+            "port when that is `0`), so that two servers given two ports do not meet on a third"
+        ),
+        shown="`CX_PORT` + 1: `8766`",
+    )
     origins: tuple[str, ...] = _setting(
         (),
         "CX_ORIGINS",
@@ -509,8 +522,14 @@ class Settings:
             raise ConfigError(f"CX_SHARDS={self.shards}: must be between 1 and 1024")
         if self.model_shards < 1 or self.model_shards > 1024:
             raise ConfigError(f"CX_MODEL_SHARDS={self.model_shards}: must be between 1 and 1024")
-        if not 0 < self.port < 65536 and self.port != 0:
+        if not 0 <= self.port < 65536:
             raise ConfigError(f"CX_PORT={self.port}: not a tcp port")
+        if not 0 <= self.api_port < 65536:
+            raise ConfigError(f"CX_HTTP_PORT={self.api_port}: not a tcp port")
+        if self.port == self.api_port != 0:
+            raise ConfigError(
+                f"CX_HTTP_PORT={self.api_port}: the same port as CX_PORT; use another one"
+            )
         if self.label_mode not in ("cancel", "inactivity"):
             raise ConfigError(f"CX_LABEL_MODE={self.label_mode!r}: use cancel or inactivity")
         if self.horizon_days <= 0 or self.retention_days <= 0:
@@ -561,6 +580,19 @@ class Settings:
             if raw is not None and raw.strip() != "":
                 values[f.name] = f.metadata["parse"](f.metadata["env"], raw)
         return cls(**values)
+
+    @property
+    def api_port(self) -> int:
+        """The HTTP API's port: CX_HTTP_PORT, else CX_PORT + 1 (0, a free port, with 0).
+
+        >>> Settings().api_port, Settings(port=9000).api_port, Settings(port=0).api_port
+        (8766, 9001, 0)
+        >>> Settings(port=9000, http_port=8080).api_port
+        8080
+        """
+        if self.http_port is not None:
+            return self.http_port
+        return self.port + 1 if self.port else 0
 
     @property
     def shard_set(self) -> tuple[int, ...]:

@@ -77,6 +77,7 @@ def build_alert(
 ) -> dict[str, Any]:
     """The alert contract of DESIGN.md, as a JSON-ready dict."""
     attrs = event.attrs
+    alternative_titles = decision.alternative_titles or tuple(a for a, _ in decision.alternatives)
     return {
         "alert_id": alert_id(kind, event.event_id),
         "kind": kind,
@@ -106,7 +107,11 @@ def build_alert(
             "score": decision.score,
             "p_accept": decision.p_accept,
             "why": decision.why,
-            "alternatives": [{"action_id": a, "score": s} for a, s in decision.alternatives],
+            "reason": decision.reason,
+            "alternatives": [
+                {"action_id": a, "score": s, "title": t}
+                for (a, s), t in zip(decision.alternatives, alternative_titles, strict=True)
+            ],
             "excluded": dict(decision.excluded),
             "policy": policy_version,
         },

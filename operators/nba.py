@@ -325,6 +325,81 @@ class Decision:
     excluded: Mapping[str, str]
     segment: str
     control: bool = False
+    reason: str = ""  # the why in one sentence of plain words, for the agent
+    alternative_titles: tuple[str, ...] = ()  # the titles of ``alternatives``, in order
+
+
+# A condition ``feature >= 1`` (or ``> 0``) on a count, said of the customer.
+_HAS: Mapping[str, str] = {
+    "complaints_open": "the customer has an open complaint",
+    "complaints_total": "the customer has complained before",
+    "payment_failures_30d": "a payment failed in the last 30 days",
+    "contacts_7d": "the customer contacted us in the last 7 days",
+    "offers_declined": "the customer declined an offer before",
+    "offers_accepted": "the customer accepted an offer before",
+    "purchases": "the customer has bought from us",
+    "cart_abandons": "the customer abandoned a cart",
+    "channel_switches_24h": "the customer switched channels today",
+}
+# Other features, named for a sentence.
+_NAMES: Mapping[str, str] = {
+    "tenure_days": "days as a customer",
+    "days_since_last": "days since the last interaction",
+    "contacts_7d": "contacts in 7 days",
+    "complaints_open": "open complaints",
+    "complaints_total": "complaints",
+    "payment_failures_30d": "failed payments in 30 days",
+    "purchases": "purchases",
+    "nps": "NPS",
+    "csat": "CSAT",
+    "sentiment": "sentiment",
+}
+_OP_WORDS: Mapping[str, str] = {
+    ">": "above",
+    ">=": "at least",
+    "<": "below",
+    "<=": "at most",
+    "==": "exactly",
+}
+
+
+def condition_words(c: Condition) -> str:
+    """A catalog condition as an agent would say it.
+
+    >>> condition_words(Condition.parse("complaints_open >= 1"))
+    'the customer has an open complaint'
+    >>> condition_words(Condition.parse("churn_probability >= 0.4"))
+    'the churn risk is at least 40%'
+    >>> condition_words(Condition.parse("tenure_days < 30"))
+    'days as a customer below 30'
+    """
+    if c.feature == "churn_probability":
+        return f"the churn risk is {_OP_WORDS[c.op]} {c.value * 100:.0f}%"
+    if c.feature in _HAS and (c.op, c.value) in ((">=", 1.0), (">", 0.0)):
+        return _HAS[c.feature]
+    name = _NAMES.get(c.feature, c.feature.replace("_", " "))
+    return f"{name} {_OP_WORDS[c.op]} {c.value:g}"
+
+
+def plain_reason(action: Action, n_eligible: int) -> str:
+    """Why ``action`` is recommended, in one sentence without numbers to decode.
+
+    >>> a = Action("fix", "Fix it", "Let me fix it.", "serve", 10.0,
+    ...            when=(Condition.parse("complaints_open >= 1"),))
+    >>> plain_reason(a, 3)  # doctest: +NORMALIZE_WHITESPACE
+    'The customer has an open complaint; of the 3 actions that fit,
+     it is the likeliest to pay off.'
+    >>> plain_reason(Action("thanks", "Thank them", "Thank you.", "serve", 1.0), 1)
+    'It is the only action that fits this contact.'
+    """
+    met = " and ".join(condition_words(c) for c in action.when)
+    rest = (
+        "it is the only action that fits this contact"
+        if n_eligible <= 1
+        else f"of the {n_eligible} actions that fit, it is the likeliest to pay off"
+    )
+    sentence = f"{met}; {rest}." if met else f"{rest}."
+    return sentence[0].upper() + sentence[1:]
 
 
 def _relevance(goal: str, churn_probability: float) -> float:
@@ -400,7 +475,17 @@ class Arbiter:
             f"= {best_score:.1f}; eligible: {met}; segment {seg}"
         )
         alternatives = tuple((a.action_id, round(s, 2)) for s, _, a in scored[1:4])
-        return Decision(best, round(best_score, 2), round(p, 4), why, alternatives, excluded, seg)
+        return Decision(
+            best,
+            round(best_score, 2),
+            round(p, 4),
+            why,
+            alternatives,
+            excluded,
+            seg,
+            reason=plain_reason(best, len(scored)),
+            alternative_titles=tuple(a.title for _, _, a in scored[1:4]),
+        )
 
     def candidates(
         self,

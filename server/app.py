@@ -1,7 +1,9 @@
 """The ``websockets`` adapter: moves bytes between sockets, Redis and the protocol.
 
 One process serves, on one port: ``/ws`` (agents and supervisors), ``/ingest``
-(channel systems), ``/`` (the agent console), ``/healthz`` and ``/metrics``.
+(channel systems), ``/`` (the agent console), ``/healthz`` and ``/metrics``; and on
+a second port (``CX_HTTP_PORT``) the HTTP API: ``POST /v1/events``,
+``POST /v1/segment``, ``GET /v1/customers/{id}``.
 :class:`AlertServer` puts the parts together, one module a concern:
 
 - :mod:`server.protocol`: what each message means (sans I/O);
@@ -10,7 +12,8 @@ One process serves, on one port: ``/ws`` (agents and supervisors), ``/ingest``
 - :mod:`server.replay`: resume after a reconnect;
 - :mod:`server.ingest`: what clients write (events, answers);
 - :mod:`server.stats`: the supervisors' view, every few seconds;
-- :mod:`server.endpoints`: the HTTP endpoints on the same port.
+- :mod:`server.endpoints`: the HTTP endpoints on the same port;
+- :mod:`server.rest_server` (and :mod:`server.rest`, sans I/O): the HTTP API.
 
 Several servers can run on one Redis: each reads the whole alert stream and
 delivers to its own connections.
@@ -53,6 +56,7 @@ from server.protocol import (
 )
 from server.pump import Alert, AlertFeed
 from server.replay import replay
+from server.rest_server import RestServer
 from server.stats import STATS_INTERVAL_S, StatsSender
 from server.supervisor import SupervisorView
 from state.keys import KeyNames
@@ -89,6 +93,9 @@ class AlertServer:
         self.writes = Writes(self.redis, KeyNames.of(settings), self.metrics)
         self.stats = StatsSender(self.redis, self.view, interval_s=stats_interval_s)
         self.endpoints = Endpoints(self.metrics, lambda: len(self.clients))
+        self.rest = RestServer(
+            settings, redis=self.redis, writes=self.writes, secret=secret, metrics=self.metrics
+        )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = settings.port
@@ -117,13 +124,30 @@ class AlertServer:
             raise CxError(f"cannot listen on {where}: {reason}; set CX_HOST/CX_PORT") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        try:
+            await self.rest.start()
+        except CxError:
+            self._server.close()
+            await self._server.wait_closed()
+            await self.redis.aclose()
+            raise
         self._tasks = [
             asyncio.create_task(self.feed.follow(start_id, self._on_alert), name="alert-pump"),
             asyncio.create_task(self.stats.run(self.routes), name="supervisor-stats"),
         ]
         log.info(
-            "serving on http://%s:%d (alerts after %s)", self.settings.host, self.port, start_id
+            "serving on http://%s:%d, http api on http://%s:%d (alerts after %s)",
+            self.settings.host,
+            self.port,
+            self.settings.host,
+            self.http_port,
+            start_id,
         )
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP API's port (the one bound, once started)."""
+        return self.rest.port
 
     async def stop(self) -> None:
         self.feed.closing = self.stats.closing = True
@@ -138,6 +162,7 @@ class AlertServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        await self.rest.stop()
         try:
             await asyncio.wait_for(self.redis.aclose(), STOP_TASKS_S)
         except TimeoutError:

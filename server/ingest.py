@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from operators.events import Event, Rejected
 from server.metrics import Metrics
-from server.protocol import Ingest
+from server.protocol import Ingest, ack_fields
 from state.commands import add_event, count_answer, dead_letter, mark_answered
 from state.keys import KeyNames
 
@@ -46,6 +46,12 @@ class Writes:
     async def ingest(self, batch: Ingest) -> str:
         """XADD the valid events, dead-letter the others; the ``ack`` frame with the
         stream ids and the reasons."""
+        ids = await self.write_batch(batch)
+        return orjson.dumps({"type": "ack", **ack_fields(batch, ids)}).decode()
+
+    async def write_batch(self, batch: Ingest) -> list[str]:
+        """XADD the valid events, dead-letter the others (source ``ingest``, entry id the
+        index in the batch); the stream ids of the events, in order."""
         pipe = self.redis.pipeline(transaction=False)
         for event in batch.events:
             pipe.execute_command(*add_event(self.names, event))
@@ -56,9 +62,4 @@ class Writes:
         results = await pipe.execute()
         ids = [r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(batch.events)]]
         self.metrics.published.inc(len(batch.events))
-        ack = {
-            "type": "ack",
-            "stream_ids": ids,
-            "rejected": [{"index": i, "reason": reason} for i, reason, _ in batch.rejected],
-        }
-        return orjson.dumps(ack).decode()
+        return ids

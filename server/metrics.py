@@ -29,6 +29,12 @@ class Metrics:
             "cx_ws_slow_clients_dropped", "clients closed as too slow", registry=r
         )
         self.published = Counter("cx_feedback_events", "acks and outcomes written back", registry=r)
+        self.http = Counter(
+            "cx_http_requests",
+            "requests the http api answered, by route (events, segment, customers) and status",
+            ["route", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
             "cx_alert_delivery_seconds",
             "alert emitted_at to frame queued",

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,14 @@ import orjson
 
 from cxstream.settings import Secret
 from operators.errors import AuthError, InvalidEvent
-from operators.events import RESPONSES, Event, encodable, event_from_obj
+from operators.events import (
+    MAX_EVENT_BYTES,
+    RESPONSES,
+    Event,
+    encodable,
+    encode_event,
+    event_from_obj,
+)
 from server.tokens import Claims, verify
 
 AUTH_TIMEOUT_S = 10.0
@@ -458,7 +466,7 @@ class IngestSession:
                 claims = verify(self.secret, msg.get("token"), now=now)
             except AuthError as exc:
                 return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
-            if claims.role not in ("ingest", "privacy"):
+            if claims.role not in INGEST_ROLES:
                 return self._fail(
                     CLOSE_FORBIDDEN, "forbidden", "/ingest needs an ingest or privacy token"
                 )
@@ -471,22 +479,68 @@ class IngestSession:
         items = msg if isinstance(msg, list) else [msg]
         if len(items) > MAX_EVENTS_PER_MESSAGE:
             return [error("too_many", f"at most {MAX_EVENTS_PER_MESSAGE} events per message")]
-        events: list[Event] = []
-        rejected: list[tuple[int, str, bytes]] = []
-        privacy = self.claims.role == "privacy"
-        for index, item in enumerate(items):
-            try:
-                event = event_from_obj(item)
-            except InvalidEvent as exc:
-                rejected.append((index, str(exc), encodable(item)))
-                continue
-            if (event.type == "forget") != privacy:
-                reason = (
-                    "forbidden: a privacy token sends forget events only"
-                    if privacy
-                    else "forbidden: forget needs a privacy token"
-                )
-                rejected.append((index, reason, encodable(item)))
-                continue
-            events.append(event)
-        return [Ingest(tuple(events), tuple(rejected))]
+        return [check_events(enumerate(items), role=self.claims.role)]
+
+
+INGEST_ROLES = ("ingest", "privacy")  # who may send events: /ingest and POST /v1/events
+
+
+def check_events(
+    items: Iterable[tuple[int, object]],
+    *,
+    role: str,
+    convert: Callable[[object], object] | None = None,
+    large: bool = False,
+) -> Ingest:
+    """The events of one batch sent by a channel system, validated: every writer of
+    events from outside (``/ingest``, ``POST /v1/events``, ``POST /v1/segment``) goes
+    through here, so each event meets one contract and one access rule.
+
+    ``items``: (index, decoded JSON value); ``role``: the sender's token role (a
+    ``forget`` needs ``privacy``, which sends nothing else); ``convert``: a mapping
+    applied to each item first (e.g. :func:`operators.segment.from_segment`), which
+    raises :class:`InvalidEvent`; ``large``: the batch came in more than
+    :data:`~operators.events.MAX_EVENT_BYTES`, so each event's size is checked too.
+    A rejected item keeps its JSON as sent, for the dead-letter stream.
+
+    >>> ok = {"event_id": "e1", "customer_id": "c1", "ts": 1, "channel": "web", "type": "x"}
+    >>> batch = check_events(enumerate([ok, {**ok, "channel": "fax"}]), role="ingest")
+    >>> [e.event_id for e in batch.events], [r[:2] for r in batch.rejected]
+    (['e1'], [(1, "channel unknown: 'fax'")])
+    >>> check_events([(0, {**ok, "type": "forget"})], role="ingest").rejected[0][1]
+    'forbidden: forget needs a privacy token'
+    """
+    events: list[Event] = []
+    rejected: list[tuple[int, str, bytes]] = []
+    privacy = role == "privacy"
+    for index, item in items:
+        try:
+            event = event_from_obj(item if convert is None else convert(item))
+            if large and len(encode_event(event)) > MAX_EVENT_BYTES:
+                raise InvalidEvent("too large", f"more than {MAX_EVENT_BYTES} bytes as json")
+        except InvalidEvent as exc:
+            rejected.append((index, str(exc), encodable(item)))
+            continue
+        if (event.type == "forget") != privacy:
+            reason = (
+                "forbidden: a privacy token sends forget events only"
+                if privacy
+                else "forbidden: forget needs a privacy token"
+            )
+            rejected.append((index, reason, encodable(item)))
+            continue
+        events.append(event)
+    return Ingest(tuple(events), tuple(rejected))
+
+
+def ack_fields(batch: Ingest, stream_ids: Sequence[str]) -> dict[str, Any]:
+    """What a sender is told of a written batch: the stream ids of its accepted events,
+    in order, and the index and reason of each rejected one.
+
+    >>> ack_fields(Ingest((), ((2, "not json", b"{"),)), [])
+    {'stream_ids': [], 'rejected': [{'index': 2, 'reason': 'not json'}]}
+    """
+    return {
+        "stream_ids": list(stream_ids),
+        "rejected": [{"index": i, "reason": reason} for i, reason, _ in batch.rejected],
+    }

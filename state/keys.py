@@ -35,6 +35,7 @@ ANSWERED_PREFIX = "cx:answered:"  # + the answer's event id: counted already (ex
 ANSWERED_TTL_S = 7 * 86_400
 FORGOTTEN = "cx:forgotten"  # set: digests of erased customers (the suppression list)
 ERASURES = "cx:erasures"  # hash: digest -> what an erasure found (counts, no ids)
+FLOW = "cx:flow"  # hash: shard stream -> how far the flow has read it (JSON: id, at, events)
 GAPS = "cx:gaps"  # hash: stream -> how many times it was found trimmed past a resume point
 
 

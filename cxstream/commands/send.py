@@ -39,4 +39,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """The command's arguments."""
     p = sub.add_parser("send", help="send JSON-lines events", description=cmd_send.__doc__)
     p.add_argument("file", nargs="?", default="-", help="file of JSON lines, or - for stdin")
-    p.set_defaults(func=cmd_send)
+    p.set_defaults(func=cmd_send, follows_demo=True)  # while the demo runs: its folder

@@ -1,5 +1,5 @@
 """``cxstream serve``: serve the WebSocket endpoints (/ws for agents, /ingest for channel
-systems), the console,"""
+systems), the console, /healthz, /metrics, and the HTTP API on its own port."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ log = logging.getLogger("cxstream")
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the WebSocket endpoints (/ws for agents, /ingest for channel systems), the console,
-    /healthz and /metrics."""
+    /healthz and /metrics on CX_PORT, and the HTTP API (POST /v1/events, POST /v1/segment,
+    GET /v1/customers/ID) on CX_HTTP_PORT."""
     from server.app import AlertServer
     from state.redis import redis_url
 
@@ -29,6 +30,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(s, stopping.set)
         await server.start()
         print(f"serving on http://{settings.host}:{server.port}", file=sys.stderr, flush=True)
+        print(
+            f"http api on http://{settings.host}:{server.http_port}/v1/",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             await stopping.wait()
         finally:

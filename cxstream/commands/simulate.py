@@ -161,4 +161,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "the first 90 days, buy at rates of their own, stop for good, the rate moves with the "
         "season) over DAYS days, to --output; check the model on it with cxstream evaluate",
     )
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=cmd_simulate, follows_demo=True)  # while the demo runs: its folder

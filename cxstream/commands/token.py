@@ -45,4 +45,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--ttl-hours", type=positive_float, default=None, help="lifetime (CX_TOKEN_TTL_HOURS)"
     )
-    p.set_defaults(func=cmd_token)
+    p.set_defaults(func=cmd_token, follows_demo=True)  # while the demo runs: its folder

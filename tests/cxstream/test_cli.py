@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from server.tokens import verify
-from tests.conftest import SECRET, entries, ev
+from tests.conftest import SECRET, entries, ev, redis_servers_in
 
 COMMANDS = ("run", "serve", "demo", "token", "send", "simulate", "replay", "evaluate", "forget")
 
@@ -203,6 +203,93 @@ def test_replay_sends_a_stream_csv_and_prints_its_summary(
     assert sum(int(r.xlen(f"cx:events:{i}")) for i in range(4)) == 2
     again = cx("replay", str(path), "--speed", "1000", env={"REDIS_URL": redis_url})
     assert orjson.loads(again.stdout.splitlines()[-1])["sent"] == 2  # deduplicated downstream
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    import gzip
+
+    good = "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n" + "".join(
+        f"{time_iso(1000 + i)},c{i % 7},web,visit,,k{i},0,\n" for i in range(3000)
+    )
+    packed = gzip.compress(good.encode())
+    files = {
+        "not gzip": ("plain.csv.gz", b"ts,customer_id\n1,2\n", "not a gzip file"),
+        "truncated gzip": ("cut.csv.gz", packed[: len(packed) // 2], "cut short or corrupt"),
+        "binary": ("image.csv", bytes(range(128, 256)) * 40, "not utf-8 text"),
+        "other csv": ("other.csv", b"when,who\n1,2\n", "not a stream-csv file"),
+    }
+    made = {}
+    for case, (name, data, message) in files.items():
+        (tmp_path / name).write_bytes(data)
+        made[case] = (tmp_path / name, message)
+    return made
+
+
+@pytest.mark.parametrize("case", ["not gzip", "truncated gzip", "binary", "other csv"])
+@pytest.mark.parametrize("command", ["replay", "evaluate"])
+def test_a_file_that_cannot_be_read_is_one_line_and_nothing_is_sent(
+    tmp_path: Path, redis_url: str, r: redis.Redis, command: str, case: str
+) -> None:
+    path, message = _bad_files(tmp_path)[case]
+    args = [str(path)] if command == "replay" else ["--input", str(path)]
+    done = cx(command, *args, env={"REDIS_URL": redis_url})
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert b"Traceback" not in done.stderr, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"cxstream: error: {path}: "), err
+    assert message in last
+    assert sum(int(r.xlen(f"cx:events:{i}")) for i in range(4)) == 0  # not part of it either
+
+
+def test_replay_sends_an_unsorted_file_in_time_order(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "unsorted.csv"
+    rows = [f"{time_iso(1000 + 60 * i)},c1,web,visit,,k{i},0," for i in range(5)]
+    path.write_text(
+        "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n"
+        + "\n".join(rows[::-1])
+        + "\n"
+    )
+    done = cx("replay", str(path), env={"REDIS_URL": redis_url})
+    assert done.returncode == 0, done.stderr
+    assert b"not in time order; sorted by ts" in done.stderr
+    sent = [e for i in range(4) for e in entries(r, f"cx:events:{i}")]
+    times = [orjson.loads(fields[b"data"])["ts"] for _, fields in sent]
+    assert len(times) == 5
+    assert times == sorted(times)
+
+
+def test_a_command_interrupted_in_the_background_stops_cleanly(tmp_path: Path) -> None:
+    """Started with SIGINT ignored (a shell's `&`), Ctrl-C still ends a command in one
+    line, and the embedded Redis it started goes with it."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["CX_DATA_DIR"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxstream", "forget", "someone", "--wait", "60"],
+        env=env,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while b"forget event queued" not in seen:  # it has started the server and connected
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    assert redis_servers_in(tmp_path), "the command runs an embedded redis"
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 130, seen + rest
+    assert b"forget interrupted" in rest
+    deadline = time.monotonic() + 10
+    while redis_servers_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert redis_servers_in(tmp_path) == [], "the embedded redis outlived the command"
 
 
 def test_simulate_writes_ground_truth(tmp_path: Path) -> None:

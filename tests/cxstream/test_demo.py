@@ -18,7 +18,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from tests.conftest import free_port
+from cxstream.settings import Settings
+from tests.conftest import entries, free_port
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -28,7 +29,7 @@ def _demo_processes(folder: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get("CX_DATA_DIR") == str(folder / "demo"):
+            if proc.environ().get("CX_DATA_DIR") == str((folder / "demo").resolve()):
                 found.append(proc)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
@@ -36,9 +37,18 @@ def _demo_processes(folder: Path) -> list[psutil.Process]:
 
 
 def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """Run as the README says: from the project folder, no setting; the other commands
+    of the README, given no setting either, reach the running demo."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET")}
-    env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET", "CX_DATA_DIR")
+    }
+    env.update(
+        CX_PORT=str(port),
+        CX_HTTP_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    folder = tmp_path / ".cxstream"  # the default CX_DATA_DIR, from the folder it runs in
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -53,6 +63,7 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
             "3",
         ],
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -77,7 +88,8 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
         assert boss, "".join(lines)
         redis_url = re.search(r"redis\s+(unix://\S+)", "".join(lines))
         assert redis_url
-        assert len(_demo_processes(tmp_path)) >= 2  # dataflow + server
+        assert len(_demo_processes(folder)) >= 2  # dataflow + server
+        _readme_commands_reach_the_demo(tmp_path, env, port, redis_url.group(1))
 
         async def first_alert() -> dict[str, object]:
             async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
@@ -118,25 +130,84 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     out = "".join(lines)
     assert code == 0, out
     assert "demo stopped" in out
-    assert _demo_processes(tmp_path) == []
+    assert _demo_processes(folder) == []
+    assert not (folder / "demo" / "demo.pid").exists()
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url.group(1), socket_connect_timeout=1).ping()
-    assert (tmp_path / "demo" / "logs" / "dataflow.log").exists()
+    assert (folder / "demo" / "logs" / "dataflow.log").exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a job with `&`
+
+
+def _readme_commands_reach_the_demo(cwd: Path, env: dict[str, str], port: int, url: str) -> None:
+    """`cxstream send` and an ingest token from `cxstream token`, as the README gives
+    them (no CX_DATA_DIR): the event reaches the demo's Redis, the token its /ingest."""
+    contact = {
+        "event_id": "me-1",
+        "customer_id": "me",
+        "ts": "2026-11-23T10:00:00Z",
+        "channel": "voice",
+        "type": "contact_start",
+        "attrs": {"queue": "retention", "agent_id": "demo-agent"},
+    }
+    cli = [sys.executable, "-m", "cxstream"]
+    sent = subprocess.run(
+        [*cli, "send"], input=orjson.dumps(contact), cwd=cwd, env=env, capture_output=True
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert b"the demo is running" in sent.stderr
+    client = redis.Redis.from_url(url)
+    streams = [f"cx:events:{shard}" for shard in range(Settings().shards)]
+    ids = [orjson.loads(f[b"data"])["event_id"] for s in streams for _, f in entries(client, s)]
+    client.close()
+    assert "me-1" in ids
+    minted = subprocess.run(
+        [*cli, "token", "--agent", "web-shop", "--role", "ingest"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+    )
+    assert minted.returncode == 0, minted.stderr
+
+    async def ingest() -> dict[str, object]:
+        async with connect(f"ws://127.0.0.1:{port}/ingest") as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": minted.stdout.decode().strip()}))
+            welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["type"] == "welcome", welcome
+            await ws.send(orjson.dumps({**contact, "event_id": "me-2"}))
+            ack: dict[str, object] = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            return ack
+
+    ack = asyncio.run(ingest())
+    assert ack["type"] == "ack", ack
+    assert len(ack["stream_ids"]) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("signum", "background"),
+    [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
+)
 def test_demo_stopped_by_a_signal_stops_everything_it_started(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, background: bool
 ) -> None:
-    """`kill` or a closed terminal, not only Ctrl-C: no flow, server or Redis left."""
+    """`kill`, a closed terminal, or Ctrl-C to a demo started in the background of a
+    shell (SIGINT ignored at start): no flow, server or Redis left."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_SECRET")}
-    env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env.update(
+        CX_PORT=str(port),
+        CX_HTTP_PORT=str(free_port()),
+        CX_DATA_DIR=str(tmp_path),
+        PYTHONUNBUFFERED="1",
+    )
     demo = subprocess.Popen(
         [sys.executable, "-m", "cxstream", "demo", "--history-days", "1", "--rate", "20"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=_ignore_sigint if background else None,
     )
     assert demo.stdout is not None
     out = ""

@@ -73,6 +73,9 @@ def test_every_variable_is_read() -> None:
         ({"CX_READ_SHARDS": "2-5"}, "shard 4 does not exist"),
         ({"CX_READ_SHARDS": "one"}, "use shard numbers and ranges"),
         ({"CX_READ_SHARDS": "3-1"}, "goes backwards"),
+        ({"CX_HTTP_PORT": "70000"}, "CX_HTTP_PORT=70000: not a tcp port"),
+        ({"CX_PORT": "9000", "CX_HTTP_PORT": "9000"}, "the same port as CX_PORT"),
+        ({"CX_PORT": "65535"}, "CX_HTTP_PORT=65536: not a tcp port"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
@@ -93,6 +96,14 @@ def test_without_cx_secret_a_key_is_kept_in_the_data_dir(tmp_path: Path) -> None
     assert first == s.signing_secret()
     assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
     assert len(first.reveal()) >= 32
+
+
+def test_the_http_api_port_follows_the_server_port_unless_set() -> None:
+    assert Settings.from_env({}).api_port == 8766
+    assert Settings.from_env({"CX_PORT": "9000"}).api_port == 9001
+    assert Settings.from_env({"CX_PORT": "0"}).api_port == 0  # a free port, as the other
+    assert Settings.from_env({"CX_PORT": "9000", "CX_HTTP_PORT": "8080"}).api_port == 8080
+    assert Settings.from_env({"CX_HTTP_PORT": "0"}).api_port == 0
 
 
 def test_a_process_may_own_a_set_of_shards() -> None:

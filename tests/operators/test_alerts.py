@@ -51,6 +51,35 @@ def test_alert_follows_the_contract_and_its_id_is_deterministic() -> None:
     assert a["control"] is False
 
 
+def test_the_action_says_why_in_words_and_names_its_alternatives_by_title() -> None:
+    """What the console shows an agent: a sentence, not the score's arithmetic, and the
+    catalog titles of the alternatives beside their ids."""
+    catalog = load_catalog(None)
+    e = ev(1, "contact_start", channel="voice", queue="care")
+    decision = Arbiter(catalog).select_one("c1", {"complaints_open": 1.0}, 0.72, "voice", now_ms=0)
+    nba = build_alert(
+        kind="contact",
+        event=e,
+        churn_probability=0.72,
+        previous_probability=None,
+        model="m",
+        reasons=[],
+        journey={},
+        decision=decision,
+        emitted_at=1,
+    )["next_best_action"]
+    assert nba["reason"].endswith(".")
+    assert "P(accept)" not in nba["reason"]
+    assert "segment" not in nba["reason"]
+    assert "open complaint" in nba["reason"] or "complained before" in nba["reason"]
+    assert nba["alternatives"], "the catalog leaves alternatives for an open complaint"
+    for alt in nba["alternatives"]:
+        action = catalog.get(alt["action_id"])
+        assert action is not None
+        assert alt["title"] == action.title
+        assert set(alt) == {"action_id", "score", "title"}
+
+
 def test_different_events_give_different_ids() -> None:
     assert alert_id("contact", "e1") != alert_id("contact", "e2")
     assert alert_id("contact", "e1") != alert_id("proactive", "e1")

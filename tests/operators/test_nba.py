@@ -17,6 +17,7 @@ from operators.nba import (
     in_control_group,
     is_offer,
     parse_catalog,
+    plain_reason,
     policy_block,
     segment,
 )
@@ -86,6 +87,23 @@ def test_conditions_and_sales_rules_exclude_with_reasons() -> None:
     )
     assert "P(accept)" in d.why
     assert "segment high/complaint/paid" in d.why
+    # for the agent: one sentence in words, and the alternatives' titles beside their ids
+    assert d.reason[0].isupper()
+    assert d.reason.endswith(".")
+    assert "P(accept)" not in d.reason
+    assert "_" not in d.reason
+    titles = [getattr(NO_CONTROL.get(a), "title", None) for a, _ in d.alternatives]
+    assert list(d.alternative_titles) == titles
+
+
+def test_plain_reason_says_the_conditions_met_in_words() -> None:
+    by_id = {a.action_id: a for a in NO_CONTROL.actions}
+    credit = plain_reason(by_id["service_recovery_credit"], 2)
+    assert credit.startswith("The customer has complained before and the churn risk is at least")
+    assert "of the 2 actions that fit" in credit
+    assert plain_reason(by_id["thank_and_listen"], 1) == (
+        "It is the only action that fits this contact."
+    )
 
 
 def test_channels_restrict_actions() -> None:

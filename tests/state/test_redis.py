@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from state.redis import (
     redis_url,
     release,
 )
+from tests.conftest import redis_servers_in
 
 
 def test_embedded_redis_is_shared_per_data_dir(tmp_path: Path) -> None:
@@ -134,3 +136,36 @@ def test_an_error_reply_is_a_store_error_a_batch_late(
     with pytest.raises(StoreError, match="writing test: WRONGTYPE") as failed:
         writer.sync()
     assert not is_outage(failed.value)
+
+
+def test_a_command_that_fails_leaves_no_embedded_redis_behind(tmp_path: Path) -> None:
+    """Every command, ending well or not, stops the embedded server it was the last to
+    use; one that another process still uses is left running."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(b"not gzip at all")
+    env = {**os.environ, "CX_DATA_DIR": str(folder)}
+    env.pop("REDIS_URL", None)
+    cli = [sys.executable, "-m", "cxstream.cli"]
+    # forget times out (nothing runs the flow), replay fails on its file after connecting
+    failed = subprocess.run(
+        [*cli, "forget", "someone", "--wait", "0.2"], env=env, capture_output=True, text=True
+    )
+    assert failed.returncode != 0, failed.stderr
+    assert (folder / "redis.db").exists()  # it did start one
+    assert redis_servers_in(folder) == [], "forget left its embedded redis running"
+
+    held = connect(Settings(data_dir=folder))  # this process uses the server now
+    pid = embedded(folder).pid
+    assert redis_servers_in(folder) == [pid]
+    sent = subprocess.run([*cli, "replay", str(bad)], env=env, capture_output=True, text=True)
+    assert sent.returncode == 2, sent.stderr
+    assert "not a gzip file" in sent.stderr
+    assert "Traceback" not in sent.stderr
+    assert redis_servers_in(folder) == [pid], "a command stopped a server another uses"
+    held.close()
+    release(folder, stop=True)
+    assert redis_servers_in(folder) == []
