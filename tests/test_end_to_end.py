@@ -261,3 +261,28 @@ def test_malformed_event_goes_to_the_dead_letter_stream_and_the_flow_goes_on(
     assert {b"not json", b"channel unknown", b"no data field"} <= reasons
     raw = [f[b"data"] for _, f in entries(stack.client, DLQ) if f[b"reason"] == b"not json"]
     assert raw == [b'{"event_id": "bad-1", "ts": "never"']
+
+
+def test_healthz_and_metrics_report_the_flow_that_read_the_events(stack: Stack) -> None:
+    """After the flow has read what was sent: Redis ok, the flow ok and not behind, the
+    entries it read counted in /metrics."""
+    import urllib.request
+
+    def health() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/healthz", timeout=5) as r:
+            body: dict[str, Any] = orjson.loads(r.read())
+        flow = body["flow"]
+        return body if flow["status"] == "ok" and flow["events_read"] > 0 else None
+
+    wait_until(health, "the flow seen by /healthz", timeout=30)
+    body = health()
+    assert body is not None
+    assert (body["status"], body["redis"]["status"]) == ("ok", "ok")
+    assert body["flow"]["lag_s"] is not None
+    assert body["flow"]["last_read_s_ago"] < 30
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "cx_redis_up 1.0" in text
+    read = [line for line in text.splitlines() if line.startswith("cx_flow_events_read_total{")]
+    assert read
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in read) > 0

@@ -409,7 +409,11 @@ def test_http_routes_on_the_same_port(settings: Settings) -> None:
 
         loop = asyncio.get_running_loop()
         status, ctype, body_ = await loop.run_in_executor(None, get, "/healthz")
-        assert (status, ctype, orjson.loads(body_)["status"]) == (200, "application/json", "ok")
+        health = orjson.loads(body_)
+        assert (status, ctype) == (200, "application/json")
+        # Redis answers, no flow runs here: the server serves, the flow is not seen
+        assert (health["status"], health["redis"]["status"]) == ("degraded", "ok")
+        assert health["flow"]["status"] == "not seen"
         status, ctype, body_ = await loop.run_in_executor(None, get, "/")
         assert status == 200
         assert ctype.startswith("text/html")
@@ -417,6 +421,7 @@ def test_http_routes_on_the_same_port(settings: Settings) -> None:
         status, _, body_ = await loop.run_in_executor(None, get, "/metrics")
         assert status == 200
         assert b"cx_ws_connections" in body_
+        assert b"cx_redis_up 1.0" in body_
         status, _, _ = await loop.run_in_executor(None, get, "/nope")
         assert status == 404
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from state.source import (
     request_stop,
     reset_stop,
 )
-from tests.conftest import xadd
+from tests.conftest import hash_of, xadd
 
 
 def test_one_partition_per_shard(settings: Settings) -> None:
@@ -83,7 +84,7 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
     real_send = state.redis.send_commands
 
     def recording_send(client: Any, commands: list[Any], what: str) -> Any:
-        (command,) = commands
+        (command,) = [c for c in commands if c[0] == "XREAD"]  # beside it: cx:flow, once a s
         blocks.append(command[command.index("BLOCK") + 1] if "BLOCK" in command else None)
         return real_send(client, commands, what)
 
@@ -128,3 +129,30 @@ def test_a_stream_trimmed_past_the_resume_point_is_reported_and_counted(
     assert check_resume_point(r, stream, ids[9]) is None  # emptied after everything was read
     assert check_resume_point(r, stream, ids[8]) == "(empty)"
     assert check_resume_point(r, "cx:events:missing", "5-0") is None
+
+
+def test_the_source_records_how_far_it_has_read_each_stream(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """cx:flow, for /healthz: per stream the last entry handed to the flow, and a count."""
+    import orjson
+
+    from state.keys import FLOW
+
+    source = RedisStreamSource(settings)
+    parts = [source.build_part("in", name, None) for name in source.list_parts()]
+    last = [xadd(r, events_stream(2), {"data": b"x"}) for _ in range(3)][-1]
+    try:
+        handed = sum(len(part.next_batch()) for part in parts)
+        assert handed == 3
+        parts[0].reader.status_at = 0.0  # the next read records again (at most once a second)
+        for part in parts:
+            part.next_batch()
+        flow = {k.decode(): orjson.loads(v) for k, v in hash_of(r, FLOW).items()}
+        assert flow[events_stream(2)]["id"] == last
+        assert flow[events_stream(2)]["events"] == 3
+        assert flow[events_stream(0)]["events"] == 0
+        assert abs(flow[events_stream(2)]["at"] / 1000 - time.time()) < 60
+    finally:
+        for part in parts:
+            part.close()
