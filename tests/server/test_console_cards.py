@@ -9,7 +9,9 @@ buttons that fit at 1024 px, and the keys A, D and N.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(180)
 
 HOUR = 3_600_000
+
+
+@contextlib.contextmanager
+def live_console(
+    redis_url: str, folder: Path, *, height: int, width: int = 1024
+) -> Iterator[tuple[int, Page, list[str]]]:
+    """`cxstream serve` alone, and the agent's console open on it, signed in and live:
+    yields the server's port, the page and the page errors seen."""
+    need_chromium()
+    with (
+        serving(redis_url, folder) as port,
+        console_page(agent_url(port), height=height, width=width) as (page, errors),
+    ):
+        page.wait_for_selector("#status.live", timeout=15_000)
+        yield port, page, errors
 
 
 def card(alert_id: str) -> str:
@@ -59,12 +76,7 @@ def test_a_reload_brings_back_the_last_hours_cards_and_resumes(
     """An agent reloads mid-call: the cards of the last hour of event time come back
     (answered ones as answered), an older one does not, a card that came back can still
     be answered, and an alert written while the page was away arrives on return."""
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=900) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=900) as (port, page, errors):
         now = int(time.time() * 1000)
         push(r, contact_alert("al_old", "cust-old", now - 2 * HOUR))
         push(r, contact_alert("al_a", "cust-a", now - 60_000))
@@ -97,12 +109,7 @@ def test_new_cards_go_below_and_a_customer_has_one_card(
 ) -> None:
     """The card being answered stays where it is when others arrive; a newer alert for
     the same customer updates that customer's card in place; an older one is not shown."""
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=900) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=900) as (_port, page, errors):
         now = int(time.time() * 1000)
         push(r, contact_alert("al_a1", "cust-a", now - 120_000))
         page.wait_for_selector(card("al_a1"), timeout=10_000)
@@ -133,12 +140,7 @@ def test_new_cards_go_below_and_a_customer_has_one_card(
 def test_ages_are_in_event_time_and_move_on(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
     """Events of another time (a replay, the demo's fast clock): a card's age is the
     newest event time seen minus its own, and it changes as newer alerts come in."""
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=900) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=900) as (_port, page, errors):
         push(r, contact_alert("al_a", "cust-a", T0 - 2 * HOUR))
         push(r, contact_alert("al_b", "cust-b", T0))
         page.wait_for_selector(card("al_b"), timeout=10_000)
@@ -160,12 +162,7 @@ def test_ages_are_in_event_time_and_move_on(redis_url: str, r: redis.Redis, tmp_
 def test_the_card_speaks_plain_words(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
     """Why in a sentence, action titles, money, sentiment in words, a low risk's reasons
     as mere signals; the engineer's arithmetic only inside a collapsed 'details'."""
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=900) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=900) as (_port, page, errors):
         now = int(time.time() * 1000)
         alert = contact_alert(
             "al_low",
@@ -216,12 +213,7 @@ LAYOUT_JS = """(sel) => {
 
 
 def test_buttons_fit_on_one_line_at_1024_px(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=768, width=1024) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=768, width=1024) as (_port, page, errors):
         push(r, contact_alert("al_w", "cust-wide", int(time.time() * 1000)))
         page.wait_for_selector(card("al_w"), timeout=10_000)
         layout = page.evaluate(LAYOUT_JS, card("al_w"))
@@ -238,12 +230,7 @@ def test_keys_answer_the_card_in_focus_or_else_the_newest(
 ) -> None:
     """A, D and N are shown on the buttons; a key answers the card in focus, and with no
     card in focus the newest unanswered one; the answers reach the event stream."""
-    need_chromium()
-    with (
-        serving(redis_url, tmp_path) as port,
-        console_page(agent_url(port), height=900) as (page, errors),
-    ):
-        page.wait_for_selector("#status.live", timeout=15_000)
+    with live_console(redis_url, tmp_path, height=900) as (_port, page, errors):
         now = int(time.time() * 1000)
         push(r, contact_alert("al_x", "cust-x", now - 60_000))
         push(r, contact_alert("al_y", "cust-y", now))
