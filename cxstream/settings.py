@@ -316,6 +316,16 @@ class Settings:
         ),
         shown="`CX_PORT` + 1: `8766`",
     )
+    currency: str = _setting(
+        "EUR",
+        "CX_CURRENCY",
+        "Server and agents",
+        _upper,
+        (
+            "ISO 4217 code of the money the engine sees (the catalog's values and costs, a "
+            "purchase's value): the console shows amounts in it"
+        ),
+    )
     origins: tuple[str, ...] = _setting(
         (),
         "CX_ORIGINS",
@@ -514,6 +524,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if not (len(self.currency) == 3 and self.currency.isascii() and self.currency.isalpha()):
+            raise ConfigError(f"CX_CURRENCY={self.currency!r}: not an ISO 4217 code (e.g. EUR)")
         if self.max_unauthenticated < 1:
             raise ConfigError(
                 f"CX_MAX_UNAUTHENTICATED={self.max_unauthenticated}: must be at least 1"

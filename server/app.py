@@ -200,7 +200,12 @@ class AlertServer:
         if path == "/ingest":
             session = IngestSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
         elif path == "/ws":
-            session = AgentSession(self.secret, now=time.time(), auth_timeout=self.auth_timeout)
+            session = AgentSession(
+                self.secret,
+                now=time.time(),
+                auth_timeout=self.auth_timeout,
+                currency=self.settings.currency,
+            )
         else:
             await conn.close(1008, "use /ws or /ingest")
             return

@@ -8,7 +8,7 @@ event back into the event streams.  Time is passed in.
 
 Client to server: ``auth`` {token, after?} first; ``subscribe`` {queues};
 ``resume`` {after}; ``ack`` {alert_id}; ``outcome`` {alert_id, action_id,
-response, reason}.  Server to client: ``welcome`` {agent_id, queues, role},
+response, reason}.  Server to client: ``welcome`` {agent_id, queues, role, currency},
 ``alert`` {stream_id, alert}, ``resumed`` {through}, ``error`` {code,
 message}, and to supervisors ``stats`` (see :mod:`server.supervisor`).
 Nothing about an alert is sent before a valid ``auth``.
@@ -30,7 +30,7 @@ is always a safe point to resume from.
 []
 >>> tok = mint(key, agent_id="a1", queues=("care",), role="agent", now=0, ttl_s=60)
 >>> s.receive('{"type": "auth", "token": "%s"}' % tok, now=1.0)
-[Send(frame='{"type":"welcome","agent_id":"a1","queues":["care"],"role":"agent"}')]
+[Send(frame='{"type":"welcome","agent_id":"a1","queues":["care"],"role":"agent","currency":"EUR"}')]
 >>> [type(a).__name__ for a in s.alert("2-0", {"alert_id": "al_2", "queue": "care"})]
 ['Send']
 """
@@ -136,9 +136,17 @@ def error(code: str, message: str) -> Send:
 class AgentSession:
     """Protocol state of one agent or supervisor connection."""
 
-    def __init__(self, secret: Secret, *, now: float, auth_timeout: float = AUTH_TIMEOUT_S):
+    def __init__(
+        self,
+        secret: Secret,
+        *,
+        now: float,
+        auth_timeout: float = AUTH_TIMEOUT_S,
+        currency: str = "EUR",
+    ):
         self.secret = secret
         self.deadline = now + auth_timeout
+        self.currency = currency  # told in the welcome: the money on the cards is in it
         self.claims: Claims | None = None
         self.queues: frozenset[str] = frozenset()
         self.closed = False
@@ -205,6 +213,7 @@ class AgentSession:
                     "agent_id": self.claims.agent_id,
                     "queues": sorted(self.queues),
                     "role": self.claims.role,
+                    "currency": self.currency,
                 }
             )
         )

@@ -76,6 +76,8 @@ def test_every_variable_is_read() -> None:
         ({"CX_HTTP_PORT": "70000"}, "CX_HTTP_PORT=70000: not a tcp port"),
         ({"CX_PORT": "9000", "CX_HTTP_PORT": "9000"}, "the same port as CX_PORT"),
         ({"CX_PORT": "65535"}, "CX_HTTP_PORT=65536: not a tcp port"),
+        ({"CX_CURRENCY": "euro"}, "CX_CURRENCY='EURO': not an ISO 4217 code"),
+        ({"CX_CURRENCY": "€"}, "not an ISO 4217 code"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
@@ -144,6 +146,7 @@ def test_every_variable_is_read_and_empty_keeps_the_default(f: Field[Any]) -> No
         "CX_ORIGINS": "http://a",
         "CX_PROMOTE_MARGIN": "0.5",
         "CX_RETENTION_DAYS": "300",
+        "CX_CURRENCY": "gbp",
     }
     raw = samples.get(env, "3")
     extra = {"REDIS_URL": "redis://127.0.0.1:1"} if env == "CX_REDIS_CLUSTER" else {}

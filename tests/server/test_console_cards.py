@@ -189,7 +189,8 @@ def test_the_card_speaks_plain_words(redis_url: str, r: redis.Redis, tmp_path: P
         assert "sentiment negative" in page.inner_text(f"{card('al_low')} .signals")
         sentiment = page.locator(f"{card('al_low')} dd", has_text="very negative")
         assert "-0.87" in (sentiment.get_attribute("title") or "")
-        assert "purchase value\t741.83" in text or "purchase value\n741.83" in text
+        # money in CX_CURRENCY (EUR unless set), told by the server in the welcome
+        assert "purchase value\t€741.83" in text or "purchase value\n€741.83" in text
 
         page.click(f"{card('al_low')} details summary")
         assert "P(accept) 0.61" in page.inner_text(card("al_low"))
