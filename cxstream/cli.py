@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from cxstream.commands import (
     demo,
@@ -39,13 +39,26 @@ log = logging.getLogger("cxstream")
 COMMANDS = (run, serve, demo, evaluate, replay, token, send, simulate, forget)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line, as every other error: ``cxstream: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("cxstream").strip()
+        self.exit(
+            2,
+            f"cxstream: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cxstream",
         description="Real-time customer-experience engine. Settings come from environment "
         "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see docs/settings.md).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     for command in COMMANDS:
         command.add_parser(sub)
     return parser

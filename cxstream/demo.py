@@ -95,16 +95,18 @@ class Demo:
             base = f"http://{settings.host}:{settings.port}"
             health = self._wait_ready(f"{base}/healthz")
             queues = args.queue or ["retention"]
+            # the agent gets its queue; the supervisor every queue, so that the
+            # simulated agents' answers (of the other queues) show in its view
             token, supervisor = (
                 mint(
                     secret,
                     agent_id=f"demo-{role}",
-                    queues=queues,
+                    queues=granted,
                     role=role,
                     now=time.time(),
                     ttl_s=settings.token_ttl_hours * 3600,
                 )
-                for role in ("agent", "supervisor")
+                for role, granted in (("agent", queues), ("supervisor", ["*"]))
             )
             history_ms = int(args.history_days * 86_400_000)
             incidents: tuple[Incident, ...] = ()
@@ -212,7 +214,8 @@ class Demo:
     def _preload(self, client: Any, sim: Any, until_ms: int) -> int:
         """XADD simulated history up to event time ``until_ms``; wait for the flow to catch up."""
         from state.ingest import xadd_events
-        from state.keys import profile_key
+        from state.keys import FLOW, KeyNames
+        from state.redis import stream_entries
 
         sent = 0
         last = None
@@ -231,19 +234,24 @@ class Demo:
             started = time.monotonic()
             deadline = started + READY_TIMEOUT_S
             next_note = started + PRELOAD_NOTE_S
-            key = profile_key(last.key)
+            # caught up once the flow has read up to each stream's newest entry (cx:flow)
+            names = KeyNames(shards=self.settings.shards)
+            streams = [names.events(shard) for shard in range(self.settings.shards)]
+            newest = {s: stream_entries(client.xrevrange(s, count=1)) for s in streams}
+            due = {s: _id(e[0][0]) for s, e in newest.items() if e}
             print(f"sent {sent} events; the dataflow is reading them", flush=True)
             while time.monotonic() < deadline:
                 self._check_children()
-                seen = client.hget(key, "last_event_ts")
-                if seen is not None and orjson.loads(seen) >= last.ts:
+                read = {
+                    k.decode(): _id(orjson.loads(v)["id"])
+                    for k, v in cast("dict[bytes, bytes]", client.hgetall(FLOW)).items()
+                }
+                if all(read.get(s, (0, 0)) >= at for s, at in due.items()):
                     break
                 if time.monotonic() >= next_note:
                     next_note += PRELOAD_NOTE_S
                     waited = time.monotonic() - started
-                    print(
-                        f"  ... still reading ({waited:.0f} s; it starts, then learns)", flush=True
-                    )
+                    print(f"  ... still reading ({waited:.0f} s)", flush=True)
                 time.sleep(0.1)
         return sent
 
@@ -295,7 +303,7 @@ class Demo:
                     "cxstream demo is running",
                     f"  agent console  {base}/#token={token}",
                     f"  (agent demo-agent, queues {', '.join(queues)}: open the link in a browser)",
-                    f"  supervisor     {base}/#token={supervisor}",
+                    f"  supervisor     {base}/#token={supervisor}&queues={','.join(queues)}",
                     f"  (trends, risk of contacts, acceptance by action and agent; {outage})",
                     f"  websocket      ws{base[4:]}/ws",
                     f"  health         {base}/healthz   metrics {base}/metrics",
@@ -339,6 +347,16 @@ class Demo:
 
             release(self.folder, stop=True)
             self.redis_handle = None
+
+
+def _id(stream_id: str) -> tuple[int, int]:
+    """A stream id, comparable.
+
+    >>> _id("5-1") < _id("10-0")
+    True
+    """
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

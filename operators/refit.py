@@ -60,7 +60,8 @@ from operators.journey import FEATURE_NAMES
 # sample level (the record stands for 2**level snapshots)].
 Record = list[Any]
 
-PRIOR_RATE = 0.5  # the prior's base rate, before the window knows one
+PRIOR_RATE = 0.5  # the prior's base rate before any label: then the labels' own rate
+PRIOR_STRENGTH = 2.0  # labels the PRIOR_RATE counts for against the labels seen
 TREND_PENALTY = 0.01  # the baseline's level: nearly free
 # The baseline's trend in log age, centred on a hazard that halves as age doubles: a
 # population of customers each with a steady rate of return (or cancel), the rates
@@ -133,7 +134,11 @@ def prior_logit(x: Mapping[str, float]) -> float:
     return max(-3.0, min(3.0, sum(prior_terms(x).values())))
 
 
-_PRIOR_LOGIT = math.log(PRIOR_RATE / (1.0 - PRIOR_RATE))
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+_PRIOR_LOGIT = _logit(PRIOR_RATE)
 
 
 Loss = Callable[[np.ndarray], float]
@@ -268,6 +273,9 @@ class HazardRefit:
         self.trust = 0.0  # 0: the prior speaks, 1: the fit
         self.platt = (0.0, 1.0)  # recalibration of the fit: logit p -> a + b logit p
         self.base_rate = PRIOR_RATE  # the fitted mean P(churn) over the window
+        self.labels_seen = 0  # matured labels learned, and of them positive: the prior's
+        self.positives_seen = 0  # base rate is theirs (it speaks before any fit)
+        self.prior_offset = _PRIOR_LOGIT
         self._job: Generator[None, None, None] | None = None  # a refit under way
 
     # -- the window ------------------------------------------------------------------------
@@ -381,6 +389,12 @@ class HazardRefit:
     ) -> None:
         """A matured example; without ``snapshot_ts`` it enters as decided now (or at
         ``label_ts``), seen a horizon before."""
+        self.labels_seen += 1
+        self.positives_seen += int(y)
+        self.prior_offset = _logit(
+            (self.positives_seen + PRIOR_RATE * PRIOR_STRENGTH)
+            / (self.labels_seen + PRIOR_STRENGTH)
+        )
         record = None if key is None or snapshot_ts is None else self.index.get((key, snapshot_ts))
         if record is None and key is not None and self.event_label is not None:
             # its snapshot was not kept, or has left the window: the window holds its
@@ -699,7 +713,7 @@ class HazardRefit:
         trust = self.trust
         prior = 0.0
         if trust < 1.0:
-            prior = _sigmoid(_PRIOR_LOGIT + prior_logit(x))
+            prior = _sigmoid(self.prior_offset + prior_logit(x))
             if trust <= 0.0:
                 return prior
         fitted = self._fitted(self.linear_one(x))
@@ -728,6 +742,7 @@ class HazardRefit:
         return {
             "stage": self.stage,
             "trust": round(self.trust, 3),
+            "prior_rate": round(_sigmoid(self.prior_offset), 4),
             "fits": self.n_fits,
             "window": len(self.records),
             "base_rate": round(self.base_rate, 4),

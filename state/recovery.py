@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # The layout of what the stateful steps snapshot.  A recovery directory records the
 # format it was made with; one of another format is refused at start (see check_format).
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 FORMAT_FILE = "cxstream-format"
 EPOCHS_AFTER = 2
 POLL_S = 0.5

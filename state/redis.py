@@ -59,7 +59,7 @@ def embedded(data_dir: Path) -> Any:
             )
         except Exception as exc:
             raise StoreError(f"cannot start the embedded redis for {path}: {exc}") from exc
-        log.info("embedded redis %s on unix socket %s", path, handle.socket_file)
+        log.debug("embedded redis %s on unix socket %s", path, handle.socket_file)
         if not _embedded:
             atexit.register(release_all)
         _embedded[path] = handle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cxstream.commands.args import positive_float, positive_int
+from cxstream.commands.args import non_negative_float, positive_float, positive_int
 from cxstream.settings import Settings
 
 
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--history-days",
-        type=float,
+        type=non_negative_float,
         default=30.0,
         help="days of simulated history sent at once before going live (30; 0 for none)",
     )
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--incident-after",
-        type=float,
+        type=non_negative_float,
         default=60.0,
         help="seconds after going live when an outage starts (6 hours of event time, 80%% of "
         "steps become outage complaints): the supervisor view shows its trend alert (60; "

@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -73,8 +74,34 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     )
     for number, reason in rejected[:5]:
         print(f"evaluate: row {number} skipped: {reason}", file=sys.stderr)
+    print(summary(figures), file=sys.stderr)
     print(orjson.dumps(figures).decode())
     return 0
+
+
+def summary(figures: dict[str, Any]) -> str:
+    """The figures a reader wants first, in words (the JSON line has them all).
+
+    >>> print(summary({"roc_auc": 0.7203, "ece": 0.0371, "n_evaluated": 900, "n_events": 1000,
+    ...          "positive_rate": 0.21, "best_single_feature": {"name": "x", "roc_auc": 0.56}}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    evaluate: ROC AUC 0.720 (best single feature x: 0.560), ECE 0.037,
+    900 moments of known outcome (21.0% churned) in 1,000 events
+    """
+    auc, ece = figures.get("roc_auc"), figures.get("ece")
+    if auc is None:
+        return (
+            f"evaluate: no figures: {figures.get('n_evaluated', 0)} moments of known outcome "
+            f"in {figures.get('n_events', 0):,} events (both outcomes are needed)"
+        )
+    best = figures.get("best_single_feature") or {}
+    than = f" (best single feature {best['name']}: {best['roc_auc']:.3f})" if best else ""
+    rate = figures.get("positive_rate")
+    churned = f" ({100 * rate:.1f}% churned)" if isinstance(rate, float) else ""
+    return (
+        f"evaluate: ROC AUC {auc:.3f}{than}, ECE {ece:.3f}, {figures['n_evaluated']:,} moments"
+        f" of known outcome{churned} in {figures['n_events']:,} events"
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from cxstream.commands.args import non_negative_float
 from cxstream.settings import Settings
 from operators.errors import ConfigError
 from state.keys import KeyNames
@@ -104,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=non_negative_float,
         default=60.0,
         help="seconds to wait for the dataflow to erase the customer; 0: just queue (60)",
     )

@@ -7,7 +7,7 @@ import logging
 import signal
 from datetime import timedelta
 
-from cxstream.commands.args import addresses, positive_int
+from cxstream.commands.args import addresses, non_negative_int, positive_int
 from cxstream.settings import Settings
 from operators.errors import ConfigError
 
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "-i",
         "--process-id",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="this process's index in --addresses (a cluster of several processes)",
     )

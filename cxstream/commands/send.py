@@ -31,7 +31,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"line {number}: rejected: {reason}", file=sys.stderr)
     if len(result.rejected) > 20:
         print(f"... and {len(result.rejected) - 20} more rejected lines", file=sys.stderr)
-    print(f"sent {result.sent} events, rejected {len(result.rejected)}", file=sys.stderr)
+    events = "event" if result.sent == 1 else "events"
+    print(f"sent {result.sent} {events}, rejected {len(result.rejected)}", file=sys.stderr)
     return 1 if result.rejected else 0
 
 

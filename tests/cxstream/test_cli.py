@@ -64,10 +64,24 @@ def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
     )
 
 
-def test_token_without_agent_is_a_usage_error() -> None:
-    done = cx("token", "--queue", "care")
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["token", "--queue", "care"], "token: the following arguments are required: --agent"),
+        (["run", "-w", "0"], "run: argument -w/--workers: 0 must be at least 1"),
+        (["forget", "x", "--wait", "-1"], "forget: argument --wait: -1 must be 0 or more"),
+        (["replay", "f", "--speed", "nan"], "replay: argument --speed: 'nan' is not a finite"),
+        (["demo", "--history-days", "-2"], "demo: argument --history-days: -2 must be 0 or more"),
+        (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+    ],
+)
+def test_a_usage_error_is_one_line(args: list[str], says: str) -> None:
+    done = cx(*args)
     assert done.returncode == 2
-    assert b"--agent" in done.stderr
+    err = done.stderr.decode()
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"cxstream: error: {says}"), err
+    assert "--help" in err
 
 
 def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:

@@ -84,7 +84,9 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
             time.sleep(0.1)
         assert match, "".join(lines)
         token = match.group(1)
-        boss = re.search(r"supervisor\s+http://\S+#token=(\S+)", "".join(lines))
+        boss = re.search(
+            r"supervisor\s+http://\S+#token=([^&\s]+)&queues=retention", "".join(lines)
+        )
         assert boss, "".join(lines)
         redis_url = re.search(r"redis\s+(unix://\S+)", "".join(lines))
         assert redis_url
@@ -111,7 +113,21 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
                     if frame["type"] == "stats" and frame["trends"]:
                         return dict(frame["trends"][0])
 
+        async def answers_seen() -> int:
+            """The supervisor (every queue) sees the simulated agents' answers counted."""
+            assert boss is not None
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": boss.group(1)}).decode())
+                while True:
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if frame["type"] == "stats":
+                        by_action = frame["acceptance"]["by_action"].values()
+                        answered = sum(int(a["answered"]) for a in by_action)
+                        if answered >= 5:
+                            return answered
+
         trend = asyncio.run(first_trend())
+        assert asyncio.run(answers_seen()) >= 5
         assert trend["trend"]["metric"] == "complaints"  # type: ignore[index]
         frame = asyncio.run(first_alert())
         assert frame["type"] == "alert"

@@ -134,6 +134,22 @@ def test_prior_reads_a_first_purchase_as_riskier_than_a_steady_buyer() -> None:
     assert prior_logit(overdue) > prior_logit(steady)
 
 
+@pytest.mark.parametrize("rate", [0.03, 0.2, 0.7])
+def test_before_any_fit_the_prior_speaks_at_the_labels_own_rate(rate: float) -> None:
+    """A churn rate of a few percent must not read 50% while the window waits for its
+    first fit: the prior's base rate is the labels' own, from the first ones."""
+    model = HazardRefit(horizon_ms=H, event_label=1, min_events=10_000)  # no fit here
+    rng = random.Random(7)
+    assert model.predict_proba_one({}) == pytest.approx(0.5)  # no label yet
+    for i in range(2_000):
+        model.learn_one({}, int(rng.random() < rate), key=f"c{i}", snapshot_ts=i)
+    assert model.stage == "prior"
+    assert model.predict_proba_one({}) == pytest.approx(rate, abs=0.025)
+    assert model.stats()["prior_rate"] == pytest.approx(rate, abs=0.025)
+    # the journey still ranks customers around that rate
+    assert model.predict_proba_one({"complaints_open": 2.0}) > model.predict_proba_one({})
+
+
 @given(
     st.dictionaries(
         st.sampled_from(

@@ -258,3 +258,29 @@ def test_keys_answer_the_card_in_focus_or_else_the_newest(
         wait_until(lambda: answers_of(r, "cust-x") == ["declined"], "cust-x's answer")
         assert answers_of(r, "cust-z") == []
         assert errors == []
+
+
+def test_a_key_never_answers_a_card_out_of_sight(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """With no card in focus and the newest one below the fold, the first key brings that
+    card into view and answers nothing; the next one answers it."""
+    with live_console(redis_url, tmp_path, height=700) as (_port, page, errors):
+        now = int(time.time() * 1000)
+        for i in range(6):
+            push(r, contact_alert(f"al_{i}", f"cust-{i}", now + i * 1_000))
+        page.wait_for_selector(card("al_5"), timeout=10_000)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        assert top_of(page, card("al_5")) > 700  # below the fold
+
+        page.keyboard.press("a")
+        page.wait_for_timeout(300)  # an answer, were one sent, shows at once
+        assert page.locator(f"{card('al_5')} .answered").count() == 0
+        assert 0 <= top_of(page, card("al_5")) < 700  # now in sight
+        assert answers_of(r, "cust-5") == []
+
+        page.keyboard.press("a")
+        page.wait_for_selector(f"{card('al_5')} .answered", timeout=5_000)
+        wait_until(lambda: answers_of(r, "cust-5") == ["accepted"], "cust-5's answer")
+        assert errors == []
