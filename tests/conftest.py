@@ -145,6 +145,21 @@ def server_healthy(port: int) -> bool:
         return False
 
 
+def serve_env(redis_url: str, folder: Path, port: int) -> dict[str, str]:
+    """The environment of a `cxstream serve` (or run) of a test: this Redis, the test's
+    key, ``port`` and a free port for the HTTP API, ``folder`` for its files."""
+    import os
+
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CX_SECRET": SECRET.reveal(),
+        "CX_PORT": str(port),
+        "CX_DATA_DIR": str(folder),
+        "CX_HTTP_PORT": str(free_port()),
+    }
+
+
 @contextlib.contextmanager
 def running_stack(
     redis_url: str, folder: Path, *, run_args: tuple[str, ...] = (), **extra_env: str
@@ -155,7 +170,6 @@ def running_stack(
     event; stops both with SIGINT and fails unless both exit with 0.  The HTTP API
     listens on a free port too (``CX_HTTP_PORT`` in ``extra_env`` chooses it).
     """
-    import os
     import signal
     import subprocess
     import sys
@@ -165,15 +179,7 @@ def running_stack(
     from state.redis import connect
 
     port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_PORT": str(port),
-        "CX_DATA_DIR": str(folder),
-        "CX_HTTP_PORT": str(free_port()),
-        **extra_env,
-    }
+    env = serve_env(redis_url, folder, port) | extra_env
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     for name in ("run", "serve"):
         log = folder / f"{name}.log"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 
 def addresses(text: str) -> list[str]:
@@ -29,14 +29,11 @@ def incident(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def _number(text: str) -> float:
@@ -49,28 +46,33 @@ def _number(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be 0 or more")
+N = TypeVar("N", int, float)
+
+
+def _require(value: N, ok: bool, says: str) -> N:
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{value:g} {says}")
     return value
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    return _require(value, value >= 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+    value = _integer(text)
+    return _require(value, value >= 0, "must be 0 or more")
 
 
 def positive_float(text: str) -> float:
     value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
+    return _require(value, value > 0, "must be positive")
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text)
+    return _require(value, value >= 0, "must be 0 or more")
 
 
 def silence_ratio(text: str) -> float:

@@ -36,6 +36,7 @@ from tests.conftest import (
     ev,
     free_port,
     running_stack,
+    serve_env,
     server_healthy,
     wait_until,
 )
@@ -92,14 +93,7 @@ def serving(redis_url: str, folder: Path) -> Iterator[int]:
     """`cxstream serve` alone on ``redis_url`` (the test writes the alerts); yields its port
     once it answers, and stops it with SIGINT."""
     port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "CX_SECRET": SECRET.reveal(),
-        "CX_PORT": str(port),
-        "CX_DATA_DIR": str(folder),
-        "CX_HTTP_PORT": str(free_port()),  # where a separate HTTP API listens, if any
-    }
+    env = serve_env(redis_url, folder, port)
     log = folder / "serve.log"
     command = [sys.executable, "-m", "cxstream", "serve"]
     proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
