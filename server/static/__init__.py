@@ -1,0 +1,1 @@
+"""The agent console: one static page, served by ``cxstream serve``."""
