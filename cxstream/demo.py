@@ -36,11 +36,6 @@ RUNNING_FILE = "demo.pid"  # in the demo's folder while it runs: its pid
 STOP_GRACE_S = 10.0
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGINT, SIGTERM or SIGHUP: stop as on Ctrl-C."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 class Demo:
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
         self.settings = settings
@@ -85,10 +80,9 @@ class Demo:
         # watched over 6-hour windows, so the demo's outage stands out of its noise.
         env.setdefault("CX_TREND_WINDOW_MIN", "360")
         client = redis.Redis.from_url(url)
-        # `kill` and a closed terminal stop the demo as Ctrl-C does: children and Redis too;
-        # Ctrl-C is set too, for a demo started in the background (SIGINT ignored there)
-        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = {s: signal.signal(s, _interrupt) for s in signals}
+        # Ctrl-C, `kill` and a closed terminal raise KeyboardInterrupt here (the command
+        # line's handlers, set even when the demo started with SIGINT ignored): the
+        # children and Redis are stopped as on Ctrl-C
         try:
             self._start("dataflow", ["run"], env)
             self._start("server", ["serve"], env)
@@ -180,8 +174,6 @@ class Demo:
         finally:
             client.close()
             self._stop()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         print(f"demo stopped; logs are in {self.folder / 'logs'}", flush=True)
         return 0
 
@@ -215,7 +207,7 @@ class Demo:
         """XADD simulated history up to event time ``until_ms``; wait for the flow to catch up."""
         from state.ingest import xadd_events
         from state.keys import FLOW, KeyNames
-        from state.redis import stream_entries
+        from state.redis import stream_entries, stream_id
 
         sent = 0
         last = None
@@ -238,12 +230,12 @@ class Demo:
             names = KeyNames(shards=self.settings.shards)
             streams = [names.events(shard) for shard in range(self.settings.shards)]
             newest = {s: stream_entries(client.xrevrange(s, count=1)) for s in streams}
-            due = {s: _id(e[0][0]) for s, e in newest.items() if e}
+            due = {s: stream_id(e[0][0]) for s, e in newest.items() if e}
             print(f"sent {sent} events; the dataflow is reading them", flush=True)
             while time.monotonic() < deadline:
                 self._check_children()
                 read = {
-                    k.decode(): _id(orjson.loads(v)["id"])
+                    k.decode(): stream_id(orjson.loads(v)["id"])
                     for k, v in cast("dict[bytes, bytes]", client.hgetall(FLOW)).items()
                 }
                 if all(read.get(s, (0, 0)) >= at for s, at in due.items()):
@@ -349,16 +341,6 @@ class Demo:
             self.redis_handle = None
 
 
-def _id(stream_id: str) -> tuple[int, int]:
-    """A stream id, comparable.
-
-    >>> _id("5-1") < _id("10-0")
-    True
-    """
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -451,13 +433,14 @@ class SimulatedAgents:
 
 def running_demo(settings: Settings) -> Path | None:
     """The folder of the demo running from this data folder, if one runs."""
+    from state.redis import pid_alive
+
     folder = settings.data_dir / "demo"
     try:
         pid = int((folder / RUNNING_FILE).read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):  # none written, unreadable, or its process is gone
+    except (OSError, ValueError):  # none written, or unreadable
         return None
-    return folder
+    return folder if pid_alive(pid) else None
 
 
 def follow_running_demo(settings: Settings, environ: dict[str, str]) -> Settings:

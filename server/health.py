@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from state.keys import ALERTS, DLQ, FLOW, KeyNames, model_key
+from state.redis import stream_id
 
 CHECK_EVERY_S = 1.0  # a check is reused for this long
 CHECK_TIMEOUT_S = 2.0  # Redis slower than this to answer counts as down
@@ -42,7 +43,7 @@ def lag_ms(newest: str | None, read: str | None) -> int | None:
     """How far (ms of Redis time) the entry ``read`` is behind the entry ``newest``."""
     if newest is None or read is None:
         return None
-    return max(0, int(newest.split("-")[0]) - int(read.split("-")[0]))
+    return max(0, stream_id(newest)[0] - stream_id(read)[0])
 
 
 @dataclass
@@ -153,7 +154,7 @@ class HealthMonitor(Collector):
                     lag_s=None if lag is None else lag / 1000,
                     read_age_s=round(max(0.0, now - read["at"] / 1000), 3),
                     events_read=int(read.get("events", 0)),
-                    last_read_entry_ms=int(str(read_id).split("-")[0]) if read_id else None,
+                    last_read_entry_ms=stream_id(read_id)[0] if read_id else None,
                 )
             health.streams[stream] = entry
         for key, fields in zip(models, replies[len(streams) + 3 :], strict=True):

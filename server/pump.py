@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from server.supervisor import SupervisorView
 from state.keys import ALERTS
-from state.redis import Backoff, stream_entries, xread_entries
+from state.redis import Backoff, stream_entries, stream_id, xread_entries
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class AlertFeed:
             for entry_id, fields in page:
                 alert = decode_alert(entry_id, fields)
                 if alert is not None:
-                    alerts.append((int(entry_id.split("-")[0]) / 1000, alert))
+                    alerts.append((stream_id(entry_id)[0] / 1000, alert))
             if len(page) < PAGE:
                 break
             end = f"({page[-1][0]}"

@@ -414,11 +414,11 @@ def stop_embedded(handle: Any, timeout: float = 5.0) -> None:
     """
     pid = int(handle.pid or 0)
     handle._cleanup()
-    if not pid or not _alive(pid):
+    if not pid or not pid_alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             log.warning("embedded redis (pid %d) ignored SIGTERM; killing it", pid)
             os.kill(pid, signal.SIGKILL)
@@ -426,7 +426,8 @@ def stop_embedded(handle: Any, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (it may be another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -445,6 +446,16 @@ def stream_entries(reply: object) -> list[StreamEntry]:
         (entry_id.decode(), fields or {})
         for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply or [])
     ]
+
+
+def stream_id(text: str | bytes) -> tuple[int, int]:
+    """A stream id as (ms, seq), comparable; ms is Redis's clock when it took the entry.
+
+    >>> stream_id("5-1") < stream_id(b"10-0"), stream_id("7")
+    (True, (7, 0))
+    """
+    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(ms), int(seq or 0)
 
 
 def xread_entries(reply: object) -> list[tuple[str, list[StreamEntry]]]:

@@ -31,7 +31,7 @@ from operators.errors import StoreError
 from state.commands import flow_read
 from state.erasure import stored_digests
 from state.keys import FORGOTTEN, GAPS, KeyNames
-from state.redis import Backoff, Command, connect, is_outage, send_commands
+from state.redis import Backoff, Command, connect, is_outage, send_commands, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +255,6 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
         return _StreamPartition(reader, for_part, start)
 
 
-def _stream_id(text: str | bytes) -> tuple[int, int]:
-    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
-    return int(ms), int(seq or 0)
-
-
 def check_resume_point(client: redis.Redis, stream: str, resume_id: str) -> str | None:
     """Say so loudly, and count it in ``cx:gaps``, when ``stream`` was trimmed past the
     saved position: its oldest entry is newer than the last one read, so entries after
@@ -277,11 +272,11 @@ def check_resume_point(client: redis.Redis, stream: str, resume_id: str) -> str 
         raise StoreError(f"checking {stream} at resume: {exc}") from exc
     if head:
         oldest = head[0][0].decode()
-        if _stream_id(oldest) <= _stream_id(resume_id):
+        if stream_id(oldest) <= stream_id(resume_id):
             return None
     else:  # empty: a gap if entries were added after the resume point and are gone
         last = info.get("last-generated-id", b"0-0")
-        if _stream_id(last) <= _stream_id(resume_id):
+        if stream_id(last) <= stream_id(resume_id):
             return None
         oldest = "(empty)"
     log.error(
