@@ -42,7 +42,7 @@ import psutil
 import redis
 
 from benchmarks._harness import free_port, record
-from cxstream.components import customer_config, model_factory, trend_config
+from cxstream.components import customer_config, model_factory, proactive_config, trend_config
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
 from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_of
@@ -99,7 +99,8 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
-    config = customer_config(settings)
+    catalog = load_catalog(settings.catalog_path)
+    config = customer_config(settings, catalog)
 
     def new_customer() -> CustomerLogic:
         return CustomerLogic(
@@ -111,8 +112,9 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
         None,
         clock=time.time,
         model=model_factory(settings),
-        catalog=load_catalog(settings.catalog_path),
+        catalog=catalog,
         keep_snapshots=False,
+        proactive=proactive_config(settings, catalog),
     )
     trends: dict[str, TrendLogic] = {}
     trend_cfg = trend_config(settings)

@@ -13,17 +13,43 @@ from cxstream.settings import Settings
 from operators.churn import ChurnModel
 from operators.customer import CustomerConfig
 from operators.journey import DAY_MS, FEATURE_NAMES
+from operators.nba import Catalog
+from operators.proactive import ProactiveConfig
 from operators.trends import TrendConfig
 
 
-def customer_config(settings: Settings) -> CustomerConfig:
-    """A customer's journey, labels, profile writes and silences."""
+def customer_config(settings: Settings, catalog: Catalog | None = None) -> CustomerConfig:
+    """A customer's journey, labels, profile writes and silences; with ``catalog``
+    (and CX_PROACTIVE on), its proactive rules."""
+    proactive = settings.proactive and catalog is not None
     return CustomerConfig(
         retention_s=settings.retention_days * 86_400,
         horizon_ms=int(settings.horizon_days * DAY_MS),
         label_mode=settings.label_mode,
         profile_interval_s=settings.profile_interval_ms / 1000,
         silence_ratio=settings.silence_ratio,
+        triggers=catalog.triggers if proactive and catalog is not None else (),
+        proactive=proactive,
+    )
+
+
+def proactive_config(settings: Settings, catalog: Catalog) -> ProactiveConfig:
+    """Proactive retention: the settings (queue, cool-down, hold-out) and the catalog's
+    ``[proactive]`` table."""
+    table = catalog.proactive
+    return ProactiveConfig(
+        enabled=settings.proactive,
+        queue=settings.proactive_queue,
+        cooldown_days=settings.proactive_cooldown_days,
+        holdout=settings.proactive_holdout,
+        caps=table.caps,
+        quiet_hours=table.quiet_hours,
+        contact_gap_hours=table.contact_gap_hours,
+        risk_step=table.risk_step,
+        expires_hours=table.expires_hours,
+        default_value=table.default_value,
+        model_triggers=table.model_triggers,
+        uplift_prior_sd=table.uplift_prior_sd,
     )
 
 

@@ -483,6 +483,46 @@ class Settings:
         ),
         shown="the shipped `state/catalog.toml`",
     )
+    # -- Proactive retention -------------------------------------------------------------
+    proactive: bool = _setting(
+        True,
+        "CX_PROACTIVE",
+        "Proactive retention",
+        _flag,
+        (
+            "act before the customer calls: the catalog's `[[trigger]]` rules and the model's "
+            "risk (entering the high band, rising by `risk_step`) raise `proactive` alerts "
+            "and `cx:outbound` entries (see `docs/proactive.md`); `0`: off"
+        ),
+    )
+    proactive_queue: str = _setting(
+        "retention",
+        "CX_PROACTIVE_QUEUE",
+        "Proactive retention",
+        _text,
+        ("the queue whose agents (and the supervisors) get the `proactive` alerts"),
+    )
+    proactive_cooldown_days: float = _setting(
+        7.0,
+        "CX_PROACTIVE_COOLDOWN_DAYS",
+        "Proactive retention",
+        _float,
+        (
+            "at most one proactive action per customer within this many days of event time "
+            "(a hold-out customer's counts too)"
+        ),
+    )
+    proactive_holdout: float = _setting(
+        0.1,
+        "CX_PROACTIVE_HOLDOUT",
+        "Proactive retention",
+        _float,
+        (
+            "share of the customers (a fixed draw by id) who get no proactive action when one "
+            "is chosen for them (`control: true` in `cx:outbound`): their churn against the "
+            "treated customers' is the uplift; in [0, 1)"
+        ),
+    )
     # -- Trends ------------------------------------------------------------------------
     trend_window_min: float = _setting(
         60.0,
@@ -576,6 +616,14 @@ class Settings:
                 f"CX_SILENCE_RATIO={self.silence_ratio}: use 0 (off) or at least 1 "
                 "(times the customer's own mean gap between events)"
             )
+        if not 0 <= self.proactive_holdout < 1:
+            raise ConfigError(f"CX_PROACTIVE_HOLDOUT={self.proactive_holdout}: must be in [0, 1)")
+        if self.proactive_cooldown_days < 0:
+            raise ConfigError(
+                f"CX_PROACTIVE_COOLDOWN_DAYS={self.proactive_cooldown_days}: must be >= 0"
+            )
+        if not self.proactive_queue.strip():
+            raise ConfigError("CX_PROACTIVE_QUEUE is empty: name a queue, e.g. retention")
         outside = [i for i in self.read_shards if not 0 <= i < self.shards]
         if outside:
             raise ConfigError(

@@ -18,7 +18,7 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
-from cxstream.components import customer_config, model_factory, trend_config
+from cxstream.components import customer_config, model_factory, proactive_config, trend_config
 from cxstream.settings import Settings
 from flows.adapters import stateful, stateful_batch
 from operators.customer import (
@@ -38,6 +38,7 @@ from operators.records import (
     DecideIn,
     DecideOut,
     ModelStatus,
+    Proactive,
     ProfileUpdate,
     StoreWrite,
     is_signal,
@@ -50,7 +51,13 @@ from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
-from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+from state.sinks import (
+    alert_sink,
+    dead_letter_sink,
+    model_status_sink,
+    proactive_sink,
+    profile_sink,
+)
 from state.source import Entry, RedisStreamSource
 
 
@@ -60,6 +67,7 @@ class Sinks:
     dead_letters: Sink[Rejected]
     profiles: Sink[StoreWrite]  # profile updates, erasures, suppressed entries
     models: Sink[ModelStatus]
+    proactive: Sink[Proactive]  # proactive alerts and cx:outbound entries, once per alert id
 
 
 def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
@@ -68,6 +76,7 @@ def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
         dead_letters=dead_letter_sink(settings),
         profiles=profile_sink(settings, forgotten),
         models=model_status_sink(settings),
+        proactive=proactive_sink(settings),
     )
 
 
@@ -100,11 +109,12 @@ def build_flow(
     if forgotten is None:
         forgotten = forgotten_from(settings) if sinks is None else Forgotten()
     sinks = sinks or redis_sinks(settings, forgotten)
-    config = customer_config(settings)
+    catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
+    config = customer_config(settings, catalog)
+    proactive = proactive_config(settings, catalog)
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
     recovery = settings.recovery_dir is not None
-    catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
     enrich = text_enricher(settings.topics_path)  # sentiment and topic of free text
     topics = frozenset(name for name, _ in enrich.topics)  # the topics that name trend series
     trends = trend_config(settings)
@@ -161,14 +171,15 @@ def build_flow(
         journey = stateful_batch(
             "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
-    # (customer key or bucket, ScoreRequest | Example | ProfileUpdate | Outcome | Erase | Signal)
-    #                                                      [dedupe, journey, labels, erasure]
+    # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
+    #  | Outcome | Erase | Signal)            [dedupe, journey, labels, rules, erasure]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
-    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase) | ProfileUpdate | Signal
+    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase)
+    #   | ProfileUpdate | Signal
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
-    # (model shard "m<i>", ScoreRequest | Example | Outcome | Erase)
+    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase)
     not_model = op.branch("split_signals", to_model.falses, is_signal)
     journey_profiles = cast(Stream[ProfileUpdate], not_model.falses)
     # ProfileUpdate(customer_id, fields)
@@ -192,12 +203,13 @@ def build_flow(
             keep_snapshots=recovery,
             catalog=catalog,
             forgotten=forgotten,
+            proactive=proactive,
         ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase)   [Outcome teaches the arbiter;
-    #                                                    contacts first, examples learned after]
+    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive)   [Outcome teaches
+    #  the arbiter; contacts first, examples learned after; Watched counts for the uplift]
     outputs = op.map("stamp_shard", decided, with_shard)
-    # Alert | ProfileUpdate | ModelStatus | Erase
+    # Alert | ProfileUpdate | ModelStatus | Erase | Proactive
     alerts = op.merge(
         "alerts",
         op.filter_map("alerts_only", outputs, only(Alert)),
@@ -217,4 +229,9 @@ def build_flow(
     # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
+    op.output(
+        "proactive_out", op.filter_map("proactive_only", outputs, only(Proactive)), sinks.proactive
+    )
+    # Proactive(alert_id, customer_id, trigger, action_id, control, alert, outbound)
+    # -> XADD cx:alerts (not the hold-out) and XADD cx:outbound, once per alert_id
     return flow

@@ -41,6 +41,7 @@ from operators.journey import (
 )
 from operators.labels import Matured, PendingExamples
 from operators.logic import DISCARD, RETAIN, BatchLogic, Logic
+from operators.proactive import Rule, RuleState, zone
 from operators.records import (
     CustomerOut,
     Decided,
@@ -49,10 +50,17 @@ from operators.records import (
     Outcome,
     ProfileUpdate,
     ScoreRequest,
+    Watched,
 )
 from operators.trends import signal_of
 
 SCORE_TYPES = frozenset(("contact_start",))
+# Channel systems' reports on an outbound action: the answer the arbiter learns from
+OUTBOUND_REPORTS = {
+    "outbound_delivered": "delivered",
+    "outbound_opened": "opened",
+    "outbound_clicked": "accepted",
+}
 NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
 
 CustomerSnapshot = tuple[Any, ...]
@@ -86,6 +94,8 @@ class CustomerConfig:
     silence_ratio: float = 0.0
     silence_floor_ms: int = DAY_MS
     silence_levels: int = 1
+    triggers: tuple[Rule, ...] = ()  # the catalog's proactive rules
+    proactive: bool = False  # label the moments that may act proactively (``Watched``)
 
 
 class Watermark:
@@ -138,6 +148,13 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.ttl_at = -math.inf  # wall time the profile's expiry was last pushed back
         self.late = 0  # events older than the customer's latest (folded in by their own time)
         self.silences = 0  # silence moments scored since the customer's latest event
+        self.tz: str | None = None  # the customer's time zone (attr tz), if said
+        self.rules = RuleState()
+        # the moments that may act proactively, labelled like examples (for the uplift)
+        self.watch: PendingExamples[None] = PendingExamples(
+            mode=_pending_mode(config), horizon_ms=config.horizon_ms, cap=4, release="horizon"
+        )
+        self.rule_events = frozenset(r.event for r in config.triggers)
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -155,6 +172,18 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             key, journey, seen, (items, dropped, decided), duplicates, touched_at = resume[:6]
             self.profile_due, self.ttl_at, self.late = bool(resume[6]), resume[7], resume[8]
             self.linked, self.silences = tuple(resume[9]), resume[10]
+            if len(resume) > 11:  # proactive state (older snapshots have none)
+                self.tz, self.rules = resume[11], RuleState(resume[12])
+                w_items, w_dropped, w_decided = resume[13]
+                self.watch = PendingExamples(
+                    mode=_pending_mode(config),
+                    horizon_ms=config.horizon_ms,
+                    cap=4,
+                    items=w_items,
+                    dropped=w_dropped,
+                    release="horizon",
+                    decided=w_decided,
+                )
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -202,27 +231,43 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         out: list[CustomerOut] = [self._example(m) for m in matured]
         for snapshot_ts, label, label_ts in held:
             out.append(Decided(self.key, snapshot_ts, label, label_ts))
+        if len(self.watch):
+            out.extend(
+                Watched(self.key, m.snapshot_ts, m.label)
+                for m in self.watch.observe(event.ts, event.type)
+            )
+        tz = event.attrs.get("tz") if event.attrs else None
+        if type(tz) is str and zone(tz) is not None:
+            self.tz = tz
         self.journey.update_one(event)
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
         every = self.config.score_every
         due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)
         journey: dict[str, Any] | None = None
-        if due and event.type not in NEVER_SCORED:
-            x = features(self.journey, event.ts)
+        x: dict[str, float] | None = None
+        rule: tuple[str, str] | None = None
+        if event.type in self.rule_events:
+            x, rule = self._rules(event)
+        if (due or rule) and event.type not in NEVER_SCORED:
+            if x is None:
+                x = features(self.journey, event.ts)
             latest = self.pending.latest()
             previous = unpack(latest[1]) if latest else None
-            if self.config.label_mode != "external":
+            if due and self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
             journey = summary(self.journey, event.ts)  # the alert's and the profile's
-            moment = "contact" if event.type in SCORE_TYPES else "event"
-            out.append(ScoreRequest(self.key, event, x, previous, journey, moment))
+            moment = "contact" if event.type in SCORE_TYPES else "trigger" if rule else "event"
+            if moment != "contact":
+                self._watch(event.ts)
+            out.append(ScoreRequest(self.key, event, x, previous, journey, moment, rule, self.tz))
         signal = signal_of(event)  # a complaint or a contact, for the trends
         if signal is not None:
             out.append(signal)
-        if event.type == "offer_response":
+        if event.type == "offer_response" or event.type in OUTBOUND_REPORTS:
             a = event.attrs
-            alert_id, action_id, response = a.get("alert_id"), a.get("action_id"), a.get("response")
+            alert_id, action_id = a.get("alert_id"), a.get("action_id")
+            response = OUTBOUND_REPORTS.get(event.type) or a.get("response")
             if (
                 isinstance(alert_id, str)
                 and isinstance(action_id, str)
@@ -237,6 +282,28 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_due = True
         return out, RETAIN
 
+    def _rules(self, event: Event) -> tuple[dict[str, float] | None, tuple[str, str] | None]:
+        """The catalog rules this event fires (the first names the moment), and the
+        features if the rules' tests computed them.  A late event fires nothing."""
+        x: dict[str, float] | None = None
+        value = 0.0
+
+        def journey() -> dict[str, float]:
+            nonlocal x, value
+            if x is None:
+                x = features(self.journey, event.ts)
+                value = self.journey.value or (self.journey.value_attr or 0.0)
+            return {**x, "value": value} if "value" not in x else x
+
+        fired = self.rules.observe(self.config.triggers, event.type, event.ts, event.attrs, journey)
+        if not fired or event.ts < self.journey.last_ts:
+            return x, None
+        return x, (fired[0].name, fired[0].words())
+
+    def _watch(self, ts: int) -> None:
+        if self.config.proactive and self.config.label_mode != "external":
+            self.watch.add(ts, None)
+
     def _forget(self, key: str) -> list[CustomerOut]:
         """Erase this customer: nothing of it is kept or emitted but the erasure."""
         if self.forgotten is not None:
@@ -244,6 +311,9 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.erased = True
         self.journey = JourneyState()
         self.pending.clear()
+        self.watch.clear()
+        self.rules = RuleState()
+        self.tz = None
         linked, self.linked = self.linked, ()
         return [Erase(key, linked)]
 
@@ -268,13 +338,19 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             refresh_ttl=refresh,
         )
 
-    def advance(self, now_ts: int) -> list[Example | ScoreRequest]:
+    def advance(self, now_ts: int) -> list[Example | ScoreRequest | Watched]:
         """Event time has reached ``now_ts``: label the snapshots whose horizon passed, and
         score the silences that have grown long by then (each at its own time), unless
         its horizon has passed too (event time jumped: a restart after a long stop, a
         source whose clock runs ahead): its outcome is known, there is nothing to forecast.
         """
-        out: list[Example | ScoreRequest] = [self._example(m) for m in self.pending.advance(now_ts)]
+        out: list[Example | ScoreRequest | Watched] = [
+            self._example(m) for m in self.pending.advance(now_ts)
+        ]
+        if len(self.watch):
+            out.extend(
+                Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.advance(now_ts)
+            )
         due = self._next_silence(now_ts)
         while due is not None and due[1] <= now_ts:
             self.silences = due[0]  # past the levels gone stale
@@ -306,6 +382,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         latest = self.pending.latest()
         previous = unpack(latest[1]) if latest else None
         self.pending.add(at, pack(x))
+        self._watch(at)
         event = Event(
             f"silence:{self.key}:{at}",
             self.key,
@@ -315,11 +392,15 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             "silence",
             {},
         )
-        return ScoreRequest(self.key, event, x, previous, {}, "silence")  # no alert: no journey
+        journey = summary(self.journey, at) if self.config.proactive else {}
+        return ScoreRequest(self.key, event, x, previous, journey, "silence", None, self.tz)
 
     def next_deadline(self) -> int | None:
         """The event time of the next thing due: a pending horizon or a silence."""
         deadline = self.pending.next_deadline()
+        watched = self.watch.next_deadline() if len(self.watch) else None
+        if watched is not None and (deadline is None or watched < deadline):
+            deadline = watched
         due = self._next_silence(self.watermark.now)
         if due is None:
             return deadline
@@ -368,6 +449,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if not expired:
             return out, RETAIN
         out.extend(self._example(m) for m in self.pending.expire())
+        out.extend(Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.expire())
         return out, DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
@@ -385,6 +467,9 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.late,
             self.linked,
             self.silences,
+            self.tz,
+            self.rules.snapshot(),
+            self.watch.snapshot(),
         )
 
 

@@ -18,12 +18,22 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.alerts import build_alert, risk_of
+from operators.alerts import HIGH, alert_id, build_alert, risk_of
 from operators.churn import ChurnModel
 from operators.erasure import Forgotten
 from operators.logic import RETAIN, BatchLogic
-from operators.nba import Arbiter, Catalog
+from operators.nba import Arbiter, Catalog, Decision, plain_reason
 from operators.personas import Personas
+from operators.proactive import (
+    HOUR_MS,
+    MODEL_TRIGGER_WORDS,
+    OutboundPolicy,
+    ProactiveConfig,
+    Uplift,
+    in_holdout,
+    model_trigger,
+    quiet_until,
+)
 from operators.reasons import explain
 from operators.records import (
     Alert,
@@ -34,8 +44,10 @@ from operators.records import (
     Example,
     ModelStatus,
     Outcome,
+    Proactive,
     ProfileUpdate,
     ScoreRequest,
+    Watched,
 )
 
 WARMUP_EXAMPLES = 50
@@ -79,6 +91,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         model: Callable[[], ChurnModel] = ChurnModel,
         keep_snapshots: bool = True,
         forgotten: Forgotten | None = None,
+        proactive: ProactiveConfig | None = None,
     ) -> None:
         # Bytewax asks for a snapshot at every epoch even without recovery; pickling a
         # model with its replay buffer (and a forest) costs tens to hundreds of ms, so
@@ -94,24 +107,45 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         # matured examples not learned yet, and silences not scored yet (no agent waits)
         self.backlog: deque[Example | ScoreRequest] = deque()
         self.held = False  # this activation scored contacts: its learning waits
+        self.proactive = proactive or ProactiveConfig(enabled=False)
         if not resume:
             self.model = model()
             self.n_scored = 0
             self.arbiter = Arbiter(catalog)
             self.personas = Personas()
+            self.outbound = OutboundPolicy(self.proactive)
+            self.uplift = Uplift()
+            self.funnel: dict[str, int] = {}
         else:
             state = pickle.loads(resume)  # noqa: S301 (ours)
             self.model, self.n_scored, self.arbiter, self.status_at, self.personas = state[:5]
             self.backlog.extend(state[5])
+            if len(state) > 6:  # proactive state (older snapshots have none)
+                self.outbound, self.uplift, self.funnel = state[6:9]
+                self.outbound.config = self.proactive
+            else:
+                self.outbound, self.uplift, self.funnel = (
+                    OutboundPolicy(self.proactive),
+                    Uplift(),
+                    {},
+                )
             self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
                 # A snapshot from before an erasure: the erased keep nothing here either.
-                for customer_id in self.arbiter.customers():
+                held = self.arbiter.customers() | self.outbound.customers()
+                for customer_id in held | self.uplift.customers():
                     if customer_id in forgotten:
                         self.arbiter.forget(customer_id)
+                        self.outbound.forget(customer_id)
+                        self.uplift.forget(customer_id)
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
         if isinstance(value, Outcome):
+            if value.response in ("delivered", "opened", "accepted"):
+                key = "clicked" if value.response == "accepted" else value.response
+                self.funnel[key] = self.funnel.get(key, 0) + 1
+                if value.response != "accepted":  # a report, not an answer
+                    return [], RETAIN
             learned = self.arbiter.outcome_one(
                 value.alert_id, value.action_id, value.response, value.ts
             )
@@ -119,7 +153,12 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if isinstance(value, Erase):
             self.arbiter.forget(value.customer_id)
             self.model.forget(value.customer_id)
+            self.outbound.forget(value.customer_id)
+            self.uplift.forget(value.customer_id)
             return [value], RETAIN
+        if isinstance(value, Watched):
+            self.uplift.labelled(value.customer_id, value.snapshot_ts, value.label)
+            return [], RETAIN
         if isinstance(value, Decided):
             self.model.observe_decision(
                 value.customer_id, value.snapshot_ts, value.label_ts, value.label
@@ -187,13 +226,19 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         stage = model.stage
         reasons, holding = explain(req.features, model.contributions(req.features))
         version = f"{model.version} ({stage})"
-        if req.moment == "silence":  # no contact, no agent: the profile's risk, kept fresh
-            model.observe_snapshot(req.customer_id, req.event.ts, req.features)
+        if req.moment in ("silence", "trigger"):  # no contact: the profile's risk, kept fresh
+            if req.moment == "silence":  # a pending example (a rule's moment is not)
+                model.observe_snapshot(req.customer_id, req.event.ts, req.features)
             silent = risk_of(p, previous, model=version, reasons=reasons, holding_down=holding)
-            silent.update(scored_at_event_ts=req.event.ts, moment="silence")
-            return [ProfileUpdate(req.customer_id, {"risk": silent})]
+            silent.update(scored_at_event_ts=req.event.ts, moment=req.moment)
+            out: list[DecideOut] = [ProfileUpdate(req.customer_id, {"risk": silent})]
+            if self.proactive.enabled:
+                out.extend(self._proactive(req, p, previous, version, reasons, holding))
+            return out
         persona = self.personas.learn_predict_one(req.features)
         now_ms = req.event.ts
+        if req.moment == "contact":
+            self.outbound.contacted(req.customer_id, now_ms)
         self.arbiter.expire(now_ms)
         decision = self.arbiter.select_one(
             req.customer_id, req.features, p, req.event.channel, now_ms=now_ms
@@ -220,7 +265,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             "scored_at_event_ts": req.event.ts,
             "moment": req.moment,
         }
-        out: list[DecideOut] = [
+        out = [
             Alert(payload["alert_id"], payload),
             ProfileUpdate(
                 req.customer_id,
@@ -229,13 +274,149 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         ]
         if self.n_scored == 1:
             out.append(self.status())
+        if req.moment == "event" and self.proactive.enabled:
+            out.extend(self._proactive(req, p, previous, version, reasons, holding))
         return out
+
+    def _proactive(
+        self,
+        req: ScoreRequest,
+        p: float,
+        previous: float | None,
+        version: str,
+        reasons: list[str],
+        holding: list[str],
+    ) -> list[DecideOut]:
+        """A moment between contacts: if a rule fired or the risk calls for it, and the
+        contact policy allows, the action worth most (or none, or the hold-out)."""
+        cfg = self.proactive
+        customer, ts = req.customer_id, req.event.ts
+        if req.trigger is not None:
+            kind, (name, words) = "rule", req.trigger
+        else:
+            fired = model_trigger(p, previous, step=cfg.risk_step, high=HIGH)
+            if fired is None or not cfg.model_triggers:
+                return []
+            kind, name, words = "model", fired, MODEL_TRIGGER_WORDS[fired]
+        self.funnel["triggered"] = self.funnel.get("triggered", 0) + 1
+        blocked = self.outbound.block(customer, ts)
+        if blocked is not None:
+            self.outbound.refuse(blocked)
+            return []
+        value = float(req.journey.get("value") or 0.0) or cfg.default_value
+        eligible, excluded = self.arbiter.candidates(
+            customer, req.features, p, None, now_ms=ts, outbound=True
+        )
+        options = []
+        for action in eligible:
+            channel = self.outbound.channel(customer, action.outbound, ts)
+            if channel is None:
+                excluded[action.action_id] = "its channels' weekly caps are reached"
+                continue
+            uplift = self.uplift.draw(
+                action.action_id, name, prior=action.uplift, prior_sd=cfg.uplift_prior_sd
+            )
+            options.append((p * value * uplift - action.cost, uplift, action, channel))
+        options.sort(key=lambda o: o[0], reverse=True)
+        trigger = {"kind": kind, "name": name, "event_id": req.event.event_id, "why": words}
+        aid = alert_id("proactive", req.event.event_id)
+        ids = tuple(a.action_id for a in eligible)
+        # A rule is the business asking to act: the best action goes, whatever its
+        # expected value.  The model's own triggers act only where it pays.
+        if not options or (kind == "model" and options[0][0] <= 0):
+            self.funnel["skipped"] = self.funnel.get("skipped", 0) + 1
+            ev = round(options[0][0], 2) if options else 0.0
+            return [Proactive(aid, customer, trigger, ts, None, False, ev, None, None, ids)]
+        _, uplift, action, channel = options[0]
+        # what is shown and written: the expected value at the uplift's posterior mean
+        # (the draw that chose the action varies while few outcomes are known)
+        mean, _ = self.uplift.posterior(
+            action.action_id, name, prior=action.uplift, prior_sd=cfg.uplift_prior_sd
+        )
+        ev = p * value * mean - action.cost
+        control = in_holdout(customer, cfg.holdout)
+        not_before = quiet_until(ts, req.tz, cfg.quiet_hours)
+        expires_at = (not_before or ts) + int(cfg.expires_hours * HOUR_MS)
+        outbound = {
+            "alert_id": aid,
+            "customer_id": customer,
+            "action_id": action.action_id,
+            "channel": channel,
+            "template": action.template or action.action_id,
+            "expires_at": expires_at,
+            "not_before": not_before,
+            "control": control,
+            "trigger": name,
+            "expected_value": round(ev, 2),
+        }
+        self.outbound.acted(customer, None if control else channel, ts)
+        self.uplift.opened(customer, ts, action.action_id, name, control)
+        self.funnel["control" if control else "acted"] = (
+            self.funnel.get("control" if control else "acted", 0) + 1
+        )
+        if control:
+            return [
+                Proactive(
+                    aid, customer, trigger, ts, action.action_id, True, ev, None, outbound, ids
+                )
+            ]
+        decision = Decision(
+            action,
+            round(ev, 2),
+            round(self.arbiter.model.mean(action.action_id, "proactive"), 4),
+            (
+                f"churn {p:.2f} x value {value:g} x uplift {mean:.3f} - cost {action.cost:g} "
+                f"= {ev:.1f} (chosen on an uplift draw of {uplift:.3f}); trigger {name}"
+            ),
+            tuple((a.action_id, round(e, 2)) for e, _, a, _ in options[1:4]),
+            excluded,
+            "proactive",
+            reason=f"{words[0].upper()}{words[1:]}. {plain_reason(action, len(options))}",
+            alternative_titles=tuple(a.title for _, _, a, _ in options[1:4]),
+        )
+        payload = build_alert(
+            kind="proactive",
+            event=req.event,
+            churn_probability=p,
+            previous_probability=previous,
+            model=version,
+            reasons=reasons,
+            holding_down=holding,
+            journey=req.journey,
+            decision=decision,
+            emitted_at=int(self.clock() * 1000),
+            policy_version=self.arbiter.version,
+            persona=None,
+        )
+        payload.update(
+            alert_id=aid,
+            contact_id=None,
+            agent_id=None,
+            queue=cfg.queue,
+            channel=channel,
+            trigger=trigger,
+            expected_value=round(ev, 2),
+            not_before=not_before,
+            expires_at=expires_at,
+        )
+        self.arbiter.offered(customer, aid, decision, ts)
+        return [
+            Proactive(
+                aid, customer, trigger, ts, action.action_id, False, ev, payload, outbound, ids
+            )
+        ]
 
     def status(self) -> ModelStatus:
         fields: dict[str, Any] = {"version": self.model.version, "n_scored": self.n_scored}
         fields.update(self.model.metrics())
         fields.update(self.arbiter.stats())
         fields.update(self.personas.stats())
+        if self.proactive.enabled:
+            fields["proactive"] = {
+                **self.uplift.counts(),
+                "funnel": dict(sorted(self.funnel.items())),
+                "blocked": dict(sorted(self.outbound.blocked.items())),
+            }
         return ModelStatus("", fields)  # the flow stamps the shard (with_shard)
 
     def snapshot(self) -> bytes:
@@ -249,6 +430,9 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                 self.status_at,
                 self.personas,
                 tuple(self.backlog),
+                self.outbound,
+                self.uplift,
+                self.funnel,
             ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )

@@ -385,7 +385,7 @@ class Evaluator:
             for out in logic.advance(now):
                 if isinstance(out, Example):
                     self._learn(out)
-                else:
+                elif isinstance(out, ScoreRequest):
                     self._score(out, None)
             self._schedule(key, logic)
 

@@ -29,6 +29,7 @@ import orjson
 
 from operators.erasure import Forgotten, named_keys
 from operators.errors import InvalidEvent
+from operators.proactive import zone
 
 MAX_EVENT_BYTES = 64 * 1024
 # Containers nested in attrs, attrs itself counted: well within what orjson decodes
@@ -61,6 +62,9 @@ KNOWN_TYPES = (
     "subscription_change",
     "cancel",
     "forget",
+    "outbound_delivered",
+    "outbound_opened",
+    "outbound_clicked",
 )
 KNOWN_TYPE_SET = frozenset(KNOWN_TYPES)
 # One str object per channel and known type: the journey keeps these in every
@@ -73,10 +77,12 @@ _NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
     "sentiment": (-1.0, 1.0),
     "nps": (0.0, 10.0),
     "csat": (1.0, 5.0),
+    "ces": (1.0, 7.0),
+    "rating": (0.0, 5.0),
     "amount": (-1e9, 1e9),
 }
 _STRING_ATTRS = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
-_CHECKED_ATTRS = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response"))
+_CHECKED_ATTRS = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response", "tz"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +207,9 @@ def _attrs(value: object) -> dict[str, Any]:
     response = value.get("response")
     if response is not None and (not isinstance(response, str) or response not in RESPONSES):
         raise InvalidEvent("attrs.response unknown", repr(response)[:40])
+    tz = value.get("tz")
+    if tz is not None and (not isinstance(tz, str) or len(tz) > 64 or zone(tz) is None):
+        raise InvalidEvent("attrs.tz not a time zone", f"{str(tz)[:40]!r}: use an IANA name")
     return value
 
 

@@ -43,12 +43,13 @@ import operator
 import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from river import proba
 
 from operators.errors import ConfigError
+from operators.proactive import Rule, parse_quiet_hours
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -110,6 +111,26 @@ class Action:
     max_offers: int | None = None
     window_days: float | None = None
     suppress_days: float | None = None
+    outbound: tuple[str, ...] = ()  # channels it can go out on proactively, in preference
+    template: str = ""  # the channel systems' template (default: the action id)
+    uplift: float = 0.05  # prior: how much less a treated customer churns (proactive)
+
+
+OUTBOUND_CHANNELS = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProactiveTable:
+    """The catalog's ``[proactive]`` table (see :class:`operators.proactive.ProactiveConfig`)."""
+
+    caps: Mapping[str, int] = field(default_factory=dict)
+    quiet_hours: tuple[int, int] | None = (21, 8)
+    contact_gap_hours: float = 24.0
+    risk_step: float = 0.2
+    expires_hours: float = 72.0
+    default_value: float = 100.0
+    model_triggers: bool = True
+    uplift_prior_sd: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,8 @@ class ContactPolicy:
 class Catalog:
     actions: tuple[Action, ...]
     policy: ContactPolicy = ContactPolicy()
+    triggers: tuple[Rule, ...] = ()
+    proactive: ProactiveTable = ProactiveTable()
 
     def __post_init__(self) -> None:
         if not self.actions:
@@ -135,6 +158,12 @@ class Catalog:
             raise ConfigError(f"the catalog repeats action ids {dupes}")
         if not any(not a.when and a.kind == "service" for a in self.actions):
             raise ConfigError("the catalog needs a service action without conditions (a fallback)")
+        names = [t.name for t in self.triggers]
+        twice = sorted(
+            {n for n in names if names.count(n) > 1 or n in ("risk_high", "risk_rising")}
+        )
+        if twice:
+            raise ConfigError(f"the catalog repeats trigger names (or takes a model's) {twice}")
 
     def get(self, action_id: str) -> Action | None:
         return next((a for a in self.actions if a.action_id == action_id), None)
@@ -160,10 +189,60 @@ def parse_catalog(text: str, source: str = "catalog") -> Catalog:
             actions.append(_action(item))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+    triggers = []
+    for i, item in enumerate(raw.get("trigger", []), start=1):
+        where = f"{source}: trigger {item.get('name', f'#{i}')!r}"
+        try:
+            triggers.append(Rule.parse(item))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     try:
-        return Catalog(tuple(actions), policy)
+        proactive = _proactive_table(raw.get("proactive", {}))
+    except (TypeError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{source}: [proactive]: {exc}") from exc
+    try:
+        return Catalog(tuple(actions), policy, tuple(triggers), proactive)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _proactive_table(raw: dict[str, Any]) -> ProactiveTable:
+    known = {
+        "caps_per_week", "quiet_hours", "contact_gap_hours", "risk_step", "expires_hours",
+        "default_value", "model_triggers", "uplift_prior_sd",
+    }  # fmt: skip
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}")
+    caps = raw.get("caps_per_week", {})
+    if not isinstance(caps, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in caps.values()
+    ):
+        raise ValueError("caps_per_week: a table of channel = whole number, e.g. { sms = 1 }")
+    bad = sorted(set(caps) - set(OUTBOUND_CHANNELS))
+    if bad:
+        raise ValueError(f"caps_per_week: unknown channels {bad}")
+    numbers = {}
+    for name in (
+        "contact_gap_hours", "risk_step", "expires_hours", "default_value", "uplift_prior_sd"
+    ):  # fmt: skip
+        if name in raw:
+            value = _number(raw[name], name)
+            if value < 0 or (name in ("expires_hours", "uplift_prior_sd") and value == 0):
+                raise ValueError(f"{name} must be above 0")
+            numbers[name] = float(value)
+    quiet = raw.get("quiet_hours", "21-08")
+    if not isinstance(quiet, str):
+        raise ValueError("quiet_hours: a string 'HH-HH' (local hours) or 'none'")
+    model_triggers = raw.get("model_triggers", True)
+    if not isinstance(model_triggers, bool):
+        raise ValueError("model_triggers: true or false")
+    return ProactiveTable(
+        caps=dict(caps),
+        quiet_hours=parse_quiet_hours(quiet),
+        model_triggers=model_triggers,
+        **numbers,
+    )
 
 
 def _number(value: object, name: str) -> Any:
@@ -175,7 +254,7 @@ def _number(value: object, name: str) -> Any:
 def _action(item: dict[str, Any]) -> Action:
     known = {
         "id", "title", "script", "goal", "value", "cost", "when", "channels", "kind", "lever",
-        "max_offers", "window_days", "suppress_days",
+        "max_offers", "window_days", "suppress_days", "outbound", "template", "uplift",
     }  # fmt: skip
     unknown = sorted(set(item) - known)
     if unknown:
@@ -209,7 +288,25 @@ def _action(item: dict[str, Any]) -> Action:
         max_offers=item.get("max_offers"),
         window_days=item.get("window_days"),
         suppress_days=item.get("suppress_days"),
+        outbound=_outbound(item.get("outbound", [])),
+        template=str(item.get("template", item["id"])),
+        uplift=_uplift(item.get("uplift", 0.05)),
     )
+
+
+def _uplift(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1 <= value <= 1:
+        raise ValueError(f"uplift {value!r}: a share of churn, from -1 to 1 (e.g. 0.1)")
+    return float(value)
+
+
+def _outbound(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ValueError('outbound: a list of channels, e.g. ["sms", "email"]')
+    bad = [c for c in value if c not in OUTBOUND_CHANNELS]
+    if bad:
+        raise ValueError(f"outbound: unknown channels {bad}; use {', '.join(OUTBOUND_CHANNELS)}")
+    return tuple(value)
 
 
 # -- contact policy -------------------------------------------------------------------------------
@@ -244,12 +341,13 @@ def policy_block(
     action: Action,
     history: History,
     features: Mapping[str, float],
-    channel: str,
+    channel: str | None,
     now_ms: int,
     policy: ContactPolicy,
 ) -> str | None:
-    """Why the contact policy forbids this action now, or None when it allows it."""
-    if "any" not in action.channels and channel not in action.channels:
+    """Why the contact policy forbids this action now, or None when it allows it
+    (``channel`` None: a proactive action, whose channels are its ``outbound``)."""
+    if channel is not None and "any" not in action.channels and channel not in action.channels:
         return f"not offered on {channel}"
     if action.kind == "sales" and features.get("complaints_open", 0.0) >= 1:
         return "sales action while a complaint is open"
@@ -492,16 +590,20 @@ class Arbiter:
         customer_id: str,
         features: Mapping[str, float],
         churn_probability: float,
-        channel: str,
+        channel: str | None,
         *,
         now_ms: int,
+        outbound: bool = False,
     ) -> tuple[list[Action], dict[str, str]]:
-        """The actions eligible now, and why each of the others is not."""
+        """The actions eligible now, and why each of the others is not (``outbound``:
+        only those that can go out proactively, ``channel`` None)."""
         x = {**features, "churn_probability": churn_probability}
         history = self.history.get(customer_id, History())
         eligible: list[Action] = []
         excluded: dict[str, str] = {}
         for action in self.catalog.actions:
+            if outbound and not action.outbound:
+                continue
             failed = next((c for c in action.when if not c.holds(x)), None)
             if failed is not None:
                 excluded[action.action_id] = f"needs {failed}"

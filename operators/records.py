@@ -20,7 +20,9 @@ class ScoreRequest:
     event, ``score_every``) or ``silence`` (no event: the customer's silence has grown
     long for their own cadence; ``event`` is then a synthetic one of type ``silence`` at
     that time, on the customer's last channel, whose id names the customer and the time;
-    ``journey`` is then empty: no alert is built).
+    ``journey`` is then empty: no alert is built) or ``trigger`` (a catalog rule fired on
+    ``event``: ``trigger`` names it).  Every moment but a contact may raise a proactive
+    alert (see :mod:`operators.proactive`); ``tz`` is the customer's time zone, if said.
     """
 
     customer_id: str
@@ -29,6 +31,8 @@ class ScoreRequest:
     previous: dict[str, float] | None  # features at the previous scored moment, if pending
     journey: dict[str, Any]
     moment: str = "contact"
+    trigger: tuple[str, str] | None = None  # a rule that fired: (name, its words)
+    tz: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,39 @@ class Decided:
     snapshot_ts: int
     label: int
     label_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """The label of a moment that could have raised a proactive action (a rule, an
+    event or a silence scored): churned within the horizon after ``snapshot_ts`` or not.
+    The model shard counts it for the uplift if it acted (or held out) at that moment."""
+
+    customer_id: str
+    snapshot_ts: int
+    label: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proactive:
+    """A proactive decision (a trigger fired and the contact policy let it through).
+
+    ``action_id`` None: no action is worth it (expected value not positive, or none
+    eligible): nothing is written.  ``control``: the hold-out; ``outbound`` is written
+    (for the record), ``alert`` is None.  Otherwise both are written, once per
+    ``alert_id``.  ``eligible`` and ``value`` are for the benchmarks' counterfactuals.
+    """
+
+    alert_id: str
+    customer_id: str
+    trigger: dict[str, Any]
+    ts: int
+    action_id: str | None
+    control: bool
+    expected_value: float
+    alert: dict[str, Any] | None
+    outbound: dict[str, Any] | None
+    eligible: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +156,19 @@ class Signal:
     sentiment: float | None
 
 
-CustomerOut = ScoreRequest | Example | Decided | ProfileUpdate | Outcome | Erase | Signal
-DecideIn = ScoreRequest | Example | Decided | Outcome | Erase
-DecideOut = Alert | ModelStatus | ProfileUpdate | Erase
+CustomerOut = ScoreRequest | Example | Decided | Watched | ProfileUpdate | Outcome | Erase | Signal
+DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase
+DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive
 StoreWrite = ProfileUpdate | Erase | Suppressed  # what the customer-store sink writes
 
 
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
-    return item if isinstance(item, ScoreRequest | Example | Decided | Outcome | Erase) else None
+    return (
+        item
+        if isinstance(item, ScoreRequest | Example | Decided | Watched | Outcome | Erase)
+        else None
+    )
 
 
 def to_store(item: DecideOut) -> ProfileUpdate | Erase | None:

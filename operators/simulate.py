@@ -91,6 +91,8 @@ class _Customer:
     contacts: int = 0
     sentiment: float = 0.0
     tags: list[str] = field(default_factory=list)
+    fate_until: int = 0  # a proactive decision set the churn outcome until then
+    fate_cancel_at: int | None = None  # ... and, if it churns, when
 
 
 class Simulator:
@@ -100,6 +102,7 @@ class Simulator:
         self.config = config
         self.rng = random.Random(config.seed)
         self.n = 0
+        self._now = config.start_ms
         self.joined = 0
         self.cancelled = 0
         self._heap: list[tuple[int, int, str]] = []
@@ -164,6 +167,7 @@ class Simulator:
 
     def next_event(self) -> Event:
         ts, _, cid = heapq.heappop(self._heap)
+        self._now = ts
         c = self._customers[cid]
         follow = self._pending.get(cid)
         if follow:
@@ -243,9 +247,72 @@ class Simulator:
                 return None
         return None
 
+    def treat(
+        self,
+        customer_id: str,
+        ts: int,
+        action_id: str | None,
+        *,
+        horizon_ms: int,
+        actions: tuple[str, ...] = (),
+        fix: bool = True,
+    ) -> Treatment | None:
+        """A proactive decision for a live customer at ``ts``: the customer's churn within
+        ``horizon_ms`` is decided now, from potential outcomes (ground truth).
+
+        Untreated, the customer would churn within the horizon with probability ``q0``
+        (their own cancel hazard over the horizon's steps); treated with action ``a``,
+        with ``q0 x (1 - effect(a))`` (:func:`true_effect`: some actions annoy, effect
+        < 0).  One uniform draw per (customer, time) decides every potential outcome, so
+        what any other choice would have given is known: the benchmarks compare
+        programs on the same customers.  None when the customer is gone, or a decision
+        already fixed their outcome within this horizon (it is kept).  ``fix=False``
+        (nothing was decided: the program let the customer be): the potential outcomes
+        are drawn, and the customer lives on as before.
+        """
+        c = self._customers.get(customer_id)
+        if c is None or c.fate_until > ts:
+            return None
+        steps = max(1.0, horizon_ms / self.config.customer_gap_ms)
+        q0 = 1.0 - (1.0 - self._hazard(c)) ** steps
+        u = _uniform(f"{customer_id}/{ts}/fate")
+        q1 = {a: min(1.0, max(0.0, q0 * (1.0 - true_effect(a, c)))) for a in actions}
+        if action_id is not None and action_id not in q1:
+            q1[action_id] = min(1.0, max(0.0, q0 * (1.0 - true_effect(action_id, c))))
+        churned = u < (q0 if action_id is None else q1[action_id])
+        if fix:
+            c.fate_until = ts + horizon_ms
+            c.fate_cancel_at = (
+                ts + int(horizon_ms * (0.05 + 0.6 * _uniform(f"{customer_id}/{ts}/when")))
+                if churned
+                else None
+            )
+        return Treatment(
+            customer_id=customer_id,
+            ts=ts,
+            action_id=action_id,
+            value=round(c.value * VALUE_MONTHS, 2),
+            q0=q0,
+            churn_untreated=u < q0,
+            churned=churned,
+            churn_if={a: u < q for a, q in q1.items()},
+            uplift_if={a: q0 - q for a, q in q1.items()},
+        )
+
+    def _hazard(self, c: _Customer) -> float:
+        """The customer's chance to cancel at a step."""
+        return 0.02 * c.p * (1 + c.open_complaints + c.payment_failures)
+
     def _step(self, c: _Customer) -> tuple[str, str, dict[str, object]]:
         rng, p = self.rng, c.p
-        if rng.random() < 0.02 * p * (1 + c.open_complaints + c.payment_failures):
+        leaves = rng.random() < self._hazard(c)
+        if c.fate_until:  # a proactive decision fixed the outcome within its horizon
+            ts = self._now
+            if ts >= c.fate_until:
+                c.fate_until, c.fate_cancel_at = 0, None
+            else:
+                leaves = c.fate_cancel_at is not None and ts >= c.fate_cancel_at
+        if leaves:
             return rng.choice(("voice", "web", "app")), "cancel", {"reason": "customer request"}
         digital = "app" if rng.random() < 0.4 else "web"
         weights = (
@@ -277,10 +344,63 @@ class Simulator:
             nps = max(0, min(10, round(rng.gauss(9 - 9 * p - c.open_complaints, 1.5))))
             return "survey", "survey", {"nps": nps}
         if kind == "review":
-            return "social", "review", {"sentiment": self._sentiment(c)}
+            sentiment = self._sentiment(c)
+            # (its noise from a hash: the random stream stays what it was before ratings)
+            noise = _uniform(f"{c.customer_id}/{self.n}/rating") - 0.5
+            rating = max(1, min(5, round(3 + 2.5 * sentiment + 1.5 * noise)))
+            return "social", "review", {"sentiment": sentiment, "rating": rating}
         if kind == "email":
             return "email", "email_reply", {"sentiment": self._sentiment(c)}
         return digital, kind, {}
+
+
+VALUE_MONTHS = 12  # what a customer's churn loses: a year of their mean purchase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Treatment:
+    """The ground truth of one proactive decision (see :meth:`Simulator.treat`)."""
+
+    customer_id: str
+    ts: int
+    action_id: str | None  # None: no action (the hold-out, or the program let it be)
+    value: float  # what the customer's churn loses
+    q0: float  # P(churn within the horizon) untreated
+    churn_untreated: bool  # the potential outcome without any action
+    churned: bool  # the outcome of what was done
+    churn_if: dict[str, bool]  # the potential outcome of each action
+    uplift_if: dict[str, float]  # each action's true uplift for this customer, q0 - q1
+
+
+def true_effect(action_id: str, c: _Customer) -> float:
+    """How much an action cuts this customer's churn, relative (negative: it annoys).
+
+    It depends on the customer's troubles and value, which the engine sees only
+    through their events: a failed payment is fixed by help with the payment, an
+    open complaint by resolving it, a discount keeps a valuable customer but
+    insults one whose complaint is open, an upsell annoys anyone at risk.
+    """
+    paying = c.payment_failures > 0
+    complaining = c.open_complaints > 0
+    valuable = c.value > 40.0
+    if action_id == "payment_help":
+        return 0.6 if paying else 0.05
+    if action_id == "resolve_complaint":
+        return 0.5 if complaining else 0.0
+    if action_id == "service_recovery_credit":
+        return 0.3 if complaining else 0.1
+    if action_id == "retention_offer":
+        if complaining:
+            return -0.3
+        return 0.45 if valuable else 0.1
+    if action_id == "upsell_upgrade":
+        return -0.4
+    return 0.0
+
+
+def _uniform(text: str) -> float:
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=b"cx-sim-fate").digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def _pick(weights: tuple[tuple[str, float], ...], u: float) -> str:

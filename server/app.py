@@ -92,7 +92,9 @@ class AlertServer:
         self.view = SupervisorView()
         self.feed = AlertFeed(self.redis)
         self.writes = Writes(self.redis, KeyNames.of(settings), self.metrics)
-        self.stats = StatsSender(self.redis, self.view, interval_s=stats_interval_s)
+        self.stats = StatsSender(
+            self.redis, self.view, interval_s=stats_interval_s, model_shards=settings.model_shards
+        )
         self.health = HealthMonitor(
             self.redis, KeyNames.of(settings), model_shards=settings.model_shards
         )

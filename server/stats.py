@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from server.connections import Connection, Routes
 from server.protocol import AgentSession, Send
 from server.supervisor import SupervisorView
-from state.keys import ANSWERS
+from state.keys import ANSWERS, model_key
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,15 @@ STATS_INTERVAL_S = 2.0  # how often supervisors get the stats frame
 
 class StatsSender:
     def __init__(
-        self, redis: aioredis.Redis, view: SupervisorView, *, interval_s: float = STATS_INTERVAL_S
+        self,
+        redis: aioredis.Redis,
+        view: SupervisorView,
+        *,
+        interval_s: float = STATS_INTERVAL_S,
+        model_shards: int = 1,
     ) -> None:
         self.redis = redis
+        self.model_shards = model_shards
         self.view = view
         self.interval_s = interval_s
         self.closing = False
@@ -49,6 +55,14 @@ class StatsSender:
             self.view.answers(cast("dict[bytes, bytes]", counts))
         except aioredis.RedisError as exc:
             log.debug("answers not read (%s); the last ones are sent", exc)
+        try:
+            programs = [
+                await self.redis.hget(model_key(f"m{i}"), "proactive")
+                for i in range(self.model_shards)
+            ]
+            self.view.programs(cast("list[bytes | None]", programs))
+        except aioredis.RedisError as exc:
+            log.debug("proactive figures not read (%s); the last ones are sent", exc)
         now = time.time()
         frames: dict[frozenset[str] | None, tuple[dict[str, Any], str]] = {}
         for client in supervisors:

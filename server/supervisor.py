@@ -11,7 +11,12 @@ frame sent to supervisors:
 - ``acceptance``: per action and per agent, answers (accepted, declined,
   not_relevant) and the acceptance rate, accepted over answered;
 - ``trends``: the latest trend alerts (a supervisor who signs in late sees
-  what is going on).
+  what is going on);
+- ``proactive``: the proactive program's proof, from the model shards' status
+  (``cx:model:<shard>`` field ``proactive``, fed with ``programs``): uplift overall,
+  per action and per trigger with its 95% interval, and the funnel (triggered,
+  blocked by the contact policy, skipped, acted, held out, delivered, opened,
+  clicked).  Proactive alerts do not count as contacts in ``risk``.
 
 Every server reads the whole alert stream and the answers live in Redis, so
 supervisors on any server see the same figures.  A supervisor sees the figures
@@ -35,8 +40,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import orjson
+
 from operators.alerts import band
 from operators.events import RESPONSES
+from operators.proactive import merge_counts, uplift_report
 from state.keys import unescape_queue
 
 RISK_WINDOW_S = 3600.0
@@ -63,11 +71,14 @@ class SupervisorView:
         self.by_agent: Table = {}
         self.queue_action: dict[str, Table] = {}
         self.queue_agent: dict[str, Table] = {}
+        self.proactive: dict[str, Any] | None = None
 
     def observe(self, alert: dict[str, Any], *, now: float) -> None:
         kind = alert.get("kind")
         if kind == "trend":
             self.trends.append(alert)
+            return
+        if kind == "proactive":
             return
         risk = alert.get("risk")
         p = risk.get("churn_probability") if isinstance(risk, dict) else None
@@ -92,6 +103,35 @@ class SupervisorView:
 
     def _drop_oldest(self) -> None:
         self._count(self.risks.popleft(), -1)
+
+    def programs(self, shards: list[bytes | None]) -> None:
+        """The ``proactive`` field of each model shard's status (JSON; absent or broken
+        ones skipped): summed, then uplift with its interval (see operators.proactive)."""
+        parts: list[dict[str, Any]] = []
+        for raw in shards:
+            try:
+                part = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(part, dict):
+                parts.append(part)
+        if not parts:
+            self.proactive = None
+            return
+        funnel: dict[str, int] = {}
+        blocked: dict[str, int] = {}
+        for part in parts:
+            for into, name in ((funnel, "funnel"), (blocked, "blocked")):
+                table = part.get(name)
+                if isinstance(table, dict):
+                    for k, v in table.items():
+                        if isinstance(v, int):
+                            into[k] = into.get(k, 0) + v
+        self.proactive = {
+            **uplift_report(merge_counts(parts)),
+            "funnel": funnel,
+            "blocked": blocked,
+        }
 
     def answers(self, counts: dict[bytes, bytes]) -> None:
         """Replace the answer counts with ``cx:nba:answers`` as read (bad fields skipped)."""
@@ -149,6 +189,7 @@ class SupervisorView:
             },
             "acceptance": {"by_action": _rates(by_action), "by_agent": _rates(by_agent)},
             "trends": trends,
+            "proactive": self.proactive,
         }
 
 

@@ -40,6 +40,21 @@ def xadd(stream: str, maxlen: int, *fields: str | bytes) -> Command:
     return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
 
 
+# XADD only if the marker is new (atomic): KEYS marker, stream; ARGV ttl, maxlen, fields...
+_XADD_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+return false
+"""
+
+
+def xadd_once(stream: str, marker: str, ttl_s: int, maxlen: int, *fields: str | bytes) -> Command:
+    """XADD to ``stream`` unless ``marker`` is set, setting it for ``ttl_s`` (one
+    script: a replay or a retried batch writes an entry once)."""
+    return ("EVAL", _XADD_ONCE, 2, marker, stream, max(1, ttl_s), maxlen, *fields)
+
+
 def hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:
     """HSET ``fields`` (each value as JSON) and ``extra`` (name, value, ...) on ``key``."""
     args: list[str | bytes] = ["HSET", key]

@@ -37,7 +37,7 @@ from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest, mentions
 from operators.errors import StoreError
 from operators.events import Event, encode_event
-from state.keys import ALERTS, DLQ, ERASURES, EVENTS_PREFIX, FORGOTTEN, KeyNames
+from state.keys import ALERTS, DLQ, ERASURES, EVENTS_PREFIX, FORGOTTEN, OUTBOUND, KeyNames
 from state.redis import connect
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def erase(
         links = [a for a in dict.fromkeys([*linked, *found]) if a != key]
         for anonymous in links:
             more, _ = _erase_key(client, anonymous, names, touched)
-            for name in ("profile", "events", "alerts", "dead_letters"):
+            for name in ("profile", "events", "alerts", "outbound", "dead_letters"):
                 counts[name] += more[name]
         for stream in sorted(touched):
             compact(client, stream)
@@ -174,6 +174,7 @@ def _erase_key(
     shard = names.events_of(key)
     events = _sweep(client, shard, touched, lambda fields: mentions(fields.get(b"data"), key))
     alerts = _sweep(client, ALERTS, touched, lambda fields: mentions(fields.get(b"data"), key))
+    outbound = _sweep(client, OUTBOUND, touched, lambda fields: mentions(fields.get(b"data"), key))
     found: set[str] = set()
     for fields in events:
         try:
@@ -188,6 +189,7 @@ def _erase_key(
         "profile": int(client.delete(names.profile(key))),
         "events": len(events) + originals,
         "alerts": len(alerts),
+        "outbound": len(outbound),
         "dead_letters": len(letters),
     }
     return counts, found

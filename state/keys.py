@@ -37,6 +37,20 @@ FORGOTTEN = "cx:forgotten"  # set: digests of erased customers (the suppression 
 ERASURES = "cx:erasures"  # hash: digest -> what an erasure found (counts, no ids)
 FLOW = "cx:flow"  # hash: shard stream -> how far the flow has read it (JSON: id, at, events)
 GAPS = "cx:gaps"  # hash: stream -> how many times it was found trimmed past a resume point
+OUTBOUND = (
+    "cx:outbound"  # stream: proactive actions for the channel systems (see docs/proactive.md)
+)
+OUTBOUND_MAXLEN = 1_000_000  # outbound entries kept (about: trimmed with ~)
+
+
+def written_key(stream: str, alert_id: str) -> str:
+    """The marker that ``alert_id`` was written to ``stream`` (a replay writes it
+    once): hash-tagged with the stream's own name, so both live in one cluster slot.
+
+    >>> written_key("cx:outbound", "al_1")
+    '{cx:outbound}:written:al_1'
+    """
+    return f"{{{stream}}}:written:{alert_id}"
 
 
 def events_stream(shard: int) -> str:

@@ -23,10 +23,10 @@ from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
 from operators.events import Rejected, Suppressed
-from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
-from state.commands import dead_letter, hset, xadd
+from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate, StoreWrite
+from state.commands import dead_letter, hset, xadd, xadd_once
 from state.erasure import erase
-from state.keys import ALERTS, KeyNames, model_key
+from state.keys import ALERTS, OUTBOUND, OUTBOUND_MAXLEN, KeyNames, model_key, written_key
 from state.recovery import RecoveryScrubber
 from state.redis import Backoff, Command, PipelinedWriter, connect, is_outage
 
@@ -106,6 +106,37 @@ def alert_sink(settings: Settings) -> DynamicSink[Alert]:
         ]
 
     return _RedisSink(settings, write, "alerts")
+
+
+def proactive_sink(settings: Settings) -> DynamicSink[Proactive]:
+    """A proactive decision: its alert to ``cx:alerts`` (not for the hold-out) and its
+    action to ``cx:outbound`` (field ``data``, and ``alert_id``), each at most once per
+    ``alert_id`` (a marker kept CX_RETENTION_DAYS): a replay, a restart that reads
+    events again or a retried batch writes nothing new.  Decisions without an action
+    are not written."""
+    ttl = int(settings.retention_days * 86_400)
+    maxlen = settings.alerts_maxlen
+
+    def write(items: list[Proactive]) -> list[Command]:
+        commands: list[Command] = []
+        for p in items:
+            if p.alert is not None:
+                data = orjson.dumps(p.alert)
+                marker = written_key(ALERTS, p.alert_id)
+                commands.append(
+                    xadd_once(ALERTS, marker, ttl, maxlen, "data", data, "alert_id", p.alert_id)
+                )
+            if p.outbound is not None:
+                data = orjson.dumps(p.outbound)
+                marker = written_key(OUTBOUND, p.alert_id)
+                commands.append(
+                    xadd_once(
+                        OUTBOUND, marker, ttl, OUTBOUND_MAXLEN, "data", data, "alert_id", p.alert_id
+                    )
+                )
+        return commands
+
+    return _RedisSink(settings, write, "proactive actions")
 
 
 def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:

@@ -13,7 +13,7 @@ from flows.journey import Sinks, build_flow
 from operators.erasure import Forgotten
 from operators.events import Event, Rejected, Suppressed, encode_event
 from operators.nba import in_control_group
-from operators.records import Alert, Erase, ModelStatus, ProfileUpdate, StoreWrite
+from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate, StoreWrite
 from state.source import Entry
 from tests.conftest import DAY, T0, ev, free_port
 
@@ -24,6 +24,7 @@ class Captured:
     dead: list[Rejected] = field(default_factory=list)
     profiles: list[StoreWrite] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)
+    proactive: list[Proactive] = field(default_factory=list)
 
     def sinks(self) -> Sinks:
         return Sinks(
@@ -31,6 +32,7 @@ class Captured:
             dead_letters=TestingSink(self.dead),
             profiles=TestingSink(self.profiles),
             models=TestingSink(self.models),
+            proactive=TestingSink(self.proactive),
         )
 
 

@@ -24,7 +24,8 @@ from operators.events import Event
 from operators.identity import IdentityLogic
 from operators.journey import FEATURE_NAMES
 from operators.logic import BatchLogic, Logic
-from operators.records import Example, ScoreRequest, Signal
+from operators.proactive import ProactiveConfig
+from operators.records import Example, ScoreRequest, Signal, Watched
 from operators.simulate import SimConfig, Simulator
 from operators.trends import TrendConfig, TrendLogic
 from state.catalog import default_catalog
@@ -59,6 +60,12 @@ def _decide_inputs() -> list[Any]:
         items.append(Example("c", {**zero, "contacts_7d": float(i % 3)}, i % 2, T0, T0))
         if i % 20 == 0:
             items.append(ScoreRequest("c", sim_event, {**zero, "complaints_open": 1.0}, None, {}))
+        if i % 20 == 5:  # a rule fired: a proactive decision, then its outcome
+            fired = Event(f"p{i}", "c", None, T0 + i * 86_400_000, "web", "payment_failed", {})
+            features = {**zero, "payment_failures_30d": 2.0}
+            journey = {"value": 120.0}
+            items.append(ScoreRequest("c", fired, features, None, journey, "trigger", ("r", "r")))
+            items.append(Watched("c", fired.ts, i % 2))
     return items
 
 
@@ -83,11 +90,17 @@ def _trend_inputs() -> list[Any]:
 
 BUILDERS: dict[type, tuple[Callable[[Any], Any], Callable[[], list[Any]]]] = {
     CustomerLogic: (
-        lambda resume: CustomerLogic(resume, config=CustomerConfig(), clock=lambda: 0.0),
+        lambda resume: CustomerLogic(
+            resume,
+            config=CustomerConfig(triggers=CATALOG.triggers, proactive=True, score_every=7),
+            clock=lambda: 0.0,
+        ),
         _customer_inputs,
     ),
     DecideLogic: (
-        lambda resume: DecideLogic(resume, catalog=CATALOG, clock=lambda: 0.0),
+        lambda resume: DecideLogic(
+            resume, catalog=CATALOG, clock=lambda: 0.0, proactive=ProactiveConfig(holdout=0.3)
+        ),
         _decide_inputs,
     ),
     IdentityLogic: (

@@ -19,7 +19,8 @@ from operators.customer import (
 )
 from operators.erasure import Forgotten
 from operators.logic import DISCARD, RETAIN
-from operators.records import Erase, Example, ProfileUpdate, ScoreRequest
+from operators.records import Erase, Example, Outcome, ProfileUpdate, ScoreRequest, Watched
+from state.catalog import default_catalog
 from tests.conftest import DAY, T0, ev
 
 
@@ -543,3 +544,73 @@ def test_a_silence_schedules_the_customers_next_check() -> None:
     c.on_item(ev(1, "page_view", ts=T0))
     c.watermark.observe(T0 + DAY // 2)
     assert c.next_check() == pytest.approx(clock.now + 1.5 * DAY / 1000)  # silent at day 2
+
+
+# -- proactive rules ------------------------------------------------------------------------
+
+PROACTIVE_CONFIG = replace(CONFIG, triggers=default_catalog().triggers, proactive=True)
+
+
+def _requests(out: object) -> list[ScoreRequest]:
+    assert isinstance(out, list)
+    return [o for o in out if isinstance(o, ScoreRequest)]
+
+
+def test_a_second_failed_payment_within_7_days_is_a_moment_to_act() -> None:
+    c = CustomerLogic(None, config=PROACTIVE_CONFIG, clock=FakeClock())
+    assert _requests(c.on_item(ev(1, "payment_failed", ts=T0))[0]) == []
+    [req] = _requests(c.on_item(ev(2, "payment_failed", ts=T0 + 3 * DAY, tz="Europe/Paris"))[0])
+    assert req.moment == "trigger"
+    assert req.trigger == ("payment_failed_twice", "two failed payments within 7 days")
+    assert req.tz == "Europe/Paris"
+    assert req.journey["payment_failures_30d"] == 2
+    assert "value" not in req.features  # the rules' own name is not a model feature
+    assert len(c.pending) == 0  # not a training example: the model's data is unchanged
+    assert len(c.watch) == 1  # but its outcome is watched, for the uplift
+    # the label comes at the horizon: a cancel within it is churn
+    c.on_item(ev(3, "cancel", ts=T0 + 5 * DAY))
+    [watched] = [o for o in c.advance(T0 + 11 * DAY) if isinstance(o, Watched)]
+    assert watched == Watched("c1", T0 + 3 * DAY, 1)
+
+
+def test_rules_ignore_late_events_a_bad_zone_and_an_off_switch() -> None:
+    c = CustomerLogic(None, config=PROACTIVE_CONFIG, clock=FakeClock())
+    c.on_item(ev(1, "page_view", ts=T0 + 10 * DAY))
+    c.on_item(ev(2, "payment_failed", ts=T0 + 2 * DAY))  # late
+    assert _requests(c.on_item(ev(3, "payment_failed", ts=T0 + 3 * DAY))[0]) == []  # late too
+    c.on_item(ev(4, "review", ts=T0 + 11 * DAY, rating=4, tz="Not/AZone"))
+    assert c.tz is None
+    [req] = _requests(c.on_item(ev(5, "review", ts=T0 + 12 * DAY, rating=1))[0])
+    assert req.trigger is not None
+    assert req.trigger[0] == "bad_review"
+    off = CustomerLogic(None, config=CONFIG, clock=FakeClock())
+    off.on_item(ev(6, "payment_failed", ts=T0))
+    assert _requests(off.on_item(ev(7, "payment_failed", ts=T0 + DAY))[0]) == []
+
+
+def test_channel_reports_on_an_outbound_action_are_outcomes() -> None:
+    c = CustomerLogic(None, config=PROACTIVE_CONFIG, clock=FakeClock())
+    ids = {"alert_id": "al_1", "action_id": "payment_help"}
+    for n, (type_, response) in enumerate(
+        [
+            ("outbound_delivered", "delivered"),
+            ("outbound_opened", "opened"),
+            ("outbound_clicked", "accepted"),
+        ]
+    ):
+        out, _ = c.on_item(ev(n, type_, ts=T0 + n, channel="sms", **ids))
+        assert [o for o in out if isinstance(o, Outcome)] == [
+            Outcome("c1", "al_1", "payment_help", response, T0 + n)
+        ]
+
+
+def test_proactive_state_survives_a_snapshot() -> None:
+    c = CustomerLogic(None, config=PROACTIVE_CONFIG, clock=FakeClock())
+    c.on_item(ev(1, "payment_failed", ts=T0, tz="Asia/Tokyo"))
+    resumed = CustomerLogic(c.snapshot(), config=PROACTIVE_CONFIG, clock=FakeClock())
+    assert resumed.tz == "Asia/Tokyo"
+    [req] = _requests(resumed.on_item(ev(2, "payment_failed", ts=T0 + DAY))[0])
+    assert req.trigger is not None
+    # a snapshot of the state before proactive retention existed still resumes
+    old = c.snapshot()[:11]
+    assert CustomerLogic(old, config=PROACTIVE_CONFIG, clock=FakeClock()).tz is None

@@ -3,10 +3,16 @@ from __future__ import annotations
 import itertools
 import pickle
 import random
+from collections.abc import Iterable
 
+import pytest
+
+from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark
 from operators.decide import WARMUP_EXAMPLES, DecideLogic, with_shard
 from operators.erasure import Forgotten
+from operators.events import Event
 from operators.journey import FEATURE_NAMES
+from operators.proactive import ProactiveConfig
 from operators.records import (
     Alert,
     DecideIn,
@@ -14,12 +20,14 @@ from operators.records import (
     Example,
     ModelStatus,
     Outcome,
+    Proactive,
     ProfileUpdate,
     ScoreRequest,
+    Watched,
     model_shard,
 )
 from state.catalog import default_catalog
-from tests.conftest import T0, ev
+from tests.conftest import DAY, T0, ev
 
 CATALOG = default_catalog()
 
@@ -217,3 +225,211 @@ def test_a_silence_waits_for_the_contacts_of_its_batch() -> None:
     assert isinstance(later, ProfileUpdate)
     assert later.customer_id == "c1"
     assert later.fields["risk"]["moment"] == "silence"
+
+
+# -- proactive retention ------------------------------------------------------------------
+
+PROACTIVE = ProactiveConfig(holdout=0.0, quiet_hours=None)
+NOON = T0 + 12 * 3_600_000  # 2026-01-01T12:00Z
+
+
+def fired(n: int, ts: int, customer: str = "c1", value: float = 200.0) -> ScoreRequest:
+    """A catalog rule fired on a second failed payment of ``customer`` at ``ts``."""
+    e = Event(f"pf{n}", customer, None, ts, "web", "payment_failed", {})
+    rule = ("payment_failed_twice", "two failed payments within 7 days")
+    return ScoreRequest(
+        customer, e, x(payment_failures_30d=2.0), None, {"value": value}, "trigger", rule
+    )
+
+
+def proactive_of(out: Iterable[object]) -> list[Proactive]:
+    return [o for o in out if isinstance(o, Proactive)]
+
+
+def test_a_fired_rule_becomes_a_proactive_alert_and_an_outbound_action() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 2.0, proactive=PROACTIVE)
+    out, _ = d.on_batch([fired(1, NOON)])
+    [p] = proactive_of(out)
+    assert p.alert is not None
+    assert p.outbound is not None
+    alert, outbound = p.alert, p.outbound
+    assert alert["kind"] == "proactive"
+    assert alert["alert_id"] == p.alert_id == outbound["alert_id"]
+    assert (alert["contact_id"], alert["agent_id"], alert["queue"]) == (None, None, "retention")
+    assert alert["trigger"] == {
+        "kind": "rule",
+        "name": "payment_failed_twice",
+        "event_id": "pf1",
+        "why": "two failed payments within 7 days",
+    }
+    action = alert["next_best_action"]["action_id"]
+    assert action in ("payment_help", "retention_offer")
+    assert outbound["action_id"] == action
+    assert outbound["channel"] == alert["channel"] in ("sms", "email", "voice")
+    assert outbound["control"] is False
+    assert outbound["expires_at"] == NOON + 72 * 3_600_000
+    # expected value = churn x value x the uplift (the catalog's prior: none measured) - cost
+    p_churn = alert["risk"]["churn_probability"]
+    prior = CATALOG.get(action)
+    assert prior is not None
+    assert alert["expected_value"] == pytest.approx(
+        p_churn * 200 * prior.uplift - prior.cost, abs=0.01
+    )
+    # a replay of the same moment gives the same id
+    again = DecideLogic(None, catalog=CATALOG, clock=lambda: 2.0, proactive=PROACTIVE)
+    assert proactive_of(again.on_batch([fired(1, NOON)])[0])[0].alert_id == p.alert_id
+
+
+def test_the_contact_policy_holds_proactive_actions_back() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    assert proactive_of(d.on_batch([fired(1, NOON)])[0])
+    assert not proactive_of(d.on_batch([fired(2, NOON + 6 * DAY)])[0])  # cool-down
+    assert proactive_of(d.on_batch([fired(3, NOON + 8 * DAY)])[0])
+    # a contact: no proactive action within a day of it
+    contact = ev(9, "contact_start", customer="c2", ts=NOON, channel="voice", queue="care")
+    d.on_batch([ScoreRequest("c2", contact, x(), None, {})])
+    assert not proactive_of(d.on_batch([fired(4, NOON + 3_600_000, "c2")])[0])
+    assert proactive_of(d.on_batch([fired(5, NOON + DAY + 1, "c2")])[0])
+    assert d.outbound.blocked == {"cool-down": 1, "recent contact": 1}
+
+
+def test_quiet_hours_set_not_before_in_the_customers_time_zone() -> None:
+    quiet = ProactiveConfig(holdout=0.0, quiet_hours=(21, 8))
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=quiet)
+    late = T0 + 22 * 3_600_000  # 22:00 UTC, 07:00 in Tokyo the next day
+    req = fired(1, late)
+    [p] = proactive_of(d.on_batch([req])[0])
+    assert p.outbound is not None
+    assert p.outbound["not_before"] == T0 + DAY + 8 * 3_600_000
+    event = Event("pf9", "c3", None, late, "web", "payment_failed", {})
+    tokyo = ScoreRequest(
+        "c3", event, req.features, None, req.journey, "trigger", req.trigger, "Asia/Tokyo"
+    )
+    [p] = proactive_of(d.on_batch([tokyo])[0])
+    assert p.outbound is not None
+    assert p.outbound["not_before"] == T0 + 23 * 3_600_000  # 08:00 in Tokyo
+    assert p.outbound["expires_at"] == p.outbound["not_before"] + 72 * 3_600_000
+
+
+def test_the_hold_out_gets_no_alert_and_its_outcome_counts_for_the_uplift() -> None:
+    everyone = ProactiveConfig(holdout=0.999999, quiet_hours=None)
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=everyone, status_every=1)
+    [p] = proactive_of(d.on_batch([fired(1, NOON)])[0])
+    assert p.control
+    assert p.alert is None
+    assert p.outbound is not None
+    assert p.outbound["control"] is True
+    d.on_batch([Watched("c1", NOON, 1)])
+    out, _ = d.on_item(Example("c1", x(), 1, NOON, NOON))
+    [status] = [o for o in out if isinstance(o, ModelStatus)]
+    counts = status.fields["proactive"]["by_trigger"]["payment_failed_twice"]
+    assert counts == {"n_treated": 0, "churned_treated": 0, "n_control": 1, "churned_control": 1}
+    assert status.fields["proactive"]["funnel"] == {"control": 1, "triggered": 1}
+
+
+def test_channel_reports_teach_like_answers_and_fill_the_funnel() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    [p] = proactive_of(d.on_batch([fired(1, NOON)])[0])
+    assert p.action_id is not None
+    for response in ("delivered", "opened"):
+        d.on_batch([Outcome("c1", p.alert_id, p.action_id, response, NOON + 60_000)])
+    assert d.arbiter.outcomes == 0  # reports, not answers
+    d.on_batch([Outcome("c1", p.alert_id, p.action_id, "accepted", NOON + 120_000)])
+    assert d.arbiter.outcomes == 1
+    assert d.arbiter.model.mean(p.action_id, "proactive") > 0.5
+    assert d.funnel["delivered"] == d.funnel["opened"] == d.funnel["clicked"] == 1
+
+
+def test_erasure_forgets_the_customers_proactive_state() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    d.on_batch([fired(1, NOON)])
+    assert "c1" in d.outbound.customers() | d.uplift.customers()
+    d.on_batch([Erase("c1")])
+    assert "c1" not in d.outbound.customers() | d.uplift.customers()
+    # and a snapshot taken before the erasure resumes without it
+    d2 = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    d2.on_batch([fired(1, NOON)])
+    forgotten = Forgotten()
+    forgotten.add("c1")
+    resumed = DecideLogic(
+        d2.snapshot(), catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE, forgotten=forgotten
+    )
+    assert "c1" not in resumed.outbound.customers() | resumed.uplift.customers()
+
+
+def test_model_triggers_act_only_where_the_expected_value_is_positive() -> None:
+    """A risk entering the high band at an event moment: the model's own trigger acts
+    only when churn x value x uplift - cost is worth it."""
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    e = Event("ev1", "c1", None, NOON, "web", "payment_failed", {})
+    risky = x(payment_failures_30d=2.0, complaints_open=1.0, complaints_total=1.0)
+    poor = ScoreRequest("c1", e, risky, None, {"value": 1.0}, "event")
+    [p] = proactive_of(d.on_batch([poor])[0])
+    assert p.trigger["kind"] == "model"
+    assert p.trigger["name"] == "risk_high"
+    assert p.action_id is None  # worth nothing: left alone, nothing written
+    assert p.alert is None
+    assert p.outbound is None
+    e2 = Event("ev2", "c2", None, NOON, "web", "payment_failed", {})
+    rich = ScoreRequest("c2", e2, risky, None, {"value": 100_000.0}, "event")
+    [p] = proactive_of(d.on_batch([rich])[0])
+    assert p.action_id is not None
+    assert p.alert is not None
+
+
+def test_a_silence_timer_fires_a_model_trigger_without_any_new_event() -> None:
+    """A daily customer has a failed payment and calls (medium risk); then says nothing.
+    Event time moves on with another customer's events; once the fake clock reaches the
+    customer's silence check, the silence is scored, the risk enters the high band,
+    and a proactive action goes out: no event of that customer came."""
+    now = [1_000.0]
+    clock = lambda: now[0]  # noqa: E731
+    config = CustomerConfig(silence_ratio=6.0, proactive=True, triggers=CATALOG.triggers)
+    watermark = Watermark()
+    bucket = CustomerBucket(
+        new=lambda: CustomerLogic(
+            None, config=config, clock=clock, watermark=watermark, keep_snapshots=False
+        ),
+        clock=clock,
+    )
+    d = DecideLogic(None, catalog=CATALOG, clock=clock, proactive=PROACTIVE)
+    journey = [
+        ev(
+            i,
+            "purchase" if i % 3 == 0 else "page_view",
+            customer="a",
+            ts=NOON + i * DAY,
+            amount=50.0,
+        )
+        for i in range(20)
+    ]
+    journey += [
+        ev(20, "complaint", customer="a", ts=NOON + 20 * DAY, channel="email", sentiment=-0.45),
+        ev(21, "contact_start", customer="a", ts=NOON + 20 * DAY + DAY // 2, channel="voice"),
+    ]
+    out, _ = bucket.on_batch([("a", e) for e in journey])
+    decided, _ = d.on_batch([o for o in out if isinstance(o, ScoreRequest | Example | Watched)])
+    [contact] = [o for o in decided if isinstance(o, Alert)]
+    assert contact.payload["risk"]["band"] != "high"
+    assert not proactive_of(decided)
+    # a week of another customer's events: event time passes the silence; no check is due
+    # before the clock gets there
+    others = [ev(100 + k, "page_view", customer="b", ts=NOON + (21 + k) * DAY) for k in range(7)]
+    out, _ = bucket.on_batch([("b", e) for e in others])
+    assert not [o for o in out if isinstance(o, ScoreRequest) and o.customer_id == "a"]
+    notify = bucket.notify_at()
+    assert notify is not None
+    now[0] = notify.timestamp()
+    out, _ = bucket.on_notify()
+    [silence] = [o for o in out if isinstance(o, ScoreRequest) and o.customer_id == "a"]
+    assert silence.moment == "silence"
+    assert silence.journey["events"] == 22  # the alert carries the journey
+    decided, _ = d.on_batch([silence])  # (after the contacts of its batch: none here)
+    [p] = proactive_of(decided)
+    assert p.trigger["kind"] == "model"
+    assert p.trigger["name"] == "risk_high"
+    assert p.ts == silence.event.ts
+    assert p.alert is not None  # worth it for this customer (on the seeded uplift draw)
+    assert p.alert["risk"]["band"] == "high"
+    assert p.alert["risk"]["trend"] == "rising"
+    assert p.alert["event_id"] == silence.event.event_id

@@ -22,7 +22,7 @@ from state.erasure import (
     stored_digests,
 )
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, ERASURES, FORGOTTEN, events_stream, profile_key
+from state.keys import ALERTS, DLQ, ERASURES, FORGOTTEN, OUTBOUND, events_stream, profile_key
 from tests.conftest import T0, entries, ev, xadd
 
 
@@ -31,6 +31,7 @@ def plant(r: redis.Redis, who: str) -> None:
         r, [ev(f"{who}-1", "page_view", customer=who), ev(f"{who}-2", "complaint", customer=who)], 4
     )
     xadd(r, ALERTS, {"data": orjson.dumps({"customer_id": who, "alert_id": f"al-{who}"})})
+    xadd(r, OUTBOUND, {"data": orjson.dumps({"customer_id": who, "alert_id": f"pro-{who}"})})
     r.hset(profile_key(who), "journey", b"{}")
 
 
@@ -54,20 +55,21 @@ def test_erase_deletes_every_trace_and_only_that_customers(r: redis.Redis) -> No
     xadd(r, DLQ, {"data": b"\xffnot json", "reason": b"not json", "source": other.encode()})
     forgotten = Forgotten()
     counts = erase(r, "gone", shards=4, forgotten=forgotten)
-    assert {k: counts[k] for k in ("profile", "events", "alerts", "dead_letters")} == {
+    assert {k: counts[k] for k in ("profile", "events", "alerts", "outbound", "dead_letters")} == {
         "profile": 1,
         "events": 3,  # two in its shard, the dead letter's original in another
         "alerts": 1,
+        "outbound": 1,
         "dead_letters": 1,
     }
     assert "gone" in forgotten
     blob = b"".join(
         b"".join(k + v for k, v in fields.items())
-        for stream in (ALERTS, DLQ, *(events_stream(i) for i in range(4)))
+        for stream in (ALERTS, OUTBOUND, DLQ, *(events_stream(i) for i in range(4)))
         for _, fields in entries(r, stream)
     )
     assert b"gone" not in blob
-    assert blob.count(b'"customer_id":"kept"') == 3  # two events and the alert
+    assert blob.count(b'"customer_id":"kept"') == 4  # two events, the alert, the outbound
     assert not r.exists(profile_key("gone"))
     assert r.exists(profile_key("kept"))
     assert r.xlen(DLQ) == 1  # the other dead letter stays

@@ -8,11 +8,17 @@ import redis
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, shard_of
-from operators.records import Alert, Erase, ModelStatus, ProfileUpdate
+from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate
 from state.erasure import erasure_record
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, events_stream, profile_key
-from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+from state.keys import ALERTS, DLQ, OUTBOUND, events_stream, profile_key, written_key
+from state.sinks import (
+    alert_sink,
+    dead_letter_sink,
+    model_status_sink,
+    proactive_sink,
+    profile_sink,
+)
 from tests.conftest import entries, ev, hash_of, xadd
 
 
@@ -117,3 +123,37 @@ def test_a_profile_expires_in_redis_after_the_retention(settings: Settings, r: r
     while r.exists(profile_key("brief")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not r.exists(profile_key("brief"))
+
+
+def _proactive(alert_id: str, *, control: bool = False, acted: bool = True) -> Proactive:
+    outbound = {"alert_id": alert_id, "customer_id": "c1", "control": control}
+    alert = None if control or not acted else {"alert_id": alert_id, "kind": "proactive"}
+    return Proactive(
+        alert_id,
+        "c1",
+        {"kind": "rule", "name": "r", "event_id": "e1"},
+        0,
+        "fix" if acted else None,
+        control,
+        1.0,
+        alert,
+        outbound if acted else None,
+    )
+
+
+def test_proactive_actions_are_written_once_per_alert_id(
+    settings: Settings, r: redis.Redis
+) -> None:
+    part = proactive_sink(settings).build("pro", 0, 1)
+    part.write_batch([_proactive("al_1"), _proactive("al_2", control=True)])
+    part.write_batch([_proactive("al_1"), _proactive("al_3", acted=False)])  # a replay; no action
+    part.close()
+    again = proactive_sink(settings).build("pro", 0, 1)  # another process, after a restart
+    again.write_batch([_proactive("al_1"), _proactive("al_2", control=True)])
+    again.close()
+    outbound = [orjson.loads(f[b"data"]) for _, f in entries(r, OUTBOUND)]
+    assert [(o["alert_id"], o["control"]) for o in outbound] == [("al_1", False), ("al_2", True)]
+    alerts = [orjson.loads(f[b"data"]) for _, f in entries(r, ALERTS)]
+    assert [a["alert_id"] for a in alerts] == ["al_1"]  # the hold-out gets no alert
+    ttl = r.ttl(written_key(OUTBOUND, "al_1"))
+    assert 0 < ttl <= settings.retention_days * 86_400
