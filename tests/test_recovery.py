@@ -37,7 +37,7 @@ from operators.events import Event
 from operators.records import ProfileUpdate
 from operators.simulate import SimConfig, Simulator
 from state.ingest import xadd_events
-from state.keys import ALERTS, profile_key
+from state.keys import ALERTS, OUTBOUND, profile_key
 from tests.conftest import SECRET, entries, wait_until
 
 EVENTS = int(os.environ.get("TEST_KILL_EVENTS", "20000"))
@@ -186,9 +186,18 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
     ids = Counter(a["alert_id"] for a in alerts if a["kind"] == "contact")
     assert set(ids) == contacts  # every contact alerted, nothing else
     trends = Counter(a["alert_id"] for a in alerts if a["kind"] == "trend")
-    assert len(ids) + len(trends) == len({a["alert_id"] for a in alerts})  # no other kind
+    proactive = Counter(a["alert_id"] for a in alerts if a["kind"] == "proactive")
+    kinds = len(ids) + len(trends) + len(proactive)
+    assert kinds == len({a["alert_id"] for a in alerts})  # no other kind
+    # proactive alerts and actions are written once per id, however often the flow
+    # re-read their events after a kill
+    assert all(n == 1 for n in proactive.values()), proactive.most_common(3)
+    outbound = Counter(orjson.loads(f[b"data"])["alert_id"] for _, f in entries(r, OUTBOUND))
+    assert all(n == 1 for n in outbound.values()), outbound.most_common(3)
+    assert set(proactive) <= set(outbound)
     repeated = sum(n - 1 for n in ids.values())
     print(
         f"kills {kills}, progress {progress}, alerts {len(contacts)}, re-emitted {repeated}, "
-        f"trend alerts {len(trends)} (re-emitted {sum(trends.values()) - len(trends)})"
+        f"trend alerts {len(trends)} (re-emitted {sum(trends.values()) - len(trends)}), "
+        f"proactive {len(proactive)}, outbound {len(outbound)}"
     )

@@ -135,6 +135,45 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
         assert isinstance(alert, dict)
         assert alert["queue"] == "retention"
         assert alert["risk"]["reasons"] is not None
+        # the README's proactive step: two failed payments put the customer on the
+        # console's call-back list
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        failures = b"".join(
+            orjson.dumps(
+                {
+                    "event_id": f"pay-{n}",
+                    "customer_id": "me-pay",
+                    "ts": now,
+                    "channel": "app",
+                    "type": "payment_failed",
+                    "attrs": {"amount": 40},
+                }
+            )
+            + b"\n"
+            for n in (1, 2)
+        )
+
+        async def call_back() -> dict[str, object]:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                assert orjson.loads(await ws.recv())["type"] == "welcome"
+                sent = subprocess.run(
+                    [sys.executable, "-m", "cxstream", "send"],
+                    input=failures,
+                    cwd=tmp_path,
+                    env=env,
+                    capture_output=True,
+                )
+                assert sent.returncode == 0, sent.stderr
+                while True:
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                    got = frame.get("alert") or {}
+                    if got.get("kind") == "proactive" and got.get("customer_id") == "me-pay":
+                        return dict(got)
+
+        proactive = asyncio.run(call_back())
+        assert proactive["queue"] == "retention"
+        assert proactive["trigger"]["name"] == "payment_failed_twice"  # type: ignore[index]
         status = re.compile(r"events \d+ \(\d+/s\)\s+alerts [1-9]\d*")
         while not status.search("".join(lines)) and time.monotonic() < deadline:
             time.sleep(0.2)
