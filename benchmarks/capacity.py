@@ -42,7 +42,7 @@ from cxstream.components import customer_config, model_factory
 from cxstream.settings import Settings
 from operators.customer import CustomerLogic
 from operators.decide import DecideLogic
-from operators.records import Alert, ProfileUpdate, StoreWrite, model_input
+from operators.records import Alert, Proactive, ProfileUpdate, StoreWrite, model_input
 from operators.simulate import SimConfig, Simulator
 from state.catalog import load_catalog
 from state.ingest import xadd_events
@@ -124,7 +124,7 @@ def redis_bytes() -> dict[str, float]:
                             alerts.append(d)
                         elif isinstance(d, ProfileUpdate):
                             profiles.append(d)
-        alert_sink(settings).build("a", 0, 1).write_batch(alerts)
+        alert_sink(settings).build("a", 0, 1).write_batch(list[Alert | Proactive](alerts))
         store = profile_sink(settings).build("p", 0, 1)
         for i in range(0, len(profiles), 1000):
             store.write_batch(profiles[i : i + 1000])

@@ -51,23 +51,16 @@ from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
-from state.sinks import (
-    alert_sink,
-    dead_letter_sink,
-    model_status_sink,
-    proactive_sink,
-    profile_sink,
-)
+from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
 from state.source import Entry, RedisStreamSource
 
 
 @dataclass(frozen=True, slots=True)
 class Sinks:
-    alerts: Sink[Alert]
+    alerts: Sink[Alert | Proactive]  # and cx:outbound entries, once per alert id
     dead_letters: Sink[Rejected]
     profiles: Sink[StoreWrite]  # profile updates, erasures, suppressed entries
     models: Sink[ModelStatus]
-    proactive: Sink[Proactive]  # proactive alerts and cx:outbound entries, once per alert id
 
 
 def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
@@ -76,7 +69,6 @@ def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
         dead_letters=dead_letter_sink(settings),
         profiles=profile_sink(settings, forgotten),
         models=model_status_sink(settings),
-        proactive=proactive_sink(settings),
     )
 
 
@@ -90,6 +82,10 @@ def batched(
     (``<step>.stateful_batch``): a recovery store written while the model step was an
     ``op.stateful`` resumes into it."""
     return stateful_batch("stateful_batch", up, builder)
+
+
+def alert_or_proactive(item: DecideOut) -> Alert | Proactive | None:
+    return item if type(item) is Alert or type(item) is Proactive else None
 
 
 def build_flow(
@@ -210,14 +206,16 @@ def build_flow(
     #  the arbiter; contacts first, examples learned after; Watched counts for the uplift]
     outputs = op.map("stamp_shard", decided, with_shard)
     # Alert | ProfileUpdate | ModelStatus | Erase | Proactive
-    alerts = op.merge(
+    alerts: Stream[Alert | Proactive] = op.merge(
         "alerts",
-        op.filter_map("alerts_only", outputs, only(Alert)),
+        op.filter_map("alerts_only", outputs, alert_or_proactive),
         op.map("unkey_trends", trend_alerts, lambda item: item[1]),
     )
-    # Alert(alert_id, payload)   [contact and trend alerts]
+    # Alert(alert_id, payload) | Proactive(alert_id, customer_id, trigger, action_id, control,
+    #                                      alert, outbound)   [contact, trend, proactive]
     op.output("alerts_out", alerts, sinks.alerts)
-    # -> XADD cx:alerts
+    # -> XADD cx:alerts; a proactive decision's alert (not the hold-out's) and its action
+    #    (XADD cx:outbound), each once per alert_id
     profiles: Stream[StoreWrite] = op.merge(
         "profiles",
         journey_profiles,
@@ -229,9 +227,4 @@ def build_flow(
     # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
-    op.output(
-        "proactive_out", op.filter_map("proactive_only", outputs, only(Proactive)), sinks.proactive
-    )
-    # Proactive(alert_id, customer_id, trigger, action_id, control, alert, outbound)
-    # -> XADD cx:alerts (not the hold-out) and XADD cx:outbound, once per alert_id
     return flow

@@ -22,7 +22,7 @@ import heapq
 import math
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +96,10 @@ class CustomerConfig:
     silence_levels: int = 1
     triggers: tuple[Rule, ...] = ()  # the catalog's proactive rules
     proactive: bool = False  # label the moments that may act proactively (``Watched``)
+    rule_events: frozenset[str] = field(init=False, default=frozenset())  # their event types
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule_events", frozenset(r.event for r in self.triggers))
 
 
 class Watermark:
@@ -149,12 +153,10 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.late = 0  # events older than the customer's latest (folded in by their own time)
         self.silences = 0  # silence moments scored since the customer's latest event
         self.tz: str | None = None  # the customer's time zone (attr tz), if said
-        self.rules = RuleState()
-        # the moments that may act proactively, labelled like examples (for the uplift)
-        self.watch: PendingExamples[None] = PendingExamples(
-            mode=_pending_mode(config), horizon_ms=config.horizon_ms, cap=4, release="horizon"
-        )
-        self.rule_events = frozenset(r.event for r in config.triggers)
+        self.rules: RuleState | None = None  # made when a rule's event first comes
+        # the moments that may act proactively, labelled like examples (for the uplift);
+        # made when the first is watched
+        self.watch: PendingExamples[None] | None = None
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -173,16 +175,21 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_due, self.ttl_at, self.late = bool(resume[6]), resume[7], resume[8]
             self.linked, self.silences = tuple(resume[9]), resume[10]
             if len(resume) > 11:  # proactive state (older snapshots have none)
-                self.tz, self.rules = resume[11], RuleState(resume[12])
+                self.tz = resume[11]
+                self.rules = RuleState(resume[12]) if resume[12] else None
                 w_items, w_dropped, w_decided = resume[13]
-                self.watch = PendingExamples(
-                    mode=_pending_mode(config),
-                    horizon_ms=config.horizon_ms,
-                    cap=4,
-                    items=w_items,
-                    dropped=w_dropped,
-                    release="horizon",
-                    decided=w_decided,
+                self.watch = (
+                    None
+                    if not w_items
+                    else PendingExamples(
+                        mode=_pending_mode(config),
+                        horizon_ms=config.horizon_ms,
+                        cap=4,
+                        items=w_items,
+                        dropped=w_dropped,
+                        release="horizon",
+                        decided=w_decided,
+                    )
                 )
             self.key = key
             self.journey = JourneyState.restore(journey)
@@ -231,7 +238,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         out: list[CustomerOut] = [self._example(m) for m in matured]
         for snapshot_ts, label, label_ts in held:
             out.append(Decided(self.key, snapshot_ts, label, label_ts))
-        if len(self.watch):
+        if self.watch:
             out.extend(
                 Watched(self.key, m.snapshot_ts, m.label)
                 for m in self.watch.observe(event.ts, event.type)
@@ -247,7 +254,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         journey: dict[str, Any] | None = None
         x: dict[str, float] | None = None
         rule: tuple[str, str] | None = None
-        if event.type in self.rule_events:
+        if event.type in self.config.rule_events:
             x, rule = self._rules(event)
         if (due or rule) and event.type not in NEVER_SCORED:
             if x is None:
@@ -286,15 +293,19 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         """The catalog rules this event fires (the first names the moment), and the
         features if the rules' tests computed them.  A late event fires nothing."""
         x: dict[str, float] | None = None
-        value = 0.0
+        state = self.journey
 
-        def journey() -> dict[str, float]:
-            nonlocal x, value
+        def journey(name: str) -> float:
+            """The customer's value, or a feature (computed only if a test reads one)."""
+            nonlocal x
+            if name == "value":
+                return state.value or (state.value_attr or 0.0)
             if x is None:
-                x = features(self.journey, event.ts)
-                value = self.journey.value or (self.journey.value_attr or 0.0)
-            return {**x, "value": value} if "value" not in x else x
+                x = features(state, event.ts)
+            return x.get(name, 0.0)
 
+        if self.rules is None:
+            self.rules = RuleState()
         fired = self.rules.observe(self.config.triggers, event.type, event.ts, event.attrs, journey)
         if not fired or event.ts < self.journey.last_ts:
             return x, None
@@ -302,6 +313,13 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
 
     def _watch(self, ts: int) -> None:
         if self.config.proactive and self.config.label_mode != "external":
+            if self.watch is None:
+                self.watch = PendingExamples(
+                    mode=_pending_mode(self.config),
+                    horizon_ms=self.config.horizon_ms,
+                    cap=4,
+                    release="horizon",
+                )
             self.watch.add(ts, None)
 
     def _forget(self, key: str) -> list[CustomerOut]:
@@ -311,8 +329,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.erased = True
         self.journey = JourneyState()
         self.pending.clear()
-        self.watch.clear()
-        self.rules = RuleState()
+        self.watch = self.rules = None
         self.tz = None
         linked, self.linked = self.linked, ()
         return [Erase(key, linked)]
@@ -347,7 +364,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         out: list[Example | ScoreRequest | Watched] = [
             self._example(m) for m in self.pending.advance(now_ts)
         ]
-        if len(self.watch):
+        if self.watch:
             out.extend(
                 Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.advance(now_ts)
             )
@@ -398,7 +415,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
     def next_deadline(self) -> int | None:
         """The event time of the next thing due: a pending horizon or a silence."""
         deadline = self.pending.next_deadline()
-        watched = self.watch.next_deadline() if len(self.watch) else None
+        watched = self.watch.next_deadline() if self.watch else None
         if watched is not None and (deadline is None or watched < deadline):
             deadline = watched
         due = self._next_silence(self.watermark.now)
@@ -449,7 +466,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if not expired:
             return out, RETAIN
         out.extend(self._example(m) for m in self.pending.expire())
-        out.extend(Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.expire())
+        if self.watch:
+            out.extend(Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.expire())
         return out, DISCARD
 
     def snapshot(self) -> CustomerSnapshot:
@@ -468,8 +486,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.linked,
             self.silences,
             self.tz,
-            self.rules.snapshot(),
-            self.watch.snapshot(),
+            self.rules.snapshot() if self.rules is not None else {},
+            self.watch.snapshot() if self.watch is not None else ((), 0, ()),
         )
 
 

@@ -24,9 +24,9 @@ Pure values in, plain values out; time is event time, passed in.
 ...                    "within_days": 7})
 >>> state = RuleState()
 >>> day = 86_400_000
->>> [r.name for r in state.observe((rule,), "payment_failed", 0, {}, lambda: {})]
+>>> [r.name for r in state.observe((rule,), "payment_failed", 0, {}, lambda name: 0.0)]
 []
->>> [r.name for r in state.observe((rule,), "payment_failed", 3 * day, {}, lambda: {})]
+>>> [r.name for r in state.observe((rule,), "payment_failed", 3 * day, {}, lambda name: 0.0)]
 ['two_failed']
 >>> model_trigger(0.7, 0.4, step=0.2), model_trigger(0.5, 0.2, step=0.2), model_trigger(0.5, 0.4)
 ('risk_high', 'risk_rising', None)
@@ -68,6 +68,11 @@ class Check:
     name: str
     op: str
     number: float
+    attr: str | None = field(init=False, default=None)  # the event's attribute, if it reads one
+
+    def __post_init__(self) -> None:
+        if self.name.startswith("event."):
+            object.__setattr__(self, "attr", self.name[6:])
 
     @classmethod
     def parse(cls, text: str) -> Check:
@@ -81,15 +86,17 @@ class Check:
 
     @property
     def on_event(self) -> bool:
-        return self.name.startswith("event.")
+        return self.attr is not None
 
-    def holds(self, attrs: Mapping[str, Any], journey: Callable[[], Mapping[str, float]]) -> bool:
-        if self.on_event:
-            value = attrs.get(self.name[6:])
+    def holds(self, attrs: Mapping[str, Any], journey: Callable[[str], float]) -> bool:
+        """Whether it holds of an event's ``attrs`` and the customer (``journey(name)``:
+        the value or a feature; read only if this check names one)."""
+        if self.attr is not None:
+            value = attrs.get(self.attr)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False
             return _OPS[self.op](float(value), self.number)
-        return _OPS[self.op](journey().get(self.name, 0.0), self.number)
+        return _OPS[self.op](journey(self.name), self.number)
 
     def __str__(self) -> str:
         return f"{self.name} {self.op} {self.number:g}"
@@ -106,6 +113,12 @@ class Rule:
     within_days: float = 7.0
     when: tuple[Check, ...] = ()
     description: str = ""
+    on_event: tuple[Check, ...] = field(init=False, default=())  # checks of the event, first
+    on_customer: tuple[Check, ...] = field(init=False, default=())  # then of the customer
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on_event", tuple(c for c in self.when if c.attr is not None))
+        object.__setattr__(self, "on_customer", tuple(c for c in self.when if c.attr is None))
 
     @classmethod
     def parse(cls, item: Mapping[str, Any]) -> Rule:
@@ -163,7 +176,7 @@ class RuleState:
         event_type: str,
         ts: int,
         attrs: Mapping[str, Any],
-        journey: Callable[[], Mapping[str, float]],
+        journey: Callable[[str], float],
     ) -> list[Rule]:
         """The rules this event fires.  The window slides: a third failure within the
         window fires again (the contact policy's cool-down holds it back).  Late events
@@ -172,17 +185,21 @@ class RuleState:
         for rule in rules:
             if rule.event != event_type:
                 continue
-            if not all(t.holds(attrs, journey) for t in rule.when if t.on_event):
+            if rule.on_event and not all(c.holds(attrs, journey) for c in rule.on_event):
                 continue
             if rule.count > 1:
-                window = rule.window_ms
-                kept = sorted((*self.matches.get(rule.name, ()), ts))
+                before = self.matches.get(rule.name, ())
+                if not before or ts >= before[-1]:
+                    kept = (*before, ts)  # in time order: the common case
+                else:
+                    kept = tuple(sorted((*before, ts)))
                 latest = kept[-1]
-                kept = [t for t in kept if latest - t < window][-rule.count :]
-                self.matches[rule.name] = tuple(kept)
+                window = rule.window_ms
+                kept = tuple(t for t in kept if latest - t < window)[-rule.count :]
+                self.matches[rule.name] = kept
                 if len(kept) < rule.count or ts != latest:
                     continue  # a late match does not fire a window that has passed
-            if all(t.holds(attrs, journey) for t in rule.when if not t.on_event):
+            if not rule.on_customer or all(c.holds(attrs, journey) for c in rule.on_customer):
                 fired.append(rule)
         return fired
 

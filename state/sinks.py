@@ -95,31 +95,27 @@ def retrying(attempt: Callable[[], object], backoff: Backoff) -> None:
             return
 
 
-def alert_sink(settings: Settings) -> DynamicSink[Alert]:
-    """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN."""
-    maxlen = settings.alerts_maxlen
+def alert_sink(settings: Settings) -> DynamicSink[Alert | Proactive]:
+    """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN.
 
-    def write(items: list[Alert]) -> list[Command]:
-        return [
-            xadd(ALERTS, maxlen, "data", orjson.dumps(alert.payload), "alert_id", alert.alert_id)
-            for alert in items
-        ]
-
-    return _RedisSink(settings, write, "alerts")
-
-
-def proactive_sink(settings: Settings) -> DynamicSink[Proactive]:
-    """A proactive decision: its alert to ``cx:alerts`` (not for the hold-out) and its
+    A proactive decision: its alert to ``cx:alerts`` (not for the hold-out) and its
     action to ``cx:outbound`` (field ``data``, and ``alert_id``), each at most once per
     ``alert_id`` (a marker kept CX_RETENTION_DAYS): a replay, a restart that reads
     events again or a retried batch writes nothing new.  Decisions without an action
-    are not written."""
+    are not written.  (One sink for both: a step of its own would cost every output of
+    the model step a pass.)
+    """
     ttl = int(settings.retention_days * 86_400)
     maxlen = settings.alerts_maxlen
 
-    def write(items: list[Proactive]) -> list[Command]:
+    def write(items: list[Alert | Proactive]) -> list[Command]:
         commands: list[Command] = []
         for p in items:
+            if type(p) is Alert:
+                data = orjson.dumps(p.payload)
+                commands.append(xadd(ALERTS, maxlen, "data", data, "alert_id", p.alert_id))
+                continue
+            assert isinstance(p, Proactive)
             if p.alert is not None:
                 data = orjson.dumps(p.alert)
                 marker = written_key(ALERTS, p.alert_id)
@@ -136,7 +132,7 @@ def proactive_sink(settings: Settings) -> DynamicSink[Proactive]:
                 )
         return commands
 
-    return _RedisSink(settings, write, "proactive actions")
+    return _RedisSink(settings, write, "alerts")
 
 
 def dead_letter_sink(settings: Settings) -> DynamicSink[Rejected]:

@@ -20,19 +20,25 @@ from tests.conftest import DAY, T0, ev, free_port
 
 @dataclass
 class Captured:
-    alerts: list[Alert] = field(default_factory=list)
+    sent: list[Alert | Proactive] = field(default_factory=list)  # what the alert sink got
     dead: list[Rejected] = field(default_factory=list)
     profiles: list[StoreWrite] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)
-    proactive: list[Proactive] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return [a for a in self.sent if isinstance(a, Alert)]
+
+    @property
+    def proactive(self) -> list[Proactive]:
+        return [a for a in self.sent if isinstance(a, Proactive)]
 
     def sinks(self) -> Sinks:
         return Sinks(
-            alerts=TestingSink(self.alerts),
+            alerts=TestingSink(self.sent),
             dead_letters=TestingSink(self.dead),
             profiles=TestingSink(self.profiles),
             models=TestingSink(self.models),
-            proactive=TestingSink(self.proactive),
         )
 
 
@@ -54,6 +60,12 @@ def entries() -> list[Entry]:
                 queue="care",
                 contact_id=f"ct-{c}",
             ),
+        ]
+    for c in range(0, 6, 2):  # two failed payments in 7 days, days after the call
+        cid = f"cust-{c}"
+        events += [
+            ev(f"{c}-4", "payment_failed", customer=cid, ts=T0 + 4 * DAY, amount=20.0),
+            ev(f"{c}-5", "payment_failed", customer=cid, ts=T0 + 5 * DAY, amount=20.0),
         ]
     out = [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
     out.insert(5, Entry("cx:events:0", "900-0", b"{broken"))
@@ -84,6 +96,9 @@ def summarise(c: Captured) -> dict[str, Any]:
             for a in c.alerts
         ),
         "dead": sorted((d.entry_id, d.reason) for d in c.dead),
+        "proactive": sorted(
+            (p.customer_id, p.alert_id, p.trigger["name"], p.control) for p in c.proactive
+        ),
         "profiled": sorted({p.customer_id for p in c.profiles if isinstance(p, ProfileUpdate)}),
     }
 
@@ -112,6 +127,16 @@ def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
         )
         assert nba["excluded"]["retention_offer"] == "sales action while a complaint is open"
     assert s["dead"] == [("900-0", "not json"), ("901-0", "no data field")]
+    # the second failed payment of cust-0, -2 and -4: a proactive decision each, once
+    assert [(c, name) for c, _, name, _ in s["proactive"]] == [
+        (f"cust-{c}", "payment_failed_twice") for c in (0, 2, 4)
+    ]
+    for p in captured.proactive:
+        assert p.outbound is not None
+        assert p.outbound["control"] is p.control
+        assert (p.alert is None) is p.control
+        if p.alert is not None:
+            assert p.alert["queue"] == "retention"
     assert s["profiled"] == [f"cust-{c}" for c in range(6)]
     assert captured.models
     assert captured.models[0].shard == "m0"

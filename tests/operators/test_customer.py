@@ -566,6 +566,7 @@ def test_a_second_failed_payment_within_7_days_is_a_moment_to_act() -> None:
     assert req.journey["payment_failures_30d"] == 2
     assert "value" not in req.features  # the rules' own name is not a model feature
     assert len(c.pending) == 0  # not a training example: the model's data is unchanged
+    assert c.watch is not None
     assert len(c.watch) == 1  # but its outcome is watched, for the uplift
     # the label comes at the horizon: a cancel within it is churn
     c.on_item(ev(3, "cancel", ts=T0 + 5 * DAY))

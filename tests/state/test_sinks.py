@@ -16,7 +16,6 @@ from state.sinks import (
     alert_sink,
     dead_letter_sink,
     model_status_sink,
-    proactive_sink,
     profile_sink,
 )
 from tests.conftest import entries, ev, hash_of, xadd
@@ -144,11 +143,11 @@ def _proactive(alert_id: str, *, control: bool = False, acted: bool = True) -> P
 def test_proactive_actions_are_written_once_per_alert_id(
     settings: Settings, r: redis.Redis
 ) -> None:
-    part = proactive_sink(settings).build("pro", 0, 1)
+    part = alert_sink(settings).build("pro", 0, 1)
     part.write_batch([_proactive("al_1"), _proactive("al_2", control=True)])
     part.write_batch([_proactive("al_1"), _proactive("al_3", acted=False)])  # a replay; no action
     part.close()
-    again = proactive_sink(settings).build("pro", 0, 1)  # another process, after a restart
+    again = alert_sink(settings).build("pro", 0, 1)  # another process, after a restart
     again.write_batch([_proactive("al_1"), _proactive("al_2", control=True)])
     again.close()
     outbound = [orjson.loads(f[b"data"]) for _, f in entries(r, OUTBOUND)]
