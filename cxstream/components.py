@@ -30,6 +30,7 @@ def customer_config(settings: Settings, catalog: Catalog | None = None) -> Custo
         silence_ratio=settings.silence_ratio,
         triggers=catalog.triggers if proactive and catalog is not None else (),
         proactive=proactive,
+        silence_journey=proactive and catalog is not None and catalog.proactive.model_triggers,
     )
 
 

@@ -96,6 +96,7 @@ class CustomerConfig:
     silence_levels: int = 1
     triggers: tuple[Rule, ...] = ()  # the catalog's proactive rules
     proactive: bool = False  # label the moments that may act proactively (``Watched``)
+    silence_journey: bool = False  # a silence carries the journey (a model trigger's alert)
     rule_events: frozenset[str] = field(init=False, default=frozenset())  # their event types
 
     def __post_init__(self) -> None:
@@ -264,8 +265,9 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             if due and self.config.label_mode != "external":
                 self.pending.add(event.ts, pack(x))
             journey = summary(self.journey, event.ts)  # the alert's and the profile's
-            moment = "contact" if event.type in SCORE_TYPES else "trigger" if rule else "event"
-            if moment != "contact":
+            # a rule that fired on an event scored anyway (score_every) rides on its moment
+            moment = "contact" if event.type in SCORE_TYPES else "event" if due else "trigger"
+            if moment == "trigger":  # (a scored event's example is its label)
                 self._watch(event.ts)
             out.append(ScoreRequest(self.key, event, x, previous, journey, moment, rule, self.tz))
         signal = signal_of(event)  # a complaint or a contact, for the trends
@@ -399,7 +401,6 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         latest = self.pending.latest()
         previous = unpack(latest[1]) if latest else None
         self.pending.add(at, pack(x))
-        self._watch(at)
         event = Event(
             f"silence:{self.key}:{at}",
             self.key,
@@ -409,7 +410,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             "silence",
             {},
         )
-        journey = summary(self.journey, at) if self.config.proactive else {}
+        journey = summary(self.journey, at) if self.config.silence_journey else {}
         return ScoreRequest(self.key, event, x, previous, journey, "silence", None, self.tz)
 
     def next_deadline(self) -> int | None:

@@ -55,6 +55,9 @@ WARMUP_EXAMPLES = 50
 LEARN_PER_BATCH = 16
 BACKLOG_SOFT = 64  # past this many, a batch that scored contacts learns too
 _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
+# Scored moments between contacts (a silence, a rule that fired): their proactive
+# decision follows the contacts of the batch, in the next activation (milliseconds later)
+_BETWEEN_CONTACTS = frozenset(("silence", "trigger"))
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
@@ -67,7 +70,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
     """One model shard: churn model + next-best-action, in Bytewax's shape.
 
     :meth:`on_item` handles one item at once.  The flow calls :meth:`on_batch`:
-    matured examples and silence moments (no agent waits for them) go into a
+    matured examples, silence moments and fired rules (no agent is on the line) go into a
     backlog, taken :data:`LEARN_PER_BATCH` (or a quarter of the backlog) at a time in
     an activation that scored no contact: a later batch without one, or the
     notification asked for at once.  Bytewax
@@ -165,6 +168,8 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             )
             return [], RETAIN
         if isinstance(value, Example):
+            if self.uplift.open:  # a silence or an event that acted: its outcome, for the uplift
+                self.uplift.labelled(value.customer_id, value.snapshot_ts, value.label)
             self.model.learn_one(
                 value.features,
                 value.label,
@@ -185,8 +190,8 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         scored = False
         for value in values:
             if isinstance(value, Example) or (
-                isinstance(value, ScoreRequest) and value.moment == "silence"
-            ):  # no agent waits for these: after the contacts, with the learning
+                isinstance(value, ScoreRequest) and value.moment in _BETWEEN_CONTACTS
+            ):  # no agent waits on the line for these: after the contacts, with the learning
                 self.backlog.append(value)
             else:
                 scored = scored or isinstance(value, ScoreRequest)

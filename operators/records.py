@@ -60,9 +60,10 @@ class Decided:
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """The label of a moment that could have raised a proactive action (a rule, an
-    event or a silence scored): churned within the horizon after ``snapshot_ts`` or not.
-    The model shard counts it for the uplift if it acted (or held out) at that moment."""
+    """The label of a moment a catalog rule fired (not a training example): churned
+    within the horizon after ``snapshot_ts`` or not.  The model shard counts it for the
+    uplift if it acted (or held out) at that moment; a silence's or a scored event's
+    label comes as its :class:`Example`."""
 
     customer_id: str
     snapshot_ts: int

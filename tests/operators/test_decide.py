@@ -384,7 +384,9 @@ def test_a_silence_timer_fires_a_model_trigger_without_any_new_event() -> None:
     and a proactive action goes out: no event of that customer came."""
     now = [1_000.0]
     clock = lambda: now[0]  # noqa: E731
-    config = CustomerConfig(silence_ratio=6.0, proactive=True, triggers=CATALOG.triggers)
+    config = CustomerConfig(
+        silence_ratio=6.0, proactive=True, triggers=CATALOG.triggers, silence_journey=True
+    )
     watermark = Watermark()
     bucket = CustomerBucket(
         new=lambda: CustomerLogic(
