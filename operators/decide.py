@@ -225,6 +225,8 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         return out
 
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:
+        if req.moment == "trigger" and self._held_back(req.customer_id, req.event.ts):
+            return []  # a rule fired, and the contact policy holds it back: nothing to score
         model = self.model
         p = model.predict_proba_one(req.features)
         previous = None if req.previous is None else model.predict_proba_one(req.previous)
@@ -303,10 +305,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             if fired is None or not cfg.model_triggers:
                 return []
             kind, name, words = "model", fired, MODEL_TRIGGER_WORDS[fired]
-        self.funnel["triggered"] = self.funnel.get("triggered", 0) + 1
-        blocked = self.outbound.block(customer, ts)
-        if blocked is not None:
-            self.outbound.refuse(blocked)
+        if req.moment != "trigger" and self._held_back(customer, ts):  # (a rule's was checked)
             return []
         value = float(req.journey.get("value") or 0.0) or cfg.default_value
         eligible, excluded = self.arbiter.candidates(
@@ -410,6 +409,15 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                 aid, customer, trigger, ts, action.action_id, False, ev, payload, outbound, ids
             )
         ]
+
+    def _held_back(self, customer_id: str, ts: int) -> bool:
+        """A trigger fired: whether the contact policy holds it back (counted either way)."""
+        self.funnel["triggered"] = self.funnel.get("triggered", 0) + 1
+        blocked = self.outbound.block(customer_id, ts)
+        if blocked is None:
+            return False
+        self.outbound.refuse(blocked)
+        return True
 
     def status(self) -> ModelStatus:
         fields: dict[str, Any] = {"version": self.model.version, "n_scored": self.n_scored}
