@@ -14,7 +14,7 @@ import math
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from operators.churn import ChurnModel
 from operators.erasure import Forgotten
 from operators.logic import RETAIN, BatchLogic
 from operators.nba import Arbiter, Catalog, Decision, plain_reason
-from operators.personas import Personas
+from operators.personas import Persona, Personas
 from operators.proactive import (
     HOUR_MS,
     MODEL_TRIGGER_WORDS,
@@ -58,6 +58,18 @@ _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 # Scored moments between contacts (a silence, a rule that fired): their proactive
 # decision follows the contacts of the batch, in the next activation (milliseconds later)
 _BETWEEN_CONTACTS = frozenset(("silence", "trigger"))
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A moment's score: the churn probability, the previous moment's, the model's name
+    and the reasons (what raises it, what holds it down)."""
+
+    p: float
+    previous: float | None
+    model: str
+    reasons: list[str]
+    holding: list[str]
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
@@ -233,6 +245,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         stage = model.stage
         reasons, holding = explain(req.features, model.contributions(req.features))
         version = f"{model.version} ({stage})"
+        scored = Scored(p, previous, version, reasons, holding)
         if req.moment in ("silence", "trigger"):  # no contact: the profile's risk, kept fresh
             if req.moment == "silence":  # a pending example (a rule's moment is not)
                 model.observe_snapshot(req.customer_id, req.event.ts, req.features)
@@ -240,7 +253,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             silent.update(scored_at_event_ts=req.event.ts, moment=req.moment)
             out: list[DecideOut] = [ProfileUpdate(req.customer_id, {"risk": silent})]
             if self.proactive.enabled:
-                out.extend(self._proactive(req, p, previous, version, reasons, holding))
+                out.extend(self._proactive(req, scored))
             return out
         persona = self.personas.learn_predict_one(req.features)
         now_ms = req.event.ts
@@ -250,20 +263,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         decision = self.arbiter.select_one(
             req.customer_id, req.features, p, req.event.channel, now_ms=now_ms
         )
-        payload = build_alert(
-            kind="contact",
-            event=req.event,
-            churn_probability=p,
-            previous_probability=previous,
-            model=version,
-            reasons=reasons,
-            holding_down=holding,
-            journey=req.journey,
-            decision=decision,
-            emitted_at=int(self.clock() * 1000),
-            policy_version=self.arbiter.version,
-            persona=None if persona is None else persona.as_dict(),
-        )
+        payload = self._alert("contact", req, scored, decision, persona)
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         model.observe_snapshot(req.customer_id, now_ms, req.features)
         self.n_scored += 1
@@ -282,22 +282,15 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if self.n_scored == 1:
             out.append(self.status())
         if req.moment == "event" and self.proactive.enabled:
-            out.extend(self._proactive(req, p, previous, version, reasons, holding))
+            out.extend(self._proactive(req, scored))
         return out
 
-    def _proactive(
-        self,
-        req: ScoreRequest,
-        p: float,
-        previous: float | None,
-        version: str,
-        reasons: list[str],
-        holding: list[str],
-    ) -> list[DecideOut]:
+    def _proactive(self, req: ScoreRequest, scored: Scored) -> list[DecideOut]:
         """A moment between contacts: if a rule fired or the risk calls for it, and the
         contact policy allows, the action worth most (or none, or the hold-out)."""
         cfg = self.proactive
         customer, ts = req.customer_id, req.event.ts
+        p, previous = scored.p, scored.previous
         if req.trigger is not None:
             kind, (name, words) = "rule", req.trigger
         else:
@@ -378,20 +371,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             reason=f"{words[0].upper()}{words[1:]}. {plain_reason(action, len(options))}",
             alternative_titles=tuple(a.title for _, _, a, _ in options[1:4]),
         )
-        payload = build_alert(
-            kind="proactive",
-            event=req.event,
-            churn_probability=p,
-            previous_probability=previous,
-            model=version,
-            reasons=reasons,
-            holding_down=holding,
-            journey=req.journey,
-            decision=decision,
-            emitted_at=int(self.clock() * 1000),
-            policy_version=self.arbiter.version,
-            persona=None,
-        )
+        payload = self._alert("proactive", req, scored, decision, None)
         payload.update(
             alert_id=aid,
             contact_id=None,
@@ -409,6 +389,29 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                 aid, customer, trigger, ts, action.action_id, False, ev, payload, outbound, ids
             )
         ]
+
+    def _alert(
+        self,
+        kind: str,
+        req: ScoreRequest,
+        scored: Scored,
+        decision: Decision,
+        persona: Persona | None,
+    ) -> dict[str, Any]:
+        return build_alert(
+            kind=kind,
+            event=req.event,
+            churn_probability=scored.p,
+            previous_probability=scored.previous,
+            model=scored.model,
+            reasons=scored.reasons,
+            holding_down=scored.holding,
+            journey=req.journey,
+            decision=decision,
+            emitted_at=int(self.clock() * 1000),
+            policy_version=self.arbiter.version,
+            persona=None if persona is None else persona.as_dict(),
+        )
 
     def _held_back(self, customer_id: str, ts: int) -> bool:
         """A trigger fired: whether the contact policy holds it back (counted either way)."""
