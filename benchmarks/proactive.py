@@ -21,6 +21,15 @@ true uplifts rather than the drawn outcomes (less noisy).  ``uplift_measured`` a
 decisions whose horizon has passed); ``uplift_true`` is the mean true uplift of the
 same decisions (the action chosen; for the hold-out, the one it would have had).
 
+The figures count the decisions whose horizon has passed (``decisions_matured``, of
+``decisions``): ``acted`` on, ``held_out`` (the hold-out: no action, the outcome
+measured), ``left_alone`` (a model trigger whose best action was not worth it).
+``churn_treated`` and ``churn_control`` are the engine's own (acted on, held out);
+``churn_no_program`` is the true untreated churn of every matured decision, the left
+alone included (less at risk than those the program acts on, so it is lower than the
+hold-out's).  ``by_action`` and ``by_trigger`` hold the same figures per action (with
+the true uplift of its decisions) and per trigger.
+
 The cool-down is set to the horizon here, so that a customer's outcome belongs to
 one decision.
 
@@ -219,7 +228,12 @@ def summary(
         "value_expected": {k: round(v, 1) for k, v in expected.items()},
         "by_action": by_action,
         "by_trigger": {
-            k: {"uplift": v["uplift"], "ci": v["ci"], "n_treated": v["n_treated"]}
+            k: {
+                "uplift_measured": v["uplift"],
+                "uplift_ci": v["ci"],
+                "n_treated": v["n_treated"],
+                "n_control": v["n_control"],
+            }
             for k, v in report["by_trigger"].items()
         },
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import orjson
 from cxstream.settings import Settings
 from operators.errors import CxError
 from operators.events import Event
+from state.catalog import default_catalog_text
 
 READY_TIMEOUT_S = 60.0
 STATUS_AUC_LABELS = 200  # the status line shows the model's AUC from this many labels
@@ -79,6 +81,8 @@ class Demo:
         # 400 customers make a few complaints an hour of event time: trends are
         # watched over 6-hour windows, so the demo's outage stands out of its noise.
         env.setdefault("CX_TREND_WINDOW_MIN", "360")
+        if "CX_CATALOG" not in env:  # proactive actions last 72 h of the viewer's time
+            env["CX_CATALOG"] = str(demo_catalog(self.folder, self.args.speed))
         client = redis.Redis.from_url(url)
         # Ctrl-C, `kill` and a closed terminal raise KeyboardInterrupt here (the command
         # line's handlers, set even when the demo started with SIGINT ignored): the
@@ -441,6 +445,19 @@ def running_demo(settings: Settings) -> Path | None:
     except (OSError, ValueError):  # none written, or unreadable
         return None
     return folder if pid_alive(pid) else None
+
+
+def demo_catalog(folder: Path, speed: float) -> Path:
+    """The shipped catalog for the demo's clock (``speed`` times the wall clock's): a
+    proactive action lasts its 72 hours of the viewer's time, not of the simulation's
+    (12 seconds), and there are no quiet hours (a simulated night lasts 2 seconds)."""
+    text = default_catalog_text()
+    hours = 72 * speed
+    text = re.sub(r"(?m)^expires_hours = .*$", f"expires_hours = {hours:.0f}", text)
+    text = re.sub(r"(?m)^quiet_hours = .*$", 'quiet_hours = "none"', text)
+    path = folder / "catalog.toml"
+    path.write_text(text)
+    return path
 
 
 def follow_running_demo(settings: Settings, environ: dict[str, str]) -> Settings:

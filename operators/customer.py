@@ -59,7 +59,7 @@ SCORE_TYPES = frozenset(("contact_start",))
 OUTBOUND_REPORTS = {
     "outbound_delivered": "delivered",
     "outbound_opened": "opened",
-    "outbound_clicked": "accepted",
+    "outbound_clicked": "clicked",  # the policy learns it as an acceptance
 }
 NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
 

@@ -22,7 +22,7 @@ from operators.alerts import HIGH, alert_id, build_alert, risk_of
 from operators.churn import ChurnModel
 from operators.erasure import Forgotten
 from operators.logic import RETAIN, BatchLogic
-from operators.nba import Arbiter, Catalog, Decision, plain_reason
+from operators.nba import Arbiter, Catalog, Decision
 from operators.personas import Persona, Personas
 from operators.proactive import (
     HOUR_MS,
@@ -70,6 +70,16 @@ class Scored:
     model: str
     reasons: list[str]
     holding: list[str]
+
+
+def _proactive_reason(n_options: int) -> str:
+    """Why this action, in words (it is chosen on a draw of the uplifts: see proactive)."""
+    if n_options <= 1:
+        return "It is the only action that can go out now."
+    return (
+        f"Of the {n_options} actions that can go out now, it is the one expected to keep "
+        "this customer best (the program keeps measuring which works)."
+    )
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
@@ -156,14 +166,13 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
         if isinstance(value, Outcome):
-            if value.response in ("delivered", "opened", "accepted"):
-                key = "clicked" if value.response == "accepted" else value.response
-                self.funnel[key] = self.funnel.get(key, 0) + 1
-                if value.response != "accepted":  # a report, not an answer
+            response = value.response
+            if response in ("delivered", "opened", "clicked"):  # a channel system's report
+                self.funnel[response] = self.funnel.get(response, 0) + 1
+                if response != "clicked":  # not an answer
                     return [], RETAIN
-            learned = self.arbiter.outcome_one(
-                value.alert_id, value.action_id, value.response, value.ts
-            )
+                response = "accepted"  # a click: the policy learns it as an acceptance
+            learned = self.arbiter.outcome_one(value.alert_id, value.action_id, response, value.ts)
             return ([self.status()] if learned else []), RETAIN
         if isinstance(value, Erase):
             self.arbiter.forget(value.customer_id)
@@ -368,7 +377,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             tuple((a.action_id, round(e, 2)) for e, _, a, _ in options[1:4]),
             excluded,
             "proactive",
-            reason=f"{words[0].upper()}{words[1:]}. {plain_reason(action, len(options))}",
+            reason=f"{words[0].upper()}{words[1:]}. {_proactive_reason(len(options))}",
             alternative_titles=tuple(a.title for _, _, a, _ in options[1:4]),
         )
         payload = self._alert("proactive", req, scored, decision, None)

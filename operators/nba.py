@@ -42,14 +42,17 @@ import hashlib
 import operator
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import proba
 
 from operators.errors import ConfigError
-from operators.proactive import Rule, parse_quiet_hours
+from operators.journey import FEATURE_NAMES
+from operators.proactive import Check, Rule, parse_quiet_hours
+
+_FEATURES = frozenset((*FEATURE_NAMES, "silence"))
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -200,10 +203,26 @@ def parse_catalog(text: str, source: str = "catalog") -> Catalog:
         proactive = _proactive_table(raw.get("proactive", {}))
     except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{source}: [proactive]: {exc}") from exc
+    for action in actions:
+        _known_names(f"{source}: action {action.action_id!r}", action.when, "churn_probability")
+    for rule in triggers:
+        _known_names(f"{source}: trigger {rule.name!r}", rule.on_customer, "value")
     try:
         return Catalog(tuple(actions), policy, tuple(triggers), proactive)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _known_names(where: str, conditions: Iterable[Condition | Check], own: str) -> None:
+    """A condition on a name no journey has would read 0 for ever: a spelling mistake."""
+    for c in conditions:
+        name = c.feature if isinstance(c, Condition) else c.name
+        if name != own and name not in _FEATURES and ":" not in name:
+            raise ConfigError(
+                f"{where}: condition {str(c)!r}: no feature {name!r} "
+                f"(use {own}, event.<attr> in a trigger, or a journey feature: "
+                f"{', '.join(sorted(_FEATURES))})"
+            )
 
 
 def _proactive_table(raw: dict[str, Any]) -> ProactiveTable:

@@ -495,7 +495,8 @@ def uplift_of(cell: Mapping[str, int]) -> dict[str, Any]:
         pt, pc = (ct + 1) / (nt + 2), (cc + 1) / (nc + 2)
         se = math.sqrt(pt * (1 - pt) / (nt + 2) + pc * (1 - pc) / (nc + 2))
         centre = pc - pt
-        out["ci"] = [round(centre - Z95 * se, 4), round(centre + Z95 * se, 4)]
+        low, high = max(-1.0, centre - Z95 * se), min(1.0, centre + Z95 * se)
+        out["ci"] = [round(low, 4), round(high, 4)]
     return out
 
 

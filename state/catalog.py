@@ -11,8 +11,11 @@ from operators.nba import Catalog, parse_catalog
 
 def default_catalog() -> Catalog:
     """The catalog shipped with cxstream (``state/catalog.toml``)."""
-    text = resources.files("state").joinpath("catalog.toml").read_text()
-    return parse_catalog(text, "the default catalog")
+    return parse_catalog(default_catalog_text(), "the default catalog")
+
+
+def default_catalog_text() -> str:
+    return resources.files("state").joinpath("catalog.toml").read_text()
 
 
 def load_catalog(path: Path | None) -> Catalog:

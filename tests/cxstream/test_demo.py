@@ -18,7 +18,9 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from cxstream.demo import demo_catalog
 from cxstream.settings import Settings
+from state.catalog import default_catalog, load_catalog
 from tests.conftest import entries, free_port
 
 pytestmark = pytest.mark.timeout(150)
@@ -174,6 +176,10 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
         proactive = asyncio.run(call_back())
         assert proactive["queue"] == "retention"
         assert proactive["trigger"]["name"] == "payment_failed_twice"  # type: ignore[index]
+        # it lasts 72 hours of the viewer's time, not the simulation's (seconds): the
+        # console keeps it on the list
+        assert int(proactive["expires_at"]) > (time.time() + 48 * 3600) * 1000  # type: ignore[call-overload]
+        assert proactive["not_before"] is None  # no quiet hours in the demo's fast clock
         status = re.compile(r"events \d+ \(\d+/s\)\s+alerts [1-9]\d*")
         while not status.search("".join(lines)) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -314,3 +320,11 @@ def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"cannot use 127.0.0.1:{port} for the server".encode() in done.stderr
     assert not (tmp_path / "demo" / "logs").exists()  # nothing was started
+
+
+def test_the_demos_catalog_lasts_in_the_viewers_time(tmp_path: Path) -> None:
+    path = demo_catalog(tmp_path, 21_600.0)
+    catalog = load_catalog(path)
+    assert catalog.proactive.expires_hours == 72 * 21_600
+    assert catalog.proactive.quiet_hours is None
+    assert catalog.triggers == default_catalog().triggers

@@ -596,7 +596,7 @@ def test_channel_reports_on_an_outbound_action_are_outcomes() -> None:
         [
             ("outbound_delivered", "delivered"),
             ("outbound_opened", "opened"),
-            ("outbound_clicked", "accepted"),
+            ("outbound_clicked", "clicked"),
         ]
     ):
         out, _ = c.on_item(ev(n, type_, ts=T0 + n, channel="sms", **ids))

@@ -334,10 +334,17 @@ def test_channel_reports_teach_like_answers_and_fill_the_funnel() -> None:
     for response in ("delivered", "opened"):
         d.on_batch([Outcome("c1", p.alert_id, p.action_id, response, NOON + 60_000)])
     assert d.arbiter.outcomes == 0  # reports, not answers
-    d.on_batch([Outcome("c1", p.alert_id, p.action_id, "accepted", NOON + 120_000)])
-    assert d.arbiter.outcomes == 1
+    d.on_batch([Outcome("c1", p.alert_id, p.action_id, "clicked", NOON + 120_000)])
+    assert d.arbiter.outcomes == 1  # a click is learned as an acceptance
     assert d.arbiter.model.mean(p.action_id, "proactive") > 0.5
     assert d.funnel["delivered"] == d.funnel["opened"] == d.funnel["clicked"] == 1
+    # an agent's answer to a contact alert is not a click
+    contact = request(complaints_open=1.0)
+    [alert] = [o for o in d.on_batch([contact])[0] if isinstance(o, Alert)]
+    nba = alert.payload["next_best_action"]
+    d.on_batch([Outcome("c1", alert.alert_id, nba["action_id"], "accepted", NOON + 180_000)])
+    assert d.arbiter.outcomes == 2
+    assert d.funnel["clicked"] == 1
 
 
 def test_erasure_forgets_the_customers_proactive_state() -> None:

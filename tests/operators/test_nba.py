@@ -54,8 +54,19 @@ def test_default_catalog_loads_and_validates() -> None:
             "unknown operator",
         ),
         (
-            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\nwhen=['x > 1']",
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\n"
+            "when=['purchases > 1']",
             "fallback",
+        ),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\n"
+            "when=['payment_failures_3d >= 1']",
+            "no feature 'payment_failures_3d'",
+        ),
+        (
+            "[[action]]\nid='a'\ntitle='t'\nscript='s'\ngoal='serve'\nvalue=1\n"
+            "[[trigger]]\nname='r'\nevent='complaint'\nwhen=['valu >= 250']",
+            "trigger 'r': condition 'valu >= 250': no feature 'valu'",
         ),
         ("[policy]\ncontrol_group = 2\n", "control_group"),
         (
