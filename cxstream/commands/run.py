@@ -36,6 +36,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         args.epoch_ms,
         settings.recovery_dir or "off",
     )
+    if settings.redis_url:  # unreachable: one line and exit 2, before Bytewax starts
+        from state.redis import connect
+
+        connect(settings).close()
     launch = prepare(settings, workers=args.workers)
     previous = stop_on_signals()
     try:

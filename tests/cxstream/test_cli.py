@@ -365,6 +365,15 @@ def test_run_refuses_a_bad_cluster(tmp_path: Path, args: list[str], message: str
     assert message in done.stderr.decode()
 
 
+def test_run_says_in_one_line_that_redis_is_unreachable(tmp_path: Path) -> None:
+    done = cx("run", env={"CX_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1"})
+    assert done.returncode == 2
+    [error] = [line for line in done.stderr.decode().splitlines() if "error" in line]
+    assert error.startswith("cxstream: error: cannot reach redis at redis://127.0.0.1:1: ")
+    assert b"panicked" not in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
 def test_forget_queues_the_event_and_without_a_flow_says_it_waits(
     tmp_path: Path, redis_url: str, r: redis.Redis
 ) -> None:
