@@ -179,19 +179,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 self.tz = resume[11]
                 self.rules = RuleState(resume[12]) if resume[12] else None
                 w_items, w_dropped, w_decided = resume[13]
-                self.watch = (
-                    None
-                    if not w_items
-                    else PendingExamples(
-                        mode=_pending_mode(config),
-                        horizon_ms=config.horizon_ms,
-                        cap=4,
-                        items=w_items,
-                        dropped=w_dropped,
-                        release="horizon",
-                        decided=w_decided,
-                    )
-                )
+                self.watch = _watched(config, w_items, w_dropped, w_decided) if w_items else None
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -316,12 +304,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
     def _watch(self, ts: int) -> None:
         if self.config.proactive and self.config.label_mode != "external":
             if self.watch is None:
-                self.watch = PendingExamples(
-                    mode=_pending_mode(self.config),
-                    horizon_ms=self.config.horizon_ms,
-                    cap=4,
-                    release="horizon",
-                )
+                self.watch = _watched(self.config)
             self.watch.add(ts, None)
 
     def _forget(self, key: str) -> list[CustomerOut]:
@@ -511,6 +494,24 @@ def _datetime(at: float) -> datetime:
             _datetimes.clear()
         found = _datetimes[tick] = datetime.fromtimestamp(tick / 100, tz=UTC)
     return found
+
+
+def _watched(
+    config: CustomerConfig,
+    items: tuple[tuple[int, None], ...] = (),
+    dropped: int = 0,
+    decided: tuple[tuple[int, int, int], ...] = (),
+) -> PendingExamples[None]:
+    """The moments a rule fired, labelled like examples (release at the horizon)."""
+    return PendingExamples(
+        mode=_pending_mode(config),
+        horizon_ms=config.horizon_ms,
+        cap=4,
+        items=items,
+        dropped=dropped,
+        release="horizon",
+        decided=decided,
+    )
 
 
 def _pending_mode(config: CustomerConfig) -> str:

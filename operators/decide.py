@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -140,19 +140,19 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             self.personas = Personas()
             self.outbound = OutboundPolicy(self.proactive)
             self.uplift = Uplift()
-            self.funnel: dict[str, int] = {}
+            self.funnel: Counter[str] = Counter()
         else:
             state = pickle.loads(resume)  # noqa: S301 (ours)
             self.model, self.n_scored, self.arbiter, self.status_at, self.personas = state[:5]
             self.backlog.extend(state[5])
             if len(state) > 6:  # proactive state (older snapshots have none)
-                self.outbound, self.uplift, self.funnel = state[6:9]
+                self.outbound, self.uplift, self.funnel = state[6], state[7], Counter(state[8])
                 self.outbound.config = self.proactive
             else:
                 self.outbound, self.uplift, self.funnel = (
                     OutboundPolicy(self.proactive),
                     Uplift(),
-                    {},
+                    Counter(),
                 )
             self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
@@ -168,7 +168,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if isinstance(value, Outcome):
             response = value.response
             if response in ("delivered", "opened", "clicked"):  # a channel system's report
-                self.funnel[response] = self.funnel.get(response, 0) + 1
+                self.funnel[response] += 1
                 if response != "clicked":  # not an answer
                     return [], RETAIN
                 response = "accepted"  # a click: the policy learns it as an acceptance
@@ -255,7 +255,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         reasons, holding = explain(req.features, model.contributions(req.features))
         version = f"{model.version} ({stage})"
         scored = Scored(p, previous, version, reasons, holding)
-        if req.moment in ("silence", "trigger"):  # no contact: the profile's risk, kept fresh
+        if req.moment in _BETWEEN_CONTACTS:  # no contact: the profile's risk, kept fresh
             if req.moment == "silence":  # a pending example (a rule's moment is not)
                 model.observe_snapshot(req.customer_id, req.event.ts, req.features)
             silent = risk_of(p, previous, model=version, reasons=reasons, holding_down=holding)
@@ -330,7 +330,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         # A rule is the business asking to act: the best action goes, whatever its
         # expected value.  The model's own triggers act only where it pays.
         if not options or (kind == "model" and options[0][0] <= 0):
-            self.funnel["skipped"] = self.funnel.get("skipped", 0) + 1
+            self.funnel["skipped"] += 1
             ev = round(options[0][0], 2) if options else 0.0
             return [Proactive(aid, customer, trigger, ts, None, False, ev, None, None, ids)]
         _, uplift, action, channel = options[0]
@@ -357,9 +357,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         }
         self.outbound.acted(customer, None if control else channel, ts)
         self.uplift.opened(customer, ts, action.action_id, name, control)
-        self.funnel["control" if control else "acted"] = (
-            self.funnel.get("control" if control else "acted", 0) + 1
-        )
+        self.funnel["control" if control else "acted"] += 1
         if control:
             return [
                 Proactive(
@@ -424,7 +422,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
 
     def _held_back(self, customer_id: str, ts: int) -> bool:
         """A trigger fired: whether the contact policy holds it back (counted either way)."""
-        self.funnel["triggered"] = self.funnel.get("triggered", 0) + 1
+        self.funnel["triggered"] += 1
         blocked = self.outbound.block(customer_id, ts)
         if blocked is None:
             return False

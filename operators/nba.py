@@ -39,10 +39,9 @@ A fixed share of customers (by id) is a control group that gets no action.
 from __future__ import annotations
 
 import hashlib
-import operator
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +49,7 @@ from river import proba
 
 from operators.errors import ConfigError
 from operators.journey import FEATURE_NAMES
-from operators.proactive import Check, Rule, parse_quiet_hours
+from operators.proactive import OPS, Check, Rule, parse_quiet_hours
 
 _FEATURES = frozenset((*FEATURE_NAMES, "silence"))
 
@@ -58,14 +57,6 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 GOALS = ("retain", "serve", "grow")
 KINDS = ("service", "sales")
-
-_OPS: Mapping[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +68,7 @@ class Condition:
     value: float
 
     def __post_init__(self) -> None:
-        if self.op not in _OPS:
+        if self.op not in OPS:
             raise ValueError(f"condition on {self.feature}: unknown operator {self.op!r}")
 
     @classmethod
@@ -93,7 +84,7 @@ class Condition:
             raise ValueError(f"condition {text!r}: {exc}") from exc
 
     def holds(self, x: Mapping[str, float]) -> bool:
-        return _OPS[self.op](x.get(self.feature, 0.0), self.value)
+        return OPS[self.op](x.get(self.feature, 0.0), self.value)
 
     def __str__(self) -> str:
         return f"{self.feature} {self.op} {self.value:g}"

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,12 +51,12 @@ HOUR_MS = 3_600_000
 WEEK_MS = 7 * DAY_MS
 Z95 = 1.959964
 
-_OPS: Mapping[str, Callable[[float, float], bool]] = {
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
+OPS: Mapping[str, Callable[[float, float], bool]] = {  # the catalog's comparisons
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
 }
 
 
@@ -77,7 +78,7 @@ class Check:
     @classmethod
     def parse(cls, text: str) -> Check:
         parts = text.split()
-        if len(parts) != 3 or parts[1] not in _OPS:
+        if len(parts) != 3 or parts[1] not in OPS:
             raise ValueError(f"condition {text!r}: write it as 'name op number' (op: > >= < <= ==)")
         try:
             return cls(parts[0], parts[1], float(parts[2]))
@@ -95,8 +96,8 @@ class Check:
             value = attrs.get(self.attr)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False
-            return _OPS[self.op](float(value), self.number)
-        return _OPS[self.op](journey(self.name), self.number)
+            return OPS[self.op](float(value), self.number)
+        return OPS[self.op](journey(self.name), self.number)
 
     def __str__(self) -> str:
         return f"{self.name} {self.op} {self.number:g}"
@@ -315,7 +316,7 @@ class OutboundPolicy:
         self.last_action: OrderedDict[str, int] = OrderedDict()
         self.last_contact: OrderedDict[str, int] = OrderedDict()
         self.sends: OrderedDict[str, tuple[tuple[int, str], ...]] = OrderedDict()
-        self.blocked: dict[str, int] = {}  # reason -> count
+        self.blocked: Counter[str] = Counter()  # reason -> count
 
     def contacted(self, customer_id: str, ts: int) -> None:
         if ts > self.last_contact.get(customer_id, -1):
@@ -333,7 +334,7 @@ class OutboundPolicy:
         return None
 
     def refuse(self, reason: str) -> None:
-        self.blocked[reason] = self.blocked.get(reason, 0) + 1
+        self.blocked[reason] += 1
 
     def channel(self, customer_id: str, channels: Iterable[str], ts: int) -> str | None:
         """The first of ``channels`` whose weekly cap this customer has not reached."""
@@ -460,8 +461,15 @@ class Uplift:
 
 
 def merge_counts(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Sum :meth:`Uplift.counts` of several model shards."""
-    out: dict[str, Any] = {"by_action": {}, "by_trigger": {}, "open": 0}
+    """Sum :meth:`Uplift.counts` of several model shards (and their ``funnel`` and
+    ``blocked`` counts, when given: name -> count, what is not a count skipped)."""
+    out: dict[str, Any] = {
+        "by_action": {},
+        "by_trigger": {},
+        "open": 0,
+        "funnel": {},
+        "blocked": {},
+    }
     for part in parts:
         out["open"] += int(part.get("open", 0))
         for table in ("by_action", "by_trigger"):
@@ -469,6 +477,12 @@ def merge_counts(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 into = out[table].setdefault(name, _cell())
                 for k in into:
                     into[k] += int(cell.get(k, 0))
+        for table in ("funnel", "blocked"):
+            counts = part.get(table)
+            if isinstance(counts, dict):
+                for k, v in counts.items():
+                    if isinstance(v, int):
+                        out[table][k] = out[table].get(k, 0) + v
     return out
 
 

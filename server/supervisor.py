@@ -118,19 +118,11 @@ class SupervisorView:
         if not parts:
             self.proactive = None
             return
-        funnel: dict[str, int] = {}
-        blocked: dict[str, int] = {}
-        for part in parts:
-            for into, name in ((funnel, "funnel"), (blocked, "blocked")):
-                table = part.get(name)
-                if isinstance(table, dict):
-                    for k, v in table.items():
-                        if isinstance(v, int):
-                            into[k] = into.get(k, 0) + v
+        merged = merge_counts(parts)
         self.proactive = {
-            **uplift_report(merge_counts(parts)),
-            "funnel": funnel,
-            "blocked": blocked,
+            **uplift_report(merged),
+            "funnel": merged["funnel"],
+            "blocked": merged["blocked"],
         }
 
     def answers(self, counts: dict[bytes, bytes]) -> None:
