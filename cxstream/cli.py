@@ -1,5 +1,5 @@
 """The ``cxstream`` command: run | serve | demo | token | send | simulate | replay |
-evaluate | forget.
+evaluate | forget | export.
 
 Settings come from the environment (docs/settings.md); flags only say what to do
 this time.  Errors are printed as one line, ``cxstream: error: ...``, and exit 2.
@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from cxstream.commands import (
     demo,
     evaluate,
+    export,
     forget,
     replay,
     run,
@@ -36,7 +37,7 @@ from operators.errors import CxError
 log = logging.getLogger("cxstream")
 
 # in the order of ``cxstream --help``
-COMMANDS = (run, serve, demo, evaluate, replay, token, send, simulate, forget)
+COMMANDS = (run, serve, demo, evaluate, replay, token, send, simulate, forget, export)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from cxstream.settings import Settings
 from operators.churn import ChurnModel
+from operators.consent import ConsentPolicy, parse_consent_default
 from operators.customer import CustomerConfig
 from operators.journey import DAY_MS, FEATURE_NAMES
 from operators.nba import Catalog
@@ -31,7 +32,13 @@ def customer_config(settings: Settings, catalog: Catalog | None = None) -> Custo
         triggers=catalog.triggers if proactive and catalog is not None else (),
         proactive=proactive,
         silence_journey=proactive and catalog is not None and catalog.proactive.model_triggers,
+        consent=consent_policy(settings),
     )
+
+
+def consent_policy(settings: Settings) -> ConsentPolicy:
+    """What holds before a customer's own consent statement (CX_CONSENT_DEFAULT)."""
+    return ConsentPolicy(parse_consent_default(settings.consent_default))
 
 
 def proactive_config(settings: Settings, catalog: Catalog) -> ProactiveConfig:

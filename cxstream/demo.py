@@ -119,6 +119,7 @@ class Demo:
                     # each customer acts every customers/rate wall seconds on average
                     customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
                     incidents=incidents,
+                    consent=0.15,  # some customers withdraw marketing, refuse SMS, object
                 )
             )
             preloaded = self._preload(client, sim, sim.config.start_ms + history_ms)

@@ -523,6 +523,29 @@ class Settings:
             "treated customers' is the uplift; in [0, 1)"
         ),
     )
+    # -- Consent and privacy -------------------------------------------------------------
+    consent_default: str = _setting(
+        "granted",
+        "CX_CONSENT_DEFAULT",
+        "Consent and privacy",
+        _text,
+        (
+            "what holds for a customer before any `consent` event of theirs, per purpose: "
+            "`granted` or `denied` for all, or `purpose=granted|denied, ...` (purposes: "
+            "`marketing`, `profiling`, `contact`; those not named: granted). Where "
+            "marketing needs an opt-in, set `marketing=denied` (see `docs/consent.md`)"
+        ),
+    )
+    audit_retention_days: float = _setting(
+        730.0,
+        "CX_AUDIT_RETENTION_DAYS",
+        "Consent and privacy",
+        _float,
+        (
+            "entries of the audit trail `cx:audit` (consent changes, erasures, exports; the "
+            "customer as a keyed digest) older than this are trimmed"
+        ),
+    )
     # -- Trends ------------------------------------------------------------------------
     trend_window_min: float = _setting(
         60.0,
@@ -564,6 +587,13 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        from operators.consent import parse_consent_default
+
+        parse_consent_default(self.consent_default)  # a mistake stops here, named
+        if self.audit_retention_days <= 0:
+            raise ConfigError(
+                f"CX_AUDIT_RETENTION_DAYS={self.audit_retention_days:g}: must be above 0"
+            )
         if not (len(self.currency) == 3 and self.currency.isascii() and self.currency.isalpha()):
             raise ConfigError(f"CX_CURRENCY={self.currency!r}: not an ISO 4217 code (e.g. EUR)")
         if self.max_unauthenticated < 1:

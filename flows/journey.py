@@ -18,7 +18,13 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
-from cxstream.components import customer_config, model_factory, proactive_config, trend_config
+from cxstream.components import (
+    consent_policy,
+    customer_config,
+    model_factory,
+    proactive_config,
+    trend_config,
+)
 from cxstream.settings import Settings
 from flows.adapters import stateful, stateful_batch
 from operators.customer import (
@@ -108,6 +114,7 @@ def build_flow(
     catalog = load_catalog(settings.catalog_path)  # validated at start: errors stop here
     config = customer_config(settings, catalog)
     proactive = proactive_config(settings, catalog)
+    consent = consent_policy(settings)  # what holds before a customer's consent statement
     watermark = Watermark()  # event time seen by this process's workers
     n_models = settings.model_shards
     recovery = settings.recovery_dir is not None
@@ -168,14 +175,16 @@ def build_flow(
             "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
     # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
-    #  | Outcome | Erase | Signal)            [dedupe, journey, labels, rules, erasure]
+    #  | Outcome | Erase | Signal | ConsentChange)   [dedupe, journey, labels, rules, consent,
+    #                                                  erasure]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
-    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase)
-    #   | ProfileUpdate | Signal
+    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
+    #   | ConsentChange) | ProfileUpdate | Signal
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
-    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase)
+    # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
+    #   | ConsentChange)
     not_model = op.branch("split_signals", to_model.falses, is_signal)
     journey_profiles = cast(Stream[ProfileUpdate], not_model.falses)
     # ProfileUpdate(customer_id, fields)
@@ -200,12 +209,14 @@ def build_flow(
             catalog=catalog,
             forgotten=forgotten,
             proactive=proactive,
+            consent=consent,
         ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive)   [Outcome teaches
-    #  the arbiter; contacts first, examples learned after; Watched counts for the uplift]
+    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange)
+    #   [Outcome teaches the arbiter; contacts first, examples learned after; Watched counts
+    #    for the uplift; an objection to profiling drops the customer's backlog]
     outputs = op.map("stamp_shard", decided, with_shard)
-    # Alert | ProfileUpdate | ModelStatus | Erase | Proactive
+    # Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange
     alerts: Stream[Alert | Proactive] = op.merge(
         "alerts",
         op.filter_map("alerts_only", outputs, alert_or_proactive),
@@ -223,8 +234,10 @@ def build_flow(
         suppressed,
     )
     # ProfileUpdate(customer_id, fields) | Erase(customer_id) | Suppressed(source, entry_id)
+    #   | ConsentChange(customer_id, event_id, ts, purpose, channel, granted, source, objected)
     op.output("profiles_out", profiles, sinks.profiles)
-    # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry
+    # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry;
+    #    XADD cx:audit (a consent change, once per event)
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
     return flow

@@ -64,7 +64,7 @@ def build_alert(
     *,
     kind: str,
     event: Event,
-    churn_probability: float,
+    churn_probability: float | None,
     previous_probability: float | None,
     model: str,
     reasons: list[str],
@@ -74,8 +74,11 @@ def build_alert(
     emitted_at: int,
     policy_version: str = "",
     persona: dict[str, str] | None = None,
+    consent: dict[str, dict[str, Any]] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The alert contract of DESIGN.md, as a JSON-ready dict."""
+    """The alert contract of DESIGN.md, as a JSON-ready dict (``churn_probability``
+    None: not scored, the customer objects to profiling: ``risk`` is null)."""
     attrs = event.attrs
     alternative_titles = decision.alternative_titles or tuple(a for a, _ in decision.alternatives)
     return {
@@ -89,7 +92,9 @@ def build_alert(
         "event_id": event.event_id,
         "event_ts": event.ts,
         "emitted_at": emitted_at,
-        "risk": risk_of(
+        "risk": None
+        if churn_probability is None
+        else risk_of(
             churn_probability,
             previous_probability,
             model=model,
@@ -116,4 +121,6 @@ def build_alert(
             "policy": policy_version,
         },
         "control": decision.control,
+        "consent": consent,
+        "notes": notes or [],
     }

@@ -8,6 +8,13 @@ contacts on to the trends as :class:`Signal`; and emits the profile.
 It expires ``retention`` after its last event (wall time from the injected
 clock), labelling what is still pending.
 
+A ``consent`` event updates the customer's :class:`~operators.consent.Consents`
+(the latest statement in event time wins) and goes on as a :class:`ConsentChange`
+(the audit trail).  While the customer objects to profiling, nothing is kept to
+learn from (what was pending is dropped at the objection), no silence or event is
+scored, no rule fires, and a contact is still passed on, with the consents, for an
+alert without a score.
+
 A ``forget`` event erases the customer: the state is discarded, nothing
 pending is labelled, and an :class:`Erase` goes on (the model shard drops the
 customer's open recommendations, the store sink deletes what is stored).  The
@@ -26,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from operators.consent import ConsentPolicy, Consents
 from operators.dedupe import RecentIds
 from operators.erasure import Forgotten
 from operators.events import Event, Keyed
@@ -43,6 +51,7 @@ from operators.labels import Matured, PendingExamples
 from operators.logic import DISCARD, RETAIN, BatchLogic, Logic
 from operators.proactive import Rule, RuleState, zone
 from operators.records import (
+    ConsentChange,
     CustomerOut,
     Decided,
     Erase,
@@ -97,6 +106,7 @@ class CustomerConfig:
     triggers: tuple[Rule, ...] = ()  # the catalog's proactive rules
     proactive: bool = False  # label the moments that may act proactively (``Watched``)
     silence_journey: bool = False  # a silence carries the journey (a model trigger's alert)
+    consent: ConsentPolicy = field(default_factory=ConsentPolicy)  # before any statement
     rule_events: frozenset[str] = field(init=False, default=frozenset())  # their event types
 
     def __post_init__(self) -> None:
@@ -158,6 +168,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         # the moments that may act proactively, labelled like examples (for the uplift);
         # made when the first is watched
         self.watch: PendingExamples[None] | None = None
+        self.consents: Consents | None = None  # made at the first consent event
+        self.objected = False  # to profiling: not scored, not learned from
         if not resume:
             self.key = ""
             self.journey = JourneyState()
@@ -180,6 +192,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 self.rules = RuleState(resume[12]) if resume[12] else None
                 w_items, w_dropped, w_decided = resume[13]
                 self.watch = _watched(config, w_items, w_dropped, w_decided) if w_items else None
+            if len(resume) > 14 and resume[14]:  # consents (older snapshots have none)
+                self.consents = Consents(resume[14])
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -197,6 +211,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             # A snapshot from before an erasure (a restart resumed from it): drop it
             # at the first notification, and never snapshot it again.
             self.erased = forgotten is not None and key in forgotten
+        # (CX_CONSENT_DEFAULT may deny profiling until the customer grants it)
+        self.objected = config.consent.objected(self.consents)
 
     def on_item(self, value: Event) -> tuple[Iterable[CustomerOut], bool]:
         event = value
@@ -232,6 +248,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 Watched(self.key, m.snapshot_ts, m.label)
                 for m in self.watch.observe(event.ts, event.type)
             )
+        if event.type == "consent":
+            out.extend(self._consent(event))
         tz = event.attrs.get("tz") if event.attrs else None
         if type(tz) is str and zone(tz) is not None:
             self.tz = tz
@@ -239,25 +257,31 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
         every = self.config.score_every
-        due = event.type in SCORE_TYPES or (every and self.journey.n_events % every == 0)
+        due = event.type in SCORE_TYPES or (
+            every and not self.objected and self.journey.n_events % every == 0
+        )
         journey: dict[str, Any] | None = None
         x: dict[str, float] | None = None
         rule: tuple[str, str] | None = None
-        if event.type in self.config.rule_events:
+        if event.type in self.config.rule_events and not self.objected:
             x, rule = self._rules(event)
         if (due or rule) and event.type not in NEVER_SCORED:
             if x is None:
                 x = features(self.journey, event.ts)
             latest = self.pending.latest()
             previous = unpack(latest[1]) if latest else None
-            if due and self.config.label_mode != "external":
+            if due and self.config.label_mode != "external" and not self.objected:
                 self.pending.add(event.ts, pack(x))
             journey = summary(self.journey, event.ts)  # the alert's and the profile's
             # a rule that fired on an event scored anyway (score_every) rides on its moment
             moment = "contact" if event.type in SCORE_TYPES else "event" if due else "trigger"
             if moment == "trigger":  # (a scored event's example is its label)
                 self._watch(event.ts)
-            out.append(ScoreRequest(self.key, event, x, previous, journey, moment, rule, self.tz))
+            out.append(
+                ScoreRequest(
+                    self.key, event, x, previous, journey, moment, rule, self.tz, self._consents()
+                )
+            )
         signal = signal_of(event)  # a complaint or a contact, for the trends
         if signal is not None:
             out.append(signal)
@@ -301,6 +325,44 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             return x, None
         return x, (fired[0].name, fired[0].words())
 
+    def _consents(self) -> Consents | None:
+        """The consents as of this moment (a copy: they may change before it is decided)."""
+        return self.consents.copy() if self.consents else None
+
+    def _consent(self, event: Event) -> list[CustomerOut]:
+        """A consent statement (validated by the parse step): kept if it is the latest
+        for its purpose and channel; an objection to profiling drops what was pending."""
+        a = event.attrs
+        purpose, granted, channel = a["purpose"], a["granted"], a.get("channel")
+        source = a.get("source")
+        source = source if isinstance(source, str) else event.channel
+        if self.consents is None:
+            self.consents = Consents()
+        if not self.consents.observe(purpose, channel, granted, event.ts, source):
+            return []  # older than what the customer said since: changes nothing
+        policy = self.config.consent
+        was, self.objected = self.objected, policy.objected(self.consents)
+        out: list[CustomerOut] = [
+            ConsentChange(
+                self.key,
+                event.event_id,
+                event.ts,
+                purpose,
+                channel,
+                granted,
+                source,
+                self.objected,
+                event.channel,
+            )
+        ]
+        if self.objected and not was:
+            # nothing of this customer is learned from: what is pending goes unlabelled,
+            # and the profile's score (a profiling result) is cleared
+            self.pending.clear()
+            self.watch = None
+            out.append(ProfileUpdate(self.key, {"risk": None, "persona": None}))
+        return out
+
     def _watch(self, ts: int) -> None:
         if self.config.proactive and self.config.label_mode != "external":
             if self.watch is None:
@@ -316,6 +378,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.pending.clear()
         self.watch = self.rules = None
         self.tz = None
+        self.consents = None
         linked, self.linked = self.linked, ()
         return [Erase(key, linked)]
 
@@ -334,6 +397,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 "journey": summary(self.journey, now_ms) if journey is None else journey,
                 "last_event_ts": self.journey.last_ts,
                 "pending_examples": len(self.pending),
+                "pending_snapshot_ts": self.pending.times(),
+                "consent": self.consents.as_dict() if self.consents else {},
                 "duplicates": self.duplicates,
                 "late_events": self.late,
             },
@@ -364,7 +429,12 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         """The next silence level still to score and its moment (event time), if any:
         levels whose horizon ``now_ts`` has passed are stale (no notification for them)."""
         config = self.config
-        if not config.silence_ratio or self.erased or config.label_mode == "external":
+        if (
+            not config.silence_ratio
+            or self.erased
+            or self.objected
+            or config.label_mode == "external"
+        ):
             return None
         for level in range(self.silences, config.silence_levels):
             at = silence_at(
@@ -394,7 +464,9 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             {},
         )
         journey = summary(self.journey, at) if self.config.silence_journey else {}
-        return ScoreRequest(self.key, event, x, previous, journey, "silence", None, self.tz)
+        return ScoreRequest(
+            self.key, event, x, previous, journey, "silence", None, self.tz, self._consents()
+        )
 
     def next_deadline(self) -> int | None:
         """The event time of the next thing due: a pending horizon or a silence."""
@@ -472,6 +544,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.tz,
             self.rules.snapshot() if self.rules is not None else {},
             self.watch.snapshot() if self.watch is not None else ((), 0, ()),
+            self.consents.snapshot() if self.consents else (),
         )
 
 

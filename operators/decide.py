@@ -20,9 +20,10 @@ from typing import Any
 
 from operators.alerts import HIGH, alert_id, build_alert, risk_of
 from operators.churn import ChurnModel
+from operators.consent import ConsentPolicy, Consents
 from operators.erasure import Forgotten
 from operators.logic import RETAIN, BatchLogic
-from operators.nba import Arbiter, Catalog, Decision
+from operators.nba import Action, Arbiter, Catalog, Decision, Refusal
 from operators.personas import Persona, Personas
 from operators.proactive import (
     HOUR_MS,
@@ -37,6 +38,7 @@ from operators.proactive import (
 from operators.reasons import explain
 from operators.records import (
     Alert,
+    ConsentChange,
     Decided,
     DecideIn,
     DecideOut,
@@ -58,6 +60,10 @@ _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 # Scored moments between contacts (a silence, a rule that fired): their proactive
 # decision follows the contacts of the batch, in the next activation (milliseconds later)
 _BETWEEN_CONTACTS = frozenset(("silence", "trigger"))
+OBJECTED_NOTE = (
+    "Profiling objected: the customer is not scored; the action is a service action "
+    "chosen without the model."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         keep_snapshots: bool = True,
         forgotten: Forgotten | None = None,
         proactive: ProactiveConfig | None = None,
+        consent: ConsentPolicy | None = None,
     ) -> None:
         # Bytewax asks for a snapshot at every epoch even without recovery; pickling a
         # model with its replay buffer (and a forest) costs tens to hundreds of ms, so
@@ -133,6 +140,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         self.backlog: deque[Example | ScoreRequest] = deque()
         self.held = False  # this activation scored contacts: its learning waits
         self.proactive = proactive or ProactiveConfig(enabled=False)
+        self.consent = consent or ConsentPolicy()
         if not resume:
             self.model = model()
             self.n_scored = 0
@@ -183,6 +191,13 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if isinstance(value, Watched):
             self.uplift.labelled(value.customer_id, value.snapshot_ts, value.label)
             return [], RETAIN
+        if isinstance(value, ConsentChange):
+            if not value.objected:
+                return [value], RETAIN  # to the store: the audit trail
+            self._unprofile(value.customer_id)
+            # (after any score of this customer decided before: the profile keeps none)
+            cleared = ProfileUpdate(value.customer_id, {"risk": None, "persona": None})
+            return [value, cleared], RETAIN
         if isinstance(value, Decided):
             self.model.observe_decision(
                 value.customer_id, value.snapshot_ts, value.label_ts, value.label
@@ -245,7 +260,85 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         self.model.maintain(whole=False)
         return out
 
+    def _unprofile(self, customer_id: str) -> None:
+        """The customer objects to profiling: nothing of theirs waits to be learned or
+        scored here (the matured examples and silences in the backlog, the model's
+        snapshots for its refit, the uplift's open decisions)."""
+        self.backlog = deque(v for v in self.backlog if v.customer_id != customer_id)
+        self.model.forget(customer_id)
+        self.uplift.forget(customer_id)
+
+    def _refusal(self, consents: Consents | None, channel: str) -> Refusal | None:
+        """What the customer's consent forbids on ``channel`` (None: nothing can be)."""
+        policy = self.consent
+        if consents is None and policy.all_granted:
+            return None
+
+        def refuse(action: Action) -> str | None:
+            if action.purpose is None:
+                return None
+            return policy.refusal(consents, action.purpose, channel)
+
+        return refuse
+
+    def _outbound_channels(
+        self, consents: Consents | None, action: Action
+    ) -> tuple[tuple[str, ...], str | None]:
+        """The action's outbound channels the customer's consent allows (contact, and
+        its purpose), and why none is, if none is."""
+        policy = self.consent
+        if consents is None and policy.all_granted:
+            return action.outbound, None
+        allowed: list[str] = []
+        why: str | None = None
+        for channel in action.outbound:
+            refused = policy.refusal(consents, "contact", channel)
+            if refused is None and action.purpose is not None:
+                refused = policy.refusal(consents, action.purpose, channel)
+            if refused is None:
+                allowed.append(channel)
+            elif why is None:
+                why = refused
+        return tuple(allowed), None if allowed else why
+
+    def _unscored(self, req: ScoreRequest) -> list[DecideOut]:
+        """A contact of a customer who objects to profiling: the alert without a score,
+        a service action chosen without the model, and nothing to learn from."""
+        now_ms = req.event.ts
+        customer, channel = req.customer_id, req.event.channel
+        self.outbound.contacted(customer, now_ms)
+        self.arbiter.expire(now_ms)
+        refuse = self._refusal(req.consent, channel)
+        decision = self.arbiter.select_without_model(
+            customer, req.features, channel, now_ms=now_ms, refuse=refuse
+        )
+        payload = build_alert(
+            kind="contact",
+            event=req.event,
+            churn_probability=None,
+            previous_probability=None,
+            model="",
+            reasons=[],
+            journey=req.journey,
+            decision=decision,
+            emitted_at=int(self.clock() * 1000),
+            policy_version="service fallback",
+            consent=self.consent.view(req.consent, channel),
+            notes=[OBJECTED_NOTE],
+        )
+        self.arbiter.offered(customer, payload["alert_id"], decision, now_ms, learn=False)
+        self.n_scored += 1
+        return [
+            Alert(payload["alert_id"], payload),
+            ProfileUpdate(
+                customer, {"risk": None, "last_alert_id": payload["alert_id"], "persona": None}
+            ),
+        ]
+
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:
+        if self.consent.objected(req.consent):
+            # (the customer step sends only contacts of such a customer)
+            return self._unscored(req) if req.moment == "contact" else []
         if req.moment == "trigger" and self._held_back(req.customer_id, req.event.ts):
             return []  # a rule fired, and the contact policy holds it back: nothing to score
         model = self.model
@@ -270,9 +363,14 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             self.outbound.contacted(req.customer_id, now_ms)
         self.arbiter.expire(now_ms)
         decision = self.arbiter.select_one(
-            req.customer_id, req.features, p, req.event.channel, now_ms=now_ms
+            req.customer_id,
+            req.features,
+            p,
+            req.event.channel,
+            now_ms=now_ms,
+            refuse=self._refusal(req.consent, req.event.channel),
         )
-        payload = self._alert("contact", req, scored, decision, persona)
+        payload = self._alert("contact", req, scored, decision, persona, req.event.channel)
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         model.observe_snapshot(req.customer_id, now_ms, req.features)
         self.n_scored += 1
@@ -315,7 +413,11 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         )
         options = []
         for action in eligible:
-            channel = self.outbound.channel(customer, action.outbound, ts)
+            channels, refused = self._outbound_channels(req.consent, action)
+            if refused is not None:
+                excluded[action.action_id] = refused
+                continue
+            channel = self.outbound.channel(customer, channels, ts)
             if channel is None:
                 excluded[action.action_id] = "its channels' weekly caps are reached"
                 continue
@@ -378,7 +480,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             reason=f"{words[0].upper()}{words[1:]}. {_proactive_reason(len(options))}",
             alternative_titles=tuple(a.title for _, _, a, _ in options[1:4]),
         )
-        payload = self._alert("proactive", req, scored, decision, None)
+        payload = self._alert("proactive", req, scored, decision, None, channel)
         payload.update(
             alert_id=aid,
             contact_id=None,
@@ -404,6 +506,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         scored: Scored,
         decision: Decision,
         persona: Persona | None,
+        channel: str,
     ) -> dict[str, Any]:
         return build_alert(
             kind=kind,
@@ -418,6 +521,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             emitted_at=int(self.clock() * 1000),
             policy_version=self.arbiter.version,
             persona=None if persona is None else persona.as_dict(),
+            consent=self.consent.view(req.consent, channel),
         )
 
     def _held_back(self, customer_id: str, ts: int) -> bool:

@@ -65,12 +65,15 @@ KNOWN_TYPES = (
     "outbound_delivered",
     "outbound_opened",
     "outbound_clicked",
+    "consent",
 )
 KNOWN_TYPE_SET = frozenset(KNOWN_TYPES)
 # One str object per channel and known type: the journey keeps these in every
 # touchpoint, so parsed copies would cost ~1 KB per customer.
 _CANONICAL: dict[str, str] = {name: name for name in (*CHANNELS, *KNOWN_TYPES)}
 RESPONSES = frozenset(("accepted", "declined", "not_relevant"))
+CONSENT_PURPOSES = ("marketing", "profiling", "contact")
+CONSENT_CHANNELS = CHANNELS | {"push"}  # where a customer may be reached, push included
 
 # Typed attributes: name -> (low, high).  Others are kept as sent.
 _NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
@@ -214,6 +217,40 @@ def _attrs(value: object) -> dict[str, Any]:
     return value
 
 
+def _consent(attrs: object) -> None:
+    """A ``consent`` event's attributes: ``purpose``, ``granted`` (a bool), optional
+    ``channel`` and ``source``.
+
+    >>> _consent({"purpose": "marketing", "granted": False, "channel": "sms"})
+    >>> _consent({"purpose": "marketing", "granted": "no"})
+    Traceback (most recent call last):
+    ...
+    operators.errors.InvalidEvent: attrs.granted not a boolean: 'no'
+    """
+    if not isinstance(attrs, dict):
+        raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")
+    purpose = attrs.get("purpose")
+    if purpose is None:
+        raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")
+    if purpose not in CONSENT_PURPOSES:
+        raise InvalidEvent(
+            "attrs.purpose unknown", f"{str(purpose)[:40]!r}: use {', '.join(CONSENT_PURPOSES)}"
+        )
+    granted = attrs.get("granted")
+    if not isinstance(granted, bool):
+        reason = "attrs.granted missing" if granted is None else "attrs.granted not a boolean"
+        raise InvalidEvent(reason, repr(granted)[:40])
+    channel = attrs.get("channel")
+    if channel is not None and (not isinstance(channel, str) or channel not in CONSENT_CHANNELS):
+        raise InvalidEvent(
+            "attrs.channel unknown",
+            f"{str(channel)[:40]!r}: use one of {', '.join(sorted(CONSENT_CHANNELS))}",
+        )
+    source = attrs.get("source")
+    if source is not None and (not isinstance(source, str) or not 1 <= len(source) <= 64):
+        raise InvalidEvent("attrs.source not a short string", repr(source)[:40])
+
+
 def _too_deep(attrs: dict[str, Any]) -> bool:
     """Whether containers nest deeper than :data:`MAX_ATTRS_DEPTH` in ``attrs``.
 
@@ -254,6 +291,8 @@ def event_from_obj(obj: object) -> Event:
     if type(attrs) is dict and _too_deep(attrs):
         raise InvalidEvent("attrs nested too deep", f"more than {MAX_ATTRS_DEPTH} levels")
     assert event_id is not None
+    if type_ == "consent":
+        _consent(attrs)
     return Event(
         event_id,
         customer_id,

@@ -187,6 +187,10 @@ class PendingExamples(Generic[V]):
         self._items = []
         self._decided = _NOTHING_DECIDED
 
+    def times(self) -> list[int]:
+        """The event times of the snapshots pending, oldest first."""
+        return [t for t, _ in self._items] if self._items else []
+
     def latest(self) -> tuple[int, V] | None:
         return self._items[-1] if self._items else None
 

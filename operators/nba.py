@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +108,21 @@ class Action:
     outbound: tuple[str, ...] = ()  # channels it can go out on proactively, in preference
     template: str = ""  # the channel systems' template (default: the action id)
     uplift: float = 0.05  # prior: how much less a treated customer churns (proactive)
+    purpose: str | None = None  # the consent it needs: "marketing" (every sales action)
 
+    def __post_init__(self) -> None:
+        if self.kind == "sales" and self.purpose is None:
+            object.__setattr__(self, "purpose", "marketing")
+
+    @property
+    def needs_score(self) -> bool:
+        """Whether its conditions read the churn score (not chosen without the model)."""
+        return any(c.feature == "churn_probability" for c in self.when)
+
+
+# Why an action may not be taken for this customer's consent (None: it may)
+Refusal = Callable[["Action"], str | None]
+PURPOSES = ("marketing",)  # the consent purposes an action may need
 
 OUTBOUND_CHANNELS = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
 
@@ -265,6 +279,7 @@ def _action(item: dict[str, Any]) -> Action:
     known = {
         "id", "title", "script", "goal", "value", "cost", "when", "channels", "kind", "lever",
         "max_offers", "window_days", "suppress_days", "outbound", "template", "uplift",
+        "purpose",
     }  # fmt: skip
     unknown = sorted(set(item) - known)
     if unknown:
@@ -284,6 +299,11 @@ def _action(item: dict[str, Any]) -> Action:
             raise ValueError(f"{name} must be a number")
     if float(item["value"]) < 0 or float(item.get("cost", 0)) < 0:
         raise ValueError("value and cost cannot be negative")
+    purpose = item.get("purpose")
+    if purpose is not None and purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r}: use marketing (or leave it out)")
+    if kind == "sales" and purpose not in (None, "marketing"):
+        raise ValueError("a sales action's purpose is marketing")
     return Action(
         action_id=str(item["id"]),
         title=str(item["title"]),
@@ -301,6 +321,7 @@ def _action(item: dict[str, Any]) -> Action:
         outbound=_outbound(item.get("outbound", [])),
         template=str(item.get("template", item["id"])),
         uplift=_uplift(item.get("uplift", 0.05)),
+        purpose=purpose,
     )
 
 
@@ -557,12 +578,14 @@ class Arbiter:
         *,
         now_ms: int,
         explore: bool = True,
+        refuse: Refusal | None = None,
     ) -> Decision:
+        """The action for a contact (``refuse``: what the customer's consent forbids)."""
         seg = segment(features, churn_probability)
         if in_control_group(customer_id, self.catalog.policy.control_group):
             return Decision(None, 0.0, 0.0, "control group: no action", (), {}, seg, control=True)
         eligible, excluded = self.candidates(
-            customer_id, features, churn_probability, channel, now_ms=now_ms
+            customer_id, features, churn_probability, channel, now_ms=now_ms, refuse=refuse
         )
         scored: list[tuple[float, float, Action]] = []
         for action in eligible:
@@ -604,15 +627,21 @@ class Arbiter:
         *,
         now_ms: int,
         outbound: bool = False,
+        refuse: Refusal | None = None,
     ) -> tuple[list[Action], dict[str, str]]:
         """The actions eligible now, and why each of the others is not (``outbound``:
-        only those that can go out proactively, ``channel`` None)."""
+        only those that can go out proactively, ``channel`` None; ``refuse``: what the
+        customer's consent forbids, checked first)."""
         x = {**features, "churn_probability": churn_probability}
         history = self.history.get(customer_id, History())
         eligible: list[Action] = []
         excluded: dict[str, str] = {}
         for action in self.catalog.actions:
             if outbound and not action.outbound:
+                continue
+            refused = refuse(action) if refuse is not None else None
+            if refused is not None:
+                excluded[action.action_id] = refused
                 continue
             failed = next((c for c in action.when if not c.holds(x)), None)
             if failed is not None:
@@ -625,8 +654,70 @@ class Arbiter:
             eligible.append(action)
         return eligible, excluded
 
-    def offered(self, customer_id: str, alert_id: str, decision: Decision, now_ms: int) -> None:
-        """The decision was sent: count it against the contact policy, await the answer."""
+    def select_without_model(
+        self,
+        customer_id: str,
+        features: Mapping[str, float],
+        channel: str,
+        *,
+        now_ms: int,
+        refuse: Refusal | None = None,
+    ) -> Decision:
+        """The action for a customer who objects to profiling: a service action whose
+        conditions do not read the churn score, the one worth most (value x lever - cost),
+        without the acceptance model or the control group (nothing is learned from it)."""
+
+        def unscored(action: Action) -> str | None:
+            refused = refuse(action) if refuse is not None else None
+            if refused is not None:
+                return refused
+            if action.kind != "service":
+                return "profiling objected: service actions only"
+            if action.needs_score:
+                return "needs the churn score (profiling objected)"
+            return None
+
+        eligible, excluded = self.candidates(
+            customer_id, features, 0.0, channel, now_ms=now_ms, refuse=unscored
+        )
+        seg = "unscored"
+        if not eligible:
+            return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
+        ranked = sorted(eligible, key=lambda a: a.value * a.lever - a.cost, reverse=True)
+        best = ranked[0]
+        score = best.value * best.lever - best.cost
+        met = ", ".join(str(c) for c in best.when) or "always eligible"
+        rest = (
+            "it is the only service action that fits"
+            if len(ranked) == 1
+            else f"of the {len(ranked)} service actions that fit, it is worth most"
+        )
+        return Decision(
+            best,
+            round(score, 2),
+            0.0,
+            (
+                f"profiling objected: chosen without the model; value {best.value:g} x lever "
+                f"{best.lever:g} - cost {best.cost:g} = {score:.1f}; eligible: {met}"
+            ),
+            tuple((a.action_id, round(a.value * a.lever - a.cost, 2)) for a in ranked[1:4]),
+            excluded,
+            seg,
+            reason=f"The customer objects to profiling, so no score is used; {rest}.",
+            alternative_titles=tuple(a.title for a in ranked[1:4]),
+        )
+
+    def offered(
+        self,
+        customer_id: str,
+        alert_id: str,
+        decision: Decision,
+        now_ms: int,
+        *,
+        learn: bool = True,
+    ) -> None:
+        """The decision was sent: count it against the contact policy, await the answer
+        (``learn`` False: the answer teaches nothing, the customer objects to profiling)."""
         if decision.action is None:
             return
         keep = self._keep_ms()
@@ -636,6 +727,8 @@ class Arbiter:
         self.history[customer_id] = history
         if len(self.history) > self.HISTORY_CUSTOMERS:
             self.history.popitem(last=False)
+        if not learn:
+            return
         self.pending[alert_id] = (customer_id, decision.action.action_id, decision.segment, now_ms)
         if len(self.pending) > self.PENDING_DECISIONS:
             self.pending.popitem(last=False)

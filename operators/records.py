@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
+from operators.consent import Consents
 from operators.events import Event, Suppressed
 
 T = TypeVar("T")
@@ -22,7 +23,8 @@ class ScoreRequest:
     that time, on the customer's last channel, whose id names the customer and the time;
     ``journey`` is then empty: no alert is built) or ``trigger`` (a catalog rule fired on
     ``event``: ``trigger`` names it).  Every moment but a contact may raise a proactive
-    alert (see :mod:`operators.proactive`); ``tz`` is the customer's time zone, if said.
+    alert (see :mod:`operators.proactive`); ``tz`` is the customer's time zone, if said;
+    ``consent`` the customer's consent statements (None: none, the defaults hold).
     """
 
     customer_id: str
@@ -33,6 +35,7 @@ class ScoreRequest:
     moment: str = "contact"
     trigger: tuple[str, str] | None = None  # a rule that fired: (name, its words)
     tz: str | None = None
+    consent: Consents | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,23 @@ class Erase:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A consent statement that changed what the customer's latest says (a ``consent``
+    event): for the audit trail, and for the model shard, which drops what it holds to
+    learn from a customer who now ``objected`` to profiling."""
+
+    customer_id: str
+    event_id: str
+    ts: int
+    purpose: str
+    channel: str | None
+    granted: bool
+    source: str  # the statement's attr source (free text), else the event's channel
+    objected: bool  # the customer objects to profiling, after this statement
+    via: str = ""  # the channel of the event that said it
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """A complaint or a contact, as the trends see it (no customer id, no text)."""
 
@@ -157,24 +177,38 @@ class Signal:
     sentiment: float | None
 
 
-CustomerOut = ScoreRequest | Example | Decided | Watched | ProfileUpdate | Outcome | Erase | Signal
-DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase
-DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive
-StoreWrite = ProfileUpdate | Erase | Suppressed  # what the customer-store sink writes
+CustomerOut = (
+    ScoreRequest
+    | Example
+    | Decided
+    | Watched
+    | ProfileUpdate
+    | Outcome
+    | Erase
+    | Signal
+    | ConsentChange
+)
+DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase | ConsentChange
+DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive | ConsentChange
+# what the customer-store sink writes (a consent change: to the audit trail)
+StoreWrite = ProfileUpdate | Erase | Suppressed | ConsentChange
 
 
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
     return (
         item
-        if isinstance(item, ScoreRequest | Example | Decided | Watched | Outcome | Erase)
+        if isinstance(
+            item, ScoreRequest | Example | Decided | Watched | Outcome | Erase | ConsentChange
+        )
         else None
     )
 
 
-def to_store(item: DecideOut) -> ProfileUpdate | Erase | None:
-    """A selector keeping what the customer-store sink writes: profile updates, erasures."""
-    return item if isinstance(item, ProfileUpdate | Erase) else None
+def to_store(item: DecideOut) -> ProfileUpdate | Erase | ConsentChange | None:
+    """A selector keeping what the customer-store sink writes: profile updates, erasures,
+    consent changes (the audit trail)."""
+    return item if isinstance(item, ProfileUpdate | Erase | ConsentChange) else None
 
 
 def only(cls: type[T]) -> Callable[[object], T | None]:

@@ -77,6 +77,18 @@ class SimConfig:
     agents_per_queue: int = 3
     queues: tuple[str, ...] = ("care", "billing", "retention")
     incidents: tuple[Incident, ...] = ()
+    # Share of the customers who state a consent choice as they join: most withdraw
+    # marketing, some refuse SMS contact, a few object to profiling (0: none, and the
+    # events are what they were before consent existed).
+    consent: float = 0.0
+
+
+# What a customer who states a consent choice says (cumulative shares)
+CONSENT_CHOICES: tuple[tuple[float, dict[str, object]], ...] = (
+    (0.6, {"purpose": "marketing", "granted": False}),
+    (0.85, {"purpose": "contact", "channel": "sms", "granted": False}),
+    (1.0, {"purpose": "profiling", "granted": False}),
+)
 
 
 @dataclass(slots=True)
@@ -157,6 +169,11 @@ class Simulator:
         c.sentiment = 0.4 - c.p
         self._customers[cid] = c
         self._latent[cid] = c.p
+        share = self.config.consent
+        if share > 0 and _uniform(f"{cid}/consent") < share:  # a hash: the random stream stays
+            u = _uniform(f"{cid}/consent-choice")
+            said = next(attrs for top, attrs in CONSENT_CHOICES if u < top)
+            self._pending[cid] = [("app", "consent", {**said, "source": "preference_centre"})]
         self._schedule(cid, at)
 
     def _schedule(self, cid: str, at: int) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -34,9 +35,11 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from cxstream.settings import Settings
+from operators.audit import audit_digest, right_entry
 from operators.erasure import Forgotten, forget_digest, mentions
 from operators.errors import StoreError
 from operators.events import Event, encode_event
+from state.audit import audit_command
 from state.keys import ALERTS, DLQ, ERASURES, EVENTS_PREFIX, FORGOTTEN, OUTBOUND, KeyNames
 from state.redis import connect
 
@@ -88,6 +91,7 @@ def erase(
     shards: int | KeyNames,
     forgotten: Forgotten | None = None,
     linked: Iterable[str] = (),
+    audit: tuple[bytes, float] | None = None,
 ) -> dict[str, Any]:
     """Delete everything stored of customer key ``key`` and of the anonymous ids
     linked to it; return the counts.
@@ -97,7 +101,8 @@ def erase(
     the customer's stored events (its ``identify`` events) are found here too.  Each
     linked id is erased like the customer (profile, events, alerts, dead letters,
     suppression list), and a ``forget`` event for it is queued so that the flow
-    drops what it holds of that id.
+    drops what it holds of that id.  ``audit``: the trail's digest key and retention
+    (days): the erasure is recorded there, the customer by its keyed digest.
     """
     names = shards if isinstance(shards, KeyNames) else KeyNames(shards=shards)
     what = f"erasing a customer ({forget_digest(key).hex()[:12]})"
@@ -131,6 +136,19 @@ def erase(
                 {},
             )
             pipe.xadd(names.events_of(anonymous), {"data": encode_event(forget)})
+        if audit is not None:
+            audit_key, days = audit
+            entry = right_entry(
+                "erasure",
+                audit_digest(audit_key, key),
+                at_ms=counts["at"],
+                linked=len(links),
+                events=counts["events"],
+                alerts=counts["alerts"],
+                dead_letters=counts["dead_letters"],
+            )
+            command = audit_command(entry, retention_days=days, now_ms=counts["at"])
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         pipe.execute()
     except redis.RedisError as exc:
         raise StoreError(f"{what}: {exc}") from exc
@@ -147,52 +165,89 @@ def erase(
     return counts
 
 
-def _erase_key(
-    client: redis.Redis, key: str, names: KeyNames, touched: set[str]
-) -> tuple[dict[str, Any], set[str]]:
-    """Erase one key (no suppression list, no record); return the counts and the
-    anonymous ids its own events name beside it.  The streams it deleted from are
-    added to ``touched``."""
-    letters = _sweep(
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Where a customer key's entries are: each stream's (entry id, fields), and the
+    anonymous ids its own stored events name beside it."""
+
+    dead_letters: list[tuple[bytes, dict[bytes, bytes]]]
+    originals: list[tuple[str, bytes, dict[bytes, bytes]]]  # a dead letter's original entry
+    events: list[tuple[bytes, dict[bytes, bytes]]]
+    alerts: list[tuple[bytes, dict[bytes, bytes]]]
+    outbound: list[tuple[bytes, dict[bytes, bytes]]]
+    anonymous: set[str]
+    stream: str  # the key's event shard stream
+
+
+def locate(client: redis.Redis, key: str, names: KeyNames) -> Held:
+    """Every stream entry that names ``key``: what an erasure deletes and an export
+    shows (one search for both, so neither finds less than the other)."""
+    letters = _scan(
         client,
         DLQ,
-        touched,
         lambda fields: (
             key.encode() in (fields.get(b"customer"), fields.get(b"anonymous"))
             or mentions(fields.get(b"data"), key, anywhere=True)
         ),
     )
     # A dead letter's original stays in the stream it came from (any shard's).
-    originals = 0
-    for fields in letters:
+    originals: list[tuple[str, bytes, dict[bytes, bytes]]] = []
+    for _, fields in letters:
         source, entry_id = fields.get(b"source", b""), fields.get(b"entry_id", b"")
         if source.startswith(EVENTS_PREFIX.encode()) and entry_id:
-            gone = int(client.xdel(source, entry_id))
-            if gone:
-                originals += gone
-                touched.add(source.decode())
+            found = cast(
+                "list[tuple[bytes, dict[bytes, bytes] | None]]",
+                client.xrange(source, min=entry_id, max=entry_id),
+            )
+            originals += [(source.decode(), eid, f or {}) for eid, f in found]
     shard = names.events_of(key)
-    events = _sweep(client, shard, touched, lambda fields: mentions(fields.get(b"data"), key))
-    alerts = _sweep(client, ALERTS, touched, lambda fields: mentions(fields.get(b"data"), key))
-    outbound = _sweep(client, OUTBOUND, touched, lambda fields: mentions(fields.get(b"data"), key))
-    found: set[str] = set()
-    for fields in events:
+    events = _scan(client, shard, lambda fields: mentions(fields.get(b"data"), key))
+    alerts = _scan(client, ALERTS, lambda fields: mentions(fields.get(b"data"), key))
+    outbound = _scan(client, OUTBOUND, lambda fields: mentions(fields.get(b"data"), key))
+    anonymous: set[str] = set()
+    for _, fields in events:
         try:
             obj = orjson.loads(fields.get(b"data") or b"")
         except orjson.JSONDecodeError:
             continue
         if isinstance(obj, dict) and obj.get("customer_id") == key:
-            anonymous = obj.get("anonymous_id")
-            if isinstance(anonymous, str) and anonymous:
-                found.add(anonymous)
+            other = obj.get("anonymous_id")
+            if isinstance(other, str) and other:
+                anonymous.add(other)
+    return Held(letters, originals, events, alerts, outbound, anonymous, shard)
+
+
+def _erase_key(
+    client: redis.Redis, key: str, names: KeyNames, touched: set[str]
+) -> tuple[dict[str, Any], set[str]]:
+    """Erase one key (no suppression list, no record); return the counts and the
+    anonymous ids its own events name beside it.  The streams it deleted from are
+    added to ``touched``."""
+    held = locate(client, key, names)
+    originals = 0
+    for source, entry_id, _ in held.originals:
+        gone = int(client.xdel(source, entry_id))
+        if gone:
+            originals += gone
+            touched.add(source)
+    for stream, entries in (
+        (DLQ, held.dead_letters),
+        (held.stream, held.events),
+        (ALERTS, held.alerts),
+        (OUTBOUND, held.outbound),
+    ):
+        for start in range(0, len(entries), PAGE):
+            client.xdel(stream, *(eid for eid, _ in entries[start : start + PAGE]))
+        if entries:
+            touched.add(stream)
     counts: dict[str, Any] = {
         "profile": int(client.delete(names.profile(key))),
-        "events": len(events) + originals,
-        "alerts": len(alerts),
-        "outbound": len(outbound),
-        "dead_letters": len(letters),
+        "events": len(held.events) + originals,
+        "alerts": len(held.alerts),
+        "outbound": len(held.outbound),
+        "dead_letters": len(held.dead_letters),
     }
-    return counts, found
+    return counts, held.anonymous
 
 
 def rewrite_persistence(client: redis.Redis, *, wait_s: float = REWRITE_WAIT_S) -> list[str]:
@@ -263,30 +318,20 @@ def _background(client: redis.Redis, command: tuple[str, ...], wait_s: float) ->
         time.sleep(0.05)
 
 
-def _sweep(
-    client: redis.Redis,
-    stream: str,
-    touched: set[str],
-    matches: Callable[[dict[bytes, bytes]], bool],
-) -> list[dict[bytes, bytes]]:
-    """XDEL every entry of ``stream`` whose fields ``match``; return their fields
-    (and add ``stream`` to ``touched`` if there were any)."""
-    deleted: list[dict[bytes, bytes]] = []
+def _scan(
+    client: redis.Redis, stream: str, matches: Callable[[dict[bytes, bytes]], bool]
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of ``stream`` whose fields ``match`` (read in pages of :data:`PAGE`)."""
+    found: list[tuple[bytes, dict[bytes, bytes]]] = []
     start: bytes | str = "-"
     while True:
         page = cast(
             "list[tuple[bytes, dict[bytes, bytes] | None]]",
             client.xrange(stream, min=start, max="+", count=PAGE),
         )
-        if not page:
-            return deleted
-        doomed = [(eid, f or {}) for eid, f in page if matches(f or {})]
-        if doomed:
-            client.xdel(stream, *(eid for eid, _ in doomed))
-            deleted += (fields for _, fields in doomed)
-            touched.add(stream)
+        found += ((eid, f or {}) for eid, f in page if matches(f or {}))
         if len(page) < PAGE:
-            return deleted
+            return found
         start = b"(" + page[-1][0]
 
 

@@ -41,6 +41,7 @@ OUTBOUND = (
     "cx:outbound"  # stream: proactive actions for the channel systems (see docs/proactive.md)
 )
 OUTBOUND_MAXLEN = 1_000_000  # outbound entries kept (about: trimmed with ~)
+AUDIT = "cx:audit"  # stream: consent changes, erasures, exports (customer as keyed digest)
 
 
 def written_key(stream: str, alert_id: str) -> str:

@@ -20,10 +20,20 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from cxstream.settings import Settings
+from operators.audit import audit_digest, consent_entry, event_ref
 from operators.erasure import Forgotten
 from operators.errors import StoreError
 from operators.events import Rejected, Suppressed
-from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate, StoreWrite
+from operators.records import (
+    Alert,
+    ConsentChange,
+    Erase,
+    ModelStatus,
+    Proactive,
+    ProfileUpdate,
+    StoreWrite,
+)
+from state.audit import audit_command, secret_key
 from state.commands import dead_letter, hset, xadd, xadd_once
 from state.erasure import erase
 from state.keys import ALERTS, OUTBOUND, OUTBOUND_MAXLEN, KeyNames, model_key, written_key
@@ -150,7 +160,8 @@ def profile_sink(settings: Settings, forgotten: Forgotten | None = None) -> Dyna
     """The customer store: HSET ``cx:profile:<customer>`` (JSON values), expiring after
     CX_RETENTION_DAYS (pushed back when an update asks for it: the customer step
     does, hourly); erase customers (:func:`state.erasure.erase`) and delete the
-    entries of erased customers the parse step suppressed.
+    entries of erased customers the parse step suppressed; append consent changes to
+    the audit trail ``cx:audit`` (once per event, the customer as a keyed digest).
 
     Erasures run after the batch's profile writes, and updates of an erased
     customer (in ``forgotten``, this process's suppression list) are dropped, so
@@ -187,6 +198,8 @@ class _StorePartition(_WriterPartition[StoreWrite]):
         self.ttl = int(settings.retention_days * 86_400)
         self.forgotten = forgotten
         self.scrubber = scrubber
+        self.audit_days = settings.audit_retention_days
+        self.audit_key = secret_key(settings)
 
     def write_batch(self, items: list[StoreWrite]) -> None:
         erasures: dict[str, list[str]] = {}
@@ -197,6 +210,7 @@ class _StorePartition(_WriterPartition[StoreWrite]):
                     self.forgotten.add(key)
         commands = self.profile_commands([i for i in items if type(i) is ProfileUpdate])
         commands += [("XDEL", i.source, i.entry_id) for i in items if type(i) is Suppressed]
+        commands += self.audit_commands([i for i in items if type(i) is ConsentChange])
         self.send(commands)
         if erasures:  # the profile writes before an erasure are known written first
             self.sync()
@@ -210,6 +224,7 @@ class _StorePartition(_WriterPartition[StoreWrite]):
                     shards=self.names,
                     forgotten=self.forgotten,
                     linked=linked,
+                    audit=(self.audit_key, self.audit_days),
                 ),
                 self.backoff,
             )
@@ -217,6 +232,21 @@ class _StorePartition(_WriterPartition[StoreWrite]):
             erased += (key, *linked)
         if self.scrubber is not None:
             self.scrubber.erased(list(dict.fromkeys(erased)))
+
+    def audit_commands(self, changes: list[ConsentChange]) -> list[Command]:
+        """A consent change of a customer not erased: one entry in the trail, once."""
+        now = int(time.time() * 1000)
+        commands: list[Command] = []
+        for change in changes:
+            if change.customer_id in self.forgotten:
+                continue
+            digest = audit_digest(self.audit_key, change.customer_id)
+            ref = event_ref(self.audit_key, change.event_id)
+            entry = consent_entry(change, digest, ref, at_ms=now)
+            commands.append(
+                audit_command(entry, retention_days=self.audit_days, now_ms=now, once=ref)
+            )
+        return commands
 
     def profile_commands(self, items: list[ProfileUpdate]) -> list[Command]:
         merged: dict[str, dict[str, Any]] = {}

@@ -80,3 +80,9 @@ def silence_ratio(text: str) -> float:
     if value != 0 and not value >= 1:
         raise argparse.ArgumentTypeError(f"{value}: use 0 (off) or at least 1")
     return value
+
+
+def share(text: str) -> float:
+    """A share, from 0 to 1."""
+    value = _number(text)
+    return _require(value, 0 <= value <= 1, "must be from 0 to 1")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from cxstream.commands.args import incident, positive_float, positive_int
+from cxstream.commands.args import incident, positive_float, positive_int, share
 from cxstream.runtime import Pacer
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -30,7 +30,12 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.purchases is not None:
         return _purchases(args)
-    config = SimConfig(customers=args.customers, seed=args.seed, incidents=tuple(args.incident))
+    config = SimConfig(
+        customers=args.customers,
+        seed=args.seed,
+        incidents=tuple(args.incident),
+        consent=args.consent,
+    )
     if args.speed is not None:  # event-time seconds per wall second at --rate
         config = replace(
             config, customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate)
@@ -143,6 +148,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="an outage, billing error...: from START minutes of event time after the start, "
         "for MINUTES, a SHARE (0.3) of the customers' steps become a complaint on TOPIC; "
         "repeatable",
+    )
+    p.add_argument(
+        "--consent",
+        type=share,
+        default=0.0,
+        metavar="SHARE",
+        help="a SHARE of the customers state a consent choice as they join (most withdraw "
+        "marketing, some refuse SMS, a few object to profiling); 0: none (0)",
     )
     p.add_argument(
         "--output", default=None, help="write JSON lines to this file (- = stdout), not Redis"

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -180,6 +181,7 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
         # console keeps it on the list
         assert int(proactive["expires_at"]) > (time.time() + 48 * 3600) * 1000  # type: ignore[call-overload]
         assert proactive["not_before"] is None  # no quiet hours in the demo's fast clock
+        _readme_consent_step(tmp_path, env, port, token)
         status = re.compile(r"events \d+ \(\d+/s\)\s+alerts [1-9]\d*")
         while not status.search("".join(lines)) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -204,6 +206,55 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url.group(1), socket_connect_timeout=1).ping()
     assert (folder / "demo" / "logs" / "dataflow.log").exists()
+
+
+def _readme_consent_step(cwd: Path, env: dict[str, str], port: int, token: str) -> None:
+    """The README's consent step on the running demo: a marketing withdrawal, a contact
+    whose alert offers no sales action, then `export` and `forget` of the customer."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    said = {"purpose": "marketing", "granted": False}
+    events = [
+        {"event_id": "mc-1", "customer_id": "me-consent", "ts": now, "channel": "app",
+         "type": "consent", "attrs": said},
+        {"event_id": "mc-2", "customer_id": "me-consent", "ts": now, "channel": "voice",
+         "type": "contact_start", "attrs": {"queue": "retention", "agent_id": "demo-agent"}},
+    ]  # fmt: skip
+    cli = [sys.executable, "-m", "cxstream"]
+
+    async def card() -> dict[str, Any]:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            sent = subprocess.run(
+                [*cli, "send"],
+                input=b"\n".join(orjson.dumps(e) for e in events),
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+            )
+            assert sent.returncode == 0, sent.stderr
+            while True:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                got = frame.get("alert") or {}
+                if got.get("kind") == "contact" and got.get("customer_id") == "me-consent":
+                    return dict(got)
+
+    alert = asyncio.run(card())
+    assert alert["consent"]["marketing"]["granted"] is False
+    action = alert["next_best_action"]
+    if action is not None:  # (None: the customer is in the control group)
+        assert action["action_id"] not in ("retention_offer", "upsell_upgrade")
+    shown = subprocess.run([*cli, "export", "me-consent"], cwd=cwd, env=env, capture_output=True)
+    assert shown.returncode == 0, shown.stderr
+    doc = orjson.loads(shown.stdout)
+    assert {e["data"]["event_id"] for e in doc["events"]} >= {"mc-1", "mc-2"}
+    assert doc["alerts"]
+    gone = subprocess.run(
+        [*cli, "forget", "me-consent", "--wait", "60"], cwd=cwd, env=env, capture_output=True
+    )
+    assert gone.returncode == 0, gone.stderr
+    after = subprocess.run([*cli, "export", "me-consent"], cwd=cwd, env=env, capture_output=True)
+    assert orjson.loads(after.stdout)["erased"] is True
 
 
 def _ignore_sigint() -> None:

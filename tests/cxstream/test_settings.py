@@ -149,7 +149,23 @@ def test_every_variable_is_read_and_empty_keeps_the_default(f: Field[Any]) -> No
         "CX_CURRENCY": "gbp",
         "CX_PROACTIVE": "0",
         "CX_PROACTIVE_HOLDOUT": "0.5",
+        "CX_CONSENT_DEFAULT": "marketing=denied",
     }
     raw = samples.get(env, "3")
     extra = {"REDIS_URL": "redis://127.0.0.1:1"} if env == "CX_REDIS_CLUSTER" else {}
     assert getattr(Settings.from_env({**extra, env: raw}), f.name) != f.default
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CX_CONSENT_DEFAULT": "opt-in"}, "CX_CONSENT_DEFAULT"),
+        ({"CX_CONSENT_DEFAULT": "sms=denied"}, "unknown purpose 'sms'"),
+        ({"CX_AUDIT_RETENTION_DAYS": "0"}, "CX_AUDIT_RETENTION_DAYS=0: must be above 0"),
+    ],
+)
+def test_a_wrong_consent_setting_stops_with_the_variable_named(
+    env: dict[str, str], says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        Settings.from_env(env)

@@ -13,7 +13,15 @@ from flows.journey import Sinks, build_flow
 from operators.erasure import Forgotten
 from operators.events import Event, Rejected, Suppressed, encode_event
 from operators.nba import in_control_group
-from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate, StoreWrite
+from operators.records import (
+    Alert,
+    ConsentChange,
+    Erase,
+    ModelStatus,
+    Proactive,
+    ProfileUpdate,
+    StoreWrite,
+)
 from state.source import Entry
 from tests.conftest import DAY, T0, ev, free_port
 
@@ -295,3 +303,64 @@ def test_a_silent_customer_is_scored_as_event_time_passes_without_an_alert() -> 
     assert [r["scored_at_event_ts"] for r in risks] == [T0 + 3 * DAY]
     assert all(r["moment"] == "silence" for r in risks)
     assert not captured.alerts  # no contact: nobody to alert
+
+
+def consent_entries() -> list[Entry]:
+    """cust-0 withdraws marketing, cust-1 objects to profiling, cust-2 says nothing;
+    each then calls twice, the customer step learning nothing from cust-1."""
+    events: list[Event] = []
+    said = {
+        "cust-0": {"purpose": "marketing", "granted": False},
+        "cust-1": {"purpose": "profiling", "granted": False},
+    }
+    for cid, attrs in said.items():
+        events.append(Event(f"{cid}-c", cid, None, T0, "app", "consent", attrs))
+    for c in range(3):
+        cid = f"cust-{c}"
+        for k in range(2):
+            events.append(
+                ev(
+                    f"{c}-call-{k}",
+                    "contact_start",
+                    customer=cid,
+                    ts=T0 + (1 + k * 10) * DAY,
+                    channel="voice",
+                    queue="care",
+                )
+            )
+    events.append(ev("bad-consent", "consent", customer="cust-2", purpose="spam", granted=True))
+    return [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
+
+
+def test_consent_reaches_the_alerts_the_audit_and_stops_learning() -> None:
+    captured = Captured()
+    s = Settings(horizon_days=7, retention_days=30)
+    run_main(build_flow(s, source=TestingSource(consent_entries()), sinks=captured.sinks()))
+    by_customer: dict[str, list[dict[str, Any]]] = {}
+    for a in captured.alerts:
+        by_customer.setdefault(a.payload["customer_id"], []).append(a.payload)
+    assert {c: len(v) for c, v in by_customer.items()} == {"cust-0": 2, "cust-1": 2, "cust-2": 2}
+    for payload in by_customer["cust-0"]:
+        assert payload["consent"]["marketing"]["granted"] is False
+        nba = payload["next_best_action"]
+        assert nba["excluded"]["retention_offer"].startswith("no marketing consent")
+        assert nba["excluded"]["upsell_upgrade"].startswith("no marketing consent")
+    for payload in by_customer["cust-1"]:
+        assert payload["risk"] is None
+        assert payload["notes"]
+    for payload in by_customer["cust-2"]:
+        assert payload["risk"] is not None
+        assert payload["consent"]["marketing"] == {"granted": True, "at": None, "source": "default"}
+    changes = [p for p in captured.profiles if isinstance(p, ConsentChange)]
+    assert sorted((c.customer_id, c.purpose, c.objected) for c in changes) == [
+        ("cust-0", "marketing", False),
+        ("cust-1", "profiling", True),
+    ]
+    assert [d.reason for d in captured.dead] == ["attrs.purpose unknown"]
+    # the calls of cust-0 and cust-2 wait for their labels; cust-1's are not kept
+    pending = {
+        p.customer_id: p.fields["pending_examples"]
+        for p in captured.profiles
+        if isinstance(p, ProfileUpdate) and "pending_examples" in p.fields
+    }
+    assert pending == {"cust-0": 1, "cust-1": 0, "cust-2": 1}

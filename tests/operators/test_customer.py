@@ -19,7 +19,15 @@ from operators.customer import (
 )
 from operators.erasure import Forgotten
 from operators.logic import DISCARD, RETAIN
-from operators.records import Erase, Example, Outcome, ProfileUpdate, ScoreRequest, Watched
+from operators.records import (
+    ConsentChange,
+    Erase,
+    Example,
+    Outcome,
+    ProfileUpdate,
+    ScoreRequest,
+    Watched,
+)
 from state.catalog import default_catalog
 from tests.conftest import DAY, T0, ev
 
@@ -615,3 +623,116 @@ def test_proactive_state_survives_a_snapshot() -> None:
     # a snapshot of the state before proactive retention existed still resumes
     old = c.snapshot()[:11]
     assert CustomerLogic(old, config=PROACTIVE_CONFIG, clock=FakeClock()).tz is None
+
+
+# -- consent ---------------------------------------------------------------------------------
+
+
+def said(
+    n: int | str, purpose: str, granted: bool, ts: int, on: str | None = None, **more: object
+) -> Event:
+    """A consent statement (``on``: the channel it is for; None: every channel)."""
+    attrs: dict[str, object] = {"purpose": purpose, "granted": granted, **more}
+    if on is not None:
+        attrs["channel"] = on
+    return Event(f"e{n}", "c1", None, ts, "app", "consent", attrs)
+
+
+def test_a_consent_statement_is_kept_audited_and_carried_with_the_moment() -> None:
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock())
+    out, _ = c.on_item(said("m", "marketing", False, T0, on="sms", source="centre"))
+    [change] = [o for o in out if isinstance(o, ConsentChange)]
+    assert (change.purpose, change.channel, change.granted, change.source) == (
+        "marketing",
+        "sms",
+        False,
+        "centre",
+    )
+    assert not change.objected
+    [profile] = [o for o in out if isinstance(o, ProfileUpdate)]
+    assert profile.fields["consent"] == {
+        "marketing": {"sms": {"granted": False, "at": T0, "source": "centre"}}
+    }
+    # an older statement changes nothing and is not audited
+    out, _ = c.on_item(said("old", "marketing", True, T0 - DAY, on="sms"))
+    assert not [o for o in out if isinstance(o, ConsentChange)]
+    out, _ = c.on_item(ev(2, "contact_start", ts=T0 + DAY, channel="voice"))
+    [req] = [o for o in out if isinstance(o, ScoreRequest)]
+    assert req.consent is not None
+    assert req.consent.statement("marketing", "sms") == (False, T0, "centre")
+    # the moment carries the consents as they were: a later statement does not reach it
+    c.on_item(said("m2", "marketing", True, T0 + 2 * DAY, on="sms"))
+    assert req.consent.statement("marketing", "sms") == (False, T0, "centre")
+    b = CustomerLogic(c.snapshot(), config=CONFIG, clock=FakeClock())
+    assert b.consents is not None
+    assert c.consents is not None
+    assert b.consents.snapshot() == c.consents.snapshot()
+
+
+def test_an_objection_to_profiling_drops_what_is_pending_and_scores_nothing_more() -> None:
+    clock = FakeClock()
+    watermark = Watermark()
+    config = replace(SILENT, retention_s=90 * 86_400.0)
+    c = CustomerLogic(None, config=config, clock=clock, watermark=watermark)
+    for n, day in enumerate((0, 2, 4)):
+        c.on_item(ev(n, "page_view", ts=T0 + day * DAY))
+    c.on_item(ev(5, "contact_start", ts=T0 + 5 * DAY, channel="voice"))
+    assert len(c.pending) == 1
+    out, _ = c.on_item(said("p", "profiling", False, T0 + 5 * DAY + 1))
+    [change] = [o for o in out if isinstance(o, ConsentChange)]
+    assert change.objected
+    assert len(c.pending) == 0
+    assert any(
+        isinstance(o, ProfileUpdate) and o.fields.get("risk", 1) is None for o in out
+    )  # the profile's score goes
+    # a contact: still passed on (for the agent's alert), but nothing kept to learn from
+    out, _ = c.on_item(ev(6, "contact_start", ts=T0 + 6 * DAY, channel="voice"))
+    [req] = [o for o in out if isinstance(o, ScoreRequest)]
+    assert config.consent.objected(req.consent)
+    assert len(c.pending) == 0
+    # no silence is scored, no label comes, however long event time runs
+    watermark.observe(T0 + 60 * DAY)
+    assert c.advance(T0 + 60 * DAY) == []
+    assert not [
+        o for o in c.on_item(ev(7, "cancel", ts=T0 + 61 * DAY))[0] if isinstance(o, Example)
+    ]
+    # a later grant restores it from that moment on
+    out, _ = c.on_item(said("g", "profiling", True, T0 + 62 * DAY))
+    assert not [o for o in out if isinstance(o, ConsentChange) and o.objected]
+    c.on_item(ev(8, "contact_start", ts=T0 + 63 * DAY, channel="voice"))
+    assert c.pending.times() == [T0 + 63 * DAY]
+    # and the objection survives a restart
+    c.on_item(said("p2", "profiling", False, T0 + 64 * DAY))
+    resumed = CustomerLogic(c.snapshot(), config=config, clock=clock, watermark=watermark)
+    assert resumed.objected
+    assert resumed.advance(T0 + 120 * DAY) == []
+
+
+def test_a_late_objection_still_applies_if_it_is_the_latest_statement() -> None:
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock())
+    c.on_item(ev(1, "contact_start", ts=T0 + DAY))
+    c.on_item(said("p", "profiling", False, T0))  # older than the contact, but the latest said
+    assert c.objected
+    assert len(c.pending) == 0
+
+
+def test_forget_drops_the_consents_too() -> None:
+    c = CustomerLogic(None, config=CONFIG, clock=FakeClock())
+    c.on_item(said("p", "marketing", False, T0))
+    c.on_item(ev("f", "forget", ts=T0 + 1))
+    assert c.consents is None
+
+
+def test_with_profiling_denied_by_default_nobody_is_scored_until_they_grant_it() -> None:
+    from operators.consent import ConsentPolicy, parse_consent_default
+
+    config = replace(CONFIG, consent=ConsentPolicy(parse_consent_default("profiling=denied")))
+    c = CustomerLogic(None, config=config, clock=FakeClock())
+    assert c.objected
+    c.on_item(ev(1, "contact_start", ts=T0, channel="voice"))
+    assert len(c.pending) == 0
+    c.on_item(said("g", "profiling", True, T0 + 1))
+    assert not c.objected
+    c.on_item(ev(2, "contact_start", ts=T0 + 2, channel="voice"))
+    assert c.pending.times() == [T0 + 2]
+    assert CustomerLogic(c.snapshot(), config=config, clock=FakeClock()).objected is False

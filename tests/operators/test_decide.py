@@ -4,9 +4,14 @@ import itertools
 import pickle
 import random
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from operators.consent import Consents
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark
 from operators.decide import WARMUP_EXAMPLES, DecideLogic, with_shard
 from operators.erasure import Forgotten
@@ -15,6 +20,7 @@ from operators.journey import FEATURE_NAMES
 from operators.proactive import ProactiveConfig
 from operators.records import (
     Alert,
+    ConsentChange,
     DecideIn,
     Erase,
     Example,
@@ -442,3 +448,182 @@ def test_a_silence_timer_fires_a_model_trigger_without_any_new_event() -> None:
     assert p.alert["risk"]["band"] == "high"
     assert p.alert["risk"]["trend"] == "rising"
     assert p.alert["event_id"] == silence.event.event_id
+
+
+# -- consent ---------------------------------------------------------------------------------
+
+MARKETING = {a.action_id for a in CATALOG.actions if a.purpose == "marketing"}
+
+
+def consents(*statements: tuple[str, str | None, bool, int]) -> Consents:
+    c = Consents()
+    for purpose, channel, granted, ts in statements:
+        c.observe(purpose, channel, granted, ts, "crm")
+    return c
+
+
+def contact(
+    n: int, consent: Consents | None, customer: str = "c1", **values: float
+) -> ScoreRequest:
+    e = ev(n, "contact_start", customer=customer, channel="voice", queue="care", contact_id=f"k{n}")
+    return ScoreRequest(
+        customer, e, x(**values), None, {"value": 300.0}, "contact", None, None, consent
+    )
+
+
+def nba_of(out: Iterable[object]) -> dict[str, Any]:
+    [alert] = [o for o in out if isinstance(o, Alert)]
+    return alert.payload
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},  # calm and low risk: the upsell would win
+        {"contacts_7d": 4.0, "days_since_last": 20.0, "tenure_days": 20.0},  # at risk
+    ],
+)
+def test_without_marketing_consent_no_sales_action_is_offered(values: dict[str, float]) -> None:
+    withdrawn = consents(("marketing", None, False, T0))
+    offered: dict[bool, set[str]] = {True: set(), False: set()}
+    for granted in (True, False):
+        d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
+        for n in range(60):  # Thompson draws vary: many contacts, many customers
+            c = None if granted else withdrawn
+            payload = nba_of(d.on_item(contact(n, c, customer=f"c{n}", **values))[0])
+            action = payload["next_best_action"]
+            if action is not None:
+                offered[granted].add(action["action_id"])
+                if not granted:
+                    for sale in MARKETING:
+                        assert action["excluded"][sale] == (
+                            "no marketing consent (withdrawn 2026-01-01 via crm)"
+                        )
+            assert payload["consent"]["marketing"]["granted"] is granted
+    assert offered[True] & MARKETING  # with consent, sales actions are offered
+    assert not offered[False] & MARKETING
+
+
+_consent_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("consent"),
+            st.sampled_from((None, "voice", "email")),
+            st.booleans(),
+            st.integers(0, 10),
+        ),
+        st.tuples(st.just("contact"), st.none(), st.booleans(), st.integers(0, 10)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_consent_steps)
+def test_a_marketing_action_follows_the_latest_statement_in_any_sequence(
+    steps: list[tuple[str, str | None, bool, int]],
+) -> None:
+    """Random consent statements (some late) and contacts, through the customer step and
+    the model step: a contact gets a marketing action only if the latest marketing
+    statement for its channel (its own or for all channels; ties: the refusal) grants it."""
+    clock = lambda: 0.0  # noqa: E731
+    c = CustomerLogic(None, config=CustomerConfig(), clock=clock)
+    d = DecideLogic(None, catalog=CATALOG, clock=clock)
+    said: list[tuple[str | None, bool, int]] = []
+    for n, (kind, channel, granted, day) in enumerate(steps):
+        ts = T0 + day * DAY + n  # late statements: an older day than what came before
+        if kind == "consent":
+            attrs: dict[str, Any] = {"purpose": "marketing", "granted": granted}
+            if channel is not None:
+                attrs["channel"] = channel
+            c.on_item(Event(f"s{n}", "c1", None, ts, "app", "consent", attrs))
+            said.append((channel, granted, ts))
+            continue
+        out, _ = c.on_item(Event(f"k{n}", "c1", None, ts, "voice", "contact_start", {}))
+        for item in out:
+            if not isinstance(item, ScoreRequest):
+                continue
+            payload = nba_of(d.on_item(item)[0])
+            applying = [s for s in said if s[0] in (None, "voice")]
+            allowed = True
+            if applying:
+                latest = max(s[2] for s in applying)
+                allowed = all(s[1] for s in applying if s[2] == latest)
+            assert payload["consent"]["marketing"]["granted"] is allowed
+            action = payload["next_best_action"]
+            if action is not None and not allowed:
+                assert action["action_id"] not in MARKETING
+                assert all(
+                    action["excluded"][sale].startswith("no marketing consent")
+                    for sale in MARKETING
+                )
+
+
+def test_a_proactive_action_goes_only_on_channels_with_contact_consent() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    no_sms = consents(("contact", "sms", False, T0))
+    req = replace(fired(1, NOON, customer="a"), consent=no_sms)
+    [p] = proactive_of(d.on_batch([req])[0])
+    assert p.outbound is not None
+    assert p.outbound["channel"] != "sms"
+    # no contact at all: nothing goes out, and the alert would have said why
+    none = consents(("contact", None, False, T0))
+    [p] = proactive_of(d.on_batch([replace(fired(2, NOON, customer="b"), consent=none)])[0])
+    assert p.action_id is None
+    assert p.outbound is None
+    assert p.alert is None
+    # without marketing consent by email, the loyalty discount goes by voice if at all
+    d2 = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    mail = consents(("marketing", "email", False, T0))
+    for n in range(30):
+        req = replace(fired(10 + n, NOON, customer=f"m{n}", value=5000.0), consent=mail)
+        for p in proactive_of(d2.on_batch([req])[0]):
+            if p.outbound is not None and p.action_id in MARKETING:
+                assert p.outbound["channel"] != "email"
+
+
+def test_a_customer_who_objects_to_profiling_is_neither_scored_nor_learned_from() -> None:
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0, proactive=PROACTIVE)
+    objected = consents(("profiling", None, False, T0))
+    # the customer's examples wait in the backlog behind a contact ...
+    backlog: list[DecideIn] = [
+        Example("o", x(contacts_7d=float(i % 3)), i % 2, T0 + i, T0 + i + DAY) for i in range(20)
+    ]
+    d.on_batch([contact(1, None, customer="other"), *backlog])
+    assert len(d.backlog) == 20
+    # ... when the objection comes: they are dropped, never learned
+    change = ConsentChange("o", "p1", T0 + DAY, "profiling", None, False, "app", True)
+    out, _ = d.on_batch([change])
+    assert change in list(out)  # on to the store: the audit trail
+    assert ProfileUpdate("o", {"risk": None, "persona": None}) in list(out)
+    d.on_eof()
+    assert d.model.n_learned == 0
+    # a contact: an alert without a score, a service action chosen without the model
+    payload = nba_of(d.on_item(contact(2, objected, customer="o", complaints_open=1.0))[0])
+    assert payload["risk"] is None
+    assert payload["persona"] is None
+    assert payload["notes"]
+    assert "Profiling objected" in payload["notes"][0]
+    assert payload["consent"]["profiling"]["granted"] is False
+    action = payload["next_best_action"]
+    assert action["action_id"] == "resolve_complaint"
+    chosen = CATALOG.get(action["action_id"])
+    assert chosen is not None
+    assert chosen.kind == "service"
+    assert not chosen.needs_score
+    for a in CATALOG.actions:
+        if a.needs_score or a.kind == "sales":
+            assert "profiling objected" in action["excluded"][a.action_id]
+    # its answer teaches nothing
+    before = d.arbiter.model.n_learned
+    d.on_item(Outcome("o", payload["alert_id"], action["action_id"], "accepted", T0 + 2))
+    assert d.arbiter.model.n_learned == before
+    # other customers are scored and learned from as before
+    d.on_eof()
+    d.on_batch(examples(30))
+    d.on_eof()
+    assert d.model.n_learned == 30
+    # no proactive action for the objector, even if a rule fired somehow
+    assert not proactive_of(
+        d.on_batch([replace(fired(3, NOON, customer="o"), consent=objected)])[0]
+    )

@@ -181,7 +181,7 @@ def test_any_json_object_becomes_an_event_or_a_documented_error(obj: dict[str, o
         anonymous_id=st.none() | st.text(min_size=1, max_size=128),
         ts=st.integers(0, 7_258_118_400_000),
         channel=st.sampled_from(sorted(CHANNELS)),
-        type=st.text(min_size=1, max_size=64),
+        type=st.text(min_size=1, max_size=64).filter(lambda t: t != "consent"),
         attrs=st.dictionaries(st.sampled_from(["text", "x"]), st.text(max_size=20), max_size=2),
     )
 )
@@ -279,3 +279,69 @@ def test_dead_letters_keep_a_bounded_excerpt_a_digest_and_the_ids() -> None:
     broken = b'{"attrs":{"t":"' + b"y" * 10_000 + b'"},"customer_id":"c\\u0031", oops'
     letter = dead_letter_fields(Rejected("ingest", "0", broken, "not json", ""), at_ms=5)
     assert letter["customer"] == b"c1"
+
+
+def consent(**attrs: object) -> bytes:
+    return raw(type="consent", channel="web", attrs=attrs)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        ({}, "attrs.purpose missing"),
+        ({"granted": True}, "attrs.purpose missing"),
+        ({"purpose": "spam", "granted": True}, "attrs.purpose unknown"),
+        ({"purpose": ["marketing"], "granted": True}, "attrs.purpose unknown"),
+        ({"purpose": "marketing"}, "attrs.granted missing"),
+        ({"purpose": "marketing", "granted": "yes"}, "attrs.granted not a boolean"),
+        ({"purpose": "marketing", "granted": 1}, "attrs.granted not a boolean"),
+        ({"purpose": "contact", "granted": True, "channel": "fax"}, "attrs.channel unknown"),
+        ({"purpose": "contact", "granted": True, "channel": 3}, "attrs.channel unknown"),
+        ({"purpose": "contact", "granted": True, "source": ""}, "attrs.source not a short string"),
+    ],
+)
+def test_a_consent_event_needs_a_purpose_and_a_boolean(
+    attrs: dict[str, object], reason: str
+) -> None:
+    result = parse_entry("cx:events:0", "1-0", consent(**attrs))
+    assert isinstance(result, Rejected)
+    assert result.reason == reason
+
+
+def test_a_consent_event_without_attrs_is_rejected() -> None:
+    result = parse_entry("cx:events:0", "1-0", raw(type="consent", attrs=_DROP))
+    assert isinstance(result, Rejected)
+    assert result.reason == "attrs.purpose missing"
+
+
+@pytest.mark.parametrize("channel", [None, "sms", "push", "email", "voice"])
+def test_valid_consent_events_parse(channel: str | None) -> None:
+    attrs: dict[str, object] = {
+        "purpose": "contact",
+        "granted": False,
+        "source": "preference-centre",
+    }
+    if channel is not None:
+        attrs["channel"] = channel
+    e = parse_event(consent(**attrs))
+    assert (e.type, e.attrs["purpose"], e.attrs["granted"]) == ("consent", "contact", False)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["purpose", "granted", "channel", "source", "x"]),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.sampled_from(["marketing", "profiling", "contact", "sms", "push", "fax", ""]),
+    )
+)
+def test_any_consent_attrs_parse_valid_or_are_rejected_with_a_reason(
+    attrs: dict[str, object],
+) -> None:
+    result = parse_entry("fuzz", "0-1", consent(**attrs))
+    if isinstance(result, Rejected):
+        assert result.reason.startswith("attrs.")
+    else:
+        assert result.attrs["purpose"] in ("marketing", "profiling", "contact")
+        assert isinstance(result.attrs["granted"], bool)
