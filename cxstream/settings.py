@@ -749,7 +749,8 @@ def settings_markdown() -> str:
         if meta["group"] != group:
             group = meta["group"]
             out += ["", f"## {group}", "", "| variable | default | meaning |", "|---|---|---|"]
-        out.append(f"| `{meta['env']}` | {meta['shown']} | {meta['doc']} |")
+        doc, shown = (str(meta[k]).replace("|", "\\|") for k in ("doc", "shown"))
+        out.append(f"| `{meta['env']}` | {shown} | {doc} |")
     return "\n".join(out) + "\n"
 
 

@@ -2,8 +2,9 @@
 
 Each entry names its customer by a keyed digest (:func:`audit_digest`: BLAKE2b keyed
 with a key drawn from ``CX_SECRET``), never by the id: whoever holds the secret can
-find a given customer's entries (``cxstream export`` does), whoever reads the trail
-alone cannot tell who they are about.  It is not the erasure's digest
+find a given customer's entries (``cxstream export ID --audit`` lists them; ``export``
+and ``forget`` print the digest as ``audit_customer``), whoever reads the trail alone
+cannot tell who they are about.  It is not the erasure's digest
 (:func:`operators.erasure.forget_digest`, unkeyed): an erasure leaves the trail
 its record of having been done.
 

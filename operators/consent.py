@@ -201,6 +201,7 @@ def parse_consent_default(text: str) -> dict[str, bool]:
     if value in words:
         return dict.fromkeys(PURPOSES, words[value])
     out = dict.fromkeys(PURPOSES, True)
+    named: set[str] = set()
     for part in (p.strip() for p in value.split(",")):
         if not part:
             continue
@@ -215,5 +216,8 @@ def parse_consent_default(text: str) -> dict[str, bool]:
                 f"CX_CONSENT_DEFAULT={text!r}: unknown purpose {purpose!r} "
                 f"(use {', '.join(PURPOSES)})"
             )
+        if purpose in named:
+            raise ConfigError(f"CX_CONSENT_DEFAULT={text!r}: {purpose} is named twice")
+        named.add(purpose)
         out[purpose] = words[state]
     return out

@@ -61,9 +61,24 @@ _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 # decision follows the contacts of the batch, in the next activation (milliseconds later)
 _BETWEEN_CONTACTS = frozenset(("silence", "trigger"))
 OBJECTED_NOTE = (
-    "Profiling objected: the customer is not scored; the action is a service action "
-    "chosen without the model."
+    "The customer objected to profiling: no churn score; the suggested action is a "
+    "service action picked by the catalog's rules, not by the model."
 )
+
+
+def consent_notes(decision: Decision) -> list[str]:
+    """A sentence for the agent when the customer's consent held actions back (each
+    action's reason is in ``excluded``, under the card's details).
+
+    >>> from operators.nba import Decision
+    >>> why = "no marketing consent (withdrawn 2026-12-01 via email)"
+    >>> consent_notes(Decision(None, 0, 0, "", (), {"a": why, "b": why}, ""))
+    ['Sales offers held back: no marketing consent (withdrawn 2026-12-01 via email).']
+    """
+    reasons = sorted(set(decision.excluded.values()))
+    out = [f"Sales offers held back: {why}." for why in reasons if why.startswith("no marketing")]
+    out += [f"Channel left out: {why}." for why in reasons if why.startswith("no contact")]
+    return out[:3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +339,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             emitted_at=int(self.clock() * 1000),
             policy_version="service fallback",
             consent=self.consent.view(req.consent, channel),
-            notes=[OBJECTED_NOTE],
+            notes=[OBJECTED_NOTE, *consent_notes(decision)],
         )
         self.arbiter.offered(customer, payload["alert_id"], decision, now_ms, learn=False)
         self.n_scored += 1
@@ -362,15 +377,13 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if req.moment == "contact":
             self.outbound.contacted(req.customer_id, now_ms)
         self.arbiter.expire(now_ms)
+        refuse = self._refusal(req.consent, req.event.channel)
         decision = self.arbiter.select_one(
-            req.customer_id,
-            req.features,
-            p,
-            req.event.channel,
-            now_ms=now_ms,
-            refuse=self._refusal(req.consent, req.event.channel),
+            req.customer_id, req.features, p, req.event.channel, now_ms=now_ms, refuse=refuse
         )
         payload = self._alert("contact", req, scored, decision, persona, req.event.channel)
+        if refuse is not None:
+            payload["notes"] = consent_notes(decision)
         self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
         model.observe_snapshot(req.customer_id, now_ms, req.features)
         self.n_scored += 1
@@ -481,6 +494,8 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             alternative_titles=tuple(a.title for _, _, a, _ in options[1:4]),
         )
         payload = self._alert("proactive", req, scored, decision, None, channel)
+        if req.consent is not None or not self.consent.all_granted:
+            payload["notes"] = consent_notes(decision)
         payload.update(
             alert_id=aid,
             contact_id=None,

@@ -248,7 +248,8 @@ def _consent(attrs: object) -> None:
         )
     source = attrs.get("source")
     if source is not None and (not isinstance(source, str) or not 1 <= len(source) <= 64):
-        raise InvalidEvent("attrs.source not a short string", repr(source)[:40])
+        detail = f"{len(source)} chars" if isinstance(source, str) else type(source).__name__
+        raise InvalidEvent("attrs.source not a short string", f"{detail}, allowed 1-64 chars")
 
 
 def _too_deep(attrs: dict[str, Any]) -> bool:

@@ -7,7 +7,8 @@ frame sent to supervisors:
 
 - ``risk``: the churn risk of the contacts of the last hour (by the time their
   alerts were written; the server reads the last hour back when it starts):
-  counts by band and a histogram of ten bins;
+  counts by band and a histogram of ten bins, and ``unscored``: the contacts of
+  customers who object to profiling (no risk: counted in ``contacts``, not in a band);
 - ``acceptance``: per action and per agent, answers (accepted, declined,
   not_relevant) and the acceptance rate, accepted over answered;
 - ``trends``: the latest trend alerts (a supervisor who signs in late sees
@@ -66,6 +67,8 @@ class SupervisorView:
         # the same per queue (None: contacts of no queue), for supervisors of some queues
         self.queue_histogram: dict[str | None, list[int]] = {}
         self.queue_bands: dict[str | None, dict[str, int]] = {}
+        self.unscored = 0  # contacts without a risk (profiling objected), in the window
+        self.queue_unscored: dict[str | None, int] = {}
         self.trends: deque[dict[str, Any]] = deque(maxlen=RECENT_TRENDS)
         self.by_action: Table = {}
         self.by_agent: Table = {}
@@ -82,16 +85,29 @@ class SupervisorView:
             return
         risk = alert.get("risk")
         p = risk.get("churn_probability") if isinstance(risk, dict) else None
+        queue = alert.get("queue")
+        queue = queue if isinstance(queue, str) else None
         if isinstance(p, int | float) and 0.0 <= p <= 1.0:
-            if len(self.risks) >= RISK_KEEP:
-                self._drop_oldest()
-            queue = alert.get("queue")
-            entry = (now, min(9, int(p * 10)), band(p), queue if isinstance(queue, str) else None)
-            self.risks.append(entry)
-            self._count(entry, 1)
+            entry = (now, min(9, int(p * 10)), band(p), queue)
+        elif risk is None and kind == "contact":  # not scored: profiling objected
+            entry = (now, -1, "", queue)
+        else:
+            return
+        if len(self.risks) >= RISK_KEEP:
+            self._drop_oldest()
+        self.risks.append(entry)
+        self._count(entry, 1)
 
     def _count(self, entry: tuple[float, int, str, str | None], step: int) -> None:
         _, tenth, named, queue = entry
+        if tenth < 0:  # a contact not scored
+            self.unscored += step
+            left = self.queue_unscored.get(queue, 0) + step
+            if left:
+                self.queue_unscored[queue] = left
+            else:
+                self.queue_unscored.pop(queue, None)
+            return
         self.histogram[tenth] += step
         self.bands[named] += step
         histogram = self.queue_histogram.setdefault(queue, [0] * 10)
@@ -157,10 +173,12 @@ class SupervisorView:
             self._drop_oldest()
         if queues is None:
             histogram, bands = list(self.histogram), dict(self.bands)
+            unscored = self.unscored
             by_action, by_agent = self.by_action, self.by_agent
             trends = list(self.trends)
         else:
             histogram, bands = [0] * 10, {"low": 0, "medium": 0, "high": 0}
+            unscored = sum(self.queue_unscored.get(q, 0) for q in queues)
             for queue in queues & self.queue_histogram.keys():
                 histogram = [
                     a + b for a, b in zip(histogram, self.queue_histogram[queue], strict=True)
@@ -175,8 +193,9 @@ class SupervisorView:
             "at": int(now * 1000),
             "risk": {
                 "window_s": self.window_s,
-                "contacts": sum(bands.values()),
+                "contacts": sum(bands.values()) + unscored,
                 "bands": bands,
+                "unscored": unscored,
                 "histogram": histogram,
             },
             "acceptance": {"by_action": _rates(by_action), "by_agent": _rates(by_agent)},

@@ -25,6 +25,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,12 @@ from state.recovery import IDENTITY_STEP, JOURNEY_STEP, partitions
 SECTIONS = ("events", "alerts", "outbound", "dead_letters")
 
 
+_NUMBERS = frozenset(("at", "size"))  # a dead letter's numeric fields
+
+
 def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """An entry's fields: ``data`` decoded as JSON where it is JSON, the rest as text."""
+    """An entry's fields: ``data`` decoded as JSON where it is JSON, ``at`` and ``size``
+    as numbers, the rest as text."""
     out: dict[str, Any] = {}
     for name, value in sorted(fields.items()):
         text = name.decode(errors="replace")
@@ -52,6 +57,9 @@ def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
                 continue
             except orjson.JSONDecodeError:
                 pass
+        elif text in _NUMBERS and value.isdigit():
+            out[text] = int(value)
+            continue
         out[text] = value.decode(errors="replace")
     return out
 
@@ -142,6 +150,9 @@ def export(
             "customer_id": None if anonymous else key,
             "anonymous_id": key if anonymous else None,
             "exported_at": at_ms,
+            "exported_at_utc": datetime.fromtimestamp(at_ms / 1000, tz=UTC).isoformat(
+                timespec="seconds"
+            ),
             "erased": erased,
         }
         if erased:

@@ -137,6 +137,10 @@ def test_consent_export_and_forget_on_a_running_stack(redis_url: str, tmp_path: 
         doc = exported(env, customer)
         assert doc["customer_id"] == customer
         assert doc["erased"] is False
+        assert doc["consent_default"] == dict.fromkeys(
+            ("marketing", "profiling", "contact"), "granted"
+        )
+        assert doc["audit_customer"] == audit_digest(secret_key(Settings(secret=SECRET)), customer)
 
         def holds(section: Any, needle: str) -> bool:
             return needle.encode() in orjson.dumps(section)
@@ -156,6 +160,7 @@ def test_consent_export_and_forget_on_a_running_stack(redis_url: str, tmp_path: 
         # Erasure: then nothing is held, and the export says so.
         done = cli(env, "forget", customer, "--wait", "60")
         assert done.returncode == 0, done.stderr.decode()
+        assert orjson.loads(done.stdout)["audit_customer"] == doc["audit_customer"]
         after = exported(env, customer)
         assert after["erased"] is True
         for name in ("events", "alerts", "outbound", "dead_letters", "linked", "recovery"):
@@ -188,6 +193,9 @@ def test_consent_export_and_forget_on_a_running_stack(redis_url: str, tmp_path: 
         assert customer.encode() not in fields[b"data"]
         assert tag.encode() not in fields[b"data"]
     assert not r.exists(profile_key(customer))
+    listed = cli(env, "export", customer, "--audit")
+    assert listed.returncode == 0, listed.stderr.decode()
+    assert [e["what"] for e in orjson.loads(listed.stdout)["entries"]] == kinds
     r.close()
 
 

@@ -22,17 +22,21 @@ log = logging.getLogger("cxstream")
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     """Erase a customer: queue a forget event, and wait until the dataflow has erased it.
 
-    The dataflow drops the customer's journey state and pending training
+    The dataflow drops the customer's journey state, consents and pending training
     examples, its open recommendations, its profile hash, its entries in the
-    event, alert and dead-letter streams, and suppresses its later events; the
-    anonymous ids linked to it go the same way.  Redis is then asked to rewrite
-    its AOF and RDB files.  Prints the erasure record (counts, no id) as JSON once
-    all of that is done.
+    event, alert, outbound and dead-letter streams (the count of events includes
+    the forget event itself), and suppresses its later events; the anonymous ids
+    linked to it go the same way.  Redis is then asked to rewrite its AOF and RDB
+    files.  Prints the erasure record (counts, no id) as JSON once all of that is
+    done; audit_customer is the customer's digest in the audit trail cx:audit,
+    where the erasure is recorded.
     """
     import uuid
 
+    from operators.audit import audit_digest
     from operators.erasure import forget_digest
     from operators.events import Event
+    from state.audit import secret_key
     from state.erasure import erasure_record
     from state.ingest import xadd_events
     from state.redis import connect
@@ -67,7 +71,9 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
             if found is not None and found.get("at", 0) >= sent_at:
                 record, waiting = found, "the linked anonymous ids and redis's file rewrite"
         if record is not None and _erasure_finished(client, record):
-            print(orjson.dumps({"erased": True, "customer": digest, **record}).decode())
+            audit = audit_digest(secret_key(settings), key)
+            done = {"erased": True, "customer": digest, "audit_customer": audit, **record}
+            print(orjson.dumps(done).decode())
             return 0
         if time.monotonic() >= next_note:
             print(f"forget: still waiting for {waiting}", file=sys.stderr)

@@ -122,7 +122,15 @@ def test_the_default_holds_before_any_statement() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["maybe", "marketing", "marketing=yes", "sms=denied", "marketing=denied,x"]
+    "text",
+    [
+        "maybe",
+        "marketing",
+        "marketing=yes",
+        "sms=denied",
+        "marketing=denied,x",
+        "marketing=denied,marketing=granted",
+    ],
 )
 def test_a_wrong_default_is_refused_with_the_variable_named(text: str) -> None:
     with pytest.raises(ConfigError, match="CX_CONSENT_DEFAULT"):

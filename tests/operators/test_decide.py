@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from operators.consent import Consents
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark
-from operators.decide import WARMUP_EXAMPLES, DecideLogic, with_shard
+from operators.decide import OBJECTED_NOTE, WARMUP_EXAMPLES, DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Event
 from operators.journey import FEATURE_NAMES
@@ -499,6 +499,12 @@ def test_without_marketing_consent_no_sales_action_is_offered(values: dict[str, 
                         assert action["excluded"][sale] == (
                             "no marketing consent (withdrawn 2026-01-01 via crm)"
                         )
+                    assert payload["notes"] == [
+                        "Sales offers held back: no marketing consent "
+                        "(withdrawn 2026-01-01 via crm)."
+                    ]
+            if granted:
+                assert payload["notes"] == []
             assert payload["consent"]["marketing"]["granted"] is granted
     assert offered[True] & MARKETING  # with consent, sales actions are offered
     assert not offered[False] & MARKETING
@@ -603,7 +609,7 @@ def test_a_customer_who_objects_to_profiling_is_neither_scored_nor_learned_from(
     assert payload["risk"] is None
     assert payload["persona"] is None
     assert payload["notes"]
-    assert "Profiling objected" in payload["notes"][0]
+    assert payload["notes"][0] == OBJECTED_NOTE
     assert payload["consent"]["profiling"]["granted"] is False
     action = payload["next_best_action"]
     assert action["action_id"] == "resolve_complaint"

@@ -308,6 +308,12 @@ def test_a_consent_event_needs_a_purpose_and_a_boolean(
     assert result.reason == reason
 
 
+def test_a_long_source_says_the_limit() -> None:
+    result = parse_entry("s", "1-0", consent(purpose="contact", granted=True, source="s" * 65))
+    assert isinstance(result, Rejected)
+    assert result.detail == "65 chars, allowed 1-64 chars"
+
+
 def test_a_consent_event_without_attrs_is_rejected() -> None:
     result = parse_entry("cx:events:0", "1-0", raw(type="consent", attrs=_DROP))
     assert isinstance(result, Rejected)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 
+from operators.decide import OBJECTED_NOTE
 from tests.server.test_console import (
     ARTIFACTS,
     agent_url,
@@ -34,10 +35,7 @@ from tests.server.test_console_proactive import proactive_alert, retention_conso
 
 pytestmark = pytest.mark.timeout(180)
 
-NOTE = (
-    "Profiling objected: the customer is not scored; the action is a service action chosen "
-    "without the model."
-)
+NOTE = OBJECTED_NOTE  # what the model step writes
 WITHDRAWN = calendar.timegm((2026, 1, 3, 9, 30, 0)) * 1000  # 3 Jan 2026, 09:30 UTC
 GIVEN = calendar.timegm((2025, 11, 20, 14, 5, 0)) * 1000  # 20 Nov 2025, 14:05 UTC
 NOT_SHOWN = ("NaN", "undefined", "null", "[object Object]")
@@ -203,11 +201,11 @@ def test_an_unscored_customer_shows_not_scored_and_the_note(
         assert errors == []
 
 
-def test_a_supervisor_sees_an_unscored_card_and_counts_only_the_scored(
+def test_a_supervisor_sees_an_unscored_card_and_counts_it_apart(
     redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
     """The supervisor's page: the unscored customer's card says so, and the risk figures
-    count only the scored contact; no page error."""
+    count it as a contact, apart from the bands; no page error."""
     with (
         serving(redis_url, tmp_path) as port,
         console_page(agent_url(port, "sup-1", role="supervisor"), height=900) as (page, errors),
@@ -218,10 +216,11 @@ def test_a_supervisor_sees_an_unscored_card_and_counts_only_the_scored(
         push(r, unscored(contact_alert("al_u", "cust-u", now)))
         page.wait_for_selector(card("al_u"), timeout=10_000)
         page.wait_for_function(
-            "document.querySelector('#risk-bands').textContent.startsWith('1 contact ·')",
+            "document.querySelector('#risk-bands').textContent.startsWith('2 contacts ·')",
             timeout=10_000,
         )
         assert "high 1" in page.inner_text("#risk-bands")
+        assert "not scored 1" in page.inner_text("#risk-bands")
         assert "Not scored" in page.inner_text(card("al_u"))
         assert NOTE in page.inner_text(card("al_u"))
         assert "72%" in page.inner_text(card("al_s"))

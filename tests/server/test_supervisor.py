@@ -75,3 +75,17 @@ def test_past_the_cap_the_oldest_contacts_leave_the_counts(monkeypatch: pytest.M
     assert risk["bands"] == {"low": 2, "medium": 1, "high": 0}
     assert sum(risk["histogram"]) == 3
     assert risk["histogram"][9] == 0
+
+
+def test_a_contact_not_scored_counts_as_a_contact_apart_from_the_bands() -> None:
+    view = SupervisorView(window_s=60.0)
+    view.observe({"kind": "contact", "queue": "care", "risk": None}, now=0.0)
+    view.observe({"kind": "contact", "queue": "care", "risk": {"churn_probability": 0.1}}, now=1.0)
+    view.observe({"kind": "proactive", "queue": "retention", "risk": None}, now=1.0)
+    risk = view.frame(now=2.0)["risk"]
+    assert (risk["contacts"], risk["unscored"], risk["bands"]["low"]) == (2, 1, 1)
+    assert view.frame(now=2.0, queues=frozenset({"care"}))["risk"]["unscored"] == 1
+    assert view.frame(now=2.0, queues=frozenset({"billing"}))["risk"]["contacts"] == 0
+    later = view.frame(now=60.5)["risk"]  # the unscored one has left the window
+    assert (later["contacts"], later["unscored"]) == (1, 0)
+    assert view.queue_unscored == {}
