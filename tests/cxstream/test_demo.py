@@ -156,30 +156,14 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
             for n in (1, 2)
         )
 
-        async def call_back() -> dict[str, object]:
-            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-                assert orjson.loads(await ws.recv())["type"] == "welcome"
-                sent = subprocess.run(
-                    [sys.executable, "-m", "cxstream", "send"],
-                    input=failures,
-                    cwd=tmp_path,
-                    env=env,
-                    capture_output=True,
-                )
-                assert sent.returncode == 0, sent.stderr
-                while True:
-                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
-                    got = frame.get("alert") or {}
-                    if got.get("kind") == "proactive" and got.get("customer_id") == "me-pay":
-                        return dict(got)
-
-        proactive = asyncio.run(call_back())
+        proactive = asyncio.run(
+            _sent_and_alerted(tmp_path, env, port, token, failures, "proactive", "me-pay")
+        )
         assert proactive["queue"] == "retention"
-        assert proactive["trigger"]["name"] == "payment_failed_twice"  # type: ignore[index]
+        assert proactive["trigger"]["name"] == "payment_failed_twice"
         # it lasts 72 hours of the viewer's time, not the simulation's (seconds): the
         # console keeps it on the list
-        assert int(proactive["expires_at"]) > (time.time() + 48 * 3600) * 1000  # type: ignore[call-overload]
+        assert int(proactive["expires_at"]) > (time.time() + 48 * 3600) * 1000
         assert proactive["not_before"] is None  # no quiet hours in the demo's fast clock
         _readme_consent_step(tmp_path, env, port, token)
         status = re.compile(r"events \d+ \(\d+/s\)\s+alerts [1-9]\d*")
@@ -208,6 +192,29 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     assert (folder / "demo" / "logs" / "dataflow.log").exists()
 
 
+async def _sent_and_alerted(
+    cwd: Path, env: dict[str, str], port: int, token: str, lines: bytes, kind: str, customer: str
+) -> dict[str, Any]:
+    """Signed in as the demo's agent: ``cxstream send`` the events, and wait for the
+    alert of that kind about that customer."""
+    async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+        sent = subprocess.run(
+            [sys.executable, "-m", "cxstream", "send"],
+            input=lines,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+        )
+        assert sent.returncode == 0, sent.stderr
+        while True:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            got = frame.get("alert") or {}
+            if got.get("kind") == kind and got.get("customer_id") == customer:
+                return dict(got)
+
+
 def _readme_consent_step(cwd: Path, env: dict[str, str], port: int, token: str) -> None:
     """The README's consent step on the running demo: a marketing withdrawal, a contact
     whose alert offers no sales action, then `export` and `forget` of the customer."""
@@ -221,25 +228,8 @@ def _readme_consent_step(cwd: Path, env: dict[str, str], port: int, token: str) 
     ]  # fmt: skip
     cli = [sys.executable, "-m", "cxstream"]
 
-    async def card() -> dict[str, Any]:
-        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-            assert orjson.loads(await ws.recv())["type"] == "welcome"
-            sent = subprocess.run(
-                [*cli, "send"],
-                input=b"\n".join(orjson.dumps(e) for e in events),
-                cwd=cwd,
-                env=env,
-                capture_output=True,
-            )
-            assert sent.returncode == 0, sent.stderr
-            while True:
-                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
-                got = frame.get("alert") or {}
-                if got.get("kind") == "contact" and got.get("customer_id") == "me-consent":
-                    return dict(got)
-
-    alert = asyncio.run(card())
+    lines = b"\n".join(orjson.dumps(e) for e in events)
+    alert = asyncio.run(_sent_and_alerted(cwd, env, port, token, lines, "contact", "me-consent"))
     assert alert["consent"]["marketing"]["granted"] is False
     action = alert["next_best_action"]
     if action is not None:  # (None: the customer is in the control group)
