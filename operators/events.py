@@ -227,8 +227,10 @@ def _consent(attrs: object) -> None:
     ...
     operators.errors.InvalidEvent: attrs.granted not a boolean: 'no'
     """
-    if not isinstance(attrs, dict):
+    if attrs is None:
         raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")
+    if not isinstance(attrs, dict):
+        raise InvalidEvent("attrs not an object", f"got {type(attrs).__name__}")
     purpose = attrs.get("purpose")
     if purpose is None:
         raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")

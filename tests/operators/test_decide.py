@@ -30,6 +30,7 @@ from operators.records import (
     ProfileUpdate,
     ScoreRequest,
     Watched,
+    model_input,
     model_shard,
 )
 from state.catalog import default_catalog
@@ -633,3 +634,58 @@ def test_a_customer_who_objects_to_profiling_is_neither_scored_nor_learned_from(
     assert not proactive_of(
         d.on_batch([replace(fired(3, NOON, customer="o"), consent=objected)])[0]
     )
+
+
+def test_through_both_steps_an_objector_teaches_the_model_nothing() -> None:
+    """Two customers call every few days for months; one objects to profiling half-way.
+    Through the customer step and the model step, nothing of the objector's is learned
+    after the objection (what was pending is dropped), the other customer's is, and the
+    objector's alerts after the objection carry no score."""
+    now = [1_000.0]
+    clock = lambda: now[0]  # noqa: E731
+    watermark = Watermark()
+    config = CustomerConfig(horizon_ms=7 * DAY, retention_s=1e9)
+    bucket = CustomerBucket(
+        new=lambda: CustomerLogic(
+            None, config=config, clock=clock, watermark=watermark, keep_snapshots=False
+        ),
+        clock=clock,
+    )
+    d = DecideLogic(None, catalog=CATALOG, clock=clock)
+    learned: list[tuple[str, int]] = []  # (customer, day it was learned)
+    learn_one = d.model.learn_one
+    today = [0]
+
+    def spy(x: dict[str, float], y: int, **kw: Any) -> None:
+        learned.append((kw["key"], today[0]))
+        learn_one(x, y, **kw)
+
+    d.model.learn_one = spy  # type: ignore[method-assign]
+    objected_at = T0 + 60 * DAY + 2
+    alerts: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    for day in range(0, 120, 3):
+        today[0] = day
+        events = [
+            ("a", ev(f"a{day}", "contact_start", customer="a", ts=T0 + day * DAY)),
+            ("b", ev(f"b{day}", "contact_start", customer="b", ts=T0 + day * DAY + 1)),
+        ]
+        if day == 60:
+            said = {"purpose": "profiling", "granted": False}
+            events.append(("b", Event("b-no", "b", None, objected_at, "app", "consent", said)))
+        out, _ = bucket.on_batch(events)
+        now[0] += 1.0
+        if bucket.notify_at() is not None:
+            out = [*out, *bucket.on_notify()[0]]
+        inputs = [i for i in map(model_input, out) if i is not None]
+        decided = [*d.on_batch(inputs)[0], *d.on_eof()[0]]
+        for o in decided:
+            if isinstance(o, Alert):
+                alerts[o.payload["customer_id"]].append(o.payload)
+    assert {day for who, day in learned if who == "a"} >= {90, 117}  # learned all along
+    assert any(who == "b" for who, _ in learned)  # before the objection, b was learned
+    assert not [day for who, day in learned if who == "b" and day >= 60]
+    assert d.model.n_learned == len(learned)
+    after = [p for p in alerts["b"] if p["event_ts"] > objected_at]
+    assert len(after) == 19
+    assert all(p["risk"] is None for p in after)
+    assert all(p["risk"] is not None for p in alerts["a"])

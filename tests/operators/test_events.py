@@ -318,6 +318,9 @@ def test_a_consent_event_without_attrs_is_rejected() -> None:
     result = parse_entry("cx:events:0", "1-0", raw(type="consent", attrs=_DROP))
     assert isinstance(result, Rejected)
     assert result.reason == "attrs.purpose missing"
+    result = parse_entry("cx:events:0", "1-0", raw(type="consent", attrs=["marketing"]))
+    assert isinstance(result, Rejected)
+    assert result.reason == "attrs not an object"
 
 
 @pytest.mark.parametrize("channel", [None, "sms", "push", "email", "voice"])
