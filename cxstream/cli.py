@@ -1,5 +1,5 @@
 """The ``cxstream`` command: run | serve | demo | token | send | simulate | replay |
-evaluate | forget | export.
+evaluate | forget | export | report.
 
 Settings come from the environment (docs/settings.md); flags only say what to do
 this time.  Errors are printed as one line, ``cxstream: error: ...``, and exit 2.
@@ -23,6 +23,7 @@ from cxstream.commands import (
     export,
     forget,
     replay,
+    report,
     run,
     send,
     serve,
@@ -37,7 +38,7 @@ from operators.errors import CxError
 log = logging.getLogger("cxstream")
 
 # in the order of ``cxstream --help``
-COMMANDS = (run, serve, demo, evaluate, replay, token, send, simulate, forget, export)
+COMMANDS = (run, serve, demo, evaluate, report, replay, token, send, simulate, forget, export)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,7 +14,19 @@ import redis
 from server.tokens import verify
 from tests.conftest import SECRET, entries, ev, redis_servers_in
 
-COMMANDS = ("run", "serve", "demo", "token", "send", "simulate", "replay", "evaluate", "forget")
+COMMANDS = (
+    "run",
+    "serve",
+    "demo",
+    "token",
+    "send",
+    "simulate",
+    "replay",
+    "evaluate",
+    "forget",
+    "export",
+    "report",
+)
 
 
 def cx(
@@ -394,3 +406,47 @@ def test_forget_queues_the_event_and_without_a_flow_says_it_waits(
     too_long = cx("forget", "x" * 129, env=env)
     assert too_long.returncode == 2
     assert b"allowed 1-128" in too_long.stderr
+
+
+def test_report_prints_the_experience_figures_as_the_last_line(tmp_path: Path) -> None:
+    """Surveys after calls, a journey, a cancel: the report's figures, as the issue names them."""
+    events = []
+    for c in range(20):
+        cid = f"c{c}"
+        base = 1_767_225_600_000 + c * 1000
+        events += [
+            ev(f"{c}-1", "page_view", customer=cid, ts=base),
+            ev(f"{c}-2", "contact_start", customer=cid, ts=base + 60_000, channel="voice"),
+            ev(f"{c}-3", "survey", customer=cid, ts=base + 120_000, channel="survey",
+               nps=10 if c % 2 else 4, csat=5 if c % 2 else 2, ces=2 if c % 2 else 6),
+        ]  # fmt: skip
+        if c % 2 == 0:
+            events.append(ev(f"{c}-4", "cancel", customer=cid, ts=base + 180_000))
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e.to_json()) for e in events) + b"\n{broken\n")
+    done = cx("report", "--input", str(path))
+    assert done.returncode == 0, done.stderr
+    figures = orjson.loads(done.stdout.splitlines()[-1])
+    overall = figures["kpis"]["overall"]
+    assert (overall["nps"]["value"], overall["nps"]["n"]) == (0.0, 20)
+    assert overall["csat"]["value"] == 50.0
+    assert overall["ces"]["value"] == 4.0
+    assert set(figures["kpis"]["by_touchpoint"]) == {"voice·contact_start"}
+    assert set(figures["kpis"]["by_channel"]) == {"survey"}
+    [first, *_] = figures["journey_map"]["transitions"]
+    assert {"from", "to", "count", "median_gap_s", "churn_rate"} <= set(first)
+    assert (first["from"], first["to"], first["count"]) == (
+        "web·page_view",
+        "voice·contact_start",
+        20,
+    )
+    assert {"touchpoint", "churn_lift", "ci", "n"} <= set(figures["touchpoints"][0])
+    assert figures["rejected_rows"] == 1
+    assert b"NPS 0 points" in done.stderr
+
+
+def test_report_of_a_missing_file_is_one_line() -> None:
+    done = cx("report", "--input", "/nonexistent/log.csv")
+    assert done.returncode == 2
+    assert done.stderr.decode().count("\n") == 1
+    assert done.stderr.startswith(b"cxstream: error: ")
