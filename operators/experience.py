@@ -13,8 +13,9 @@ series' survey answers (attrs ``nps`` 0-10, ``csat`` 1-5, ``ces`` 1-7, on any ev
 overall, by channel and by touchpoint (for a ``survey`` or ``review``, the customer's
 touchpoint before it; for any other event, its own), the transitions between a
 customer's consecutive touchpoints (count, median time between, and the share of the
-customers who took that step who churned), and for each touchpoint the churn of the
-customers who had it (before their churn) against those who did not, with the
+customers who took that step, before churning if they did, who churned), and for each
+touchpoint the churn of the customers who had it (before their churn) against those
+who did not, with the
 difference's 95% interval (Agresti-Caffo).  A customer's churn is the log's label, or
 a ``cancel`` event.
 
@@ -181,7 +182,7 @@ class _Transition:
 class _Customer:
     last: str | None = None
     last_ts: int = 0
-    steps: set[tuple[str, str]] = field(default_factory=set)
+    steps: dict[tuple[str, str], int] = field(default_factory=dict)  # step -> first time
     touched: dict[str, int] = field(default_factory=dict)  # touchpoint -> first time
     churned_at: int | None = None
 
@@ -220,7 +221,7 @@ class ExperienceReport:
             if transition is None:
                 transition = self.transitions[step] = _Transition()
             transition.add(max(0, event.ts - c.last_ts))
-            c.steps.add(step)
+            c.steps.setdefault(step, event.ts)
         c.touched.setdefault(here, event.ts)
         c.last, c.last_ts = here, event.ts
 
@@ -229,16 +230,20 @@ class ExperienceReport:
             self.observe(row)
         return self
 
-    def result(self, *, top: int = 50) -> dict[str, Any]:
-        """The report: ``kpis``, ``journey_map`` and ``touchpoints`` (the ``top`` most
-        frequent transitions; touchpoints ranked by churn lift)."""
+    def result(self, *, top: int = 50, min_customers: int = 20) -> dict[str, Any]:
+        """The report: ``kpis``, ``journey_map`` (the ``top`` most frequent transitions,
+        and the ten steps taken by at least ``min_customers`` customers after which most
+        churned, ``to_churn``, and fewest, ``to_retention``) and ``touchpoints`` ranked
+        by churn lift."""
         customers = self.customers.values()
         churned = sum(c.churned_at is not None for c in customers)
         n = len(self.customers)
         base = churned / n if n else None
         takers: dict[tuple[str, str], list[int]] = {}
         for c in customers:
-            for step in c.steps:
+            for step, first in c.steps.items():
+                if c.churned_at is not None and first >= c.churned_at:
+                    continue  # at or after the churn: not a step that led there
                 pair = takers.setdefault(step, [0, 0])
                 pair[0] += 1
                 pair[1] += c.churned_at is not None
@@ -256,6 +261,18 @@ class ExperienceReport:
                     "churn_rate": _round(left / took, 4) if took else None,
                 }
             )
+        often = [
+            (left / took, took, step)
+            for step, (took, left) in takers.items()
+            if took >= min_customers
+        ]
+        to_churn = sorted(often, key=lambda p: (-p[0], -p[1], p[2]))
+        to_retention = sorted(often, key=lambda p: (p[0], -p[1], p[2]))
+
+        def path(p: tuple[float, int, tuple[str, str]]) -> dict[str, Any]:
+            rate, took, (src, dst) = p
+            return {"from": src, "to": dst, "customers": took, "churn_rate": _round(rate, 4)}
+
         return {
             "events": self.events,
             "customers": n,
@@ -265,7 +282,11 @@ class ExperienceReport:
                 "by_channel": {k: v.figures() for k, v in sorted(self.by_channel.items())},
                 "by_touchpoint": {k: v.figures() for k, v in sorted(self.by_touchpoint.items())},
             },
-            "journey_map": {"transitions": transitions},
+            "journey_map": {
+                "transitions": transitions,
+                "to_churn": [path(p) for p in to_churn[:10]],
+                "to_retention": [path(p) for p in to_retention[:10]],
+            },
             "touchpoints": self._impact(),
         }
 

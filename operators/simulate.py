@@ -81,6 +81,13 @@ class SimConfig:
     # marketing, some refuse SMS contact, a few object to profiling (0: none, and the
     # events are what they were before consent existed).
     consent: float = 0.0
+    # A planted bad touchpoint (channel, type), e.g. ("app", "checkout_error"): a share
+    # of the digital steps become it; each one a customer has had raises their churn
+    # hazard by ``bad_effect`` (x1 + bad_effect) and the effort they report.  Surveys then
+    # carry csat and ces too.  None: off, and the stream is what it was.
+    bad_touchpoint: tuple[str, str] | None = None
+    bad_share: float = 0.03
+    bad_effect: float = 2.0
 
 
 # What a customer who states a consent choice says (cumulative shares)
@@ -103,6 +110,7 @@ class _Customer:
     contacts: int = 0
     sentiment: float = 0.0
     tags: list[str] = field(default_factory=list)
+    bad_hits: int = 0  # times the planted bad touchpoint happened to them
     fate_until: int = 0  # a proactive decision set the churn outcome until then
     fate_cancel_at: int | None = None  # ... and, if it churns, when
 
@@ -318,7 +326,8 @@ class Simulator:
 
     def _hazard(self, c: _Customer) -> float:
         """The customer's chance to cancel at a step."""
-        return 0.02 * c.p * (1 + c.open_complaints + c.payment_failures)
+        hazard = 0.02 * c.p * (1 + c.open_complaints + c.payment_failures)
+        return hazard * (1 + self.config.bad_effect * c.bad_hits) if c.bad_hits else hazard
 
     def _step(self, c: _Customer) -> tuple[str, str, dict[str, object]]:
         rng, p = self.rng, c.p
@@ -345,6 +354,15 @@ class Simulator:
             ("email", 0.03),
         )
         kind = _pick(weights, rng.random())
+        bad = self.config.bad_touchpoint
+        # (a hash draw: the random stream is not touched by the planting itself)
+        if (
+            bad is not None
+            and kind in ("page_view", "search", "purchase", "cart_abandon")
+            and _uniform(f"{c.customer_id}/{self.n}/bad") < self.config.bad_share
+        ):
+            c.bad_hits += 1
+            return bad[0], bad[1], {}
         if kind == "contact":
             return self._contact(c)
         if kind == "purchase":
@@ -359,7 +377,13 @@ class Simulator:
             return channel, "complaint", {"topic": topic, "sentiment": self._sentiment(c)}
         if kind == "survey":
             nps = max(0, min(10, round(rng.gauss(9 - 9 * p - c.open_complaints, 1.5))))
-            return "survey", "survey", {"nps": nps}
+            if bad is None:
+                return "survey", "survey", {"nps": nps}
+            noise = _uniform(f"{c.customer_id}/{self.n}/effort") - 0.5
+            hits = min(c.bad_hits, 2)
+            ces = max(1, min(7, round(2 + 2 * p + 1.5 * hits + c.open_complaints + 2 * noise)))
+            csat = max(1, min(5, round(4.6 - 2.5 * p - 0.8 * hits + 2 * noise)))
+            return "survey", "survey", {"nps": nps, "csat": csat, "ces": ces}
         if kind == "review":
             sentiment = self._sentiment(c)
             # (its noise from a hash: the random stream stays what it was before ratings)

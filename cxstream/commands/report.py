@@ -14,6 +14,7 @@ import orjson
 from cxstream.commands.args import positive_int
 from cxstream.commands.replay import log_format
 from cxstream.settings import Settings
+from operators.errors import CxError
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,13 +28,16 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     by churn lift (churn of the customers who had it before churning, minus churn of
     those who did not, with its 95% interval).  A customer's churn is the file's
     label (stream-csv), else a cancel event.  A summary on stderr, then the figures
-    as one JSON line on stdout, the last line.
+    as one JSON line on stdout, the last line.  --html OUT also writes a page with
+    the charts (self-contained: no script, nothing fetched).
     """
     from operators.experience import ExperienceReport
     from state.replay import in_time_order
 
     path = Path(args.input)
     fmt = log_format(path, args.format)
+    if args.html is not None and not Path(args.html).resolve().parent.is_dir():
+        raise CxError(f"--html {args.html}: its folder does not exist")  # before the work
     rejected: list[tuple[int, str]] = []
     started = time.perf_counter()
 
@@ -54,6 +58,15 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     for number, reason in rejected[:5]:
         print(f"report: row {number} skipped: {reason}", file=sys.stderr)
     print(summary(figures), file=sys.stderr)
+    if args.html is not None:
+        from cxstream.report_html import render
+
+        out = Path(args.html)
+        try:
+            out.write_text(render(figures, title=path.name), encoding="utf-8")
+        except OSError as exc:
+            raise CxError(f"--html {out}: cannot write: {exc.strerror or exc}") from exc
+        print(f"report: wrote {out}", file=sys.stderr)
     print(orjson.dumps(figures).decode())
     return 0
 
@@ -105,5 +118,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--top", type=positive_int, default=50, help="transitions of the journey map kept (50)"
+    )
+    p.add_argument(
+        "--html",
+        default=None,
+        metavar="OUT",
+        help="also write the figures as a self-contained page with charts",
     )
     p.set_defaults(func=cmd_report)

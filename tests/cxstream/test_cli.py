@@ -450,3 +450,28 @@ def test_report_of_a_missing_file_is_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.decode().count("\n") == 1
     assert done.stderr.startswith(b"cxstream: error: ")
+
+
+def test_report_writes_a_self_contained_page(tmp_path: Path) -> None:
+    events = [
+        ev("1", "page_view", customer="<b>x</b>", ts=1_767_225_600_000),
+        ev("2", "contact_start", customer="<b>x</b>", ts=1_767_225_660_000, channel="voice"),
+        ev("3", "<script>alert(1)</script>", customer="y", ts=1_767_225_700_000),
+        ev("4", "survey", customer="y", ts=1_767_225_800_000, channel="survey", nps=9, ces=3),
+    ]
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e.to_json()) for e in events))
+    page = tmp_path / "out.html"
+    done = cx("report", "--input", str(path), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    html = page.read_text()
+    assert html.startswith("<!doctype html>")
+    assert "<svg" in html
+    assert "<script" not in html  # the log's names are escaped, and the page runs nothing
+    assert "&lt;script&gt;" in html
+    for outside in ("http://", "https://", "src="):
+        assert outside not in html
+    assert orjson.loads(done.stdout.splitlines()[-1])["kpis"]["overall"]["nps"]["value"] == 100.0
+    bad = cx("report", "--input", str(path), "--html", str(tmp_path / "no" / "such" / "x.html"))
+    assert bad.returncode == 2
+    assert bad.stderr.decode().startswith("cxstream: error: --html")

@@ -108,9 +108,10 @@ def test_a_small_log_by_hand() -> None:
         90.0,
         0.5,
     )
-    assert (
-        steps[("voice·contact_start", "web·cancel")]["churn_rate"] == 1.0
-    )  # the survey is no step
+    # the survey is no step of the journey; the step into the churn itself led nowhere
+    into_churn = steps[("voice·contact_start", "web·cancel")]
+    assert (into_churn["count"], into_churn["churn_rate"]) == (1, None)
+    assert r["journey_map"]["to_churn"] == []  # no step taken by 20 customers
     impact = {t["touchpoint"]: t for t in r["touchpoints"]}
     # the complaint: 1 of 1 churned, against 1 of 3 without
     assert impact["email·complaint"]["churn_lift"] == pytest.approx(1 - 1 / 3, abs=1e-4)
@@ -143,3 +144,34 @@ def test_the_gap_sample_stays_bounded_and_the_median_close() -> None:
     assert (t.count, len(t.gaps)) == (5000, 512)
     [step] = report.result()["journey_map"]["transitions"]
     assert 240 <= step["median_gap_s"] <= 360  # gaps of 1-9 minutes, median 5
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_planted_bad_touchpoint_ranks_first_by_churn_lift_and_by_effort(seed: int) -> None:
+    """The simulator plants a step that truly raises churn and effort; the report finds it
+    first among every touchpoint, complaints and failed payments included."""
+    from operators.simulate import SimConfig, Simulator
+
+    bad = ("app", "checkout_error")
+    sim = Simulator(SimConfig(customers=2000, seed=seed, bad_touchpoint=bad))
+    r = ExperienceReport().observe_all(Row(e) for e in sim.take(100_000)).result()
+    first, second = r["touchpoints"][:2]
+    assert first["touchpoint"] == "app·checkout_error"
+    assert first["ci"][0] > 0  # its lift is clear of nothing
+    assert first["churn_lift"] > second["churn_lift"]
+    ces = {
+        k: v["ces"]["value"] for k, v in r["kpis"]["by_touchpoint"].items() if v["ces"]["n"] >= 30
+    }
+    assert max(ces, key=lambda k: ces[k]) == "app·checkout_error"
+
+
+def test_without_a_planted_touchpoint_the_simulated_stream_is_unchanged() -> None:
+    from operators.simulate import SimConfig, Simulator
+
+    plain = Simulator(SimConfig(customers=50, seed=5)).take(2000)
+    assert not any(e.type == "checkout_error" or "ces" in e.attrs for e in plain)
+    planted = Simulator(SimConfig(customers=50, seed=5, bad_touchpoint=("app", "checkout_error")))
+    again = planted.take(2000)
+    # the same customers' first steps, until the first planted one changes a hazard
+    first = next(i for i, e in enumerate(again) if e.type == "checkout_error")
+    assert [e.event_id for e in again[:first]] == [e.event_id for e in plain[:first]]
