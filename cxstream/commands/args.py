@@ -86,3 +86,14 @@ def share(text: str) -> float:
     """A share, from 0 to 1."""
     value = _number(text)
     return _require(value, 0 <= value <= 1, "must be from 0 to 1")
+
+
+def add_log_input(p: argparse.ArgumentParser) -> None:
+    """``--input FILE`` and ``--format``: a recorded log, as evaluate and report read it."""
+    p.add_argument("--input", required=True, help="the log file (.gz allowed)")
+    p.add_argument(
+        "--format",
+        choices=("auto", "stream-csv", "jsonl"),
+        default="auto",
+        help="(auto: jsonl if the file is named .jsonl or .json, else stream-csv)",
+    )

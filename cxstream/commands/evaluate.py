@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from cxstream.commands.args import positive_float, positive_int, silence_ratio
+from cxstream.commands.args import add_log_input, positive_float, positive_int, silence_ratio
 from cxstream.commands.replay import log_format
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -111,13 +111,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="prequential model check on a recorded log",
         description=cmd_evaluate.__doc__,
     )
-    p.add_argument("--input", required=True, help="the log file (.gz allowed)")
-    p.add_argument(
-        "--format",
-        choices=("auto", "stream-csv", "jsonl"),
-        default="auto",
-        help="(auto: jsonl if the file is named .jsonl or .json, else stream-csv)",
-    )
+    add_log_input(p)
     p.add_argument(
         "--labels",
         choices=("auto", "file", "engine"),

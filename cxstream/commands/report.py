@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from cxstream.commands.args import positive_int
+from cxstream.commands.args import add_log_input, positive_int
 from cxstream.commands.replay import log_format
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -109,13 +109,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="NPS, CSAT, CES, the journey map and churn by touchpoint, on a recorded log",
         description=cmd_report.__doc__,
     )
-    p.add_argument("--input", required=True, help="the log file (.gz allowed)")
-    p.add_argument(
-        "--format",
-        choices=("auto", "stream-csv", "jsonl"),
-        default="auto",
-        help="(auto: jsonl if the file is named .jsonl or .json, else stream-csv)",
-    )
+    add_log_input(p)
     p.add_argument(
         "--top", type=positive_int, default=50, help="transitions of the journey map kept (50)"
     )
