@@ -23,6 +23,11 @@ MAP_SIZE = 12  # touchpoints on each side of the journey map
 CELL = 34  # px
 
 
+def _short(name: str, chars: int = 44) -> str:
+    """A touchpoint's name for a chart's label, cut to ``chars``, escaped."""
+    return escape(name if len(name) <= chars else name[: chars - 1] + "…")
+
+
 def _pct(x: float | None) -> str:
     return NONE if x is None else f"{100 * x:.1f}%"
 
@@ -63,7 +68,7 @@ def _heat(figures: dict[str, Any]) -> str:
     for name, i in index.items():
         y = label_w + i * CELL + CELL * 0.65
         x = label_w + i * CELL + CELL * 0.65
-        short = escape(name if len(name) <= 44 else name[:43] + "…")
+        short = _short(name)
         out.append(f'<text x="{label_w - 6}" y="{y:.0f}" text-anchor="end">{short}</text>')
         out.append(f'<text transform="translate({x:.0f},{label_w - 6}) rotate(-60)">{short}</text>')
     for t in transitions:
@@ -110,7 +115,7 @@ def _impact(figures: dict[str, Any], rows: int = 15) -> str:
         lift = t["churn_lift"]
         x0, x1 = sorted((mid, mid + lift * scale))
         colour = "#c82828" if lift > 0 else "#1e8246"
-        name = escape(t["touchpoint"] if len(t["touchpoint"]) <= 44 else t["touchpoint"][:43] + "…")
+        name = _short(t["touchpoint"])
         tip = escape(
             f"{t['touchpoint']}: churn {_pct(t.get('churn_with'))} with it, "
             f"{_pct(t.get('churn_without'))} without (n {t['n']:,})"

@@ -287,12 +287,13 @@ class ExperienceReport:
                 "to_churn": [path(p) for p in to_churn[:10]],
                 "to_retention": [path(p) for p in to_retention[:10]],
             },
-            "touchpoints": self._impact(),
+            "touchpoints": self._impact(n, churned),
         }
 
-    def _impact(self) -> list[dict[str, Any]]:
+    def _impact(self, n: int, churned: int) -> list[dict[str, Any]]:
         """Each touchpoint's churn lift: churn of those who had it (before churning)
-        minus churn of those who did not, with its 95% interval."""
+        minus churn of those who did not (of ``n`` customers, ``churned`` churned), with
+        its 95% interval."""
         had: dict[str, list[int]] = {}
         for c in self.customers.values():
             for name, first in c.touched.items():
@@ -301,8 +302,6 @@ class ExperienceReport:
                 pair = had.setdefault(name, [0, 0])
                 pair[0] += 1
                 pair[1] += c.churned_at is not None
-        n = len(self.customers)
-        churned = sum(c.churned_at is not None for c in self.customers.values())
         out = []
         for name, (with_n, with_churned) in had.items():
             without_n, without_churned = n - with_n, churned - with_churned

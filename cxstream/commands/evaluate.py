@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from cxstream.commands.args import add_log_input, positive_float, positive_int, silence_ratio
-from cxstream.commands.replay import log_format
+from cxstream.commands.replay import log_format, rows_in_time_order
 from cxstream.settings import Settings
 from operators.errors import CxError
 
@@ -23,7 +23,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from cxstream.components import model_factory
     from operators.evaluate import Evaluator
     from operators.journey import DAY_MS
-    from state.replay import has_file_labels, in_time_order
+    from state.replay import has_file_labels
 
     path = Path(args.input)
     fmt = log_format(path, args.format)
@@ -51,13 +51,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     )
     rejected: list[tuple[int, str]] = []
     started = time.perf_counter()
-
-    def read(n: int) -> None:
-        print(f"evaluate: read {n} rows", file=sys.stderr, flush=True)
-
-    kept, in_order = in_time_order(path, fmt, rejected, hold=True, progress=read)
-    if not in_order:
-        print("evaluate: the file is not in time order; sorted by ts", file=sys.stderr)
+    kept = rows_in_time_order("evaluate", path, fmt, rejected, hold=True)
     for n, row in enumerate(kept, start=1):
         evaluator.feed(row)
         if n % args.progress_every == 0:

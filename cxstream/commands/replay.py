@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from cxstream.settings import Settings
 from state.keys import KeyNames
 
 if TYPE_CHECKING:
+    from operators.evaluate import Row
     from operators.events import Event
 
 
@@ -22,19 +24,14 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Send a recorded log (stream-CSV or JSON lines) into the event streams."""
     from state.ingest import xadd_events
     from state.redis import connect
-    from state.replay import in_time_order
 
     path = Path(args.file)
     fmt = log_format(path, args.format)
     rejected: list[tuple[int, str]] = []
-
-    def read(n: int) -> None:
-        print(f"replay: checked {n:,} rows", file=sys.stderr, flush=True)
-
     # the whole file is checked before anything is sent; a file out of order is sorted
-    rows, in_order = in_time_order(path, fmt, rejected, hold=False, progress=read)
-    if not in_order:
-        print("replay: the file is not in time order; sorted by ts", file=sys.stderr)
+    rows = rows_in_time_order(
+        "replay", path, fmt, rejected, hold=False, progress="checked {n:,} rows"
+    )
     client = connect(settings)
     started = time.perf_counter()
     first_ts: int | None = None
@@ -86,6 +83,28 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"replay: row {number} rejected: {reason}", file=sys.stderr)
     print(orjson.dumps(summary).decode())
     return 0
+
+
+def rows_in_time_order(
+    command: str,
+    path: Path,
+    fmt: str,
+    rejected: list[tuple[int, str]],
+    *,
+    hold: bool,
+    progress: str = "read {n} rows",
+) -> Iterable[Row]:
+    """A recorded log's rows in event time (``state.replay.in_time_order``), saying on
+    stderr, as ``command``, how far the check has read and whether it had to sort."""
+    from state.replay import in_time_order
+
+    def read(n: int) -> None:
+        print(f"{command}: {progress.format(n=n)}", file=sys.stderr, flush=True)
+
+    rows, in_order = in_time_order(path, fmt, rejected, hold=hold, progress=read)
+    if not in_order:
+        print(f"{command}: the file is not in time order; sorted by ts", file=sys.stderr)
+    return rows
 
 
 def log_format(path: Path, fmt: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from cxstream.commands.args import add_log_input, positive_int
-from cxstream.commands.replay import log_format
+from cxstream.commands.replay import log_format, rows_in_time_order
 from cxstream.settings import Settings
 from operators.errors import CxError
 
@@ -32,7 +32,6 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     the charts (self-contained: no script, nothing fetched).
     """
     from operators.experience import ExperienceReport
-    from state.replay import in_time_order
 
     path = Path(args.input)
     fmt = log_format(path, args.format)
@@ -40,13 +39,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CxError(f"--html {args.html}: its folder does not exist")  # before the work
     rejected: list[tuple[int, str]] = []
     started = time.perf_counter()
-
-    def read(n: int) -> None:
-        print(f"report: read {n} rows", file=sys.stderr, flush=True)
-
-    rows, in_order = in_time_order(path, fmt, rejected, hold=False, progress=read)
-    if not in_order:
-        print("report: the file is not in time order; sorted by ts", file=sys.stderr)
+    rows = rows_in_time_order("report", path, fmt, rejected, hold=False)
     report = ExperienceReport()
     for n, row in enumerate(rows, start=1):
         report.observe(row)
