@@ -42,14 +42,28 @@ import psutil
 import redis
 
 from benchmarks._harness import free_port, record
-from cxstream.components import customer_config, model_factory, proactive_config, trend_config
+from cxstream.components import (
+    customer_config,
+    experience_config,
+    model_factory,
+    proactive_config,
+    trend_config,
+)
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
 from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
+from operators.experience import LiveExperience, TallyBuffer
 from operators.journey import DAY_MS
-from operators.records import Alert, CustomerOut, DecideIn, Signal, model_input
+from operators.records import (
+    Alert,
+    CustomerOut,
+    DecideIn,
+    Signal,
+    Tally,
+    model_input,
+)
 from operators.simulate import SimConfig, Simulator
 from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
@@ -92,8 +106,9 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
 
     Events are parsed, then handed to the customer buckets 1,000 at a time, each
     bucket getting its share in order (``on_batch``, as Bytewax calls the journey
-    step); what the customers emit goes through the model step and the trend
-    series of its complaints and contacts.  After each 1,000 events the due
+    step); what the customers emit goes through the model step, the trend
+    series of its complaints and contacts, and the live experience (the worker's
+    tally of answers, steps and labelled periods, once a second).  After each 1,000 events the due
     buckets are notified (``notify_at``/``on_notify``: written-behind profiles,
     matured labels, expiry), as Bytewax does between batches.
     """
@@ -102,9 +117,20 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     catalog = load_catalog(settings.catalog_path)
     config = customer_config(settings, catalog)
 
+    # the worker's tally for the live experience (CX_EXPERIENCE), handed over once a second
+    tally = TallyBuffer() if settings.experience else None
+    experience = LiveExperience(
+        None, config=experience_config(settings), clock=time.time, keep_snapshots=False
+    )
+
     def new_customer() -> CustomerLogic:
         return CustomerLogic(
-            None, config=config, clock=time.time, watermark=watermark, keep_snapshots=False
+            None,
+            config=config,
+            clock=time.time,
+            watermark=watermark,
+            keep_snapshots=False,
+            tally=tally,
         )
 
     buckets: dict[str, CustomerBucket] = {}
@@ -136,6 +162,10 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
                             None, config=trend_cfg, clock=time.time, keep_snapshots=False
                         )
                     trend_alerts[0] += len(list(trend.on_item(pair)[0]))
+                continue
+            if type(out) is Tally:
+                for made in experience.on_item(out)[0]:
+                    trend_alerts[0] += isinstance(made, Alert)
                 continue
             item = model_input(out)
             if item is not None:
@@ -217,7 +247,7 @@ def state_size(logic: CustomerLogic, shared: set[int]) -> int:
     return total
 
 
-_NOT_STATE = frozenset(("config", "clock", "watermark"))  # shared by every customer
+_NOT_STATE = frozenset(("config", "clock", "watermark", "tally"))  # shared by every customer
 
 
 def end_markers() -> list[Event]:

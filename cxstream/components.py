@@ -13,6 +13,7 @@ from cxstream.settings import Settings
 from operators.churn import ChurnModel
 from operators.consent import ConsentPolicy, parse_consent_default
 from operators.customer import CustomerConfig
+from operators.experience import LiveConfig
 from operators.journey import DAY_MS, FEATURE_NAMES
 from operators.nba import Catalog
 from operators.proactive import ProactiveConfig
@@ -68,6 +69,11 @@ def trend_config(settings: Settings) -> TrendConfig:
         threshold=settings.trend_threshold,
         min_count=settings.trend_min_count,
     )
+
+
+def experience_config(settings: Settings) -> LiveConfig:
+    """When a drop of NPS, CSAT or CES from the previous window is a trend alert."""
+    return LiveConfig(z=settings.experience_z, min_n=settings.experience_min_n)
 
 
 def model_factory(settings: Settings, *, external_labels: bool = False) -> Callable[[], ChurnModel]:

@@ -111,15 +111,22 @@ class Demo:
             if args.incident_after > 0:  # event-time minutes after the start of the history
                 live_min = args.history_days * 1440 + args.incident_after * args.speed / 60
                 incidents = (Incident("outage", live_min, 360.0, 0.8),)
+            start_ms = int(time.time() * 1000) - history_ms
+            # surveys carry NPS, CSAT and CES (the experience view); from --bad-step-after
+            # the app's checkout fails for a third of the digital steps
+            bad_from_ms = start_ms + history_ms + int(args.bad_step_after * args.speed * 1000)
             sim = Simulator(
                 SimConfig(
                     customers=args.customers,
                     seed=args.seed,
-                    start_ms=int(time.time() * 1000) - history_ms,
+                    start_ms=start_ms,
                     # each customer acts every customers/rate wall seconds on average
                     customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
                     incidents=incidents,
                     consent=0.15,  # some customers withdraw marketing, refuse SMS, object
+                    bad_touchpoint=("app", "checkout_error"),
+                    bad_share=0.3 if args.bad_step_after > 0 else 0.0,
+                    bad_from_ms=bad_from_ms,
                 )
             )
             preloaded = self._preload(client, sim, sim.config.start_ms + history_ms)
@@ -293,6 +300,12 @@ class Demo:
             if self.args.incident_after > 0
             else "no outage is simulated (--incident-after 0)"
         )
+        bad_step = (
+            f"the app's checkout starts failing {self.args.bad_step_after:g} s after going "
+            "live: the experience section shows CES falling, then its trend alert"
+            if self.args.bad_step_after > 0
+            else "no failing step is simulated (--bad-step-after 0)"
+        )
         print(
             "\n".join(
                 [
@@ -302,6 +315,7 @@ class Demo:
                     f"  (agent demo-agent, queues {', '.join(queues)}: open the link in a browser)",
                     f"  supervisor     {base}/#token={supervisor}&queues={','.join(queues)}",
                     f"  (trends, risk of contacts, acceptance by action and agent; {outage})",
+                    f"  (NPS, CSAT and CES, the journey map, churn by touchpoint; {bad_step})",
                     f"  websocket      ws{base[4:]}/ws",
                     f"  health         {base}/healthz   metrics {base}/metrics",
                     *self._api_line(),

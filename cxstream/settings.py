@@ -577,6 +577,35 @@ class Settings:
             "twice the baseline)"
         ),
     )
+    experience: bool = _setting(
+        True,
+        "CX_EXPERIENCE",
+        "Trends",
+        _flag,
+        (
+            "the live experience (see `docs/experience.md`): NPS, CSAT and CES by day and "
+            "week, their drops as trend alerts, the journey map, churn by touchpoint; "
+            "`0`: off (it costs a few microseconds an event: `docs/performance.md`)"
+        ),
+    )
+    experience_z: float = _setting(
+        3.0,
+        "CX_EXPERIENCE_Z",
+        "Trends",
+        _float,
+        (
+            "an NPS, CSAT or CES series raises a trend alert when it drops from the previous "
+            "window (day, week) by this many standard errors of the difference (1.96: the "
+            "95% interval; stricter by default, as every series is tested at every answer)"
+        ),
+    )
+    experience_min_n: int = _setting(
+        30,
+        "CX_EXPERIENCE_MIN_N",
+        "Trends",
+        _int,
+        "... with at least this many answers in each of the two windows",
+    )
     # -- Process -----------------------------------------------------------------------
     log_level: str = _setting(
         "INFO",
@@ -641,6 +670,11 @@ class Settings:
             raise ConfigError("CX_REDIS_CLUSTER needs REDIS_URL: the embedded redis is one node")
         if self.trend_threshold <= 0 or self.trend_min_count < 1:
             raise ConfigError("CX_TREND_THRESHOLD must be positive, CX_TREND_MIN_COUNT at least 1")
+        if self.experience_z <= 0 or self.experience_min_n < 2:
+            raise ConfigError(
+                f"CX_EXPERIENCE_Z={self.experience_z}, CX_EXPERIENCE_MIN_N="
+                f"{self.experience_min_n}: the first must be positive, the second at least 2"
+            )
         if self.silence_ratio and self.silence_ratio < 1:
             raise ConfigError(
                 f"CX_SILENCE_RATIO={self.silence_ratio}: use 0 (off) or at least 1 "

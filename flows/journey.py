@@ -7,6 +7,7 @@ way (see :mod:`cxstream.launch`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from bytewax.outputs import Sink
 from cxstream.components import (
     consent_policy,
     customer_config,
+    experience_config,
     model_factory,
     proactive_config,
     trend_config,
@@ -37,17 +39,21 @@ from operators.customer import (
 from operators.decide import DecideLogic, with_shard
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
+from operators.experience import LiveExperience, TallyBuffer
 from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
 from operators.records import (
     Alert,
     CustomerOut,
     DecideIn,
     DecideOut,
+    ExperienceStatus,
     ModelStatus,
     Proactive,
     ProfileUpdate,
+    Signal,
     StoreWrite,
-    is_signal,
+    is_signal_or_tally,
+    is_tally,
     is_to_model,
     only,
     route_batch,
@@ -57,7 +63,13 @@ from operators.trends import TrendLogic, trend_keys
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
-from state.sinks import alert_sink, dead_letter_sink, model_status_sink, profile_sink
+from state.sinks import (
+    alert_sink,
+    dead_letter_sink,
+    experience_sink,
+    model_status_sink,
+    profile_sink,
+)
 from state.source import Entry, RedisStreamSource
 
 
@@ -67,6 +79,7 @@ class Sinks:
     dead_letters: Sink[Rejected]
     profiles: Sink[StoreWrite]  # profile updates, erasures, suppressed entries
     models: Sink[ModelStatus]
+    experience: Sink[ExperienceStatus] | None = None  # None: the live counts are not kept
 
 
 def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
@@ -75,6 +88,7 @@ def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
         dead_letters=dead_letter_sink(settings),
         profiles=profile_sink(settings, forgotten),
         models=model_status_sink(settings),
+        experience=experience_sink(settings),
     )
 
 
@@ -92,6 +106,24 @@ def batched(
 
 def alert_or_proactive(item: DecideOut) -> Alert | Proactive | None:
     return item if type(item) is Alert or type(item) is Proactive else None
+
+
+def worker_tallies() -> Callable[[], TallyBuffer]:
+    """One :class:`TallyBuffer` per worker thread (a customer stays on its worker).
+
+    By thread id, not ``threading.local``: Bytewax's worker threads are its own, and
+    a Python thread state (which holds ``threading.local`` data) does not outlive the
+    call that acquired it there."""
+    buffers: dict[int, TallyBuffer] = {}
+
+    def tally() -> TallyBuffer:
+        thread = threading.get_ident()
+        buffer = buffers.get(thread)
+        if buffer is None:
+            buffer = buffers.setdefault(thread, TallyBuffer())
+        return buffer
+
+    return tally
 
 
 def build_flow(
@@ -121,6 +153,8 @@ def build_flow(
     enrich = text_enricher(settings.topics_path)  # sentiment and topic of free text
     topics = frozenset(name for name, _ in enrich.topics)  # the topics that name trend series
     trends = trend_config(settings)
+    experience = experience_config(settings)
+    tally = worker_tallies() if settings.experience else lambda: None
 
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
@@ -156,6 +190,7 @@ def build_flow(
     # (customer key, Event)
 
     def new_customer(resume: CustomerSnapshot | None = None) -> CustomerLogic:
+        # (the worker's tally: what its customers did for the experience view, if kept)
         return CustomerLogic(
             resume,
             config=config,
@@ -163,6 +198,7 @@ def build_flow(
             watermark=watermark,
             keep_snapshots=recovery,
             forgotten=forgotten,
+            tally=tally(),
         )
 
     journey: KeyedStream[CustomerOut]
@@ -175,20 +211,35 @@ def build_flow(
             "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
     # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
-    #  | Outcome | Erase | Signal | ConsentChange)   [dedupe, journey, labels, rules, consent,
-    #                                                  erasure]
+    #  | Outcome | Erase | Signal | ConsentChange | Tally)
+    #   [dedupe, journey, labels, rules, consent, erasure; a worker's tally once a second]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
     # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
-    #   | ConsentChange) | ProfileUpdate | Signal
+    #   | ConsentChange) | ProfileUpdate | Signal | Tally
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
     # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
     #   | ConsentChange)
-    not_model = op.branch("split_signals", to_model.falses, is_signal)
+    not_model = op.branch("split_signals", to_model.falses, is_signal_or_tally)
     journey_profiles = cast(Stream[ProfileUpdate], not_model.falses)
     # ProfileUpdate(customer_id, fields)
-    signals = not_model.trues
+    counted = op.branch("split_tallies", not_model.trues, is_tally)
+    tallies = counted.trues
+    # Tally(steps, sentiment, ratings, periods)   [a worker's second: no customer id]
+    name = settings.model_suffix.lstrip("@") or "main"
+    live = stateful(
+        "experience",
+        op.key_on("one_experience", tallies, lambda _: "experience"),
+        lambda resume: LiveExperience(
+            resume, name=name, config=experience, clock=clock, keep_snapshots=recovery
+        ),
+    )
+    # ("experience", Alert | ExperienceStatus)   [KPI windows, drops as trend alerts; the
+    #   journey map; churn by touchpoint; its counts every 2 s]
+    live_out = op.map("unkey_experience", live, lambda item: item[1])
+    # Alert | ExperienceStatus
+    signals = cast(Stream[Signal], counted.falses)
     # Signal(metric, ts, event_id, channel, queue, topic, sentiment): a complaint or a contact
     series = op.flat_map("trend_keys", signals, lambda s: trend_keys(s, topics))
     # (series "complaints|topic=outage", (series, Signal))   [one per channel, queue, topic]
@@ -221,6 +272,7 @@ def build_flow(
         "alerts",
         op.filter_map("alerts_only", outputs, alert_or_proactive),
         op.map("unkey_trends", trend_alerts, lambda item: item[1]),
+        op.filter_map("experience_alerts", live_out, only(Alert)),
     )
     # Alert(alert_id, payload) | Proactive(alert_id, customer_id, trigger, action_id, control,
     #                                      alert, outbound)   [contact, trend, proactive]
@@ -240,4 +292,8 @@ def build_flow(
     #    XADD cx:audit (a consent change, once per event)
     op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
+    if sinks.experience is not None:
+        statuses = op.filter_map("experience_only", live_out, only(ExperienceStatus))
+        op.output("experience_out", statuses, sinks.experience)
+        # ExperienceStatus(name, counts) -> HSET cx:experience <name>
     return flow

@@ -37,6 +37,18 @@ from operators.consent import ConsentPolicy, Consents
 from operators.dedupe import RecentIds
 from operators.erasure import Forgotten
 from operators.events import Event, Keyed
+from operators.experience import (
+    CHURN_TYPES,
+    SURVEY_TYPES,
+    TALLY_GAPS,
+    CustomerExperience,
+    TallyBuffer,
+    rating_of,
+    step_id,
+    touchpoint_of,
+)
+from operators.experience import STEP_IDS as _STEP_IDS
+from operators.experience import TOUCHPOINTS as _TOUCHPOINTS
 from operators.journey import (
     DAY_MS,
     JourneyState,
@@ -61,7 +73,7 @@ from operators.records import (
     ScoreRequest,
     Watched,
 )
-from operators.trends import signal_of
+from operators.trends import MAX_LABEL, signal_of
 
 SCORE_TYPES = frozenset(("contact_start",))
 # Channel systems' reports on an outbound action: the answer the arbiter learns from
@@ -149,9 +161,13 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         watermark: Watermark | None = None,
         keep_snapshots: bool = True,
         forgotten: Forgotten | None = None,
+        tally: TallyBuffer | None = None,
     ) -> None:
         self.config = config
         self.forgotten = forgotten
+        # the worker's transitions and sentiment changes (the experience view), if kept
+        self.tally = tally
+        self.cx: CustomerExperience | None = None  # the customer's period and queue
         self.erased = False
         self.clock = clock
         self.watermark = watermark or Watermark()
@@ -194,6 +210,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 self.watch = _watched(config, w_items, w_dropped, w_decided) if w_items else None
             if len(resume) > 14 and resume[14]:  # consents (older snapshots have none)
                 self.consents = Consents(resume[14])
+            if len(resume) > 15 and resume[15]:  # experience (older snapshots have none)
+                self.cx = CustomerExperience(resume[15])
             self.key = key
             self.journey = JourneyState.restore(journey)
             self.seen = RecentIds(size=config.dedupe_size, digests=seen)
@@ -253,6 +271,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         tz = event.attrs.get("tz") if event.attrs else None
         if type(tz) is str and zone(tz) is not None:
             self.tz = tz
+        if self.tally is not None:
+            self._experience(event, self.tally)
         self.journey.update_one(event)
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
@@ -301,7 +321,94 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_at, self.profile_due = now, False
         else:
             self.profile_due = True
+        if self.tally is not None and now >= self.tally.due_at:
+            tally = self.tally.take(now)
+            if tally is not None:
+                out.append(tally)
         return out, RETAIN
+
+    def _experience(self, event: Event, tally: TallyBuffer) -> None:
+        """The event as the experience view sees it (before it joins the journey), into
+        the worker's ``tally``: its answers, the step from the customer's previous
+        touchpoint, and the customer's period (see ``operators.experience``).  On every
+        event: kept lean."""
+        cx = self.cx
+        if cx is None:
+            cx = self.cx = CustomerExperience()
+        type_, ts = event.type, event.ts
+        types = _TOUCHPOINTS.get(event.channel)  # (touchpoint_of, inlined: every event)
+        known = types.get(type_) if types is not None else None
+        here, here_id = known if known is not None else touchpoint_of(event.channel, type_)
+        previous, previous_id = cx.last, cx.last_id
+        late = ts < cx.last_ts  # a late event: no step, nothing for the period
+        attrs = event.attrs
+        if attrs:
+            if type_ == "contact_start":
+                queue = attrs.get("queue")
+                if isinstance(queue, str) and queue:
+                    cx.queue = queue[:MAX_LABEL]
+            if "nps" in attrs or "csat" in attrs or "ces" in attrs:
+                ces = self.journey.ces
+                if type_ in SURVEY_TYPES and previous is not None and not late:
+                    channel = previous.partition("·")[0]
+                    rating = rating_of(event, previous, channel, cx.queue, ces)
+                else:
+                    rating = rating_of(event, here, event.channel, cx.queue, ces)
+                if rating is not None:
+                    tally.rate(rating)
+            sentiment = attrs.get("sentiment")
+            before = self.journey.sentiment
+            if (
+                sentiment is not None
+                and previous is not None
+                and before is not None
+                and not late
+                and isinstance(sentiment, int | float)
+                and not isinstance(sentiment, bool)
+            ):
+                tally.sentiment(previous, float(sentiment) - before)
+        if late or type_ in SURVEY_TYPES:
+            return  # (a survey rates a step, it is none)
+        step = -1
+        if previous_id >= 0 and here_id >= 0:
+            step = _STEP_IDS.get(previous_id << 12 | here_id, -1)
+            if step < 0:
+                step = step_id(previous_id, here_id)
+            if step >= 0:  # (TallyBuffer.step, inlined)
+                entry = tally.steps.get(step)
+                if entry is None:
+                    tally.steps[step] = [1, [ts - cx.last_ts]]
+                else:
+                    entry[0] += 1
+                    if len(entry[1]) < TALLY_GAPS:
+                        entry[1].append(ts - cx.last_ts)
+        cx.last, cx.last_id, cx.last_ts = here, here_id, ts
+        if self.objected:
+            return
+        opened = cx.opened
+        config = self.config
+        horizon = config.horizon_ms
+        if opened >= 0 and ts >= opened + horizon:  # the period ended: labelled
+            label = cx.due(ts, horizon_ms=horizon, mode=config.label_mode)
+            if label is not None:
+                cx.close_into(tally, churned=label)
+                step = -1  # the step belongs to the period before
+                opened = -1
+        if type_ in CHURN_TYPES:
+            cx.churn(ts, horizon_ms=horizon)  # (labelled at the period's end)
+            return
+        if opened < 0:
+            if config.label_mode == "external":
+                return
+            cx.start(ts)
+            opened = ts
+        if ts < opened + horizon // 2:  # the first half: what the period observes
+            if here_id >= 0:
+                cx.touched |= 1 << here_id
+                if step >= 0:
+                    cx.steps |= 1 << step
+        elif cx.outcome < 0 and config.label_mode == "inactivity":
+            cx.outcome = 0  # still active after the landmark
 
     def _rules(self, event: Event) -> tuple[dict[str, float] | None, tuple[str, str] | None]:
         """The catalog rules this event fires (the first names the moment), and the
@@ -360,6 +467,8 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             # and the profile's score (a profiling result) is cleared
             self.pending.clear()
             self.watch = None
+            if self.cx is not None:
+                self.cx.opened = -1  # the period's record of the journey is dropped too
             out.append(ProfileUpdate(self.key, {"risk": None, "persona": None}))
         return out
 
@@ -379,6 +488,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         self.watch = self.rules = None
         self.tz = None
         self.consents = None
+        self.cx = None
         linked, self.linked = self.linked, ()
         return [Erase(key, linked)]
 
@@ -414,6 +524,12 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         out: list[Example | ScoreRequest | Watched] = [
             self._example(m) for m in self.pending.advance(now_ts)
         ]
+        cx = self.cx
+        if cx is not None and cx.opened >= 0 and self.tally is not None:
+            config = self.config
+            label = cx.due(now_ts, horizon_ms=config.horizon_ms, mode=config.label_mode)
+            if label is not None:  # (to the worker's tally)
+                cx.close_into(self.tally, churned=label)
         if self.watch:
             out.extend(
                 Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.advance(now_ts)
@@ -474,6 +590,11 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         watched = self.watch.next_deadline() if self.watch else None
         if watched is not None and (deadline is None or watched < deadline):
             deadline = watched
+        cx = self.cx
+        if cx is not None and cx.opened >= 0:  # the customer's period ends
+            closes = cx.opened + self.config.horizon_ms
+            if deadline is None or closes < deadline:
+                deadline = closes
         due = self._next_silence(self.watermark.now)
         if due is None:
             return deadline
@@ -513,6 +634,10 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             return [], DISCARD
         out: list[CustomerOut] = list(self.advance(self.watermark.now))
         now = self.clock()
+        if self.tally is not None and now >= self.tally.due_at:
+            tally = self.tally.take(now)
+            if tally is not None:
+                out.append(tally)
         expired = now >= self.expires_at()
         if self.profile_due and (
             expired or now >= self.profile_at + self.config.profile_interval_s
@@ -525,6 +650,11 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if self.watch:
             out.extend(Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.expire())
         return out, DISCARD
+
+    def on_eof(self) -> tuple[Iterable[CustomerOut], bool]:
+        """The input ended: the worker's tally goes now (the first customer to hear)."""
+        tally = self.tally.take(self.clock(), force=True) if self.tally is not None else None
+        return ([tally] if tally is not None else []), RETAIN
 
     def snapshot(self) -> CustomerSnapshot:
         if not self.keep_snapshots or self.erased:
@@ -545,6 +675,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.rules.snapshot() if self.rules is not None else {},
             self.watch.snapshot() if self.watch is not None else ((), 0, ()),
             self.consents.snapshot() if self.consents else (),
+            self.cx.snapshot() if self.cx is not None else (),
         )
 
 
@@ -686,6 +817,11 @@ class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
             out.extend(outs)
             self._done(key, logic, discard)
         return out, DISCARD if not self.customers else RETAIN
+
+    def on_eof(self) -> tuple[Iterable[CustomerOut], bool]:
+        for logic in self.customers.values():  # they share the worker's tally
+            return logic.on_eof()
+        return [], RETAIN
 
     def notify_at(self) -> datetime | None:
         timers, scheduled = self.timers, self.scheduled

@@ -7,11 +7,13 @@ series' survey answers (attrs ``nps`` 0-10, ``csat`` 1-5, ``ces`` 1-7, on any ev
 - NPS: promoters (9-10) minus detractors (0-6), in points; its 95% interval from the
   variance of the per-answer score (+1, 0, -1);
 - CSAT: the share of 4-5 answers, in %, with Wilson's 95% interval;
-- CES: the mean, with a normal 95% interval (from two answers).
+- CES: the mean (1-7, 7: "very easy": higher is better, as for the other two), with a
+  normal 95% interval (from two answers).
 
 :class:`ExperienceReport` folds a log in event time (``cxstream report``): the KPIs
 overall, by channel and by touchpoint (for a ``survey`` or ``review``, the customer's
-touchpoint before it; for any other event, its own), the transitions between a
+touchpoint before it; for any other event, its own; by channel: the rated touchpoint's
+channel), the transitions between a
 customer's consecutive touchpoints (count, median time between, and the share of the
 customers who took that step, before churning if they did, who churned), and for each
 touchpoint the churn of the customers who had it (before their churn) against those
@@ -29,13 +31,32 @@ a ``cancel`` event.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from operators.evaluate import Row
+import numpy as np
+
+from operators.alerts import alert_id
 from operators.events import Event
+from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
+from operators.records import Alert, ExperienceIn, ExperienceStatus, Exposure, Rating, Tally
+
+
+class Row(Protocol):
+    """A log's row (``operators.evaluate.Row``, which this module cannot import: the
+    customer step imports this one): the event, and its file label if any."""
+
+    @property
+    def event(self) -> Event: ...
+    @property
+    def label(self) -> int | None: ...
+    @property
+    def label_ts(self) -> int | None: ...
+
 
 Z95 = 1.959964
 SURVEY_TYPES = frozenset(("survey", "review"))  # rated the touchpoint before them
@@ -158,24 +179,29 @@ class _Transition:
     count: int = 0
     gaps: list[int] = field(default_factory=list)
     seen: int = 0  # gaps offered to the sample
+    cap: int = GAP_SAMPLE  # the sample's size
+    median: float = -1.0  # the sample's median in s, once asked (-1: changed since)
 
     def add(self, gap_ms: int) -> None:
         self.count += 1
         self.seen += 1
-        if len(self.gaps) < GAP_SAMPLE:
+        self.median = -1.0
+        if len(self.gaps) < self.cap:
             self.gaps.append(gap_ms)
             return
         # a reservoir (Vitter's algorithm R) with a draw made from the count: the same
         # log gives the same sample
         j = (self.seen * 2_654_435_761 + 97) % 4_294_967_291 % self.seen
-        if j < GAP_SAMPLE:
+        if j < self.cap:
             self.gaps[j] = gap_ms
 
     def median_s(self) -> float:
-        ordered = sorted(self.gaps)
-        mid = len(ordered) // 2
-        ms = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-        return _round(ms / 1000, 3)
+        if self.median < 0:
+            ordered = sorted(self.gaps)
+            mid = len(ordered) // 2
+            ms = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+            self.median = _round(ms / 1000, 3)
+        return self.median
 
 
 @dataclass(slots=True)
@@ -207,7 +233,8 @@ class ExperienceReport:
         here = touchpoint(event)
         if event.attrs and self.overall.add(event.attrs):
             rated = c.last if event.type in SURVEY_TYPES and c.last is not None else here
-            self.by_channel.setdefault(event.channel, Kpis()).add(event.attrs)
+            channel = rated.partition("·")[0]  # the channel rated, not the survey's
+            self.by_channel.setdefault(channel, Kpis()).add(event.attrs)
             self.by_touchpoint.setdefault(rated, Kpis()).add(event.attrs)
         if row.label == 1 and c.churned_at is None:
             c.churned_at = row.label_ts if row.label_ts is not None else 2**62
@@ -324,3 +351,999 @@ class ExperienceReport:
             )
         out.sort(key=lambda t: (-(t["churn_lift"] or 0.0), t["touchpoint"]))
         return out
+
+
+# ---------------------------------------------------------------- live, in event time
+#
+# The customer step keeps, per customer, a :class:`CustomerExperience` (its latest
+# queue and its current period's touchpoints and steps) and, per worker, a
+# :class:`TallyBuffer` (transitions and sentiment changes, handed over as one
+# :class:`Tally` a second).  One :class:`LiveExperience` (one key) folds the ratings,
+# tallies and labelled periods into constant-size series and hands its counts to the
+# supervisors' view, which :func:`live_view` turns into figures.
+
+HOUR_MS = 3_600_000
+WINDOWS = (("day", 24), ("week", 168))  # sliding windows, in hours of event time
+RING_HOURS = 2 * 168  # a series keeps two weeks of hourly counts: a window and the one before
+KPI_FIELDS = 8  # Kpis' counts, in order (see _kpi_row)
+MAX_SERIES = 256  # KPI series (overall, channels, touchpoints, queues); more are not opened
+MAX_TRANSITIONS = 4096  # transitions kept; a new one past this is counted in ``dropped``
+MAX_TOUCHPOINTS = 1024  # touchpoints with an id; later ones are not steps of the map
+MAX_STEPS = 4096  # steps with an id (the map's transitions)
+LIVE_GAP_SAMPLE = 128  # gaps a live transition keeps for its median (the report: 512)
+COUNTS_STEPS = 300  # steps handed to the view: this many most frequent, most taken
+TALLY_GAPS = 16  # gaps a tally hands over per step
+METRICS = ("nps", "csat", "ces")
+
+# Touchpoints and steps get small ids, in this process, as they first come: a
+# customer's period holds the ones it saw as bits of an int, and a worker's tally counts
+# by step id, so an event costs a few dict lookups whatever the customer's journey.
+TOUCHPOINTS: dict[str, dict[str, tuple[str, int]]] = {}  # channel -> type -> (name, id)
+_touch_names: list[str] = []  # id -> name
+STEP_IDS: dict[int, int] = {}  # from id << 12 | to id -> step id
+_step_names: list[tuple[str, str]] = []  # step id -> (from, to)
+_registering = threading.Lock()  # (new ids only: the workers are threads of one process)
+
+
+def touchpoint_of(channel: str, type_: str) -> tuple[str, int]:
+    """``channel·type`` and its id (-1 past :data:`MAX_TOUCHPOINTS`): one shared pair.
+
+    >>> touchpoint_of("app", "checkout") is touchpoint_of("app", "checkout")
+    True
+    >>> touchpoint_of("app", "checkout")[0]
+    'app·checkout'
+    """
+    types = TOUCHPOINTS.get(channel)
+    if types is not None:
+        known = types.get(type_)
+        if known is not None:
+            return known
+    with _registering:
+        types = TOUCHPOINTS.setdefault(channel, {})
+        known = types.get(type_)
+        if known is None:
+            name = f"{channel}·{type_}"
+            if len(_touch_names) >= MAX_TOUCHPOINTS:
+                return name, -1  # a channel inventing types without end: not kept
+            known = types[type_] = (name, len(_touch_names))
+            _touch_names.append(name)
+        return known
+
+
+def touchpoint_id(name: str) -> int:
+    """The id of a touchpoint named ``channel·type`` (a snapshot's names)."""
+    channel, _, type_ = name.partition("·")
+    return touchpoint_of(channel, type_)[1]
+
+
+def step_id(src: int, dst: int) -> int:
+    """The id of the step between two touchpoint ids (-1 past :data:`MAX_STEPS`)."""
+    key = src << 12 | dst
+    known = STEP_IDS.get(key)
+    if known is not None:
+        return known
+    with _registering:
+        known = STEP_IDS.get(key)
+        if known is None:
+            if len(_step_names) >= MAX_STEPS:
+                return -1
+            known = STEP_IDS[key] = len(_step_names)
+            _step_names.append((_touch_names[src], _touch_names[dst]))
+        return known
+
+
+_decoded: dict[tuple[int, int], tuple[Any, ...]] = {}  # (kind, mask) -> names, the latest
+
+
+def _bits(mask: int) -> list[int]:
+    """The set bits of ``mask``, lowest first."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
+    """The touchpoints (kind 0) or steps (kind 1) of a mask: customers' periods repeat
+    the same few sets, so the decoded ones are kept (up to 65,536)."""
+    known = _decoded.get((kind, mask))
+    if known is None:
+        names: list[Any] = _touch_names if kind == 0 else _step_names
+        known = tuple(names[i] for i in _bits(mask))
+        if len(_decoded) >= 65_536:
+            _decoded.clear()
+        _decoded[(kind, mask)] = known
+    return known
+
+
+def touchpoint_name(channel: str, type_: str) -> str:
+    """``channel·type``, one shared string per pair.
+
+    >>> touchpoint_name("app", "checkout") is touchpoint_name("app", "checkout")
+    True
+    """
+    return touchpoint_of(channel, type_)[0]
+
+
+def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
+    v = attrs.get(name)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+class TallyBuffer:
+    """What one worker's customers did for the experience view, handed over every
+    ``every_s`` seconds of wall time (:meth:`take`) as one :class:`Tally`: steps (by
+    step id), sentiment changes, answers (by hour, channel, touchpoint and queue) and
+    labelled customer-periods (by their touchpoints and steps).  A second of a
+    worker's events is one record downstream, not one or more per event.
+
+    >>> t = TallyBuffer(every_s=1.0)
+    >>> (_, a), (_, b) = touchpoint_of("web", "page_view"), touchpoint_of("app", "checkout")
+    >>> t.step(step_id(a, b), 60_000)
+    >>> t.take(0.0).steps  # the first at once, then one a second
+    ((('web·page_view', 'app·checkout'), 1, (60000,)),)
+    >>> t.step(step_id(b, a), 5_000)
+    >>> t.take(0.5) is None, len(t.take(1.0).steps)
+    (True, 1)
+    """
+
+    __slots__ = ("due_at", "every_s", "periods", "ratings", "sentiments", "steps")
+
+    def __init__(self, *, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self.due_at = 0.0
+        self.steps: dict[int, list[Any]] = {}  # step id -> [count, gaps]
+        self.sentiments: dict[str, list[float]] = {}  # touchpoint -> [count, sum]
+        # (hour, channel, touchpoint, queue) -> the eight counts, CES changes: count, sum
+        self.ratings: dict[tuple[int, str, str, str | None], list[float]] = {}
+        self.periods: dict[tuple[int, int, int], int] = {}  # (touched, steps, churned) -> n
+
+    def step(self, step: int, gap_ms: int) -> None:
+        entry = self.steps.get(step)
+        if entry is None:
+            self.steps[step] = [1, [gap_ms]]
+            return
+        entry[0] += 1
+        gaps = entry[1]
+        if len(gaps) < TALLY_GAPS:
+            gaps.append(gap_ms)
+
+    def sentiment(self, touchpoint: str, change: float) -> None:
+        entry = self.sentiments.get(touchpoint)
+        if entry is None:
+            self.sentiments[touchpoint] = [1, change]
+            return
+        entry[0] += 1
+        entry[1] += change
+
+    def rate(self, rating: Rating) -> None:
+        key = (rating.ts // HOUR_MS, rating.channel, rating.touchpoint, rating.queue)
+        entry = self.ratings.get(key)
+        if entry is None:
+            entry = self.ratings[key] = [0.0] * (KPI_FIELDS + 2)
+        for k, v in enumerate(_kpi_row(rating)):
+            entry[k] += v
+        if rating.ces_change is not None:
+            entry[KPI_FIELDS] += 1
+            entry[KPI_FIELDS + 1] += rating.ces_change
+
+    def period(self, touched: int, steps: int, churned: int) -> None:
+        key = (touched, steps, churned)
+        self.periods[key] = self.periods.get(key, 0) + 1
+
+    def take(self, now: float, *, force: bool = False) -> Tally | None:
+        """The tally since the last one, once ``every_s`` has passed or ``force`` (the
+        end of the input) is set (None before, or if nothing was counted)."""
+        if (now < self.due_at and not force) or not (
+            self.steps or self.sentiments or self.ratings or self.periods
+        ):
+            return None
+        self.due_at = now + self.every_s
+        names = _step_names
+        steps = tuple((names[k], int(c), tuple(g)) for k, (c, g) in self.steps.items())
+        sentiments = tuple((k, int(n), s) for k, (n, s) in self.sentiments.items())
+        ratings = tuple(
+            (*key, tuple(v[:KPI_FIELDS]), int(v[KPI_FIELDS]), v[KPI_FIELDS + 1])
+            for key, v in sorted(self.ratings.items(), key=lambda kv: kv[0][0])
+        )
+        periods = tuple(
+            (_names_of(0, touched), _names_of(1, stepped), churned, n)
+            for (touched, stepped, churned), n in self.periods.items()
+        )
+        self.steps, self.sentiments, self.ratings, self.periods = {}, {}, {}, {}
+        return Tally(steps, sentiments, ratings, periods)
+
+
+class CustomerExperience:
+    """What the experience view needs of one customer: their latest touchpoint (not a
+    survey's: a survey rates the touchpoint before it and is no step of the journey),
+    the queue of their latest contact and their current *period*, the unit of the
+    journey map's churn figures.
+
+    A period opens at the customer's first event (and at the first after the previous
+    one closed) and lasts two halves of the horizon H.  Its first half observes the
+    touchpoints and steps the customer takes (as bits of two ints, by id);
+    its second half the outcome (a landmark analysis: every period compared was a
+    customer's for the whole first half, so a churner's shorter journey does not make
+    the touchpoints they had no time for look protective, nor a step taken on the way
+    out look like a cause).  It closes at its start + H with a label:
+
+    - ``cancel`` mode: churned if a ``cancel`` event came in the second half; a cancel
+      in the first half drops the period (not at risk at the landmark);
+    - ``inactivity`` mode: churned if no event came in the second half.
+
+    Not kept while the customer objects to profiling (a period is a record of one
+    customer's journey), nor with external labels.
+
+    >>> cx = CustomerExperience()
+    >>> (_, a), (_, b) = touchpoint_of("web", "page_view"), touchpoint_of("app", "checkout")
+    >>> cx.start(0)
+    >>> cx.touch(a, -1)
+    >>> cx.touch(b, a)
+    >>> cx.churn(7, horizon_ms=10)  # in the second half
+    >>> cx.due(9, horizon_ms=10, mode="cancel"), cx.due(10, horizon_ms=10, mode="cancel")
+    (None, 1)
+    >>> period = cx.close(10, churned=1)
+    >>> period.churned, period.touchpoints, period.steps
+    (1, ('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),))
+    """
+
+    __slots__ = ("last", "last_id", "last_ts", "opened", "outcome", "queue", "steps", "touched")
+
+    def __init__(self, resume: tuple[Any, ...] | None = None) -> None:
+        self.queue: str | None = None
+        self.last: str | None = None  # the latest touchpoint (a survey's excepted)
+        self.last_id = -1  # ... its id (-1: none, or one without an id)
+        self.last_ts = 0  # ... and its time
+        self.opened = -1  # event time the period opened (-1: none open)
+        self.outcome = -1  # seen in the second half: 1 a cancel, 0 an event (-1: nothing)
+        self.touched = 0  # the period's touchpoints: a bit each, by id
+        self.steps = 0  # ... and its steps
+        if resume:  # (by name: ids are this process's)
+            self.queue, self.opened, self.outcome, touched, steps, last, self.last_ts = resume
+            if last:
+                self.last, self.last_id = touchpoint_of(*last.split("·", 1))
+            for name in touched:
+                self.touched |= _bit(touchpoint_id(name))
+            for src, dst in steps:
+                a, b = touchpoint_id(src), touchpoint_id(dst)
+                if a >= 0 and b >= 0:
+                    self.steps |= _bit(step_id(a, b))
+
+    def start(self, ts: int) -> None:
+        self.opened = ts
+        self.outcome = -1
+        self.touched = self.steps = 0
+
+    def touch(self, here: int, previous: int) -> None:
+        """A touchpoint (and the step to it from ``previous``, if >= 0) in the period's
+        first half, by id."""
+        if here >= 0:
+            self.touched |= 1 << here
+            if previous >= 0:
+                step = step_id(previous, here)
+                if step >= 0:
+                    self.steps |= 1 << step
+
+    def churn(self, ts: int, *, horizon_ms: int) -> None:
+        """The customer churned (a cancel) at ``ts``."""
+        if self.opened < 0:
+            return
+        if ts < self.opened + horizon_ms // 2:
+            self.opened = -1  # before the landmark: the period is not counted
+            self.touched = self.steps = 0
+        else:
+            self.outcome = 1
+
+    def close(self, ts: int, *, churned: int) -> Exposure:
+        out = Exposure(ts, churned, self.touchpoints(), self.step_names())
+        self.opened = self.outcome = -1
+        self.touched = self.steps = 0
+        return out
+
+    def close_into(self, tally: TallyBuffer, *, churned: int) -> None:
+        """Close the period into the worker's tally (decoded there, once a second)."""
+        tally.period(self.touched, self.steps, churned)
+        self.opened = self.outcome = -1
+        self.touched = self.steps = 0
+
+    def touchpoints(self) -> tuple[str, ...]:
+        return _names_of(0, self.touched)
+
+    def step_names(self) -> tuple[tuple[str, str], ...]:
+        return _names_of(1, self.steps)
+
+    def due(self, now_ts: int, *, horizon_ms: int, mode: str) -> int | None:
+        """The open period's label once event time ``now_ts`` has passed its end."""
+        if self.opened < 0 or now_ts < self.opened + horizon_ms:
+            return None
+        if mode == "inactivity":
+            return 0 if self.outcome == 0 else 1
+        return 1 if self.outcome == 1 else 0
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.queue,
+            self.opened,
+            self.outcome,
+            self.touchpoints(),
+            self.step_names(),
+            self.last,
+            self.last_ts,
+        )
+
+
+def _bit(i: int) -> int:
+    return 1 << i if i >= 0 else 0
+
+
+def rating_of(
+    event: Event, rated: str, channel: str, queue: str | None, ces_before: float | None
+) -> Rating | None:
+    """The event's answers as a :class:`Rating`, if it carries any."""
+    attrs = event.attrs
+    nps, csat, ces = _answer(attrs, "nps"), _answer(attrs, "csat"), _answer(attrs, "ces")
+    if nps is None and csat is None and ces is None:
+        return None
+    change = ces - ces_before if ces is not None and ces_before is not None else None
+    return Rating(event.ts, event.event_id, channel, rated, queue, nps, csat, ces, change)
+
+
+def _kpi_row(rating: Rating) -> list[float]:
+    """A rating as the eight counts of :class:`Kpis` (nps_n, promoters, detractors,
+    csat_n, satisfied, ces_n, ces_total, ces_squares)."""
+    nps, csat, ces = rating.nps, rating.csat, rating.ces
+    return [
+        1.0 if nps is not None else 0.0,
+        1.0 if nps is not None and nps >= 9 else 0.0,
+        1.0 if nps is not None and nps <= 6 else 0.0,
+        1.0 if csat is not None else 0.0,
+        1.0 if csat is not None and csat >= 4 else 0.0,
+        1.0 if ces is not None else 0.0,
+        ces or 0.0,
+        (ces or 0.0) ** 2,
+    ]
+
+
+def figures_of(counts: Iterable[float]) -> dict[str, dict[str, Any]]:
+    """The three figures from the eight counts of a series' window.
+
+    >>> figures_of([4, 2, 1, 0, 0, 2, 10.0, 52.0])["nps"]["value"], figures_of([0] * 8)["ces"]["n"]
+    (25.0, 0)
+    """
+    n_nps, pro, det, n_csat, sat, n_ces, total, squares = (float(c) for c in counts)
+    return {
+        "nps": nps_figure(int(pro), int(det), int(n_nps)),
+        "csat": csat_figure(int(sat), int(n_csat)),
+        "ces": ces_figure(int(n_ces), total, squares),
+    }
+
+
+def _mean_se_all(metric: str, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The metric's value, its standard error and its answers, for every row of a
+    (series x counts) array, in the metric's unit (points, %, CES).
+
+    >>> now, then = [0, 0, 0, 0, 0, 100, 400.0, 1700.0], [0, 0, 0, 0, 0, 100, 500.0, 2600.0]
+    >>> (m1, se1, _), (m0, se0, _) = (_mean_se_all("ces", np.array([c])) for c in (now, then))
+    >>> float(m0[0] - m1[0]), round(float(np.hypot(se0, se1)[0]), 3)  # the drop, its se
+    (1.0, 0.142)
+
+    (Divisions by no answers give nan or inf: the caller holds numpy's warnings.)
+    """
+    if metric == "nps":
+        n = c[:, 0]
+        mean = (c[:, 1] - c[:, 2]) / n
+        var = np.maximum(0.0, (c[:, 1] + c[:, 2]) / n - mean * mean)
+        return 100 * mean, 100 * np.sqrt(var / n), n
+    if metric == "csat":
+        n = c[:, 3]
+        p = c[:, 4] / n
+        return 100 * p, 100 * np.sqrt(np.maximum(p * (1 - p), 0.25 / n) / n), n
+    n = c[:, 5]
+    mean = c[:, 6] / n
+    var = np.maximum(0.0, (c[:, 7] - n * mean * mean) / (n - 1))
+    return mean, np.sqrt(var / n), n
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveConfig:
+    """``z``: a drop of a KPI from the previous window to the current one raises a
+    trend alert once the drop is ``z`` standard errors of the difference
+    (CX_EXPERIENCE_Z; 1.96 is the 95% interval: the default is stricter, because the
+    view tests every series at every answer); ``min_n``: answers each window needs
+    first (CX_EXPERIENCE_MIN_N); ``every_s``: how often its counts are handed to the
+    supervisors' view (wall time); ``horizon_ms``: the churn horizon of a period."""
+
+    z: float = 3.0
+    min_n: int = 30
+    every_s: float = 2.0
+
+
+ExperienceOut = Alert | ExperienceStatus
+LiveSnapshot = tuple[Any, ...]
+
+
+class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
+    """The live experience, one key: KPI series in hourly event-time rings, the
+    journey map's transitions, the periods' churn by touchpoint and step.
+
+    Its state is constant in the customers: a KPI series is a ring of
+    :data:`RING_HOURS` x :data:`KPI_FIELDS` counts (21.5 KB; at most
+    :data:`MAX_SERIES`), a transition a count, a reservoir of :data:`GAP_SAMPLE` gaps
+    and two counts (at most :data:`MAX_TRANSITIONS`).  The rings are one array (series
+    x hours x counts): the hourly test of every series' windows is a few array sums.
+    """
+
+    def __init__(
+        self,
+        resume: LiveSnapshot | None,
+        *,
+        name: str = "main",
+        config: LiveConfig | None = None,
+        clock: Callable[[], float],
+        keep_snapshots: bool = True,
+    ) -> None:
+        self.name = name
+        self.config = config or LiveConfig()
+        self.clock = clock
+        self.keep_snapshots = keep_snapshots
+        self.sent_at = 0.0
+        self.dirty = False
+        # answers counted, not yet added to the rings: (row, hour in the ring, counts)
+        self.unsaved: list[tuple[int, int, list[float]]] = []
+        self.series: dict[str, int]  # series name -> its row in ``rings``
+        self.rings: np.ndarray  # (series capacity, RING_HOURS, KPI_FIELDS)
+        self.transitions: dict[tuple[str, str], _Transition]
+        self.took: dict[tuple[str, str], list[int]]  # step -> [periods, churned]
+        self.touched: dict[str, list[int]]  # touchpoint -> [periods, churned]
+        self.sentiment: dict[str, list[float]]  # touchpoint -> [n, sum]
+        self.ces_change: dict[str, list[float]]  # touchpoint -> [n, sum]
+        self.alarmed: set[tuple[str, str, str]]  # (series, metric, window) in a drop
+        if resume:
+            (
+                self.hour,
+                self.first_hour,
+                names,
+                rings,
+                transitions,
+                self.took,
+                self.periods,
+                self.touched,
+                self.sentiment,
+                self.ces_change,
+                self.alarmed,
+                self.counters,
+            ) = resume
+            self.transitions = {
+                k: _Transition(c, list(g), s, LIVE_GAP_SAMPLE) for k, (c, g, s) in transitions
+            }
+            self.series = {name: i for i, name in enumerate(names)}
+            self.rings = np.zeros((max(16, len(names)), RING_HOURS, KPI_FIELDS))
+            self.rings[: len(names)] = rings
+        else:
+            self.hour = -1  # the newest hour of event time seen (-1: none yet)
+            self.first_hour = -1  # the first
+            self.series = {}
+            self.rings = np.zeros((16, RING_HOURS, KPI_FIELDS))
+            self.transitions = {}
+            self.took = {}
+            self.periods = [0, 0]  # labelled periods, churned
+            self.touched = {}
+            self.sentiment = {}
+            self.ces_change = {}
+            self.alarmed = set()
+            self.counters = {"ratings": 0, "late": 0, "series_dropped": 0, "dropped": 0}
+
+    # -- items
+    def on_item(self, value: ExperienceIn) -> tuple[Iterable[ExperienceOut], bool]:
+        out: list[ExperienceOut] = list(self.tally(value))
+        self.dirty = True
+        status = self._status_if_due()
+        if status is not None:
+            out.append(status)
+        return out, RETAIN
+
+    def rate(self, rating: Rating) -> list[Alert]:
+        """Count one answer in its series (see :meth:`count`)."""
+        counts = _kpi_row(rating)
+        change = rating.ces_change
+        return self.count(
+            rating.ts // HOUR_MS,
+            rating.channel,
+            rating.touchpoint,
+            rating.queue,
+            counts,
+            0 if change is None else 1,
+            change or 0.0,
+        )
+
+    def count(
+        self,
+        hour: int,
+        channel: str,
+        touchpoint: str,
+        queue: str | None,
+        counts: Iterable[float],
+        ces_n: int = 0,
+        ces_change: float = 0.0,
+        *,
+        check: bool = True,
+    ) -> list[Alert]:
+        """Count answers of one hour of event time in their series: overall, the
+        channel, the touchpoint and the queue.  The first answers of a new hour close the
+        hour before: the trend alerts of the drops the closed windows show (unless
+        ``check`` is off: a tally tests once, after all its answers)."""
+        alerts: list[Alert] = []
+        if hour > self.hour:
+            if self.hour >= 0 and check:
+                alerts = self.check(self.hour)
+            elif self.hour < 0:
+                self.first_hour = hour
+            self._advance(hour)
+        elif hour <= self.hour - RING_HOURS:  # older than the windows
+            self.counters["late"] += 1
+            return []
+        row = list(counts)
+        self.counters["ratings"] += int(row[0] + row[3] + row[5] > 0)
+        at = hour % RING_HOURS
+        names = ["overall", f"channel={channel}", f"touchpoint={touchpoint}"]
+        if queue is not None:
+            names.append(f"queue={queue}")
+        for r in map(self._row, names):
+            if r >= 0:  # (added to the rings in bulk, before they are read)
+                self.unsaved.append((r, at, row))
+        if ces_n and f"touchpoint={touchpoint}" in self.series:
+            entry = self.ces_change.setdefault(touchpoint, [0, 0.0])
+            entry[0] += ces_n
+            entry[1] += ces_change
+        return alerts
+
+    def _save(self) -> None:
+        """The answers counted since the rings were last read, into the rings."""
+        if self.unsaved:
+            rows, hours, counts = zip(*self.unsaved, strict=True)
+            np.add.at(self.rings, (np.array(rows), np.array(hours)), np.array(counts))
+            self.unsaved.clear()
+
+    def _row(self, name: str) -> int:
+        """The series' row in the rings, opened if new (-1: past :data:`MAX_SERIES`)."""
+        row = self.series.get(name)
+        if row is not None:
+            return row
+        row = len(self.series)
+        if row >= MAX_SERIES:
+            self.counters["series_dropped"] += 1
+            return -1
+        if row >= len(self.rings):  # grown by doubling
+            self._save()
+            grown = np.zeros((min(MAX_SERIES, 2 * len(self.rings)), RING_HOURS, KPI_FIELDS))
+            grown[:row] = self.rings
+            self.rings = grown
+        self.series[name] = row
+        return row
+
+    def _advance(self, hour: int) -> None:
+        """Event time reached ``hour``: the hours between are emptied in every ring."""
+        if self.hour >= 0:
+            self._save()
+            gone = range(self.hour + 1, min(hour, self.hour + RING_HOURS) + 1)
+            self.rings[:, [h % RING_HOURS for h in gone]] = 0.0
+        self.hour = hour
+
+    def windows(self, hours: int, end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every series' counts in the window of the last ``hours`` hours up to ``end``
+        (the newest hour by default) and in the one before it: two (series x counts)
+        arrays."""
+        self._save()
+        end = self.hour if end is None else end
+        rings = self.rings[: len(self.series)]
+        return self._span(rings, end, hours), self._span(rings, end - hours, hours)
+
+    @staticmethod
+    def _span(rings: np.ndarray, newest: int, hours: int) -> np.ndarray:
+        """The sum of the ``hours`` hours up to ``newest``: at most two slices of the
+        ring (views, nothing copied)."""
+        end = newest % RING_HOURS + 1
+        start = end - hours
+        if start >= 0:
+            return rings[:, start:end].sum(axis=1)  # type: ignore[no-any-return]
+        return rings[:, :end].sum(axis=1) + rings[:, RING_HOURS + start :].sum(axis=1)  # type: ignore[no-any-return]
+
+    def check(self, end: int) -> list[Alert]:
+        """Every series' windows up to hour ``end``, just closed (answers of a later hour
+        came):
+        a drop of ``z`` standard errors from the window before raises a trend alert, once
+        (re-armed when the drop is back under one standard error).  A window is tested
+        once event time has covered it and the one before (no alarm from a warm-up); the
+        day's every hour, the week's every 7 hours."""
+        cfg = self.config
+        out: list[Alert] = []
+        covered = end - self.first_hour + 1  # hours of event time seen
+        names = list(self.series)
+        if not names:
+            return out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for window, hours in WINDOWS:
+                if covered < 2 * hours or end % max(1, hours // 24):
+                    continue  # (a week's window is tested every 7 hours, a day's every hour)
+                current, before = self.windows(hours, end)
+                for metric in METRICS:
+                    m_now, se_now, n_now = _mean_se_all(metric, current)
+                    m_then, se_then, n_then = _mean_se_all(metric, before)
+                    se = np.hypot(se_now, se_then)
+                    z = (m_then - m_now) / se
+                    enough = (n_now >= cfg.min_n) & (n_then >= cfg.min_n) & (se > 0)
+                    z = np.where(enough, z, 0.0)
+                    for name, m, w in list(self.alarmed):  # back within its noise: re-armed
+                        if m == metric and w == window and z[self.series[name]] < 1.0:
+                            self.alarmed.discard((name, m, w))
+                    for row in np.flatnonzero(z >= cfg.z):
+                        key = (names[row], metric, window)
+                        if key in self.alarmed:
+                            continue
+                        self.alarmed.add(key)
+                        out.append(
+                            self._alert(
+                                names[row],
+                                metric,
+                                window,
+                                hours,
+                                current[row],
+                                before[row],
+                                float(z[row]),
+                                float(se[row]),
+                                end,
+                            )
+                        )
+        return out
+
+    def _alert(
+        self,
+        name: str,
+        metric: str,
+        window: str,
+        hours: int,
+        current: np.ndarray,
+        before: np.ndarray,
+        z: float,
+        se: float,
+        end: int,
+    ) -> Alert:
+        dimension, _, value = name.partition("=")
+        now = figures_of(current)[metric]
+        then = figures_of(before)[metric]
+        series = f"{metric}|{name}|{window}"
+        window_ms = hours * HOUR_MS
+        closed = (end + 1) * HOUR_MS  # the end of the hour just closed
+        # (no event made it: a window's answers did; the id names the series and the hour,
+        # so a replay raises the same alert)
+        event_id = f"experience:{series}:{end}"
+        payload: dict[str, Any] = {
+            "alert_id": alert_id("trend", event_id),
+            "kind": "trend",
+            "customer_id": None,
+            "contact_id": None,
+            "agent_id": None,
+            "queue": value if dimension == "queue" else None,
+            "channel": None,
+            "event_id": event_id,
+            "event_ts": closed,
+            "emitted_at": int(self.clock() * 1000),
+            "risk": None,
+            "journey": None,
+            "next_best_action": None,
+            "trend": {
+                "series": series,
+                "metric": metric,
+                "dimension": dimension,
+                "value": value or None,
+                "count": now["n"],
+                "window": window,
+                "window_ms": window_ms,
+                "window_start": closed - window_ms,
+                "baseline": then["value"],
+                "current": now,
+                "previous": then,
+                "drop": round(then["value"] - now["value"], 2),
+                "deviation": round(se, 3),
+                "z": round(z, 1),
+                "ratio": None,
+                "examples": [],
+            },
+        }
+        return Alert(payload["alert_id"], payload)
+
+    def tally(self, tally: Tally) -> list[Alert]:
+        """A worker's tally: its answers (the alerts of the hours they close), steps,
+        sentiment changes and labelled periods."""
+        newest = self.hour
+        for hour, channel, touchpoint, queue, counts, ces_n, ces_change in tally.ratings:
+            self.count(hour, channel, touchpoint, queue, counts, ces_n, ces_change, check=False)
+        # tested once, as of the last hour the tally closed (live, a tally is a second:
+        # every hour is tested; a replay's tally may pass many hours at once)
+        passed = self.hour > newest and self.hour > self.first_hour
+        alerts = self.check(self.hour - 1) if passed else []
+        for touchpoints, steps, churned, n in tally.periods:
+            self.expose(Exposure(0, churned, touchpoints, steps), n)
+        for step, count, gaps in tally.steps:
+            t = self.transitions.get(step)
+            if t is None:
+                if len(self.transitions) >= MAX_TRANSITIONS:
+                    self.counters["dropped"] += count
+                    continue
+                t = self.transitions[step] = _Transition(cap=LIVE_GAP_SAMPLE)
+            t.count += count - len(gaps)
+            for gap in gaps:
+                t.add(gap)
+        for name, n, total in tally.sentiment:
+            entry = self.sentiment.get(name)
+            if entry is None:
+                if len(self.sentiment) >= MAX_TRANSITIONS:
+                    continue
+                entry = self.sentiment[name] = [0, 0.0]
+            entry[0] += n
+            entry[1] += total
+        return alerts
+
+    def expose(self, period: Exposure, n: int = 1) -> None:
+        """Count ``n`` labelled customer-periods like ``period``."""
+        churned = period.churned * n
+        self.periods[0] += n
+        self.periods[1] += churned
+        for name in period.touchpoints:
+            entry = self.touched.get(name)
+            if entry is None:
+                if len(self.touched) >= MAX_TRANSITIONS:
+                    continue
+                entry = self.touched[name] = [0, 0]
+            entry[0] += n
+            entry[1] += churned
+        for step in period.steps:
+            pair = self.took.get(step)
+            if pair is None:
+                if len(self.took) >= MAX_TRANSITIONS:
+                    continue
+                pair = self.took[step] = [0, 0]
+            pair[0] += n
+            pair[1] += churned
+
+    # -- the view's counts
+    def counts(self) -> dict[str, Any]:
+        """What the supervisors' view is built from (JSON-ready; several processes'
+        counts add up: see :func:`live_view`)."""
+        series: dict[str, dict[str, list[float]]] = {}
+        names = list(self.series)
+        for window, hours in WINDOWS:
+            current, before = self.windows(hours) if names else (np.zeros(0), np.zeros(0))
+            seen = (current != 0).any(axis=1) | (before != 0).any(axis=1) if names else []
+            for row in np.flatnonzero(seen):
+                entry = series.setdefault(names[row], {})
+                entry[window] = [round(float(v), 6) for v in current[row]]
+                entry[f"{window}_previous"] = [round(float(v), 6) for v in before[row]]
+        # the steps the view can show: the most frequent, and the most taken in labelled
+        # periods (the steps to churn and to retention), not all 4,096 every 2 s
+        often = sorted(self.transitions, key=lambda k: -self.transitions[k].count)
+        taken = sorted(self.took, key=lambda k: -self.took[k][0])
+        shown = dict.fromkeys([*often[:COUNTS_STEPS], *taken[:COUNTS_STEPS]])
+        transitions = []
+        for step in shown:
+            t = self.transitions.get(step)
+            count, median = (t.count, t.median_s()) if t is not None else (0, 0.0)
+            transitions.append([*step, count, median, *self.took.get(step, [0, 0])])
+        return {
+            "name": self.name,
+            "hour": self.hour,
+            "series": series,
+            "transitions": transitions,
+            "periods": list(self.periods),
+            "touched": {k: list(v) for k, v in self.touched.items()},
+            "sentiment": {k: [v[0], round(v[1], 6)] for k, v in self.sentiment.items()},
+            "ces_change": {k: [v[0], round(v[1], 6)] for k, v in self.ces_change.items()},
+            "counters": dict(self.counters),
+        }
+
+    def _status_if_due(self) -> ExperienceStatus | None:
+        now = self.clock()
+        if not self.dirty or now < self.sent_at + self.config.every_s:
+            return None
+        self.sent_at, self.dirty = now, False
+        return ExperienceStatus(self.name, self.counts())
+
+    def _saved_rings(self) -> np.ndarray:
+        self._save()
+        return self.rings[: len(self.series)].copy()
+
+    def notify_at(self) -> datetime | None:
+        if not self.dirty:
+            return None
+        return datetime.fromtimestamp(self.sent_at + self.config.every_s, tz=UTC)
+
+    def on_notify(self) -> tuple[Iterable[ExperienceOut], bool]:
+        status = self._status_if_due()
+        return ([status] if status is not None else []), RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ExperienceOut], bool]:
+        if not self.dirty:
+            return [], RETAIN
+        self.sent_at, self.dirty = self.clock(), False
+        return [ExperienceStatus(self.name, self.counts())], RETAIN
+
+    def snapshot(self) -> LiveSnapshot:
+        if not self.keep_snapshots:
+            return ()
+        return (
+            self.hour,
+            self.first_hour,
+            tuple(self.series),
+            self._saved_rings(),
+            tuple((k, (t.count, tuple(t.gaps), t.seen)) for k, t in self.transitions.items()),
+            {k: list(v) for k, v in self.took.items()},
+            list(self.periods),
+            {k: list(v) for k, v in self.touched.items()},
+            {k: list(v) for k, v in self.sentiment.items()},
+            {k: list(v) for k, v in self.ces_change.items()},
+            set(self.alarmed),
+            dict(self.counters),
+        )
+
+
+def live_view(
+    parts: Iterable[Mapping[str, Any]], *, top: int = 40, min_periods: int = 20
+) -> dict[str, Any] | None:
+    """The supervisors' ``experience`` figures from the counts of one or more
+    processes' :class:`LiveExperience` (None without any):
+
+    - ``kpis`` {``overall``, ``by_channel``, ``by_touchpoint``, ``by_queue``}: per name,
+      per window (``day``, ``week``), ``nps``/``csat``/``ces`` with ``value``, ``n``,
+      ``ci``, ``previous`` (the window before: ``value``, ``n``, ``ci``) and ``change``;
+    - ``journey_map``: ``periods`` and ``churn_rate`` (labelled customer-periods and
+      the share that churned), the ``top`` most frequent ``transitions`` (``from``,
+      ``to``, ``count``, ``median_gap_s``, ``periods``, ``churn_rate``), ``to_churn``
+      and ``to_retention`` (steps of at least ``min_periods`` periods);
+    - ``touchpoints``: ranked by ``churn_lift`` (with ``ci``, ``n``, ``churn_with``,
+      ``churn_without``), with ``sentiment_change`` and ``ces_change`` after it.
+    """
+    parts = [p for p in parts if isinstance(p, Mapping)]
+    if not parts:
+        return None
+    series: dict[str, dict[str, np.ndarray]] = {}
+    transitions: dict[tuple[str, str], list[float]] = {}
+    touched: dict[str, list[float]] = {}
+    sentiment: dict[str, list[float]] = {}
+    ces_change: dict[str, list[float]] = {}
+    periods = [0, 0]
+    hour = -1
+    for part in parts:
+        hour = max(hour, int(part.get("hour", -1)))
+        for name, windows in part.get("series", {}).items():
+            mine = series.setdefault(name, {})
+            for window, counts in windows.items():
+                row = np.asarray(counts, dtype=float)
+                mine[window] = mine[window] + row if window in mine else row
+        for src, dst, count, median, took, churned in part.get("transitions", []):
+            t = transitions.setdefault((src, dst), [0, 0.0, 0, 0])
+            # (the median of several processes' gaps: their count-weighted mean)
+            t[1] = (t[1] * t[0] + median * count) / (t[0] + count) if t[0] + count else 0.0
+            t[0] += count
+            t[2] += took
+            t[3] += churned
+        periods[0] += int(part.get("periods", [0, 0])[0])
+        periods[1] += int(part.get("periods", [0, 0])[1])
+        for table, into in (
+            (part.get("touched", {}), touched),
+            (part.get("sentiment", {}), sentiment),
+            (part.get("ces_change", {}), ces_change),
+        ):
+            for name, (n, total) in table.items():
+                entry = into.setdefault(name, [0, 0])
+                entry[0] += n
+                entry[1] += total
+    kpis: dict[str, dict[str, Any]] = {
+        "overall": {},
+        "by_channel": {},
+        "by_touchpoint": {},
+        "by_queue": {},
+    }
+    groups = {"channel": "by_channel", "touchpoint": "by_touchpoint", "queue": "by_queue"}
+    for name, windows in sorted(series.items()):
+        figures: dict[str, Any] = {}
+        for window, _ in WINDOWS:
+            if window not in windows:
+                continue
+            now = figures_of(windows[window])
+            then = figures_of(windows[f"{window}_previous"])
+            figures[window] = {
+                m: {
+                    **now[m],
+                    "previous": then[m],
+                    "change": (
+                        _round(now[m]["value"] - then[m]["value"])
+                        if now[m]["value"] is not None and then[m]["value"] is not None
+                        else None
+                    ),
+                }
+                for m in METRICS
+            }
+        dimension, _, value = name.partition("=")
+        if dimension == "overall":
+            kpis["overall"] = figures
+        elif dimension in groups:
+            kpis[groups[dimension]][value] = figures
+    n, churned = periods
+    base = churned / n if n else None
+    ranked = sorted(transitions.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    rows = [
+        {
+            "from": src,
+            "to": dst,
+            "count": int(t[0]),
+            "median_gap_s": _round(t[1], 3),
+            "periods": int(t[2]),
+            "churn_rate": _round(t[3] / t[2], 4) if t[2] else None,
+        }
+        for (src, dst), t in ranked[:top]
+    ]
+    often = [
+        (t[3] / t[2], int(t[2]), step) for step, t in transitions.items() if t[2] >= min_periods
+    ]
+
+    def path(p: tuple[float, int, tuple[str, str]]) -> dict[str, Any]:
+        rate, took, (src, dst) = p
+        return {"from": src, "to": dst, "periods": took, "churn_rate": _round(rate, 4)}
+
+    impact: list[dict[str, Any]] = []
+    for name in sorted(set(touched) | set(sentiment) | set(ces_change)):
+        with_n, with_churned = (int(v) for v in touched.get(name, [0, 0]))
+        u = (
+            uplift_of(
+                {
+                    "n_control": with_n,
+                    "churned_control": with_churned,
+                    "n_treated": n - with_n,
+                    "churned_treated": churned - with_churned,
+                }
+            )
+            if with_n
+            else {"uplift": None, "ci": None, "churn_control": None, "churn_treated": None}
+        )
+        s_n, s_total = sentiment.get(name, [0, 0.0])
+        c_n, c_total = ces_change.get(name, [0, 0.0])
+        impact.append(
+            {
+                "touchpoint": name,
+                "churn_lift": u["uplift"],
+                "ci": u["ci"],
+                "n": with_n,
+                "churn_with": u["churn_control"],
+                "churn_without": u["churn_treated"],
+                "sentiment_change": {
+                    "value": _round(s_total / s_n, 3) if s_n else None,
+                    "n": int(s_n),
+                },
+                "ces_change": {"value": _round(c_total / c_n, 2) if c_n else None, "n": int(c_n)},
+            }
+        )
+    impact.sort(
+        key=lambda t: (
+            -(t["churn_lift"] if t["churn_lift"] is not None else -math.inf),
+            -t["n"],
+            t["touchpoint"],
+        )
+    )
+    return {
+        "at": (hour + 1) * HOUR_MS if hour >= 0 else None,
+        "windows": {window: hours * HOUR_MS for window, hours in WINDOWS},
+        "kpis": kpis,
+        "journey_map": {
+            "periods": n,
+            "churn_rate": None if base is None else _round(base, 4),
+            "transitions": rows,
+            "to_churn": [path(p) for p in sorted(often, key=lambda p: (-p[0], -p[1], p[2]))[:10]],
+            "to_retention": [
+                path(p) for p in sorted(often, key=lambda p: (p[0], -p[1], p[2]))[:10]
+            ],
+        },
+        "touchpoints": impact,
+    }

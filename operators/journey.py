@@ -108,6 +108,7 @@ class JourneyState:
 
     __slots__ = (
         "activity",
+        "ces",
         "channel_counts",
         "channel_decay",
         "complaints_open",
@@ -156,6 +157,7 @@ class JourneyState:
         self.sentiment: float | None = None
         self.nps: float | None = None
         self.csat: float | None = None
+        self.ces: float | None = None  # the latest Customer Effort Score (1-7, 7: easy)
         self.value = 0.0
         self.offers_declined = 0
         self.offers_accepted = 0
@@ -240,6 +242,9 @@ class JourneyState:
         csat = attrs.get("csat")
         if isinstance(csat, int | float) and not isinstance(csat, bool):
             self.csat = float(csat)
+        ces = attrs.get("ces")
+        if isinstance(ces, int | float) and not isinstance(ces, bool):
+            self.ces = float(ces)
 
     def snapshot(self) -> tuple[Any, ...]:
         """An immutable, picklable copy of the state."""
@@ -249,13 +254,15 @@ class JourneyState:
             else tuple(sorted(v.items()))
             if isinstance(v, dict)
             else v
-            for v in (getattr(self, name) for name in self.__slots__)
+            for v in (getattr(self, name) for name in _FIELDS)
         )
 
     @classmethod
     def restore(cls, snap: tuple[Any, ...]) -> JourneyState:
         state = cls()
-        for name, value in zip(cls.__slots__, snap, strict=True):
+        if len(snap) == len(_FIELDS) - 1:  # a 0.5 snapshot: no ces
+            snap = (*snap, None)
+        for name, value in zip(_FIELDS, snap, strict=True):
             current = getattr(state, name)
             if isinstance(current, list):
                 value = list(value)
@@ -267,6 +274,8 @@ class JourneyState:
         return state
 
 
+# the snapshot's order: the slots, the ones added since 0.5 last (older snapshots resume)
+_FIELDS = (*(n for n in JourneyState.__slots__ if n != "ces"), "ces")
 _NO_OTHERS: dict[str, int] = {}  # shared, never written (see JourneyState.__init__)
 _NO_OTHERS_LAST: dict[str, int] = {}
 
@@ -400,6 +409,9 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     for name, count in state.other_counts.items():
         x[f"type:{name}"] = math.log1p(count)
         x[f"since:{name}"] = math.log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))
+    if state.ces is not None:  # (sparse, like the types: most customers never answer one)
+        x["ces"] = (state.ces - 4.0) / 3.0  # -1 very hard .. +1 very easy
+        x["ces_known"] = 1.0
     if state.last_type:
         x[f"last:{state.last_type}"] = 1.0
         if state.prev_type:
@@ -447,6 +459,7 @@ def summary(state: JourneyState, now_ms: int) -> dict[str, Any]:
         "sentiment": None if state.sentiment is None else round(state.sentiment, 3),
         "nps": state.nps,
         "csat": state.csat,
+        "ces": state.ces,
         "channel_switches_24h": _count_since(state.switches, now_ms - DAY_MS, now_ms),
         "repeat_contacts_7d": max(0, _count_since(state.contacts, now_ms - 7 * DAY_MS, now_ms) - 1),
         "payment_failures_30d": _count_since(state.payment_failures, now_ms - 30 * DAY_MS, now_ms),

@@ -177,6 +177,63 @@ class Signal:
     sentiment: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """A customer's answers (``nps`` 0-10, ``csat`` 1-5, ``ces`` 1-7: None if not given),
+    as the experience view sees them: the touchpoint rated (``channel·type``: for a
+    survey or review, the customer's touchpoint before it), its channel, the queue of
+    the customer's latest contact, and the change of their CES since their previous
+    answer (no customer id, no text).  Counted in the worker's tally."""
+
+    ts: int
+    event_id: str
+    channel: str
+    touchpoint: str
+    queue: str | None
+    nps: float | None
+    csat: float | None
+    ces: float | None
+    ces_change: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """One customer-period of the journey map, labelled: the touchpoints and the steps
+    (from, to) the customer took in its first half, and whether they churned in its
+    second.  No customer id.  Counted in the worker's tally."""
+
+    ts: int  # when the label was known
+    churned: int
+    touchpoints: tuple[str, ...]
+    steps: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a worker's customers did for the experience view since its last tally (no
+    customer id): ``steps`` ((from, to), count, some gaps in ms); ``sentiment``
+    (touchpoint, count, sum of the change in the customer's sentiment at the next text
+    after it); ``ratings`` (hour of event time, channel, touchpoint, queue, the eight
+    counts of the answers, CES changes: count, sum); ``periods`` (touchpoints, steps,
+    churned, how many such customer-periods)."""
+
+    steps: tuple[tuple[tuple[str, str], int, tuple[int, ...]], ...]
+    sentiment: tuple[tuple[str, int, float], ...]
+    ratings: tuple[tuple[int, str, str, str | None, tuple[float, ...], int, float], ...] = ()
+    periods: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...], int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExperienceStatus:
+    """The experience step's counts (see ``operators.experience.LiveExperience``), for
+    the supervisors' view: written to ``cx:experience`` under ``name``."""
+
+    name: str
+    counts: dict[str, Any]
+
+
+ExperienceIn = Tally
+
 CustomerOut = (
     ScoreRequest
     | Example
@@ -187,6 +244,7 @@ CustomerOut = (
     | Erase
     | Signal
     | ConsentChange
+    | Tally
 )
 DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase | ConsentChange
 DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive | ConsentChange
@@ -229,10 +287,11 @@ ToModel = tuple[str, DecideIn]
 
 def route_batch(
     items: Iterable[tuple[str, CustomerOut]], model_shards: int, suffix: str = ""
-) -> list[ToModel | ProfileUpdate | Signal]:
+) -> list[ToModel | ProfileUpdate | Signal | ExperienceIn]:
     """The customer step's outputs, routed: model inputs keyed by model shard
     (``m<i>``, see :func:`model_shard`, then ``suffix``: see
-    ``Settings.model_suffix``), profile updates and trend signals as they are.  An
+    ``Settings.model_suffix``), profile updates, trend signals and the experience's
+    records as they are.  An
     :class:`Erase` goes to the model shard first (it holds the customer's open
     recommendations) and from there to the store.
 
@@ -244,9 +303,9 @@ def route_batch(
     >>> [r[0] if isinstance(r, tuple) else type(r).__name__ for r in routed]
     ['ProfileUpdate', 'm0']
     """
-    out: list[ToModel | ProfileUpdate | Signal] = []
+    out: list[ToModel | ProfileUpdate | Signal | ExperienceIn] = []
     for _key, item in items:
-        if isinstance(item, ProfileUpdate | Signal):
+        if isinstance(item, ProfileUpdate | Signal | Tally):
             out.append(item)
         else:
             out.append((model_shard(item.customer_id, model_shards) + suffix, item))
@@ -272,9 +331,17 @@ def model_shard(customer_id: str, model_shards: int) -> str:
     return f"m{int.from_bytes(digest.digest(), 'big') % model_shards}"
 
 
-def is_to_model(item: ToModel | ProfileUpdate | Signal) -> TypeGuard[ToModel]:
+Routed = ToModel | ProfileUpdate | Signal | ExperienceIn
+
+
+def is_to_model(item: Routed) -> TypeGuard[ToModel]:
     return type(item) is tuple
 
 
-def is_signal(item: ToModel | ProfileUpdate | Signal) -> TypeGuard[Signal]:
-    return type(item) is Signal
+def is_signal_or_tally(item: Routed) -> TypeGuard[Signal | Tally]:
+    """What the trends and the experience count (few: a worker's tally once a second)."""
+    return type(item) is Signal or type(item) is Tally
+
+
+def is_tally(item: Signal | Tally) -> TypeGuard[Tally]:
+    return type(item) is Tally

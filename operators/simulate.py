@@ -81,14 +81,19 @@ class SimConfig:
     # marketing, some refuse SMS contact, a few object to profiling (0: none, and the
     # events are what they were before consent existed).
     consent: float = 0.0
-    # A planted bad touchpoint (channel, type), e.g. ("app", "checkout_error"): a share
-    # of the digital steps become it; each one a customer has had raises their churn
-    # hazard by ``bad_effect`` (x1 + bad_effect) and the effort they report.  Surveys then
-    # carry csat and ces too.  None: off, and the stream is what it was.
+    # A planted bad touchpoint (channel, type), e.g. ("app", "checkout_error"): from
+    # ``bad_from_ms`` (event time; 0: from the start) a share of the digital steps become
+    # it; each one a customer has had raises their churn hazard by ``bad_effect``
+    # (x1 + bad_effect) and the effort they report (a lower CES: 7 is "very easy"), most
+    # in the survey that follows half of them.  Surveys then carry csat and ces too.
+    # None: off, and the stream is what it was.
     bad_touchpoint: tuple[str, str] | None = None
     bad_share: float = 0.03
     bad_effect: float = 2.0
+    bad_from_ms: int = 0
 
+
+BAD_SURVEYED = 0.5  # the share of planted bad steps a survey follows
 
 # What a customer who states a consent choice says (cumulative shares)
 CONSENT_CHOICES: tuple[tuple[float, dict[str, object]], ...] = (
@@ -111,6 +116,7 @@ class _Customer:
     sentiment: float = 0.0
     tags: list[str] = field(default_factory=list)
     bad_hits: int = 0  # times the planted bad touchpoint happened to them
+    bad_last: bool = False  # ... and it was their latest step
     fate_until: int = 0  # a proactive decision set the churn outcome until then
     fate_cancel_at: int | None = None  # ... and, if it churns, when
 
@@ -355,14 +361,19 @@ class Simulator:
         )
         kind = _pick(weights, rng.random())
         bad = self.config.bad_touchpoint
+        after_bad, c.bad_last = c.bad_last, False
         # (a hash draw: the random stream is not touched by the planting itself)
         if (
             bad is not None
             and kind in ("page_view", "search", "purchase", "cart_abandon")
+            and self._now >= self.config.bad_from_ms
             and _uniform(f"{c.customer_id}/{self.n}/bad") < self.config.bad_share
         ):
             c.bad_hits += 1
+            c.bad_last = True
             return bad[0], bad[1], {}
+        if after_bad and _uniform(f"{c.customer_id}/{self.n}/asked") < BAD_SURVEYED:
+            kind = "survey"  # asked how it went (a survey after a failed step)
         if kind == "contact":
             return self._contact(c)
         if kind == "purchase":
@@ -380,8 +391,9 @@ class Simulator:
             if bad is None:
                 return "survey", "survey", {"nps": nps}
             noise = _uniform(f"{c.customer_id}/{self.n}/effort") - 0.5
-            hits = min(c.bad_hits, 2)
-            ces = max(1, min(7, round(2 + 2 * p + 1.5 * hits + c.open_complaints + 2 * noise)))
+            hits = min(c.bad_hits, 2) + 2 * after_bad  # the step just taken weighs most
+            effort = 2 + 2 * p + 1.5 * hits + c.open_complaints + 2 * noise
+            ces = max(1, min(7, round(8 - effort)))  # CES 7: "very easy"
             csat = max(1, min(5, round(4.6 - 2.5 * p - 0.8 * hits + 2 * noise)))
             return "survey", "survey", {"nps": nps, "csat": csat, "ces": ces}
         if kind == "review":

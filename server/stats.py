@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from server.connections import Connection, Routes
 from server.protocol import AgentSession, Send
 from server.supervisor import SupervisorView
-from state.keys import ANSWERS, model_key
+from state.keys import ANSWERS, EXPERIENCE, model_key
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ class StatsSender:
             self.view.programs(cast("list[bytes | None]", programs))
         except aioredis.RedisError as exc:
             log.debug("proactive figures not read (%s); the last ones are sent", exc)
+        try:
+            parts = await self.redis.hgetall(EXPERIENCE)
+            self.view.experience(list(cast("dict[bytes, bytes]", parts).values()))
+        except aioredis.RedisError as exc:
+            log.debug("experience figures not read (%s); the last ones are sent", exc)
         now = time.time()
         frames: dict[frozenset[str] | None, tuple[dict[str, Any], str]] = {}
         for client in supervisors:

@@ -17,7 +17,13 @@ frame sent to supervisors:
   (``cx:model:<shard>`` field ``proactive``, fed with ``programs``): uplift overall,
   per action and per trigger with its 95% interval, and the funnel (triggered,
   blocked by the contact policy, skipped, acted, held out, delivered, opened,
-  clicked).  Proactive alerts do not count as contacts in ``risk``.
+  clicked).  Proactive alerts do not count as contacts in ``risk``;
+- ``experience``: the live experience, from the flow's counts (``cx:experience``, fed
+  with ``experience``): NPS, CSAT and CES with their intervals over the last day and
+  week against the window before, overall, by channel, touchpoint and queue; the
+  journey map; the touchpoints ranked by churn lift (see
+  :func:`operators.experience.live_view`).  A supervisor of some queues sees the
+  ``by_queue`` figures of those queues only.
 
 Every server reads the whole alert stream and the answers live in Redis, so
 supervisors on any server see the same figures.  A supervisor sees the figures
@@ -38,6 +44,7 @@ hold ``*`` sees everything.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -45,8 +52,11 @@ import orjson
 
 from operators.alerts import band
 from operators.events import RESPONSES
+from operators.experience import live_view
 from operators.proactive import merge_counts, uplift_report
 from state.keys import unescape_queue
+
+log = logging.getLogger(__name__)
 
 RISK_WINDOW_S = 3600.0
 RISK_KEEP = 100_000  # contacts kept for the risk window (the oldest go first)
@@ -75,6 +85,7 @@ class SupervisorView:
         self.queue_action: dict[str, Table] = {}
         self.queue_agent: dict[str, Table] = {}
         self.proactive: dict[str, Any] | None = None
+        self.live: dict[str, Any] | None = None  # the experience figures
 
     def observe(self, alert: dict[str, Any], *, now: float) -> None:
         kind = alert.get("kind")
@@ -141,6 +152,22 @@ class SupervisorView:
             "blocked": merged["blocked"],
         }
 
+    def experience(self, parts: list[bytes]) -> None:
+        """The flow processes' experience counts (``cx:experience``, JSON; broken ones
+        skipped), as figures."""
+        counts: list[dict[str, Any]] = []
+        for raw in parts:
+            try:
+                part = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(part, dict):
+                counts.append(part)
+        try:
+            self.live = live_view(counts)
+        except (TypeError, ValueError, KeyError) as exc:  # counts of another version
+            log.warning("experience counts not understood (%s); the last figures are sent", exc)
+
     def answers(self, counts: dict[bytes, bytes]) -> None:
         """Replace the answer counts with ``cx:nba:answers`` as read (bad fields skipped)."""
         by_action: Table = {}
@@ -201,7 +228,20 @@ class SupervisorView:
             "acceptance": {"by_action": _rates(by_action), "by_agent": _rates(by_agent)},
             "trends": trends,
             "proactive": self.proactive,
+            "experience": _experience_of(self.live, queues),
         }
+
+
+def _experience_of(
+    live: dict[str, Any] | None, queues: frozenset[str] | None
+) -> dict[str, Any] | None:
+    """The experience figures a supervisor of ``queues`` sees: the queues' own figures
+    of theirs only (None: every queue)."""
+    if live is None or queues is None:
+        return live
+    kpis = live["kpis"]
+    by_queue = {q: f for q, f in kpis["by_queue"].items() if q in queues}
+    return {**live, "kpis": {**kpis, "by_queue": by_queue}}
 
 
 def _merged(tables: dict[str, Table], queues: frozenset[str]) -> Table:

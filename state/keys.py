@@ -42,6 +42,8 @@ OUTBOUND = (
 )
 OUTBOUND_MAXLEN = 1_000_000  # outbound entries kept (about: trimmed with ~)
 AUDIT = "cx:audit"  # stream: consent changes, erasures, exports (customer as keyed digest)
+# hash: flow process (its model suffix, or "main") -> its live experience counts (JSON)
+EXPERIENCE = "cx:experience"
 
 
 def written_key(stream: str, alert_id: str) -> str:

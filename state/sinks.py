@@ -28,6 +28,7 @@ from operators.records import (
     Alert,
     ConsentChange,
     Erase,
+    ExperienceStatus,
     ModelStatus,
     Proactive,
     ProfileUpdate,
@@ -36,7 +37,15 @@ from operators.records import (
 from state.audit import audit_command, secret_key
 from state.commands import dead_letter, hset, xadd, xadd_once
 from state.erasure import erase
-from state.keys import ALERTS, OUTBOUND, OUTBOUND_MAXLEN, KeyNames, model_key, written_key
+from state.keys import (
+    ALERTS,
+    EXPERIENCE,
+    OUTBOUND,
+    OUTBOUND_MAXLEN,
+    KeyNames,
+    model_key,
+    written_key,
+)
 from state.recovery import RecoveryScrubber
 from state.redis import Backoff, Command, PipelinedWriter, connect, is_outage
 
@@ -268,6 +277,17 @@ class _StorePartition(_WriterPartition[StoreWrite]):
             if customer_id in refresh:
                 commands.append(("EXPIRE", key, self.ttl))
         return commands
+
+
+def experience_sink(settings: Settings) -> DynamicSink[ExperienceStatus]:
+    """HSET ``cx:experience`` field <process> with the live experience's counts (JSON):
+    the supervisors' view reads them (see ``operators.experience.live_view``)."""
+
+    def write(items: list[ExperienceStatus]) -> list[Command]:
+        latest = {s.name: s.counts for s in items}  # the newest of each process
+        return [hset(EXPERIENCE, latest)]
+
+    return _RedisSink(settings, write, "experience")
 
 
 def model_status_sink(settings: Settings) -> DynamicSink[ModelStatus]:

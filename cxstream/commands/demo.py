@@ -58,4 +58,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "steps become outage complaints): the supervisor view shows its trend alert (60; "
         "0 for none)",
     )
+    p.add_argument(
+        "--bad-step-after",
+        type=non_negative_float,
+        default=90.0,
+        help="seconds after going live when the app's checkout starts failing for a third of "
+        "the digital steps (more churn, harder surveys): the supervisor view's experience "
+        "shows the CES drop and its trend alert (90; 0 for none)",
+    )
     p.set_defaults(func=cmd_demo)

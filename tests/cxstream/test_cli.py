@@ -432,7 +432,7 @@ def test_report_prints_the_experience_figures_as_the_last_line(tmp_path: Path) -
     assert overall["csat"]["value"] == 50.0
     assert overall["ces"]["value"] == 4.0
     assert set(figures["kpis"]["by_touchpoint"]) == {"voice·contact_start"}
-    assert set(figures["kpis"]["by_channel"]) == {"survey"}
+    assert set(figures["kpis"]["by_channel"]) == {"voice"}  # the channel rated
     [first, *_] = figures["journey_map"]["transitions"]
     assert {"from", "to", "count", "median_gap_s", "churn_rate"} <= set(first)
     assert (first["from"], first["to"], first["count"]) == (

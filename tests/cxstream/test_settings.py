@@ -150,6 +150,8 @@ def test_every_variable_is_read_and_empty_keeps_the_default(f: Field[Any]) -> No
         "CX_PROACTIVE": "0",
         "CX_PROACTIVE_HOLDOUT": "0.5",
         "CX_CONSENT_DEFAULT": "marketing=denied",
+        "CX_EXPERIENCE": "0",
+        "CX_EXPERIENCE_Z": "1.96",
     }
     raw = samples.get(env, "3")
     extra = {"REDIS_URL": "redis://127.0.0.1:1"} if env == "CX_REDIS_CLUSTER" else {}

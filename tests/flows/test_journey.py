@@ -12,11 +12,13 @@ from cxstream.settings import Settings
 from flows.journey import Sinks, build_flow
 from operators.erasure import Forgotten
 from operators.events import Event, Rejected, Suppressed, encode_event
+from operators.experience import live_view
 from operators.nba import in_control_group
 from operators.records import (
     Alert,
     ConsentChange,
     Erase,
+    ExperienceStatus,
     ModelStatus,
     Proactive,
     ProfileUpdate,
@@ -32,6 +34,7 @@ class Captured:
     dead: list[Rejected] = field(default_factory=list)
     profiles: list[StoreWrite] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)
+    experience: list[ExperienceStatus] = field(default_factory=list)
 
     @property
     def alerts(self) -> list[Alert]:
@@ -47,6 +50,7 @@ class Captured:
             dead_letters=TestingSink(self.dead),
             profiles=TestingSink(self.profiles),
             models=TestingSink(self.models),
+            experience=TestingSink(self.experience),
         )
 
 
@@ -364,3 +368,92 @@ def test_consent_reaches_the_alerts_the_audit_and_stops_learning() -> None:
         if isinstance(p, ProfileUpdate) and "pending_examples" in p.fields
     }
     assert pending == {"cust-0": 1, "cust-1": 0, "cust-2": 1}
+
+
+def experience_entries() -> list[Entry]:
+    """24 customers: each day a visit, a call and a survey (one an hour across the day);
+    the answers of the second day are much worse (CES 1-2 after 5-6); a last survey on
+    the third day closes the second day's last hour."""
+    events = []
+    hour = 3_600_000
+    for day, (ces, nps) in enumerate(((5, 9), (1, 3))):
+        for c in range(24):
+            cid, at = f"cust-{c}", T0 + day * DAY + (day * 24 + c - day * 24) * hour
+            events += [
+                ev(f"{c}-{day}-1", "page_view", customer=cid, ts=at),
+                ev(f"{c}-{day}-2", "contact_start", customer=cid, ts=at + 60_000,
+                   channel="voice", queue="care", contact_id=f"ct-{c}-{day}"),
+                ev(f"{c}-{day}-3", "survey", customer=cid, ts=at + 120_000, channel="survey",
+                   ces=ces + c % 2, nps=nps),
+            ]  # fmt: skip
+    events.append(ev("last", "survey", customer="cust-0", ts=T0 + 2 * DAY, nps=9))
+    return [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
+
+
+def experience_of(c: Captured, *, alerts: bool = True) -> dict[str, Any]:
+    """The live counts handed over last (at the end of the input), in a stable order."""
+    assert c.experience, "no experience counts"
+    counts = c.experience[-1].counts
+    return {
+        "series": counts["series"],
+        "transitions": sorted(map(tuple, counts["transitions"])),
+        "periods": counts["periods"],
+        "touched": counts["touched"],
+        "ces_alerts": sorted(
+            a.payload["trend"]["series"]
+            for a in c.alerts
+            if alerts and a.payload["kind"] == "trend" and a.payload["trend"]["metric"] == "ces"
+        ),
+    }
+
+
+def test_answers_and_steps_reach_the_live_view_and_a_ces_drop_alerts() -> None:
+    s = Settings(horizon_days=1, retention_days=30, experience_min_n=10)
+    captured = Captured()
+    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=captured.sinks()))
+    x = experience_of(captured)
+    assert x["ces_alerts"] == [
+        "ces|channel=voice|day",
+        "ces|overall|day",
+        "ces|queue=care|day",
+        "ces|touchpoint=voice·contact_start|day",
+    ]
+    [alert] = [
+        a.payload
+        for a in captured.alerts
+        if a.payload["kind"] == "trend" and a.payload["trend"]["series"] == "ces|overall|day"
+    ]
+    assert (alert["customer_id"], alert["trend"]["current"]["n"]) == (None, 24)
+    assert alert["trend"]["previous"]["value"] == 5.5
+    assert alert["trend"]["current"]["value"] == 1.5
+    steps = {(src, dst): count for src, dst, count, *_ in x["transitions"]}
+    assert steps[("web·page_view", "voice·contact_start")] == 48
+    assert steps[("voice·contact_start", "web·page_view")] == 24  # (a survey is no step)
+    assert x["periods"] == [24, 0]  # one a customer, labelled at its end: none churned
+    view = live_view([captured.experience[-1].counts])
+    assert view is not None
+    care = view["kpis"]["by_queue"]["care"]["day"]["ces"]
+    # the last day now: hours 25-48, without the first customer's answer of hour 24
+    assert (care["value"], care["n"]) == (round(35 / 23, 2), 23)
+
+
+@pytest.mark.timeout(60)
+def test_two_workers_count_the_same_experience_as_one() -> None:
+    s = Settings(horizon_days=1, retention_days=30, experience_min_n=10)
+    single, double = Captured(), Captured()
+    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=single.sinks()))
+    flow = build_flow(s, source=TestingSource(experience_entries()), sinks=double.sinks())
+    cluster_main(flow, [f"localhost:{free_port()}"], 0, worker_count_per_proc=2)
+    # (not the alerts: an hour is tested when the first worker's answers pass it, and in
+    # a replay one worker's tally may hold its whole input; live, the workers hand their
+    # tallies over every second)
+    assert experience_of(double, alerts=False) == experience_of(single, alerts=False)
+
+
+def test_without_the_live_experience_nothing_is_counted() -> None:
+    s = Settings(horizon_days=1, retention_days=30, experience=False)
+    captured = Captured()
+    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=captured.sinks()))
+    assert captured.experience == []
+    assert [a for a in captured.alerts if a.payload["kind"] == "trend"] == []
+    assert len(captured.alerts) == 48  # the contacts' alerts, as ever

@@ -21,11 +21,12 @@ import operators
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic
 from operators.decide import DecideLogic
 from operators.events import Event
+from operators.experience import LiveConfig, LiveExperience, TallyBuffer
 from operators.identity import IdentityLogic
 from operators.journey import FEATURE_NAMES
 from operators.logic import BatchLogic, Logic
 from operators.proactive import ProactiveConfig
-from operators.records import Example, ScoreRequest, Signal, Watched
+from operators.records import Example, ScoreRequest, Signal, Tally, Watched
 from operators.simulate import SimConfig, Simulator
 from operators.trends import TrendConfig, TrendLogic
 from state.catalog import default_catalog
@@ -79,6 +80,26 @@ def _identity_inputs() -> list[Any]:
     return [*anonymous, identify, later, identify, claim]
 
 
+def _experience_inputs() -> list[Any]:
+    """The workers' tallies of simulated customers, one an event (a planted bad step
+    makes surveys carry all three answers), over weeks: windows close, periods mature."""
+    sim = Simulator(
+        SimConfig(customers=40, seed=4, bad_touchpoint=("app", "checkout_error"), bad_share=0.2)
+    )
+    tally = TallyBuffer(every_s=0.0)
+    logics: dict[str, CustomerLogic] = {}
+    config = CustomerConfig(horizon_ms=7 * 86_400_000)
+    out: list[Any] = []
+    for event in sim.take(3000):
+        logic = logics.get(event.key)
+        if logic is None:
+            logic = logics[event.key] = CustomerLogic(
+                None, config=config, clock=lambda: 0.0, tally=tally
+            )
+        out += [o for o in logic.on_item(event)[0] if isinstance(o, Tally)]
+    return out
+
+
 def _trend_inputs() -> list[Any]:
     """Quiet (one a minute), then a burst whose alert falls in the second half."""
     times = [T0 + i * 60_000 for i in range(300)] + [T0 + 18_000_000 + i * 1000 for i in range(300)]
@@ -94,6 +115,7 @@ BUILDERS: dict[type, tuple[Callable[[Any], Any], Callable[[], list[Any]]]] = {
             resume,
             config=CustomerConfig(triggers=CATALOG.triggers, proactive=True, score_every=7),
             clock=lambda: 0.0,
+            tally=TallyBuffer(every_s=0.0),
         ),
         _customer_inputs,
     ),
@@ -110,6 +132,12 @@ BUILDERS: dict[type, tuple[Callable[[Any], Any], Callable[[], list[Any]]]] = {
     TrendLogic: (
         lambda resume: TrendLogic(resume, config=TrendConfig(warmup_windows=1), clock=lambda: 0.0),
         _trend_inputs,
+    ),
+    LiveExperience: (
+        lambda resume: LiveExperience(
+            resume, config=LiveConfig(every_s=0.0, min_n=5, z=1.0), clock=lambda: 0.0
+        ),
+        _experience_inputs,
     ),
 }
 

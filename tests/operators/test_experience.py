@@ -1,20 +1,31 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from operators.customer import CustomerConfig, CustomerLogic, Watermark
 from operators.evaluate import Row
 from operators.events import Event
 from operators.experience import (
+    MAX_SERIES,
+    MAX_TRANSITIONS,
     ExperienceReport,
     Kpis,
+    LiveConfig,
+    LiveExperience,
+    TallyBuffer,
     ces_figure,
     csat_figure,
+    live_view,
     nps_figure,
 )
+from operators.journey import features, summary
+from operators.records import Alert, Exposure, Rating, Tally
 from tests.conftest import DAY, T0
 
 MIN = 60_000
@@ -100,7 +111,7 @@ def test_a_small_log_by_hand() -> None:
     assert set(by_touchpoint) == {"voice·contact_start", "voice·contact_end"}
     assert by_touchpoint["voice·contact_start"]["ces"]["value"] == 4.0
     assert by_touchpoint["voice·contact_end"]["csat"]["value"] == 0.0
-    assert set(kpis["by_channel"]) == {"survey", "voice"}
+    assert set(kpis["by_channel"]) == {"voice"}  # the channel rated, not the survey's
     steps = {(t["from"], t["to"]): t for t in r["journey_map"]["transitions"]}
     web_voice = steps[("web·page_view", "voice·contact_start")]
     assert (web_voice["count"], web_voice["median_gap_s"], web_voice["churn_rate"]) == (
@@ -162,7 +173,7 @@ def test_a_planted_bad_touchpoint_ranks_first_by_churn_lift_and_by_effort(seed: 
     ces = {
         k: v["ces"]["value"] for k, v in r["kpis"]["by_touchpoint"].items() if v["ces"]["n"] >= 30
     }
-    assert max(ces, key=lambda k: ces[k]) == "app·checkout_error"
+    assert min(ces, key=lambda k: ces[k]) == "app·checkout_error"  # the hardest (7: easy)
 
 
 def test_without_a_planted_touchpoint_the_simulated_stream_is_unchanged() -> None:
@@ -175,3 +186,367 @@ def test_without_a_planted_touchpoint_the_simulated_stream_is_unchanged() -> Non
     # the same customers' first steps, until the first planted one changes a hazard
     first = next(i for i, e in enumerate(again) if e.type == "checkout_error")
     assert [e.event_id for e in again[:first]] == [e.event_id for e in plain[:first]]
+
+
+# ---------------------------------------------------------------- live, in event time
+
+HOUR = 3_600_000
+H0 = T0 - T0 % (24 * HOUR)  # a midnight
+
+
+def rating(i: int, ts: int, *, ces: float | None = None, nps: float | None = None) -> Rating:
+    return Rating(ts, f"r{i}", "app", "app·checkout", "care", nps, None, ces)
+
+
+def live(**config: float) -> LiveExperience:
+    cfg = LiveConfig(every_s=0.0, **config)  # type: ignore[arg-type]
+    return LiveExperience(None, config=cfg, clock=lambda: 0.0, keep_snapshots=True)
+
+
+def test_live_kpis_in_day_windows_by_hand_and_a_drop_raises_one_trend_alert() -> None:
+    """Two days of CES answers: 5 and 6 on the first (mean 5.5), 3 and 4 on the second
+    (3.5); the day after closes the second day's last hour: one alert, for the day
+    window, with the figures computed by hand."""
+    exp = live(z=3.0, min_n=30)
+    alerts = []
+    for i in range(48):  # day 1: two an hour
+        alerts += exp.rate(rating(i, H0 + (i // 2) * HOUR, ces=5 + i % 2))
+    for i in range(48):  # day 2
+        alerts += exp.rate(rating(100 + i, H0 + (24 + i // 2) * HOUR, ces=3 + i % 2))
+    assert alerts == []  # a window is tested when an hour closes, the last is still open
+    alerts = exp.rate(rating(999, H0 + 48 * HOUR, nps=10))
+    assert len(alerts) == 4  # ces: overall, by channel, touchpoint and queue
+    [overall] = [a for a in alerts if a.payload["trend"]["dimension"] == "overall"]
+    trend = overall.payload["trend"]
+    assert (trend["metric"], trend["window"], trend["value"]) == ("ces", "day", None)
+    assert trend["current"]["value"] == 3.5
+    assert trend["previous"]["value"] == 5.5
+    assert trend["current"]["n"] == trend["previous"]["n"] == 48
+    # each day: variance of 24 a and 24 b (one apart) = 0.25 * 48/47; se of the difference
+    se = math.sqrt(2 * 0.25 * 48 / 47 / 48)
+    assert trend["deviation"] == pytest.approx(se, abs=0.001)
+    assert trend["z"] == pytest.approx(2.0 / se, abs=0.1)
+    assert trend["window_start"] == H0 + 24 * HOUR
+    assert {a.payload["trend"]["dimension"] for a in alerts} == {
+        "overall",
+        "channel",
+        "touchpoint",
+        "queue",
+    }
+    # the same drop, still there at the next hour, does not alert again
+    assert exp.rate(rating(1000, H0 + 49 * HOUR, nps=10)) == []
+    view = live_view([exp.counts()])
+    assert view is not None
+    day = view["kpis"]["overall"]["day"]["ces"]
+    # the day window now holds hours 26-49: 44 answers of day 2 (mean 3.5)
+    assert (day["value"], day["n"]) == (3.5, 44)
+    assert day["previous"]["n"] == 48  # hours 2-25: 44 of day 1 (5.5) and 4 of day 2
+    assert day["change"] == pytest.approx(3.5 - (44 * 5.5 + 4 * 3.5) / 48, abs=0.01)
+    assert set(view["kpis"]["by_queue"]) == {"care"}
+    assert view["kpis"]["by_touchpoint"]["app·checkout"]["day"]["ces"]["n"] == 44
+
+
+def test_no_alert_while_event_time_has_not_covered_two_windows() -> None:
+    exp = live(z=1.0, min_n=2)
+    alerts = []
+    for i in range(30):  # a drop within the first day: no window before it to compare
+        alerts += exp.rate(rating(i, H0 + i * HOUR // 2, ces=7 if i < 14 else 1))
+    assert alerts == []
+
+
+def test_a_rise_is_no_alert_and_answers_older_than_the_windows_are_late() -> None:
+    exp = live(z=2.0, min_n=10)
+    alerts = []
+    for i in range(96):
+        alerts += exp.rate(rating(i, H0 + (i // 2) * HOUR, ces=2 if i < 48 else 6))
+    alerts += exp.rate(rating(500, H0 + 48 * HOUR, ces=6))
+    assert alerts == []  # better is never a trend alert
+    assert exp.rate(rating(501, H0 + 48 * HOUR - 336 * HOUR, ces=1)) == []
+    assert exp.counters["late"] == 1
+    assert exp.counters["ratings"] == 97
+
+
+def test_hours_without_answers_empty_the_windows() -> None:
+    exp = live()
+    exp.rate(rating(1, H0, ces=3))
+    exp.rate(rating(2, H0 + 3 * 7 * 24 * HOUR, nps=9))  # three weeks later
+    view = live_view([exp.counts()])
+    assert view is not None
+    assert view["kpis"]["overall"]["week"]["ces"]["n"] == 0
+    assert view["kpis"]["overall"]["week"]["ces"]["previous"]["n"] == 0
+    assert view["kpis"]["overall"]["day"]["nps"]["n"] == 1
+
+
+def test_journey_map_churn_and_touchpoint_lift_from_labelled_periods_by_hand() -> None:
+    """Four periods: A->B churned, A->B retained, A retained, C churned."""
+    exp = live()
+    a, b, c = "web·page_view", "app·checkout", "voice·contact_start"
+    exp.expose(Exposure(T0, 1, (a, b), ((a, b),)))
+    exp.expose(Exposure(T0, 0, (a, b), ((a, b),)))
+    exp.expose(Exposure(T0, 0, (a,), ()))
+    exp.expose(Exposure(T0, 1, (c,), ()))
+    exp.tally(Tally((((a, b), 3, (60_000, 120_000, 180_000)),), ((b, 2, -0.5),)))
+    exp.tally(Tally((((a, b), 1, (240_000,)),), ()))
+    view = live_view([exp.counts()], min_periods=1)
+    assert view is not None
+    m = view["journey_map"]
+    assert (m["periods"], m["churn_rate"]) == (4, 0.5)
+    [step] = m["transitions"]
+    assert (step["from"], step["to"], step["count"], step["median_gap_s"]) == (a, b, 4, 150.0)
+    assert (step["periods"], step["churn_rate"]) == (2, 0.5)
+    impact = {t["touchpoint"]: t for t in view["touchpoints"]}
+    # C: 1 of 1 churned against 1 of 3: lift 2/3
+    assert impact[c]["churn_lift"] == pytest.approx(2 / 3, abs=0.001)
+    assert (impact[c]["n"], impact[c]["churn_with"]) == (1, 1.0)
+    # B: 1 of 2 against 1 of 2; A: 1 of 3 against 1 of 1
+    assert impact[b]["churn_lift"] == 0.0
+    assert impact[a]["churn_lift"] == pytest.approx(1 / 3 - 1, abs=0.001)
+    assert [t["touchpoint"] for t in view["touchpoints"]] == [c, b, a]
+    assert impact[b]["sentiment_change"] == {"value": -0.25, "n": 2}
+
+
+def test_the_counts_of_several_processes_add_up_to_those_of_one() -> None:
+    one, left, right = live(), live(), live()
+    for i in range(200):
+        r = Rating(
+            H0 + i * 997_000,
+            f"e{i}",
+            ("app", "web")[i % 2],
+            ("app·checkout", "web·search", "voice·contact_start")[i % 3],
+            ("care", None)[i % 2],
+            float(i % 11),
+            float(1 + i % 5),
+            float(1 + i % 7),
+        )
+        one.rate(r)
+        (left if i % 3 else right).rate(r)
+        period = Exposure(r.ts, i % 4 == 0, (r.touchpoint,), ())
+        one.expose(period)
+        (left if i % 2 else right).expose(period)
+    # both processes have seen the same newest hour (as the flow's watermark makes them)
+    for i, part in enumerate((left, right)):
+        last = Rating(H0 + 200 * 997_000, f"last{i}", "app", "app·checkout", None, None, None, 4.0)
+        one.rate(last)
+        part.rate(last)
+    together = live_view([one.counts()])
+    apart = live_view([left.counts(), right.counts()])
+    assert together == apart
+
+
+def customer_logic(mode: str = "cancel", horizon_days: int = 10) -> CustomerLogic:
+    config = CustomerConfig(label_mode=mode, horizon_ms=horizon_days * DAY)
+    return CustomerLogic(None, config=config, clock=lambda: 0.0, tally=TallyBuffer(every_s=1e9))
+
+
+def ev_(i: int, day: float, channel: str, type_: str, **attrs: object) -> Event:
+    return Event(f"e{i}", "c1", None, T0 + int(day * DAY), channel, type_, attrs)
+
+
+def counted(logic: CustomerLogic, events: Iterable[Event] = (), *, until: int = 0) -> Tally:
+    """What the customer's events (then event time reaching ``until``) put in the
+    worker's tally: the tallies handed over, and what is left, together."""
+    assert logic.tally is not None
+    tallies = [o for e in events for o in logic.on_item(e)[0] if isinstance(o, Tally)]
+    if until:
+        logic.advance(until)
+    left = logic.tally.take(0.0, force=True)
+    tallies += [left] if left is not None else []
+    return Tally(
+        tuple(x for t in tallies for x in t.steps),
+        tuple(x for t in tallies for x in t.sentiment),
+        tuple(x for t in tallies for x in t.ratings),
+        tuple(x for t in tallies for x in t.periods),
+    )
+
+
+def test_a_cancel_in_the_second_half_labels_the_period_churned_at_its_end() -> None:
+    logic = customer_logic()
+    t = counted(
+        logic,
+        [
+            ev_(1, 0, "web", "page_view"),
+            ev_(2, 1, "app", "checkout"),
+            ev_(3, 2, "survey", "survey", ces=2, nps=3),
+            ev_(4, 6, "web", "page_view"),  # the second half: not a touchpoint of the period
+            ev_(5, 7, "web", "cancel"),
+        ],
+    )
+    assert t.periods == ()  # labelled at its end, not at the cancel
+    [(hour, channel, touchpoint, queue, counts, ces_n, _)] = t.ratings
+    assert (hour, channel, touchpoint, queue) == (
+        (T0 + 2 * DAY) // HOUR,
+        "app",
+        "app·checkout",
+        None,
+    )
+    assert counts == (1, 0, 1, 0, 0, 1, 2.0, 4.0)  # NPS 3 (a detractor), CES 2
+    assert ces_n == 0  # no CES before
+    [(touchpoints, steps, churned, n)] = counted(logic, until=T0 + 10 * DAY).periods
+    assert (churned, n) == (1, 1)
+    assert touchpoints == ("web·page_view", "app·checkout")
+    assert steps == (("web·page_view", "app·checkout"),)  # a survey is no step
+
+
+def test_a_cancel_in_the_first_half_drops_the_period_and_no_cancel_is_retention() -> None:
+    early = customer_logic()
+    t = counted(early, [ev_(1, 0, "web", "page_view"), ev_(2, 2, "web", "cancel")])
+    assert t.periods == ()
+    assert counted(early, until=T0 + 30 * DAY).periods == ()
+    stays = customer_logic()
+    t = counted(stays, [ev_(1, 0, "web", "page_view"), ev_(2, 11, "app", "search")])
+    [(touchpoints, _, churned, _)] = t.periods
+    assert (churned, touchpoints) == (0, ("web·page_view",))
+    assert stays.cx is not None
+    assert stays.cx.opened == T0 + 11 * DAY
+
+
+def test_inactivity_mode_labels_by_activity_in_the_second_half() -> None:
+    active = customer_logic("inactivity")
+    t = counted(
+        active,
+        [ev_(1, 0, "web", "page_view"), ev_(2, 6, "app", "search"), ev_(3, 10, "web", "search")],
+    )
+    assert [p[2] for p in t.periods] == [0]
+    silent = customer_logic("inactivity")
+    counted(silent, [ev_(1, 0, "web", "page_view"), ev_(2, 3, "app", "search")])
+    assert silent.next_deadline() == T0 + 10 * DAY
+    [(_, steps, churned, _)] = counted(silent, until=T0 + 10 * DAY).periods
+    assert (churned, steps) == (1, (("web·page_view", "app·search"),))
+
+
+def test_an_objection_to_profiling_drops_the_period_but_answers_still_count() -> None:
+    logic = customer_logic()
+    t = counted(
+        logic,
+        [
+            ev_(1, 0, "web", "page_view"),
+            ev_(2, 1, "app", "consent", purpose="profiling", granted=False),
+            ev_(3, 2, "chat", "chat_message", csat=2),
+        ],
+    )
+    assert len(t.ratings) == 1
+    assert logic.cx is not None
+    assert logic.cx.opened < 0
+    assert counted(logic, until=T0 + 30 * DAY).periods == ()
+
+
+def test_the_workers_tally_counts_steps_and_sentiment_changes_and_hands_them_over() -> None:
+    tally = TallyBuffer(every_s=5.0)
+    clock = [0.0]
+    logic = CustomerLogic(None, config=CustomerConfig(), clock=lambda: clock[0], tally=tally)
+    out = [*logic.on_item(ev_(1, 0, "chat", "chat_message", sentiment=0.5))[0]]
+    out += logic.on_item(ev_(2, 0.1, "web", "page_view"))[0]  # the first step: handed over
+    [first] = [o for o in out if isinstance(o, Tally)]
+    assert first.steps == ((("chat·chat_message", "web·page_view"), 1, (int(0.1 * DAY),)),)
+    out = [*logic.on_item(ev_(3, 0.2, "email", "complaint", sentiment=-0.5))[0]]
+    out += logic.on_item(ev_(4, 0.3, "web", "page_view"))[0]
+    assert not any(isinstance(o, Tally) for o in out)  # within 5 s of the last
+    clock[0] = 10.0
+    [t] = [o for o in logic.on_notify()[0] if isinstance(o, Tally)]
+    assert {k: c for k, c, _ in t.steps} == {
+        ("web·page_view", "email·complaint"): 1,
+        ("email·complaint", "web·page_view"): 1,
+    }
+    assert t.sentiment == (("web·page_view", 1, -1.0),)  # -0.5 after a sentiment of 0.5
+    assert logic.on_eof()[0] == []  # nothing left at the end of the input
+
+
+def test_ces_is_kept_in_the_journey_and_is_a_feature() -> None:
+    logic = customer_logic()
+    logic.on_item(ev_(1, 0, "survey", "survey", ces=7))
+    x = features(logic.journey, T0 + DAY)
+    assert (x["ces"], x["ces_known"]) == (1.0, 1.0)
+    assert summary(logic.journey, T0)["ces"] == 7.0
+    t = counted(
+        logic, [ev_(2, 1, "voice", "contact_start"), ev_(3, 1.1, "survey", "survey", ces=3)]
+    )
+    rated = [r for r in t.ratings if r[2] == "voice·contact_start"]
+    assert [(r[5], r[6]) for r in rated] == [(1, -4.0)]  # one CES change: 3 after 7
+    assert "ces" not in features(customer_logic().journey, T0)  # sparse: only when known
+
+
+def test_live_state_is_bounded_whatever_the_number_of_series_and_steps() -> None:
+    exp = live()
+    for i in range(2 * MAX_SERIES):
+        exp.rate(Rating(H0, f"e{i}", f"ch{i}", f"ch{i}·t", None, 9.0, None, None))
+    assert len(exp.rings) == MAX_SERIES
+    assert exp.counters["series_dropped"] > 0
+    exp.tally(Tally(tuple(((f"a{i}", "b"), 1, (1,)) for i in range(MAX_TRANSITIONS + 10)), ()))
+    assert len(exp.transitions) == MAX_TRANSITIONS
+    assert exp.counters["dropped"] == 10
+
+
+def live_run(
+    seed: int, share: float, *, onset_day: float, days: float
+) -> tuple[list[Alert], dict[str, Any]]:
+    """A simulated stream through the customer step (a shared tally and watermark, as a
+    worker has) into the live experience; the trend alerts and the view at the end."""
+    from operators.simulate import SimConfig, Simulator
+
+    start = T0
+    sim = Simulator(
+        SimConfig(
+            customers=5000,
+            seed=seed,
+            start_ms=start,
+            bad_touchpoint=("app", "checkout_error"),
+            bad_share=share,
+            bad_from_ms=start + int(onset_day * DAY),
+        )
+    )
+    tally, watermark = TallyBuffer(every_s=0.0), Watermark()
+    logics: dict[str, CustomerLogic] = {}
+    exp = LiveExperience(None, config=LiveConfig(every_s=1e9), clock=lambda: 0.0)
+    alerts: list[Alert] = []
+
+    def feed(outs: Iterable[object]) -> None:
+        for o in outs:
+            if isinstance(o, Tally):
+                alerts.extend(a for a in exp.on_item(o)[0] if isinstance(a, Alert))
+
+    end = start + int(days * DAY)
+    while True:
+        batch = sim.take(5000)
+        for e in batch:
+            logic = logics.get(e.key)
+            if logic is None:
+                logic = logics[e.key] = CustomerLogic(
+                    None,
+                    config=CustomerConfig(),
+                    clock=lambda: 0.0,
+                    tally=tally,
+                    watermark=watermark,
+                )
+            feed(logic.on_item(e)[0])
+        for logic in logics.values():
+            feed(logic.on_notify()[0])
+        if batch[-1].ts >= end:
+            break
+    view = live_view([exp.counts()])
+    assert view is not None
+    return alerts, view
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_planted_bad_touchpoint_shows_as_a_ces_drop_and_a_trend_alert_within_a_day(
+    seed: int,
+) -> None:
+    """From day 7 a tenth of the digital steps fail (``app·checkout_error``: more churn,
+    more effort).  Within a day of the onset the live view's CES falls and a ``ces``
+    trend alert is raised; the same stream without the failures raises none then."""
+    onset = T0 + 7 * DAY
+    alerts, view = live_run(seed, 0.1, onset_day=7, days=8.1)
+    ces = [a.payload for a in alerts if a.payload["trend"]["metric"] == "ces"]
+    after = [a for a in ces if a["event_ts"] >= onset]
+    assert after, "no ces trend alert after the onset"
+    first = after[0]
+    assert first["event_ts"] < onset + DAY + HOUR  # within one window (the hour it closes)
+    assert first["trend"]["drop"] > 0
+    assert view["kpis"]["overall"]["day"]["ces"]["change"] < 0
+    assert view["kpis"]["by_channel"]["app"]["day"]["ces"]["change"] < 0
+    control, _ = live_run(seed, 0.0, onset_day=7, days=8.1)
+    assert not [
+        a
+        for a in control
+        if a.payload["trend"]["metric"] == "ces" and a.payload["event_ts"] >= onset
+    ]

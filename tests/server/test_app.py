@@ -714,3 +714,45 @@ def test_two_servers_on_one_redis_each_deliver_to_their_own_agents(
         for _, f in entries(r, events_stream(i))
     ]
     assert [(e.type, e.attrs.get("alert_id")) for e in written] == [("offer_response", "b-1")]
+
+
+def test_supervisors_get_the_live_experience_of_their_queues(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """The flow's experience counts (cx:experience, one field a flow process) reach the
+    supervisors as figures: two processes' answers add up; a supervisor of one queue
+    sees that queue's figures only."""
+    hour = 3_600_000
+
+    def counts(name: str, ces: list[int]) -> bytes:
+        row = [0, 0, 0, 0, 0, len(ces), sum(ces), sum(c * c for c in ces)]
+        windows = {"day": row, "day_previous": [0] * 8}
+        series = {"overall": windows, "queue=care": windows, "queue=vip": windows}
+        part = {"name": name, "hour": 10 * hour, "series": series, "transitions": []}
+        return orjson.dumps({**part, "periods": [0, 0], "touched": {}})
+
+    r.hset("cx:experience", "main@0", counts("main@0", [6, 7]))
+    r.hset("cx:experience", "main@1", counts("main@1", [2]))
+    r.hset("cx:experience", "broken", b"{not json")
+
+    async def body(server: AlertServer) -> None:
+        everyone = await signed_in(server, token("s1", ("*",), role="supervisor"))
+        care = await signed_in(server, token("s2", ("care",), role="supervisor"))
+
+        async def experience(ws: ClientConnection) -> dict[str, Any]:
+            while True:
+                frame = orjson.loads(await ws.recv())
+                if frame["type"] == "stats" and frame["experience"]:
+                    return frame["experience"]  # type: ignore[no-any-return]
+
+        seen = await asyncio.wait_for(experience(everyone), 10)
+        ces = seen["kpis"]["overall"]["day"]["ces"]
+        assert (ces["value"], ces["n"]) == (5.0, 3)  # 6, 7 and 2 from the two processes
+        assert set(seen["kpis"]["by_queue"]) == {"care", "vip"}
+        theirs = await asyncio.wait_for(experience(care), 10)
+        assert set(theirs["kpis"]["by_queue"]) == {"care"}
+        assert theirs["kpis"]["overall"] == seen["kpis"]["overall"]
+        for ws in (everyone, care):
+            await ws.close()
+
+    run(settings, body)

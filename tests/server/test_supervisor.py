@@ -89,3 +89,17 @@ def test_a_contact_not_scored_counts_as_a_contact_apart_from_the_bands() -> None
     later = view.frame(now=60.5)["risk"]  # the unscored one has left the window
     assert (later["contacts"], later["unscored"]) == (1, 0)
     assert view.queue_unscored == {}
+
+
+def test_the_experience_figures_from_broken_or_foreign_counts_are_kept_as_they_were() -> None:
+    import orjson
+
+    view = SupervisorView()
+    assert view.frame(now=0.0)["experience"] is None
+    day = {"day": [2, 1, 0, 0, 0, 0, 0, 0], "day_previous": [0] * 8}
+    good = {"hour": 5, "series": {"overall": day}}
+    view.experience([orjson.dumps(good), b"{broken", b"[1, 2]"])
+    nps = view.frame(now=0.0)["experience"]["kpis"]["overall"]["day"]["nps"]
+    assert (nps["value"], nps["n"]) == (50.0, 2)
+    view.experience([orjson.dumps({"series": {"overall": {"day": "not counts"}}})])
+    assert view.frame(now=0.0)["experience"]["kpis"]["overall"]["day"]["nps"]["n"] == 2

@@ -8,13 +8,21 @@ import redis
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, shard_of
-from operators.records import Alert, Erase, ModelStatus, Proactive, ProfileUpdate
+from operators.records import (
+    Alert,
+    Erase,
+    ExperienceStatus,
+    ModelStatus,
+    Proactive,
+    ProfileUpdate,
+)
 from state.erasure import erasure_record
 from state.ingest import xadd_events
 from state.keys import ALERTS, DLQ, OUTBOUND, events_stream, profile_key, written_key
 from state.sinks import (
     alert_sink,
     dead_letter_sink,
+    experience_sink,
     model_status_sink,
     profile_sink,
 )
@@ -156,3 +164,18 @@ def test_proactive_actions_are_written_once_per_alert_id(
     assert [a["alert_id"] for a in alerts] == ["al_1"]  # the hold-out gets no alert
     ttl = r.ttl(written_key(OUTBOUND, "al_1"))
     assert 0 < ttl <= settings.retention_days * 86_400
+
+
+def test_the_experience_counts_are_one_field_a_flow_process(
+    settings: Settings, r: redis.Redis
+) -> None:
+    part = experience_sink(settings).build("x", 0, 1)
+    part.write_batch(
+        [
+            ExperienceStatus("main", {"hour": 1}),
+            ExperienceStatus("0-1", {"hour": 2}),
+            ExperienceStatus("main", {"hour": 3}),  # the newest of a process wins
+        ]
+    )
+    stored = hash_of(r, "cx:experience")
+    assert {k: orjson.loads(v)["hour"] for k, v in stored.items()} == {b"main": 3, b"0-1": 2}
