@@ -98,7 +98,8 @@ def memory() -> dict[str, Any]:
             cx = CustomerExperience()
             cx.start(T0)
             for i in range(1, 10):  # nine steps in the period
-                cx.touch(ids[(c + i) % 12], ids[(c + i - 1) % 12])
+                here = ids[(c + i) % 12]
+                cx.touch(here, step_id(ids[(c + i - 1) % 12], here))
             cx.last, cx.last_id, cx.last_ts = (*touchpoint_of("web", "type0"), T0 + c)
             out.append(cx)
         return out

@@ -40,15 +40,12 @@ from operators.events import Event, Keyed
 from operators.experience import (
     CHURN_TYPES,
     SURVEY_TYPES,
-    TALLY_GAPS,
     CustomerExperience,
     TallyBuffer,
     rating_of,
     step_id,
     touchpoint_of,
 )
-from operators.experience import STEP_IDS as _STEP_IDS
-from operators.experience import TOUCHPOINTS as _TOUCHPOINTS
 from operators.journey import (
     DAY_MS,
     JourneyState,
@@ -336,9 +333,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if cx is None:
             cx = self.cx = CustomerExperience()
         type_, ts = event.type, event.ts
-        types = _TOUCHPOINTS.get(event.channel)  # (touchpoint_of, inlined: every event)
-        known = types.get(type_) if types is not None else None
-        here, here_id = known if known is not None else touchpoint_of(event.channel, type_)
+        here, here_id = touchpoint_of(event.channel, type_)
         previous, previous_id = cx.last, cx.last_id
         late = ts < cx.last_ts  # a late event: no step, nothing for the period
         attrs = event.attrs
@@ -369,46 +364,22 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 tally.sentiment(previous, float(sentiment) - before)
         if late or type_ in SURVEY_TYPES:
             return  # (a survey rates a step, it is none)
-        step = -1
-        if previous_id >= 0 and here_id >= 0:
-            step = _STEP_IDS.get(previous_id << 12 | here_id, -1)
-            if step < 0:
-                step = step_id(previous_id, here_id)
-            if step >= 0:  # (TallyBuffer.step, inlined)
-                entry = tally.steps.get(step)
-                if entry is None:
-                    tally.steps[step] = [1, [ts - cx.last_ts]]
-                else:
-                    entry[0] += 1
-                    if len(entry[1]) < TALLY_GAPS:
-                        entry[1].append(ts - cx.last_ts)
+        step = step_id(previous_id, here_id) if previous_id >= 0 and here_id >= 0 else -1
+        if step >= 0:
+            tally.step(step, ts - cx.last_ts)
         cx.last, cx.last_id, cx.last_ts = here, here_id, ts
-        if self.objected:
-            return
-        opened = cx.opened
         config = self.config
-        horizon = config.horizon_ms
-        if opened >= 0 and ts >= opened + horizon:  # the period ended: labelled
-            label = cx.due(ts, horizon_ms=horizon, mode=config.label_mode)
-            if label is not None:
-                cx.close_into(tally, churned=label)
-                step = -1  # the step belongs to the period before
-                opened = -1
-        if type_ in CHURN_TYPES:
-            cx.churn(ts, horizon_ms=horizon)  # (labelled at the period's end)
-            return
-        if opened < 0:
-            if config.label_mode == "external":
-                return
-            cx.start(ts)
-            opened = ts
-        if ts < opened + horizon // 2:  # the first half: what the period observes
-            if here_id >= 0:
-                cx.touched |= 1 << here_id
-                if step >= 0:
-                    cx.steps |= 1 << step
-        elif cx.outcome < 0 and config.label_mode == "inactivity":
-            cx.outcome = 0  # still active after the landmark
+        if self.objected or config.label_mode == "external":
+            return  # (no period: see CustomerExperience)
+        cx.period(
+            ts,
+            here_id,
+            step,
+            tally,
+            churn=type_ in CHURN_TYPES,  # (labelled at the period's end)
+            horizon_ms=config.horizon_ms,
+            mode=config.label_mode,
+        )
 
     def _rules(self, event: Event) -> tuple[dict[str, float] | None, tuple[str, str] | None]:
         """The catalog rules this event fires (the first names the moment), and the

@@ -136,32 +136,40 @@ class Kpis:
 
     def add(self, attrs: Mapping[str, Any]) -> bool:
         """Count the event's answers (typed attrs, validated at parse); True if any."""
-        found = False
-        nps = attrs.get("nps")
-        if isinstance(nps, int | float) and not isinstance(nps, bool):
+        return self.add_answers(
+            _answer(attrs, "nps"), _answer(attrs, "csat"), _answer(attrs, "ces")
+        )
+
+    def add_answers(self, nps: float | None, csat: float | None, ces: float | None) -> bool:
+        """Count one customer's answers (None: not given); True if any."""
+        if nps is not None:
             self.nps_n += 1
             self.promoters += nps >= 9
             self.detractors += nps <= 6
-            found = True
-        csat = attrs.get("csat")
-        if isinstance(csat, int | float) and not isinstance(csat, bool):
+        if csat is not None:
             self.csat_n += 1
             self.satisfied += csat >= 4
-            found = True
-        ces = attrs.get("ces")
-        if isinstance(ces, int | float) and not isinstance(ces, bool):
+        if ces is not None:
             self.ces_n += 1
             self.ces_total += ces
             self.ces_squares += ces * ces
-            found = True
-        return found
+        return nps is not None or csat is not None or ces is not None
+
+    def counts(self) -> list[float]:
+        """The eight counts, in the order the live series keep them."""
+        return [
+            self.nps_n,
+            self.promoters,
+            self.detractors,
+            self.csat_n,
+            self.satisfied,
+            self.ces_n,
+            self.ces_total,
+            self.ces_squares,
+        ]
 
     def figures(self) -> dict[str, dict[str, Any]]:
-        return {
-            "nps": nps_figure(self.promoters, self.detractors, self.nps_n),
-            "csat": csat_figure(self.satisfied, self.csat_n),
-            "ces": ces_figure(self.ces_n, self.ces_total, self.ces_squares),
-        }
+        return figures_of(self.counts())
 
 
 def touchpoint(event: Event) -> str:
@@ -471,15 +479,6 @@ def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
     return known
 
 
-def touchpoint_name(channel: str, type_: str) -> str:
-    """``channel·type``, one shared string per pair.
-
-    >>> touchpoint_name("app", "checkout") is touchpoint_name("app", "checkout")
-    True
-    """
-    return touchpoint_of(channel, type_)[0]
-
-
 def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
     v = attrs.get(name)
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
@@ -592,15 +591,15 @@ class CustomerExperience:
 
     >>> cx = CustomerExperience()
     >>> (_, a), (_, b) = touchpoint_of("web", "page_view"), touchpoint_of("app", "checkout")
-    >>> cx.start(0)
-    >>> cx.touch(a, -1)
-    >>> cx.touch(b, a)
-    >>> cx.churn(7, horizon_ms=10)  # in the second half
+    >>> tally = TallyBuffer()
+    >>> cx.period(0, a, -1, tally, churn=False, horizon_ms=10, mode="cancel")
+    >>> cx.period(2, b, step_id(a, b), tally, churn=False, horizon_ms=10, mode="cancel")
+    >>> cx.period(7, -1, -1, tally, churn=True, horizon_ms=10, mode="cancel")  # 2nd half
     >>> cx.due(9, horizon_ms=10, mode="cancel"), cx.due(10, horizon_ms=10, mode="cancel")
     (None, 1)
-    >>> period = cx.close(10, churned=1)
-    >>> period.churned, period.touchpoints, period.steps
-    (1, ('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),))
+    >>> cx.close_into(tally, churned=1)
+    >>> tally.take(0.0).periods
+    ((('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),), 1, 1),)
     """
 
     __slots__ = ("last", "last_id", "last_ts", "opened", "outcome", "queue", "steps", "touched")
@@ -630,15 +629,40 @@ class CustomerExperience:
         self.outcome = -1
         self.touched = self.steps = 0
 
-    def touch(self, here: int, previous: int) -> None:
-        """A touchpoint (and the step to it from ``previous``, if >= 0) in the period's
-        first half, by id."""
+    def period(
+        self,
+        ts: int,
+        here: int,
+        step: int,
+        tally: TallyBuffer,
+        *,
+        churn: bool,
+        horizon_ms: int,
+        mode: str,
+    ) -> None:
+        """An event at ``ts``, of touchpoint id ``here``, by step id ``step`` (-1: none),
+        a cancel if ``churn``: the period that ended goes to ``tally``; a cancel marks the
+        open one; another event opens one if none is open, and the first half records the
+        touchpoint and the step, the second half the outcome."""
+        if self.opened >= 0 and ts >= self.opened + horizon_ms:  # ended: labelled
+            self.close_into(tally, churned=self.label(mode))
+            step = -1  # the step belongs to the period before
+        if churn:
+            self.churn(ts, horizon_ms=horizon_ms)
+            return
+        if self.opened < 0:
+            self.start(ts)
+        if ts < self.opened + horizon_ms // 2:
+            self.touch(here, step)
+        elif self.outcome < 0 and mode == "inactivity":
+            self.outcome = 0  # still active after the landmark
+
+    def touch(self, here: int, step: int) -> None:
+        """A touchpoint and the step to it (-1: none), by id, in the period's first half."""
         if here >= 0:
             self.touched |= 1 << here
-            if previous >= 0:
-                step = step_id(previous, here)
-                if step >= 0:
-                    self.steps |= 1 << step
+            if step >= 0:
+                self.steps |= 1 << step
 
     def churn(self, ts: int, *, horizon_ms: int) -> None:
         """The customer churned (a cancel) at ``ts``."""
@@ -649,12 +673,6 @@ class CustomerExperience:
             self.touched = self.steps = 0
         else:
             self.outcome = 1
-
-    def close(self, ts: int, *, churned: int) -> Exposure:
-        out = Exposure(ts, churned, self.touchpoints(), self.step_names())
-        self.opened = self.outcome = -1
-        self.touched = self.steps = 0
-        return out
 
     def close_into(self, tally: TallyBuffer, *, churned: int) -> None:
         """Close the period into the worker's tally (decoded there, once a second)."""
@@ -672,6 +690,10 @@ class CustomerExperience:
         """The open period's label once event time ``now_ts`` has passed its end."""
         if self.opened < 0 or now_ts < self.opened + horizon_ms:
             return None
+        return self.label(mode)
+
+    def label(self, mode: str) -> int:
+        """The period's label from what its second half saw (1: churned)."""
         if mode == "inactivity":
             return 0 if self.outcome == 0 else 1
         return 1 if self.outcome == 1 else 0
@@ -705,19 +727,10 @@ def rating_of(
 
 
 def _kpi_row(rating: Rating) -> list[float]:
-    """A rating as the eight counts of :class:`Kpis` (nps_n, promoters, detractors,
-    csat_n, satisfied, ces_n, ces_total, ces_squares)."""
-    nps, csat, ces = rating.nps, rating.csat, rating.ces
-    return [
-        1.0 if nps is not None else 0.0,
-        1.0 if nps is not None and nps >= 9 else 0.0,
-        1.0 if nps is not None and nps <= 6 else 0.0,
-        1.0 if csat is not None else 0.0,
-        1.0 if csat is not None and csat >= 4 else 0.0,
-        1.0 if ces is not None else 0.0,
-        ces or 0.0,
-        (ces or 0.0) ** 2,
-    ]
+    """A rating as the eight counts of :class:`Kpis`."""
+    kpis = Kpis()
+    kpis.add_answers(rating.nps, rating.csat, rating.ces)
+    return kpis.counts()
 
 
 def figures_of(counts: Iterable[float]) -> dict[str, dict[str, Any]]:
