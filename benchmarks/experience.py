@@ -42,8 +42,8 @@ from operators.experience import (
     TallyBuffer,
     _Transition,
     step_id,
-    touchpoint_of,
 )
+from operators.journey import JourneyState
 from operators.records import Rating, Tally
 from state.catalog import load_catalog
 
@@ -93,14 +93,12 @@ def memory() -> dict[str, Any]:
 
     def customers() -> list[CustomerExperience]:
         out = []
-        ids = [touchpoint_of("web", f"type{i}")[1] for i in range(12)]
+        tally, journey = TallyBuffer(), JourneyState()
         for c in range(10_000):
             cx = CustomerExperience()
-            cx.start(T0)
-            for i in range(1, 10):  # nine steps in the period
-                here = ids[(c + i) % 12]
-                cx.touch(here, step_id(ids[(c + i - 1) % 12], here))
-            cx.last, cx.last_id, cx.last_ts = (*touchpoint_of("web", "type0"), T0 + c)
+            for i in range(10):  # ten touchpoints, nine steps in the period
+                event = Event(f"e{i}", "c", None, T0 + i, "web", f"type{(c + i) % 12}", {})
+                cx.observe(event, tally, journey, True, HOUR_MS, "cancel")
             out.append(cx)
         return out
 

@@ -38,13 +38,8 @@ from operators.dedupe import RecentIds
 from operators.erasure import Forgotten
 from operators.events import Event, Keyed
 from operators.experience import (
-    CHURN_TYPES,
-    SURVEY_TYPES,
     CustomerExperience,
     TallyBuffer,
-    rating_of,
-    step_id,
-    touchpoint_of,
 )
 from operators.journey import (
     DAY_MS,
@@ -52,7 +47,7 @@ from operators.journey import (
     Packed,
     features,
     pack,
-    silence_at,
+    silence_after,
     summary,
     unpack,
 )
@@ -70,7 +65,7 @@ from operators.records import (
     ScoreRequest,
     Watched,
 )
-from operators.trends import MAX_LABEL, signal_of
+from operators.trends import signal_of
 
 SCORE_TYPES = frozenset(("contact_start",))
 # Channel systems' reports on an outbound action: the answer the arbiter learns from
@@ -95,7 +90,7 @@ class CustomerConfig:
     ``silence_ratio`` > 0 also scores a customer whose silence reaches that many times
     their own mean gap between events (a gap of at least ``silence_floor_ms``), then at
     each doubling of that, ``silence_levels`` times a silence (see
-    :func:`operators.journey.silence_at`); not with external labels (a file's labels
+    :func:`operators.journey.silence_after`); not with external labels (a file's labels
     belong to its rows).  One level by default: measured on a purchase log and simulated
     ones, a second level doubled the silence snapshots in the refit's window and cost the
     contact moments 0.003 to 0.006 of AUC.
@@ -268,8 +263,16 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         tz = event.attrs.get("tz") if event.attrs else None
         if type(tz) is str and zone(tz) is not None:
             self.tz = tz
-        if self.tally is not None:
-            self._experience(event, self.tally)
+        tally = self.tally
+        if tally is not None:  # the experience view: before the event joins the journey
+            cx = self.cx
+            if cx is None:
+                cx = self.cx = CustomerExperience()
+            config = self.config
+            # (no period while the customer objects to profiling: a period is a record
+            # of one customer's journey; nor with external labels)
+            periods = not self.objected and config.label_mode != "external"
+            cx.observe(event, tally, self.journey, periods, config.horizon_ms, config.label_mode)
         self.journey.update_one(event)
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
@@ -318,68 +321,11 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self.profile_at, self.profile_due = now, False
         else:
             self.profile_due = True
-        if self.tally is not None and now >= self.tally.due_at:
-            tally = self.tally.take(now)
-            if tally is not None:
-                out.append(tally)
+        if tally is not None and now >= tally.due_at:
+            taken = tally.take(now)
+            if taken is not None:
+                out.append(taken)
         return out, RETAIN
-
-    def _experience(self, event: Event, tally: TallyBuffer) -> None:
-        """The event as the experience view sees it (before it joins the journey), into
-        the worker's ``tally``: its answers, the step from the customer's previous
-        touchpoint, and the customer's period (see ``operators.experience``).  On every
-        event: kept lean."""
-        cx = self.cx
-        if cx is None:
-            cx = self.cx = CustomerExperience()
-        type_, ts = event.type, event.ts
-        here, here_id = touchpoint_of(event.channel, type_)
-        previous, previous_id = cx.last, cx.last_id
-        late = ts < cx.last_ts  # a late event: no step, nothing for the period
-        attrs = event.attrs
-        if attrs:
-            if type_ == "contact_start":
-                queue = attrs.get("queue")
-                if isinstance(queue, str) and queue:
-                    cx.queue = queue[:MAX_LABEL]
-            if "nps" in attrs or "csat" in attrs or "ces" in attrs:
-                ces = self.journey.ces
-                if type_ in SURVEY_TYPES and previous is not None and not late:
-                    channel = previous.partition("·")[0]
-                    rating = rating_of(event, previous, channel, cx.queue, ces)
-                else:
-                    rating = rating_of(event, here, event.channel, cx.queue, ces)
-                if rating is not None:
-                    tally.rate(rating)
-            sentiment = attrs.get("sentiment")
-            before = self.journey.sentiment
-            if (
-                sentiment is not None
-                and previous is not None
-                and before is not None
-                and not late
-                and isinstance(sentiment, int | float)
-                and not isinstance(sentiment, bool)
-            ):
-                tally.sentiment(previous, float(sentiment) - before)
-        if late or type_ in SURVEY_TYPES:
-            return  # (a survey rates a step, it is none)
-        step = step_id(previous_id, here_id) if previous_id >= 0 and here_id >= 0 else -1
-        if step >= 0:
-            tally.step(step, ts - cx.last_ts)
-        cx.last, cx.last_id, cx.last_ts = here, here_id, ts
-        config = self.config
-        if self.objected or config.label_mode == "external":
-            return  # (no period: see CustomerExperience)
-        cx.period(
-            ts,
-            here_id,
-            step,
-            tally,
-            churn=type_ in CHURN_TYPES,  # (labelled at the period's end)
-            horizon_ms=config.horizon_ms,
-            mode=config.label_mode,
-        )
 
     def _rules(self, event: Event) -> tuple[dict[str, float] | None, tuple[str, str] | None]:
         """The catalog rules this event fires (the first names the moment), and the
@@ -523,13 +469,14 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             or config.label_mode == "external"
         ):
             return None
+        journey = self.journey
+        after = silence_after(journey, ratio=config.silence_ratio, floor_ms=config.silence_floor_ms)
+        if after is None:
+            return None
+        last, horizon = journey.last_ts, config.horizon_ms
         for level in range(self.silences, config.silence_levels):
-            at = silence_at(
-                self.journey, level, ratio=config.silence_ratio, floor_ms=config.silence_floor_ms
-            )
-            if at is None:
-                return None
-            if now_ts < at + config.horizon_ms:
+            at = last + int(after * 2**level)
+            if now_ts < at + horizon:
                 return level, at
         return None
 

@@ -35,15 +35,19 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from operators.alerts import alert_id
-from operators.events import Event
+from operators.events import NUMBER, Event
 from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
 from operators.records import Alert, ExperienceIn, ExperienceStatus, Exposure, Rating, Tally
+from operators.trends import MAX_LABEL
+
+if TYPE_CHECKING:
+    from operators.journey import JourneyState
 
 
 class Row(Protocol):
@@ -142,18 +146,35 @@ class Kpis:
 
     def add_answers(self, nps: float | None, csat: float | None, ces: float | None) -> bool:
         """Count one customer's answers (None: not given); True if any."""
+        if nps is None and csat is None and ces is None:
+            return False
+        n_nps, pro, det, n_csat, sat, n_ces, total, squares = Kpis.row(nps, csat, ces)
+        self.nps_n += int(n_nps)
+        self.promoters += int(pro)
+        self.detractors += int(det)
+        self.csat_n += int(n_csat)
+        self.satisfied += int(sat)
+        self.ces_n += int(n_ces)
+        self.ces_total += total
+        self.ces_squares += squares
+        return True
+
+    @staticmethod
+    def row(nps: float | None, csat: float | None, ces: float | None) -> list[float]:
+        """One customer's answers as the eight counts (the thresholds' one place: a
+        promoter answers 9-10, a detractor 0-6, a satisfied customer 4-5).
+
+        >>> Kpis.row(9, 3, 6.0)
+        [1, 1, 0, 1, 0, 1, 6.0, 36.0]
+        """
+        row: list[float] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
         if nps is not None:
-            self.nps_n += 1
-            self.promoters += nps >= 9
-            self.detractors += nps <= 6
+            row[0], row[1], row[2] = 1, 1 if nps >= 9 else 0, 1 if nps <= 6 else 0
         if csat is not None:
-            self.csat_n += 1
-            self.satisfied += csat >= 4
+            row[3], row[4] = 1, 1 if csat >= 4 else 0
         if ces is not None:
-            self.ces_n += 1
-            self.ces_total += ces
-            self.ces_squares += ces * ces
-        return nps is not None or csat is not None or ces is not None
+            row[5], row[6], row[7] = 1, ces, ces * ces
+        return row
 
     def counts(self) -> list[float]:
         """The eight counts, in the order the live series keep them."""
@@ -386,7 +407,7 @@ class ExperienceReport:
 HOUR_MS = 3_600_000
 WINDOWS = (("day", 24), ("week", 168))  # sliding windows, in hours of event time
 RING_HOURS = 2 * 168  # a series keeps two weeks of hourly counts: a window and the one before
-KPI_FIELDS = 8  # Kpis' counts, in order (see _kpi_row)
+KPI_FIELDS = 8  # Kpis' counts, in order (see Kpis.row)
 MAX_SERIES = 256  # KPI series (overall, channels, touchpoints, queues); more are not opened
 MAX_TRANSITIONS = 4096  # transitions kept; a new one past this is counted in ``dropped``
 MAX_TOUCHPOINTS = 1024  # touchpoints with an id; later ones are not steps of the map
@@ -481,7 +502,7 @@ def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
 
 def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
     v = attrs.get(name)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return float(v) if isinstance(v, NUMBER) and not isinstance(v, bool) else None
 
 
 class TallyBuffer:
@@ -535,8 +556,8 @@ class TallyBuffer:
         entry = self.ratings.get(key)
         if entry is None:
             entry = self.ratings[key] = [0.0] * (KPI_FIELDS + 2)
-        for k, v in enumerate(_kpi_row(rating)):
-            entry[k] += v
+        row = Kpis.row(rating.nps, rating.csat, rating.ces)
+        entry[:KPI_FIELDS] = [a + b for a, b in zip(entry, row, strict=False)]
         if rating.ces_change is not None:
             entry[KPI_FIELDS] += 1
             entry[KPI_FIELDS + 1] += rating.ces_change
@@ -589,16 +610,16 @@ class CustomerExperience:
     Not kept while the customer objects to profiling (a period is a record of one
     customer's journey), nor with external labels.
 
-    >>> cx = CustomerExperience()
-    >>> (_, a), (_, b) = touchpoint_of("web", "page_view"), touchpoint_of("app", "checkout")
-    >>> tally = TallyBuffer()
-    >>> cx.period(0, a, -1, tally, churn=False, horizon_ms=10, mode="cancel")
-    >>> cx.period(2, b, step_id(a, b), tally, churn=False, horizon_ms=10, mode="cancel")
-    >>> cx.period(7, -1, -1, tally, churn=True, horizon_ms=10, mode="cancel")  # 2nd half
+    >>> from operators.journey import JourneyState
+    >>> cx, tally, journey = CustomerExperience(), TallyBuffer(), JourneyState()
+    >>> def see(ts: int, channel: str, type_: str) -> None:
+    ...     event = Event(f"e{ts}", "c1", None, ts, channel, type_, {})
+    ...     cx.observe(event, tally, journey, True, 10, "cancel")
+    >>> see(0, "web", "page_view"); see(2, "app", "checkout"); see(7, "web", "cancel")
     >>> cx.due(9, horizon_ms=10, mode="cancel"), cx.due(10, horizon_ms=10, mode="cancel")
     (None, 1)
     >>> cx.close_into(tally, churned=1)
-    >>> tally.take(0.0).periods
+    >>> tally.take(0.0).periods  # (the cancel, in the second half, is no touchpoint of it)
     ((('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),), 1, 1),)
     """
 
@@ -624,45 +645,87 @@ class CustomerExperience:
                 if a >= 0 and b >= 0:
                     self.steps |= _bit(step_id(a, b))
 
-    def start(self, ts: int) -> None:
-        self.opened = ts
-        self.outcome = -1
-        self.touched = self.steps = 0
-
-    def period(
+    def observe(
         self,
-        ts: int,
-        here: int,
-        step: int,
+        event: Event,
         tally: TallyBuffer,
-        *,
-        churn: bool,
+        journey: JourneyState,
+        periods: bool,
         horizon_ms: int,
         mode: str,
     ) -> None:
-        """An event at ``ts``, of touchpoint id ``here``, by step id ``step`` (-1: none),
-        a cancel if ``churn``: the period that ended goes to ``tally``; a cancel marks the
-        open one; another event opens one if none is open, and the first half records the
-        touchpoint and the step, the second half the outcome."""
-        if self.opened >= 0 and ts >= self.opened + horizon_ms:  # ended: labelled
-            self.close_into(tally, churned=self.label(mode))
-            step = -1  # the step belongs to the period before
-        if churn:
-            self.churn(ts, horizon_ms=horizon_ms)
+        """The customer's ``event``, before it joins their ``journey``, as the experience
+        view sees it, into the worker's ``tally``: its answers and sentiment (rating the
+        customer's previous touchpoint if it is a survey), the step from the previous
+        touchpoint, and the customer's period if ``periods`` (see above): the period
+        that ended goes to the tally, a cancel marks the open one, another event opens
+        one if none is open; the first half records the touchpoint and the step, the
+        second half the outcome.
+
+        On every event of every customer: the registries' lookups are inlined (their
+        functions register what is new), and a late event (older than the latest
+        touchpoint) counts its answers but takes no step.
+        """
+        type_, ts, channel = event.type, event.ts, event.channel
+        types = TOUCHPOINTS.get(channel)
+        known = types.get(type_) if types is not None else None
+        here, here_id = known if known is not None else touchpoint_of(channel, type_)
+        previous, last_ts = self.last, self.last_ts
+        late = ts < last_ts
+        attrs = event.attrs
+        if attrs:
+            if type_ == "contact_start":
+                queue = attrs.get("queue")
+                if isinstance(queue, str) and queue:
+                    self.queue = queue[:MAX_LABEL]
+            if "nps" in attrs or "csat" in attrs or "ces" in attrs:
+                if type_ in SURVEY_TYPES and previous is not None and not late:
+                    rated, rated_channel = previous, previous.partition("·")[0]
+                else:
+                    rated, rated_channel = here, channel
+                rating = rating_of(event, rated, rated_channel, self.queue, journey.ces)
+                if rating is not None:
+                    tally.rate(rating)
+            sentiment = attrs.get("sentiment")
+            before = journey.sentiment
+            if (
+                sentiment is not None
+                and previous is not None
+                and before is not None
+                and not late
+                and isinstance(sentiment, NUMBER)
+                and not isinstance(sentiment, bool)
+            ):
+                tally.sentiment(previous, float(sentiment) - before)
+        if late or type_ in SURVEY_TYPES:
+            return  # (a survey rates a step, it is none)
+        step = -1
+        previous_id = self.last_id
+        if previous_id >= 0 and here_id >= 0:
+            known_step = STEP_IDS.get(previous_id << 12 | here_id)
+            step = known_step if known_step is not None else step_id(previous_id, here_id)
+            if step >= 0:
+                tally.step(step, ts - last_ts)
+        self.last, self.last_id, self.last_ts = here, here_id, ts
+        if not periods:
             return
-        if self.opened < 0:
-            self.start(ts)
-        if ts < self.opened + horizon_ms // 2:
-            self.touch(here, step)
+        opened = self.opened
+        if opened >= 0 and ts >= opened + horizon_ms:  # ended: labelled
+            self.close_into(tally, churned=self.label(mode))
+            opened, step = -1, -1  # (the step belongs to the period before)
+        if type_ in CHURN_TYPES:
+            self.churn(ts, horizon_ms=horizon_ms)  # (labelled at the period's end)
+            return
+        if opened < 0:
+            opened = self.opened = ts
+            self.outcome = -1
+        if ts < opened + horizon_ms // 2:
+            if here_id >= 0:
+                self.touched |= 1 << here_id
+                if step >= 0:
+                    self.steps |= 1 << step
         elif self.outcome < 0 and mode == "inactivity":
             self.outcome = 0  # still active after the landmark
-
-    def touch(self, here: int, step: int) -> None:
-        """A touchpoint and the step to it (-1: none), by id, in the period's first half."""
-        if here >= 0:
-            self.touched |= 1 << here
-            if step >= 0:
-                self.steps |= 1 << step
 
     def churn(self, ts: int, *, horizon_ms: int) -> None:
         """The customer churned (a cancel) at ``ts``."""
@@ -724,13 +787,6 @@ def rating_of(
         return None
     change = ces - ces_before if ces is not None and ces_before is not None else None
     return Rating(event.ts, event.event_id, channel, rated, queue, nps, csat, ces, change)
-
-
-def _kpi_row(rating: Rating) -> list[float]:
-    """A rating as the eight counts of :class:`Kpis`."""
-    kpis = Kpis()
-    kpis.add_answers(rating.nps, rating.csat, rating.ces)
-    return kpis.counts()
 
 
 def figures_of(counts: Iterable[float]) -> dict[str, dict[str, Any]]:
@@ -873,7 +929,7 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
 
     def rate(self, rating: Rating) -> list[Alert]:
         """Count one answer in its series (see :meth:`count`)."""
-        counts = _kpi_row(rating)
+        counts = Kpis.row(rating.nps, rating.csat, rating.ces)
         change = rating.ces_change
         return self.count(
             rating.ts // HOUR_MS,
@@ -1085,7 +1141,13 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
         """A worker's tally: its answers (the alerts of the hours they close), steps,
         sentiment changes and labelled periods."""
         newest = self.hour
-        for hour, channel, touchpoint, queue, counts, ces_n, ces_change in tally.ratings:
+        ratings = tally.ratings
+        top = max((r[0] for r in ratings), default=-1)
+        if top > newest:  # the hours it passes, emptied at once (a replay's tally passes many)
+            if newest < 0:
+                self.first_hour = min(r[0] for r in ratings)
+            self._advance(top)
+        for hour, channel, touchpoint, queue, counts, ces_n, ces_change in ratings:
             self.count(hour, channel, touchpoint, queue, counts, ces_n, ces_change, check=False)
         # tested once, as of the last hour the tally closed (live, a tally is a second:
         # every hour is tested; a replay's tally may pass many hours at once)

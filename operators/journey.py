@@ -28,7 +28,7 @@ import sys
 from array import array
 from typing import Any
 
-from operators.events import KNOWN_TYPE_SET, Event
+from operators.events import KNOWN_TYPE_SET, NUMBER, Event
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -219,7 +219,7 @@ class JourneyState:
             return
         if type_ == "purchase":
             amount = attrs.get("amount")
-            if isinstance(amount, int | float) and not isinstance(amount, bool):
+            if isinstance(amount, NUMBER) and not isinstance(amount, bool):
                 self.value += float(amount)
         elif type_ == "offer_response":
             if attrs.get("response") == "declined":
@@ -227,23 +227,23 @@ class JourneyState:
             elif attrs.get("response") == "accepted":
                 self.offers_accepted += 1
         value = attrs.get("value")
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, NUMBER) and not isinstance(value, bool):
             self.value_attr = float(value)
 
         sentiment = attrs.get("sentiment")
-        if isinstance(sentiment, int | float) and not isinstance(sentiment, bool):
+        if isinstance(sentiment, NUMBER) and not isinstance(sentiment, bool):
             s = float(sentiment)
             prev, slow = self.sentiment, self.sentiment_slow
             self.sentiment = s if prev is None else prev + SENTIMENT_ALPHA * (s - prev)
             self.sentiment_slow = s if slow is None else slow + SENTIMENT_SLOW_ALPHA * (s - slow)
         nps = attrs.get("nps")
-        if isinstance(nps, int | float) and not isinstance(nps, bool):
+        if isinstance(nps, NUMBER) and not isinstance(nps, bool):
             self.nps = float(nps)
         csat = attrs.get("csat")
-        if isinstance(csat, int | float) and not isinstance(csat, bool):
+        if isinstance(csat, NUMBER) and not isinstance(csat, bool):
             self.csat = float(csat)
         ces = attrs.get("ces")
-        if isinstance(ces, int | float) and not isinstance(ces, bool):
+        if isinstance(ces, NUMBER) and not isinstance(ces, bool):
             self.ces = float(ces)
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -325,22 +325,24 @@ def _count_since(items: list[int], since: int, until: int) -> int:
 _DECAY_MASS_DAYS = DECAY_HALF_LIFE_MS / DAY_MS / math.log(2.0)  # a steady 1/day's decayed count
 
 
-def silence_at(state: JourneyState, level: int, *, ratio: float, floor_ms: int) -> int | None:
-    """When the customer's current silence reaches ``level`` (0, 1, ...): ``ratio`` times
-    their own mean gap between events (at least ``floor_ms``, which also stands for the
-    gap of a customer of one event), doubled at each level.  None before a first event.
+def silence_after(state: JourneyState, *, ratio: float, floor_ms: int) -> float | None:
+    """How long after the customer's latest event their silence reaches level 0, in ms:
+    ``ratio`` times their own mean gap between events (at least ``floor_ms``, which also
+    stands for the gap of a customer of one event); level k is ``2**k`` times as long.
+    None before a first event.
 
     >>> s = JourneyState()
     >>> for ts in (0, 2 * DAY_MS, 4 * DAY_MS):
     ...     s.update_one(Event(f"e{ts}", "c1", None, ts, "web", "page_view", {}))
-    >>> [silence_at(s, k, ratio=2.0, floor_ms=DAY_MS) // DAY_MS for k in (0, 1)]
+    >>> after = silence_after(s, ratio=2.0, floor_ms=DAY_MS)
+    >>> [(s.last_ts + int(after * 2**k)) // DAY_MS for k in (0, 1)]  # levels 0 and 1
     [8, 12]
     """
-    if not state.n_events:
-        return None
     n = state.n_events
+    if not n:
+        return None
     mean_gap = (state.last_ts - state.first_ts) / (n - 1) if n > 1 else 0.0
-    return state.last_ts + int(ratio * max(float(floor_ms), mean_gap) * 2**level)
+    return ratio * max(float(floor_ms), mean_gap)
 
 
 def features(state: JourneyState, now_ms: int) -> dict[str, float]:

@@ -48,6 +48,7 @@ from typing import Any
 from river import proba
 
 from operators.errors import ConfigError
+from operators.events import NUMBER
 from operators.journey import FEATURE_NAMES
 from operators.proactive import OPS, Check, Rule, parse_quiet_hours
 
@@ -270,7 +271,7 @@ def _proactive_table(raw: dict[str, Any]) -> ProactiveTable:
 
 
 def _number(value: object, name: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, NUMBER):
         raise ConfigError(f"{name} must be a number, not {value!r}")
     return value
 
@@ -293,9 +294,7 @@ def _action(item: dict[str, Any]) -> Action:
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: use service or sales")
     for name in ("value", "cost", "lever"):
-        if name in item and (
-            isinstance(item[name], bool) or not isinstance(item[name], int | float)
-        ):
+        if name in item and (isinstance(item[name], bool) or not isinstance(item[name], NUMBER)):
             raise ValueError(f"{name} must be a number")
     if float(item["value"]) < 0 or float(item.get("cost", 0)) < 0:
         raise ValueError("value and cost cannot be negative")
@@ -326,7 +325,7 @@ def _action(item: dict[str, Any]) -> Action:
 
 
 def _uplift(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not -1 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, NUMBER) or not -1 <= value <= 1:
         raise ValueError(f"uplift {value!r}: a share of churn, from -1 to 1 (e.g. 0.1)")
     return float(value)
 

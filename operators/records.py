@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
 from operators.consent import Consents
 from operators.events import Event, Suppressed
+from operators.values import record
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScoreRequest:
     """A moment to score this customer (features as of ``event.ts``).
 
@@ -38,7 +38,7 @@ class ScoreRequest:
     consent: Consents | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Example:
     """A matured training example: features of a past snapshot and its label."""
 
@@ -49,7 +49,7 @@ class Example:
     label_ts: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decided:
     """A pending snapshot's label, decided before its horizon (a return in inactivity
     mode, a cancel in cancel mode): the example itself follows at the horizon, but a
@@ -61,7 +61,7 @@ class Decided:
     label_ts: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Watched:
     """The label of a moment a catalog rule fired (not a training example): churned
     within the horizon after ``snapshot_ts`` or not.  The model shard counts it for the
@@ -73,7 +73,7 @@ class Watched:
     label: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Proactive:
     """A proactive decision (a trigger fired and the contact policy let it through).
 
@@ -95,7 +95,7 @@ class Proactive:
     eligible: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProfileUpdate:
     """Fields of the customer's 360 profile to overwrite (values JSON-ready).
 
@@ -108,7 +108,7 @@ class ProfileUpdate:
     refresh_ttl: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ModelStatus:
     """A model shard's version and prequential metrics."""
 
@@ -116,7 +116,7 @@ class ModelStatus:
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Alert:
     """An alert for the agents (``payload`` follows the alert contract)."""
 
@@ -124,7 +124,7 @@ class Alert:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outcome:
     """An answer to a recommendation (agent's outcome or a channel's offer_response)."""
 
@@ -135,7 +135,7 @@ class Outcome:
     ts: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Erase:
     """Erase this customer key from every store (a ``forget`` event, or an event
     of an erased customer that got past the parse step: its entries are swept again).
@@ -147,7 +147,7 @@ class Erase:
     linked: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentChange:
     """A consent statement that changed what the customer's latest says (a ``consent``
     event): for the audit trail, and for the model shard, which drops what it holds to
@@ -164,7 +164,7 @@ class ConsentChange:
     via: str = ""  # the channel of the event that said it
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Signal:
     """A complaint or a contact, as the trends see it (no customer id, no text)."""
 
@@ -177,7 +177,7 @@ class Signal:
     sentiment: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rating:
     """A customer's answers (``nps`` 0-10, ``csat`` 1-5, ``ces`` 1-7: None if not given),
     as the experience view sees them: the touchpoint rated (``channel·type``: for a
@@ -196,7 +196,7 @@ class Rating:
     ces_change: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Exposure:
     """One customer-period of the journey map, labelled: the touchpoints and the steps
     (from, to) the customer took in its first half, and whether they churned in its
@@ -208,7 +208,7 @@ class Exposure:
     steps: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tally:
     """What a worker's customers did for the experience view since its last tally (no
     customer id): ``steps`` ((from, to), count, some gaps in ms); ``sentiment``
@@ -223,7 +223,7 @@ class Tally:
     periods: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...], int, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExperienceStatus:
     """The experience step's counts (see ``operators.experience.LiveExperience``), for
     the supervisors' view: written to ``cx:experience`` under ``name``."""

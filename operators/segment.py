@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from operators.errors import InvalidEvent
+from operators.events import NUMBER
 
 CALLS = ("track", "identify", "page", "screen")
 # Segment's context.channel values that name a cxstream channel under another name
@@ -137,7 +138,7 @@ def _attrs(properties: object) -> dict[str, Any]:
     if "amount" not in attrs:
         for name in AMOUNT_FIELDS:
             value = attrs.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, NUMBER) and not isinstance(value, bool):
                 attrs["amount"] = value
                 break
     return attrs

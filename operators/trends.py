@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from operators.alerts import alert_id
-from operators.events import Event
+from operators.events import NUMBER, Event
 from operators.logic import DISCARD, RETAIN, Logic
 from operators.records import Alert, Signal
 
@@ -111,7 +111,7 @@ def signal_of(event: Event) -> Signal | None:
         event.channel,
         queue[:MAX_LABEL] if isinstance(queue, str) and queue else None,
         topic[:MAX_LABEL] if isinstance(topic, str) and topic else None,
-        float(sentiment) if isinstance(sentiment, int | float) else None,
+        float(sentiment) if isinstance(sentiment, NUMBER) else None,
     )
 
 

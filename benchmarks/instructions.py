@@ -1,0 +1,151 @@
+"""Instructions per event of the engine's operators: a cost figure that does not move
+with the machine's load.
+
+Wall-clock figures on a shared machine drift by 10-15% between runs, more than most
+changes worth measuring.  This benchmark runs the throughput benchmark's bare loop (the
+flow's operators without Bytewax or Redis, :func:`benchmarks.throughput.bare_loop`)
+under Valgrind's ``cachegrind`` and counts the CPU instructions it executes per event,
+with the live experience on and off.  The loop's wall clock is replaced by a virtual one
+that advances 20 us per reading, so what depends on time (the tally every second,
+written-behind profiles, notifications) happens at the same events in every run, and
+``PYTHONHASHSEED`` is fixed.  The count of a short run (2,000 events) is taken from the
+count of the full run, so start-up (imports, model set-up) is left out.
+
+Two checkouts compare by running this file from each (copied into the older one if it
+has none): their figures differ by what their code executes, to about 1%.  Counted
+instructions are not time (a cache miss costs more than an add): keep the wall-clock
+benchmarks for speed, use this one to see which way a change goes.
+
+Run: ``python benchmarks/instructions.py [--events N] [--no-record]`` (needs
+``valgrind``; about a minute per 10,000 events).  The figures are the last line of stdout
+(JSON) and a row of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+
+from benchmarks._harness import record
+from benchmarks.throughput import synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT = 2_000  # events of the run whose count is start-up's
+CUSTOMERS_PER_EVENT = 0.1  # about ten events a customer, as the throughput benchmark
+TICK_S = 20e-6  # the virtual clock's step per reading
+
+# What runs under Valgrind: the bare loop over the first N events of a log, with a
+# virtual clock (argv: log file, N).
+_CHILD = """
+import datetime as _dt
+import gc
+import itertools
+import pickle
+import sys
+import time
+
+sys.path.insert(0, sys.argv[3])
+tick = itertools.count()
+start = 1.8e9
+
+def clock():
+    return start + next(tick) * TICK_S
+
+time.time = clock
+
+class _Datetime(_dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return _dt.datetime.fromtimestamp(clock(), tz)
+
+import benchmarks.throughput as throughput
+
+throughput.datetime = _Datetime
+throughput.tune_gc = gc.disable  # no collector pauses in the count
+with open(sys.argv[1], "rb") as f:
+    data = pickle.load(f)[: int(sys.argv[2])]
+throughput.bare_loop(data)
+""".replace("TICK_S", repr(TICK_S))
+
+
+def log(message: str) -> None:
+    print(f"instructions: {message}", file=sys.stderr, flush=True)
+
+
+def count(valgrind: str, log_file: Path, events: int, experience: bool) -> int:
+    """Instructions of the bare loop over the log's first ``events`` events."""
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        "CX_EXPERIENCE": "1" if experience else "0",
+        "CX_LOG_LEVEL": "WARNING",
+    }
+    done = subprocess.run(
+        [
+            valgrind,
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(log_file),
+            str(events),
+            str(ROOT),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise SystemExit(f"instructions: the run under valgrind failed: {tail}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events counted (20,000)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if args.events <= SHORT:
+        parser.error(f"--events {args.events}: must be more than {SHORT:,}")
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("instructions: valgrind not found (install it, e.g. apt install valgrind)")
+    customers = max(100, int(args.events * CUSTOMERS_PER_EVENT))
+    figures: dict[str, object] = {"events": args.events}
+    with tempfile.TemporaryDirectory() as tmp:
+        log_file = Path(tmp) / "log.pkl"
+        log_file.write_bytes(pickle.dumps(synthetic(args.events, customers, 1)))
+        for experience in (True, False):
+            name = "experience_on" if experience else "experience_off"
+            log(f"{name}: {SHORT:,} then {args.events:,} events under valgrind")
+            short = count(valgrind, log_file, SHORT, experience)
+            full = count(valgrind, log_file, args.events, experience)
+            figures[f"{name}_instructions_per_event"] = round(
+                (full - short) / (args.events - SHORT)
+            )
+    print(orjson.dumps(figures).decode())
+    if not args.no_record:
+        command = "python benchmarks/instructions.py" + (
+            f" --events {args.events}" if args.events != 20_000 else ""
+        )
+        record("instructions", command, figures)
+
+
+if __name__ == "__main__":
+    main()
