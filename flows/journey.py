@@ -212,7 +212,7 @@ def build_flow(
         )
     # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
     #  | Outcome | Erase | Signal | ConsentChange | Tally)
-    #   [dedupe, journey, labels, rules, consent, erasure; a worker's tally once a second]
+    #   [dedupe, journey, labels, rules, consent, erasure; a worker's tally each quarter second]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
     # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
@@ -226,7 +226,7 @@ def build_flow(
     # ProfileUpdate(customer_id, fields)
     counted = op.branch("split_tallies", not_model.trues, is_tally)
     tallies = counted.trues
-    # Tally(steps, sentiment, ratings, periods)   [a worker's second: no customer id]
+    # Tally(steps, sentiment, ratings, periods)   [a worker's quarter second: no customer id]
     name = settings.model_suffix.lstrip("@") or "main"
     live = stateful(
         "experience",

@@ -339,7 +339,7 @@ def is_to_model(item: Routed) -> TypeGuard[ToModel]:
 
 
 def is_signal_or_tally(item: Routed) -> TypeGuard[Signal | Tally]:
-    """What the trends and the experience count (few: a worker's tally once a second)."""
+    """What the trends and the experience count (few: a worker's tally each quarter second)."""
     return type(item) is Signal or type(item) is Tally
 
 
