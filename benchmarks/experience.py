@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from benchmarks._harness import record
-from benchmarks.throughput import flow_env, synthetic
+from benchmarks.throughput import customer_logic, flow_env, synthetic
 from cxstream.components import customer_config
 from cxstream.settings import Settings
 from operators.customer import CustomerLogic, Watermark
@@ -133,14 +133,7 @@ def cost(events: int, customers: int, rounds: int) -> dict[str, Any]:
         for e in log:
             logic = logics.get(e.key)
             if logic is None:
-                logic = logics[e.key] = CustomerLogic(
-                    None,
-                    config=config,
-                    clock=time.time,
-                    watermark=watermark,
-                    keep_snapshots=False,
-                    tally=tally,
-                )
+                logic = logics[e.key] = customer_logic(config, watermark, tally)
             out, _ = logic.on_item(e)
             tallies.extend(o for o in out if type(o) is Tally)
         spent = time.perf_counter() - started

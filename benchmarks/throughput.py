@@ -51,7 +51,7 @@ from cxstream.components import (
 )
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
-from operators.customer import CustomerBucket, CustomerLogic, Watermark, bucket_of
+from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.experience import LiveExperience, TallyBuffer
@@ -101,6 +101,21 @@ def flow_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "CX_SHARDS": str(SHARDS), "CX_LOG_LEVEL": "WARNING", **extra}
 
 
+def customer_logic(
+    config: CustomerConfig, watermark: Watermark, tally: TallyBuffer | None
+) -> CustomerLogic:
+    """A new customer's logic as a flow worker makes it without recovery (no snapshots),
+    on the wall clock."""
+    return CustomerLogic(
+        None,
+        config=config,
+        clock=time.time,
+        watermark=watermark,
+        keep_snapshots=False,
+        tally=tally,
+    )
+
+
 def bare_loop(data: list[bytes]) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
 
@@ -108,30 +123,23 @@ def bare_loop(data: list[bytes]) -> dict[str, Any]:
     bucket getting its share in order (``on_batch``, as Bytewax calls the journey
     step); what the customers emit goes through the model step, the trend
     series of its complaints and contacts, and the live experience (the worker's
-    tally of answers, steps and labelled periods, once a second).  After each 1,000 events the due
-    buckets are notified (``notify_at``/``on_notify``: written-behind profiles,
-    matured labels, expiry), as Bytewax does between batches.
+    tally of answers, steps and labelled periods, every quarter second).  After each
+    1,000 events the due buckets are notified (``notify_at``/``on_notify``:
+    written-behind profiles, matured labels, expiry), as Bytewax does between batches.
     """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
     catalog = load_catalog(settings.catalog_path)
     config = customer_config(settings, catalog)
 
-    # the worker's tally for the live experience (CX_EXPERIENCE), handed over once a second
+    # the worker's tally for the live experience (CX_EXPERIENCE), handed over each quarter second
     tally = TallyBuffer() if settings.experience else None
     experience = LiveExperience(
         None, config=experience_config(settings), clock=time.time, keep_snapshots=False
     )
 
     def new_customer() -> CustomerLogic:
-        return CustomerLogic(
-            None,
-            config=config,
-            clock=time.time,
-            watermark=watermark,
-            keep_snapshots=False,
-            tally=tally,
-        )
+        return customer_logic(config, watermark, tally)
 
     buckets: dict[str, CustomerBucket] = {}
     decide = DecideLogic(
