@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
+import psutil
 from websockets.asyncio.client import connect
 
 from benchmarks._harness import Stack, record
@@ -119,9 +121,12 @@ def main() -> int:
             )
             _wait_for_load(stack, args.warmup)
         start_events = _events(stack)
+        flows = stack.procs[: args.processes]
+        start_cpu = sum(map(_cpu_s, flows))
         started = time.monotonic()
         latencies = asyncio.run(probe(stack, args.contacts, args.interval_ms / 1000))
         elapsed = time.monotonic() - started
+        flow_cpu = (sum(map(_cpu_s, flows)) - start_cpu) / elapsed / args.processes
         load_rate = (_events(stack) - start_events - args.contacts) / elapsed
         if load is not None:
             load.terminate()
@@ -136,6 +141,8 @@ def main() -> int:
         "contacts": len(latencies),
         "flow_p50_ms": round(percentile(sorted(FLOW_PARTS), 0.50), 2),
         "flow_p99_ms": round(percentile(sorted(FLOW_PARTS), 0.99), 2),
+        # a flow process's CPU time over the probes' wall time (1.0: a core busy)
+        "flow_cpu_share": round(flow_cpu, 3),
         "warmup_s": args.warmup if args.load > 0 else 0.0,
         "processes": args.processes,
     }
@@ -159,6 +166,12 @@ def _wait_for_load(stack: Stack, seconds: float) -> None:
         time.sleep(min(left, 5.0))
         events = _events(stack)
         print(f"latency: warm-up, {events:,} load events so far", file=sys.stderr, flush=True)
+
+
+def _cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """The CPU time (user and system, in seconds) a process has used so far."""
+    times = psutil.Process(proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _events(stack: Stack) -> int:

@@ -5,6 +5,7 @@ import itertools
 import math
 import pickle
 import random
+from collections import deque
 
 import numpy as np
 import pytest
@@ -43,6 +44,17 @@ def test_window_is_bounded_and_spans_the_horizon_under_a_high_rate() -> None:
     assert newest - oldest <= SPAN * H
     assert m.stage == "learned"
     assert m.predict_proba_one({"a": 1.0}) > m.predict_proba_one({"a": 0.0}) + 0.3
+
+
+def test_a_refit_comes_every_eighth_of_a_large_window() -> None:
+    # the young window refits once it grows by a quarter, then every refit_every new
+    # records; a large one once an eighth of it is new (a refit costs the whole window)
+    m = HazardRefit(horizon_ms=H, event_label=1, window=8192, refit_every=256, min_events=30)
+    cadences = {}
+    for n in (40, 400, 2048, 4096, 8192):
+        m.records = deque([[f"c{i}", i, None, {}, None, None, False, 0, 0] for i in range(n)])
+        cadences[n] = m.cadence
+    assert cadences == {40: 30, 400: 100, 2048: 256, 4096: 512, 8192: 1024}
 
 
 def test_the_sample_is_the_same_in_every_run() -> None:
