@@ -531,7 +531,7 @@ class ChurnModel:
         """Per-feature log-odds parts from the linear model (also after a promotion),
         against the average customer: positive pushes the risk up, negative holds it down."""
         explainer = self.explainer
-        assert isinstance(explainer, BucketedLogReg | HazardRefit)
+        assert isinstance(explainer, (BucketedLogReg, HazardRefit))  # (no union per call)
         return explainer.contributions(x)
 
     def metrics(self) -> dict[str, Any]:

@@ -89,6 +89,7 @@ _STRING_ATTRS = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "to
 # isinstance(v, NUMBER): a constant tuple (``int | float`` builds a union at every call,
 # twice as slow on a path taken for every attr of every event)
 NUMBER = (int, float)
+CONTAINER = (dict, list)  # (the same for the nesting checks)
 _CHECKED_ATTRS = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response", "tz"))
 
 
@@ -268,13 +269,13 @@ def _too_deep(attrs: dict[str, Any]) -> bool:
     >>> _too_deep(nested["a"]), _too_deep(nested)
     (False, True)
     """
-    stack = [(v, 2) for v in attrs.values() if isinstance(v, dict | list)]
+    stack = [(v, 2) for v in attrs.values() if isinstance(v, CONTAINER)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_ATTRS_DEPTH:
             return True
         children = item.values() if isinstance(item, dict) else item
-        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+        stack += [(c, depth + 1) for c in children if isinstance(c, CONTAINER)]
     return False
 
 
@@ -371,7 +372,7 @@ def encodable(obj: object) -> bytes:
     """
 
     def clip(item: object, depth: int) -> object:
-        if not isinstance(item, dict | list):
+        if not isinstance(item, CONTAINER):
             return item
         if depth > MAX_ATTRS_DEPTH:
             return "..."
