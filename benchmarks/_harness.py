@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import orjson
+import psutil
 import redis
 
 from cxstream.settings import Secret, Settings, read_shards_of
@@ -64,6 +65,12 @@ def pct(values: list[float], q: float) -> float:
     """The q-quantile of ``values`` (nearest rank, rounded down), to 0.01 ms."""
     s = sorted(values)
     return round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 2) if s else float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """The CPU time (user and system, in seconds) process ``pid`` has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def free_port() -> int:

@@ -28,11 +28,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-import psutil
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks._harness import Stack, pct, record
+from benchmarks._harness import Stack, cpu_s, pct, record
 from server.tokens import mint
 from state.keys import ALERTS
 
@@ -152,15 +151,15 @@ async def run(stack: Stack, agents: int, rate: float, seconds: float) -> dict[st
         target=produce, args=(stack.redis_url, agents, rate, WARMUP_S + seconds, start_at)
     )
     producer.start()
-    server = psutil.Process(stack.procs[-1].pid)  # `cxstream serve`
+    server = stack.procs[-1].pid  # `cxstream serve`
     while time.time() < measure_from:
         await asyncio.sleep(0.01)
-    cpu_from = sum(server.cpu_times()[:2])
+    cpu_from = cpu_s(server)
     deadline = measure_from + seconds + 10
     while len(latencies) < expected and time.time() < deadline:
         await asyncio.sleep(0.1)
     sent_for = time.time() - measure_from
-    server_cpu = (sum(server.cpu_times()[:2]) - cpu_from) / sent_for
+    server_cpu = (cpu_s(server) - cpu_from) / sent_for
     producer.join(timeout=30)
     for task in readers:
         task.cancel()

@@ -6,7 +6,7 @@ changes worth measuring.  This benchmark runs the throughput benchmark's bare lo
 flow's operators without Bytewax or Redis, :func:`benchmarks.throughput.bare_loop`)
 under Valgrind's ``cachegrind`` and counts the CPU instructions it executes per event,
 with the live experience on and off.  The loop's wall clock is replaced by a virtual one
-that advances 20 us per reading, so what depends on time (the tally every second,
+that advances 20 us per reading, so what depends on time (the tally every quarter second,
 written-behind profiles, notifications) happens at the same events in every run, and
 ``PYTHONHASHSEED`` is fixed.  The count of a short run (2,000 events) is taken from the
 count of the full run, so start-up (imports, model set-up) is left out; so is the loop's

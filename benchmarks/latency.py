@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-import psutil
 from websockets.asyncio.client import connect
 
-from benchmarks._harness import Stack, record
+from benchmarks._harness import Stack, cpu_s, record
 from operators.events import Event
 from server.tokens import mint
 from state.ingest import xadd_events
@@ -121,12 +119,12 @@ def main() -> int:
             )
             _wait_for_load(stack, args.warmup)
         start_events = _events(stack)
-        flows = stack.procs[: args.processes]
-        start_cpu = sum(map(_cpu_s, flows))
+        flows = [p.pid for p in stack.procs[: args.processes]]
+        start_cpu = sum(map(cpu_s, flows))
         started = time.monotonic()
         latencies = asyncio.run(probe(stack, args.contacts, args.interval_ms / 1000))
         elapsed = time.monotonic() - started
-        flow_cpu = (sum(map(_cpu_s, flows)) - start_cpu) / elapsed / args.processes
+        flow_cpu = (sum(map(cpu_s, flows)) - start_cpu) / elapsed / args.processes
         load_rate = (_events(stack) - start_events - args.contacts) / elapsed
         if load is not None:
             load.terminate()
@@ -166,12 +164,6 @@ def _wait_for_load(stack: Stack, seconds: float) -> None:
         time.sleep(min(left, 5.0))
         events = _events(stack)
         print(f"latency: warm-up, {events:,} load events so far", file=sys.stderr, flush=True)
-
-
-def _cpu_s(proc: subprocess.Popen[bytes]) -> float:
-    """The CPU time (user and system, in seconds) a process has used so far."""
-    times = psutil.Process(proc.pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def _events(stack: Stack) -> int:

@@ -41,7 +41,7 @@ import orjson
 import psutil
 import redis
 
-from benchmarks._harness import free_port, record
+from benchmarks._harness import cpu_s, free_port, record
 from cxstream.components import (
     customer_config,
     experience_config,
@@ -343,8 +343,8 @@ def full_flow(
             _check(procs, folder, deadline)
             time.sleep(0.005)
         started = time.perf_counter()
-        watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(p) for p in redis_pids]
-        cpu_before = [_cpu_s(w) for w in watched]
+        watched = [p.pid for p in procs] + [int(p) for p in redis_pids]
+        cpu_before = [cpu_s(w) for w in watched]
         log("the flow is reading")
         peak = 0.0
         last_report = started
@@ -357,7 +357,7 @@ def full_flow(
                 log(f"flow: {int(client.xlen(ALERTS)):,} alerts so far")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
-        cpu = [(_cpu_s(w) - b) / elapsed * 100 for w, b in zip(watched, cpu_before, strict=True)]
+        cpu = [(cpu_s(w) - b) / elapsed * 100 for w, b in zip(watched, cpu_before, strict=True)]
         peak = max(peak, sum(rss_mb(p.pid) for p in procs))
         alerts_at_end = int(client.xlen(ALERTS))
         # With several workers, the model step of another worker may still be writing
@@ -418,11 +418,6 @@ def model_promotions(client: redis.Redis) -> int:
         if raw is not None:
             total += int(orjson.loads(raw))
     return total
-
-
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def _check(procs: list[subprocess.Popen[bytes]], folder: Path, deadline: float) -> None:

@@ -40,11 +40,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from operators.alerts import alert_id
-from operators.events import NUMBER, Event
+from operators.events import Event
 from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
 from operators.records import Alert, ExperienceIn, ExperienceStatus, Exposure, Rating, Tally
 from operators.trends import MAX_LABEL
+from operators.values import NUMBER
 
 if TYPE_CHECKING:
     from operators.journey import JourneyState

@@ -28,7 +28,8 @@ import sys
 from array import array
 from typing import Any
 
-from operators.events import KNOWN_TYPE_SET, NUMBER, Event
+from operators.events import KNOWN_TYPE_SET, Event
+from operators.values import NUMBER
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -48,9 +48,9 @@ from typing import Any
 from river import proba
 
 from operators.errors import ConfigError
-from operators.events import NUMBER
 from operators.journey import FEATURE_NAMES
 from operators.proactive import OPS, Check, Rule, parse_quiet_hours
+from operators.values import NUMBER
 
 _FEATURES = frozenset((*FEATURE_NAMES, "silence"))
 

@@ -46,6 +46,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from operators.values import NUMBER
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 WEEK_MS = 7 * DAY_MS
@@ -94,7 +96,7 @@ class Check:
         the value or a feature; read only if this check names one)."""
         if self.attr is not None:
             value = attrs.get(self.attr)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, NUMBER):
                 return False
             return OPS[self.op](float(value), self.number)
         return OPS[self.op](journey(self.name), self.number)
@@ -134,7 +136,7 @@ class Rule:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
             raise ValueError(f"count {count!r}: a whole number from 1 to 16")
         within = item.get("within_days", 7.0)
-        if isinstance(within, bool) or not isinstance(within, (int, float)) or within <= 0:
+        if isinstance(within, bool) or not isinstance(within, NUMBER) or within <= 0:
             raise ValueError(f"within_days {within!r}: a number above 0")
         when = item.get("when", [])
         if not isinstance(when, list) or not all(isinstance(w, str) for w in when):

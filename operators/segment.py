@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from operators.errors import InvalidEvent
-from operators.events import NUMBER
+from operators.values import NUMBER
 
 CALLS = ("track", "identify", "page", "screen")
 # Segment's context.channel values that name a cxstream channel under another name

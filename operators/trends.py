@@ -51,9 +51,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from operators.alerts import alert_id
-from operators.events import NUMBER, Event
+from operators.events import Event
 from operators.logic import DISCARD, RETAIN, Logic
 from operators.records import Alert, Signal
+from operators.values import NUMBER
 
 DAY_MS = 86_400_000
 BUCKETS = 12  # a window is 12 buckets: it slides by a twelfth
