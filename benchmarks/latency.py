@@ -4,6 +4,12 @@ Starts embedded Redis, `cxstream run` and `cxstream serve`; a `cxstream simulate
 process adds background load at --load events/s; after --warmup seconds of it (every
 load customer seen once, the flow in its steady state), a connected agent (queue
 "probe") times each probe contact_start from its XADD to the alert frame.
+
+The probes carry the wall clock's time, and the load's event time starts there too (a day
+of it every four seconds: each load customer's events are a day apart).  Before 0.6.3 the
+load started at the simulator's 2026-01-01, so once the first probe came every load event
+was months behind the worker's event time: every pending label matured at once, and the
+flow ran as if replaying a backlog (``--load-start-ms 1767225600000`` runs it so).
 Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 
     python benchmarks/latency.py            # 5,000 events/s load, 500 probes
@@ -100,11 +106,19 @@ def main() -> int:
         default=1,
         help="flow processes, each owning its shards (CX_READ_SHARDS) (1)",
     )
+    parser.add_argument(
+        "--load-start-ms",
+        type=int,
+        default=None,
+        help="event time of the load's first events, epoch ms (default: now, as the probes'; "
+        "before 0.6.3 the simulator's 1767225600000, 2026-01-01)",
+    )
     parser.add_argument("--quick", action="store_true", help="500 events/s, 100 probes")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.quick:
         args.load, args.contacts = 500.0, 100
+    now_ms = int(time.time() * 1000)
     with Stack(processes=args.processes) as stack:
         load = None
         if args.load > 0:
@@ -116,6 +130,8 @@ def main() -> int:
                 str(args.load_customers),
                 "--duration",
                 "3600",
+                "--start-ms",
+                str(args.load_start_ms if args.load_start_ms is not None else now_ms),
             )
             _wait_for_load(stack, args.warmup)
         start_events = _events(stack)

@@ -269,10 +269,17 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             if cx is None:
                 cx = self.cx = CustomerExperience()
             config = self.config
-            # (no period while the customer objects to profiling: a period is a record
-            # of one customer's journey; nor with external labels)
-            periods = not self.objected and config.label_mode != "external"
-            cx.observe(event, tally, self.journey, periods, config.horizon_ms, config.label_mode)
+            horizon, now_ts, mode = config.horizon_ms, self.watermark.now, config.label_mode
+            # A period whose end the stream's event time has passed closes here, before
+            # the event (which then opens the next one), not at a wake-up a second later.
+            if cx.opened >= 0 and now_ts >= cx.opened + horizon:
+                cx.close_into(tally, churned=cx.label(mode))
+            # No period while the customer objects to profiling (a period is a record of
+            # one customer's journey), nor with external labels, nor from an event older
+            # than the stream's event time by a horizon: that period would be over before
+            # it was seen, labelled by the stream and not by the customer.
+            periods = not self.objected and mode != "external" and event.ts + horizon > now_ts
+            cx.observe(event, tally, self.journey, periods, horizon, mode)
         self.journey.update_one(event)
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
@@ -442,11 +449,11 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             self._example(m) for m in self.pending.advance(now_ts)
         ]
         cx = self.cx
-        if cx is not None and cx.opened >= 0 and self.tally is not None:
+        if cx is not None and self.tally is not None:  # (to the worker's tally)
             config = self.config
-            label = cx.due(now_ts, horizon_ms=config.horizon_ms, mode=config.label_mode)
-            if label is not None:  # (to the worker's tally)
-                cx.close_into(self.tally, churned=label)
+            cx.close_if_due(
+                self.tally, now_ts, horizon_ms=config.horizon_ms, mode=config.label_mode
+            )
         if self.watch:
             out.extend(
                 Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.advance(now_ts)
@@ -684,24 +691,31 @@ class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
         self.clock = clock
         self.customers: dict[str, CustomerLogic] = {}
         self.scheduled: dict[str, float] = {}  # customer -> its next check
-        self.timers: list[tuple[float, str]] = []  # (check, customer); superseded ones too
+        self.queued: dict[str, float] = {}  # customer -> the time of its live heap entry
+        self.timers: list[tuple[float, str]] = []  # (time, customer); stale ones too
 
     def __len__(self) -> int:
         return len(self.customers)
 
     def _schedule(self, key: str, logic: CustomerLogic) -> None:
+        """Note the customer's next check.  The heap gets an entry only when the check
+        comes sooner than the one queued: most events put it later (the TTL runs from
+        the latest event), and an entry found early is moved on when it comes up."""
         at = logic.next_check()
-        if self.scheduled.get(key) != at:
-            self.scheduled[key] = at
+        self.scheduled[key] = at
+        queued = self.queued.get(key)
+        if queued is None or at < queued:
+            self.queued[key] = at
             heapq.heappush(self.timers, (at, key))
-            if len(self.timers) > 2 * len(self.scheduled) + 64:  # drop superseded entries
-                self.timers = [(t, k) for k, t in self.scheduled.items()]
+            if len(self.timers) > 2 * len(self.queued) + 64:  # drop the stale entries
+                self.timers = [(t, k) for k, t in self.queued.items()]
                 heapq.heapify(self.timers)
 
     def _done(self, key: str, logic: CustomerLogic, discard: bool) -> None:
         if discard:
             del self.customers[key]
             self.scheduled.pop(key, None)
+            self.queued.pop(key, None)
         else:
             self._schedule(key, logic)
 
@@ -717,18 +731,41 @@ class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
             self._done(key, logic, discard)
         return out, DISCARD if not customers else RETAIN
 
+    def _top(self) -> float | None:
+        """The time of the soonest live check: stale entries dropped, early ones moved
+        on to their customer's check."""
+        timers, queued, scheduled = self.timers, self.queued, self.scheduled
+        while timers:
+            t, key = timers[0]
+            if queued.get(key) != t:
+                heapq.heappop(timers)  # stale
+                continue
+            at = scheduled[key]
+            if at <= t:
+                return t
+            queued[key] = at
+            heapq.heapreplace(timers, (at, key))
+        return None
+
     def on_notify(self) -> tuple[Iterable[CustomerOut], bool]:
         out: list[CustomerOut] = []
-        timers, scheduled = self.timers, self.scheduled
+        timers, queued, scheduled = self.timers, self.queued, self.scheduled
         # Bytewax found the soonest check due: that one, and every other due by now
         # (each once: a check rescheduled to a time already past waits for the next call)
-        now = max(self.clock(), timers[0][0]) if timers else 0.0
+        top = self._top()
+        now = max(self.clock(), top) if top is not None else 0.0
         due: list[str] = []
         while timers and timers[0][0] <= now:
-            at, key = heapq.heappop(timers)
-            if scheduled.get(key) == at:  # else rescheduled since
-                del scheduled[key]
+            t, key = heapq.heappop(timers)
+            if queued.get(key) != t:
+                continue  # stale
+            at = scheduled[key]
+            if at <= now:
+                del queued[key], scheduled[key]
                 due.append(key)
+            else:  # its check moved on since: queued again for then
+                queued[key] = at
+                heapq.heappush(timers, (at, key))
         for key in due:
             logic = self.customers[key]
             outs, discard = logic.on_notify()
@@ -742,10 +779,8 @@ class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
         return [], RETAIN
 
     def notify_at(self) -> datetime | None:
-        timers, scheduled = self.timers, self.scheduled
-        while timers and scheduled.get(timers[0][1]) != timers[0][0]:
-            heapq.heappop(timers)  # superseded
-        return _datetime(timers[0][0]) if timers else None
+        top = self._top()
+        return _datetime(top) if top is not None else None
 
     def snapshot(self) -> tuple[()]:
         return ()

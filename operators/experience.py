@@ -622,9 +622,9 @@ class CustomerExperience:
     ...     event = Event(f"e{ts}", "c1", None, ts, channel, type_, {})
     ...     cx.observe(event, tally, journey, True, 10, "cancel")
     >>> see(0, "web", "page_view"); see(2, "app", "checkout"); see(7, "web", "cancel")
-    >>> cx.due(9, horizon_ms=10, mode="cancel"), cx.due(10, horizon_ms=10, mode="cancel")
-    (None, 1)
-    >>> cx.close_into(tally, churned=1)
+    >>> cx.close_if_due(tally, 9, horizon_ms=10, mode="cancel"); cx.opened  # not over yet
+    0
+    >>> cx.close_if_due(tally, 10, horizon_ms=10, mode="cancel")  # over: churned (a cancel)
     >>> tally.take(0.0).periods  # (the cancel, in the second half, is no touchpoint of it)
     ((('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),), 1, 1),)
     """
@@ -755,11 +755,10 @@ class CustomerExperience:
     def step_names(self) -> tuple[tuple[str, str], ...]:
         return _names_of(1, self.steps)
 
-    def due(self, now_ts: int, *, horizon_ms: int, mode: str) -> int | None:
-        """The open period's label once event time ``now_ts`` has passed its end."""
-        if self.opened < 0 or now_ts < self.opened + horizon_ms:
-            return None
-        return self.label(mode)
+    def close_if_due(self, tally: TallyBuffer, now_ts: int, *, horizon_ms: int, mode: str) -> None:
+        """Close the open period into ``tally`` if event time ``now_ts`` has passed its end."""
+        if self.opened >= 0 and now_ts >= self.opened + horizon_ms:
+            self.close_into(tally, churned=self.label(mode))
 
     def label(self, mode: str) -> int:
         """The period's label from what its second half saw (1: churned)."""

@@ -429,7 +429,10 @@ def test_answers_and_steps_reach_the_live_view_and_a_ces_drop_alerts() -> None:
     steps = {(src, dst): count for src, dst, count, *_ in x["transitions"]}
     assert steps[("web·page_view", "voice·contact_start")] == 48
     assert steps[("voice·contact_start", "web·page_view")] == 24  # (a survey is no step)
-    assert x["periods"] == [24, 0]  # one a customer, labelled at its end: none churned
+    # labelled at their ends, none churned: each customer's first (their next day's visit
+    # ends it), and the first customer's second, which ends as the last survey brings
+    # event time to it (the others' end later)
+    assert x["periods"] == [25, 0]
     view = live_view([captured.experience[-1].counts])
     assert view is not None
     care = view["kpis"]["by_queue"]["care"]["day"]["ces"]

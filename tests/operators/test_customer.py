@@ -436,7 +436,8 @@ def test_a_bucket_of_customers_emits_what_each_customer_would_under_its_own_key(
 ) -> None:
     ref_out, bucket_out, bucket = _drive(ops)
     assert bucket_out == ref_out
-    assert len(bucket.timers) <= 2 * len(bucket.scheduled) + 64
+    assert len(bucket.timers) <= 2 * len(bucket.queued) + 64
+    assert set(bucket.queued) == set(bucket.scheduled) == set(bucket.customers)
 
 
 def test_a_bucket_expires_its_quiet_customers_and_is_discarded_when_empty() -> None:

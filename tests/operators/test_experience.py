@@ -416,6 +416,55 @@ def test_inactivity_mode_labels_by_activity_in_the_second_half() -> None:
     assert (churned, steps) == (1, (("web·page_view", "app·search"),))
 
 
+def late_customer(mode: str) -> tuple[CustomerLogic, Watermark]:
+    """A customer of a 10-day horizon whose worker's event time another customer moved
+    on to day 100: the customer's own events come far behind it."""
+    watermark = Watermark()
+    config = CustomerConfig(label_mode=mode, horizon_ms=10 * DAY)
+    logic = CustomerLogic(
+        None, config=config, clock=lambda: 0.0, watermark=watermark, tally=TallyBuffer()
+    )
+    watermark.observe(T0 + 100 * DAY)
+    return logic, watermark
+
+
+@pytest.mark.parametrize("mode", ["cancel", "inactivity"])
+def test_an_event_a_horizon_behind_event_time_opens_no_period(mode: str) -> None:
+    logic, _ = late_customer(mode)
+    t = counted(logic, [ev_(1, 0, "web", "page_view"), ev_(2, 1, "app", "checkout")])
+    assert logic.cx is not None
+    assert logic.cx.opened < 0
+    assert t.periods == ()  # no period the stream had ended before it was seen
+    assert [step[:2] for step in t.steps] == [(("web·page_view", "app·checkout"), 1)]
+    assert counted(logic, until=T0 + 200 * DAY).periods == ()
+    # nothing of the period is due: no wake-up a second later for each late event
+    assert logic.next_deadline() != T0 + 10 * DAY
+
+
+@pytest.mark.parametrize("mode", ["cancel", "inactivity"])
+def test_a_period_event_time_has_ended_closes_at_the_next_event_as_at_a_wake_up(
+    mode: str,
+) -> None:
+    """The label the customer's next event closes it with is the one the wake-up due at
+    its end would have given; the event then opens the next period."""
+    woken, _ = late_customer(mode)
+    at_event, watermark = late_customer(mode)
+    for logic in (woken, at_event):
+        logic.watermark.now = T0  # (each its own worker)
+        counted(logic, [ev_(1, 0, "web", "page_view"), ev_(2, 6, "app", "search")])
+    woken.watermark.observe(T0 + 10 * DAY)
+    by_wake_up = counted(woken, until=T0 + 10 * DAY).periods
+    watermark.observe(T0 + 10 * DAY)  # another customer's event; no wake-up came yet
+    # its own time is still in the period, but the stream has passed its end
+    by_event = counted(at_event, [ev_(3, 9, "chat", "chat_message")]).periods
+    assert by_event == by_wake_up
+    [(touchpoints, _, churned, _)] = by_event
+    assert touchpoints == ("web·page_view",)
+    assert churned == 0  # active after the landmark (day 5), no cancel
+    assert at_event.cx is not None
+    assert at_event.cx.opened == T0 + 9 * DAY
+
+
 def test_an_objection_to_profiling_drops_the_period_but_answers_still_count() -> None:
     logic = customer_logic()
     t = counted(
