@@ -657,7 +657,11 @@ def bucket_of(key: str, buckets: int = BUCKETS) -> str:
     >>> bucket_of("c1"), bucket_of("c1", 1)
     ('b55', 'b0')
     """
-    return f"b{zlib.crc32(b'bucket:' + key.encode()) % buckets}"
+    i = zlib.crc32(b"bucket:" + key.encode()) % buckets
+    return _BUCKET_NAMES[i] if i < BUCKETS else f"b{i}"
+
+
+_BUCKET_NAMES = tuple(f"b{i}" for i in range(BUCKETS))  # (made once, not per event)
 
 
 class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):

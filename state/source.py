@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -28,6 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
+from operators.values import record
 from state.commands import flow_read
 from state.erasure import stored_digests
 from state.keys import FORGOTTEN, GAPS, KeyNames
@@ -56,7 +56,7 @@ def reset_stop() -> None:
     _stop.clear()
 
 
-@dataclass(frozen=True, slots=True)
+@record  # (frozen for the type checker; a plain __init__, one per entry read)
 class Entry:
     """One stream entry: where it came from and its ``data`` field (None if absent)."""
 
