@@ -272,8 +272,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             horizon, now_ts, mode = config.horizon_ms, self.watermark.now, config.label_mode
             # A period whose end the stream's event time has passed closes here, before
             # the event (which then opens the next one), not at a wake-up a second later.
-            if cx.opened >= 0 and now_ts >= cx.opened + horizon:
-                cx.close_into(tally, churned=cx.label(mode))
+            cx.close_if_due(tally, now_ts, horizon_ms=horizon, mode=mode)
             # No period while the customer objects to profiling (a period is a record of
             # one customer's journey), nor with external labels, nor from an event older
             # than the stream's event time by a horizon: that period would be over before
@@ -648,6 +647,7 @@ def _pending_mode(config: CustomerConfig) -> str:
 
 
 BUCKETS = 64
+_BUCKET_NAMES = tuple(f"b{i}" for i in range(BUCKETS))  # (made once, not per event)
 
 
 def bucket_of(key: str, buckets: int = BUCKETS) -> str:
@@ -659,9 +659,6 @@ def bucket_of(key: str, buckets: int = BUCKETS) -> str:
     """
     i = zlib.crc32(b"bucket:" + key.encode()) % buckets
     return _BUCKET_NAMES[i] if i < BUCKETS else f"b{i}"
-
-
-_BUCKET_NAMES = tuple(f"b{i}" for i in range(BUCKETS))  # (made once, not per event)
 
 
 class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
@@ -759,17 +756,11 @@ class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
         top = self._top()
         now = max(self.clock(), top) if top is not None else 0.0
         due: list[str] = []
-        while timers and timers[0][0] <= now:
-            t, key = heapq.heappop(timers)
-            if queued.get(key) != t:
-                continue  # stale
-            at = scheduled[key]
-            if at <= now:
-                del queued[key], scheduled[key]
-                due.append(key)
-            else:  # its check moved on since: queued again for then
-                queued[key] = at
-                heapq.heappush(timers, (at, key))
+        while top is not None and top <= now:  # (the top: live and due at its time)
+            _, key = heapq.heappop(timers)
+            del queued[key], scheduled[key]
+            due.append(key)
+            top = self._top()
         for key in due:
             logic = self.customers[key]
             outs, discard = logic.on_notify()
