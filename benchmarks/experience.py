@@ -98,7 +98,7 @@ def memory() -> dict[str, Any]:
             cx = CustomerExperience()
             for i in range(10):  # ten touchpoints, nine steps in the period
                 event = Event(f"e{i}", "c", None, T0 + i, "web", f"type{(c + i) % 12}", {})
-                cx.observe(event, tally, journey, True, HOUR_MS, "cancel")
+                cx.observe(event, tally, journey, T0 + i, True, HOUR_MS, "cancel")
             out.append(cx)
         return out
 

@@ -226,7 +226,8 @@ def build_flow(
     # ProfileUpdate(customer_id, fields)
     counted = op.branch("split_tallies", not_model.trues, is_tally)
     tallies = counted.trues
-    # Tally(steps, sentiment, ratings, periods)   [a worker's quarter second: no customer id]
+    # Tally(steps, sentiment, ratings, periods, touched, took)   [a worker's quarter second:
+    #   no customer id; labelled periods counted by touchpoint and by step]
     name = settings.model_suffix.lstrip("@") or "main"
     live = stateful(
         "experience",

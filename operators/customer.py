@@ -268,17 +268,19 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             cx = self.cx
             if cx is None:
                 cx = self.cx = CustomerExperience()
-            config = self.config
-            horizon, now_ts, mode = config.horizon_ms, self.watermark.now, config.label_mode
             # A period whose end the stream's event time has passed closes here, before
-            # the event (which then opens the next one), not at a wake-up a second later.
-            cx.close_if_due(tally, now_ts, horizon_ms=horizon, mode=mode)
-            # No period while the customer objects to profiling (a period is a record of
-            # one customer's journey), nor with external labels, nor from an event older
-            # than the stream's event time by a horizon: that period would be over before
-            # it was seen, labelled by the stream and not by the customer.
-            periods = not self.objected and mode != "external" and event.ts + horizon > now_ts
-            cx.observe(event, tally, self.journey, periods, horizon, mode)
+            # the event (which may open the next one).  No period while the customer
+            # objects to profiling (a period is a record of one customer's journey).
+            config = self.config
+            cx.observe(
+                event,
+                tally,
+                self.journey,
+                self.watermark.now,
+                not self.objected,
+                config.horizon_ms,
+                config.label_mode,
+            )
         self.journey.update_one(event)
         if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from operators.alerts import alert_id
 from operators.events import Event
 from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
-from operators.records import Alert, ExperienceIn, ExperienceStatus, Exposure, Rating, Tally
+from operators.records import Alert, ExperienceIn, ExperienceStatus, Rating, Tally
 from operators.trends import MAX_LABEL
 from operators.values import NUMBER
 
@@ -242,17 +243,23 @@ class _Transition:
     median: float = -1.0  # the sample's median in s, once asked (-1: changed since)
 
     def add(self, gap_ms: int) -> None:
-        self.count += 1
-        self.seen += 1
+        self.add_gaps(1, (gap_ms,))
+
+    def add_gaps(self, count: int, gaps: Iterable[int]) -> None:
+        """``count`` more steps, ``gaps`` (the time before some of them) to the sample."""
+        self.count += count
         self.median = -1.0
-        if len(self.gaps) < self.cap:
-            self.gaps.append(gap_ms)
-            return
-        # a reservoir (Vitter's algorithm R) with a draw made from the count: the same
-        # log gives the same sample
-        j = (self.seen * 2_654_435_761 + 97) % 4_294_967_291 % self.seen
-        if j < self.cap:
-            self.gaps[j] = gap_ms
+        sample, cap = self.gaps, self.cap
+        for gap_ms in gaps:
+            self.seen += 1
+            if len(sample) < cap:
+                sample.append(gap_ms)
+                continue
+            # a reservoir (Vitter's algorithm R) with a draw made from the count: the
+            # same log gives the same sample
+            j = (self.seen * 2_654_435_761 + 97) % 4_294_967_291 % self.seen
+            if j < cap:
+                sample[j] = gap_ms
 
     def median_s(self) -> float:
         if self.median < 0:
@@ -480,7 +487,7 @@ def step_id(src: int, dst: int) -> int:
         return known
 
 
-_decoded: dict[tuple[int, int], tuple[Any, ...]] = {}  # (kind, mask) -> names, the latest
+_decoded: dict[tuple[int, int], tuple[int, ...]] = {}  # (kind, mask) -> ids, the latest
 
 
 def _bits(mask: int) -> list[int]:
@@ -493,17 +500,22 @@ def _bits(mask: int) -> list[int]:
     return out
 
 
-def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
-    """The touchpoints (kind 0) or steps (kind 1) of a mask: customers' periods repeat
-    the same few sets, so the decoded ones are kept (up to 65,536)."""
+def _ids_of(kind: int, mask: int) -> tuple[int, ...]:
+    """The ids of the touchpoints (kind 0) or steps (kind 1) of a mask: customers'
+    periods repeat the same few sets, so the decoded ones are kept (up to 65,536)."""
     known = _decoded.get((kind, mask))
     if known is None:
-        names: list[Any] = _touch_names if kind == 0 else _step_names
-        known = tuple(names[i] for i in _bits(mask))
+        known = tuple(_bits(mask))
         if len(_decoded) >= 65_536:
             _decoded.clear()
         _decoded[(kind, mask)] = known
     return known
+
+
+def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
+    """The touchpoints (kind 0) or steps (kind 1) of a mask, by name."""
+    names: list[Any] = _touch_names if kind == 0 else _step_names
+    return tuple(names[i] for i in _ids_of(kind, mask))
 
 
 def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
@@ -515,8 +527,10 @@ class TallyBuffer:
     """What one worker's customers did for the experience view, handed over every
     ``every_s`` seconds of wall time (:meth:`take`) as one :class:`Tally`: steps (by
     step id), sentiment changes, answers (by hour, channel, touchpoint and queue) and
-    labelled customer-periods (by their touchpoints and steps).  A second of a
-    worker's events is one record downstream, not one or more per event.
+    labelled customer-periods (kept by their sets of touchpoint and step ids, counted
+    by touchpoint and by step at the hand-over: all the view needs of them).  A
+    quarter second of a worker's events is one record downstream, not one or more per
+    event.
 
     >>> t = TallyBuffer(every_s=1.0)
     >>> (_, a), (_, b) = touchpoint_of("web", "page_view"), touchpoint_of("app", "checkout")
@@ -533,7 +547,7 @@ class TallyBuffer:
     def __init__(self, *, every_s: float = TALLY_EVERY_S) -> None:
         self.every_s = every_s
         self.due_at = 0.0
-        self.steps: dict[int, list[Any]] = {}  # step id -> [count, gaps]
+        self.steps: dict[int, list[int]] = {}  # step id -> [count, its first gaps...]
         self.sentiments: dict[str, list[float]] = {}  # touchpoint -> [count, sum]
         # (hour, channel, touchpoint, queue) -> the eight counts, CES changes: count, sum
         self.ratings: dict[tuple[int, str, str, str | None], list[float]] = {}
@@ -542,12 +556,11 @@ class TallyBuffer:
     def step(self, step: int, gap_ms: int) -> None:
         entry = self.steps.get(step)
         if entry is None:
-            self.steps[step] = [1, [gap_ms]]
-            return
-        entry[0] += 1
-        gaps = entry[1]
-        if len(gaps) < TALLY_GAPS:
-            gaps.append(gap_ms)
+            self.steps[step] = [1, gap_ms]
+        else:
+            entry[0] += 1
+            if len(entry) <= TALLY_GAPS:
+                entry.append(gap_ms)
 
     def sentiment(self, touchpoint: str, change: float) -> None:
         entry = self.sentiments.get(touchpoint)
@@ -581,18 +594,37 @@ class TallyBuffer:
             return None
         self.due_at = now + self.every_s
         names = _step_names
-        steps = tuple((names[k], int(c), tuple(g)) for k, (c, g) in self.steps.items())
+        steps = tuple((names[k], v[0], tuple(v[1:])) for k, v in self.steps.items())
         sentiments = tuple((k, int(n), s) for k, (n, s) in self.sentiments.items())
         ratings = tuple(
             (*key, tuple(v[:KPI_FIELDS]), int(v[KPI_FIELDS]), v[KPI_FIELDS + 1])
             for key, v in sorted(self.ratings.items(), key=lambda kv: kv[0][0])
         )
-        periods = tuple(
-            (_names_of(0, touched), _names_of(1, stepped), churned, n)
-            for (touched, stepped, churned), n in self.periods.items()
-        )
+        # the periods' marginals (all the view counts of them): ids gathered, counted in C
+        labelled = churned_all = 0
+        touched: list[int] = []
+        touched_churned: list[int] = []
+        took: list[int] = []
+        took_churned: list[int] = []
+        for (touched_mask, steps_mask, churned), n in self.periods.items():
+            ids, step_ids = _ids_of(0, touched_mask) * n, _ids_of(1, steps_mask) * n
+            touched += ids
+            took += step_ids
+            labelled += n
+            if churned:
+                churned_all += n
+                touched_churned += ids
+                took_churned += step_ids
+        by_touchpoint, by_step = Counter(touched_churned), Counter(took_churned)
         self.steps, self.sentiments, self.ratings, self.periods = {}, {}, {}, {}
-        return Tally(steps, sentiments, ratings, periods)
+        return Tally(
+            steps,
+            sentiments,
+            ratings,
+            (labelled, churned_all),
+            tuple((_touch_names[i], n, by_touchpoint[i]) for i, n in Counter(touched).items()),
+            tuple((names[i], n, by_step[i]) for i, n in Counter(took).items()),
+        )
 
 
 class CustomerExperience:
@@ -620,13 +652,16 @@ class CustomerExperience:
     >>> cx, tally, journey = CustomerExperience(), TallyBuffer(), JourneyState()
     >>> def see(ts: int, channel: str, type_: str) -> None:
     ...     event = Event(f"e{ts}", "c1", None, ts, channel, type_, {})
-    ...     cx.observe(event, tally, journey, True, 10, "cancel")
+    ...     cx.observe(event, tally, journey, ts, True, 10, "cancel")
     >>> see(0, "web", "page_view"); see(2, "app", "checkout"); see(7, "web", "cancel")
     >>> cx.close_if_due(tally, 9, horizon_ms=10, mode="cancel"); cx.opened  # not over yet
     0
     >>> cx.close_if_due(tally, 10, horizon_ms=10, mode="cancel")  # over: churned (a cancel)
-    >>> tally.take(0.0).periods  # (the cancel, in the second half, is no touchpoint of it)
-    ((('web·page_view', 'app·checkout'), (('web·page_view', 'app·checkout'),), 1, 1),)
+    >>> t = tally.take(0.0)  # one period, churned (the cancel is no touchpoint of it)
+    >>> t.periods, t.touched
+    ((1, 1), (('web·page_view', 1, 1), ('app·checkout', 1, 1)))
+    >>> t.took
+    ((('web·page_view', 'app·checkout'), 1, 1),)
     """
 
     __slots__ = ("last", "last_id", "last_ts", "opened", "outcome", "queue", "steps", "touched")
@@ -656,27 +691,38 @@ class CustomerExperience:
         event: Event,
         tally: TallyBuffer,
         journey: JourneyState,
+        now_ts: int,
         periods: bool,
         horizon_ms: int,
         mode: str,
     ) -> None:
         """The customer's ``event``, before it joins their ``journey``, as the experience
-        view sees it, into the worker's ``tally``: its answers and sentiment (rating the
-        customer's previous touchpoint if it is a survey), the step from the previous
-        touchpoint, and the customer's period if ``periods`` (see above): the period
-        that ended goes to the tally, a cancel marks the open one, another event opens
-        one if none is open; the first half records the touchpoint and the step, the
-        second half the outcome.
+        view sees it, into the worker's ``tally``, with the stream's event time at
+        ``now_ts`` (the worker's watermark, the event's time included):
+
+        - the open period closes (labelled, to the tally) if ``now_ts`` has passed its
+          end: here, before the event, not at a wake-up a second later;
+        - the event's answers and sentiment (rating the customer's previous touchpoint
+          if it is a survey), and the step from the previous touchpoint;
+        - if ``periods``, and the event is not older than ``now_ts`` by a horizon (that
+          period would be over before it was seen): a cancel marks the open period,
+          another event opens one if none is open; the first half records the
+          touchpoint and the step, the second half the outcome.  With external labels
+          there are no periods.
 
         On every event of every customer: the registries' lookups are inlined (their
         functions register what is new), and a late event (older than the latest
         touchpoint) counts its answers but takes no step.
         """
+        opened = self.opened
+        if opened >= 0 and now_ts >= opened + horizon_ms:  # ended: labelled
+            self.close_into(tally, churned=self.label(mode))
+            opened = -1
         type_, ts, channel = event.type, event.ts, event.channel
         types = TOUCHPOINTS.get(channel)
         known = types.get(type_) if types is not None else None
         here, here_id = known if known is not None else touchpoint_of(channel, type_)
-        previous, last_ts = self.last, self.last_ts
+        last_ts = self.last_ts
         late = ts < last_ts
         attrs = event.attrs
         if attrs:
@@ -685,6 +731,7 @@ class CustomerExperience:
                 if isinstance(queue, str) and queue:
                     self.queue = queue[:MAX_LABEL]
             if "nps" in attrs or "csat" in attrs or "ces" in attrs:
+                previous = self.last
                 if type_ in SURVEY_TYPES and previous is not None and not late:
                     rated, rated_channel = previous, previous.partition("·")[0]
                 else:
@@ -693,32 +740,23 @@ class CustomerExperience:
                 if rating is not None:
                     tally.rate(rating)
             sentiment = attrs.get("sentiment")
-            before = journey.sentiment
-            if (
-                sentiment is not None
-                and previous is not None
-                and before is not None
-                and not late
-                and isinstance(sentiment, NUMBER)
-                and not isinstance(sentiment, bool)
-            ):
-                tally.sentiment(previous, float(sentiment) - before)
+            if sentiment is not None and not late and type(sentiment) in NUMBER:
+                previous, before = self.last, journey.sentiment
+                if previous is not None and before is not None:
+                    tally.sentiment(previous, sentiment - before)
         if late or type_ in SURVEY_TYPES:
             return  # (a survey rates a step, it is none)
         step = -1
         previous_id = self.last_id
         if previous_id >= 0 and here_id >= 0:
-            known_step = STEP_IDS.get(previous_id << 12 | here_id)
-            step = known_step if known_step is not None else step_id(previous_id, here_id)
+            step = STEP_IDS.get(previous_id << 12 | here_id, -2)
+            if step == -2:
+                step = step_id(previous_id, here_id)
             if step >= 0:
                 tally.step(step, ts - last_ts)
         self.last, self.last_id, self.last_ts = here, here_id, ts
-        if not periods:
+        if not periods or mode == "external" or ts + horizon_ms <= now_ts:
             return
-        opened = self.opened
-        if opened >= 0 and ts >= opened + horizon_ms:  # ended: labelled
-            self.close_into(tally, churned=self.label(mode))
-            opened, step = -1, -1  # (the step belongs to the period before)
         if type_ in CHURN_TYPES:
             self.churn(ts, horizon_ms=horizon_ms)  # (labelled at the period's end)
             return
@@ -1158,8 +1196,13 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
         # every hour is tested; a replay's tally may pass many hours at once)
         passed = self.hour > newest and self.hour > self.first_hour
         alerts = self.check(self.hour - 1) if passed else []
-        for touchpoints, steps, churned, n in tally.periods:
-            self.expose(Exposure(0, churned, touchpoints, steps), n)
+        labelled, churned = tally.periods
+        self.periods[0] += labelled
+        self.periods[1] += churned
+        for name, n, churned in tally.touched:
+            _add_periods(self.touched, name, n, churned)
+        for step, n, churned in tally.took:
+            _add_periods(self.took, step, n, churned)
         for step, count, gaps in tally.steps:
             t = self.transitions.get(step)
             if t is None:
@@ -1167,9 +1210,7 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
                     self.counters["dropped"] += count
                     continue
                 t = self.transitions[step] = _Transition(cap=LIVE_GAP_SAMPLE)
-            t.count += count - len(gaps)
-            for gap in gaps:
-                t.add(gap)
+            t.add_gaps(count, gaps)
         for name, n, total in tally.sentiment:
             entry = self.sentiment.get(name)
             if entry is None:
@@ -1180,29 +1221,20 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
             entry[1] += total
         return alerts
 
-    def expose(self, period: Exposure, n: int = 1) -> None:
-        """Count ``n`` labelled customer-periods like ``period``."""
-        churned = period.churned * n
-        self.periods[0] += n
-        self.periods[1] += churned
-        for name in period.touchpoints:
-            _add_periods(self.touched, name, n, churned)
-        for step in period.steps:
-            _add_periods(self.took, step, n, churned)
-
     # -- the view's counts
     def counts(self) -> dict[str, Any]:
         """What the supervisors' view is built from (JSON-ready; several processes'
         counts add up: see :func:`live_view`)."""
         series: dict[str, dict[str, list[float]]] = {}
         names = list(self.series)
-        for window, hours in WINDOWS:
-            current, before = self.windows(hours) if names else (np.zeros(0), np.zeros(0))
-            seen = (current != 0).any(axis=1) | (before != 0).any(axis=1) if names else []
-            for row in np.flatnonzero(seen):
+        for window, hours in WINDOWS if names else ():
+            current, before = self.windows(hours)
+            seen = np.flatnonzero((current != 0).any(axis=1) | (before != 0).any(axis=1))
+            rounded = np.round(current[seen], 6).tolist(), np.round(before[seen], 6).tolist()
+            for row, now, previous in zip(seen.tolist(), *rounded, strict=True):
                 entry = series.setdefault(names[row], {})
-                entry[window] = [round(float(v), 6) for v in current[row]]
-                entry[f"{window}_previous"] = [round(float(v), 6) for v in before[row]]
+                entry[window] = now
+                entry[f"{window}_previous"] = previous
         # the steps the view can show: the most frequent, and the most taken in labelled
         # periods (the steps to churn and to retention), not all 4,096 every 2 s
         often = sorted(self.transitions, key=lambda k: -self.transitions[k].count)

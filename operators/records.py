@@ -197,30 +197,22 @@ class Rating:
 
 
 @record
-class Exposure:
-    """One customer-period of the journey map, labelled: the touchpoints and the steps
-    (from, to) the customer took in its first half, and whether they churned in its
-    second.  No customer id.  Counted in the worker's tally."""
-
-    ts: int  # when the label was known
-    churned: int
-    touchpoints: tuple[str, ...]
-    steps: tuple[tuple[str, str], ...]
-
-
-@record
 class Tally:
     """What a worker's customers did for the experience view since its last tally (no
     customer id): ``steps`` ((from, to), count, some gaps in ms); ``sentiment``
     (touchpoint, count, sum of the change in the customer's sentiment at the next text
     after it); ``ratings`` (hour of event time, channel, touchpoint, queue, the eight
-    counts of the answers, CES changes: count, sum); ``periods`` (touchpoints, steps,
-    churned, how many such customer-periods)."""
+    counts of the answers, CES changes: count, sum); the customer-periods labelled:
+    ``periods`` (how many, how many churned), ``touched`` (touchpoint, periods that had
+    it, churned of them) and ``took`` ((from, to), periods that took the step, churned
+    of them)."""
 
     steps: tuple[tuple[tuple[str, str], int, tuple[int, ...]], ...]
     sentiment: tuple[tuple[str, int, float], ...]
     ratings: tuple[tuple[int, str, str, str | None, tuple[float, ...], int, float], ...] = ()
-    periods: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...], int, int], ...] = ()
+    periods: tuple[int, int] = (0, 0)
+    touched: tuple[tuple[str, int, int], ...] = ()
+    took: tuple[tuple[tuple[str, str], int, int], ...] = ()
 
 
 @record

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ from operators.experience import (
     nps_figure,
 )
 from operators.journey import features, summary
-from operators.records import Alert, Exposure, Rating, Tally
+from operators.records import Alert, Rating, Tally
 from tests.conftest import DAY, T0
 
 MIN = 60_000
@@ -283,10 +285,8 @@ def test_journey_map_churn_and_touchpoint_lift_from_labelled_periods_by_hand() -
     """Four periods: A->B churned, A->B retained, A retained, C churned."""
     exp = live()
     a, b, c = "web·page_view", "app·checkout", "voice·contact_start"
-    exp.expose(Exposure(T0, 1, (a, b), ((a, b),)))
-    exp.expose(Exposure(T0, 0, (a, b), ((a, b),)))
-    exp.expose(Exposure(T0, 0, (a,), ()))
-    exp.expose(Exposure(T0, 1, (c,), ()))
+    exp.tally(labelled([((a, b), ((a, b),), 1), ((a, b), ((a, b),), 0)]))
+    exp.tally(labelled([((a,), (), 0), ((c,), (), 1)]))
     exp.tally(Tally((((a, b), 3, (60_000, 120_000, 180_000)),), ((b, 2, -0.5),)))
     exp.tally(Tally((((a, b), 1, (240_000,)),), ()))
     view = live_view([exp.counts()], min_periods=1)
@@ -322,9 +322,9 @@ def test_the_counts_of_several_processes_add_up_to_those_of_one() -> None:
         )
         one.rate(r)
         (left if i % 3 else right).rate(r)
-        period = Exposure(r.ts, i % 4 == 0, (r.touchpoint,), ())
-        one.expose(period)
-        (left if i % 2 else right).expose(period)
+        period = labelled([((r.touchpoint,), (), int(i % 4 == 0))])
+        one.tally(period)
+        (left if i % 2 else right).tally(period)
     # both processes have seen the same newest hour (as the flow's watermark makes them)
     for i, part in enumerate((left, right)):
         last = Rating(H0 + 200 * 997_000, f"last{i}", "app", "app·checkout", None, None, None, 4.0)
@@ -344,7 +344,45 @@ def ev_(i: int, day: float, channel: str, type_: str, **attrs: object) -> Event:
     return Event(f"e{i}", "c1", None, T0 + int(day * DAY), channel, type_, attrs)
 
 
-def counted(logic: CustomerLogic, events: Iterable[Event] = (), *, until: int = 0) -> Tally:
+Period = tuple[tuple[str, ...], tuple[tuple[str, str], ...], int]  # touchpoints, steps, churned
+
+
+def labelled(periods: Sequence[Period]) -> Tally:
+    """A tally of labelled customer-periods (as a worker's hands them over: counted by
+    touchpoint and by step)."""
+    touched: Counter[str] = Counter()
+    touched_churned: Counter[str] = Counter()
+    took: Counter[tuple[str, str]] = Counter()
+    took_churned: Counter[tuple[str, str]] = Counter()
+    for touchpoints, steps, churned in periods:
+        touched.update(touchpoints)
+        took.update(steps)
+        if churned:
+            touched_churned.update(touchpoints)
+            took_churned.update(steps)
+    return Tally(
+        (),
+        (),
+        (),
+        (len(periods), sum(p[2] for p in periods)),
+        tuple((k, n, touched_churned[k]) for k, n in touched.items()),
+        tuple((k, n, took_churned[k]) for k, n in took.items()),
+    )
+
+
+@dataclass
+class Counted:
+    """What a customer's events put in the worker's tallies, together."""
+
+    steps: list[tuple[tuple[str, str], int, tuple[int, ...]]]
+    sentiment: list[tuple[str, int, float]]
+    ratings: list[tuple[int, str, str, str | None, tuple[float, ...], int, float]]
+    periods: tuple[int, int]  # labelled, churned
+    touched: dict[str, tuple[int, int]]  # touchpoint -> periods, churned
+    took: dict[tuple[str, str], tuple[int, int]]  # step -> periods, churned
+
+
+def counted(logic: CustomerLogic, events: Iterable[Event] = (), *, until: int = 0) -> Counted:
     """What the customer's events (then event time reaching ``until``) put in the
     worker's tally: the tallies handed over, and what is left, together."""
     assert logic.tally is not None
@@ -353,12 +391,26 @@ def counted(logic: CustomerLogic, events: Iterable[Event] = (), *, until: int = 
         logic.advance(until)
     left = logic.tally.take(0.0, force=True)
     tallies += [left] if left is not None else []
-    return Tally(
-        tuple(x for t in tallies for x in t.steps),
-        tuple(x for t in tallies for x in t.sentiment),
-        tuple(x for t in tallies for x in t.ratings),
-        tuple(x for t in tallies for x in t.periods),
+    touched: dict[str, tuple[int, int]] = {}
+    took: dict[tuple[str, str], tuple[int, int]] = {}
+    for t in tallies:
+        for name, n, churned in t.touched:
+            a, b = touched.get(name, (0, 0))
+            touched[name] = (a + n, b + churned)
+        for step, n, churned in t.took:
+            a, b = took.get(step, (0, 0))
+            took[step] = (a + n, b + churned)
+    return Counted(
+        [x for t in tallies for x in t.steps],
+        [x for t in tallies for x in t.sentiment],
+        [x for t in tallies for x in t.ratings],
+        (sum(t.periods[0] for t in tallies), sum(t.periods[1] for t in tallies)),
+        touched,
+        took,
     )
+
+
+NONE = (0, 0)  # no labelled period
 
 
 def test_a_cancel_in_the_second_half_labels_the_period_churned_at_its_end() -> None:
@@ -373,7 +425,7 @@ def test_a_cancel_in_the_second_half_labels_the_period_churned_at_its_end() -> N
             ev_(5, 7, "web", "cancel"),
         ],
     )
-    assert t.periods == ()  # labelled at its end, not at the cancel
+    assert t.periods == NONE  # labelled at its end, not at the cancel
     [(hour, channel, touchpoint, queue, counts, ces_n, _)] = t.ratings
     assert (hour, channel, touchpoint, queue) == (
         (T0 + 2 * DAY) // HOUR,
@@ -383,21 +435,20 @@ def test_a_cancel_in_the_second_half_labels_the_period_churned_at_its_end() -> N
     )
     assert counts == (1, 0, 1, 0, 0, 1, 2.0, 4.0)  # NPS 3 (a detractor), CES 2
     assert ces_n == 0  # no CES before
-    [(touchpoints, steps, churned, n)] = counted(logic, until=T0 + 10 * DAY).periods
-    assert (churned, n) == (1, 1)
-    assert touchpoints == ("web·page_view", "app·checkout")
-    assert steps == (("web·page_view", "app·checkout"),)  # a survey is no step
+    t = counted(logic, until=T0 + 10 * DAY)
+    assert t.periods == (1, 1)  # one period, churned
+    assert t.touched == {"web·page_view": (1, 1), "app·checkout": (1, 1)}
+    assert t.took == {("web·page_view", "app·checkout"): (1, 1)}  # a survey is no step
 
 
 def test_a_cancel_in_the_first_half_drops_the_period_and_no_cancel_is_retention() -> None:
     early = customer_logic()
     t = counted(early, [ev_(1, 0, "web", "page_view"), ev_(2, 2, "web", "cancel")])
-    assert t.periods == ()
-    assert counted(early, until=T0 + 30 * DAY).periods == ()
+    assert t.periods == NONE
+    assert counted(early, until=T0 + 30 * DAY).periods == NONE
     stays = customer_logic()
     t = counted(stays, [ev_(1, 0, "web", "page_view"), ev_(2, 11, "app", "search")])
-    [(touchpoints, _, churned, _)] = t.periods
-    assert (churned, touchpoints) == (0, ("web·page_view",))
+    assert (t.periods, t.touched) == ((1, 0), {"web·page_view": (1, 0)})
     assert stays.cx is not None
     assert stays.cx.opened == T0 + 11 * DAY
 
@@ -408,12 +459,12 @@ def test_inactivity_mode_labels_by_activity_in_the_second_half() -> None:
         active,
         [ev_(1, 0, "web", "page_view"), ev_(2, 6, "app", "search"), ev_(3, 10, "web", "search")],
     )
-    assert [p[2] for p in t.periods] == [0]
+    assert t.periods == (1, 0)
     silent = customer_logic("inactivity")
     counted(silent, [ev_(1, 0, "web", "page_view"), ev_(2, 3, "app", "search")])
     assert silent.next_deadline() == T0 + 10 * DAY
-    [(_, steps, churned, _)] = counted(silent, until=T0 + 10 * DAY).periods
-    assert (churned, steps) == (1, (("web·page_view", "app·search"),))
+    t = counted(silent, until=T0 + 10 * DAY)
+    assert (t.periods, t.took) == ((1, 1), {("web·page_view", "app·search"): (1, 1)})
 
 
 def late_customer(mode: str) -> tuple[CustomerLogic, Watermark]:
@@ -434,9 +485,9 @@ def test_an_event_a_horizon_behind_event_time_opens_no_period(mode: str) -> None
     t = counted(logic, [ev_(1, 0, "web", "page_view"), ev_(2, 1, "app", "checkout")])
     assert logic.cx is not None
     assert logic.cx.opened < 0
-    assert t.periods == ()  # no period the stream had ended before it was seen
+    assert t.periods == NONE  # no period the stream had ended before it was seen
     assert [step[:2] for step in t.steps] == [(("web·page_view", "app·checkout"), 1)]
-    assert counted(logic, until=T0 + 200 * DAY).periods == ()
+    assert counted(logic, until=T0 + 200 * DAY).periods == NONE
     # nothing of the period is due: no wake-up a second later for each late event
     assert logic.next_deadline() != T0 + 10 * DAY
 
@@ -453,14 +504,13 @@ def test_a_period_event_time_has_ended_closes_at_the_next_event_as_at_a_wake_up(
         logic.watermark.now = T0  # (each its own worker)
         counted(logic, [ev_(1, 0, "web", "page_view"), ev_(2, 6, "app", "search")])
     woken.watermark.observe(T0 + 10 * DAY)
-    by_wake_up = counted(woken, until=T0 + 10 * DAY).periods
+    by_wake_up = counted(woken, until=T0 + 10 * DAY)
     watermark.observe(T0 + 10 * DAY)  # another customer's event; no wake-up came yet
     # its own time is still in the period, but the stream has passed its end
-    by_event = counted(at_event, [ev_(3, 9, "chat", "chat_message")]).periods
-    assert by_event == by_wake_up
-    [(touchpoints, _, churned, _)] = by_event
-    assert touchpoints == ("web·page_view",)
-    assert churned == 0  # active after the landmark (day 5), no cancel
+    by_event = counted(at_event, [ev_(3, 9, "chat", "chat_message")])
+    assert (by_event.periods, by_event.touched) == (by_wake_up.periods, by_wake_up.touched)
+    # active after the landmark (day 5), no cancel: not churned
+    assert (by_event.periods, by_event.touched) == ((1, 0), {"web·page_view": (1, 0)})
     assert at_event.cx is not None
     assert at_event.cx.opened == T0 + 9 * DAY
 
@@ -478,7 +528,7 @@ def test_an_objection_to_profiling_drops_the_period_but_answers_still_count() ->
     assert len(t.ratings) == 1
     assert logic.cx is not None
     assert logic.cx.opened < 0
-    assert counted(logic, until=T0 + 30 * DAY).periods == ()
+    assert counted(logic, until=T0 + 30 * DAY).periods == NONE
 
 
 def test_the_workers_tally_counts_steps_and_sentiment_changes_and_hands_them_over() -> None:

@@ -74,6 +74,7 @@ def console_page(url: str, *, height: int, width: int = 1024) -> Iterator[tuple[
     on every machine; yields the page and the page errors seen."""
     from playwright.sync_api import sync_playwright
 
+    need_chromium()  # (here, so that no browser test can forget it)
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
