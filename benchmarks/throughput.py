@@ -184,6 +184,10 @@ def bare_loop(data: list[bytes], *, measure_state: bool = True) -> dict[str, Any
         model_batch.clear()
         if decide.notify_at() is not None:  # a backlog: Bytewax notifies it at once
             decided.extend(decide.on_notify()[0])
+        for d in decided:
+            if type(d) is Tally:  # the batch's answers by persona, to the live experience
+                for made in experience.on_item(d)[0]:
+                    trend_alerts[0] += isinstance(made, Alert)
         return sum(isinstance(d, Alert) for d in decided)
 
     tune_gc()  # as `cxstream run` does

@@ -52,6 +52,7 @@ from operators.records import (
     ProfileUpdate,
     Signal,
     StoreWrite,
+    Tally,
     is_signal_or_tally,
     is_tally,
     is_to_model,
@@ -211,16 +212,16 @@ def build_flow(
             "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
     # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
-    #  | Outcome | Erase | Signal | ConsentChange | Tally)
+    #  | Outcome | Erase | Signal | ConsentChange | Tally | Rated)
     #   [dedupe, journey, labels, rules, consent, erasure; a worker's tally each quarter second]
     suffix = settings.model_suffix
     routed = op.flat_map_batch("route", journey, lambda items: route_batch(items, n_models, suffix))
     # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
-    #   | ConsentChange) | ProfileUpdate | Signal | Tally
+    #   | ConsentChange | Rated) | ProfileUpdate | Signal | Tally
     to_model = op.branch("split_profiles", routed, is_to_model)
     by_model = to_model.trues
     # (model shard "m<i>", ScoreRequest | Example | Decided | Watched | Outcome | Erase
-    #   | ConsentChange)
+    #   | ConsentChange | Rated)
     not_model = op.branch("split_signals", to_model.falses, is_signal_or_tally)
     journey_profiles = cast(Stream[ProfileUpdate], not_model.falses)
     # ProfileUpdate(customer_id, fields)
@@ -228,18 +229,6 @@ def build_flow(
     tallies = counted.trues
     # Tally(steps, sentiment, ratings, periods, touched, took)   [a worker's quarter second:
     #   no customer id; labelled periods counted by touchpoint and by step]
-    name = settings.model_suffix.lstrip("@") or "main"
-    live = stateful(
-        "experience",
-        op.key_on("one_experience", tallies, lambda _: "experience"),
-        lambda resume: LiveExperience(
-            resume, name=name, config=experience, clock=clock, keep_snapshots=recovery
-        ),
-    )
-    # ("experience", Alert | ExperienceStatus)   [KPI windows, drops as trend alerts; the
-    #   journey map; churn by touchpoint; its counts every 2 s]
-    live_out = op.map("unkey_experience", live, lambda item: item[1])
-    # Alert | ExperienceStatus
     signals = cast(Stream[Signal], counted.falses)
     # Signal(metric, ts, event_id, channel, queue, topic, sentiment): a complaint or a contact
     series = op.flat_map("trend_keys", signals, lambda s: trend_keys(s, topics))
@@ -264,11 +253,28 @@ def build_flow(
             consent=consent,
         ),
     )
-    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange)
-    #   [Outcome teaches the arbiter; contacts first, examples learned after; Watched counts
-    #    for the uplift; an objection to profiling drops the customer's backlog]
+    # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange
+    #   | Tally)   [Outcome teaches the arbiter; contacts first, examples learned after;
+    #   Watched counts for the uplift; an objection to profiling drops the customer's
+    #   backlog; a batch's Rated answers counted by persona, one Tally]
     outputs = op.map("stamp_shard", decided, with_shard)
-    # Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange
+    # Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange | Tally
+    by_persona = op.filter_map("persona_tallies", outputs, only(Tally))
+    # Tally(personas)   [a model shard's batch of answers, counted by persona]
+    tallies = op.merge("all_tallies", tallies, by_persona)
+    # Tally   [the workers' quarter seconds and the model shards' batches]
+    name = settings.model_suffix.lstrip("@") or "main"
+    live = stateful(
+        "experience",
+        op.key_on("one_experience", tallies, lambda _: "experience"),
+        lambda resume: LiveExperience(
+            resume, name=name, config=experience, clock=clock, keep_snapshots=recovery
+        ),
+    )
+    # ("experience", Alert | ExperienceStatus)   [KPI windows, drops as trend alerts; the
+    #   journey map; churn by touchpoint; its counts every 2 s]
+    live_out = op.map("unkey_experience", live, lambda item: item[1])
+    # Alert | ExperienceStatus
     alerts: Stream[Alert | Proactive] = op.merge(
         "alerts",
         op.filter_map("alerts_only", outputs, alert_or_proactive),

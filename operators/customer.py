@@ -38,7 +38,9 @@ from operators.dedupe import RecentIds
 from operators.erasure import Forgotten
 from operators.events import Event, Keyed
 from operators.experience import (
+    HOUR_MS,
     CustomerExperience,
+    Kpis,
     TallyBuffer,
 )
 from operators.journey import (
@@ -62,6 +64,8 @@ from operators.records import (
     Example,
     Outcome,
     ProfileUpdate,
+    Rated,
+    Rating,
     ScoreRequest,
     Watched,
 )
@@ -264,6 +268,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         if type(tz) is str and zone(tz) is not None:
             self.tz = tz
         tally = self.tally
+        rating: Rating | None = None
         if tally is not None:  # the experience view: before the event joins the journey
             cx = self.cx
             if cx is None:
@@ -272,7 +277,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             # the event (which may open the next one).  No period while the customer
             # objects to profiling (a period is a record of one customer's journey).
             config = self.config
-            cx.observe(
+            rating = cx.observe(
                 event,
                 tally,
                 self.journey,
@@ -308,6 +313,14 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             out.append(
                 ScoreRequest(
                     self.key, event, x, previous, journey, moment, rule, self.tz, self._consents()
+                )
+            )
+        if rating is not None and not self.objected:  # to the model shard, by persona
+            out.append(
+                Rated(
+                    self.key,
+                    rating.ts // HOUR_MS,
+                    tuple(Kpis.row(rating.nps, rating.csat, rating.ces)),
                 )
             )
         signal = signal_of(event)  # a complaint or a contact, for the trends

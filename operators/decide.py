@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -48,7 +49,9 @@ from operators.records import (
     Outcome,
     Proactive,
     ProfileUpdate,
+    Rated,
     ScoreRequest,
+    Tally,
     Watched,
 )
 
@@ -56,6 +59,9 @@ WARMUP_EXAMPLES = 50
 # Matured examples learned per batch (more while a backlog builds: a quarter of it)
 LEARN_PER_BATCH = 16
 BACKLOG_SOFT = 64  # past this many, a batch that scored contacts learns too
+# customers whose persona at their latest contact a model shard keeps, for their answers
+# (about 100 bytes each)
+MAX_PERSONAS_KEPT = 200_000
 _NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 # Scored moments between contacts (a silence, a rule that fired): their proactive
 # decision follows the contacts of the batch, in the next activation (milliseconds later)
@@ -104,8 +110,12 @@ def _proactive_reason(n_options: int) -> str:
 
 
 def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
-    """Drop the shard key, stamping it on a model status."""
+    """Drop the shard key, stamping it on a model status and on the personas of a tally
+    (``p2`` of shard ``m0`` is ``m0/p2``: each shard clusters its own customers)."""
     shard, out = item
+    if type(out) is Tally:
+        personas = tuple((h, f"{shard}/{p}", name, c) for h, p, name, c in out.personas)
+        return replace(out, personas=personas)
     return replace(out, shard=shard) if isinstance(out, ModelStatus) else out
 
 
@@ -154,6 +164,10 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         # matured examples not learned yet, and silences not scored yet (no agent waits)
         self.backlog: deque[Example | ScoreRequest] = deque()
         self.held = False  # this activation scored contacts: its learning waits
+        # each customer's persona (its id) at their latest contact, for their answers
+        # (the latest MAX_PERSONAS_KEPT customers; not in the snapshot: after a restart
+        # a customer's answers count by persona again from their next contact)
+        self.persona_of: dict[str, str] = {}
         self.proactive = proactive or ProactiveConfig(enabled=False)
         self.consent = consent or ConsentPolicy()
         if not resume:
@@ -188,6 +202,10 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                         self.uplift.forget(customer_id)
 
     def on_item(self, value: DecideIn) -> tuple[Iterable[DecideOut], bool]:
+        if isinstance(value, Rated):
+            rated: dict[tuple[int, str], list[float]] = {}
+            self._rate(value, rated)
+            return self._persona_tally(rated), RETAIN
         if isinstance(value, Outcome):
             response = value.response
             if response in ("delivered", "opened", "clicked"):  # a channel system's report
@@ -198,6 +216,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             learned = self.arbiter.outcome_one(value.alert_id, value.action_id, response, value.ts)
             return ([self.status()] if learned else []), RETAIN
         if isinstance(value, Erase):
+            self.persona_of.pop(value.customer_id, None)
             self.arbiter.forget(value.customer_id)
             self.model.forget(value.customer_id)
             self.outbound.forget(value.customer_id)
@@ -239,8 +258,11 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
     def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
         scored = False
+        rated: dict[tuple[int, str], list[float]] = {}
         for value in values:
-            if isinstance(value, Example) or (
+            if type(value) is Rated:
+                self._rate(value, rated)
+            elif isinstance(value, Example) or (
                 isinstance(value, ScoreRequest) and value.moment in _BETWEEN_CONTACTS
             ):  # no agent waits on the line for these: after the contacts, with the learning
                 self.backlog.append(value)
@@ -250,7 +272,31 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         self.held = scored
         if not scored or len(self.backlog) > BACKLOG_SOFT:
             out.extend(self._learn())
+        out.extend(self._persona_tally(rated))  # the batch's answers by persona: one record
         return out, RETAIN
+
+    def _persona_tally(self, rated: dict[tuple[int, str], list[float]]) -> list[DecideOut]:
+        """Answers counted by (hour, persona id), as one tally for the experience step,
+        with the personas' names now (the flow stamps the shard on the ids)."""
+        if not rated:
+            return []
+        personas = tuple(
+            (hour, persona_id, self.personas.name_of(persona_id), tuple(counts))
+            for (hour, persona_id), counts in rated.items()
+        )
+        return [Tally((), (), personas=personas)]
+
+    def _rate(self, value: Rated, rated: dict[tuple[int, str], list[float]]) -> None:
+        """Count the answers by the persona the customer got at their latest contact
+        (none before one, or while the personas warmed up: not counted by persona)."""
+        persona = self.persona_of.get(value.customer_id)
+        if persona is None:
+            return
+        entry = rated.get((value.hour, persona))
+        if entry is None:
+            rated[(value.hour, persona)] = list(value.counts)
+        else:
+            entry[:] = [a + b for a, b in zip(entry, value.counts, strict=True)]
 
     def on_notify(self) -> tuple[Iterable[DecideOut], bool]:
         if self.held:  # right after a batch that scored contacts, in its activation
@@ -275,10 +321,22 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         self.model.maintain(whole=False)
         return out
 
+    def _remember(self, customer_id: str, persona: Persona | None) -> None:
+        """The customer's persona at this contact, for their answers (kept in order of
+        the latest contact: the oldest goes first past :data:`MAX_PERSONAS_KEPT`)."""
+        kept = self.persona_of
+        kept.pop(customer_id, None)
+        if persona is None:
+            return
+        kept[customer_id] = sys.intern(persona.persona_id)  # (one string a persona)
+        if len(kept) > MAX_PERSONAS_KEPT:
+            del kept[next(iter(kept))]
+
     def _unprofile(self, customer_id: str) -> None:
         """The customer objects to profiling: nothing of theirs waits to be learned or
         scored here (the matured examples and silences in the backlog, the model's
-        snapshots for its refit, the uplift's open decisions)."""
+        snapshots for its refit, the uplift's open decisions, their persona)."""
+        self.persona_of.pop(customer_id, None)
         self.backlog = deque(v for v in self.backlog if v.customer_id != customer_id)
         self.model.forget(customer_id)
         self.uplift.forget(customer_id)
@@ -373,6 +431,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                 out.extend(self._proactive(req, scored))
             return out
         persona = self.personas.learn_predict_one(req.features)
+        self._remember(req.customer_id, persona)
         now_ms = req.event.ts
         if req.moment == "contact":
             self.outbound.contacted(req.customer_id, now_ms)

@@ -695,10 +695,12 @@ class CustomerExperience:
         periods: bool,
         horizon_ms: int,
         mode: str,
-    ) -> None:
+    ) -> Rating | None:
         """The customer's ``event``, before it joins their ``journey``, as the experience
         view sees it, into the worker's ``tally``, with the stream's event time at
-        ``now_ts`` (the worker's watermark, the event's time included):
+        ``now_ts`` (the worker's watermark, the event's time included); returns the
+        answers it counted, if any (the customer step sends them on, for the series by
+        persona):
 
         - the open period closes (labelled, to the tally) if ``now_ts`` has passed its
           end: here, before the event, not at a wake-up a second later;
@@ -714,6 +716,7 @@ class CustomerExperience:
         functions register what is new), and a late event (older than the latest
         touchpoint) counts its answers but takes no step.
         """
+        rating: Rating | None = None
         opened = self.opened
         if opened >= 0 and now_ts >= opened + horizon_ms:  # ended: labelled
             self.close_into(tally, churned=self.label(mode))
@@ -745,7 +748,7 @@ class CustomerExperience:
                 if previous is not None and before is not None:
                     tally.sentiment(previous, sentiment - before)
         if late or type_ in SURVEY_TYPES:
-            return  # (a survey rates a step, it is none)
+            return rating  # (a survey rates a step, it is none)
         step = -1
         previous_id = self.last_id
         if previous_id >= 0 and here_id >= 0:
@@ -756,10 +759,10 @@ class CustomerExperience:
                 tally.step(step, ts - last_ts)
         self.last, self.last_id, self.last_ts = here, here_id, ts
         if not periods or mode == "external" or ts + horizon_ms <= now_ts:
-            return
+            return rating
         if type_ in CHURN_TYPES:
             self.churn(ts, horizon_ms=horizon_ms)  # (labelled at the period's end)
-            return
+            return rating
         if opened < 0:
             opened = self.opened = ts
             self.outcome = -1
@@ -770,6 +773,7 @@ class CustomerExperience:
                     self.steps |= 1 << step
         elif self.outcome < 0 and mode == "inactivity":
             self.outcome = 0  # still active after the landmark
+        return rating
 
     def churn(self, ts: int, *, horizon_ms: int) -> None:
         """The customer churned (a cancel) at ``ts``."""
@@ -926,6 +930,9 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
         self.sentiment: dict[str, list[float]]  # touchpoint -> [n, sum]
         self.ces_change: dict[str, list[float]]  # touchpoint -> [n, sum]
         self.alarmed: set[tuple[str, str, str]]  # (series, metric, window) in a drop
+        # a persona series' name now (``m0/p2`` -> "high value, digital first"): not in the
+        # snapshot, the next tally of the model shard brings it
+        self.persona_names: dict[str, str] = {}
         if resume:
             (
                 self.hour,
@@ -1184,14 +1191,20 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
         """A worker's tally: its answers (the alerts of the hours they close), steps,
         sentiment changes and labelled periods."""
         newest = self.hour
-        ratings = tally.ratings
-        top = max((r[0] for r in ratings), default=-1)
+        ratings, personas = tally.ratings, tally.personas
+        hours = [r[0] for r in ratings] + [p[0] for p in personas]
+        top = max(hours, default=-1)
         if top > newest:  # the hours it passes, emptied at once (a replay's tally passes many)
             if newest < 0:
-                self.first_hour = min(r[0] for r in ratings)
+                self.first_hour = min(hours)
             self._advance(top)
         for hour, channel, touchpoint, queue, counts, ces_n, ces_change in ratings:
             self.count(hour, channel, touchpoint, queue, counts, ces_n, ces_change, check=False)
+        for hour, persona, persona_name, counts in personas:  # (a model shard's, by persona)
+            row = self._row(f"persona={persona}") if hour > self.hour - RING_HOURS else -1
+            if row >= 0:
+                self.unsaved.append((row, hour % RING_HOURS, list(counts)))
+                self.persona_names[persona] = persona_name
         # tested once, as of the last hour the tally closed (live, a tally is a second:
         # every hour is tested; a replay's tally may pass many hours at once)
         passed = self.hour > newest and self.hour > self.first_hour
@@ -1255,6 +1268,7 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
             "sentiment": {k: [v[0], round(v[1], 6)] for k, v in self.sentiment.items()},
             "ces_change": {k: [v[0], round(v[1], 6)] for k, v in self.ces_change.items()},
             "counters": dict(self.counters),
+            "personas": dict(self.persona_names),
         }
 
     def _status_if_due(self) -> ExperienceStatus | None:
@@ -1320,7 +1334,9 @@ def live_view(
     """The supervisors' ``experience`` figures from the counts of one or more
     processes' :class:`LiveExperience` (None without any):
 
-    - ``kpis`` {``overall``, ``by_channel``, ``by_touchpoint``, ``by_queue``}: per name,
+    - ``kpis`` {``overall``, ``by_channel``, ``by_touchpoint``, ``by_queue``,
+      ``by_persona`` (by its name now and its model shard's cluster: "high value,
+      digital first (m0/p2)")}: per name,
       per window (``day``, ``week``), ``nps``/``csat``/``ces`` with ``value``, ``n``,
       ``ci``, ``previous`` (the window before: ``value``, ``n``, ``ci``) and ``change``;
     - ``journey_map``: ``periods`` and ``churn_rate`` (labelled customer-periods and
@@ -1340,8 +1356,10 @@ def live_view(
     ces_change: dict[str, list[float]] = {}
     periods = [0, 0]
     hour = -1
+    persona_names: dict[str, str] = {}
     for part in parts:
         hour = max(hour, int(part.get("hour", -1)))
+        persona_names.update(part.get("personas", {}))
         for name, windows in part.get("series", {}).items():
             mine = series.setdefault(name, {})
             for window, counts in windows.items():
@@ -1370,6 +1388,7 @@ def live_view(
         "by_channel": {},
         "by_touchpoint": {},
         "by_queue": {},
+        "by_persona": {},
     }
     groups = {"channel": "by_channel", "touchpoint": "by_touchpoint", "queue": "by_queue"}
     for name, windows in sorted(series.items()):
@@ -1394,6 +1413,9 @@ def live_view(
         dimension, _, value = name.partition("=")
         if dimension == "overall":
             kpis["overall"] = figures
+        elif dimension == "persona":  # by its name now, and its shard's cluster
+            persona_name = persona_names.get(value)
+            kpis["by_persona"][f"{persona_name} ({value})" if persona_name else value] = figures
         elif dimension in groups:
             kpis[groups[dimension]][value] = figures
     n, churned = periods

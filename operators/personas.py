@@ -160,6 +160,11 @@ class Personas:
         c = self._closest(self._standardised(x, learn=False))
         return Persona(f"p{c}", self.names[c])
 
+    def name_of(self, persona_id: str) -> str:
+        """A persona's name now (its centre moves: the name given at a contact may have
+        changed since)."""
+        return self.names.get(int(persona_id[1:]), "")
+
     def _names(self) -> dict[int, str]:
         """Each cluster's two strongest traits: its centre's largest standard scores."""
         names = {}

@@ -197,6 +197,18 @@ class Rating:
 
 
 @record
+class Rated:
+    """A customer's survey answers (the eight counts of ``Kpis.row``, the hour of event
+    time they came), to the customer's model shard: it counts them by the persona it
+    gave the customer at their latest contact (the one on the agent's card), for the
+    experience's series by persona.  No customer id leaves the model step with them."""
+
+    customer_id: str
+    hour: int
+    counts: tuple[float, ...]
+
+
+@record
 class Tally:
     """What a worker's customers did for the experience view since its last tally (no
     customer id): ``steps`` ((from, to), count, some gaps in ms); ``sentiment``
@@ -205,7 +217,9 @@ class Tally:
     counts of the answers, CES changes: count, sum); the customer-periods labelled:
     ``periods`` (how many, how many churned), ``touched`` (touchpoint, periods that had
     it, churned of them) and ``took`` ((from, to), periods that took the step, churned
-    of them)."""
+    of them).  A model shard's tally has only ``personas`` (hour of event time, the
+    persona (``m0/p2``: the shard's cluster), its current name, the eight counts: the
+    answers of the customers it gave that persona at their latest contact)."""
 
     steps: tuple[tuple[tuple[str, str], int, tuple[int, ...]], ...]
     sentiment: tuple[tuple[str, int, float], ...]
@@ -213,6 +227,7 @@ class Tally:
     periods: tuple[int, int] = (0, 0)
     touched: tuple[tuple[str, int, int], ...] = ()
     took: tuple[tuple[tuple[str, str], int, int], ...] = ()
+    personas: tuple[tuple[int, str, str, tuple[float, ...]], ...] = ()  # from a model shard
 
 
 @record
@@ -237,9 +252,10 @@ CustomerOut = (
     | Signal
     | ConsentChange
     | Tally
+    | Rated
 )
-DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase | ConsentChange
-DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive | ConsentChange
+DecideIn = ScoreRequest | Example | Decided | Watched | Outcome | Erase | ConsentChange | Rated
+DecideOut = Alert | ModelStatus | ProfileUpdate | Erase | Proactive | ConsentChange | Tally
 # what the customer-store sink writes (a consent change: to the audit trail)
 StoreWrite = ProfileUpdate | Erase | Suppressed | ConsentChange
 
@@ -247,7 +263,7 @@ StoreWrite = ProfileUpdate | Erase | Suppressed | ConsentChange
 # isinstance with constant tuples: ``A | B`` builds a union at every call (these run
 # for every item of every batch)
 _TO_STORE = (ProfileUpdate, Erase, ConsentChange)
-_MODEL_INPUT = (ScoreRequest, Example, Decided, Watched, Outcome, Erase, ConsentChange)
+_MODEL_INPUT = (ScoreRequest, Example, Decided, Watched, Outcome, Erase, ConsentChange, Rated)
 _NOT_TO_MODEL = (ProfileUpdate, Signal, Tally)
 
 

@@ -17,6 +17,7 @@ from operators.decide import OBJECTED_NOTE, WARMUP_EXAMPLES, DecideLogic, with_s
 from operators.erasure import Forgotten
 from operators.events import Event
 from operators.journey import FEATURE_NAMES
+from operators.personas import Personas
 from operators.proactive import ProactiveConfig
 from operators.records import (
     Alert,
@@ -28,10 +29,13 @@ from operators.records import (
     Outcome,
     Proactive,
     ProfileUpdate,
+    Rated,
     ScoreRequest,
+    Tally,
     Watched,
     model_input,
     model_shard,
+    route_batch,
 )
 from state.catalog import default_catalog
 from tests.conftest import DAY, T0, ev
@@ -689,3 +693,50 @@ def test_through_both_steps_an_objector_teaches_the_model_nothing() -> None:
     assert len(after) == 19
     assert all(p["risk"] is None for p in after)
     assert all(p["risk"] is not None for p in alerts["a"])
+
+
+def test_answers_are_counted_by_the_persona_of_the_customers_latest_contact() -> None:
+    """A batch's answers go to the experience as one tally, by (hour, persona): the
+    persona the customer got at their latest contact (on the agent's card); none before
+    a contact, while the personas warm up, after an erasure or an objection."""
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
+    d.personas = Personas(warmup=2)
+    promoter = (1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 6.0, 36.0)  # NPS 9, CES 6
+    detractor = (1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0)  # NPS 3, CSAT 2
+
+    def contact(customer: str) -> str | None:
+        req = replace(request(complaints_open=1.0), customer_id=customer)
+        [alert] = [o for o in d.on_item(req)[0] if isinstance(o, Alert)]
+        persona = alert.payload["persona"]
+        return None if persona is None else str(persona["name"])
+
+    assert contact("c1") is None  # warming up: no persona, the answer is not counted by one
+    assert list(d.on_batch([Rated("c1", 100, promoter)])[0]) == []
+    names = {c: str(contact(c)) for c in ("c1", "c2", "c3")}
+    assert "None" not in names.values()
+    out = list(
+        d.on_batch(
+            [Rated("c1", 100, promoter), Rated("c1", 100, detractor), Rated("c9", 100, promoter)]
+        )[0]
+    )
+    [tally] = out  # (c9 had no contact here: not counted by persona)
+    assert isinstance(tally, Tally)
+    [(hour, persona_id, name, counts)] = tally.personas
+    assert (hour, name, counts) == (100, names["c1"], (2.0, 1.0, 1.0, 1.0, 0.0, 1.0, 6.0, 36.0))
+    assert (tally.ratings, tally.steps) == ((), ())  # (no customer id, nothing else)
+    # the flow stamps the shard on the persona: each shard clusters its own customers
+    stamped = with_shard(("m1", tally))
+    assert isinstance(stamped, Tally)
+    assert stamped.personas == ((100, f"m1/{persona_id}", name, counts),)
+    [second] = d.on_item(Rated("c2", 101, promoter))[0]
+    assert isinstance(second, Tally)
+    assert [(n, c) for _, _, n, c in second.personas] == [(names["c2"], promoter)]
+    d.on_item(Erase("c2"))
+    d.on_item(ConsentChange("c3", "e1", T0, "profiling", None, False, "app", objected=True))
+    assert list(d.on_batch([Rated("c2", 102, promoter), Rated("c3", 102, promoter)])[0]) == []
+
+
+def test_answers_go_to_the_customers_model_shard() -> None:
+    rated = Rated("c7", 1, (0.0,) * 8)
+    assert route_batch([("c7", rated)], 4) == [(model_shard("c7", 4), rated)]
+    assert model_input(rated) is rated

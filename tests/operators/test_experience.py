@@ -27,7 +27,7 @@ from operators.experience import (
     nps_figure,
 )
 from operators.journey import features, summary
-from operators.records import Alert, Rating, Tally
+from operators.records import Alert, Rated, Rating, Tally
 from tests.conftest import DAY, T0
 
 MIN = 60_000
@@ -651,3 +651,53 @@ def test_a_planted_bad_touchpoint_shows_as_a_ces_drop_and_a_trend_alert_within_a
         for a in control
         if a.payload["trend"]["metric"] == "ces" and a.payload["event_ts"] >= onset
     ]
+
+
+def test_answers_by_persona_count_in_their_own_series_only() -> None:
+    """A model shard's answers by persona open ``persona=`` series, shown by the
+    persona's latest name; the same answers, counted by the workers, are the overall
+    figures (not counted twice)."""
+    exp = live()
+    exp.rate(rating(1, H0, nps=9))
+    exp.rate(rating(2, H0, nps=3))
+    exp.rate(rating(3, H0, nps=10))
+    hour = H0 // HOUR
+    exp.tally(
+        Tally(
+            (),
+            (),
+            personas=(
+                (hour, "m0/p1", "high value", (2.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+                (hour, "m0/p4", "complainer", (1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+            ),
+        )
+    )
+    promoter = (1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the cluster renamed since
+    exp.tally(Tally((), (), personas=((hour, "m0/p1", "high value, regular buyer", promoter),)))
+    view = live_view([exp.counts()])
+    assert view is not None
+    kpis = view["kpis"]
+    assert kpis["overall"]["day"]["nps"]["n"] == 3  # 2 promoters, 1 detractor: 33.3
+    assert kpis["overall"]["day"]["nps"]["value"] == pytest.approx(100 / 3, abs=0.01)
+    by_persona = kpis["by_persona"]
+    assert set(by_persona) == {"high value, regular buyer (m0/p1)", "complainer (m0/p4)"}
+    assert by_persona["high value, regular buyer (m0/p1)"]["day"]["nps"]["n"] == 3
+    assert by_persona["high value, regular buyer (m0/p1)"]["day"]["nps"]["value"] == 100.0
+    assert by_persona["complainer (m0/p4)"]["day"]["nps"]["value"] == -100.0
+
+
+def test_the_customer_step_sends_answers_to_the_model_shard_for_the_persona() -> None:
+    logic = customer_logic()
+    out = logic.on_item(ev_(1, 0, "voice", "contact_start", queue="care"))[0]
+    out = logic.on_item(ev_(2, 0.1, "survey", "survey", nps=9, ces=6))[0]
+    [rated] = [o for o in out if isinstance(o, Rated)]
+    assert (rated.customer_id, rated.hour) == ("c1", (T0 + int(0.1 * DAY)) // HOUR)
+    assert rated.counts == (1, 1, 0, 0, 0, 1, 6.0, 36.0)
+    objected = customer_logic()
+    objected.on_item(ev_(1, 0, "app", "consent", purpose="profiling", granted=False))
+    out = objected.on_item(ev_(2, 0.1, "survey", "survey", nps=9))[0]
+    assert not any(isinstance(o, Rated) for o in out)  # no persona without profiling
+    off = CustomerLogic(None, config=CustomerConfig(), clock=lambda: 0.0)  # no experience
+    assert not any(
+        isinstance(o, Rated) for o in off.on_item(ev_(1, 0, "survey", "survey", nps=9))[0]
+    )

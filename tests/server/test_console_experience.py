@@ -270,6 +270,22 @@ def test_the_kpi_tiles_show_the_day_its_interval_and_change_and_the_week(
                 "#exp-breakdown tbody tr", "(rs) => rs.map((r) => r.dataset.name)"
             )
         ) == sorted(EXPERIENCE["kpis"]["by_queue"])
+        page.select_option("#exp-by", "by_persona")  # a frame from before personas: none
+        assert page.inner_text("#exp-by-name") == "persona"
+        assert page.inner_text("#exp-breakdown tbody") == "No answers by persona yet."
+        personas = copy.deepcopy(EXPERIENCE)  # (two personas with the channels' figures)
+        by_channel = EXPERIENCE["kpis"]["by_channel"]
+        personas["kpis"]["by_persona"] = {
+            "high value, digital first": by_channel["app"],
+            "frequent caller, unhappy": by_channel["voice"],
+        }
+        page.evaluate("(m) => renderStats(m)", frame(personas))
+        assert sorted(
+            page.eval_on_selector_all(
+                "#exp-breakdown tbody tr", "(rs) => rs.map((r) => r.dataset.name)"
+            )
+        ) == ["frequent caller, unhappy", "high value, digital first"]
+        page.evaluate("(m) => renderStats(m)", frame())
         page.select_option("#exp-by", "by_touchpoint")
         checkout = page.locator('#exp-breakdown tr[data-name="app·checkout_error"]')
         assert checkout.count() == 1
