@@ -719,6 +719,8 @@ class CustomerExperience:
         rating: Rating | None = None
         opened = self.opened
         if opened >= 0 and now_ts >= opened + horizon_ms:  # ended: labelled
+            # (close_if_due's test, inline: a method call with keywords on every event
+            # costs more than the two comparisons)
             self.close_into(tally, churned=self.label(mode))
             opened = -1
         type_, ts, channel = event.type, event.ts, event.channel
