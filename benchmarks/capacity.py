@@ -2,7 +2,8 @@
 
 Inputs are measurements: the latest ``throughput`` rows of benchmarks/RESULTS.md
 (one process with 100k customers; one and two processes of the ``--quick``
-run, with their CPU), the latest ``fanout`` row (a server's CPU per alert),
+run, with their CPU), the latest ``fanout`` rows with 10,000 agents (a server's
+CPU per alert on one stream, and per alert read when split by queue group),
 and, measured by this script in this run on an embedded Redis, the bytes Redis
 needs per event entry, per alert entry and per profile hash (from the real
 operators and sinks over simulated journeys).
@@ -172,6 +173,7 @@ def size(
     snapshot_per_customer: float,
     redis: dict[str, float],
     server_s_per_alert: float,
+    split_s_per_alert: float,
     stream_seconds: float,
     alerts_maxlen: int,
 ) -> dict[str, Any]:
@@ -189,7 +191,11 @@ def size(
         "redis_events_gb": round(event_entries * redis["event_entry_bytes"] / 1e9, 1),
         "redis_alerts_gb": round(alerts_maxlen * redis["alert_entry_bytes"] / 1e9, 2),
         "alerts_per_s": round(alerts_per_s),
+        # one alert stream: every server reads every alert
         "server_cores_each": round(alerts_per_s * server_s_per_alert, 2),
+        # CX_ALERT_GROUPS: each server reads its groups' share, at most 70% of its one core
+        "servers_split": (split := math.ceil(alerts_per_s * split_s_per_alert / UTILISATION)),
+        "server_cores_each_split": round(alerts_per_s / split * split_s_per_alert, 2),
     }
 
 
@@ -213,7 +219,12 @@ def main() -> int:
     two = latest([r for r in quick if r.get("layout", "cluster") == "cluster"], processes=2)
     one = paired(quick, two)
     owners = [r for r in quick if r.get("layout") == "own-shards" and r["processes"] == 2]
-    fanout = latest(results("fanout"), agents=1000)
+    fanouts = results("fanout")
+    fanout = latest(fanouts, agents=10_000, servers=1)
+    split_rows = [r for r in fanouts if r.get("agents") == 10_000 and r.get("servers", 1) > 1]
+    if not split_rows:
+        raise SystemExit("capacity: no fanout run with --servers 2 or more: run it first")
+    split_us = max(s["cpu_us_per_alert_read"] for s in split_rows[-1]["per_server"])
     log("measuring Redis bytes per entry and per profile on an embedded Redis")
     measured = redis_bytes()
 
@@ -234,6 +245,7 @@ def main() -> int:
         "snapshot_per_customer": full["state_bytes_per_customer"],
         "redis": measured,
         "server_s_per_alert": fanout["server_cpu_us_per_alert"] / 1e6,
+        "split_s_per_alert": split_us / 1e6,
         "stream_seconds": args.stream_hours * 3600,
         "alerts_maxlen": Settings().alerts_maxlen,
     }
@@ -245,6 +257,7 @@ def main() -> int:
             "memory_bytes_per_customer": full["memory_bytes_per_customer"],
             "snapshot_bytes_per_customer": full["state_bytes_per_customer"],
             "server_cpu_us_per_alert": fanout["server_cpu_us_per_alert"],
+            "server_cpu_us_per_alert_read_split": split_us,
             **measured,
         },
         "target": {"customers": args.customers, "events_per_s": args.events_per_s},

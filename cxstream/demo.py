@@ -53,7 +53,7 @@ class Demo:
         from operators.simulate import Incident, SimConfig, Simulator
         from server.tokens import mint
         from state.ingest import xadd_events
-        from state.keys import ALERTS, DLQ, model_key
+        from state.keys import DLQ, KeyNames, model_key
 
         args, settings = self.args, self.settings
         if settings.redis_cluster:
@@ -138,10 +138,14 @@ class Demo:
                     flush=True,
                 )
             pace = Pacer(args.rate)
-            agents = SimulatedAgents(client, sim, set(queues), settings.shards, seed=args.seed)
+            alert_streams = KeyNames.of(settings).alerts.streams
+            agents = SimulatedAgents(
+                client, sim, set(queues), settings.shards, alert_streams, seed=args.seed
+            )
             sent = 0
             started = time.monotonic()
-            last = (started, 0, int(client.xlen(ALERTS)))  # live rates exclude the preload
+            # live rates exclude the preload
+            last = (started, 0, sum(int(client.xlen(a)) for a in alert_streams))
             next_status = started + args.status_every
             deadline = started + args.duration if args.duration else None
             while deadline is None or time.monotonic() < deadline:
@@ -154,7 +158,7 @@ class Demo:
                 now = time.monotonic()
                 if now >= next_status:
                     next_status = now + args.status_every
-                    alerts = int(client.xlen(ALERTS))
+                    alerts = sum(int(client.xlen(a)) for a in alert_streams)
                     model = {
                         k.decode(): v
                         for k, v in cast(
@@ -387,33 +391,39 @@ class SimulatedAgents:
     answers go back into the event streams as the server would write them."""
 
     def __init__(
-        self, client: Any, sim: Any, human_queues: set[str], shards: int, *, seed: int
+        self,
+        client: Any,
+        sim: Any,
+        human_queues: set[str],
+        shards: int,
+        alert_streams: tuple[str, ...],
+        *,
+        seed: int,
     ) -> None:
         import random
-
-        from state.keys import ALERTS
 
         self.client = client
         self.sim = sim
         self.human_queues = human_queues
         self.shards = shards
         self.rng = random.Random(seed)
-        last = client.xrevrange(ALERTS, count=1)
-        self.last_id = last[0][0].decode() if last else "0-0"
+        self.cursors: dict[str, str] = {}  # alert stream -> the last entry answered
+        for stream in alert_streams:
+            last = client.xrevrange(stream, count=1)
+            self.cursors[stream] = last[0][0].decode() if last else "0-0"
         self.answered = 0
         self.accepted = 0
 
     def answer(self) -> None:
         from state.commands import count_answer
         from state.ingest import xadd_events
-        from state.keys import ALERTS
         from state.redis import xread_entries
 
-        reply = self.client.xread({ALERTS: self.last_id}, count=500)
+        reply = self.client.xread(self.cursors, count=500)
         events = []
-        for _stream, entries in xread_entries(reply):
+        for stream, entries in xread_entries(reply):
             for entry_id, fields in entries:
-                self.last_id = entry_id
+                self.cursors[stream] = entry_id
                 alert = orjson.loads(fields.get(b"data", b"{}"))
                 nba = alert.get("next_best_action")
                 if nba is None or alert.get("queue") in self.human_queues:

@@ -101,6 +101,31 @@ def read_shards_of(index: int, processes: int, shards: int) -> str:
     return format_shard_set(tuple(range(index, shards, processes)))
 
 
+def parse_alert_groups(text: str) -> tuple[tuple[str, ...], ...]:
+    """``CX_ALERT_GROUPS``: groups split by ``;``, their queues by ``,`` (see
+    :class:`state.keys.AlertGroups`); empty: no groups.
+
+    >>> parse_alert_groups("care, billing; emea-*")
+    (('care', 'billing'), ('emea-*',))
+    """
+    if not text.strip():
+        return ()
+    groups: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for n, part in enumerate(text.split(";")):
+        queues = tuple(q.strip() for q in part.split(",") if q.strip())
+        if not queues:
+            raise ConfigError(f"CX_ALERT_GROUPS={text!r}: group {n} names no queue")
+        for queue in queues:
+            if queue == "*":
+                raise ConfigError(f"CX_ALERT_GROUPS={text!r}: * is every queue, not a group's")
+            if queue in seen:
+                raise ConfigError(f"CX_ALERT_GROUPS={text!r}: {queue!r} is in two groups")
+            seen.add(queue)
+        groups.append(queues)
+    return tuple(groups)
+
+
 def _flag(name: str, raw: str | None) -> bool:
     """A yes/no setting: 1, true, yes, on or 0, false, no, off (absent: no).
 
@@ -157,6 +182,10 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
 
 def _shard_set(name: str, raw: str) -> tuple[int, ...]:
     return parse_shard_set(raw)
+
+
+def _alert_groups(name: str, raw: str) -> tuple[tuple[str, ...], ...]:
+    return parse_alert_groups(raw)
 
 
 def _setting(
@@ -256,7 +285,27 @@ class Settings:
         "CX_ALERTS_MAXLEN",
         "Store and streams",
         _int,
-        ("`cx:alerts` is trimmed (approximately) to this many entries"),
+        (
+            "`cx:alerts` is trimmed (approximately) to this many entries (each group's stream "
+            "with `CX_ALERT_GROUPS`)"
+        ),
+    )
+    alert_groups: tuple[tuple[str, ...], ...] = _setting(
+        (),
+        "CX_ALERT_GROUPS",
+        "Store and streams",
+        _alert_groups,
+        (
+            "alerts split by queue group, e.g. `care,billing;sales,emea-*`: groups split "
+            "by `;`, their queues by `,` (a name ending in `*` is a prefix; a queue named "
+            "in full wins, then the longest prefix). Each group's alerts go to a stream of its own "
+            "(`{cx:alerts}:0`, `{cx:alerts}:1`, ...; queues in no group and alerts of no "
+            "queue to `{cx:alerts}:other`), and a server reads only the streams of the "
+            "queues its agents' and supervisors' tokens hold: servers that each take a "
+            "site's groups carry the agents between them. The same value on the flow and "
+            "every server. See `docs/scaling.md`"
+        ),
+        shown="absent: one stream, `cx:alerts`",
     )
     data_dir: Path = _setting(
         Path(".cxstream"),

@@ -8,21 +8,23 @@ a second port (``CX_HTTP_PORT``) the HTTP API: ``POST /v1/events``,
 
 - :mod:`server.protocol`: what each message means (sans I/O);
 - :mod:`server.connections`: a connection's bounded send queue, who gets which alert;
-- :mod:`server.pump`: reading ``cx:alerts`` (live, by pages, the view's backfill);
+- :mod:`server.pump`: reading the alerts (live, by pages, the view's backfill);
 - :mod:`server.replay`: resume after a reconnect;
 - :mod:`server.ingest`: what clients write (events, answers);
 - :mod:`server.stats`: the supervisors' view, every few seconds;
 - :mod:`server.endpoints`: the HTTP endpoints on the same port;
 - :mod:`server.rest_server` (and :mod:`server.rest`, sans I/O): the HTTP API.
 
-Several servers can run on one Redis: each reads the whole alert stream and
-delivers to its own connections.
+Several servers can run on one Redis: each reads the alerts and delivers to its
+own connections; with ``CX_ALERT_GROUPS``, only the alerts of the queue groups
+its connections hold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -34,13 +36,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
+from cxstream.runtime import ServerGc
 from cxstream.settings import Secret, Settings
 from operators.errors import CxError
 from server.connections import Connection, Routes
 from server.endpoints import Endpoints
 from server.health import HealthMonitor
 from server.ingest import Writes
-from server.metrics import Metrics
+from server.metrics import GcPauses, Metrics
 from server.protocol import (
     AUTH_TIMEOUT_S,
     CLOSE_TRY_AGAIN,
@@ -80,8 +83,10 @@ class AlertServer:
         secret: Secret,
         auth_timeout: float = AUTH_TIMEOUT_S,
         stats_interval_s: float = STATS_INTERVAL_S,
+        collector: ServerGc | None = None,
     ) -> None:
         self.settings = settings
+        self.collector = collector  # the process's collector policy (`cxstream serve`'s)
         self.auth_timeout = auth_timeout
         self.secret = secret
         self.redis = connect_async(redis_url, cluster=settings.redis_cluster)
@@ -89,8 +94,12 @@ class AlertServer:
         self.clients: set[Connection] = set()  # agents' and supervisors' connections
         self.unauthenticated = 0  # connections open and not signed in yet
         self._routes: Routes | None = None  # rebuilt after any client change
+        self._wanted: dict[str, float] = {}  # alert stream -> since when (wall s) it is read
+        self.groups = KeyNames.of(settings).alerts
         self.view = SupervisorView()
-        self.feed = AlertFeed(self.redis)
+        self.feed = AlertFeed(self.redis, self.groups)
+        self.metrics.read.set_function(lambda: self.feed.read)
+        self._gc_pauses = GcPauses(self.metrics.gc_pause)
         self.writes = Writes(self.redis, KeyNames.of(settings), self.metrics)
         self.stats = StatsSender(
             self.redis, self.view, interval_s=stats_interval_s, model_shards=settings.model_shards
@@ -137,8 +146,12 @@ class AlertServer:
             await self._server.wait_closed()
             await self.redis.aclose()
             raise
+        gc.callbacks.append(self._gc_pauses)
         self._tasks = [
-            asyncio.create_task(self.feed.follow(start_id, self._on_alert), name="alert-pump"),
+            asyncio.create_task(
+                self.feed.follow(start_id, self._on_alert, self.wanted, self.view),
+                name="alert-pump",
+            ),
             asyncio.create_task(self.stats.run(self.routes), name="supervisor-stats"),
         ]
         log.info(
@@ -156,6 +169,8 @@ class AlertServer:
         return self.rest.port
 
     async def stop(self) -> None:
+        if self._gc_pauses in gc.callbacks:
+            gc.callbacks.remove(self._gc_pauses)
         self.feed.closing = self.stats.closing = True
         for task in self._tasks:
             task.cancel()
@@ -186,8 +201,18 @@ class AlertServer:
     def routes(self) -> Routes:
         """Who gets what, rebuilt after any change of the clients."""
         if self._routes is None:
-            self._routes = Routes(self.clients)
+            self._routes = Routes(self.clients, self.groups)
         return self._routes
+
+    def wanted(self) -> dict[str, float]:
+        """The alert streams the connections need now, and since when each is needed."""
+        streams = self.routes().streams
+        for stream in [s for s in self._wanted if s not in streams]:
+            del self._wanted[stream]
+        now = time.time()
+        for stream in streams:
+            self._wanted.setdefault(stream, now)
+        return self._wanted
 
     def _on_alert(self, stream_id: str, alert: Alert) -> None:
         self.view.observe(alert, now=time.time())
@@ -232,6 +257,8 @@ class AlertServer:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+            if self.collector is not None and self.collector.closed(open_now=len(self.clients)):
+                log.info("swept the collector after closed connections")
 
     async def _read(self, client: Connection) -> None:
         session = client.session

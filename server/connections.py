@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosed
 
 from server.metrics import Metrics
 from server.protocol import (
-    ALL_QUEUES,
     CLOSE_TOO_SLOW,
     AgentSession,
     Close,
@@ -27,6 +26,7 @@ from server.protocol import (
     IngestSession,
     Send,
 )
+from state.keys import ALL_QUEUES, AlertGroups
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +106,30 @@ class Routes:
     A prefilter; each candidate's :meth:`AgentSession.wants` still decides.
     """
 
-    def __init__(self, clients: set[Connection]) -> None:
+    def __init__(self, clients: set[Connection], groups: AlertGroups | None = None) -> None:
         self.by_agent: dict[str, list[Connection]] = {}
         self.by_queue: dict[str, list[Connection]] = {}
         self.supervisors: list[Connection] = []
+        # the alert streams the connections need: every one without groups; with groups,
+        # those of their tokens' queues (and of no queue, for supervisors)
+        groups = groups if groups is not None else AlertGroups()
+        streams: set[str] = set() if groups.split else set(groups.streams)
+        holds: set[tuple[tuple[str, ...], bool]] = set()
         for client in clients:
             session = client.session
             if not isinstance(session, AgentSession) or session.claims is None:
                 continue
-            self.by_agent.setdefault(session.claims.agent_id, []).append(client)
+            claims = session.claims
+            self.by_agent.setdefault(claims.agent_id, []).append(client)
             for queue in session.queues:
                 self.by_queue.setdefault(queue, []).append(client)
-            if session.claims.role == "supervisor":
+            if claims.role == "supervisor":
                 self.supervisors.append(client)
+            holds.add((claims.queues, claims.role == "supervisor"))
+        if groups.split:
+            for queues, supervisor in holds:
+                streams |= groups.streams_for(queues, no_queue=supervisor)
+        self.streams = frozenset(streams)
 
     def candidates(self, alert: dict[str, Any]) -> list[Connection]:
         found: list[Connection] = []

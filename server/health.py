@@ -133,13 +133,15 @@ class HealthMonitor(Collector):
                 pipe.xrevrange(stream, count=1)
             pipe.hgetall(FLOW)
             pipe.xlen(DLQ)
-            pipe.xlen(ALERTS)
             for key in models:
                 pipe.hgetall(key)
+            for alert_stream in self.names.alerts.streams:  # CX_ALERT_GROUPS: each group's
+                pipe.xlen(alert_stream)
             replies = await pipe.execute()
         newest = replies[: len(streams)]
         flow = {_text(k): orjson.loads(v) for k, v in (replies[len(streams)] or {}).items()}
-        dead_letters, alerts = int(replies[len(streams) + 1]), int(replies[len(streams) + 2])
+        dead_letters = int(replies[len(streams) + 1])
+        alerts = sum(int(n) for n in replies[len(streams) + 2 + len(models) :])
         health = Health(
             at=now, redis_up=True, redis_ms=ping_ms, dead_letters=dead_letters, alerts=alerts
         )
@@ -157,7 +159,7 @@ class HealthMonitor(Collector):
                     last_read_entry_ms=stream_id(read_id)[0] if read_id else None,
                 )
             health.streams[stream] = entry
-        for key, fields in zip(models, replies[len(streams) + 3 :], strict=True):
+        for key, fields in zip(models, replies[len(streams) + 2 :][: len(models)], strict=True):
             if fields:
                 status = {_text(k): orjson.loads(v) for k, v in fields.items()}
                 health.models[key.rsplit(":", 1)[-1]] = {

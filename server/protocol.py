@@ -57,13 +57,13 @@ from operators.events import (
     event_from_obj,
 )
 from server.tokens import Claims, verify
+from state.keys import ALL_QUEUES  # in a token's queues: every queue
 
 AUTH_TIMEOUT_S = 10.0
 REMEMBERED_ALERTS = 2000
 HELD_DURING_REPLAY = 10_000  # live alerts held while a replay runs; more: closed as too slow
 STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 MAX_ID_PART = 2**64 - 1  # each part of a Redis stream id is an unsigned 64-bit number
-ALL_QUEUES = "*"  # in a token's queues: every queue
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_AUTH_FAILED = 4001

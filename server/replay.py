@@ -2,7 +2,9 @@
 
 While the pages go out the session holds the live alerts; after the last page
 (or an outage) :meth:`AgentSession.replayed` releases them, after what was
-replayed.
+replayed.  With ``CX_ALERT_GROUPS`` the pages are those of the streams of the
+token's queues, merged in id order: one id sequence runs over every group, so a
+resume point given by one server holds on another.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ async def replay(
     (through ``act``)."""
     session = client.session
     assert isinstance(session, AgentSession)
+    streams = None  # every alert stream
+    if feed.groups.split and session.claims is not None:  # those of the token's queues
+        claims = session.claims
+        streams = feed.groups.streams_for(claims.queues, no_queue=claims.role == "supervisor")
     try:
-        async with contextlib.aclosing(feed.after(after)) as pages:
+        async with contextlib.aclosing(feed.after(after, streams)) as pages:
             async for page in pages:
                 if session.closed:
                     break

@@ -25,8 +25,9 @@ frame sent to supervisors:
   :func:`operators.experience.live_view`).  A supervisor of some queues sees the
   ``by_queue`` figures of those queues only.
 
-Every server reads the whole alert stream and the answers live in Redis, so
-supervisors on any server see the same figures.  A supervisor sees the figures
+Every server reads the alerts of its supervisors' queues (every alert, without
+``CX_ALERT_GROUPS``) and the answers live in Redis, so supervisors on any server
+see the same figures.  A supervisor sees the figures
 of the queues of its token (``frame(queues=...)``): the contacts of those queues,
 the answers to alerts of those queues, and the trends of no queue or of those
 queues (their example signals of other queues left out); a token whose queues
@@ -64,6 +65,23 @@ RECENT_TRENDS = 10
 
 
 Table = dict[str, dict[str, int]]
+RiskEntry = tuple[float, int, str, str | None]  # read at, histogram bin (-1: unscored), band, queue
+
+
+def _risk_entry(alert: dict[str, Any], now: float) -> RiskEntry | None:
+    """What a contact's alert adds to the risk window (None: not a contact's)."""
+    kind = alert.get("kind")
+    if kind in ("trend", "proactive"):
+        return None
+    risk = alert.get("risk")
+    p = risk.get("churn_probability") if isinstance(risk, dict) else None
+    queue = alert.get("queue")
+    queue = queue if isinstance(queue, str) else None
+    if isinstance(p, int | float) and 0.0 <= p <= 1.0:
+        return (now, min(9, int(p * 10)), band(p), queue)
+    if risk is None and kind == "contact":  # not scored: profiling objected
+        return (now, -1, "", queue)
+    return None
 
 
 class SupervisorView:
@@ -71,7 +89,7 @@ class SupervisorView:
         self.window_s = window_s
         # (read at, histogram bin, band) of each contact in the window, oldest first; the
         # counts below follow it, so a frame costs nothing per contact.
-        self.risks: deque[tuple[float, int, str, str | None]] = deque()
+        self.risks: deque[RiskEntry] = deque()
         self.histogram = [0] * 10
         self.bands = {"low": 0, "medium": 0, "high": 0}
         # the same per queue (None: contacts of no queue), for supervisors of some queues
@@ -88,28 +106,39 @@ class SupervisorView:
         self.live: dict[str, Any] | None = None  # the experience figures
 
     def observe(self, alert: dict[str, Any], *, now: float) -> None:
-        kind = alert.get("kind")
-        if kind == "trend":
+        if alert.get("kind") == "trend":
             self.trends.append(alert)
             return
-        if kind == "proactive":
-            return
-        risk = alert.get("risk")
-        p = risk.get("churn_probability") if isinstance(risk, dict) else None
-        queue = alert.get("queue")
-        queue = queue if isinstance(queue, str) else None
-        if isinstance(p, int | float) and 0.0 <= p <= 1.0:
-            entry = (now, min(9, int(p * 10)), band(p), queue)
-        elif risk is None and kind == "contact":  # not scored: profiling objected
-            entry = (now, -1, "", queue)
-        else:
+        entry = _risk_entry(alert, now)
+        if entry is None:
             return
         if len(self.risks) >= RISK_KEEP:
             self._drop_oldest()
         self.risks.append(entry)
         self._count(entry, 1)
 
-    def _count(self, entry: tuple[float, int, str, str | None], step: int) -> None:
+    def observe_past(self, alerts: list[tuple[float, dict[str, Any]]]) -> None:
+        """Contacts read back late, each with when it was written (a queue group the
+        server starts reading again, with ``CX_ALERT_GROUPS``): counted among the
+        others in time order.  Their trends are not: the latest stay the latest read.
+
+        >>> view = SupervisorView()
+        >>> view.observe({"kind": "contact", "risk": {"churn_probability": 0.9}}, now=20.0)
+        >>> view.observe_past([(10.0, {"kind": "contact", "risk": {"churn_probability": 0.1}})])
+        >>> [(at, named) for at, _, named, _ in view.risks], view.bands["low"]
+        ([(10.0, 'low'), (20.0, 'high')], 1)
+        """
+        entries = [e for at, alert in alerts if (e := _risk_entry(alert, at)) is not None]
+        if not entries:
+            return
+        for entry in self.risks:
+            self._count(entry, -1)
+        merged = sorted([*self.risks, *entries], key=lambda e: e[0])[-RISK_KEEP:]
+        self.risks = deque(merged)
+        for entry in merged:
+            self._count(entry, 1)
+
+    def _count(self, entry: RiskEntry, step: int) -> None:
         _, tenth, named, queue = entry
         if tenth < 0:  # a contact not scored
             self.unscored += step

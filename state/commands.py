@@ -22,6 +22,8 @@ import orjson
 
 from operators.events import Event, Rejected, dead_letter_fields, encode_event
 from state.keys import (
+    ALERT_LAST,
+    ALERTS,
     ANSWERED_PREFIX,
     ANSWERED_TTL_S,
     ANSWERS,
@@ -29,6 +31,7 @@ from state.keys import (
     DLQ_MAXLEN,
     EVENTS_MAXLEN,
     FLOW,
+    AlertGroups,
     KeyNames,
     answer_fields,
 )
@@ -53,6 +56,56 @@ def xadd_once(stream: str, marker: str, ttl_s: int, maxlen: int, *fields: str | 
     """XADD to ``stream`` unless ``marker`` is set, setting it for ``ttl_s`` (one
     script: a replay or a retried batch writes an entry once)."""
     return ("EVAL", _XADD_ONCE, 2, marker, stream, max(1, ttl_s), maxlen, *fields)
+
+
+# An alert into its group's stream, its id the next of one sequence over every group
+# (the later of Redis's clock and the last id given, or the stream's top), so a
+# client's resume point orders the alerts of all groups; with a marker, only if it is
+# new (as _XADD_ONCE).  KEYS last id, stream[, marker]; ARGV maxlen, ttl, fields...
+_XADD_ALERT = """
+if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
+  return false
+end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local seq = 0
+local function after(id)
+  local m, s = string.match(id, '^(%d+)-(%d+)$')
+  m = tonumber(m)
+  if m > ms or (m == ms and tonumber(s) >= seq) then ms = m; seq = tonumber(s) + 1 end
+end
+local last = redis.call('GET', KEYS[1])
+if last then after(last) end
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if top[1] then after(top[1][1]) end
+local id = string.format('%.0f-%.0f', ms, seq)
+redis.call('SET', KEYS[1], id)
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 3))
+"""
+
+
+def xadd_alert(
+    groups: AlertGroups,
+    queue: object,
+    maxlen: int,
+    *fields: str | bytes,
+    marker: str | None = None,
+    ttl_s: int = 0,
+) -> Command:
+    """An alert of ``queue`` into its stream (:class:`AlertGroups`), trimmed to about
+    ``maxlen``; with ``marker``, only if the marker is new (set for ``ttl_s``).
+
+    >>> xadd_alert(AlertGroups(), "care", 10, "data", b"{}")
+    ('XADD', 'cx:alerts', 'MAXLEN', '~', 10, '*', 'data', b'{}')
+    >>> xadd_alert(AlertGroups.parse("care"), "care", 10, "data", b"{}")[2:5]
+    (2, '{cx:alerts}:last', '{cx:alerts}:0')
+    """
+    if not groups.split:
+        if marker is None:
+            return xadd(ALERTS, maxlen, *fields)
+        return xadd_once(ALERTS, marker, ttl_s, maxlen, *fields)
+    keys = (ALERT_LAST, groups.stream_of(queue), *(() if marker is None else (marker,)))
+    return ("EVAL", _XADD_ALERT, len(keys), *keys, maxlen, max(1, ttl_s), *fields)
 
 
 def hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:

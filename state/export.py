@@ -86,7 +86,9 @@ def _key_export(client: redis.Redis, key: str, names: KeyNames) -> dict[str, Any
             "snapshot_ts": list((profile or {}).get("pending_snapshot_ts") or []),
         },
         "events": events,
-        "alerts": [{"id": eid.decode(), **_decode(f)} for eid, f in held.alerts],
+        "alerts": [
+            {"stream": stream, "id": eid.decode(), **_decode(f)} for stream, eid, f in held.alerts
+        ],
         "outbound": [{"id": eid.decode(), **_decode(f)} for eid, f in held.outbound],
         "dead_letters": [{"id": eid.decode(), **_decode(f)} for eid, f in held.dead_letters],
         "anonymous_ids": sorted(held.anonymous - {key}),

@@ -16,15 +16,17 @@ in one slot (one node):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+from cxstream.settings import Settings, parse_alert_groups
 from operators.events import shard_of
 
-if TYPE_CHECKING:
-    from cxstream.settings import Settings
-
 ALERTS = "cx:alerts"  # stream: alerts (trimmed to about CX_ALERTS_MAXLEN)
+# With CX_ALERT_GROUPS: a queue group's alerts, "{cx:alerts}:0", ..., "{cx:alerts}:other"
+ALERT_GROUP_PREFIX = "{cx:alerts}:"
+ALERT_LAST = "{cx:alerts}:last"  # string: the last id given to an alert of any group
+ALL_QUEUES = "*"  # in a token's queues: every queue
 DLQ = "cx:dlq"  # stream: dead letters
 DLQ_MAXLEN = 100_000  # dead letters kept (about: trimmed with ~)
 EVENTS_PREFIX = "cx:events:"  # + shard: stream of events
@@ -68,16 +70,105 @@ def model_key(shard: str) -> str:
     return f"cx:model:{shard}"
 
 
+@dataclass(frozen=True, slots=True)
+class AlertGroups:
+    """Which alert stream a queue's alerts go to (``CX_ALERT_GROUPS``).
+
+    No groups: every alert to ``cx:alerts``.  With groups, each group of queues has
+    its own stream, and the queues of no group, and alerts of no queue, go to
+    ``{cx:alerts}:other``; the ids of all of them are one sequence
+    (:func:`state.commands.xadd_alert`), so a client's resume point holds across them.
+    A name ending in ``*`` is a prefix (``emea-*``: every queue starting ``emea-``);
+    a queue named in full goes to that group, else to the group of its longest prefix.
+
+    >>> groups = AlertGroups.parse("care, billing; sales, emea-*")
+    >>> groups.stream_of("billing"), groups.stream_of("emea-vip"), groups.stream_of(None)
+    ('{cx:alerts}:0', '{cx:alerts}:1', '{cx:alerts}:other')
+    >>> sorted(groups.streams_for(["sales", "fraud"]))
+    ['{cx:alerts}:1', '{cx:alerts}:other']
+    >>> AlertGroups.parse("").streams, AlertGroups.parse("").stream_of("care")
+    (('cx:alerts',), 'cx:alerts')
+    """
+
+    groups: tuple[tuple[str, ...], ...] = ()
+    # queue -> stream: the names in full, then each queue met (up to MAX_QUEUES_KEPT)
+    _by_queue: dict[str, str] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_queue: dict[str, str] = {}
+        prefixes: list[tuple[str, str]] = []
+        for i, group in enumerate(self.groups):
+            for name in group:
+                if name.endswith(ALL_QUEUES):
+                    prefixes.append((name[:-1], f"{ALERT_GROUP_PREFIX}{i}"))
+                else:
+                    by_queue[name] = f"{ALERT_GROUP_PREFIX}{i}"
+        prefixes.sort(key=lambda p: -len(p[0]))  # the longest prefix first
+        object.__setattr__(self, "_by_queue", by_queue)
+        object.__setattr__(self, "_prefixes", tuple(prefixes))
+
+    @classmethod
+    def parse(cls, text: str) -> AlertGroups:
+        """``care,billing;sales,emea-*``: groups split by ``;``, their queues by ``,``."""
+        return cls(parse_alert_groups(text))
+
+    @property
+    def split(self) -> bool:
+        return bool(self.groups)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every alert stream, in the groups' order (``other`` last)."""
+        if not self.groups:
+            return (ALERTS,)
+        return (*(f"{ALERT_GROUP_PREFIX}{i}" for i in range(len(self.groups))), self.other)
+
+    @property
+    def other(self) -> str:
+        return f"{ALERT_GROUP_PREFIX}other" if self.groups else ALERTS
+
+    def stream_of(self, queue: object) -> str:
+        """The stream of an alert of ``queue`` (None or not a string: of no queue)."""
+        if not isinstance(queue, str):
+            return self.other
+        found = self._by_queue.get(queue)
+        if found is None:
+            found = next((s for p, s in self._prefixes if queue.startswith(p)), self.other)
+            if len(self._by_queue) < MAX_QUEUES_KEPT:
+                self._by_queue[queue] = found
+        return found
+
+    def streams_for(self, queues: Iterable[str], *, no_queue: bool = False) -> frozenset[str]:
+        """The streams holding the alerts of ``queues`` (every stream for ``*``), and
+        with ``no_queue`` those of no queue (supervisors' proactive and trend alerts)."""
+        queues = set(queues)
+        if ALL_QUEUES in queues:
+            return frozenset(self.streams)
+        found = {self.stream_of(q) for q in queues}
+        if no_queue:
+            found.add(self.other)
+        return frozenset(found)
+
+
+MAX_QUEUES_KEPT = 100_000  # queues whose stream AlertGroups remembers
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyNames:
     """The per-shard and per-customer names, plain or hash-tagged for a cluster."""
 
     shards: int
     tagged: bool = False
+    alerts: AlertGroups = AlertGroups()
 
     @classmethod
     def of(cls, settings: Settings) -> KeyNames:
-        return cls(shards=settings.shards, tagged=settings.redis_cluster)
+        return cls(
+            shards=settings.shards,
+            tagged=settings.redis_cluster,
+            alerts=AlertGroups(settings.alert_groups),
+        )
 
     def events(self, shard: int) -> str:
         return f"{EVENTS_PREFIX}{{{shard}}}" if self.tagged else events_stream(shard)

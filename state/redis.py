@@ -278,15 +278,24 @@ class PipelinedWriter:
 
 
 def command_key(command: Command) -> str | bytes:
-    """The key a command is routed by: the first stream of an XREAD, else its first
-    argument (every command cxstream sends raw names its key there).
+    """The key a command is routed by: the first stream of an XREAD, the first key of
+    a script, else its first argument (every command cxstream sends raw names its key
+    there).
 
     >>> command_key(("XREAD", "COUNT", 10, "STREAMS", "cx:events:{1}", "0-0"))
     'cx:events:{1}'
     >>> command_key(("HSET", "cx:profile:{1}:c1", "f", b"v"))
     'cx:profile:{1}:c1'
+    >>> command_key(("EVAL", "return 1", 2, "{cx:alerts}:last", "{cx:alerts}:0"))
+    '{cx:alerts}:last'
     """
-    key = command[command.index("STREAMS") + 1] if command[0] == "XREAD" else command[1]
+    key: object
+    if command[0] == "XREAD":
+        key = command[command.index("STREAMS") + 1]
+    elif command[0] in ("EVAL", "EVALSHA"):
+        key = command[3] if len(command) > 3 and command[2] else None
+    else:
+        key = command[1]
     if not isinstance(key, str | bytes):
         raise StoreError(f"{command[0]!r}: no key to route by")
     return key

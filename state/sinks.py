@@ -35,7 +35,7 @@ from operators.records import (
     StoreWrite,
 )
 from state.audit import audit_command, secret_key
-from state.commands import dead_letter, hset, xadd, xadd_once
+from state.commands import dead_letter, hset, xadd_alert, xadd_once
 from state.erasure import erase
 from state.keys import (
     ALERTS,
@@ -115,9 +115,10 @@ def retrying(attempt: Callable[[], object], backoff: Backoff) -> None:
 
 
 def alert_sink(settings: Settings) -> DynamicSink[Alert | Proactive]:
-    """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN.
+    """XADD each alert to ``cx:alerts`` (field ``data``), trimmed to CX_ALERTS_MAXLEN;
+    with CX_ALERT_GROUPS, to its queue group's stream (:func:`state.commands.xadd_alert`).
 
-    A proactive decision: its alert to ``cx:alerts`` (not for the hold-out) and its
+    A proactive decision: its alert to the alerts (not for the hold-out) and its
     action to ``cx:outbound`` (field ``data``, and ``alert_id``), each at most once per
     ``alert_id`` (a marker kept CX_RETENTION_DAYS): a replay, a restart that reads
     events again or a retried batch writes nothing new.  Decisions without an action
@@ -126,20 +127,34 @@ def alert_sink(settings: Settings) -> DynamicSink[Alert | Proactive]:
     """
     ttl = int(settings.retention_days * 86_400)
     maxlen = settings.alerts_maxlen
+    groups = KeyNames.of(settings).alerts
 
     def write(items: list[Alert | Proactive]) -> list[Command]:
         commands: list[Command] = []
         for p in items:
             if type(p) is Alert:
                 data = orjson.dumps(p.payload)
-                commands.append(xadd(ALERTS, maxlen, "data", data, "alert_id", p.alert_id))
+                queue = p.payload.get("queue")
+                commands.append(
+                    xadd_alert(groups, queue, maxlen, "data", data, "alert_id", p.alert_id)
+                )
                 continue
             assert isinstance(p, Proactive)
             if p.alert is not None:
                 data = orjson.dumps(p.alert)
                 marker = written_key(ALERTS, p.alert_id)
                 commands.append(
-                    xadd_once(ALERTS, marker, ttl, maxlen, "data", data, "alert_id", p.alert_id)
+                    xadd_alert(
+                        groups,
+                        p.alert.get("queue"),
+                        maxlen,
+                        "data",
+                        data,
+                        "alert_id",
+                        p.alert_id,
+                        marker=marker,
+                        ttl_s=ttl,
+                    )
                 )
             if p.outbound is not None:
                 data = orjson.dumps(p.outbound)

@@ -18,10 +18,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the WebSocket endpoints (/ws for agents, /ingest for channel systems), the console,
     /healthz and /metrics on CX_PORT, and the HTTP API (POST /v1/events, POST /v1/segment,
     GET /v1/customers/ID) on CX_HTTP_PORT."""
+    from cxstream.runtime import ServerGc
     from server.app import AlertServer
     from state.redis import redis_url
 
-    server = AlertServer(settings, redis_url=redis_url(settings), secret=settings.signing_secret())
+    collector = ServerGc()
+    server = AlertServer(
+        settings,
+        redis_url=redis_url(settings),
+        secret=settings.signing_secret(),
+        collector=collector,
+    )
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -29,6 +36,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(s, stopping.set)
         await server.start()
+        collector.start()  # survivors frozen from here on (see ServerGc)
         print(f"serving on http://{settings.host}:{server.port}", file=sys.stderr, flush=True)
         print(
             f"http api on http://{settings.host}:{server.http_port}/v1/",

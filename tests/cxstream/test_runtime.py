@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from bytewax.testing import TestingSource, run_main
 
-from cxstream.runtime import GC_THRESHOLDS, freeze_survivors, tune_gc
+from cxstream.runtime import GC_THRESHOLDS, ServerGc, freeze_survivors, tune_gc
 from cxstream.settings import Settings
 from flows.journey import build_flow
 from operators.events import encode_event
@@ -91,3 +91,29 @@ def test_the_flow_leaves_no_cycles_per_event() -> None:
     processing events must not make any (the dataflow's structure, built once, does)."""
     few, many = run_flow(1_000), run_flow(12_000)
     assert many - few < 100, f"{few} cyclic objects after 1,000 events, {many} after 12,000"
+
+
+def test_the_servers_sweep_collects_the_cycles_frozen_with_closed_connections(
+    tuned: None,
+) -> None:
+    """What ServerGc is for: a cycle frozen with a connection outlives it (no collection
+    looks at the frozen heap) until enough connections have closed; then one sweep
+    collects it, and what still lives is frozen again."""
+    collector = ServerGc(sweep_after=3)
+    alive = Node()
+    cycle = Node()
+    cycle.children.append(cycle)
+    watched = weakref.ref(cycle)
+    gc.freeze()
+    del cycle
+    gc.collect()
+    assert watched() is not None  # frozen: never collected
+    assert not collector.closed(open_now=2)  # twice 2 open: 4 closes
+    assert not collector.closed(open_now=2)
+    assert collector.closed(open_now=1)  # 3: sweep_after, and twice those open
+    assert watched() is None
+    assert collector.sweeps == 1
+    assert collector.since_sweep == 0
+    assert gc.get_freeze_count() > 0  # the rest frozen again
+    assert alive.children == []
+    assert not collector.closed(open_now=100)  # now 200

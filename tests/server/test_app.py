@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,11 +15,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, parse_alert_groups
 from operators.events import parse_event, shard_of
 from server.app import AlertServer
 from server.tokens import mint
-from state.keys import ALERTS, events_stream
+from state.commands import xadd_alert
+from state.keys import ALERTS, AlertGroups, events_stream
+from state.redis import send_commands
 from tests.conftest import SECRET, entries, xadd
 
 
@@ -756,3 +759,153 @@ def test_supervisors_get_the_live_experience_of_their_queues(
             await ws.close()
 
     run(settings, body)
+
+
+GROUPED = "care,billing;sales;vip"
+
+
+def add_grouped(r: redis.Redis, alert_id: str, **fields: Any) -> str:
+    """An alert written as the flow writes it with CX_ALERT_GROUPS=GROUPED."""
+    alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
+    command = xadd_alert(
+        AlertGroups.parse(GROUPED), fields.get("queue"), 1000, "data", orjson.dumps(alert)
+    )
+    (entry_id,) = send_commands(r, [command], "test")
+    return str(entry_id.decode())
+
+
+async def alert_ids(ws: ClientConnection, n: int) -> list[str]:
+    return [(await next_alert(ws))["alert"]["alert_id"] for _ in range(n)]
+
+
+async def nothing_more(*clients: ClientConnection) -> None:
+    for ws in clients:
+        with pytest.raises(TimeoutError):
+            await next_alert(ws, timeout=0.3)
+
+
+@pytest.mark.parametrize("n_servers", [2, 3])
+def test_servers_split_by_queue_group_each_read_only_their_groups(
+    settings: Settings, r: redis.Redis, n_servers: int
+) -> None:
+    """CX_ALERT_GROUPS on one Redis: each server holds the agents of some groups and reads
+    only those groups' streams (and, for its supervisor, the alerts of no queue); every
+    agent gets each of its alerts once, in order, whichever server it is on."""
+    grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
+    queues = {"care": 0, "billing": 0, "sales": 1, "vip": 2}  # queue -> its group
+
+    async def main() -> None:
+        assert grouped.redis_url is not None
+        servers = [
+            AlertServer(grouped, redis_url=grouped.redis_url, secret=SECRET, stats_interval_s=60)
+            for _ in range(n_servers)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            agents = {
+                q: await signed_in(servers[g % n_servers], token(f"agent-{q}", (q,)))
+                for q, g in queues.items()
+            }
+            boss = await signed_in(servers[0], token("s1", ("care",), role="supervisor"))
+            written: dict[str, list[str]] = {q: [] for q in queues}
+            for n in range(24):
+                queue = list(queues)[n % 4] if n % 5 else list(queues)[(n // 5) % 4]
+                add_grouped(r, f"{queue}-{n}", queue=queue)
+                written[queue].append(f"{queue}-{n}")
+            add_grouped(r, "trend-1", kind="trend", customer_id=None)  # of no queue
+            for queue, ws in agents.items():
+                assert await alert_ids(ws, len(written[queue])) == written[queue]
+            assert await alert_ids(boss, len(written["care"]) + 1) == [*written["care"], "trend-1"]
+            await nothing_more(*agents.values(), boss)
+            by_server = [0] * n_servers
+            for queue, group in queues.items():
+                by_server[group % n_servers] += len(written[queue])
+            by_server[0] += 1  # the trend, for the supervisor
+            assert [s.feed.read for s in servers] == by_server
+            for ws in (*agents.values(), boss):
+                await ws.close()
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_an_agent_resumes_on_another_server_across_groups(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """An agent of queues in two groups leaves one server and resumes on another from
+    its last stream id: what it missed of both groups comes once, in the order
+    written, then the live alerts."""
+    grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
+
+    async def main() -> None:
+        assert grouped.redis_url is not None
+        servers = [
+            AlertServer(grouped, redis_url=grouped.redis_url, secret=SECRET) for _ in range(2)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            tok = token("a1", ("care", "sales"))
+            first = await signed_in(servers[0], tok)
+            add_grouped(r, "c-1", queue="care")
+            add_grouped(r, "s-1", queue="sales")
+            frames = [await next_alert(first) for _ in range(2)]
+            assert [f["alert"]["alert_id"] for f in frames] == ["c-1", "s-1"]
+            await first.close()
+            missed = ["s-2", "c-2", "s-3", "v-1", "c-3"]
+            for alert_id in missed:
+                queue = {"s": "sales", "c": "care", "v": "vip"}[alert_id[0]]
+                add_grouped(r, alert_id, queue=queue)
+            ws = await connect(url(servers[1]))
+            await ws.send(
+                orjson.dumps(
+                    {"type": "auth", "token": tok, "after": frames[-1]["stream_id"]}
+                ).decode()
+            )
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+            assert await alert_ids(ws, 4) == ["s-2", "c-2", "s-3", "c-3"]
+            resumed = orjson.loads(await ws.recv())
+            assert resumed["type"] == "resumed"
+            add_grouped(r, "s-4", queue="sales")
+            assert await alert_ids(ws, 1) == ["s-4"]
+            await nothing_more(ws)
+            await ws.close()
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_a_supervisor_of_a_group_read_late_sees_its_last_hour(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """A server that starts reading a group when its supervisor signs in reads back the
+    group's contacts it did not read meanwhile: the risk figures are those of a server
+    that read them all."""
+    grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
+
+    async def body(server: AlertServer) -> None:
+        agent = await signed_in(server, token("a1", ("care",)))
+        for n, p in enumerate([0.9, 0.8, 0.1]):
+            add_grouped(r, f"s-{n}", queue="sales", risk={"churn_probability": p})
+        add_grouped(r, "c-0", queue="care", risk={"churn_probability": 0.5})
+        assert await alert_ids(agent, 1) == ["c-0"]
+        assert server.feed.read == 1  # sales is nobody's here yet
+        boss = await signed_in(server, token("s1", ("sales",), role="supervisor"))
+
+        async def stats() -> dict[str, Any]:
+            while True:
+                frame = orjson.loads(await boss.recv())
+                if frame["type"] == "stats" and frame["risk"]["contacts"]:
+                    return frame  # type: ignore[no-any-return]
+
+        frame = await asyncio.wait_for(stats(), 10)
+        assert frame["risk"]["bands"] == {"low": 1, "medium": 0, "high": 2}
+        await agent.close()
+        await boss.close()
+
+    run(grouped, body)

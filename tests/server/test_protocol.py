@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.protocol import (
-    ALL_QUEUES,
     CLOSE_AUTH_FAILED,
     CLOSE_AUTH_TIMEOUT,
     CLOSE_FORBIDDEN,
@@ -24,6 +23,7 @@ from server.protocol import (
     Send,
 )
 from server.tokens import mint
+from state.keys import ALL_QUEUES
 from tests.conftest import SECRET
 
 

@@ -8,10 +8,14 @@ import time
 import orjson
 import redis
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 
-from server.pump import PAGE, AlertFeed, decode_alert
+from server.pump import PAGE, AlertFeed, decode_alert, in_order
 from server.supervisor import SupervisorView
-from state.keys import ALERTS
+from state.commands import xadd_alert
+from state.keys import ALERTS, AlertGroups
+from state.redis import send_commands, stream_id
 
 
 def add(
@@ -89,3 +93,61 @@ def test_follow_hands_on_each_new_alert_once_in_order(redis_url: str, r: redis.R
 
     asyncio.run(main())
     assert got == [f"live{n}" for n in range(5)]
+
+
+@st.composite
+def stream_pages(draw: st.DrawFn) -> tuple[dict[str, list[tuple[str, dict[bytes, bytes]]]], int]:
+    """Pages of a few streams sharing one id sequence, as a read of ``full`` would give."""
+    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=40))
+    streams = draw(st.lists(st.sampled_from("abcd"), min_size=len(ids), max_size=len(ids)))
+    full = draw(st.integers(1, 8))
+    pages: dict[str, list[tuple[str, dict[bytes, bytes]]]] = {}
+    for n, stream in sorted(zip(ids, streams, strict=True)):
+        page = pages.setdefault(stream, [])
+        if len(page) < full:
+            page.append((f"{n}-0", {}))
+    return pages, full
+
+
+@given(stream_pages())
+def test_in_order_hands_on_no_entry_after_a_later_one_could_still_come(
+    drawn: tuple[dict[str, list[tuple[str, dict[bytes, bytes]]]], int],
+) -> None:
+    """Whatever the pages: what is taken is in id order; nothing later than the end of a
+    full page (which may have more behind it) is taken, everything up to it is; and each
+    stream's cursor is its last entry taken."""
+    pages, full = drawn
+    taken, last = in_order(pages, full)
+    got = [stream_id(i) for i, _ in taken]
+    assert got == sorted(got)
+    ends = [stream_id(p[-1][0]) for p in pages.values() if len(p) >= full]
+    bound = min(ends) if ends else None
+    every = sorted(stream_id(i) for p in pages.values() for i, _ in p)
+    assert got == [i for i in every if bound is None or i <= bound]
+    for stream, page in pages.items():
+        mine = [i for i, _ in page if bound is None or stream_id(i) <= bound]
+        assert last.get(stream) == (mine[-1] if mine else None)
+
+
+def test_after_merges_the_group_streams_in_id_order(redis_url: str, r: redis.Redis) -> None:
+    """A resume over several group streams: every alert after the point, once, in the
+    order written, pages of different streams interleaved."""
+    groups = AlertGroups.parse("care;sales")
+    queues = ["care", "sales", None] * (PAGE // 2) + ["sales"] * 7
+    commands = [
+        xadd_alert(groups, q, 100_000, "data", orjson.dumps({"alert_id": f"a{n}", "queue": q}))
+        for n, q in enumerate(queues)
+    ]
+    ids = [i.decode() for i in send_commands(r, commands, "test")]
+
+    async def main(streams: frozenset[str] | None) -> list[str]:
+        feed = AlertFeed(aioredis.Redis.from_url(redis_url), groups)
+        got = [a["alert_id"] async for page in feed.after(ids[10], streams) for _, a in page]
+        assert await feed.last_id() == ids[-1]
+        await feed.redis.aclose()
+        return got
+
+    every = asyncio.run(main(None))
+    assert every == [f"a{n}" for n in range(11, len(queues))]
+    sales = asyncio.run(main(groups.streams_for(["sales"])))
+    assert sales == [f"a{n}" for n in range(11, len(queues)) if queues[n] == "sales"]

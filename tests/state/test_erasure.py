@@ -13,6 +13,7 @@ import redis
 from cxstream.settings import Settings
 from operators.erasure import Forgotten, forget_digest
 from operators.events import Event, shard_of
+from state.commands import xadd_alert
 from state.erasure import (
     compact,
     erase,
@@ -21,8 +22,20 @@ from state.erasure import (
     persisted,
     stored_digests,
 )
+from state.export import export
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, ERASURES, FORGOTTEN, OUTBOUND, events_stream, profile_key
+from state.keys import (
+    ALERTS,
+    DLQ,
+    ERASURES,
+    FORGOTTEN,
+    OUTBOUND,
+    AlertGroups,
+    KeyNames,
+    events_stream,
+    profile_key,
+)
+from state.redis import send_commands
 from tests.conftest import T0, entries, ev, xadd
 
 
@@ -284,3 +297,40 @@ def test_erase_compacts_what_it_deleted_from(r: redis.Redis) -> None:
     assert r.xlen(events_stream(shard_of("c2", 4))) >= 2
     for key in r.scan_iter(_type="stream"):
         assert who.encode() not in cast(bytes, r.dump(key)), key
+
+
+def test_erase_finds_alerts_in_every_group_stream_and_in_old_ones(r: redis.Redis) -> None:
+    """With CX_ALERT_GROUPS the customer's alerts sit in their queues' streams; streams
+    of an earlier value of the setting are searched too, and the export lists them."""
+    names = KeyNames(shards=4, alerts=AlertGroups.parse("care;sales"))
+    send_commands(
+        r,
+        [
+            xadd_alert(names.alerts, queue, 1000, "data", orjson.dumps(body))
+            for queue, body in [
+                ("care", {"customer_id": "gone", "alert_id": "a1", "queue": "care"}),
+                ("sales", {"customer_id": "gone", "alert_id": "a2", "queue": "sales"}),
+                (None, {"customer_id": "gone", "alert_id": "a3"}),
+                ("sales", {"customer_id": "kept", "alert_id": "a4", "queue": "sales"}),
+            ]
+        ],
+        "test",
+    )
+    xadd(r, "{cx:alerts}:7", {"data": orjson.dumps({"customer_id": "gone", "alert_id": "a5"})})
+    xadd(r, ALERTS, {"data": orjson.dumps({"customer_id": "gone", "alert_id": "a6"})})
+    exported = export(r, "gone", names, at_ms=0)
+    assert sorted(a["data"]["alert_id"] for a in exported["alerts"]) == [
+        "a1",
+        "a2",
+        "a3",
+        "a5",
+        "a6",
+    ]
+    counts = erase(r, "gone", shards=names)
+    assert counts["alerts"] == 5
+    left = [
+        orjson.loads(f[b"data"])["alert_id"]
+        for stream in (ALERTS, "{cx:alerts}:7", *names.alerts.streams)
+        for _, f in entries(r, stream)
+    ]
+    assert left == ["a4"]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import orjson
 import redis
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, parse_alert_groups
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, shard_of
 from operators.records import (
@@ -18,7 +19,15 @@ from operators.records import (
 )
 from state.erasure import erasure_record
 from state.ingest import xadd_events
-from state.keys import ALERTS, DLQ, OUTBOUND, events_stream, profile_key, written_key
+from state.keys import (
+    ALERTS,
+    DLQ,
+    OUTBOUND,
+    KeyNames,
+    events_stream,
+    profile_key,
+    written_key,
+)
 from state.sinks import (
     alert_sink,
     dead_letter_sink,
@@ -179,3 +188,30 @@ def test_the_experience_counts_are_one_field_a_flow_process(
     )
     stored = hash_of(r, "cx:experience")
     assert {k: orjson.loads(v)["hour"] for k, v in stored.items()} == {b"main": 3, b"0-1": 2}
+
+
+def test_with_queue_groups_each_alert_goes_to_its_groups_stream(
+    settings: Settings, r: redis.Redis
+) -> None:
+    grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups("care;sales,retention"))
+    groups = KeyNames.of(grouped).alerts
+    part = alert_sink(grouped).build("out", 0, 1)
+    part.write_batch(
+        [
+            Alert("al_1", {"alert_id": "al_1", "queue": "sales"}),
+            Alert("al_2", {"alert_id": "al_2", "queue": "care"}),
+            Alert("al_3", {"alert_id": "al_3"}),  # no queue: the other stream
+            Alert("al_4", {"alert_id": "al_4", "queue": "retention"}),
+        ]
+    )
+    part.write_batch([_proactive("al_5"), _proactive("al_5")])  # written once
+    part.close()
+    got = {
+        s: [orjson.loads(f[b"data"])["alert_id"] for _, f in entries(r, s)] for s in groups.streams
+    }
+    assert got == {
+        "{cx:alerts}:0": ["al_2"],
+        "{cx:alerts}:1": ["al_1", "al_4"],
+        "{cx:alerts}:other": ["al_3", "al_5"],
+    }
+    assert r.exists(ALERTS) == 0
