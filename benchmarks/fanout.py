@@ -15,7 +15,7 @@ the alerts sent after a first second of warm-up (connections and tasks settling)
 each of those is checked delivered exactly once, by alert id (``missing``,
 ``duplicates``: a run with either is not recorded).  The clients run with the
 flow's GC tuning and report their own collector pauses (``client_gc_*``).  Each
-server reports, over the measured seconds, the alerts it read (``cx_alerts_read``
+server reports, over the measured seconds, the alerts it read (``cx_alerts_read_total``
 on its ``/metrics``), its CPU per alert read and its own collector pauses
 (``cx_gc_pause_seconds``), and those while every agent disconnects at the end
 (``gc_on_close_*``: the sweeps of :class:`cxstream.runtime.ServerGc`).  Prints
@@ -245,7 +245,7 @@ def server_figures(port: int) -> dict[str, float]:
     out = {"read": 0.0, "gc_count": 0.0, "gc_s": 0.0, "gc_over_10ms": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "cx_alerts_read":
+            if sample.name == "cx_alerts_read_total":
                 out["read"] = sample.value
             elif sample.name == "cx_gc_pause_seconds_count":
                 out["gc_count"] = sample.value

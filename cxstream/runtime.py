@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 # Young collections every 1,000 net new container objects: each looks at no more than
 # that many, about 0.1 ms (2.4 ms at most in a 300,000-event run).  The middle and
@@ -45,6 +46,7 @@ def tune_gc() -> None:
 
 
 SWEEP_AFTER_CLOSED = 1_000  # closed connections before the server's frozen heap is swept
+SWEEP_EVERY_S = 3_600.0  # at most this long between sweeps while the frozen heap grows
 
 
 class ServerGc:
@@ -59,7 +61,8 @@ class ServerGc:
     state, a closed connection leaves its transport and socket in a reference cycle
     (about 2 KB; its file descriptor is closed), which frozen is never collected:
     :meth:`closed` sweeps them in one full collection once ``sweep_after``
-    connections have closed, or twice as many as are open.  A sweep is one pause
+    connections have closed or twice as many as are open, whichever is more
+    (:meth:`tick`: and hourly if the frozen heap grew by a quarter).  A sweep is one pause
     over the whole heap (about 250 ms with 10,000 connections), so sweeps come
     rarely where many are open (every 20,000 closes at 10,000 open: 40 MB held at
     most); when all 10,000 agents leave at once the server pauses for 1.0 s in all
@@ -70,19 +73,36 @@ class ServerGc:
     (False, 1)
     """
 
-    def __init__(self, *, sweep_after: int = SWEEP_AFTER_CLOSED) -> None:
+    def __init__(
+        self, *, sweep_after: int = SWEEP_AFTER_CLOSED, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sweep_after = sweep_after
+        self.clock = clock
         self.since_sweep = 0  # connections closed since the last sweep
         self.sweeps = 0
+        self.swept_at = clock()
+        self.frozen_after_sweep = 0  # objects frozen right after the last sweep
 
     def start(self) -> None:
         """Tune this process's collector (once the server is built)."""
         tune_gc()
+        self.swept_at = self.clock()
+        self.frozen_after_sweep = gc.get_freeze_count()
 
     def closed(self, *, open_now: int) -> bool:
         """A connection closed; sweep (True) when enough have since the last sweep."""
         self.since_sweep += 1
         if self.since_sweep < max(self.sweep_after, 2 * open_now):
+            return False
+        self.sweep()
+        return True
+
+    def tick(self) -> bool:
+        """A check now and then (the server's, every minute): sweep (True) once an hour
+        when the frozen heap has grown by a quarter since the last sweep, whatever left
+        it (cycles of other origins than closed connections: an outage's tracebacks)."""
+        grown = gc.get_freeze_count() > 1.25 * self.frozen_after_sweep
+        if self.clock() - self.swept_at < SWEEP_EVERY_S or not grown:
             return False
         self.sweep()
         return True
@@ -94,6 +114,8 @@ class ServerGc:
         gc.freeze()
         self.since_sweep = 0
         self.sweeps += 1
+        self.swept_at = self.clock()
+        self.frozen_after_sweep = gc.get_freeze_count()
 
 
 class Pacer:

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 STOP_TASKS_S = 3.0  # how long stop() waits for the background tasks
+COLLECTOR_CHECK_S = 60.0  # how often the collector's hourly sweep is considered
 
 
 class AlertServer:
@@ -94,11 +95,9 @@ class AlertServer:
         self.clients: set[Connection] = set()  # agents' and supervisors' connections
         self.unauthenticated = 0  # connections open and not signed in yet
         self._routes: Routes | None = None  # rebuilt after any client change
-        self._wanted: dict[str, float] = {}  # alert stream -> since when (wall s) it is read
         self.groups = KeyNames.of(settings).alerts
         self.view = SupervisorView()
-        self.feed = AlertFeed(self.redis, self.groups)
-        self.metrics.read.set_function(lambda: self.feed.read)
+        self.feed = AlertFeed(self.redis, self.groups, read_counter=self.metrics.read)
         self._gc_pauses = GcPauses(self.metrics.gc_pause)
         self.writes = Writes(self.redis, KeyNames.of(settings), self.metrics)
         self.stats = StatsSender(
@@ -149,11 +148,20 @@ class AlertServer:
         gc.callbacks.append(self._gc_pauses)
         self._tasks = [
             asyncio.create_task(
-                self.feed.follow(start_id, self._on_alert, self.wanted, self.view),
+                self.feed.follow(
+                    start_id,
+                    self._on_alert,
+                    self.wanted,
+                    on_reading=self._reading_changed,
+                    view=self.view,
+                    supervised=self.supervised,
+                ),
                 name="alert-pump",
             ),
             asyncio.create_task(self.stats.run(self.routes), name="supervisor-stats"),
         ]
+        if self.collector is not None:
+            self._tasks.append(asyncio.create_task(self._collect(), name="collector"))
         log.info(
             "serving on http://%s:%d, http api on http://%s:%d (alerts after %s)",
             self.settings.host,
@@ -196,23 +204,32 @@ class AlertServer:
         finally:
             await self.stop()
 
+    async def _collect(self) -> None:
+        """The collector's hourly check (see ServerGc.tick)."""
+        assert self.collector is not None
+        while not self.feed.closing:
+            await asyncio.sleep(COLLECTOR_CHECK_S)
+            if self.collector.tick():
+                log.info("swept the collector (hourly, the frozen heap had grown)")
+
     # -- alerts to connections -------------------------------------------------------------------
 
     def routes(self) -> Routes:
         """Who gets what, rebuilt after any change of the clients."""
         if self._routes is None:
-            self._routes = Routes(self.clients, self.groups)
+            self._routes = Routes(self.clients, self.groups, self.feed.reading)
         return self._routes
 
-    def wanted(self) -> dict[str, float]:
-        """The alert streams the connections need now, and since when each is needed."""
-        streams = self.routes().streams
-        for stream in [s for s in self._wanted if s not in streams]:
-            del self._wanted[stream]
-        now = time.time()
-        for stream in streams:
-            self._wanted.setdefault(stream, now)
-        return self._wanted
+    def wanted(self) -> frozenset[str]:
+        """The alert streams the connections need now."""
+        return self.routes().streams
+
+    def supervised(self) -> frozenset[str]:
+        """The alert streams the supervisors connected here need (their view's)."""
+        return self.routes().supervised
+
+    def _reading_changed(self) -> None:
+        self._routes = None  # connections waiting for a stream become candidates
 
     def _on_alert(self, stream_id: str, alert: Alert) -> None:
         self.view.observe(alert, now=time.time())
@@ -257,8 +274,13 @@ class AlertServer:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            if self.collector is not None and self.collector.closed(open_now=len(self.clients)):
-                log.info("swept the collector after closed connections")
+            collector = self.collector
+            if collector is not None and collector.closed(open_now=len(self.clients)):
+                log.info(
+                    "swept the collector after closed connections (sweep %d, %d open)",
+                    collector.sweeps,
+                    len(self.clients),
+                )
 
     async def _read(self, client: Connection) -> None:
         session = client.session
@@ -272,11 +294,14 @@ class AlertServer:
                 continue
             except ConnectionClosed:
                 return
-            await self._act(client, session.receive(message, now=time.time()))
+            actions = session.receive(message, now=time.time())
+            if isinstance(session, AgentSession):
+                # auth or subscribe may have changed its queues: routed before a resume
+                # runs, so that live alerts meanwhile are held, not missed
+                self._routes = None
+            await self._act(client, actions)
             if session.claims is not None:
                 self._authenticated(client)
-            if isinstance(session, AgentSession):
-                self._routes = None  # auth or subscribe may have changed its queues
 
     def _authenticated(self, client: Connection) -> None:
         """The client no longer counts against CX_MAX_UNAUTHENTICATED (signed in, or gone)."""

@@ -106,30 +106,46 @@ class Routes:
     A prefilter; each candidate's :meth:`AgentSession.wants` still decides.
     """
 
-    def __init__(self, clients: set[Connection], groups: AlertGroups | None = None) -> None:
+    def __init__(
+        self,
+        clients: set[Connection],
+        groups: AlertGroups | None = None,
+        reading: frozenset[str] | None = None,
+    ) -> None:
+        """``reading``: the alert streams the pump reads (None: all).  With groups, a
+        connection whose streams are not all read yet is no candidate until they are,
+        so that its alerts start after a point, in id order, with no gap."""
         self.by_agent: dict[str, list[Connection]] = {}
         self.by_queue: dict[str, list[Connection]] = {}
         self.supervisors: list[Connection] = []
-        # the alert streams the connections need: every one without groups; with groups,
-        # those of their tokens' queues (and of no queue, for supervisors)
         groups = groups if groups is not None else AlertGroups()
+        # the alert streams the connections need, and those their supervisors need
         streams: set[str] = set() if groups.split else set(groups.streams)
-        holds: set[tuple[tuple[str, ...], bool]] = set()
+        supervised: set[str] = set()
+        needs: dict[tuple[tuple[str, ...], bool], frozenset[str]] = {}
         for client in clients:
             session = client.session
             if not isinstance(session, AgentSession) or session.claims is None:
                 continue
             claims = session.claims
+            supervisor = claims.role == "supervisor"
+            if groups.split:
+                mine = needs.get((claims.queues, supervisor))
+                if mine is None:
+                    mine = groups.streams_for(claims.queues, no_queue=supervisor)
+                    needs[(claims.queues, supervisor)] = mine
+                streams |= mine
+                if supervisor:
+                    supervised |= mine
+                if reading is not None and not mine <= reading:
+                    continue  # its alerts start once its streams are read
             self.by_agent.setdefault(claims.agent_id, []).append(client)
             for queue in session.queues:
                 self.by_queue.setdefault(queue, []).append(client)
-            if claims.role == "supervisor":
+            if supervisor:
                 self.supervisors.append(client)
-            holds.add((claims.queues, claims.role == "supervisor"))
-        if groups.split:
-            for queues, supervisor in holds:
-                streams |= groups.streams_for(queues, no_queue=supervisor)
         self.streams = frozenset(streams)
+        self.supervised = frozenset(supervised)
 
     def candidates(self, alert: dict[str, Any]) -> list[Connection]:
         found: list[Connection] = []

@@ -37,10 +37,10 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
-        self.read = Gauge(
+        self.read = Counter(
             "cx_alerts_read",
-            "alerts this server has read from redis since it started (with CX_ALERT_GROUPS: "
-            "those of the groups its connections hold)",
+            "alerts this server has read from redis (with CX_ALERT_GROUPS: those of the "
+            "groups its connections hold)",
             registry=r,
         )
         self.gc_pause = Histogram(

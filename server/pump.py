@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 
 from server.supervisor import SupervisorView
 from state.keys import AlertGroups
@@ -28,9 +29,8 @@ log = logging.getLogger(__name__)
 
 PUMP_BLOCK_MS = 1000
 # With groups: how long a read waits for the streams it has, before it looks at the
-# wanted ones again (a group wanted meanwhile is read from when it was wanted).
+# wanted ones again (a connection's alerts wait for its streams to be read).
 GROUPS_BLOCK_MS = 100
-WANTED_BEFORE_MS = 1000  # a group newly wanted is read from this long before it was
 PUMP_COUNT = 500
 PAGE = 500  # alerts a page when reading back (replay, backfill)
 BACKFILL_LIMIT = 100_000  # alerts of the view's window read back into it at start
@@ -99,12 +99,25 @@ def later(a: str, b: str) -> str:
 class AlertFeed:
     """The alert streams as the server reads them."""
 
-    def __init__(self, redis: aioredis.Redis, groups: AlertGroups | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        groups: AlertGroups | None = None,
+        *,
+        read_counter: Counter | None = None,
+    ) -> None:
         self.redis = redis
         self.groups = groups if groups is not None else AlertGroups()
         self.closing = False
         self.read = 0  # alerts read by the live pump
+        self.read_counter = read_counter  # the same, as a metric
+        self.position = "0-0"  # the newest id the live pump handed on
+        self.reading: frozenset[str] = frozenset()  # the streams the live pump reads
+        self._changed = asyncio.Event()  # set (and replaced) when `reading` changes
         self.observed: dict[str, str] = {}  # stream -> the last id the view was fed
+        # stream -> (after, through): alerts the view missed while the stream was not read
+        self.gaps: dict[str, tuple[str, str]] = {}
+        self._reading_back: dict[str, asyncio.Task[None]] = {}
 
     async def _tops(self, streams: Collection[str]) -> dict[str, str]:
         """The id of each stream's newest entry ("0-0" when it has none)."""
@@ -129,16 +142,14 @@ class AlertFeed:
         self, after: str, streams: Collection[str] | None = None
     ) -> AsyncGenerator[list[tuple[str, Alert]], None]:
         """The alerts after ``after`` (of ``streams``, default all), page by page, in id
-        order, to the streams' end."""
-        cursors = dict.fromkeys(self.groups.streams if streams is None else streams, f"({after}")
+        order, to the streams' end.  Each page is one read of every stream (one command:
+        no entry can be written between the streams' reads)."""
+        cursors = dict.fromkeys(self.groups.streams if streams is None else streams, after)
         while cursors:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for stream, start in cursors.items():
-                    pipe.xrange(stream, min=start, max="+", count=PAGE)
-                replies = await pipe.execute()
-            pages = {s: stream_entries(r) for s, r in zip(cursors, replies, strict=True)}
+            reply = await self.redis.xread(cast("dict[Any, Any]", cursors), count=PAGE)
+            pages = dict(xread_entries(reply))
             taken, last = in_order(pages, PAGE)
-            cursors.update((s, f"({i}") for s, i in last.items())
+            cursors.update(last)
             yield [(i, a) for i, f in taken if (a := decode_alert(i, f)) is not None]
             if all(len(p) < PAGE for p in pages.values()):
                 return
@@ -186,29 +197,39 @@ class AlertFeed:
         self,
         last_id: str,
         on_alert: Callable[[str, Alert], None],
-        wanted: Callable[[], Mapping[str, float]] | None = None,
+        wanted: Callable[[], frozenset[str]] | None = None,
+        *,
+        on_reading: Callable[[], None] | None = None,
         view: SupervisorView | None = None,
+        supervised: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         """Every alert after ``last_id`` of the wanted streams to ``on_alert``, in id
         order, until :attr:`closing`.
 
-        ``wanted`` gives the streams to read and since when (wall seconds) each is
-        wanted (default: every stream, always).  A stream newly wanted is read from
-        just before that time, and ``view`` is fed what it missed of it meanwhile
-        (within its window).  An outage is logged when it starts and when it ends;
-        retried every 0.25 s.
+        ``wanted`` gives the streams to read (default: every stream, always).  A
+        stream newly wanted is read from the newest id handed on so far
+        (:attr:`position`); :attr:`reading` says which are read, and ``on_reading``
+        is called when that changes.  The server hands a connection alerts only once
+        every stream it needs is read, so a connection's alerts come in id order with
+        no gap after the first.  ``view`` is read back what it missed of a stream
+        while it was not read, once a supervisor needs it (``supervised``), in a task
+        of its own.  An outage is logged when it starts and when it ends; retried
+        every 0.25 s.
         """
         backoff = Backoff("reading the alerts", first=0.1, most=0.25)
         cursors: dict[str, str] = {}
-        position = last_id  # the newest id handed on
+        self.position = last_id
         block = GROUPS_BLOCK_MS if self.groups.split else PUMP_BLOCK_MS
         while not self.closing:
-            streams = wanted() if wanted is not None else dict.fromkeys(self.groups.streams, 0.0)
+            streams = wanted() if wanted is not None else frozenset(self.groups.streams)
+            if self._follow_streams(cursors, streams) and on_reading is not None:
+                on_reading()
+            if view is not None and supervised is not None and self.gaps:
+                self._read_back(view, supervised())
+            if not cursors:
+                await asyncio.sleep(block / 1000)
+                continue
             try:
-                await self._follow_streams(cursors, streams, position, view)
-                if not cursors:
-                    await asyncio.sleep(block / 1000)
-                    continue
                 reply = await self.redis.xread(
                     cast("dict[Any, Any]", cursors), count=PUMP_COUNT, block=block
                 )
@@ -218,38 +239,68 @@ class AlertFeed:
             backoff.succeeded()
             taken, last = in_order(dict(xread_entries(reply)), PUMP_COUNT)
             cursors.update(last)
+            self.observed.update(last)
             self.read += len(taken)
+            if self.read_counter is not None and taken:
+                self.read_counter.inc(len(taken))
             for entry_id, fields in taken:
-                position = entry_id
+                self.position = entry_id
                 alert = decode_alert(entry_id, fields)  # decoded once, for every client
                 if alert is not None:
                     on_alert(entry_id, alert)
                 # Let the writers run between entries: a client that reads keeps up,
                 # only one that stopped reading fills its queue and is dropped.
                 await asyncio.sleep(0)
-            if view is not None:
-                self.observed.update(last)
 
-    async def _follow_streams(
-        self,
-        cursors: dict[str, str],
-        streams: Mapping[str, float],
-        position: str,
-        view: SupervisorView | None,
-    ) -> None:
-        """Read the streams wanted now: drop the others, start the new ones just before
-        they were wanted, and read the view what it missed of them."""
-        for stream in [s for s in cursors if s not in streams]:
+    def _follow_streams(self, cursors: dict[str, str], streams: frozenset[str]) -> bool:
+        """Read the streams wanted now: drop the others, start the new ones at the newest
+        id handed on (the view's gap of each noted); whether what is read changed."""
+        gone = [s for s in cursors if s not in streams]
+        added = [s for s in streams if s not in cursors]
+        if not gone and not added:
+            return False
+        for stream in gone:
             del cursors[stream]
-        added = {s: since for s, since in streams.items() if s not in cursors}
-        if not added:
-            return
-        for stream, since in added.items():
-            cursors[stream] = later(position, f"{max(0, int(since * 1000) - WANTED_BEFORE_MS)}-0")
-        if view is None or not self.groups.split:
-            return
         for stream in added:
+            cursors[stream] = self.position
             seen = self.observed.get(stream, "0-0")
-            if stream_id(seen) < stream_id(cursors[stream]):
-                view.observe_past(await self._window(view, (stream,), seen, cursors[stream]))
-                self.observed[stream] = cursors[stream]
+            if self.groups.split and stream_id(seen) < stream_id(self.position):
+                self.gaps[stream] = (seen, self.position)
+        self.reading = frozenset(cursors)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return True
+
+    async def until_reading(self, streams: Collection[str], timeout: float) -> bool:
+        """Wait until every one of ``streams`` is read (False: not within ``timeout`` s)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.reading.issuperset(streams):
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, left))
+            except TimeoutError:
+                return False
+        return True
+
+    def _read_back(self, view: SupervisorView, supervised: frozenset[str]) -> None:
+        """Start reading back the gaps of the streams a supervisor needs (one task each)."""
+        for stream, (since, through) in list(self.gaps.items()):
+            if stream in supervised and stream not in self._reading_back:
+                task = asyncio.get_running_loop().create_task(
+                    self._read_gap(view, stream, since, through), name=f"read-back {stream}"
+                )
+                self._reading_back[stream] = task
+
+    async def _read_gap(self, view: SupervisorView, stream: str, since: str, through: str) -> None:
+        """The view's gap of ``stream``, read back; on an outage it stays, to be read again."""
+        try:
+            alerts = await self._window(view, (stream,), since, through)
+        except aioredis.RedisError as exc:
+            log.warning("supervisor view: reading back %s failed (%s); will retry", stream, exc)
+            return
+        finally:
+            self._reading_back.pop(stream, None)
+        view.observe_past(alerts)
+        if self.gaps.get(stream) == (since, through):
+            del self.gaps[stream]
+        log.info("supervisor view: %d alerts of %s read back", len(alerts), stream)

@@ -10,11 +10,16 @@ resume point given by one server holds on another.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from server.connections import Connection
 from server.protocol import Action, AgentSession, Ingest, Send
 from server.pump import AlertFeed
+
+log = logging.getLogger(__name__)
+
+READING_WAIT_S = 5.0  # how long a resume waits for the server to read its streams
 
 
 async def replay(
@@ -31,6 +36,14 @@ async def replay(
     if feed.groups.split and session.claims is not None:  # those of the token's queues
         claims = session.claims
         streams = feed.groups.streams_for(claims.queues, no_queue=claims.role == "supervisor")
+        # The live alerts start once the server reads them all: read back from after
+        # that, or what came between the replay's end and their start would be missed.
+        if not await feed.until_reading(streams, READING_WAIT_S):
+            log.warning(
+                "resuming though this server does not read %s yet (redis away?): what comes "
+                "between the replay and the live alerts may need another resume",
+                sorted(streams),
+            )
     try:
         async with contextlib.aclosing(feed.after(after, streams)) as pages:
             async for page in pages:

@@ -27,7 +27,8 @@ frame sent to supervisors:
 
 Every server reads the alerts of its supervisors' queues (every alert, without
 ``CX_ALERT_GROUPS``) and the answers live in Redis, so supervisors on any server
-see the same figures.  A supervisor sees the figures
+see the same figures.  (With groups, a server that starts reading a group again
+reads its missed contacts back, not its trends: the latest trends are those it read.)  A supervisor sees the figures
 of the queues of its token (``frame(queues=...)``): the contacts of those queues,
 the answers to alerts of those queues, and the trends of no queue or of those
 queues (their example signals of other queues left out); a token whose queues

@@ -23,6 +23,7 @@ import orjson
 from operators.events import Event, Rejected, dead_letter_fields, encode_event
 from state.keys import (
     ALERT_LAST,
+    ALERT_STREAMS,
     ALERTS,
     ANSWERED_PREFIX,
     ANSWERED_TTL_S,
@@ -59,11 +60,13 @@ def xadd_once(stream: str, marker: str, ttl_s: int, maxlen: int, *fields: str | 
 
 
 # An alert into its group's stream, its id the next of one sequence over every group
-# (the later of Redis's clock and the last id given, or the stream's top), so a
-# client's resume point orders the alerts of all groups; with a marker, only if it is
-# new (as _XADD_ONCE).  KEYS last id, stream[, marker]; ARGV maxlen, ttl, fields...
+# (the later of Redis's clock and both the last id given and the stream's own last id),
+# so a client's resume point orders the alerts of all groups; the stream's name joins
+# the set of alert streams (what an erasure searches).  With a marker, only if the marker
+# is new, and it is set once the entry is written.  KEYS last id, stream, streams set
+# [, marker]; ARGV maxlen, ttl, fields...
 _XADD_ALERT = """
-if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
   return false
 end
 local now = redis.call('TIME')
@@ -76,11 +79,18 @@ local function after(id)
 end
 local last = redis.call('GET', KEYS[1])
 if last then after(last) end
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if top[1] then after(top[1][1]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then after(info[i + 1]) end
+  end
+end
 local id = string.format('%.0f-%.0f', ms, seq)
+local added = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 3))
 redis.call('SET', KEYS[1], id)
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 3))
+redis.call('SADD', KEYS[3], KEYS[2])
+if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
+return added
 """
 
 
@@ -97,14 +107,15 @@ def xadd_alert(
 
     >>> xadd_alert(AlertGroups(), "care", 10, "data", b"{}")
     ('XADD', 'cx:alerts', 'MAXLEN', '~', 10, '*', 'data', b'{}')
-    >>> xadd_alert(AlertGroups.parse("care"), "care", 10, "data", b"{}")[2:5]
-    (2, '{cx:alerts}:last', '{cx:alerts}:0')
+    >>> xadd_alert(AlertGroups.parse("care"), "care", 10, "data", b"{}")[2:6]
+    (3, '{cx:alerts}:last', '{cx:alerts}:0', '{cx:alerts}:streams')
     """
     if not groups.split:
         if marker is None:
             return xadd(ALERTS, maxlen, *fields)
         return xadd_once(ALERTS, marker, ttl_s, maxlen, *fields)
-    keys = (ALERT_LAST, groups.stream_of(queue), *(() if marker is None else (marker,)))
+    stream = groups.stream_of(queue)
+    keys = (ALERT_LAST, stream, ALERT_STREAMS, *(() if marker is None else (marker,)))
     return ("EVAL", _XADD_ALERT, len(keys), *keys, maxlen, max(1, ttl_s), *fields)
 
 

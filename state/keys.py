@@ -26,6 +26,7 @@ ALERTS = "cx:alerts"  # stream: alerts (trimmed to about CX_ALERTS_MAXLEN)
 # With CX_ALERT_GROUPS: a queue group's alerts, "{cx:alerts}:0", ..., "{cx:alerts}:other"
 ALERT_GROUP_PREFIX = "{cx:alerts}:"
 ALERT_LAST = "{cx:alerts}:last"  # string: the last id given to an alert of any group
+ALERT_STREAMS = "{cx:alerts}:streams"  # set: every group stream ever written (for erasure)
 ALL_QUEUES = "*"  # in a token's queues: every queue
 DLQ = "cx:dlq"  # stream: dead letters
 DLQ_MAXLEN = 100_000  # dead letters kept (about: trimmed with ~)

@@ -117,3 +117,18 @@ def test_the_servers_sweep_collects_the_cycles_frozen_with_closed_connections(
     assert gc.get_freeze_count() > 0  # the rest frozen again
     assert alive.children == []
     assert not collector.closed(open_now=100)  # now 200
+
+
+def test_the_servers_hourly_sweep_comes_only_when_the_frozen_heap_grew(tuned: None) -> None:
+    now = [0.0]
+    collector = ServerGc(clock=lambda: now[0])
+    collector.start()
+    assert not collector.tick()  # not an hour yet
+    now[0] = 3_700.0
+    assert not collector.tick()  # an hour, but nothing grew
+    kept = [Node() for _ in range(max(10_000, gc.get_freeze_count()))]
+    gc.freeze()
+    assert collector.tick()
+    assert collector.sweeps == 1
+    assert not collector.tick()  # swept just now
+    assert kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
@@ -21,7 +23,7 @@ from server.app import AlertServer
 from server.tokens import mint
 from state.commands import xadd_alert
 from state.keys import ALERTS, AlertGroups, events_stream
-from state.redis import send_commands
+from state.redis import send_commands, stream_id
 from tests.conftest import SECRET, entries, xadd
 
 
@@ -31,7 +33,9 @@ def token(agent: str = "a1", queues: tuple[str, ...] = ("care",), role: str = "a
     return mint(SECRET, agent_id=agent, queues=queues, role=role, now=time.time(), ttl_s=600)
 
 
-def run(settings: Settings, body: Callable[[AlertServer], Awaitable[None]]) -> None:
+def run(
+    settings: Settings, body: Callable[[AlertServer], Awaitable[None]], *, timeout: float = 20
+) -> None:
     async def main() -> None:
         assert settings.redis_url is not None
         server = AlertServer(
@@ -43,7 +47,7 @@ def run(settings: Settings, body: Callable[[AlertServer], Awaitable[None]]) -> N
         )
         await server.start()
         try:
-            await asyncio.wait_for(body(server), timeout=20)
+            await asyncio.wait_for(body(server), timeout=timeout)
         finally:
             await server.stop()
 
@@ -808,6 +812,10 @@ def test_servers_split_by_queue_group_each_read_only_their_groups(
                 for q, g in queues.items()
             }
             boss = await signed_in(servers[0], token("s1", ("care",), role="supervisor"))
+            groups = AlertGroups.parse(GROUPED)
+            for queue, g in queues.items():  # an agent's alerts start once they are read
+                server = servers[g % n_servers]
+                assert await server.feed.until_reading(groups.streams_for([queue]), 10)
             written: dict[str, list[str]] = {q: [] for q in queues}
             for n in range(24):
                 queue = list(queues)[n % 4] if n % 5 else list(queues)[(n // 5) % 4]
@@ -850,6 +858,8 @@ def test_an_agent_resumes_on_another_server_across_groups(
         try:
             tok = token("a1", ("care", "sales"))
             first = await signed_in(servers[0], tok)
+            streams = AlertGroups.parse(GROUPED).streams_for(["care", "sales"])
+            assert await servers[0].feed.until_reading(streams, 10)
             add_grouped(r, "c-1", queue="care")
             add_grouped(r, "s-1", queue="sales")
             frames = [await next_alert(first) for _ in range(2)]
@@ -890,6 +900,8 @@ def test_a_supervisor_of_a_group_read_late_sees_its_last_hour(
 
     async def body(server: AlertServer) -> None:
         agent = await signed_in(server, token("a1", ("care",)))
+        groups = AlertGroups.parse(GROUPED)
+        assert await server.feed.until_reading(groups.streams_for(["care"]), 10)
         for n, p in enumerate([0.9, 0.8, 0.1]):
             add_grouped(r, f"s-{n}", queue="sales", risk={"churn_probability": p})
         add_grouped(r, "c-0", queue="care", risk={"churn_probability": 0.5})
@@ -909,3 +921,64 @@ def test_a_supervisor_of_a_group_read_late_sees_its_last_hour(
         await boss.close()
 
     run(grouped, body)
+
+
+def test_an_agent_signing_in_while_alerts_flow_gets_them_in_order_with_no_gap(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """Alerts are written without pause to two groups while agents sign in, one of them
+    needing a group the server does not read yet, one resuming from a point: each gets
+    its alerts in id order, and from its first one (or its resume point) every alert of
+    its queues, none missing."""
+    grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
+    groups = AlertGroups.parse(GROUPED)
+    written: list[tuple[str, str]] = []  # (stream id, queue) in write order
+
+    async def write(client: aioredis.Redis, n: int) -> None:
+        for i in range(n):
+            queue = ("care", "sales", "vip")[i % 3]
+            alert = {"alert_id": f"w-{i}", "kind": "contact", "queue": queue}
+            command = xadd_alert(groups, queue, 10_000, "data", orjson.dumps(alert))
+            entry = await client.execute_command(*command)  # type: ignore[no-untyped-call]
+            written.append((entry.decode(), queue))
+            await asyncio.sleep(0.002)
+
+    async def frames(ws: ClientConnection) -> list[str]:
+        got: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 1.0))
+                if frame["type"] == "alert":
+                    got.append(frame["stream_id"])
+        return got
+
+    async def body(server: AlertServer) -> None:
+        client = aioredis.Redis.from_url(str(grouped.redis_url))
+        care_only = await signed_in(server, token("a0", ("care",)))
+        assert await server.feed.until_reading(groups.streams_for(["care"]), 10)
+        writer = asyncio.create_task(write(client, 600))
+        await asyncio.sleep(0.4)
+        both = await signed_in(server, token("a1", ("care", "sales")))  # sales: new here
+        await asyncio.sleep(0.4)
+        point = written[len(written) // 2][0]
+        resuming = await connect(url(server))
+        auth = {"type": "auth", "token": token("a2", ("care", "vip")), "after": point}
+        await resuming.send(orjson.dumps(auth).decode())  # vip: new here too
+        await writer
+        for ws, start, queues in (
+            (both, None, ("care", "sales")),
+            (resuming, point, ("care", "vip")),
+        ):
+            mine = [i for i, q in written if q in queues]
+            got = await frames(ws)
+            assert got
+            if start is None:  # live from its first alert on
+                expected = [i for i in mine if stream_id(i) >= stream_id(got[0])]
+            else:  # everything after the point
+                expected = [i for i in mine if stream_id(i) > stream_id(start)]
+            assert got == expected  # in id order, none twice, none missing
+            await ws.close()
+        await care_only.close()
+        await client.aclose()
+
+    run(grouped, body, timeout=60)

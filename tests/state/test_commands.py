@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from state.commands import xadd_alert
-from state.keys import ALERT_LAST, ALERTS, AlertGroups, written_key
+from state.keys import ALERT_LAST, ALERT_STREAMS, ALERTS, AlertGroups, written_key
 from state.redis import send_commands, stream_id
 from tests.conftest import entries
 
@@ -57,17 +57,22 @@ def test_alert_ids_follow_the_writes_over_every_group(
 
 
 def test_an_alert_follows_a_stream_written_past_the_sequence(r: redis.Redis) -> None:
-    """A group stream written to by other means (an id ahead of the sequence, or the
-    sequence key lost) still takes the next alert, after its top."""
+    """A group stream written to by other means (an id ahead of the sequence), its
+    newest entry deleted (an erasure), the sequence key lost: the next alert still
+    takes an id after every one the stream has had, and is written."""
+    sales = GROUPS.stream_of("sales")
     ahead = "99999999999999-5"
-    r.xadd(GROUPS.stream_of("sales"), {"data": b"{}"}, id=ahead)
+    r.xadd(sales, {"data": b"{}"}, id=ahead)
     send_commands(r, [xadd_alert(GROUPS, "sales", 1000, *alert(1, "sales"))], "test")
-    assert [i for i, _ in entries(r, GROUPS.stream_of("sales"))] == [ahead, "99999999999999-6"]
+    assert [i for i, _ in entries(r, sales)] == [ahead, "99999999999999-6"]
+    r.xdel(sales, "99999999999999-6")
     r.delete(ALERT_LAST)
-    send_commands(r, [xadd_alert(GROUPS, "care", 1000, *alert(2, "care"))], "test")
-    care = [stream_id(i) for i, _ in entries(r, GROUPS.stream_of("care"))]
-    assert care
-    assert care[0] > (0, 0)
+    send_commands(r, [xadd_alert(GROUPS, "sales", 1000, *alert(2, "sales"))], "test")
+    assert [i for i, _ in entries(r, sales)] == [ahead, "99999999999999-7"]
+    send_commands(r, [xadd_alert(GROUPS, "care", 1000, *alert(3, "care"))], "test")
+    (care,) = [stream_id(i) for i, _ in entries(r, GROUPS.stream_of("care"))]
+    assert care == (99999999999999, 8)  # after the sequence, whatever the clock
+    assert r.smembers(ALERT_STREAMS) == {sales.encode(), GROUPS.stream_of("care").encode()}
 
 
 @pytest.mark.parametrize("groups", [AlertGroups(), GROUPS])

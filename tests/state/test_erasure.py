@@ -316,7 +316,16 @@ def test_erase_finds_alerts_in_every_group_stream_and_in_old_ones(r: redis.Redis
         ],
         "test",
     )
-    xadd(r, "{cx:alerts}:7", {"data": orjson.dumps({"customer_id": "gone", "alert_id": "a5"})})
+    earlier = KeyNames(shards=4, alerts=AlertGroups.parse("a;b;c;d;e;f;g;vip"))  # an old value
+    send_commands(
+        r,
+        [
+            xadd_alert(
+                earlier.alerts, "vip", 1000, "data", b'{"customer_id":"gone","alert_id":"a5"}'
+            )
+        ],
+        "test",
+    )
     xadd(r, ALERTS, {"data": orjson.dumps({"customer_id": "gone", "alert_id": "a6"})})
     exported = export(r, "gone", names, at_ms=0)
     assert sorted(a["data"]["alert_id"] for a in exported["alerts"]) == [
