@@ -54,6 +54,38 @@ def run(
     asyncio.run(main())
 
 
+def run_servers(
+    settings: Settings,
+    n: int,
+    body: Callable[[list[AlertServer]], Awaitable[None]],
+    *,
+    timeout: float = 60,
+    stats_interval_s: float = 60,
+) -> None:
+    """``n`` servers on the settings' Redis, started, ``body``, stopped."""
+
+    async def main() -> None:
+        assert settings.redis_url is not None
+        servers = [
+            AlertServer(
+                settings,
+                redis_url=settings.redis_url,
+                secret=SECRET,
+                stats_interval_s=stats_interval_s,
+            )
+            for _ in range(n)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            await asyncio.wait_for(body(servers), timeout)
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
+
+
 def url(server: AlertServer, path: str = "/ws") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
@@ -798,46 +830,35 @@ def test_servers_split_by_queue_group_each_read_only_their_groups(
     grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
     queues = {"care": 0, "billing": 0, "sales": 1, "vip": 2}  # queue -> its group
 
-    async def main() -> None:
-        assert grouped.redis_url is not None
-        servers = [
-            AlertServer(grouped, redis_url=grouped.redis_url, secret=SECRET, stats_interval_s=60)
-            for _ in range(n_servers)
-        ]
-        for server in servers:
-            await server.start()
-        try:
-            agents = {
-                q: await signed_in(servers[g % n_servers], token(f"agent-{q}", (q,)))
-                for q, g in queues.items()
-            }
-            boss = await signed_in(servers[0], token("s1", ("care",), role="supervisor"))
-            groups = AlertGroups.parse(GROUPED)
-            for queue, g in queues.items():  # an agent's alerts start once they are read
-                server = servers[g % n_servers]
-                assert await server.feed.until_reading(groups.streams_for([queue]), 10)
-            written: dict[str, list[str]] = {q: [] for q in queues}
-            for n in range(24):
-                queue = list(queues)[n % 4] if n % 5 else list(queues)[(n // 5) % 4]
-                add_grouped(r, f"{queue}-{n}", queue=queue)
-                written[queue].append(f"{queue}-{n}")
-            add_grouped(r, "trend-1", kind="trend", customer_id=None)  # of no queue
-            for queue, ws in agents.items():
-                assert await alert_ids(ws, len(written[queue])) == written[queue]
-            assert await alert_ids(boss, len(written["care"]) + 1) == [*written["care"], "trend-1"]
-            await nothing_more(*agents.values(), boss)
-            by_server = [0] * n_servers
-            for queue, group in queues.items():
-                by_server[group % n_servers] += len(written[queue])
-            by_server[0] += 1  # the trend, for the supervisor
-            assert [s.feed.read for s in servers] == by_server
-            for ws in (*agents.values(), boss):
-                await ws.close()
-        finally:
-            for server in servers:
-                await server.stop()
+    async def main(servers: list[AlertServer]) -> None:
+        agents = {
+            q: await signed_in(servers[g % n_servers], token(f"agent-{q}", (q,)))
+            for q, g in queues.items()
+        }
+        boss = await signed_in(servers[0], token("s1", ("care",), role="supervisor"))
+        groups = AlertGroups.parse(GROUPED)
+        for queue, g in queues.items():  # an agent's alerts start once they are read
+            server = servers[g % n_servers]
+            assert await server.feed.until_reading(groups.streams_for([queue]), 10)
+        written: dict[str, list[str]] = {q: [] for q in queues}
+        for n in range(24):
+            queue = list(queues)[n % 4] if n % 5 else list(queues)[(n // 5) % 4]
+            add_grouped(r, f"{queue}-{n}", queue=queue)
+            written[queue].append(f"{queue}-{n}")
+        add_grouped(r, "trend-1", kind="trend", customer_id=None)  # of no queue
+        for queue, ws in agents.items():
+            assert await alert_ids(ws, len(written[queue])) == written[queue]
+        assert await alert_ids(boss, len(written["care"]) + 1) == [*written["care"], "trend-1"]
+        await nothing_more(*agents.values(), boss)
+        by_server = [0] * n_servers
+        for queue, group in queues.items():
+            by_server[group % n_servers] += len(written[queue])
+        by_server[0] += 1  # the trend, for the supervisor
+        assert [s.feed.read for s in servers] == by_server
+        for ws in (*agents.values(), boss):
+            await ws.close()
 
-    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    run_servers(grouped, n_servers, main)
 
 
 def test_an_agent_resumes_on_another_server_across_groups(
@@ -848,46 +869,34 @@ def test_an_agent_resumes_on_another_server_across_groups(
     written, then the live alerts."""
     grouped = dataclasses.replace(settings, alert_groups=parse_alert_groups(GROUPED))
 
-    async def main() -> None:
-        assert grouped.redis_url is not None
-        servers = [
-            AlertServer(grouped, redis_url=grouped.redis_url, secret=SECRET) for _ in range(2)
-        ]
-        for server in servers:
-            await server.start()
-        try:
-            tok = token("a1", ("care", "sales"))
-            first = await signed_in(servers[0], tok)
-            streams = AlertGroups.parse(GROUPED).streams_for(["care", "sales"])
-            assert await servers[0].feed.until_reading(streams, 10)
-            add_grouped(r, "c-1", queue="care")
-            add_grouped(r, "s-1", queue="sales")
-            frames = [await next_alert(first) for _ in range(2)]
-            assert [f["alert"]["alert_id"] for f in frames] == ["c-1", "s-1"]
-            await first.close()
-            missed = ["s-2", "c-2", "s-3", "v-1", "c-3"]
-            for alert_id in missed:
-                queue = {"s": "sales", "c": "care", "v": "vip"}[alert_id[0]]
-                add_grouped(r, alert_id, queue=queue)
-            ws = await connect(url(servers[1]))
-            await ws.send(
-                orjson.dumps(
-                    {"type": "auth", "token": tok, "after": frames[-1]["stream_id"]}
-                ).decode()
-            )
-            assert orjson.loads(await ws.recv())["type"] == "welcome"
-            assert await alert_ids(ws, 4) == ["s-2", "c-2", "s-3", "c-3"]
-            resumed = orjson.loads(await ws.recv())
-            assert resumed["type"] == "resumed"
-            add_grouped(r, "s-4", queue="sales")
-            assert await alert_ids(ws, 1) == ["s-4"]
-            await nothing_more(ws)
-            await ws.close()
-        finally:
-            for server in servers:
-                await server.stop()
+    async def main(servers: list[AlertServer]) -> None:
+        tok = token("a1", ("care", "sales"))
+        first = await signed_in(servers[0], tok)
+        streams = AlertGroups.parse(GROUPED).streams_for(["care", "sales"])
+        assert await servers[0].feed.until_reading(streams, 10)
+        add_grouped(r, "c-1", queue="care")
+        add_grouped(r, "s-1", queue="sales")
+        frames = [await next_alert(first) for _ in range(2)]
+        assert [f["alert"]["alert_id"] for f in frames] == ["c-1", "s-1"]
+        await first.close()
+        missed = ["s-2", "c-2", "s-3", "v-1", "c-3"]
+        for alert_id in missed:
+            queue = {"s": "sales", "c": "care", "v": "vip"}[alert_id[0]]
+            add_grouped(r, alert_id, queue=queue)
+        ws = await connect(url(servers[1]))
+        await ws.send(
+            orjson.dumps({"type": "auth", "token": tok, "after": frames[-1]["stream_id"]}).decode()
+        )
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+        assert await alert_ids(ws, 4) == ["s-2", "c-2", "s-3", "c-3"]
+        resumed = orjson.loads(await ws.recv())
+        assert resumed["type"] == "resumed"
+        add_grouped(r, "s-4", queue="sales")
+        assert await alert_ids(ws, 1) == ["s-4"]
+        await nothing_more(ws)
+        await ws.close()
 
-    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    run_servers(grouped, 2, main)
 
 
 def test_a_supervisor_of_a_group_read_late_sees_its_last_hour(
