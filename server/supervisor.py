@@ -28,11 +28,12 @@ frame sent to supervisors:
 Every server reads the alerts of its supervisors' queues (every alert, without
 ``CX_ALERT_GROUPS``) and the answers live in Redis, so supervisors on any server
 see the same figures.  (With groups, a server that starts reading a group again
-reads its missed contacts back, not its trends: the latest trends are those it read.)  A supervisor sees the figures
-of the queues of its token (``frame(queues=...)``): the contacts of those queues,
-the answers to alerts of those queues, and the trends of no queue or of those
-queues (their example signals of other queues left out); a token whose queues
-hold ``*`` sees everything.
+reads its missed contacts back, not its trends: the latest trends are those it
+read.)  A supervisor sees the figures of the queues of its token
+(``frame(queues=...)``): the contacts of those queues, the answers to alerts of
+those queues, and the trends of no queue or of those queues (their example
+signals of other queues left out); a token whose queues hold ``*`` sees
+everything.
 
 >>> view = SupervisorView()
 >>> view.observe({"kind": "contact", "risk": {"churn_probability": 0.72}}, now=10.0)
