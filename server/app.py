@@ -180,6 +180,7 @@ class AlertServer:
         if self._gc_pauses in gc.callbacks:
             gc.callbacks.remove(self._gc_pauses)
         self.feed.closing = self.stats.closing = True
+        self._tasks += self.feed.tasks()  # the view's read-backs, if any are running
         for task in self._tasks:
             task.cancel()
         if self._tasks:

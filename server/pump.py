@@ -282,6 +282,10 @@ class AlertFeed:
                 return False
         return True
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The read-backs running (for the server to stop them)."""
+        return list(self._reading_back.values())
+
     def _read_back(self, view: SupervisorView, supervised: frozenset[str]) -> None:
         """Start reading back the gaps of the streams a supervisor needs (one task each)."""
         for stream, (since, through) in list(self.gaps.items()):
