@@ -26,6 +26,7 @@ from server.protocol import (
     IngestSession,
     Send,
 )
+from server.tokens import Claims
 from state.keys import ALL_QUEUES, AlertGroups
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,12 @@ class Connection:
                 self.close_soon(action.code, action.reason)
 
 
+def streams_needed(groups: AlertGroups, claims: Claims) -> frozenset[str]:
+    """The alert streams a token's holder needs: those of its queues, and a
+    supervisor's also those of no queue (its proactive and trend alerts)."""
+    return groups.streams_for(claims.queues, no_queue=claims.role == "supervisor")
+
+
 class Routes:
     """Which connections an alert can be for: by agent id, by queue, supervisors.
 
@@ -132,8 +139,7 @@ class Routes:
             if groups.split:
                 mine = needs.get((claims.queues, supervisor))
                 if mine is None:
-                    mine = groups.streams_for(claims.queues, no_queue=supervisor)
-                    needs[(claims.queues, supervisor)] = mine
+                    mine = needs[(claims.queues, supervisor)] = streams_needed(groups, claims)
                 streams |= mine
                 if supervisor:
                     supervised |= mine

@@ -109,8 +109,7 @@ class AlertFeed:
         self.redis = redis
         self.groups = groups if groups is not None else AlertGroups()
         self.closing = False
-        self.read = 0  # alerts read by the live pump
-        self.read_counter = read_counter  # the same, as a metric
+        self.read_counter = read_counter  # alerts read by the live pump
         self.position = "0-0"  # the newest id the live pump handed on
         self.reading: frozenset[str] = frozenset()  # the streams the live pump reads
         self._changed = asyncio.Event()  # set (and replaced) when `reading` changes
@@ -171,13 +170,13 @@ class AlertFeed:
         """The alerts of ``streams`` after ``since`` and through ``through`` within the
         view's window, oldest first, with when each was written (at most BACKFILL_LIMIT
         of each stream, the newest)."""
-        since_ms = int((time.time() - view.window_s) * 1000)
-        low = later(since, f"{since_ms}-0")
+        window_start = f"{int((time.time() - view.window_s) * 1000)}-0"
+        # from the window's start (inclusive), or after `since` if that is later
+        start = window_start if later(since, window_start) == window_start else f"({since}"
         found: list[tuple[tuple[int, int], float, Alert]] = []
         for stream in streams:
             end, count = through, 0
             while count < BACKFILL_LIMIT:
-                start = low if low == f"{since_ms}-0" else f"({low}"
                 page = stream_entries(
                     await self.redis.xrevrange(stream, max=end, min=start, count=PAGE)
                 )
@@ -240,7 +239,6 @@ class AlertFeed:
             taken, last = in_order(dict(xread_entries(reply)), PUMP_COUNT)
             cursors.update(last)
             self.observed.update(last)
-            self.read += len(taken)
             if self.read_counter is not None and taken:
                 self.read_counter.inc(len(taken))
             for entry_id, fields in taken:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from server.connections import Connection
+from server.connections import Connection, streams_needed
 from server.protocol import Action, AgentSession, Ingest, Send
 from server.pump import AlertFeed
 
@@ -34,8 +34,7 @@ async def replay(
     assert isinstance(session, AgentSession)
     streams = None  # every alert stream
     if feed.groups.split and session.claims is not None:  # those of the token's queues
-        claims = session.claims
-        streams = feed.groups.streams_for(claims.queues, no_queue=claims.role == "supervisor")
+        streams = streams_needed(feed.groups, session.claims)
         # The live alerts start once the server reads them all: read back from after
         # that, or what came between the replay's end and their start would be missed.
         if not await feed.until_reading(streams, READING_WAIT_S):
