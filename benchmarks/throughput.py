@@ -51,6 +51,7 @@ from cxstream.components import (
 )
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
+from operators.build import build
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
@@ -241,7 +242,15 @@ def state_size(logic: CustomerLogic, shared: set[int]) -> int:
     pending examples), each object counted once: objects shared between customers
     (interned names, the config) count for the first customer only."""
     total = 0
-    stack: list[object] = [logic.key, logic.journey, logic.seen, logic.pending, logic.__dict__]
+    # (a compiled CustomerLogic keeps its fields in the object, not in a __dict__)
+    fields = {n: getattr(logic, n, None) for n in _native_attrs(logic) if n != "__dict__"}
+    stack: list[object] = [
+        logic.key,
+        logic.journey,
+        logic.seen,
+        logic.pending,
+        fields or vars(logic),
+    ]
     while stack:
         obj = stack.pop()
         if id(obj) in shared or obj is None or isinstance(obj, bool):
@@ -253,11 +262,16 @@ def state_size(logic: CustomerLogic, shared: set[int]) -> int:
             stack.extend(v for k, v in obj.items() if k not in _NOT_STATE)
         elif isinstance(obj, list | tuple | set | frozenset):
             stack.extend(obj)
-        elif hasattr(obj, "__slots__"):
-            stack.extend(getattr(obj, name, None) for name in obj.__slots__)
+        elif names := getattr(type(obj), "__slots__", None) or _native_attrs(obj):
+            stack.extend(getattr(obj, name, None) for name in names if name != "__dict__")
         elif hasattr(obj, "__dict__") and not callable(obj):
             stack.append(obj.__dict__)
     return total
+
+
+def _native_attrs(obj: object) -> tuple[str, ...]:
+    """The attributes of an object of a compiled (mypyc) class, which has no ``__slots__``."""
+    return tuple(getattr(type(obj), "__mypyc_attrs__", ()))
 
 
 _NOT_STATE = frozenset(("config", "clock", "watermark", "tally"))  # shared by every customer
@@ -477,6 +491,7 @@ def main() -> int:
         "memory_bytes_per_customer": round(bare["memory_bytes_per_customer"]),
         "events": args.events,
         "customers": bare["customers"],
+        "build": build(),  # the operators compiled (make compiled) or their source
         "alerts": flow["alerts"],
         "bare_alerts": bare["alerts"],
         "learned": bare["learned"],

@@ -59,6 +59,20 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
+def check_build() -> None:
+    """Refuse compiled operators older than their source (they would run the old code);
+    log which build runs."""
+    from operators.build import build, stale
+
+    old = stale()
+    if old:
+        raise ConfigError(
+            f"compiled operators older than their source ({', '.join(old)}): "
+            "run `make compiled` again, or `make pure` to run the source"
+        )
+    log.info("operators: %s build", build())
+
+
 def prepare(settings: Settings, *, workers: int) -> Launch:
     """Everything the flow needs before it runs; the flow itself, built."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -68,6 +82,7 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     from state.erasure import forgotten_from
     from state.recovery import check_format, mark_format, scrub_forgotten
 
+    check_build()
     forgotten = forgotten_from(settings)
     recovery = None
     if settings.recovery_dir is not None:

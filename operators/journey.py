@@ -104,41 +104,44 @@ TENURE_BUCKETS = (
 )
 
 
+_SLOTS = (
+    "activity",
+    "ces",
+    "channel_counts",
+    "channel_decay",
+    "complaints_open",
+    "complaints_total",
+    "contacts",
+    "csat",
+    "first_ts",
+    "last_channel",
+    "last_ts",
+    "last_type",
+    "n_events",
+    "nps",
+    "offers_accepted",
+    "offers_declined",
+    "other_counts",
+    "other_last",
+    "other_types",
+    "payment_failures",
+    "prev_ts",
+    "prev_type",
+    "sentiment",
+    "sentiment_slow",
+    "sessions",
+    "switches",
+    "touchpoints",
+    "type_counts",
+    "value",
+    "value_attr",
+)
+
+
 class JourneyState:
     """The live journey of one customer.  Mutated by :meth:`update_one` only."""
 
-    __slots__ = (
-        "activity",
-        "ces",
-        "channel_counts",
-        "channel_decay",
-        "complaints_open",
-        "complaints_total",
-        "contacts",
-        "csat",
-        "first_ts",
-        "last_channel",
-        "last_ts",
-        "last_type",
-        "n_events",
-        "nps",
-        "offers_accepted",
-        "offers_declined",
-        "other_counts",
-        "other_last",
-        "other_types",
-        "payment_failures",
-        "prev_ts",
-        "prev_type",
-        "sentiment",
-        "sentiment_slow",
-        "sessions",
-        "switches",
-        "touchpoints",
-        "type_counts",
-        "value",
-        "value_attr",
-    )
+    __slots__ = _SLOTS
 
     def __init__(self) -> None:
         self.n_events = 0
@@ -276,7 +279,7 @@ class JourneyState:
 
 
 # the snapshot's order: the slots, the ones added since 0.5 last (older snapshots resume)
-_FIELDS = (*(n for n in JourneyState.__slots__ if n != "ces"), "ces")
+_FIELDS = (*(n for n in _SLOTS if n != "ces"), "ces")
 _NO_OTHERS: dict[str, int] = {}  # shared, never written (see JourneyState.__init__)
 _NO_OTHERS_LAST: dict[str, int] = {}
 

@@ -35,15 +35,13 @@ decided example over at once.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 V = TypeVar("V")
 _AFTER_EVERY_HORIZON = 2**62
 
 
-@dataclass(frozen=True, slots=True)
-class Matured(Generic[V]):
+class Matured(NamedTuple, Generic[V]):
     """A labelled snapshot: ``values`` is what was kept at the snapshot (its features)."""
 
     snapshot_ts: int

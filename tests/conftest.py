@@ -17,6 +17,18 @@ from operators.events import Event
 SECRET = Secret("test-secret-" + "x" * 40)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A compiled operator older than its source would test the old code: stop at once."""
+    from operators.build import stale
+
+    old = stale()
+    if old:
+        raise pytest.UsageError(
+            f"compiled operators older than their source ({', '.join(old)}): "
+            "run `make compiled` again, or `make pure`"
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server for the whole session; yields its URL."""
