@@ -104,6 +104,8 @@ TENURE_BUCKETS = (
 )
 
 
+# JourneyState's fields, here rather than read back from the class: a compiled (mypyc)
+# class has no ``__slots__`` attribute
 _SLOTS = (
     "activity",
     "ces",

@@ -42,7 +42,8 @@ _AFTER_EVERY_HORIZON = 2**62
 
 
 class Matured(NamedTuple, Generic[V]):
-    """A labelled snapshot: ``values`` is what was kept at the snapshot (its features)."""
+    """A labelled snapshot: ``values`` is what was kept at the snapshot (its features).
+    (A named tuple: a generic dataclass does not build as a compiled class.)"""
 
     snapshot_ts: int
     label_ts: int
