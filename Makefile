@@ -35,7 +35,8 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-# The hot operators compiled with mypyc, in place (about a minute; needs a C compiler).
+# The hot operators compiled with mypyc, in place (needs a C compiler; the first build of a
+# checkout 7-8 minutes, mypy reading the dependencies' stubs; later ones about 30 s).
 # Python loads them before the .py files: after editing an operator, run it again or
 # `make pure` (the suite and `cxstream run` refuse a compiled module older than its source).
 compiled: $(STAMP)
