@@ -38,12 +38,12 @@ test: lint typecheck unit
 # The hot operators compiled with mypyc, in place (needs a C compiler; the first build of a
 # checkout 7-8 minutes, mypy reading the dependencies' stubs; later ones about 30 s).
 # Python loads them before the .py files: after editing an operator, run it again or
-# `make pure` (the suite and `cxstream run` refuse a compiled module older than its source).
+# `make pure` (the suite and `cxstream run` refuse a compiled module built from another source).
 compiled: $(STAMP)
 	CX_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace -j 2
 
 pure:
-	rm -f operators/*.so
+	rm -f operators/*.so operators/compiled.json
 	rm -rf build
 
 # The suite on the compiled build, then back to the Python source (CI runs both).

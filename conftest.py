@@ -10,10 +10,9 @@ import pytest
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """The docstring examples of a compiled operator run on the source build only (the
     compiled module is the same source; Python loads it in place of the file)."""
-    if collection_path.suffix == ".py" and collection_path.parent.name == "operators":
-        from operators.build import COMPILED, is_compiled
+    if collection_path.suffix == ".py":
+        from operators.build import HERE, compiled_modules
 
-        name = collection_path.stem
-        if name in COMPILED and is_compiled(name):
+        if collection_path.parent.resolve() == HERE and collection_path.stem in compiled_modules():
             return True
     return None

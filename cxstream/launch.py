@@ -60,14 +60,14 @@ def configure_logging(settings: Settings) -> None:
 
 
 def check_build() -> None:
-    """Refuse compiled operators older than their source (they would run the old code);
-    log which build runs."""
+    """Refuse compiled operators built from another source than their ``.py`` (they
+    would run the old code); log which build runs."""
     from operators.build import build, stale
 
     old = stale()
     if old:
         raise ConfigError(
-            f"compiled operators older than their source ({', '.join(old)}): "
+            f"compiled operators not built from their source ({', '.join(old)}): "
             "run `make compiled` again, or `make pure` to run the source"
         )
     log.info("operators: %s build", build())

@@ -1,14 +1,14 @@
 """Which build of the operators is loaded: compiled, or the Python source.
 
 The modules in :data:`COMPILED` hold the per-event work (parsing, dedupe, the journey
-fold and its features, labels, the live experience, the model step's scoring and
-reasons, trends, consent).  ``make compiled`` (or
-``CX_COMPILE=1 pip install .``) compiles them with mypyc from the same source: the
-type annotations ``mypy --strict`` checks become C types, classes become native
-classes.  Python loads a compiled module in preference to its ``.py`` file, so a
-compiled module whose source changed since it was built would run the old code:
-:func:`stale` names them (the test suite and ``cxstream run`` refuse to start with
-one); ``make pure`` removes the compiled files.
+fold and its features, labels, the live experience, the model step's decisions and
+reasons, trends, consent).  ``make compiled`` (or ``CX_COMPILE=1 pip install``) compiles
+them with mypyc from the same source: the type annotations ``mypy --strict`` checks
+become C types, classes become native classes.  The build records the SHA-256 of each
+source it compiled in :data:`RECORD`.  Python loads a compiled module in preference to
+its ``.py`` file, so a compiled module whose source changed since it was built would run
+the old code: :func:`stale` names them (the test suite and ``cxstream run`` refuse to
+start with one); ``make pure`` removes the compiled files.
 
 >>> build(["journey"]) in ("compiled", "pure")
 True
@@ -16,8 +16,9 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
-import importlib.util
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,34 +38,47 @@ COMPILED = (
     "reasons",
     "trends",
 )
+HERE = Path(__file__).resolve().parent
+RECORD = HERE / "compiled.json"  # module -> SHA-256 of the source it was compiled from
+_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
-def origin(module: str) -> Path:
-    """The file ``operators.<module>`` loads from (without importing it)."""
-    spec = importlib.util.find_spec(f"operators.{module}")
-    if spec is None or spec.origin is None:
-        raise ImportError(f"operators.{module}: not found")
-    return Path(spec.origin)
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def is_compiled(module: str) -> bool:
-    return origin(module).name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+def compiled_modules(folder: Path = HERE) -> list[str]:
+    """The modules of ``folder`` that load from a compiled file (mypyc's own runtime
+    libraries, ``*__mypyc*``, are not modules of the engine)."""
+    names = {
+        path.name.split(".", 1)[0]
+        for path in folder.iterdir()
+        if path.name.endswith(_SUFFIXES) and "__mypyc" not in path.name
+    }
+    return sorted(names)
 
 
-def build(modules: Sequence[str] = COMPILED) -> str:
+def build(modules: Sequence[str] = COMPILED, folder: Path = HERE) -> str:
     """``compiled`` (every module of the list), ``pure`` (none) or ``mixed``."""
-    compiled = [is_compiled(m) for m in modules]
-    return "compiled" if all(compiled) else "pure" if not any(compiled) else "mixed"
+    compiled = set(compiled_modules(folder))
+    hits = [m in compiled for m in modules]
+    return "compiled" if all(hits) else "pure" if not any(hits) else "mixed"
 
 
-def stale(modules: Sequence[str] = COMPILED) -> list[str]:
-    """Compiled modules whose ``.py`` source is newer than the compiled file."""
+def stale(folder: Path = HERE, record: Path | None = None) -> list[str]:
+    """Compiled modules whose ``.py`` source is not the one they were compiled from
+    (or of which the build kept no record)."""
+    compiled = compiled_modules(folder)
+    if not compiled:
+        return []
+    record = record or folder / RECORD.name
+    try:
+        built: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
+    except (OSError, ValueError):
+        built = {}
     out: list[str] = []
-    for module in modules:
-        path = origin(module)
-        if not is_compiled(module):
-            continue
-        source = path.parent / f"{module}.py"
-        if source.exists() and source.stat().st_mtime > path.stat().st_mtime:
+    for module in compiled:
+        source = folder / f"{module}.py"
+        if source.exists() and built.get(module) != digest(source):
             out.append(module)
     return out

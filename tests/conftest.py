@@ -18,13 +18,13 @@ SECRET = Secret("test-secret-" + "x" * 40)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A compiled operator older than its source would test the old code: stop at once."""
+    """A compiled operator built from another source would test the old code: stop."""
     from operators.build import stale
 
     old = stale()
     if old:
         raise pytest.UsageError(
-            f"compiled operators older than their source ({', '.join(old)}): "
+            f"compiled operators not built from their source ({', '.join(old)}): "
             "run `make compiled` again, or `make pure`"
         )
 

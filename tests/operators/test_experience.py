@@ -84,6 +84,7 @@ def test_nps_is_promoters_minus_detractors_and_its_interval_holds_it(scores: lis
     assert f["value"] == pytest.approx(exact, abs=0.005 + 1e-9)
     assert -100 <= f["ci"][0] <= f["value"] <= f["ci"][1] <= 100
     assert len(dataclasses.fields(k)) == 8  # the same size for 1 or a million answers
+    assert not hasattr(k, "__dict__")
 
 
 def small_log() -> list[Row]:
