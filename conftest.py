@@ -11,7 +11,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """The docstring examples of a compiled operator run on the source build only (the
     compiled module is the same source; Python loads it in place of the file)."""
     if collection_path.suffix == ".py":
-        from operators.build import HERE, compiled_modules
+        from cxstream.build import HERE, compiled_modules
 
         if collection_path.parent.resolve() == HERE and collection_path.stem in compiled_modules():
             return True

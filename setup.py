@@ -1,6 +1,6 @@
 """The compiled build of the operators (optional; pyproject.toml holds the rest).
 
-``CX_COMPILE=1`` compiles the modules of ``operators.build.COMPILED`` with mypyc and
+``CX_COMPILE=1`` compiles the modules of ``cxstream.build.COMPILED`` with mypyc and
 records the SHA-256 of each source in ``operators/compiled.json`` (``make compiled`` does
 it in place in the development environment; ``CX_COMPILE=1 pip install
 --no-build-isolation .`` in an environment that has mypy, setuptools>=77 and the
@@ -49,7 +49,7 @@ class BuildOperators(build_ext):
 ext_modules = []
 if mode != "0":
     sys.path.insert(0, str(ROOT))
-    from operators.build import COMPILED, RECORD, digest
+    from cxstream.build import COMPILED, RECORD, digest
 
     sources = [ROOT / "operators" / f"{name}.py" for name in COMPILED]
     try:
@@ -64,7 +64,7 @@ if mode != "0":
             raise
         fall_back(exc)
         ext_modules = []
-    if ext_modules:  # what each compiled module was built from (operators.build.stale)
+    if ext_modules:  # what each compiled module was built from (cxstream.build.stale)
         RECORD.write_text(json.dumps({p.stem: digest(p) for p in sources}, indent=1) + "\n")
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildOperators})

@@ -42,6 +42,7 @@ import psutil
 import redis
 
 from benchmarks._harness import cpu_s, free_port, record
+from cxstream.build import build
 from cxstream.components import (
     customer_config,
     experience_config,
@@ -51,7 +52,6 @@ from cxstream.components import (
 )
 from cxstream.runtime import tune_gc
 from cxstream.settings import Settings, read_shards_of
-from operators.build import build
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of

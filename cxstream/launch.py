@@ -62,7 +62,7 @@ def configure_logging(settings: Settings) -> None:
 def check_build() -> None:
     """Refuse compiled operators built from another source than their ``.py`` (they
     would run the old code); log which build runs."""
-    from operators.build import build, stale
+    from cxstream.build import build, stale
 
     old = stale()
     if old:

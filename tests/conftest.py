@@ -19,7 +19,7 @@ SECRET = Secret("test-secret-" + "x" * 40)
 
 def pytest_configure(config: pytest.Config) -> None:
     """A compiled operator built from another source would test the old code: stop."""
-    from operators.build import stale
+    from cxstream.build import stale
 
     old = stale()
     if old:

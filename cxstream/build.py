@@ -1,4 +1,5 @@
-"""Which build of the operators is loaded: compiled, or the Python source.
+"""Which build of the operators is loaded: compiled, or the Python source (here, not in
+``operators``, which reads no file).
 
 The modules in :data:`COMPILED` hold the per-event work (parsing, dedupe, the journey
 fold and its features, labels, the live experience, the model step's decisions and
@@ -38,7 +39,7 @@ COMPILED = (
     "reasons",
     "trends",
 )
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "operators"  # the operators package
 RECORD = HERE / "compiled.json"  # module -> SHA-256 of the source it was compiled from
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from operators.build import COMPILED, build, compiled_modules, digest, stale
+from cxstream.build import COMPILED, build, compiled_modules, digest, stale
 from operators.journey import JourneyState, features
 
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
