@@ -142,6 +142,20 @@ async def next_alert(ws: ClientConnection, timeout: float = 5.0) -> dict[str, An
     return frame  # type: ignore[no-any-return]
 
 
+async def stats_frame(
+    ws: ClientConnection, ready: Callable[[dict[str, Any]], Any], timeout: float = 10.0
+) -> dict[str, Any]:
+    """The next stats frame for which ``ready`` holds (other frames are skipped)."""
+
+    async def wait() -> dict[str, Any]:
+        while True:
+            frame: dict[str, Any] = orjson.loads(await ws.recv())
+            if frame["type"] == "stats" and ready(frame):
+                return frame
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
 def test_agent_gets_its_queue_and_never_another_queues_alert(
     settings: Settings, r: redis.Redis
 ) -> None:
@@ -350,13 +364,7 @@ def test_supervisors_get_risk_acceptance_and_trends_and_agents_do_not(
             outcome = {"type": "outcome", "alert_id": alert_id, "action_id": "retention_offer"}
             await agent.send(orjson.dumps({**outcome, "response": response}).decode())
 
-        async def stats() -> dict[str, Any]:
-            while True:
-                frame = orjson.loads(await boss.recv())
-                if frame["type"] == "stats" and frame["acceptance"]["by_agent"]:
-                    return frame  # type: ignore[no-any-return]
-
-        frame = await asyncio.wait_for(stats(), 10)
+        frame = await stats_frame(boss, lambda f: f["acceptance"]["by_agent"])
         assert frame["risk"]["bands"] == {"low": 1, "medium": 0, "high": 1}
         assert frame["risk"]["histogram"][7] == frame["risk"]["histogram"][1] == 1
         # the repeated answer is the same answer: counted once
@@ -389,21 +397,18 @@ def test_a_supervisor_sees_the_figures_of_its_queues_only(
         outcome = {"type": "outcome", "alert_id": "al_c", "action_id": "retention_offer"}
         await care_agent.send(orjson.dumps({**outcome, "response": "accepted"}).decode())
 
-        async def stats(ws: ClientConnection) -> dict[str, Any]:
-            while True:
-                frame = orjson.loads(await ws.recv())
-                if frame["type"] == "stats" and len(frame["trends"]) and frame["risk"]["contacts"]:
-                    return frame  # type: ignore[no-any-return]
+        def ready(frame: dict[str, Any]) -> bool:
+            return bool(len(frame["trends"]) and frame["risk"]["contacts"])
 
-        care = await asyncio.wait_for(stats(care_boss), 10)
-        vip = await asyncio.wait_for(stats(vip_boss), 10)
+        care = await stats_frame(care_boss, ready)
+        vip = await stats_frame(vip_boss, ready)
         assert care["risk"]["bands"] == {"low": 0, "medium": 0, "high": 1}
         assert vip["risk"]["bands"] == {"low": 1, "medium": 0, "high": 0}
         assert [t["alert_id"] for t in care["trends"]] == ["tr_t"]
         assert care["trends"][0]["trend"]["examples"] == examples[:1]
         assert [t["alert_id"] for t in vip["trends"]] == ["tr_q", "tr_t"]
         while not care["acceptance"]["by_agent"]:
-            care = await asyncio.wait_for(stats(care_boss), 10)
+            care = await stats_frame(care_boss, ready)
         assert care["acceptance"]["by_agent"]["a1"]["accepted"] == 1
         assert vip["acceptance"]["by_agent"] == {}
         for ws in (care_agent, care_boss, vip_boss):
@@ -778,17 +783,14 @@ def test_supervisors_get_the_live_experience_of_their_queues(
         everyone = await signed_in(server, token("s1", ("*",), role="supervisor"))
         care = await signed_in(server, token("s2", ("care",), role="supervisor"))
 
-        async def experience(ws: ClientConnection) -> dict[str, Any]:
-            while True:
-                frame = orjson.loads(await ws.recv())
-                if frame["type"] == "stats" and frame["experience"]:
-                    return frame["experience"]  # type: ignore[no-any-return]
+        def experience(frame: dict[str, Any]) -> Any:
+            return frame["experience"]
 
-        seen = await asyncio.wait_for(experience(everyone), 10)
+        seen = experience(await stats_frame(everyone, experience))
         ces = seen["kpis"]["overall"]["day"]["ces"]
         assert (ces["value"], ces["n"]) == (5.0, 3)  # 6, 7 and 2 from the two processes
         assert set(seen["kpis"]["by_queue"]) == {"care", "vip"}
-        theirs = await asyncio.wait_for(experience(care), 10)
+        theirs = experience(await stats_frame(care, experience))
         assert set(theirs["kpis"]["by_queue"]) == {"care"}
         assert theirs["kpis"]["overall"] == seen["kpis"]["overall"]
         for ws in (everyone, care):
@@ -923,13 +925,7 @@ def test_a_supervisor_of_a_group_read_late_sees_its_last_hour(
         assert alerts_read(server) == 1  # sales is nobody's here yet
         boss = await signed_in(server, token("s1", ("sales",), role="supervisor"))
 
-        async def stats() -> dict[str, Any]:
-            while True:
-                frame = orjson.loads(await boss.recv())
-                if frame["type"] == "stats" and frame["risk"]["contacts"]:
-                    return frame  # type: ignore[no-any-return]
-
-        frame = await asyncio.wait_for(stats(), 10)
+        frame = await stats_frame(boss, lambda f: f["risk"]["contacts"])
         assert frame["risk"]["bands"] == {"low": 1, "medium": 0, "high": 2}
         await agent.close()
         await boss.close()
