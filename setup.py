@@ -20,6 +20,9 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from cxstream.build import COMPILED, RECORD, digest  # noqa: E402 (from this checkout)
+
 mode = os.environ.get("CX_COMPILE", "").strip().lower() or "0"
 if mode not in ("0", "1", "auto"):
     sys.exit(f"CX_COMPILE={mode!r}: must be 0, 1 or auto")
@@ -43,14 +46,11 @@ class BuildOperators(build_ext):
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)
             self.extensions = []
-            (ROOT / "operators" / "compiled.json").unlink(missing_ok=True)
+            RECORD.unlink(missing_ok=True)
 
 
 ext_modules = []
 if mode != "0":
-    sys.path.insert(0, str(ROOT))
-    from cxstream.build import COMPILED, RECORD, digest
-
     sources = [ROOT / "operators" / f"{name}.py" for name in COMPILED]
     try:
         from mypyc.build import mypycify

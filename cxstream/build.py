@@ -23,6 +23,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from operators.errors import ConfigError
+
 # The modules compiled by `make compiled` (setup.py reads this list).  Not the arbiter's,
 # the personas' or the proactive policy's: the model step's snapshot pickles their
 # objects, and a native class's object does not unpickle (its __init__ takes arguments).
@@ -66,13 +68,13 @@ def build(modules: Sequence[str] = COMPILED, folder: Path = HERE) -> str:
     return "compiled" if all(hits) else "pure" if not any(hits) else "mixed"
 
 
-def stale(folder: Path = HERE, record: Path | None = None) -> list[str]:
+def stale(folder: Path = HERE) -> list[str]:
     """Compiled modules whose ``.py`` source is not the one they were compiled from
     (or of which the build kept no record)."""
     compiled = compiled_modules(folder)
     if not compiled:
         return []
-    record = record or folder / RECORD.name
+    record = folder / RECORD.name
     try:
         built: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
     except (OSError, ValueError):
@@ -83,3 +85,13 @@ def stale(folder: Path = HERE, record: Path | None = None) -> list[str]:
         if source.exists() and built.get(module) != digest(source):
             out.append(module)
     return out
+
+
+def require_fresh() -> None:
+    """Raise :class:`ConfigError` naming the compiled modules :func:`stale` finds."""
+    old = stale()
+    if old:
+        raise ConfigError(
+            f"compiled operators not built from their source ({', '.join(old)}): "
+            "run `make compiled` again, or `make pure` to run the source"
+        )

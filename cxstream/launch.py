@@ -62,14 +62,9 @@ def configure_logging(settings: Settings) -> None:
 def check_build() -> None:
     """Refuse compiled operators built from another source than their ``.py`` (they
     would run the old code); log which build runs."""
-    from cxstream.build import build, stale
+    from cxstream.build import build, require_fresh
 
-    old = stale()
-    if old:
-        raise ConfigError(
-            f"compiled operators not built from their source ({', '.join(old)}): "
-            "run `make compiled` again, or `make pure` to run the source"
-        )
+    require_fresh()
     log.info("operators: %s build", build())
 
 

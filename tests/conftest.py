@@ -19,14 +19,13 @@ SECRET = Secret("test-secret-" + "x" * 40)
 
 def pytest_configure(config: pytest.Config) -> None:
     """A compiled operator built from another source would test the old code: stop."""
-    from cxstream.build import stale
+    from cxstream.build import require_fresh
+    from operators.errors import ConfigError
 
-    old = stale()
-    if old:
-        raise pytest.UsageError(
-            f"compiled operators not built from their source ({', '.join(old)}): "
-            "run `make compiled` again, or `make pure`"
-        )
+    try:
+        require_fresh()
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 @pytest.fixture(scope="session")
