@@ -117,7 +117,12 @@ def customer_logic(
     )
 
 
-def bare_loop(data: list[bytes], *, measure_state: bool = True) -> dict[str, Any]:
+def bare_loop(
+    data: list[bytes],
+    *,
+    measure_state: bool = True,
+    model_batches: list[list[DecideIn]] | None = None,
+) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
 
     Events are parsed, then handed to the customer buckets 1,000 at a time, each
@@ -127,6 +132,7 @@ def bare_loop(data: list[bytes], *, measure_state: bool = True) -> dict[str, Any
     tally of answers, steps and labelled periods, every quarter second).  After each
     1,000 events the due buckets are notified (``notify_at``/``on_notify``:
     written-behind profiles, matured labels, expiry), as Bytewax does between batches.
+    ``model_batches``, if given, receives each batch the model step was given.
     """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
@@ -181,6 +187,8 @@ def bare_loop(data: list[bytes], *, measure_state: bool = True) -> dict[str, Any
                 model_batch.append(item)
 
     def decide_batch() -> int:
+        if model_batches is not None:  # (what the model step was given: benchmarks/model_step.py)
+            model_batches.append(list(model_batch))
         decided = list(decide.on_batch(model_batch)[0])
         model_batch.clear()
         if decide.notify_at() is not None:  # a backlog: Bytewax notifies it at once

@@ -50,7 +50,7 @@ import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -94,7 +94,8 @@ PLATT_MIN = 200  # snapshots of known outcome before the fit is recalibrated
 PLATT_PENALTY = 5.0  # pulls the recalibration toward none
 VOCABULARY_EVERY = 8  # fits between two counts of the extra features' names
 STALE_FITS = 8  # without inline refits, a window this many refits overdue refits anyway
-FIT_CHUNK = 1024  # records a refit step puts into the design (see refit_step)
+FIT_CHUNK = 1024  # records a refit step reads, or rows of the fit it sums (see refit_step)
+DESIGN_CHUNK = 256  # records a refit step puts into the design (their extras: ~16 each)
 MAX_LEVEL = 12  # at most 1 snapshot in 4,096 is sampled
 # The fit is trusted alone once its window holds snapshots at risk for this share of
 # the horizon; before, it is blended with the prior in proportion.
@@ -144,6 +145,12 @@ _PRIOR_LOGIT = _logit(PRIOR_RATE)
 
 Loss = Callable[[np.ndarray], float]
 Derivatives = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
+# the same, computed in steps (a refit's, over blocks of rows: see HazardRefit.refit_step)
+SteppedLoss = Callable[[np.ndarray], Generator[None, None, float]]
+SteppedDerivatives = Callable[
+    [np.ndarray], Generator[None, None, tuple[float, np.ndarray, np.ndarray]]
+]
+T = TypeVar("T")
 
 
 def _newton(beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int) -> np.ndarray:
@@ -169,20 +176,35 @@ def _newton(beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int) 
     >>> bool(abs(_newton(np.array([25.0]), loss, derivatives, 20)[0] - best) < 1e-4)
     True
     """
-    steps_of = _newton_steps(beta, loss, derivatives, steps)
+    return _finish(_newton_steps(beta, _at_once(loss), _at_once(derivatives), steps))
+
+
+def _finish(steps: Generator[None, None, T]) -> T:
+    """A computation in steps, run to its end: its result."""
     while True:
         try:
-            next(steps_of)
+            next(steps)
         except StopIteration as done:
-            result: np.ndarray = done.value
+            result: T = done.value
             return result
 
 
+def _at_once(f: Callable[[np.ndarray], T]) -> Callable[[np.ndarray], Generator[None, None, T]]:
+    """``f`` as a computation of no steps (for :func:`_newton_steps`)."""
+
+    def steps(b: np.ndarray) -> Generator[None, None, T]:
+        yield from ()
+        return f(b)
+
+    return steps
+
+
 def _newton_steps(
-    beta: np.ndarray, loss: Loss, derivatives: Derivatives, steps: int
+    beta: np.ndarray, loss: SteppedLoss, derivatives: SteppedDerivatives, steps: int
 ) -> Generator[None, None, np.ndarray]:
-    """:func:`_newton`, pausing (``yield``) after each step; returns the coefficients."""
-    value, gradient, hessian = derivatives(beta)
+    """:func:`_newton`, pausing (``yield``) after each step and inside each evaluation of
+    the loss and its derivatives (their own steps); returns the coefficients."""
+    value, gradient, hessian = yield from derivatives(beta)
     for i in range(steps):
         yield
         step: np.ndarray = np.linalg.solve(hessian, gradient)
@@ -191,7 +213,7 @@ def _newton_steps(
             step *= MAX_STEP / largest
         for _ in range(MAX_HALVINGS):
             candidate: np.ndarray = beta - step
-            new = loss(candidate)
+            new = yield from loss(candidate)
             if new <= value - ARMIJO * float(gradient @ step):  # lowered enough
                 break
             step *= 0.5
@@ -199,7 +221,7 @@ def _newton_steps(
             return beta  # no step lowers the loss: at its minimum, to float precision
         beta = candidate
         if i + 1 < steps:
-            value, gradient, hessian = derivatives(beta)
+            value, gradient, hessian = yield from derivatives(beta)
         else:
             value = new
     return beta
@@ -450,11 +472,20 @@ class HazardRefit:
     def _survival_rows(self) -> tuple[list[Record], np.ndarray, np.ndarray, np.ndarray]:
         """The records that say something, each with its time at risk, whether the
         deciding event ended it (ages in ms, at most the horizon) and its weight."""
+        return _finish(self._survival_steps())
+
+    def _survival_steps(
+        self,
+    ) -> Generator[None, None, tuple[list[Record], np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`_survival_rows`, a step per :data:`FIT_CHUNK` records (the window as it
+        was at the start: it may change between steps)."""
         h, now, e = self.horizon_ms, self.now, self.event_label
         used: list[Record] = []
         stops: list[float] = []
         events: list[bool] = []
-        for r in self.records:
+        for i, r in enumerate(list(self.records)):
+            if i % FIT_CHUNK == FIT_CHUNK - 1:
+                yield
             decided, label = r[4], r[5]
             if e is None:  # external labels: matured ones, one bin
                 if r[6]:
@@ -480,15 +511,18 @@ class HazardRefit:
         sample = np.fromiter((2.0 ** (r[8] - level) for r in used), float, len(used))
         return used, np.asarray(stops), np.asarray(events, dtype=bool), sample
 
-    def _vocabulary(self, used: list[Record]) -> tuple[str, ...]:
+    def _vocabulary(self, used: list[Record]) -> Generator[None, None, tuple[str, ...]]:
         """The fixed features and the ``extras`` commonest others; counted at each of the
         first ``VOCABULARY_EVERY`` fits (while the window fills, new names come fast),
         then every ``VOCABULARY_EVERY`` fits (a pass over every record's features: a third
-        of a refit's time on a full window), the same in between."""
+        of a refit's time on a full window), the same in between.  A step per
+        :data:`FIT_CHUNK` records counted."""
         if self.vocabulary and self.n_fits >= VOCABULARY_EVERY and self.n_fits % VOCABULARY_EVERY:
             return self.vocabulary
         counts: dict[str, int] = {}
-        for r in used:
+        for i, r in enumerate(used):
+            if i % FIT_CHUNK == FIT_CHUNK - 1:
+                yield
             for k in r[3]:
                 counts[k] = counts.get(k, 0) + 1
         floor = max(5, len(used) // 200)
@@ -502,12 +536,15 @@ class HazardRefit:
             pass
 
     def refit_step(self) -> bool:
-        """One bounded part of a refit (a few ms on a full window: the rows, a chunk of
-        the design, one Newton step, the recalibration), starting one if none is under
-        way; whether the refit goes on.  The steps fit the window as it was when the
-        refit started; what came since waits for the next.  Measured on a full window:
-        a whole refit held the model step for 40 to 67 ms, a contact arriving then
-        waited as long; a step takes at most a few."""
+        """One bounded part of a refit, starting one if none is under way; whether the
+        refit goes on.  The steps fit the window as it was when the refit started; what
+        came since waits for the next.  Every pass over the window goes
+        :data:`FIT_CHUNK` records a step (the rows, the vocabulary, the design, each
+        evaluation of the loss and its derivatives, the recalibration), so a step costs
+        about the same on any window: measured on a full one, a whole refit held the
+        model step for 40 to 67 ms, and steps of a pass each took up to 8 ms (a contact
+        arriving then waited as long) before they were cut by records; the new fit is
+        put in place at once, at the last step."""
         if self._job is None:
             self._job = self._fit()
         try:
@@ -521,34 +558,42 @@ class HazardRefit:
         self.since_fit = 0
         if self.event_label is None:
             self._keep_newest()
-        used, stops, events, sample = self._survival_rows()
+        used, stops, events, sample = yield from self._survival_steps()
         n_events = int(events.sum())
         if len(used) < 2 * self.min_events or min(n_events, len(used) - n_events) < self.min_events:
             return
         yield
-        names = self._vocabulary(used)
+        names = yield from self._vocabulary(used)
         yield
         extra_names = names[len(FEATURE_NAMES) :]
-        fixed = np.vstack([r[2] for r in used])
-        if extra_names:
-            column = {k: j for j, k in enumerate(extra_names)}
-            extra = np.zeros((len(used), len(extra_names)))
-            for i, r in enumerate(used):  # a record holds ~16 extras; the names are 24
-                if i % FIT_CHUNK == FIT_CHUNK - 1:
-                    yield
-                for k, v in r[3].items():
-                    j = column.get(k)
-                    if j is not None:
-                        extra[i, j] = v
-            raw = np.hstack([fixed, extra])
-        else:
-            raw = fixed
+        column = {k: j for j, k in enumerate(extra_names)}
+        n_rec = len(used)
+        raw = np.zeros((n_rec, len(names)))
+        nfixed = len(FEATURE_NAMES)
+        for start in range(0, n_rec, DESIGN_CHUNK):
+            chunk = used[start : start + DESIGN_CHUNK]
+            raw[start : start + len(chunk), :nfixed] = [r[2] for r in chunk]
+            if extra_names:  # a record holds ~16 extras; the names are 24
+                at_row: list[int] = []
+                at_column: list[int] = []
+                values: list[float] = []
+                for i, r in enumerate(chunk, start):
+                    for k, v in r[3].items():
+                        j = column.get(k)
+                        if j is not None:
+                            at_row.append(i)
+                            at_column.append(nfixed + j)
+                            values.append(v)
+                raw[at_row, at_column] = values  # (one assignment: one numpy call, not each)
+            yield
         mean = raw.mean(axis=0)
         sd = raw.std(axis=0)
+        yield
         live = sd > 1e-9
         names = tuple(n for n, keep in zip(names, live, strict=True) if keep)
         mean, sd = mean[live], sd[live]
         z = np.clip((raw[:, live] - mean) / sd, -Z_CLIP, Z_CLIP)
+        yield
 
         nb, h = self.bins, float(self.horizon_ms)
         edges = np.linspace(0.0, h, nb + 1)
@@ -557,7 +602,6 @@ class HazardRefit:
         # snapshot's bins share its features, so the features' gradient and Hessian need
         # only per-snapshot sums over its bins (N x F work, not rows x (F + bins)): 6x
         # faster on a full window, the same numbers.
-        n_rec = len(used)
         w = np.zeros((n_rec, nb))  # each snapshot's weight in each bin (0: not at risk)
         y = np.zeros((n_rec, nb))
         for j in range(nb):
@@ -589,37 +633,69 @@ class HazardRefit:
             centre[1], penalty[1] = AGE_SLOPE, AGE_SLOPE_PENALTY
         beta = self._start(names, 2 + nb)
         nbase = 2 + nb
+        blocks = [slice(lo, min(lo + FIT_CHUNK, n_rec)) for lo in range(0, n_rec, FIT_CHUNK)]
 
-        def linear(b: np.ndarray) -> np.ndarray:
-            eta: np.ndarray = (design @ b[:nbase])[None, :] + (z @ b[nbase:])[:, None]
-            return eta
-
-        def loss(b: np.ndarray) -> float:
+        def loss(b: np.ndarray) -> Generator[None, None, float]:
+            """The penalised loss, a step per block of rows."""
+            base = design @ b[:nbase]
+            value = 0.0
+            for rows in blocks:
+                eta = base[None, :] + (z[rows] @ b[nbase:])[:, None]
+                value += logistic_loss(eta, y[rows], w[rows])
+                yield
             d = b - centre
-            return logistic_loss(linear(b), y, w) + 0.5 * float(penalty @ (d * d))
+            return value + 0.5 * float(penalty @ (d * d))
 
-        def derivatives(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-            eta = linear(b)
-            p = 1.0 / (1.0 + np.exp(-np.clip(eta, -30.0, 30.0)))
-            r = w * (p - y)
-            v = w * p * (1.0 - p)
+        def derivatives(
+            b: np.ndarray,
+        ) -> Generator[None, None, tuple[float, np.ndarray, np.ndarray]]:
+            """The penalised loss, its gradient and Hessian: sums over the rows, a step
+            per block of them."""
+            base = design @ b[:nbase]
+            value = 0.0
+            by_bin_r, by_bin_v = np.zeros(nb), np.zeros(nb)
+            grad_z = np.zeros(nf)
+            cross_v = np.zeros((nb, nf))
+            hess_z = np.zeros((nf, nf))
+            for rows in blocks:
+                zr = z[rows]
+                eta = base[None, :] + (zr @ b[nbase:])[:, None]
+                wr, yr = w[rows], y[rows]
+                value += logistic_loss(eta, yr, wr)
+                p = 1.0 / (1.0 + np.exp(-np.clip(eta, -30.0, 30.0)))
+                r = wr * (p - yr)
+                v = wr * p * (1.0 - p)
+                by_bin_r += r.sum(axis=0)
+                by_bin_v += v.sum(axis=0)
+                grad_z += zr.T @ r.sum(axis=1)
+                cross_v += v.T @ zr
+                hess_z += (zr * v.sum(axis=1)[:, None]).T @ zr
+                yield
             d = b - centre
-            gradient = np.concatenate([design.T @ r.sum(axis=0), z.T @ r.sum(axis=1)])
+            gradient = np.concatenate([design.T @ by_bin_r, grad_z])
             gradient += penalty * d
             hessian = np.empty((nbase + nf, nbase + nf))
-            hessian[:nbase, :nbase] = (design * v.sum(axis=0)[:, None]).T @ design
-            cross = design.T @ (v.T @ z)
+            hessian[:nbase, :nbase] = (design * by_bin_v[:, None]).T @ design
+            cross = design.T @ cross_v
             hessian[:nbase, nbase:] = cross
             hessian[nbase:, :nbase] = cross.T
-            hessian[nbase:, nbase:] = (z * v.sum(axis=1)[:, None]).T @ z
+            hessian[nbase:, nbase:] = hess_z
             hessian += np.diag(penalty)
-            return logistic_loss(eta, y, w) + 0.5 * float(penalty @ (d * d)), gradient, hessian
+            return value + 0.5 * float(penalty @ (d * d)), gradient, hessian
 
         yield
         beta = yield from _newton_steps(beta, loss, derivatives, self.newton_steps)
         yield
-        self.names, self.beta = names, beta
         coef = beta[2 + nb :]
+        baseline = tuple(float(beta[0] + beta[1] * mids[j] + beta[2 + j]) for j in range(nb))
+        fitted = self._fitted_many(z @ coef, baseline)
+        platt = yield from self._recalibration(used, fitted, sample)
+        a, b = platt
+        q = np.clip(fitted, 1e-6, 1.0 - 1e-6)
+        base_rate = float((1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1.0 - q)))))).mean())
+        # the new fit, put in place at once (a contact scored between two steps of this
+        # refit was scored by the previous fit, whole)
+        self.names, self.beta = names, beta
         self.weights = {n: float(c / s) for n, c, s in zip(names, coef, sd, strict=True)}
         self.means = {n: float(m) for n, m in zip(names, mean, strict=True)}
         # scoring clips each value to the range the fit saw (z within Z_CLIP): a value far
@@ -630,14 +706,11 @@ class HazardRefit:
             for n, m, s in zip(names, mean, sd, strict=True)
         }
         self.offset = float(-(coef * mean / sd).sum())
-        self.baseline = tuple(float(beta[0] + beta[1] * mids[j] + beta[2 + j]) for j in range(nb))
+        self.baseline = baseline
         self.n_fits += 1
         self.trust = min(1.0, seen / TRUST_COVERAGE) if self.event_label is not None else 1.0
-        fitted = self._fitted_many(z @ coef)
-        self._recalibrate(used, fitted, sample)
-        a, b = self.platt
-        q = np.clip(fitted, 1e-6, 1.0 - 1e-6)
-        self.base_rate = float((1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1.0 - q)))))).mean())
+        self.platt = platt
+        self.base_rate = base_rate
 
     def _start(self, names: tuple[str, ...], n_base: int) -> np.ndarray:
         """The previous fit's coefficients for these names (a warm start), else zeros."""
@@ -660,25 +733,33 @@ class HazardRefit:
         p_event = 1.0 - survive
         return p_event if self.event_label != 0 else survive
 
-    def _fitted_many(self, linear: np.ndarray) -> np.ndarray:
+    def _fitted_many(self, linear: np.ndarray, baseline: tuple[float, ...]) -> np.ndarray:
         survive = np.ones(len(linear))
-        for b in self.baseline:
+        for b in baseline:
             survive *= 1.0 - 1.0 / (1.0 + np.exp(-np.clip(b + linear, -30.0, 30.0)))
         return survive if self.event_label == 0 else 1.0 - survive
 
-    def _recalibrate(self, used: list[Record], p: np.ndarray, sample: np.ndarray) -> None:
+    def _recalibration(
+        self, used: list[Record], p: np.ndarray, sample: np.ndarray
+    ) -> Generator[None, None, tuple[float, float]]:
         """Platt scaling on the window's snapshots older than the horizon, whose outcomes
-        are all known: logit p -> a + b logit p, pulled toward none.  The hazard model
-        extrapolates the horizon's far end and can be off by a steady margin there."""
+        are all known: logit p -> a + b logit p, pulled toward none (the current one if
+        too few are known).  The hazard model extrapolates the horizon's far end and can
+        be off by a steady margin there.  A step per :data:`FIT_CHUNK` records read."""
         if self.event_label is None:
-            return  # external labels: every record is matured and in the fit already
+            return self.platt  # external labels: every record is matured and in the fit
         h, now = self.horizon_ms, self.now
-        known = np.fromiter((r[5] is not None and now - r[1] >= h for r in used), bool, len(used))
+        known = np.zeros(len(used), dtype=bool)
+        for i, r in enumerate(used):
+            if i % FIT_CHUNK == FIT_CHUNK - 1:
+                yield
+            known[i] = r[5] is not None and now - r[1] >= h
         if int(known.sum()) < PLATT_MIN:
-            return
+            return self.platt
         y = np.fromiter((r[5] for r, k in zip(used, known, strict=True) if k), float)
         if min(y.sum(), len(y) - y.sum()) < PLATT_MIN / 4:
-            return
+            return self.platt
+        yield
         q = np.clip(p[known], 1e-6, 1.0 - 1e-6)
         design = np.column_stack([np.ones(len(q)), np.log(q / (1.0 - q))])
         w = sample[known]
@@ -696,7 +777,7 @@ class HazardRefit:
             return loss(b), gradient, hessian
 
         beta = _newton(np.asarray(self.platt, dtype=float), loss, derivatives, 4)
-        self.platt = (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
+        return (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
 
     # -- scoring ---------------------------------------------------------------------------
 

@@ -21,11 +21,15 @@ class resumes into a record and back.
 (True, True)
 >>> Point(2, 3).__getstate__()  # what pickle stores, as for a frozen dataclass
 [2, 3]
+
+A field added at the end with a default reads a value pickled before it as that default
+(``p.__setstate__([2])`` sets ``y`` to 0): a recovery store resumes across the change.
+A field with a default factory is not one of those (its value is not known here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
@@ -41,12 +45,19 @@ def record(cls: type[T]) -> type[T]:
     """``cls`` as a slotted dataclass, frozen for type checkers (see the module)."""
     made: type[T] = dataclass(slots=True, unsafe_hash=True)(cls)
     names = tuple(f.name for f in fields(made))  # type: ignore[arg-type]
+    # a field added at the end with a default: a value pickled before it resumes with that
+    defaults = [f.default for f in fields(made)]  # type: ignore[arg-type]
+    n_required = max((i + 1 for i, d in enumerate(defaults) if d is MISSING), default=0)
 
     def __getstate__(self: Any) -> list[Any]:
         return [getattr(self, name) for name in names]
 
     def __setstate__(self: Any, state: list[Any]) -> None:
-        for name, value in zip(names, state, strict=True):
+        if not n_required <= len(state) <= len(names):
+            raise TypeError(
+                f"{made.__name__}: {len(state)} values pickled for fields {', '.join(names)}"
+            )
+        for name, value in zip(names, (*state, *defaults[len(state) :]), strict=True):
             object.__setattr__(self, name, value)
 
     made.__getstate__ = __getstate__  # type: ignore[method-assign]

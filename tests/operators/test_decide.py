@@ -37,6 +37,7 @@ from operators.records import (
     model_shard,
     route_batch,
 )
+from operators.refit import HazardRefit
 from state.catalog import default_catalog
 from tests.conftest import DAY, T0, ev
 
@@ -188,6 +189,26 @@ def test_a_backlog_past_its_bound_is_learned_even_in_batches_with_contacts() -> 
     d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
     d.on_batch([*examples(BACKLOG_SOFT + 100), request(complaints_open=1.0)])
     assert d.model.n_learned == (BACKLOG_SOFT + 100) // 4
+
+
+def test_a_refit_steps_only_in_activations_that_scored_no_contact() -> None:
+    from operators.decide import BACKLOG_SOFT
+
+    d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
+    for i in range(60):  # scored contacts: snapshots in the refit's window
+        d.on_batch([replace(request(complaints_open=float(i % 2)), customer_id=f"c{i}")])
+    champion = d.model.champion
+    assert isinstance(champion, HazardRefit)
+    assert d.model.due()
+    assert champion._job is None  # (no refit step in those activations)
+    d.on_batch([*examples(BACKLOG_SOFT + 100), request(complaints_open=1.0)])
+    assert d.model.n_learned > 0  # a backlog past its bound is learned with contacts ...
+    assert champion._job is None  # ... but the refit waits for an activation without one
+    assert d.model.due()
+    d.on_notify()  # (right after the contacts' activation: nothing)
+    assert d.model.due()
+    d.on_notify()
+    assert champion._job is not None or not d.model.due()  # a step taken
 
 
 def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_bound() -> None:

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from operators.churn import ChurnModel
 from operators.evaluate import Evaluator, Row
 from operators.journey import DAY_MS
-from operators.refit import SPAN, Z_CLIP, HazardRefit, _newton, forget_keys, prior_logit
+from operators.refit import (
+    FIT_CHUNK,
+    SPAN,
+    Z_CLIP,
+    HazardRefit,
+    _newton,
+    forget_keys,
+    prior_logit,
+)
 from operators.simulate import purchase_log
 
 H = 10 * DAY_MS
@@ -232,6 +240,31 @@ def test_a_warm_refit_reaches_the_fit_of_a_cold_one() -> None:
     for g in range(8):
         x = {f"last:{g}": 1.0, "tenure:1": 1.0, "a": 0.5}
         assert m.predict_proba_one(x) == pytest.approx(cold.predict_proba_one(x), abs=1e-3)
+
+
+def test_a_refits_steps_go_over_the_window_a_chunk_at_a_time() -> None:
+    # a step's work is bounded by records, not by the window: a window four times as
+    # large takes about four times the steps (each pass: the rows, the vocabulary, the
+    # design, every evaluation of the loss and its derivatives, the recalibration)
+    def steps(window: int) -> int:
+        model = HazardRefit(horizon_ms=H, event_label=1, window=window, inline_refit=False)
+        _fed(model, window, window // 20)
+        model.refit()  # (a fit to start from, as a refit in a running flow has)
+        model.n_fits = 1  # (the vocabulary counted in both)
+        n = 1
+        while model.refit_step():
+            n += 1
+        return n
+
+    small, large = steps(2 * FIT_CHUNK), steps(8 * FIT_CHUNK)
+    assert large >= 3 * small
+    # a changed window between two steps does not disturb the one being fitted
+    model = HazardRefit(horizon_ms=H, event_label=1, window=4000, inline_refit=False)
+    _fed(model, 4000, 200)
+    model.refit_step()
+    _fed(model, 100, 200, seed=7)  # new snapshots meanwhile
+    model.refit()
+    assert model.n_fits >= 1
 
 
 def test_a_refit_in_steps_is_the_whole_refit_and_a_snapshot_midway_refits_again() -> None:

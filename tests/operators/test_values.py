@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mypy import api as mypy_api
@@ -65,6 +66,35 @@ def test_the_flow_values_are_records() -> None:
     for cls in (Event, Signal, ScoreRequest):
         assert "__dict__" not in dir(cls)
         assert cls.__hash__ is not None
+
+
+@record
+class Grown:  # Point's first two fields, and one added since with a default
+    x: int
+    y: str = "a"
+    added: int | None = None
+
+
+def test_a_value_pickled_before_a_field_was_added_resumes_with_its_default() -> None:
+    restored = Grown.__new__(Grown)
+    restored.__setstate__([1, "b"])  # type: ignore[attr-defined]
+    assert restored == Grown(1, "b", None)
+    # a score request pickled before its last field (the consents) was added
+    e = Event("e1", "c1", None, 5, "web", "silence", {})
+    silence = ScoreRequest("c1", e, {"a": 1.0}, None, {}, "silence")
+    old = [getattr(silence, f.name) for f in fields(ScoreRequest)][:-1]
+    req = ScoreRequest.__new__(ScoreRequest)
+    req.__setstate__(old)  # type: ignore[attr-defined]
+    assert req == silence
+    assert req.consent is None
+
+
+def test_a_pickled_value_of_too_few_or_too_many_fields_is_refused() -> None:
+    restored = Grown.__new__(Grown)
+    with pytest.raises(TypeError, match="Grown: 0 values pickled for fields x, y, added"):
+        restored.__setstate__([])  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="Grown: 4 values"):
+        restored.__setstate__([1, "b", 2, 3])  # type: ignore[attr-defined]
 
 
 def test_the_type_checker_refuses_an_assignment_to_a_record(tmp_path: Path) -> None:
