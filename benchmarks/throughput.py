@@ -201,6 +201,7 @@ def bare_loop(
 
     tune_gc()  # as `cxstream run` does
     started = time.perf_counter()
+    cpu_started = time.process_time()
     batch: dict[str, list[tuple[str, Event]]] = {}
     for i, raw in enumerate(data):
         event = parse_entry("cx:events:0", f"1-{i}", raw)
@@ -224,6 +225,7 @@ def bare_loop(
         if (i + 1) % 200_000 == 0:
             log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     learned = decide.model.n_learned
     customers = [c for b in buckets.values() for c in b.customers.values()]
     # (each customer's state measured: a cost per customer, left out of instructions.py)
@@ -235,6 +237,7 @@ def bare_loop(
     snapshot_bytes = sum(len(pickle.dumps(c.snapshot())) for c in sample) / len(sample)
     return {
         "events_per_s": len(data) / elapsed,
+        "cpu_us_per_event": cpu / len(data) * 1e6,  # (steadier than the wall clock)
         "alerts": alerts,  # contact alerts
         "trend_alerts": trend_alerts[0],
         "learned": learned,
@@ -383,7 +386,8 @@ def full_flow(
                 log(f"flow: {int(client.xlen(ALERTS)):,} alerts so far")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
-        cpu = [(cpu_s(w) - b) / elapsed * 100 for w, b in zip(watched, cpu_before, strict=True)]
+        spent = [cpu_s(w) - b for w, b in zip(watched, cpu_before, strict=True)]
+        cpu = [s / elapsed * 100 for s in spent]
         peak = max(peak, sum(rss_mb(p.pid) for p in procs))
         alerts_at_end = int(client.xlen(ALERTS))
         # With several workers, the model step of another worker may still be writing
@@ -401,6 +405,8 @@ def full_flow(
             "events_per_s": (len(data) + SHARDS) / elapsed,
             "alerts_per_s": alerts_at_end / elapsed,
             "flow_cpu_percent": [round(c) for c in cpu[: len(procs)]],  # 100 = one core busy
+            # the flow processes' CPU time an event (steadier than the wall clock)
+            "cpu_us_per_event": sum(spent[: len(procs)]) / (len(data) + SHARDS) * 1e6,
             "redis_cpu_percent": round(sum(cpu[len(procs) :])),
             "alerts": kinds.get("contact", 0),
             "trend_alerts": kinds.get("trend", 0),
@@ -493,6 +499,8 @@ def main() -> int:
         "events_per_s": round(flow["events_per_s"]),
         "bare_loop_events_per_s": round(bare["events_per_s"]),
         "ratio": round(flow["events_per_s"] / bare["events_per_s"], 3),
+        "flow_cpu_us_per_event": round(flow["cpu_us_per_event"], 1),
+        "bare_cpu_us_per_event": round(bare["cpu_us_per_event"], 1),
         "alerts_per_s": round(flow["alerts_per_s"]),
         "peak_rss_mb": round(flow["peak_rss_mb"], 1),
         "state_bytes_per_customer": round(bare["state_bytes_per_customer"]),

@@ -19,6 +19,7 @@ def test_the_bare_loop_reports_what_it_did(monkeypatch: pytest.MonkeyPatch) -> N
     data = synthetic(3000, 300, seed=2)
     report = bare_loop(data)
     assert report["events_per_s"] > 0
+    assert report["cpu_us_per_event"] > 0
     assert report["customers"] == len({orjson.loads(raw)["customer_id"] for raw in data})
     assert report["alerts"] > 0  # contacts were scored
     assert report["promotions"] == 0  # 3,000 events mature no label: nothing to promote on
