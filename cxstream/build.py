@@ -2,8 +2,8 @@
 ``operators``, which reads no file).
 
 The modules in :data:`COMPILED` hold the per-event work (parsing, dedupe, the journey
-fold and its features, labels, the live experience, the model step's decisions and
-reasons, trends, consent).  ``make compiled`` (or ``CX_COMPILE=1 pip install``) compiles
+fold and its features, labels, the live experience, the model step's decisions, model,
+arbiter, personas and reasons, the proactive rules, trends, consent).  ``make compiled`` (or ``CX_COMPILE=1 pip install``) compiles
 them with mypyc from the same source: the type annotations ``mypy --strict`` checks
 become C types, classes become native classes.  The build records the SHA-256 of each
 source it compiled in :data:`RECORD`.  Python loads a compiled module in preference to
@@ -25,11 +25,14 @@ from pathlib import Path
 
 from operators.errors import ConfigError
 
-# The modules compiled by `make compiled` (setup.py reads this list).  Not the arbiter's,
-# the personas' or the proactive policy's: the model step's snapshot pickles their
-# objects, and a native class's object does not unpickle (its __init__ takes arguments).
+# The modules compiled by `make compiled` (setup.py reads this list).  The classes of the
+# model step's modules (churn, nba, personas, proactive, refit) stay Python classes with
+# compiled methods (`mypyc_attr(native_class=False)`): the model step's snapshot pickles
+# their objects, and a native class's object does not unpickle (its __init__ takes
+# arguments), so a recovery store is the same in both builds.
 COMPILED = (
     "alerts",
+    "churn",
     "consent",
     "customer",
     "decide",
@@ -38,7 +41,11 @@ COMPILED = (
     "experience",
     "journey",
     "labels",
+    "nba",
+    "personas",
+    "proactive",
     "reasons",
+    "refit",
     "trends",
 )
 HERE = Path(__file__).resolve().parent.parent / "operators"  # the operators package

@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from mypy_extensions import mypyc_attr
 from river import drift, forest
 
 from operators.metrics import expected_calibration_error, log_loss, paired_auc_z, roc_auc
@@ -92,6 +93,7 @@ INTERCEPT_LR = 0.01  # River's LogisticRegression default
 _FILE_LABELS = {"window": 32_768, "extras": 256, "refit_every": 2_048}
 
 
+@mypyc_attr(native_class=False)
 class ScaledLogReg:
     """River's ``StandardScaler() | LogisticRegression(optimizer=SGD(lr), l2=l2)``, fused.
 
@@ -187,6 +189,7 @@ class ScaledLogReg:
         return out
 
 
+@mypyc_attr(native_class=False)
 class BucketedLogReg:
     """A global logistic regression plus one per bucket (the snapshot's ``last:`` feature)."""
 
@@ -242,6 +245,7 @@ class BucketedLogReg:
         return self._model_for(x).contributions(x)
 
 
+@mypyc_attr(native_class=False)
 class ForestChallenger:
     """River's adaptive random forest (trees with their own drift detectors).
 
@@ -279,6 +283,7 @@ class ForestChallenger:
         self.model.learn_one(self._x(x), bool(y))
 
 
+@mypyc_attr(native_class=False)
 class ReplayBuffer:
     """Releases matured examples in random order; holds min(size, seen/4) at most."""
 
@@ -299,6 +304,7 @@ class ReplayBuffer:
         return out
 
 
+@mypyc_attr(native_class=False)
 class Scorecard:
     """A sliding window of (score, label) from test-then-train, and what it says."""
 
@@ -320,18 +326,21 @@ class Scorecard:
         return roc_auc(list(self.scores), list(self.labels))
 
     def summary(self) -> dict[str, float | None]:
-        def clean(v: float) -> float | None:
-            return None if math.isnan(v) else round(v, 4)
-
         s, y = list(self.scores), list(self.labels)
         return {
-            "roc_auc": clean(roc_auc(s, y)),
-            "log_loss": clean(log_loss(s, y)),
-            "ece": clean(expected_calibration_error(s, y)),
+            "roc_auc": _clean(roc_auc(s, y)),
+            "log_loss": _clean(log_loss(s, y)),
+            "ece": _clean(expected_calibration_error(s, y)),
             "window": float(len(s)),
         }
 
 
+def _clean(v: float) -> float | None:
+    """A metric as reported: 4 decimals, None if undefined (NaN)."""
+    return None if math.isnan(v) else round(v, 4)
+
+
+@mypyc_attr(native_class=False)
 class ChurnModel:
     """The churn model of one model shard: champion, challenger, replay, evidence."""
 

@@ -43,8 +43,11 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 from river import proba
 
 from operators.errors import ConfigError
@@ -60,6 +63,7 @@ GOALS = ("retain", "serve", "grow")
 KINDS = ("service", "sales")
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Condition:
     """``feature op value``; the feature ``churn_probability`` is the model's score."""
@@ -91,6 +95,7 @@ class Condition:
         return f"{self.feature} {self.op} {self.value:g}"
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Action:
     action_id: str
@@ -128,6 +133,7 @@ PURPOSES = ("marketing",)  # the consent purposes an action may need
 OUTBOUND_CHANNELS = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProactiveTable:
     """The catalog's ``[proactive]`` table (see :class:`operators.proactive.ProactiveConfig`)."""
@@ -142,6 +148,7 @@ class ProactiveTable:
     uplift_prior_sd: float = 0.1
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ContactPolicy:
     control_group: float = 0.05
@@ -151,6 +158,7 @@ class ContactPolicy:
     response_timeout_hours: float = 24.0
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Catalog:
     actions: tuple[Action, ...]
@@ -342,6 +350,7 @@ def _outbound(value: object) -> tuple[str, ...]:
 # -- contact policy -------------------------------------------------------------------------------
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class History:
     """A customer's recent offers and declines: (event time ms, action id), oldest first."""
@@ -408,6 +417,7 @@ def segment(features: Mapping[str, float], churn_probability: float) -> str:
     return f"{band}/{complaint}/{payment}"
 
 
+@mypyc_attr(native_class=False)
 class AcceptanceModel:
     """P(accept) per (action, segment): River's ``proba.Beta`` posterior, Beta(1, 1) at first.
 
@@ -443,6 +453,7 @@ class AcceptanceModel:
 # -- decisions -------------------------------------------------------------------------------
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action | None  # None: control group
@@ -543,12 +554,32 @@ def gain(action: Action, churn_probability: float) -> float:
     return action.value * action.lever * _relevance(action.goal, churn_probability)
 
 
+def _service_worth(action: Action) -> float:
+    """A service action's worth without the model: value x lever - cost."""
+    return action.value * action.lever - action.cost
+
+
+def _unscored(refuse: Refusal | None, action: Action) -> str | None:
+    """Why ``action`` is left out for a customer who objects to profiling (None: it is
+    not): what the consent refuses, an action other than a service one, one whose
+    conditions read the churn score."""
+    refused = refuse(action) if refuse is not None else None
+    if refused is not None:
+        return refused
+    if action.kind != "service":
+        return "profiling objected: service actions only"
+    if action.needs_score:
+        return "needs the churn score (profiling objected)"
+    return None
+
+
 def in_control_group(customer_id: str, share: float) -> bool:
     """A fixed draw per customer id: the same customers stay in the control group."""
     digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"cx-control").digest()
     return int.from_bytes(digest, "big") / 2**64 < share
 
 
+@mypyc_attr(native_class=False)
 class Arbiter:
     """Chooses actions, remembers them until answered, and learns from the answers."""
 
@@ -596,7 +627,7 @@ class Arbiter:
             scored.append((p * gain(action, churn_probability) - action.cost, p, action))
         if not scored:
             return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
-        scored.sort(key=lambda s: s[0], reverse=True)
+        scored.sort(key=itemgetter(0), reverse=True)
         best_score, p, best = scored[0]
         met = ", ".join(str(c) for c in best.when) or "always eligible"
         why = (
@@ -666,23 +697,13 @@ class Arbiter:
         conditions do not read the churn score, the one worth most (value x lever - cost),
         without the acceptance model or the control group (nothing is learned from it)."""
 
-        def unscored(action: Action) -> str | None:
-            refused = refuse(action) if refuse is not None else None
-            if refused is not None:
-                return refused
-            if action.kind != "service":
-                return "profiling objected: service actions only"
-            if action.needs_score:
-                return "needs the churn score (profiling objected)"
-            return None
-
         eligible, excluded = self.candidates(
-            customer_id, features, 0.0, channel, now_ms=now_ms, refuse=unscored
+            customer_id, features, 0.0, channel, now_ms=now_ms, refuse=partial(_unscored, refuse)
         )
         seg = "unscored"
         if not eligible:
             return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
-        ranked = sorted(eligible, key=lambda a: a.value * a.lever - a.cost, reverse=True)
+        ranked = sorted(eligible, key=_service_worth, reverse=True)
         best = ranked[0]
         score = best.value * best.lever - best.cost
         met = ", ".join(str(c) for c in best.when) or "always eligible"

@@ -30,6 +30,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 K = 6
 WARMUP = 200
 RENAME_EVERY = 200
@@ -60,6 +62,7 @@ TRAITS = {
 }
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Persona:
     persona_id: str
@@ -101,6 +104,7 @@ def persona_features(x: dict[str, float]) -> dict[str, float]:
     }
 
 
+@mypyc_attr(native_class=False)
 class Personas:
     """Standard scaler + online k-means, in River's ``learn_one``/``predict_one`` naming."""
 
@@ -173,7 +177,7 @@ class Personas:
                 ((abs(v), k, 1 if v > 0 else -1) for k, v in zip(NAMES, centre, strict=True)),
                 reverse=True,
             )
-            top = sorted(ranked[:2], key=lambda r: ORDER[r[1]])  # "a, b" never flips to "b, a"
+            top = sorted(ranked[:2], key=_trait_order)  # "a, b" never flips to "b, a"
             names[c] = ", ".join(TRAITS[(k, sign)] for _, k, sign in top) or "average"
         return names
 
@@ -189,3 +193,9 @@ class Personas:
 
 NAMES = tuple(persona_features({}))  # the features, in a fixed order
 ORDER = {name: i for i, name in enumerate(NAMES)}
+
+
+def _trait_order(trait: tuple[float, str, int]) -> int:
+    """A trait's place among the features (``(weight, name, sign)``): a name's pair always
+    reads in one order."""
+    return ORDER[trait[1]]

@@ -46,6 +46,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mypy_extensions import mypyc_attr
+
 from operators.values import NUMBER
 
 DAY_MS = 86_400_000
@@ -62,6 +64,7 @@ OPS: Mapping[str, Callable[[float, float], bool]] = {  # the catalog's compariso
 }
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Check:
     """``name op number``: ``event.<attr>`` reads the event's attribute (a missing or
@@ -105,6 +108,7 @@ class Check:
         return f"{self.name} {self.op} {self.number:g}"
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Rule:
     """A catalog trigger: ``count`` events of type ``event`` within ``within_days``
@@ -164,6 +168,7 @@ class Rule:
         return f"{head} ({tests})" if tests else head
 
 
+@mypyc_attr(native_class=False)
 class RuleState:
     """One customer's recent matches of the counting rules: ``{rule: (ts, ...)}``,
     at most ``count`` of each, within the rule's window.  Picklable, bounded."""
@@ -232,6 +237,7 @@ MODEL_TRIGGER_WORDS: Mapping[str, str] = {
 # -- configuration ------------------------------------------------------------------------
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProactiveConfig:
     """``queue``, ``cooldown_days`` and ``holdout`` come from the settings
@@ -307,6 +313,7 @@ def quiet_until(ts: int, tz: str | None, hours: tuple[int, int] | None) -> int |
 # -- contact policy ---------------------------------------------------------------------------
 
 
+@mypyc_attr(native_class=False)
 class OutboundPolicy:
     """Whom we may approach now: per customer, the last proactive action, the last
     contact and the week's sends per channel.  Bounded (least recently seen dropped)."""
@@ -384,6 +391,7 @@ def _cell() -> Counts:
     return {"n_treated": 0, "churned_treated": 0, "n_control": 0, "churned_control": 0}
 
 
+@mypyc_attr(native_class=False)
 class Uplift:
     """Treated and hold-out outcomes per action and per trigger, and the open
     decisions waiting for their label (keyed by customer and the trigger's time)."""

@@ -53,6 +53,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
 from operators.journey import FEATURE_NAMES
 
@@ -240,6 +241,7 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+@mypyc_attr(native_class=False)
 class HazardRefit:
     """See the module docstring.  ``event_label``: the label the deciding event gives
     (1 in cancel mode, 0 in inactivity mode, None for external labels)."""
@@ -632,59 +634,10 @@ class HazardRefit:
         if nb > 1:  # hazards fall with age (see AGE_SLOPE) unless the window shows otherwise
             centre[1], penalty[1] = AGE_SLOPE, AGE_SLOPE_PENALTY
         beta = self._start(names, 2 + nb)
-        nbase = 2 + nb
-        blocks = [slice(lo, min(lo + FIT_CHUNK, n_rec)) for lo in range(0, n_rec, FIT_CHUNK)]
-
-        def loss(b: np.ndarray) -> Generator[None, None, float]:
-            """The penalised loss, a step per block of rows."""
-            base = design @ b[:nbase]
-            value = 0.0
-            for rows in blocks:
-                eta = base[None, :] + (z[rows] @ b[nbase:])[:, None]
-                value += logistic_loss(eta, y[rows], w[rows])
-                yield
-            d = b - centre
-            return value + 0.5 * float(penalty @ (d * d))
-
-        def derivatives(
-            b: np.ndarray,
-        ) -> Generator[None, None, tuple[float, np.ndarray, np.ndarray]]:
-            """The penalised loss, its gradient and Hessian: sums over the rows, a step
-            per block of them."""
-            base = design @ b[:nbase]
-            value = 0.0
-            by_bin_r, by_bin_v = np.zeros(nb), np.zeros(nb)
-            grad_z = np.zeros(nf)
-            cross_v = np.zeros((nb, nf))
-            hess_z = np.zeros((nf, nf))
-            for rows in blocks:
-                zr = z[rows]
-                eta = base[None, :] + (zr @ b[nbase:])[:, None]
-                wr, yr = w[rows], y[rows]
-                value += logistic_loss(eta, yr, wr)
-                p = 1.0 / (1.0 + np.exp(-np.clip(eta, -30.0, 30.0)))
-                r = wr * (p - yr)
-                v = wr * p * (1.0 - p)
-                by_bin_r += r.sum(axis=0)
-                by_bin_v += v.sum(axis=0)
-                grad_z += zr.T @ r.sum(axis=1)
-                cross_v += v.T @ zr
-                hess_z += (zr * v.sum(axis=1)[:, None]).T @ zr
-                yield
-            d = b - centre
-            gradient = np.concatenate([design.T @ by_bin_r, grad_z])
-            gradient += penalty * d
-            hessian = np.empty((nbase + nf, nbase + nf))
-            hessian[:nbase, :nbase] = (design * by_bin_v[:, None]).T @ design
-            cross = design.T @ cross_v
-            hessian[:nbase, nbase:] = cross
-            hessian[nbase:, :nbase] = cross.T
-            hessian[nbase:, nbase:] = hess_z
-            hessian += np.diag(penalty)
-            return value + 0.5 * float(penalty @ (d * d)), gradient, hessian
+        fit = _HazardLoss(z, y, w, design, penalty, centre, FIT_CHUNK)
 
         yield
-        beta = yield from _newton_steps(beta, loss, derivatives, self.newton_steps)
+        beta = yield from _newton_steps(beta, fit.loss, fit.derivatives, self.newton_steps)
         yield
         coef = beta[2 + nb :]
         baseline = tuple(float(beta[0] + beta[1] * mids[j] + beta[2 + j]) for j in range(nb))
@@ -766,17 +719,8 @@ class HazardRefit:
         prior = np.array([0.0, 1.0])
         penalty = np.full(2, PLATT_PENALTY)
 
-        def loss(b: np.ndarray) -> float:
-            d = b - prior
-            return logistic_loss(design @ b, y, w) + 0.5 * float(penalty @ (d * d))
-
-        def derivatives(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-            fit = 1.0 / (1.0 + np.exp(-np.clip(design @ b, -30.0, 30.0)))
-            gradient = design.T @ (w * (fit - y)) + penalty * (b - prior)
-            hessian = (design * (w * fit * (1.0 - fit))[:, None]).T @ design + np.diag(penalty)
-            return loss(b), gradient, hessian
-
-        beta = _newton(np.asarray(self.platt, dtype=float), loss, derivatives, 4)
+        platt = _PlattLoss(design, y, w, prior, penalty)
+        beta = _newton(np.asarray(self.platt, dtype=float), platt.loss, platt.derivatives, 4)
         return (float(np.clip(beta[0], -3.0, 3.0)), float(np.clip(beta[1], 0.25, 4.0)))
 
     # -- scoring ---------------------------------------------------------------------------
@@ -833,6 +777,105 @@ class HazardRefit:
             "window": len(self.records),
             "base_rate": round(self.base_rate, 4),
         }
+
+
+class _HazardLoss:
+    """The hazard fit's penalised loss over a window, its gradient and Hessian (sums
+    over the snapshots' rows), a step per ``chunk`` rows (:meth:`HazardRefit.refit_step`).
+
+    ``z``: the standardised features, a row per snapshot; ``y`` and ``w``: each snapshot's
+    event and weight in each bin; ``design``: the baseline's, a row per bin."""
+
+    def __init__(
+        self,
+        z: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        design: np.ndarray,
+        penalty: np.ndarray,
+        centre: np.ndarray,
+        chunk: int,
+    ) -> None:
+        self.z, self.y, self.w, self.design = z, y, w, design
+        self.penalty, self.centre = penalty, centre
+        self.nbase = design.shape[1]
+        n = len(z)
+        self.blocks = [slice(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+
+    def loss(self, b: np.ndarray) -> Generator[None, None, float]:
+        nbase, z, y, w = self.nbase, self.z, self.y, self.w
+        base = self.design @ b[:nbase]
+        value = 0.0
+        for rows in self.blocks:
+            eta = base[None, :] + (z[rows] @ b[nbase:])[:, None]
+            value += logistic_loss(eta, y[rows], w[rows])
+            yield
+        d = b - self.centre
+        return value + 0.5 * float(self.penalty @ (d * d))
+
+    def derivatives(
+        self, b: np.ndarray
+    ) -> Generator[None, None, tuple[float, np.ndarray, np.ndarray]]:
+        nbase, z, y, w, design = self.nbase, self.z, self.y, self.w, self.design
+        nb, nf = design.shape[0], z.shape[1]
+        base = design @ b[:nbase]
+        value = 0.0
+        by_bin_r, by_bin_v = np.zeros(nb), np.zeros(nb)
+        grad_z = np.zeros(nf)
+        cross_v = np.zeros((nb, nf))
+        hess_z = np.zeros((nf, nf))
+        for rows in self.blocks:
+            zr = z[rows]
+            eta = base[None, :] + (zr @ b[nbase:])[:, None]
+            wr, yr = w[rows], y[rows]
+            value += logistic_loss(eta, yr, wr)
+            p = 1.0 / (1.0 + np.exp(-np.clip(eta, -30.0, 30.0)))
+            r = wr * (p - yr)
+            v = wr * p * (1.0 - p)
+            by_bin_r += r.sum(axis=0)
+            by_bin_v += v.sum(axis=0)
+            grad_z += zr.T @ r.sum(axis=1)
+            cross_v += v.T @ zr
+            hess_z += (zr * v.sum(axis=1)[:, None]).T @ zr
+            yield
+        penalty = self.penalty
+        d = b - self.centre
+        gradient = np.concatenate([design.T @ by_bin_r, grad_z])
+        gradient += penalty * d
+        hessian = np.empty((nbase + nf, nbase + nf))
+        hessian[:nbase, :nbase] = (design * by_bin_v[:, None]).T @ design
+        cross = design.T @ cross_v
+        hessian[:nbase, nbase:] = cross
+        hessian[nbase:, :nbase] = cross.T
+        hessian[nbase:, nbase:] = hess_z
+        hessian += np.diag(penalty)
+        return value + 0.5 * float(penalty @ (d * d)), gradient, hessian
+
+
+class _PlattLoss:
+    """The recalibration's penalised loss, gradient and Hessian (logit p -> a + b logit p
+    on the snapshots of known outcome, pulled toward ``prior``)."""
+
+    def __init__(
+        self,
+        design: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        prior: np.ndarray,
+        penalty: np.ndarray,
+    ) -> None:
+        self.design, self.y, self.w, self.prior, self.penalty = design, y, w, prior, penalty
+
+    def loss(self, b: np.ndarray) -> float:
+        d = b - self.prior
+        return logistic_loss(self.design @ b, self.y, self.w) + 0.5 * float(self.penalty @ (d * d))
+
+    def derivatives(self, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        design, y, w, penalty = self.design, self.y, self.w, self.penalty
+        fit = 1.0 / (1.0 + np.exp(-np.clip(design @ b, -30.0, 30.0)))
+        gradient = design.T @ (w * (fit - y)) + penalty * (b - self.prior)
+        hessian = (design * (w * fit * (1.0 - fit))[:, None]).T @ design + np.diag(penalty)
+        return self.loss(b), gradient, hessian
 
 
 _FIXED = frozenset(FEATURE_NAMES)
