@@ -28,10 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from benchmarks._harness import pct, record
-from benchmarks.throughput import bare_loop, flow_env, log, synthetic
-from cxstream.components import model_factory, proactive_config
+from benchmarks.throughput import bare_loop, flow_env, log, model_shard, synthetic
 from cxstream.settings import Settings
-from operators.decide import DecideLogic
 from operators.records import DecideIn, ScoreRequest
 from operators.refit import HazardRefit
 from state.catalog import load_catalog
@@ -41,15 +39,7 @@ def replay(batches: list[list[DecideIn]], size: int) -> dict[str, Any]:
     """The model step's inputs through a fresh shard, ``size`` items a batch; each call's
     time (ms) by kind."""
     settings = Settings.from_env(flow_env())
-    catalog = load_catalog(settings.catalog_path)
-    logic = DecideLogic(
-        None,
-        clock=time.time,
-        model=model_factory(settings),
-        catalog=catalog,
-        keep_snapshots=False,
-        proactive=proactive_config(settings, catalog),
-    )
+    logic = model_shard(settings, load_catalog(settings.catalog_path))
     contact_ms: list[float] = []
     other_ms: list[float] = []
     notify_ms: list[float] = []

@@ -57,6 +57,7 @@ from operators.decide import DecideLogic
 from operators.events import Event, encode_event, parse_entry, shard_of
 from operators.experience import LiveExperience, TallyBuffer
 from operators.journey import DAY_MS
+from operators.nba import Catalog
 from operators.records import (
     Alert,
     CustomerOut,
@@ -117,6 +118,19 @@ def customer_logic(
     )
 
 
+def model_shard(settings: Settings, catalog: Catalog) -> DecideLogic:
+    """A model shard as a flow worker makes it without recovery (no snapshots), on the
+    wall clock."""
+    return DecideLogic(
+        None,
+        clock=time.time,
+        model=model_factory(settings),
+        catalog=catalog,
+        keep_snapshots=False,
+        proactive=proactive_config(settings, catalog),
+    )
+
+
 def bare_loop(
     data: list[bytes],
     *,
@@ -149,14 +163,7 @@ def bare_loop(
         return customer_logic(config, watermark, tally)
 
     buckets: dict[str, CustomerBucket] = {}
-    decide = DecideLogic(
-        None,
-        clock=time.time,
-        model=model_factory(settings),
-        catalog=catalog,
-        keep_snapshots=False,
-        proactive=proactive_config(settings, catalog),
-    )
+    decide = model_shard(settings, catalog)
     trends: dict[str, TrendLogic] = {}
     trend_cfg = trend_config(settings)
     topics = frozenset(name for name, _ in default_topics())
