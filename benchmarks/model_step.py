@@ -12,6 +12,7 @@ does, and times every call: batches that scored contacts, the others, notificati
 Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
 
     python benchmarks/model_step.py                 # 100,000 events, batches of 20 items
+    python benchmarks/model_step.py --quick         # 20,000 events
     python benchmarks/model_step.py --events 300000 --batch 50
 """
 
@@ -77,8 +78,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000, help="events (100,000)")
     parser.add_argument("--batch", type=int, default=20, help="items a model batch (20)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (1)")
+    parser.add_argument("--quick", action="store_true", help="20,000 events")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
+    if args.quick:
+        args.events = 20_000
     if args.events < 1000 or args.batch < 1:
         parser.error("--events must be at least 1,000 and --batch at least 1")
     data = synthetic(args.events, max(1, args.events // 10), args.seed)
@@ -90,8 +94,12 @@ def main() -> int:
     print(orjson.dumps(figures).decode())
     if not args.no_record:
         command = "python benchmarks/model_step.py"
-        if args.events != 100_000 or args.batch != 20:
-            command += f" --events {args.events} --batch {args.batch}"
+        if args.quick:
+            command += " --quick"
+        elif args.events != 100_000:
+            command += f" --events {args.events}"
+        if args.batch != 20:
+            command += f" --batch {args.batch}"
         record("model_step", command, figures)
     return 0
 

@@ -271,7 +271,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
                 out.extend(self.on_item(value)[0])
         self.held = scored
         if not scored or len(self.backlog) > BACKLOG_SOFT:
-            out.extend(self._learn(maintain=not scored))
+            out.extend(self._learn())
         out.extend(self._persona_tally(rated))  # the batch's answers by persona: one record
         return out, RETAIN
 
@@ -310,17 +310,18 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
     def notify_at(self) -> datetime | None:
         return _NOW if self.backlog or self.model.due() else None
 
-    def _learn(self, n: int | None = None, *, maintain: bool = True) -> list[DecideOut]:
+    def _learn(self, n: int | None = None) -> list[DecideOut]:
         backlog = self.backlog
         n = max(LEARN_PER_BATCH, len(backlog) // 4) if n is None else n
         out: list[DecideOut] = []
         for _ in range(min(n, len(backlog))):
             out.extend(self.on_item(backlog.popleft())[0])
         # a step of a refit that is due, one step at a time (a contact arriving meanwhile
-        # waits a ms, not a whole refit), and never in an activation that scored
-        # contacts (``maintain`` False: their alerts wait for this activation's end)
-        if maintain:
-            self.model.maintain(whole=False)
+        # waits a ms or two, not a whole refit).  Past BACKLOG_SOFT this runs in an
+        # activation with contacts too: at rates where every activation has some, it is
+        # how a refit goes on (else it would wait until STALE_FITS refits overdue, and
+        # then run whole, in a contact's activation)
+        self.model.maintain(whole=False)
         return out
 
     def _remember(self, customer_id: str, persona: Persona | None) -> None:

@@ -471,46 +471,41 @@ class HazardRefit:
 
     # -- the fit ---------------------------------------------------------------------------
 
-    def _survival_rows(self) -> tuple[list[Record], np.ndarray, np.ndarray, np.ndarray]:
-        """The records that say something, each with its time at risk, whether the
-        deciding event ended it (ages in ms, at most the horizon) and its weight."""
-        return _finish(self._survival_steps())
-
-    def _survival_steps(
+    def _survival_rows(
         self,
     ) -> Generator[None, None, tuple[list[Record], np.ndarray, np.ndarray, np.ndarray]]:
-        """:meth:`_survival_rows`, a step per :data:`FIT_CHUNK` records (the window as it
-        was at the start: it may change between steps)."""
-        h, now, e = self.horizon_ms, self.now, self.event_label
+        """The records that say something, each with its time at risk, whether the
+        deciding event ended it (ages in ms, at most the horizon) and its weight; a step
+        per :data:`FIT_CHUNK` records.  The records are the window's at the start, its
+        sample level the start's; each is read when its step reaches it (a decision may
+        have come meanwhile)."""
+        h, now, e, level = self.horizon_ms, self.now, self.event_label, self.level
         used: list[Record] = []
         stops: list[float] = []
         events: list[bool] = []
+        weights: list[float] = []
         for i, r in enumerate(list(self.records)):
             if i % FIT_CHUNK == FIT_CHUNK - 1:
                 yield
             decided, label = r[4], r[5]
             if e is None:  # external labels: matured ones, one bin
-                if r[6]:
-                    used.append(r)
-                    stops.append(float(h))
-                    events.append(bool(label))
-                continue
-            if decided is not None and label == e:  # the deciding event happened
-                used.append(r)
-                stops.append(float(min(h, max(0, decided - r[1]))))
-                events.append(True)
+                if not r[6]:
+                    continue
+                stop, event = float(h), bool(label)
+            elif decided is not None and label == e:  # the deciding event happened
+                stop, event = float(min(h, max(0, decided - r[1]))), True
             elif decided is not None:  # matured without it: at risk the whole horizon
-                used.append(r)
-                stops.append(float(h))
-                events.append(False)
+                stop, event = float(h), False
             else:
                 age = now - r[1]
-                if age <= h:  # censored at its age (older and never matured: dropped)
-                    used.append(r)
-                    stops.append(float(max(0, age)))
-                    events.append(False)
-        level = self.level
-        sample = np.fromiter((2.0 ** (r[8] - level) for r in used), float, len(used))
+                if age > h:  # censored at its age (older and never matured: dropped)
+                    continue
+                stop, event = float(max(0, age)), False
+            used.append(r)
+            stops.append(stop)
+            events.append(event)
+            weights.append(2.0 ** (r[8] - level))
+        sample = np.asarray(weights, dtype=float)
         return used, np.asarray(stops), np.asarray(events, dtype=bool), sample
 
     def _vocabulary(self, used: list[Record]) -> Generator[None, None, tuple[str, ...]]:
@@ -539,14 +534,16 @@ class HazardRefit:
 
     def refit_step(self) -> bool:
         """One bounded part of a refit, starting one if none is under way; whether the
-        refit goes on.  The steps fit the window as it was when the refit started; what
-        came since waits for the next.  Every pass over the window goes
-        :data:`FIT_CHUNK` records a step (the rows, the vocabulary, the design, each
-        evaluation of the loss and its derivatives, the recalibration), so a step costs
-        about the same on any window: measured on a full one, a whole refit held the
-        model step for 40 to 67 ms, and steps of a pass each took up to 8 ms (a contact
-        arriving then waited as long) before they were cut by records; the new fit is
-        put in place at once, at the last step."""
+        refit goes on.  The steps fit the window's records as they were when the refit
+        started; what came since waits for the next.  Every pass over the records goes
+        :data:`FIT_CHUNK` of them a step (the rows, the vocabulary, each evaluation of
+        the loss and its derivatives, the recalibration's labels), :data:`DESIGN_CHUNK`
+        for the design; the steps between passes work on the fit's arrays whole (their
+        means, the predictions, the two-weight recalibration), the external labels'
+        sort of the window in the first.  Measured on a full window: a whole refit held
+        the model step for 40 to 67 ms, and steps of a pass each took up to 8 ms (a
+        contact arriving then waited as long) before they were cut by records, at most
+        about 2.5 ms since; the new fit is put in place at once, at the last step."""
         if self._job is None:
             self._job = self._fit()
         try:
@@ -560,7 +557,7 @@ class HazardRefit:
         self.since_fit = 0
         if self.event_label is None:
             self._keep_newest()
-        used, stops, events, sample = yield from self._survival_steps()
+        used, stops, events, sample = yield from self._survival_rows()
         n_events = int(events.sum())
         if len(used) < 2 * self.min_events or min(n_events, len(used) - n_events) < self.min_events:
             return
@@ -703,13 +700,17 @@ class HazardRefit:
             return self.platt  # external labels: every record is matured and in the fit
         h, now = self.horizon_ms, self.now
         known = np.zeros(len(used), dtype=bool)
+        labels: list[float] = []
         for i, r in enumerate(used):
             if i % FIT_CHUNK == FIT_CHUNK - 1:
                 yield
-            known[i] = r[5] is not None and now - r[1] >= h
+            label = r[5]
+            if label is not None and now - r[1] >= h:
+                known[i] = True
+                labels.append(float(label))
         if int(known.sum()) < PLATT_MIN:
             return self.platt
-        y = np.fromiter((r[5] for r, k in zip(used, known, strict=True) if k), float)
+        y = np.asarray(labels, dtype=float)
         if min(y.sum(), len(y) - y.sum()) < PLATT_MIN / 4:
             return self.platt
         yield

@@ -24,7 +24,9 @@ class resumes into a record and back.
 
 A field added at the end with a default reads a value pickled before it as that default
 (``p.__setstate__([2])`` sets ``y`` to 0): a recovery store resumes across the change.
-A field with a default factory is not one of those (its value is not known here).
+A field with a default factory is not one of those (its value is not known here), and a
+field inserted before others would have older values read into the wrong fields: add
+fields at the end.
 """
 
 from __future__ import annotations

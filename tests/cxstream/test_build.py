@@ -36,6 +36,40 @@ def test_a_compiled_module_is_native_code() -> None:
         assert type(features).__name__ == "function"
 
 
+def test_the_model_steps_classes_stay_python_classes_with_compiled_methods() -> None:
+    """The model step's snapshot pickles these objects: in either build they are Python
+    classes (an instance ``__dict__`` or slots, no mypyc attributes table), so a store
+    written by one build resumes in the other; compiled, their methods are native code."""
+    import inspect
+
+    import operators.churn
+    import operators.nba
+    import operators.personas
+    import operators.proactive
+    import operators.refit
+
+    modules = (
+        operators.churn,
+        operators.nba,
+        operators.personas,
+        operators.proactive,
+        operators.refit,
+    )
+    checked = 0
+    for module in modules:
+        for name, cls in vars(module).items():
+            if not inspect.isclass(cls) or cls.__module__ != module.__name__:
+                continue
+            if name.startswith("_") or name == "OnlineModel":  # (internal; a Protocol)
+                continue
+            assert not hasattr(cls, "__mypyc_attrs__"), f"{module.__name__}.{name} is native"
+            checked += 1
+    assert checked >= 20
+    compiled = "nba" in compiled_modules()
+    assert (type(operators.nba.Arbiter.select_one).__name__ != "function") == compiled
+    assert (type(operators.refit.HazardRefit.linear_one).__name__ != "function") == compiled
+
+
 def fake_build(folder: Path, names: list[str], *, record: dict[str, str] | None) -> None:
     for name in names:
         (folder / f"{name}.py").write_text(f"X = {name!r}\n")

@@ -191,24 +191,34 @@ def test_a_backlog_past_its_bound_is_learned_even_in_batches_with_contacts() -> 
     assert d.model.n_learned == (BACKLOG_SOFT + 100) // 4
 
 
-def test_a_refit_steps_only_in_activations_that_scored_no_contact() -> None:
+def test_a_refit_goes_on_in_steps_when_every_activation_has_contacts() -> None:
+    # at rates where every activation scores contacts, the notification that follows
+    # each is skipped: the refit steps with the backlog's learning, past its bound
     from operators.decide import BACKLOG_SOFT
 
     d = DecideLogic(None, catalog=CATALOG, clock=lambda: 0.0)
-    for i in range(60):  # scored contacts: snapshots in the refit's window
-        d.on_batch([replace(request(complaints_open=float(i % 2)), customer_id=f"c{i}")])
     champion = d.model.champion
     assert isinstance(champion, HazardRefit)
-    assert d.model.due()
-    assert champion._job is None  # (no refit step in those activations)
-    d.on_batch([*examples(BACKLOG_SOFT + 100), request(complaints_open=1.0)])
-    assert d.model.n_learned > 0  # a backlog past its bound is learned with contacts ...
-    assert champion._job is None  # ... but the refit waits for an activation without one
-    assert d.model.due()
-    d.on_notify()  # (right after the contacts' activation: nothing)
-    assert d.model.due()
-    d.on_notify()
-    assert champion._job is not None or not d.model.due()  # a step taken
+    steps = 0
+    step = champion.refit_step
+
+    def counted() -> bool:
+        nonlocal steps
+        steps += 1
+        return step()
+
+    champion.refit_step = counted  # type: ignore[method-assign]
+    rng = random.Random(5)
+    for i in range(400):  # each activation: contacts, and matured examples
+        contacts = [
+            replace(request(complaints_open=float(rng.randint(0, 2))), customer_id=f"c{i}-{j}")
+            for j in range(3)
+        ]
+        d.on_batch([*examples(40), *contacts])
+        d.on_notify()  # (skipped: right after contacts, in their activation)
+    assert len(d.backlog) <= 4 * BACKLOG_SOFT + 40  # bounded
+    assert steps > 0  # the refit went on, a step at a time
+    assert champion.since_fit < 8 * champion.cadence  # never so overdue it ran whole
 
 
 def test_a_backlog_is_learned_a_quarter_at_a_time_so_it_cannot_grow_without_bound() -> None:

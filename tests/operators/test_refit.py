@@ -20,8 +20,11 @@ from operators.refit import (
     SPAN,
     Z_CLIP,
     HazardRefit,
+    _finish,
+    _HazardLoss,
     _newton,
     forget_keys,
+    logistic_loss,
     prior_logit,
 )
 from operators.simulate import purchase_log
@@ -258,13 +261,54 @@ def test_a_refits_steps_go_over_the_window_a_chunk_at_a_time() -> None:
 
     small, large = steps(2 * FIT_CHUNK), steps(8 * FIT_CHUNK)
     assert large >= 3 * small
-    # a changed window between two steps does not disturb the one being fitted
+    # snapshots that come between two steps wait for the next refit
     model = HazardRefit(horizon_ms=H, event_label=1, window=4000, inline_refit=False)
     _fed(model, 4000, 200)
+    fits = model.n_fits
     model.refit_step()
-    _fed(model, 100, 200, seed=7)  # new snapshots meanwhile
+    for i in range(100):
+        model.observe_snapshot(f"late{i}", 20 * DAY_MS + i, {"a": 1.0})
     model.refit()
-    assert model.n_fits >= 1
+    assert model.n_fits == fits + 1
+    assert model.since_fit == 100  # (counted for the next refit, not lost)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(min_value=2, max_value=300),
+    features=st.integers(min_value=1, max_value=6),
+    bins=st.integers(min_value=1, max_value=4),
+    chunk=st.integers(min_value=1, max_value=64),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_the_fits_sums_by_blocks_of_rows_are_the_whole_sums(
+    rows: int, features: int, bins: int, chunk: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(rows, features))
+    y = (rng.random((rows, bins)) < 0.2).astype(float)
+    w = rng.random((rows, bins))
+    design = np.hstack([np.ones((bins, 1)), rng.normal(size=(bins, 1)), np.eye(bins)])
+    penalty = rng.random(design.shape[1] + features) + 0.1
+    centre = rng.normal(size=len(penalty))
+    b = rng.normal(size=len(penalty))
+    whole = _HazardLoss(z, y, w, design, penalty, centre, rows)
+    blocks = _HazardLoss(z, y, w, design, penalty, centre, chunk)
+    value, gradient, hessian = _finish(whole.derivatives(b))
+    value_b, gradient_b, hessian_b = _finish(blocks.derivatives(b))
+    assert value_b == pytest.approx(value, rel=1e-9)
+    assert np.allclose(gradient_b, gradient, rtol=1e-9, atol=1e-9)
+    assert np.allclose(hessian_b, hessian, rtol=1e-9, atol=1e-9)
+    assert _finish(blocks.loss(b)) == pytest.approx(value, rel=1e-9)
+    # and the whole sums are the hazard fit's: one row per snapshot and bin
+    eta = (design @ b[: design.shape[1]])[None, :] + (z @ b[design.shape[1] :])[:, None]
+    d = b - centre
+    assert value == pytest.approx(
+        logistic_loss(eta, y, w) + 0.5 * float(penalty @ (d * d)), rel=1e-9
+    )
+    step = 1e-6 * np.eye(len(b))[0]
+    numeric = (_finish(whole.loss(b + step)) - _finish(whole.loss(b - step))) / 2e-6
+    assert numeric == pytest.approx(gradient[0], rel=1e-4, abs=1e-4)
 
 
 def test_a_refit_in_steps_is_the_whole_refit_and_a_snapshot_midway_refits_again() -> None:
