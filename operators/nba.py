@@ -705,7 +705,7 @@ class Arbiter:
             return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
         ranked = sorted(eligible, key=_service_worth, reverse=True)
         best = ranked[0]
-        score = best.value * best.lever - best.cost
+        score = _service_worth(best)
         met = ", ".join(str(c) for c in best.when) or "always eligible"
         rest = (
             "it is the only service action that fits"
@@ -720,7 +720,7 @@ class Arbiter:
                 f"profiling objected: chosen without the model; value {best.value:g} x lever "
                 f"{best.lever:g} - cost {best.cost:g} = {score:.1f}; eligible: {met}"
             ),
-            tuple((a.action_id, round(a.value * a.lever - a.cost, 2)) for a in ranked[1:4]),
+            tuple((a.action_id, round(_service_worth(a), 2)) for a in ranked[1:4]),
             excluded,
             seg,
             reason=f"The customer objects to profiling, so no score is used; {rest}.",
