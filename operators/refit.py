@@ -708,7 +708,7 @@ class HazardRefit:
             if label is not None and now - r[1] >= h:
                 known[i] = True
                 labels.append(float(label))
-        if int(known.sum()) < PLATT_MIN:
+        if len(labels) < PLATT_MIN:
             return self.platt
         y = np.asarray(labels, dtype=float)
         if min(y.sum(), len(y) - y.sum()) < PLATT_MIN / 4:
