@@ -136,11 +136,21 @@ def main() -> int:
             _wait_for_load(stack, args.warmup)
         start_events = _events(stack)
         flows = [p.pid for p in stack.procs[: args.processes]]
+        others = {  # what shares the cores with the flow
+            "server": [p.pid for p in stack.servers],
+            "load": [] if load is None else [load.pid],
+            "redis": [int(stack.redis_server.pid)],
+        }
         start_cpu = sum(map(cpu_s, flows))
+        start_others = {name: sum(map(cpu_s, pids)) for name, pids in others.items()}
         started = time.monotonic()
         latencies = asyncio.run(probe(stack, args.contacts, args.interval_ms / 1000))
         elapsed = time.monotonic() - started
         flow_cpu = (sum(map(cpu_s, flows)) - start_cpu) / elapsed / args.processes
+        other_cpu = {
+            name: (sum(map(cpu_s, pids)) - start_others[name]) / elapsed
+            for name, pids in others.items()
+        }
         load_rate = (_events(stack) - start_events - args.contacts) / elapsed
         if load is not None:
             load.terminate()
@@ -157,6 +167,8 @@ def main() -> int:
         "flow_p99_ms": round(percentile(sorted(FLOW_PARTS), 0.99), 2),
         # a flow process's CPU time over the probes' wall time (1.0: a core busy)
         "flow_cpu_share": round(flow_cpu, 3),
+        # the same for what shares the machine with it (all servers; the load's simulator)
+        **{f"{name}_cpu_share": round(share, 3) for name, share in other_cpu.items()},
         "warmup_s": args.warmup if args.load > 0 else 0.0,
         "processes": args.processes,
     }

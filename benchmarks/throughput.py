@@ -50,7 +50,7 @@ from cxstream.components import (
     proactive_config,
     trend_config,
 )
-from cxstream.runtime import tune_gc
+from cxstream.runtime import limit_blas, tune_gc
 from cxstream.settings import Settings, read_shards_of
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
@@ -207,6 +207,7 @@ def bare_loop(
         return sum(isinstance(d, Alert) for d in decided)
 
     tune_gc()  # as `cxstream run` does
+    limit_blas()
     started = time.perf_counter()
     cpu_started = time.process_time()
     batch: dict[str, list[tuple[str, Event]]] = {}

@@ -6,10 +6,19 @@ import gc
 import weakref
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from bytewax.testing import TestingSource, run_main
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from cxstream.runtime import GC_THRESHOLDS, ServerGc, freeze_survivors, tune_gc
+from cxstream.runtime import (
+    BLAS_THREADS,
+    GC_THRESHOLDS,
+    ServerGc,
+    freeze_survivors,
+    limit_blas,
+    tune_gc,
+)
 from cxstream.settings import Settings
 from flows.journey import build_flow
 from operators.events import encode_event
@@ -32,6 +41,21 @@ def tuned() -> Iterator[None]:
         gc.set_threshold(*thresholds)
         if not enabled:
             gc.disable()
+
+
+def test_limit_blas_leaves_every_loaded_blas_one_thread() -> None:
+    """numpy's BLAS (and any other loaded, such as scipy's): one thread each, and the
+    products still right."""
+    before = threadpool_info()
+    try:
+        limit_blas()
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas  # numpy's, at least
+        assert {lib["num_threads"] for lib in blas} == {BLAS_THREADS} == {1}
+        a = np.arange(256 * 48, dtype=float).reshape(256, 48) / 1000.0
+        assert np.allclose(a.T @ a, np.einsum("ij,ik->jk", a, a))
+    finally:
+        threadpool_limits(limits=before)
 
 
 class Node:
