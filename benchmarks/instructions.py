@@ -90,6 +90,9 @@ def count(valgrind: str, log_file: Path, events: int, experience: bool) -> int:
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
+        # no BLAS thread besides the main one: an idle OpenBLAS thread spins, and under
+        # Valgrind (one thread at a time) its spin counted 10% of the total, more or less
+        "OPENBLAS_NUM_THREADS": "1",
         "CX_EXPERIENCE": "1" if experience else "0",
         "CX_LOG_LEVEL": "WARNING",
     }

@@ -53,7 +53,7 @@ from river import proba
 from operators.errors import ConfigError
 from operators.journey import FEATURE_NAMES
 from operators.proactive import OPS, Check, Rule, parse_quiet_hours
-from operators.values import NUMBER
+from operators.values import NUMBER, record
 
 _FEATURES = frozenset((*FEATURE_NAMES, "silence"))
 
@@ -350,8 +350,7 @@ def _outbound(value: object) -> tuple[str, ...]:
 # -- contact policy -------------------------------------------------------------------------------
 
 
-@mypyc_attr(native_class=False)
-@dataclass(frozen=True, slots=True)
+@record  # (made per contact: a frozen dataclass's __init__ costs 4 to 5 times more)
 class History:
     """A customer's recent offers and declines: (event time ms, action id), oldest first."""
 
@@ -453,8 +452,7 @@ class AcceptanceModel:
 # -- decisions -------------------------------------------------------------------------------
 
 
-@mypyc_attr(native_class=False)
-@dataclass(frozen=True, slots=True)
+@record  # (made per contact: a frozen dataclass's __init__ costs 4 to 5 times more)
 class Decision:
     action: Action | None  # None: control group
     score: float
@@ -502,6 +500,31 @@ _OP_WORDS: Mapping[str, str] = {
 }
 
 
+# A condition's texts, made once (formatting its number took a third of the ranking's
+# time when made for every action at every contact); the catalog's conditions are few.
+_TEXTS: dict[Condition, str] = {}
+_WORDS: dict[Condition, str] = {}
+
+
+def condition_text(c: Condition) -> str:
+    """``str(c)``, made once per condition.
+
+    >>> condition_text(Condition.parse("complaints_open >= 1"))
+    'complaints_open >= 1'
+    """
+    text = _TEXTS.get(c)
+    if text is None:
+        text = _TEXTS[c] = str(c)
+    return text
+
+
+def _cached_words(c: Condition) -> str:
+    words = _WORDS.get(c)
+    if words is None:
+        words = _WORDS[c] = condition_words(c)
+    return words
+
+
 def condition_words(c: Condition) -> str:
     """A catalog condition as an agent would say it.
 
@@ -531,7 +554,7 @@ def plain_reason(action: Action, n_eligible: int) -> str:
     >>> plain_reason(Action("thanks", "Thank them", "Thank you.", "serve", 1.0), 1)
     'It is the only action that fits this contact.'
     """
-    met = " and ".join(condition_words(c) for c in action.when)
+    met = " and ".join(map(_cached_words, action.when))
     rest = (
         "it is the only action that fits this contact"
         if n_eligible <= 1
@@ -594,6 +617,8 @@ class Arbiter:
         self.pending: OrderedDict[str, tuple[str, str, str, int]] = OrderedDict()
         self.ignored = 0
         self.outcomes = 0
+        self._keep = 0  # (ms: see _keep_ms)
+        self._keep_of: Catalog | None = None
 
     @property
     def version(self) -> str:
@@ -629,7 +654,7 @@ class Arbiter:
             return Decision(None, 0.0, 0.0, "every action is excluded", (), excluded, seg)
         scored.sort(key=itemgetter(0), reverse=True)
         best_score, p, best = scored[0]
-        met = ", ".join(str(c) for c in best.when) or "always eligible"
+        met = ", ".join(map(condition_text, best.when)) or "always eligible"
         why = (
             f"P(accept) {p:.2f} x value {best.value:g} x lever {best.lever:g} x {best.goal} "
             f"relevance {_relevance(best.goal, churn_probability):.2f} - cost {best.cost:g} "
@@ -675,7 +700,7 @@ class Arbiter:
                 continue
             failed = next((c for c in action.when if not c.holds(x)), None)
             if failed is not None:
-                excluded[action.action_id] = f"needs {failed}"
+                excluded[action.action_id] = "needs " + condition_text(failed)
                 continue
             blocked = policy_block(action, history, features, channel, now_ms, self.catalog.policy)
             if blocked is not None:
@@ -706,7 +731,7 @@ class Arbiter:
         ranked = sorted(eligible, key=_service_worth, reverse=True)
         best = ranked[0]
         score = _service_worth(best)
-        met = ", ".join(str(c) for c in best.when) or "always eligible"
+        met = ", ".join(map(condition_text, best.when)) or "always eligible"
         rest = (
             "it is the only service action that fits"
             if len(ranked) == 1
@@ -796,13 +821,19 @@ class Arbiter:
         return expired
 
     def _keep_ms(self) -> int:
-        p = self.catalog.policy
-        longest = max(
-            [p.window_days, p.suppress_days]
-            + [a.window_days or 0 for a in self.catalog.actions]
-            + [a.suppress_days or 0 for a in self.catalog.actions]
-        )
-        return int(longest * DAY_MS)
+        """How long a customer's contact history counts: the longest window or
+        suppression of the catalog (worked out again when the catalog is another)."""
+        catalog = self.catalog
+        if getattr(self, "_keep_of", None) is not catalog:  # (a resumed arbiter has none)
+            p = catalog.policy
+            longest = max(
+                [p.window_days, p.suppress_days]
+                + [a.window_days or 0 for a in catalog.actions]
+                + [a.suppress_days or 0 for a in catalog.actions]
+            )
+            self._keep = int(longest * DAY_MS)
+            self._keep_of = catalog
+        return self._keep
 
     def stats(self) -> dict[str, Any]:
         return {

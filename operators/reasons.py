@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 
 REASON_COUNT = 3
 
@@ -125,18 +126,31 @@ def explain(
     down with its reassuring words; what has nothing worth saying is left out.  A
     card that reads "LOW 13%" so shows why it is low.
     """
-    up: list[tuple[float, str]] = []
-    down: list[tuple[float, str]] = []
+    up: list[tuple[float, Callable[[float], str | None], float]] = []
+    down: list[tuple[float, Callable[[float], str | None], float]] = []
     for name, value in features.items():
         weight = contributions.get(name, 0.0)
-        flag = _KNOWN_FLAG.get(name)
-        if weight == 0.0 or (flag is not None and features.get(flag) == 0.0):
+        if weight == 0.0:
             continue
-        table = _PHRASES if weight > 0.0 else _HOLDING
-        describe = table.get(name)
-        text = describe(value) if describe is not None else None
+        flag = _KNOWN_FLAG.get(name)
+        if flag is not None and features.get(flag) == 0.0:
+            continue
+        describe = (_PHRASES if weight > 0.0 else _HOLDING).get(name)
+        if describe is not None:
+            (up if weight > 0.0 else down).append((abs(weight), describe, value))
+    # strongest first (in the features' order between equals); the words of the first
+    # few only, as many as say something (most features' words would be thrown away)
+    up.sort(key=itemgetter(0), reverse=True)
+    down.sort(key=itemgetter(0), reverse=True)
+    return _first_said(up), _first_said(down)
+
+
+def _first_said(ranked: list[tuple[float, Callable[[float], str | None], float]]) -> list[str]:
+    said: list[str] = []
+    for _, describe, value in ranked:
+        text = describe(value)
         if text is not None:
-            (up if weight > 0.0 else down).append((abs(weight), text))
-    up.sort(key=lambda c: c[0], reverse=True)
-    down.sort(key=lambda c: c[0], reverse=True)
-    return [t for _, t in up[:REASON_COUNT]], [t for _, t in down[:REASON_COUNT]]
+            said.append(text)
+            if len(said) == REASON_COUNT:
+                break
+    return said

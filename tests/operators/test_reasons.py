@@ -1,4 +1,9 @@
-from operators.reasons import phrase, top_reasons
+from collections.abc import Mapping
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operators.reasons import _HOLDING, _KNOWN_FLAG, _PHRASES, explain, phrase, top_reasons
 
 
 def test_phrases_read_like_an_agent_would_say_them() -> None:
@@ -33,3 +38,38 @@ def test_at_most_three_reasons() -> None:
         "sentiment_known": 1.0,
     }
     assert len(top_reasons(x, None)) == 3
+
+
+def explained(
+    features: Mapping[str, float], contributions: Mapping[str, float]
+) -> tuple[list[str], list[str]]:
+    """What explain says, the plain way: every feature's words, sorted, the first three."""
+    up: list[tuple[float, str]] = []
+    down: list[tuple[float, str]] = []
+    for name, value in features.items():
+        weight = contributions.get(name, 0.0)
+        flag = _KNOWN_FLAG.get(name)
+        if weight == 0.0 or (flag is not None and features.get(flag) == 0.0):
+            continue
+        describe = (_PHRASES if weight > 0.0 else _HOLDING).get(name)
+        text = describe(value) if describe is not None else None
+        if text is not None:
+            (up if weight > 0.0 else down).append((abs(weight), text))
+    up.sort(key=lambda c: c[0], reverse=True)
+    down.sort(key=lambda c: c[0], reverse=True)
+    return [t for _, t in up[:3]], [t for _, t in down[:3]]
+
+
+NAMES = sorted({*_PHRASES, *_HOLDING, *_KNOWN_FLAG.values(), "unknown_feature"})
+VALUES = st.sampled_from([0.0, 1.0, 2.0, 5.0, 30.0, 120.0, -0.5, 0.5, 0.25, 9.0, 4.0])
+WEIGHTS = st.sampled_from([0.0, 0.1, -0.1, 0.3, -0.3, 0.7, -1.2, 2.0])  # ties on purpose
+
+
+@given(
+    st.dictionaries(st.sampled_from(NAMES), VALUES),
+    st.dictionaries(st.sampled_from(NAMES), WEIGHTS),
+)
+def test_explain_says_the_strongest_three_each_way_in_order(
+    features: dict[str, float], contributions: dict[str, float]
+) -> None:
+    assert explain(features, contributions) == explained(features, contributions)
