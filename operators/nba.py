@@ -564,6 +564,12 @@ def plain_reason(action: Action, n_eligible: int) -> str:
     return sentence[0].upper() + sentence[1:]
 
 
+_WHY = (
+    "P(accept) %.2f x value %g x lever %g x %s relevance %.2f - cost %g = %.1f; "
+    "eligible: %s; segment %s"
+)
+
+
 def _relevance(goal: str, churn_probability: float) -> float:
     if goal == "retain":
         return churn_probability
@@ -655,10 +661,17 @@ class Arbiter:
         scored.sort(key=itemgetter(0), reverse=True)
         best_score, p, best = scored[0]
         met = ", ".join(map(condition_text, best.when)) or "always eligible"
-        why = (
-            f"P(accept) {p:.2f} x value {best.value:g} x lever {best.lever:g} x {best.goal} "
-            f"relevance {_relevance(best.goal, churn_probability):.2f} - cost {best.cost:g} "
-            f"= {best_score:.1f}; eligible: {met}; segment {seg}"
+        # (one C call: an f-string's format specs are a method call each, at every contact)
+        why = _WHY % (
+            p,
+            best.value,
+            best.lever,
+            best.goal,
+            _relevance(best.goal, churn_probability),
+            best.cost,
+            best_score,
+            met,
+            seg,
         )
         alternatives = tuple((a.action_id, round(s, 2)) for s, _, a in scored[1:4])
         return Decision(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from operators.errors import ConfigError
 from operators.journey import FEATURE_NAMES
 from operators.nba import (
+    _WHY,
     DAY_MS,
     Arbiter,
     Condition,
@@ -251,3 +252,20 @@ def test_policy_learns_near_the_oracle_on_the_simulator() -> None:
     figures = run(decisions=5000, customers=2000, seed=13)
     assert float(figures["oracle_ratio"]) > 0.85  # type: ignore[arg-type]
     assert float(figures["random_ratio"]) < 0.7  # type: ignore[arg-type]
+
+
+NUMBERS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False) | st.integers(-1000, 1000)
+
+
+@given(NUMBERS, NUMBERS, NUMBERS, NUMBERS, NUMBERS, NUMBERS, st.text(max_size=8))
+def test_the_engineers_line_reads_as_its_f_string(
+    p: float, value: float, lever: float, relevance: float, cost: float, score: float, goal: str
+) -> None:
+    """``why`` is made with one %-format: it reads number by number as the f-string did."""
+    expected = (
+        f"P(accept) {p:.2f} x value {value:g} x lever {lever:g} x {goal} "
+        f"relevance {relevance:.2f} - cost {cost:g} = {score:.1f}; eligible: a >= 1; "
+        "segment low/calm/paid"
+    )
+    made = _WHY % (p, value, lever, goal, relevance, cost, score, "a >= 1", "low/calm/paid")
+    assert made == expected
