@@ -501,9 +501,11 @@ _OP_WORDS: Mapping[str, str] = {
 
 
 # A condition's texts, made once (formatting its number took a third of the ranking's
-# time when made for every action at every contact); the catalog's conditions are few.
-_TEXTS: dict[Condition, str] = {}
-_WORDS: dict[Condition, str] = {}
+# time when made for every action at every contact), by the condition object: equal
+# conditions may read differently (``x > 0`` and ``x > -0``).  The catalog's conditions
+# are made once, at its load; each entry keeps its condition, so an id is never reused.
+_TEXTS: dict[int, tuple[Condition, str]] = {}
+_WORDS: dict[int, tuple[Condition, str]] = {}
 
 
 def condition_text(c: Condition) -> str:
@@ -511,18 +513,20 @@ def condition_text(c: Condition) -> str:
 
     >>> condition_text(Condition.parse("complaints_open >= 1"))
     'complaints_open >= 1'
+    >>> condition_text(Condition.parse("nps > -0")), condition_text(Condition.parse("nps > 0"))
+    ('nps > -0', 'nps > 0')
     """
-    text = _TEXTS.get(c)
-    if text is None:
-        text = _TEXTS[c] = str(c)
-    return text
+    entry = _TEXTS.get(id(c))
+    if entry is None or entry[0] is not c:
+        entry = _TEXTS[id(c)] = (c, str(c))
+    return entry[1]
 
 
 def _cached_words(c: Condition) -> str:
-    words = _WORDS.get(c)
-    if words is None:
-        words = _WORDS[c] = condition_words(c)
-    return words
+    entry = _WORDS.get(id(c))
+    if entry is None or entry[0] is not c:
+        entry = _WORDS[id(c)] = (c, condition_words(c))
+    return entry[1]
 
 
 def condition_words(c: Condition) -> str:

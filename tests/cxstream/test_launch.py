@@ -57,3 +57,17 @@ def test_a_recovery_directory_of_another_snapshot_format_is_refused(tmp_path: Pa
     (old / FORMAT_FILE).write_text(f"{SNAPSHOT_FORMAT + 1}\n")  # or a newer one
     with pytest.raises(ConfigError, match=f"format {SNAPSHOT_FORMAT + 1};"):
         prepare(settings, workers=1)
+
+
+def test_prepare_leaves_blas_one_thread_once_the_flow_is_built(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cxstream.runtime
+    from cxstream.launch import prepare
+
+    calls: list[str] = []
+    monkeypatch.setattr(cxstream.runtime, "limit_blas", lambda: calls.append("limit_blas"))
+    monkeypatch.setattr(cxstream.runtime, "tune_gc", lambda: calls.append("tune_gc"))
+    launch = prepare(Settings(redis_url=redis_url), workers=1)
+    assert launch.flow is not None
+    assert calls == ["tune_gc", "limit_blas"]  # after the flow (and numpy, River) is built
