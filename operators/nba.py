@@ -516,16 +516,20 @@ def condition_text(c: Condition) -> str:
     >>> condition_text(Condition.parse("nps > -0")), condition_text(Condition.parse("nps > 0"))
     ('nps > -0', 'nps > 0')
     """
-    entry = _TEXTS.get(id(c))
-    if entry is None or entry[0] is not c:
-        entry = _TEXTS[id(c)] = (c, str(c))
-    return entry[1]
+    return _once(_TEXTS, c, str)
 
 
 def _cached_words(c: Condition) -> str:
-    entry = _WORDS.get(id(c))
+    return _once(_WORDS, c, condition_words)
+
+
+def _once(
+    cache: dict[int, tuple[Condition, str]], c: Condition, make: Callable[[Condition], str]
+) -> str:
+    """``make(c)``, kept in ``cache`` under the condition object."""
+    entry = cache.get(id(c))
     if entry is None or entry[0] is not c:
-        entry = _WORDS[id(c)] = (c, condition_words(c))
+        entry = cache[id(c)] = (c, make(c))
     return entry[1]
 
 
