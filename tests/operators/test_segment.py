@@ -9,15 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from operators.errors import InvalidEvent
-from operators.events import CHANNELS, KNOWN_TYPE_SET, event_from_obj
+from operators.events import _CHECKED_ATTRS, CHANNELS, KNOWN_TYPE_SET, event_from_obj
 from operators.segment import TRACK_ALIASES, event_type, from_segment
 
 IDS = st.text(min_size=1, max_size=128)
 TIMES = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2199, 1, 1), timezones=st.just(UTC)
 )
+# Free-form properties: the names the event contract types (amount, nps, tz, ...) are
+# left out here, and checked on their own below.
 PROPERTIES = st.dictionaries(
-    st.text(max_size=10).filter(lambda k: k not in ("sentiment", "nps", "csat", "response")),
+    st.text(max_size=10).filter(lambda k: k not in _CHECKED_ATTRS),
     st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=20),
     max_size=5,
 )
@@ -111,6 +113,14 @@ def test_known_names_and_aliases() -> None:
     assert event_type("Contact Start") == "contact_start"
     assert all(alias in KNOWN_TYPE_SET for alias in TRACK_ALIASES.values())
     assert event_type("Products Searched") == "search"
+
+
+@pytest.mark.parametrize("name", sorted(_CHECKED_ATTRS))
+def test_a_property_the_contract_types_is_checked_by_name(name: str) -> None:
+    call = {"type": "page", "messageId": "m", "userId": "u", "timestamp": 1}
+    mapped = from_segment({**call, "properties": {name: False}})
+    with pytest.raises(InvalidEvent, match=f"attrs.{name} "):
+        event_from_obj(mapped)
 
 
 def test_channels_of_the_context() -> None:
