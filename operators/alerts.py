@@ -11,14 +11,14 @@ True
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 from operators.events import Event
 from operators.nba import Decision
 
-HIGH = 0.6
-MEDIUM = 0.3
-TREND_STEP = 0.05
+HIGH: Final = 0.6
+MEDIUM: Final = 0.3
+TREND_STEP: Final = 0.05
 
 
 def alert_id(kind: str, event_id: str) -> str:

@@ -36,12 +36,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from operators.errors import ConfigError
 
-PURPOSES = ("marketing", "profiling", "contact")
-ANY = "*"  # a statement for every channel
+PURPOSES: Final = ("marketing", "profiling", "contact")
+ANY: Final = "*"  # a statement for every channel
 # A statement: (granted, event time ms, source)
 Statement = tuple[bool, int, str]
 

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from operators.consent import ConsentPolicy, Consents
 from operators.dedupe import RecentIds
@@ -71,14 +71,14 @@ from operators.records import (
 )
 from operators.trends import signal_of
 
-SCORE_TYPES = frozenset(("contact_start",))
+SCORE_TYPES: Final = frozenset(("contact_start",))
 # Channel systems' reports on an outbound action: the answer the arbiter learns from
-OUTBOUND_REPORTS = {
+OUTBOUND_REPORTS: Final = {
     "outbound_delivered": "delivered",
     "outbound_opened": "opened",
     "outbound_clicked": "clicked",  # the policy learns it as an acceptance
 }
-NEVER_SCORED = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
+NEVER_SCORED: Final = frozenset(("cancel", "forget"))  # the customer is leaving: nothing to predict
 
 CustomerSnapshot = tuple[Any, ...]
 
@@ -138,11 +138,11 @@ class Watermark:
             self.now = ts
 
 
-MIN_CHECK_S = 1.0
-MAX_LINKED = 16  # anonymous ids remembered per customer (erased with it)
+MIN_CHECK_S: Final = 1.0
+MAX_LINKED: Final = 16  # anonymous ids remembered per customer (erased with it)
 # A profile's expiry (CX_RETENTION_DAYS) is pushed back at most this often: it may
 # expire up to an hour before the journey state does, and saves a command a write.
-TTL_REFRESH_S = 3600.0
+TTL_REFRESH_S: Final = 3600.0
 
 
 class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
@@ -230,41 +230,41 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
 
     def on_item(self, value: Event) -> tuple[Iterable[CustomerOut], bool]:
         event = value
-        if event.type == "forget":
-            return self._forget(event.key), DISCARD
-        if self.erased or (
-            not self.key and self.forgotten is not None and event.key in self.forgotten
-        ):
+        # (the event's fields read once: each read of a record's field is a Python
+        # attribute lookup, and ``key`` a property)
+        type_, ts, key, attrs = event.type, event.ts, event.key, event.attrs
+        if type_ == "forget":
+            return self._forget(key), DISCARD
+        if self.erased or (not self.key and self.forgotten is not None and key in self.forgotten):
             # Got past the parse step (whose process had not heard of the erasure
             # yet): dropped here, and the customer's entries are swept again.
             if self.forgotten is not None:
                 self.forgotten.suppressed += 1
             self.erased = True
-            return [Erase(event.key)], DISCARD
+            return [Erase(key)], DISCARD
         if not self.seen.add(event.event_id):
             self.duplicates += 1
             # the profile's count stays true without waiting for the next new event
             return [ProfileUpdate(self.key, {"duplicates": self.duplicates})], RETAIN
-        self.key = event.key
+        self.key = key
         anonymous = event.anonymous_id
-        if anonymous is not None and anonymous != event.key and anonymous not in self.linked:
+        if anonymous is not None and anonymous != key and anonymous not in self.linked:
             self.linked = (*self.linked, anonymous)[-MAX_LINKED:]
         self.touched_at = self.clock()
-        self.watermark.observe(event.ts)
-        if event.ts < self.journey.last_ts:
+        self.watermark.observe(ts)
+        if ts < self.journey.last_ts:
             self.late += 1
-        matured, held = self.pending.observe_decisions(event.ts, event.type)
+        matured, held = self.pending.observe_decisions(ts, type_)
         out: list[CustomerOut] = [self._example(m) for m in matured]
         for snapshot_ts, label, label_ts in held:
             out.append(Decided(self.key, snapshot_ts, label, label_ts))
         if self.watch:
             out.extend(
-                Watched(self.key, m.snapshot_ts, m.label)
-                for m in self.watch.observe(event.ts, event.type)
+                Watched(self.key, m.snapshot_ts, m.label) for m in self.watch.observe(ts, type_)
             )
-        if event.type == "consent":
+        if type_ == "consent":
             out.extend(self._consent(event))
-        tz = event.attrs.get("tz") if event.attrs else None
+        tz = attrs.get("tz") if attrs else None
         if type(tz) is str and zone(tz) is not None:
             self.tz = tz
         tally = self.tally
@@ -287,29 +287,29 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
                 config.label_mode,
             )
         self.journey.update_one(event)
-        if event.ts >= self.journey.last_ts:  # the latest event: a new silence begins
+        if ts >= self.journey.last_ts:  # the latest event: a new silence begins
             self.silences = 0
         every = self.config.score_every
-        due = event.type in SCORE_TYPES or (
+        due = type_ in SCORE_TYPES or (
             every and not self.objected and self.journey.n_events % every == 0
         )
         journey: dict[str, Any] | None = None
         x: dict[str, float] | None = None
         rule: tuple[str, str] | None = None
-        if event.type in self.config.rule_events and not self.objected:
+        if type_ in self.config.rule_events and not self.objected:
             x, rule = self._rules(event)
-        if (due or rule) and event.type not in NEVER_SCORED:
+        if (due or rule) and type_ not in NEVER_SCORED:
             if x is None:
-                x = features(self.journey, event.ts)
+                x = features(self.journey, ts)
             latest = self.pending.latest()
             previous = unpack(latest[1]) if latest else None
             if due and self.config.label_mode != "external" and not self.objected:
-                self.pending.add(event.ts, pack(x))
-            journey = summary(self.journey, event.ts)  # the alert's and the profile's
+                self.pending.add(ts, pack(x))
+            journey = summary(self.journey, ts)  # the alert's and the profile's
             # a rule that fired on an event scored anyway (score_every) rides on its moment
-            moment = "contact" if event.type in SCORE_TYPES else "event" if due else "trigger"
+            moment = "contact" if type_ in SCORE_TYPES else "event" if due else "trigger"
             if moment == "trigger":  # (a scored event's example is its label)
-                self._watch(event.ts)
+                self._watch(ts)
             out.append(
                 ScoreRequest(
                     self.key, event, x, previous, journey, moment, rule, self.tz, self._consents()
@@ -326,19 +326,19 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
         signal = signal_of(event)  # a complaint or a contact, for the trends
         if signal is not None:
             out.append(signal)
-        if event.type == "offer_response" or event.type in OUTBOUND_REPORTS:
-            a = event.attrs
+        if type_ == "offer_response" or type_ in OUTBOUND_REPORTS:
+            a = attrs
             alert_id, action_id = a.get("alert_id"), a.get("action_id")
-            response = OUTBOUND_REPORTS.get(event.type) or a.get("response")
+            response = OUTBOUND_REPORTS.get(type_) or a.get("response")
             if (
                 isinstance(alert_id, str)
                 and isinstance(action_id, str)
                 and isinstance(response, str)
             ):
-                out.append(Outcome(self.key, alert_id, action_id, response, event.ts))
+                out.append(Outcome(self.key, alert_id, action_id, response, ts))
         now = self.touched_at
         if due or now - self.profile_at >= self.config.profile_interval_s:
-            out.append(self._profile(event.ts, journey))
+            out.append(self._profile(ts, journey))
             self.profile_at, self.profile_due = now, False
         else:
             self.profile_due = True
@@ -661,8 +661,8 @@ def _pending_mode(config: CustomerConfig) -> str:
     return "cancel" if config.label_mode == "external" else config.label_mode
 
 
-BUCKETS = 64
-_BUCKET_NAMES = tuple(f"b{i}" for i in range(BUCKETS))  # (made once, not per event)
+BUCKETS: Final = 64
+_BUCKET_NAMES: Final = tuple(f"b{i}" for i in range(BUCKETS))  # (made once, not per event)
 
 
 def bucket_of(key: str, buckets: int = BUCKETS) -> str:

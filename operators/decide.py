@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from operators.alerts import HIGH, alert_id, build_alert, risk_of
 from operators.churn import ChurnModel
@@ -55,18 +55,18 @@ from operators.records import (
     Watched,
 )
 
-WARMUP_EXAMPLES = 50
+WARMUP_EXAMPLES: Final = 50
 # Matured examples learned per batch (more while a backlog builds: a quarter of it)
-LEARN_PER_BATCH = 16
-BACKLOG_SOFT = 64  # past this many, a batch that scored contacts learns too
+LEARN_PER_BATCH: Final = 16
+BACKLOG_SOFT: Final = 64  # past this many, a batch that scored contacts learns too
 # customers whose persona at their latest contact a model shard keeps, for their answers
 # (about 100 bytes each)
-MAX_PERSONAS_KEPT = 200_000
-_NOW = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
+MAX_PERSONAS_KEPT: Final = 200_000
+_NOW: Final = datetime(1970, 1, 1, tzinfo=UTC)  # "notify me at once"
 # Scored moments between contacts (a silence, a rule that fired): their proactive
 # decision follows the contacts of the batch, in the next activation (milliseconds later)
-_BETWEEN_CONTACTS = frozenset(("silence", "trigger"))
-OBJECTED_NOTE = (
+_BETWEEN_CONTACTS: Final = frozenset(("silence", "trigger"))
+OBJECTED_NOTE: Final = (
     "The customer objected to profiling: no churn score; the suggested action is a "
     "service action picked by the catalog's rules, not by the model."
 )
@@ -412,58 +412,59 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         ]
 
     def _decide(self, req: ScoreRequest) -> list[DecideOut]:
+        # (the request's fields read once: each read is a Python attribute lookup)
+        customer, moment, x = req.customer_id, req.moment, req.features
+        ts, channel = req.event.ts, req.event.channel
         if self.consent.objected(req.consent):
             # (the customer step sends only contacts of such a customer)
-            return self._unscored(req) if req.moment == "contact" else []
-        if req.moment == "trigger" and self._held_back(req.customer_id, req.event.ts):
+            return self._unscored(req) if moment == "contact" else []
+        if moment == "trigger" and self._held_back(customer, ts):
             return []  # a rule fired, and the contact policy holds it back: nothing to score
         model = self.model
-        p = model.predict_proba_one(req.features)
+        p = model.predict_proba_one(x)
         previous = None if req.previous is None else model.predict_proba_one(req.previous)
         stage = model.stage
-        reasons, holding = explain(req.features, model.contributions(req.features))
+        reasons, holding = explain(x, model.contributions(x))
         version = f"{model.version} ({stage})"
         scored = Scored(p, previous, version, reasons, holding)
-        if req.moment in _BETWEEN_CONTACTS:  # no contact: the profile's risk, kept fresh
-            if req.moment == "silence":  # a pending example (a rule's moment is not)
-                model.observe_snapshot(req.customer_id, req.event.ts, req.features)
+        if moment in _BETWEEN_CONTACTS:  # no contact: the profile's risk, kept fresh
+            if moment == "silence":  # a pending example (a rule's moment is not)
+                model.observe_snapshot(customer, ts, x)
             silent = risk_of(p, previous, model=version, reasons=reasons, holding_down=holding)
-            silent.update(scored_at_event_ts=req.event.ts, moment=req.moment)
-            out: list[DecideOut] = [ProfileUpdate(req.customer_id, {"risk": silent})]
+            silent.update(scored_at_event_ts=ts, moment=moment)
+            out: list[DecideOut] = [ProfileUpdate(customer, {"risk": silent})]
             if self.proactive.enabled:
                 out.extend(self._proactive(req, scored))
             return out
-        persona = self.personas.learn_predict_one(req.features)
-        self._remember(req.customer_id, persona)
-        now_ms = req.event.ts
-        if req.moment == "contact":
-            self.outbound.contacted(req.customer_id, now_ms)
+        persona = self.personas.learn_predict_one(x)
+        self._remember(customer, persona)
+        now_ms = ts
+        if moment == "contact":
+            self.outbound.contacted(customer, now_ms)
         self.arbiter.expire(now_ms)
-        refuse = self._refusal(req.consent, req.event.channel)
-        decision = self.arbiter.select_one(
-            req.customer_id, req.features, p, req.event.channel, now_ms=now_ms, refuse=refuse
-        )
-        payload = self._alert("contact", req, scored, decision, persona, req.event.channel)
+        refuse = self._refusal(req.consent, channel)
+        decision = self.arbiter.select_one(customer, x, p, channel, now_ms=now_ms, refuse=refuse)
+        payload = self._alert("contact", req, scored, decision, persona, channel)
         if refuse is not None:
             payload["notes"] = consent_notes(decision)
-        self.arbiter.offered(req.customer_id, payload["alert_id"], decision, now_ms)
-        model.observe_snapshot(req.customer_id, now_ms, req.features)
+        self.arbiter.offered(customer, payload["alert_id"], decision, now_ms)
+        model.observe_snapshot(customer, now_ms, x)
         self.n_scored += 1
         risk: dict[str, Any] = {
             **payload["risk"],
-            "scored_at_event_ts": req.event.ts,
-            "moment": req.moment,
+            "scored_at_event_ts": ts,
+            "moment": moment,
         }
         out = [
             Alert(payload["alert_id"], payload),
             ProfileUpdate(
-                req.customer_id,
+                customer,
                 {"risk": risk, "last_alert_id": payload["alert_id"], "persona": payload["persona"]},
             ),
         ]
         if self.n_scored == 1:
             out.append(self.status())
-        if req.moment == "event" and self.proactive.enabled:
+        if moment == "event" and self.proactive.enabled:
             out.extend(self._proactive(req, scored))
         return out
 

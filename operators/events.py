@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from datetime import datetime
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Final, Protocol, TypeGuard
 
 import orjson
 
@@ -32,21 +32,21 @@ from operators.errors import InvalidEvent
 from operators.proactive import zone
 from operators.values import CONTAINER, NUMBER, record
 
-MAX_EVENT_BYTES = 64 * 1024
+MAX_EVENT_BYTES: Final = 64 * 1024
 # Containers nested in attrs, attrs itself counted: well within what orjson decodes
 # (1024) and encodes (254), so whatever is accepted can be written and read back.
-MAX_ATTRS_DEPTH = 32
-DEAD_LETTER_BYTES = 4096  # a dead letter keeps this much of its raw input, and a digest
-MAX_ID_CHARS = 128
-MAX_TYPE_CHARS = 64
+MAX_ATTRS_DEPTH: Final = 32
+DEAD_LETTER_BYTES: Final = 4096  # a dead letter keeps this much of its raw input, and a digest
+MAX_ID_CHARS: Final = 128
+MAX_TYPE_CHARS: Final = 64
 # 1970-01-01 .. 2200-01-01 in epoch milliseconds.
-MIN_TS_MS = 0
-MAX_TS_MS = 7_258_118_400_000
+MIN_TS_MS: Final = 0
+MAX_TS_MS: Final = 7_258_118_400_000
 
-CHANNELS = frozenset(
+CHANNELS: Final = frozenset(
     ("web", "app", "chat", "voice", "ivr", "email", "sms", "social", "store", "crm", "survey")
 )
-KNOWN_TYPES = (
+KNOWN_TYPES: Final = (
     "page_view",
     "search",
     "cart_abandon",
@@ -68,16 +68,16 @@ KNOWN_TYPES = (
     "outbound_clicked",
     "consent",
 )
-KNOWN_TYPE_SET = frozenset(KNOWN_TYPES)
+KNOWN_TYPE_SET: Final = frozenset(KNOWN_TYPES)
 # One str object per channel and known type: the journey keeps these in every
 # touchpoint, so parsed copies would cost ~1 KB per customer.
-_CANONICAL: dict[str, str] = {name: name for name in (*CHANNELS, *KNOWN_TYPES)}
-RESPONSES = frozenset(("accepted", "declined", "not_relevant"))
-CONSENT_PURPOSES = ("marketing", "profiling", "contact")
-CONSENT_CHANNELS = CHANNELS | {"push"}  # where a customer may be reached, push included
+_CANONICAL: Final[dict[str, str]] = {name: name for name in (*CHANNELS, *KNOWN_TYPES)}
+RESPONSES: Final = frozenset(("accepted", "declined", "not_relevant"))
+CONSENT_PURPOSES: Final = ("marketing", "profiling", "contact")
+CONSENT_CHANNELS: Final = CHANNELS | {"push"}  # where a customer may be reached, push included
 
 # Typed attributes: name -> (low, high).  Others are kept as sent.
-_NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
+_NUMERIC_ATTRS: Final[Mapping[str, tuple[float, float]]] = {
     "sentiment": (-1.0, 1.0),
     "nps": (0.0, 10.0),
     "csat": (1.0, 5.0),
@@ -85,8 +85,8 @@ _NUMERIC_ATTRS: Mapping[str, tuple[float, float]] = {
     "rating": (0.0, 5.0),
     "amount": (-1e9, 1e9),
 }
-_STRING_ATTRS = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
-_CHECKED_ATTRS = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response", "tz"))
+_STRING_ATTRS: Final = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
+_CHECKED_ATTRS: Final = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response", "tz"))
 
 
 @record

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
@@ -64,10 +64,10 @@ class Row(Protocol):
     def label_ts(self) -> int | None: ...
 
 
-Z95 = 1.959964
-SURVEY_TYPES = frozenset(("survey", "review"))  # rated the touchpoint before them
-CHURN_TYPES = frozenset(("cancel",))
-GAP_SAMPLE = 512  # gaps kept per transition for its median (a reservoir once full)
+Z95: Final = 1.959964
+SURVEY_TYPES: Final = frozenset(("survey", "review"))  # rated the touchpoint before them
+CHURN_TYPES: Final = frozenset(("cancel",))
+GAP_SAMPLE: Final = 512  # gaps kept per transition for its median (a reservoir once full)
 
 
 def _round(x: float, digits: int = 2) -> float:
@@ -412,30 +412,31 @@ class ExperienceReport:
 # tallies and labelled periods into constant-size series and hands its counts to the
 # supervisors' view, which :func:`live_view` turns into figures.
 
-HOUR_MS = 3_600_000
-WINDOWS = (("day", 24), ("week", 168))  # sliding windows, in hours of event time
-RING_HOURS = 2 * 168  # a series keeps two weeks of hourly counts: a window and the one before
-KPI_FIELDS = 8  # Kpis' counts, in order (see Kpis.row)
-MAX_SERIES = 256  # KPI series (overall, channels, touchpoints, queues); more are not opened
-MAX_TRANSITIONS = 4096  # transitions kept; a new one past this is counted in ``dropped``
-MAX_TOUCHPOINTS = 1024  # touchpoints with an id; later ones are not steps of the map
-MAX_STEPS = 4096  # steps with an id (the map's transitions)
-LIVE_GAP_SAMPLE = 128  # gaps a live transition keeps for its median (the report: 512)
-COUNTS_STEPS = 300  # steps handed to the view: this many most frequent, most taken
+HOUR_MS: Final = 3_600_000
+WINDOWS: Final = (("day", 24), ("week", 168))  # sliding windows, in hours of event time
+# a series keeps two weeks of hourly counts: a window and the one before
+RING_HOURS: Final = 2 * 168
+KPI_FIELDS: Final = 8  # Kpis' counts, in order (see Kpis.row)
+MAX_SERIES: Final = 256  # KPI series (overall, channels, touchpoints, queues); more are not opened
+MAX_TRANSITIONS: Final = 4096  # transitions kept; a new one past this is counted in ``dropped``
+MAX_TOUCHPOINTS: Final = 1024  # touchpoints with an id; later ones are not steps of the map
+MAX_STEPS: Final = 4096  # steps with an id (the map's transitions)
+LIVE_GAP_SAMPLE: Final = 128  # gaps a live transition keeps for its median (the report: 512)
+COUNTS_STEPS: Final = 300  # steps handed to the view: this many most frequent, most taken
 # A worker's tally goes every quarter second: its hand-over (names decoded, periods and
 # gaps added up downstream) is work in one piece on the worker, a stall of the contacts
 # behind it; a quarter of a second's is a quarter of the stall (measured at 5,000
 # events/s: 4 to 22 ms each second before).
-TALLY_EVERY_S = 0.25
-TALLY_GAPS = 4  # gaps a tally hands over per step (16 a second, the reservoirs' feed)
-METRICS = ("nps", "csat", "ces")
+TALLY_EVERY_S: Final = 0.25
+TALLY_GAPS: Final = 4  # gaps a tally hands over per step (16 a second, the reservoirs' feed)
+METRICS: Final = ("nps", "csat", "ces")
 
 # Touchpoints and steps get small ids, in this process, as they first come: a
 # customer's period holds the ones it saw as bits of an int, and a worker's tally counts
 # by step id, so an event costs a few dict lookups whatever the customer's journey.
-TOUCHPOINTS: dict[str, dict[str, tuple[str, int]]] = {}  # channel -> type -> (name, id)
+TOUCHPOINTS: Final[dict[str, dict[str, tuple[str, int]]]] = {}  # channel -> type -> (name, id)
 _touch_names: list[str] = []  # id -> name
-STEP_IDS: dict[int, int] = {}  # from id << 12 | to id -> step id
+STEP_IDS: Final[dict[int, int]] = {}  # from id << 12 | to id -> step id
 _step_names: list[tuple[str, str]] = []  # step id -> (from, to)
 _registering = threading.Lock()  # (new ids only: the workers are threads of one process)
 

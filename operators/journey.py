@@ -26,26 +26,31 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from typing import Any
+from collections.abc import Mapping
+from operator import itemgetter
+from typing import Any, Final
 
 from operators.events import KNOWN_TYPE_SET, Event
 from operators.values import NUMBER
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-TOUCHPOINTS_KEPT = 10
-CONTACTS_KEPT = 16
-SWITCHES_KEPT = 16
-PAYMENT_FAILURES_KEPT = 8
-SENTIMENT_ALPHA = 0.3
-SENTIMENT_SLOW_ALPHA = 0.08
-SESSION_GAP_MS = 30 * 60_000
-SESSIONS_KEPT = 16
-RATE_PRIOR_DAYS = 30.0  # the rate per day of tenure is shrunk over this (see features)
-OTHER_TYPES_KEPT = 24
-DECAY_HALF_LIFE_MS = 7 * DAY_MS
-CONTACT_TYPES = frozenset(("contact_start",))
-COUNTED_TYPES = (
+# (a static: compiled code would look ``math.log1p`` up by name at every call)
+_log1p: Final = math.log1p
+
+DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
+TOUCHPOINTS_KEPT: Final = 10
+CONTACTS_KEPT: Final = 16
+SWITCHES_KEPT: Final = 16
+PAYMENT_FAILURES_KEPT: Final = 8
+SENTIMENT_ALPHA: Final = 0.3
+SENTIMENT_SLOW_ALPHA: Final = 0.08
+SESSION_GAP_MS: Final = 30 * 60_000
+SESSIONS_KEPT: Final = 16
+RATE_PRIOR_DAYS: Final = 30.0  # the rate per day of tenure is shrunk over this (see features)
+OTHER_TYPES_KEPT: Final = 24
+DECAY_HALF_LIFE_MS: Final = 7 * DAY_MS
+CONTACT_TYPES: Final = frozenset(("contact_start",))
+COUNTED_TYPES: Final = (
     "page_view",
     "search",
     "cart_abandon",
@@ -58,7 +63,7 @@ COUNTED_TYPES = (
     "offer_response",
 )
 
-FEATURE_NAMES = (
+FEATURE_NAMES: Final = (
     "n_events_log",
     "tenure_days",
     "days_since_last",
@@ -92,7 +97,7 @@ FEATURE_NAMES = (
     "value_per_event_log",
     "activity_trend",
 )
-TENURE_BUCKETS = (
+TENURE_BUCKETS: Final = (
     (1.0, "0-1d"),
     (3.0, "1-3d"),
     (7.0, "3-7d"),
@@ -106,7 +111,7 @@ TENURE_BUCKETS = (
 
 # JourneyState's fields, here rather than read back from the class: a compiled (mypyc)
 # class has no ``__slots__`` attribute
-_SLOTS = (
+_SLOTS: Final = (
     "activity",
     "ces",
     "channel_counts",
@@ -281,9 +286,9 @@ class JourneyState:
 
 
 # the snapshot's order: the slots, the ones added since 0.5 last (older snapshots resume)
-_FIELDS = (*(n for n in _SLOTS if n != "ces"), "ces")
-_NO_OTHERS: dict[str, int] = {}  # shared, never written (see JourneyState.__init__)
-_NO_OTHERS_LAST: dict[str, int] = {}
+_FIELDS: Final = (*(n for n in _SLOTS if n != "ces"), "ces")
+_NO_OTHERS: Final[dict[str, int]] = {}  # shared, never written (see JourneyState.__init__)
+_NO_OTHERS_LAST: Final[dict[str, int]] = {}
 
 
 def _push(items: list[int], ts: int, cap: int) -> None:
@@ -328,7 +333,8 @@ def _count_since(items: list[int], since: int, until: int) -> int:
     return n
 
 
-_DECAY_MASS_DAYS = DECAY_HALF_LIFE_MS / DAY_MS / math.log(2.0)  # a steady 1/day's decayed count
+# a steady 1/day's decayed count
+_DECAY_MASS_DAYS: Final = DECAY_HALF_LIFE_MS / DAY_MS / math.log(2.0)
 
 
 def silence_after(state: JourneyState, *, ratio: float, floor_ms: int) -> float | None:
@@ -357,7 +363,7 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     last_before = state.prev_ts if state.last_ts >= now_ms and state.prev_ts else state.last_ts
     age_ms = max(0, now_ms - state.first_ts) if state.n_events else 0
     x = {
-        "n_events_log": math.log1p(state.n_events),
+        "n_events_log": _log1p(state.n_events),
         "tenure_days": age_ms / DAY_MS,
         "days_since_last": max(0.0, (now_ms - last_before) / DAY_MS) if state.n_events > 1 else 0.0,
         "contacts_7d": float(_count_since(state.contacts, now_ms - 7 * DAY_MS, now_ms)),
@@ -373,11 +379,11 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
             _count_since(state.payment_failures, now_ms - 30 * DAY_MS, now_ms)
         ),
         "purchases": float(tc.get("purchase", 0)),
-        "value_log": math.log1p(max(0.0, state.value)),
+        "value_log": _log1p(max(0.0, state.value)),
         "channel_switches_24h": float(_count_since(state.switches, now_ms - DAY_MS, now_ms)),
         "channels_used": float(len(state.channel_counts)),
         "cart_abandons": float(tc.get("cart_abandon", 0)),
-        "page_views_log": math.log1p(tc.get("page_view", 0)),
+        "page_views_log": _log1p(tc.get("page_view", 0)),
         "offers_declined": float(state.offers_declined),
         "offers_accepted": float(state.offers_accepted),
         "offers_made": float(state.type_counts.get("offer_response", 0)),
@@ -388,11 +394,11 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
             else 0.0
         ),
         "activity_7d": _decayed(state.activity, now_ms),
-        "value_attr_log": math.log1p(max(0.0, state.value_attr or 0.0)),
+        "value_attr_log": _log1p(max(0.0, state.value_attr or 0.0)),
         "events_24h": float(
             sum(1 for t, _, _ in state.touchpoints if now_ms - DAY_MS < t <= now_ms)
         ),
-        "tenure_log": math.log1p(age_ms / HOUR_MS),
+        "tenure_log": _log1p(age_ms / HOUR_MS),
     }
     # cadence: the customer against their own rhythm
     n = state.n_events
@@ -400,23 +406,23 @@ def features(state: JourneyState, now_ms: int) -> dict[str, float]:
     # events a day of tenure, shrunk toward none over a first RATE_PRIOR_DAYS (a customer
     # of one purchase yesterday is not a daily buyer: the Gamma-Poisson posterior mean)
     rate = n / (tenure_days + RATE_PRIOR_DAYS)
-    x["rate_log"] = math.log1p(rate)
+    x["rate_log"] = _log1p(rate)
     # the current gap against the customer's mean gap before it
     gap = x["days_since_last"]
     earlier = n - 2 if state.last_ts >= now_ms else n - 1  # gaps completed before it
     span = tenure_days - gap
-    x["gap_ratio_log"] = math.log1p(gap * earlier / span) if earlier > 0 and span > 0 else 0.0
+    x["gap_ratio_log"] = _log1p(gap * earlier / span) if earlier > 0 and span > 0 else 0.0
     purchases = x["purchases"]  # value a purchase (amounts), else the latest value attr
     x["value_per_event_log"] = (
-        math.log1p(max(0.0, state.value) / purchases) if purchases else x["value_attr_log"]
+        _log1p(max(0.0, state.value) / purchases) if purchases else x["value_attr_log"]
     )
     # recent activity (7-day half-life) against what the long-run rate would give
-    x["activity_trend"] = math.log1p(x["activity_7d"]) - math.log1p(
+    x["activity_trend"] = _log1p(x["activity_7d"]) - _log1p(
         n / max(1.0, tenure_days) * _DECAY_MASS_DAYS
     )
     for name, count in state.other_counts.items():
-        x[f"type:{name}"] = math.log1p(count)
-        x[f"since:{name}"] = math.log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))
+        x[f"type:{name}"] = _log1p(count)
+        x[f"since:{name}"] = _log1p(max(0.0, (now_ms - state.other_last[name]) / HOUR_MS))
     if state.ces is not None:  # (sparse, like the types: most customers never answer one)
         x["ces"] = (state.ces - 4.0) / 3.0  # -1 very hard .. +1 very easy
         x["ces_known"] = 1.0
@@ -441,9 +447,23 @@ def pack(x: dict[str, float]) -> Packed:
     >>> unpack(pack(x)) == x
     True
     """
-    fixed = array("d", [x.get(name, 0.0) for name in FEATURE_NAMES])  # 8 bytes a value
-    extras = tuple((sys.intern(k), v) for k, v in x.items() if k not in _FIXED)  # shared names
+    fixed = fixed_values(x)
+    fixed_names, intern = _FIXED, _intern
+    extras = tuple((intern(k), v) for k, v in x.items() if k not in fixed_names)  # shared names
     return fixed, extras
+
+
+def fixed_values(x: Mapping[str, float]) -> array[float]:
+    """The values of ``x`` in :data:`FEATURE_NAMES` order (0.0 for a missing one), 8 bytes
+    a value.
+
+    >>> fixed_values({"contacts_7d": 2.0})[FEATURE_NAMES.index("contacts_7d")]
+    2.0
+    """
+    try:  # (the journey's features have every fixed name: read in one call)
+        return array("d", _fixed_values(x))
+    except KeyError:
+        return array("d", [x.get(name, 0.0) for name in FEATURE_NAMES])
 
 
 def unpack(packed: Packed) -> dict[str, float]:
@@ -453,7 +473,9 @@ def unpack(packed: Packed) -> dict[str, float]:
     return x
 
 
-_FIXED = frozenset(FEATURE_NAMES)
+_FIXED: Final = frozenset(FEATURE_NAMES)
+_fixed_values: Final = itemgetter(*FEATURE_NAMES)  # a dict's values of them, in order
+_intern: Final = sys.intern
 
 
 def summary(state: JourneyState, now_ms: int) -> dict[str, Any]:

@@ -35,10 +35,10 @@ decided example over at once.
 from __future__ import annotations
 
 import bisect
-from typing import Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 V = TypeVar("V")
-_AFTER_EVERY_HORIZON = 2**62
+_AFTER_EVERY_HORIZON: Final = 2**62
 
 
 class Matured(NamedTuple, Generic[V]):
@@ -200,7 +200,7 @@ class PendingExamples(Generic[V]):
         return tuple(self._items), self.dropped, decided
 
 
-_NOTHING_DECIDED: dict[int, tuple[int, int]] = {}  # shared until a first label is held
+_NOTHING_DECIDED: Final[dict[int, tuple[int, int]]] = {}  # shared until a first label is held
 
 
 def _snapshot_ts(item: tuple[int, object]) -> int:

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 from river import proba
@@ -55,12 +55,12 @@ from operators.journey import FEATURE_NAMES
 from operators.proactive import OPS, Check, Rule, parse_quiet_hours
 from operators.values import NUMBER, record
 
-_FEATURES = frozenset((*FEATURE_NAMES, "silence"))
+_FEATURES: Final = frozenset((*FEATURE_NAMES, "silence"))
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-GOALS = ("retain", "serve", "grow")
-KINDS = ("service", "sales")
+DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
+GOALS: Final = ("retain", "serve", "grow")
+KINDS: Final = ("service", "sales")
 
 
 @mypyc_attr(native_class=False)
@@ -128,9 +128,9 @@ class Action:
 
 # Why an action may not be taken for this customer's consent (None: it may)
 Refusal = Callable[["Action"], str | None]
-PURPOSES = ("marketing",)  # the consent purposes an action may need
+PURPOSES: Final = ("marketing",)  # the consent purposes an action may need
 
-OUTBOUND_CHANNELS = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
+OUTBOUND_CHANNELS: Final = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
 
 
 @mypyc_attr(native_class=False)
@@ -467,7 +467,7 @@ class Decision:
 
 
 # A condition ``feature >= 1`` (or ``> 0``) on a count, said of the customer.
-_HAS: Mapping[str, str] = {
+_HAS: Final[Mapping[str, str]] = {
     "complaints_open": "the customer has an open complaint",
     "complaints_total": "the customer has complained before",
     "payment_failures_30d": "a payment failed in the last 30 days",
@@ -479,7 +479,7 @@ _HAS: Mapping[str, str] = {
     "channel_switches_24h": "the customer switched channels today",
 }
 # Other features, named for a sentence.
-_NAMES: Mapping[str, str] = {
+_NAMES: Final[Mapping[str, str]] = {
     "tenure_days": "days as a customer",
     "days_since_last": "days since the last interaction",
     "contacts_7d": "contacts in 7 days",
@@ -491,7 +491,7 @@ _NAMES: Mapping[str, str] = {
     "csat": "CSAT",
     "sentiment": "sentiment",
 }
-_OP_WORDS: Mapping[str, str] = {
+_OP_WORDS: Final[Mapping[str, str]] = {
     ">": "above",
     ">=": "at least",
     "<": "below",
@@ -504,8 +504,8 @@ _OP_WORDS: Mapping[str, str] = {
 # time when made for every action at every contact), by the condition object: equal
 # conditions may read differently (``x > 0`` and ``x > -0``).  The catalog's conditions
 # are made once, at its load; each entry keeps its condition, so an id is never reused.
-_TEXTS: dict[int, tuple[Condition, str]] = {}
-_WORDS: dict[int, tuple[Condition, str]] = {}
+_TEXTS: Final[dict[int, tuple[Condition, str]]] = {}
+_WORDS: Final[dict[int, tuple[Condition, str]]] = {}
 
 
 def condition_text(c: Condition) -> str:
@@ -572,7 +572,7 @@ def plain_reason(action: Action, n_eligible: int) -> str:
     return sentence[0].upper() + sentence[1:]
 
 
-_WHY = (
+_WHY: Final = (
     "P(accept) %.2f x value %g x lever %g x %s relevance %.2f - cost %g = %.1f; "
     "eligible: %s; segment %s"
 )

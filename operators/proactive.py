@@ -43,19 +43,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mypy_extensions import mypyc_attr
 
 from operators.values import NUMBER
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-WEEK_MS = 7 * DAY_MS
-Z95 = 1.959964
+DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
+WEEK_MS: Final = 7 * DAY_MS
+Z95: Final = 1.959964
 
-OPS: Mapping[str, Callable[[float, float], bool]] = {  # the catalog's comparisons
+OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {  # the catalog's comparisons
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
@@ -228,7 +228,7 @@ def model_trigger(
     return None
 
 
-MODEL_TRIGGER_WORDS: Mapping[str, str] = {
+MODEL_TRIGGER_WORDS: Final[Mapping[str, str]] = {
     "risk_high": "the churn risk has just entered the high band",
     "risk_rising": "the churn risk has risen sharply since the last look",
 }

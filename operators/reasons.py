@@ -18,8 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from operator import itemgetter
+from typing import Final
 
-REASON_COUNT = 3
+# (a static: compiled code would look ``math.log1p`` up by name at every call)
+_log1p: Final = math.log1p
+
+REASON_COUNT: Final = 3
 
 
 def _ordinal(n: int) -> str:
@@ -36,7 +40,7 @@ def _plural(n: int, word: str) -> str:
 
 
 # name -> phrase for a notable value, else None.  Order = severity when the model is cold.
-_PHRASES: dict[str, Callable[[float], str | None]] = {
+_PHRASES: Final[dict[str, Callable[[float], str | None]]] = {
     "complaints_open": lambda v: _plural(int(v), "open complaint") if v >= 1 else None,
     "payment_failures_30d": lambda v: (
         f"payment failed {_times(int(v))} in 30 days" if v >= 1 else None
@@ -55,12 +59,12 @@ _PHRASES: dict[str, Callable[[float], str | None]] = {
     "complaints_total": lambda v: f"{_plural(int(v), 'complaint')} so far" if v >= 2 else None,
     "tenure_days": lambda v: f"new customer ({v:.0f} days)" if v < 30 else None,
     "gap_ratio_log": lambda v: (
-        f"gap {math.expm1(v):.1f}x their usual before this" if v >= math.log1p(2.0) else None
+        f"gap {math.expm1(v):.1f}x their usual before this" if v >= _log1p(2.0) else None
     ),
     "activity_trend": lambda v: "less active than usual" if v <= -0.5 else None,
 }
 # What holds a risk down, when the model says so (its contribution is negative).
-_HOLDING: dict[str, Callable[[float], str | None]] = {
+_HOLDING: Final[dict[str, Callable[[float], str | None]]] = {
     "purchases": lambda v: f"{int(v)} purchases so far" if v >= 2 else None,
     "n_events_log": lambda v: (
         f"{math.expm1(v):.0f} interactions so far" if math.expm1(v) >= 5 else None
@@ -71,11 +75,11 @@ _HOLDING: dict[str, Callable[[float], str | None]] = {
     "csat": lambda v: f"CSAT {v:.0f} of 5" if v >= 4 else None,
     "offers_accepted": lambda v: f"accepted {_plural(int(v), 'offer')}" if v >= 1 else None,
     "activity_trend": lambda v: "more active than usual" if v >= 0.3 else None,
-    "gap_ratio_log": lambda v: "back sooner than usual" if v <= math.log1p(0.5) else None,
+    "gap_ratio_log": lambda v: "back sooner than usual" if v <= _log1p(0.5) else None,
     "complaints_open": lambda v: "no open complaint" if v == 0 else None,
     "payment_failures_30d": lambda v: "no failed payment in 30 days" if v == 0 else None,
 }
-_KNOWN_FLAG = {
+_KNOWN_FLAG: Final = {
     "nps": "nps_known",
     "csat": "csat_known",
     "sentiment": "sentiment_known",

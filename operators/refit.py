@@ -50,28 +50,28 @@ import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 from mypy_extensions import mypyc_attr
 
-from operators.journey import FEATURE_NAMES
+from operators.journey import FEATURE_NAMES, fixed_values
 
 # One record of the window: [key, snapshot ts, fixed features, extra features (dict),
 # decided at (ts or None), label (or None), matured, mark (crc32 of key and ts),
 # sample level (the record stands for 2**level snapshots)].
 Record = list[Any]
 
-PRIOR_RATE = 0.5  # the prior's base rate before any label: then the labels' own rate
-PRIOR_STRENGTH = 2.0  # labels the PRIOR_RATE counts for against the labels seen
-TREND_PENALTY = 0.01  # the baseline's level: nearly free
+PRIOR_RATE: Final = 0.5  # the prior's base rate before any label: then the labels' own rate
+PRIOR_STRENGTH: Final = 2.0  # labels the PRIOR_RATE counts for against the labels seen
+TREND_PENALTY: Final = 0.01  # the baseline's level: nearly free
 # The baseline's trend in log age, centred on a hazard that halves as age doubles: a
 # population of customers each with a steady rate of return (or cancel), the rates
 # spread, has a falling hazard (the quick ones go first; a Pareto/NBD-like 1/age), and
 # the window only sees ages up to its own span, so the horizon's far end is extrapolated.
 # Measured on a purchase log, the first 90 days: flat (0 with no pull) ECE 0.22, this 0.11.
-AGE_SLOPE = -1.0
-AGE_SLOPE_PENALTY = 50.0
+AGE_SLOPE: Final = -1.0
+AGE_SLOPE_PENALTY: Final = 50.0
 # L2 on the standardised features, per unit of weight in the fit (so it holds as
 # much with a small window as with a full one).  Journey features come in near-copies
 # (a rate, its count and the tenure; activity per channel and in all): weakly held, the
@@ -80,32 +80,32 @@ AGE_SLOPE_PENALTY = 50.0
 # absolute penalty on a full window (about 13,000 units): 1 gave AUC 0.715, ECE 0.027;
 # 10: 0.725; 200: 0.731, 0.017; 1000: 0.734, 0.024 but 0.005 less on simulated purchase
 # logs; on the simulator 200 also gains (0.665 -> 0.674).
-L2 = 0.015
-MIN_SEEN = 0.05  # the share of the horizon seen, floored here, divides the L2
-BIN_PENALTY = 30.0  # each bin's own deviation from the trend: shrunk hard
-MAX_STEP = 2.0  # Newton steps are damped to this (log-odds) per coefficient
-MAX_HALVINGS = 12  # a Newton step is halved at most this often before the fit stops
-ARMIJO = 1e-4  # a step must lower the loss by this share of what its slope promises
-Z_CLIP = 6.0
+L2: Final = 0.015
+MIN_SEEN: Final = 0.05  # the share of the horizon seen, floored here, divides the L2
+BIN_PENALTY: Final = 30.0  # each bin's own deviation from the trend: shrunk hard
+MAX_STEP: Final = 2.0  # Newton steps are damped to this (log-odds) per coefficient
+MAX_HALVINGS: Final = 12  # a Newton step is halved at most this often before the fit stops
+ARMIJO: Final = 1e-4  # a step must lower the loss by this share of what its slope promises
+Z_CLIP: Final = 6.0
 # The window thins rather than span fewer horizons than this (its oldest third then
 # holds outcomes known whole, for the recalibration); measured on a purchase log, 1.5
 # against 2: AUC 0.718 against 0.715, ECE 0.024 against 0.027.
-SPAN = 1.5
-PLATT_MIN = 200  # snapshots of known outcome before the fit is recalibrated
-PLATT_PENALTY = 5.0  # pulls the recalibration toward none
-VOCABULARY_EVERY = 8  # fits between two counts of the extra features' names
-STALE_FITS = 8  # without inline refits, a window this many refits overdue refits anyway
-FIT_CHUNK = 1024  # records a refit step reads, or rows of the fit it sums (see refit_step)
-DESIGN_CHUNK = 256  # records a refit step puts into the design (their extras: ~16 each)
-MAX_LEVEL = 12  # at most 1 snapshot in 4,096 is sampled
+SPAN: Final = 1.5
+PLATT_MIN: Final = 200  # snapshots of known outcome before the fit is recalibrated
+PLATT_PENALTY: Final = 5.0  # pulls the recalibration toward none
+VOCABULARY_EVERY: Final = 8  # fits between two counts of the extra features' names
+STALE_FITS: Final = 8  # without inline refits, a window this many refits overdue refits anyway
+FIT_CHUNK: Final = 1024  # records a refit step reads, or rows of the fit it sums (see refit_step)
+DESIGN_CHUNK: Final = 256  # records a refit step puts into the design (their extras: ~16 each)
+MAX_LEVEL: Final = 12  # at most 1 snapshot in 4,096 is sampled
 # The fit is trusted alone once its window holds snapshots at risk for this share of
 # the horizon; before, it is blended with the prior in proportion.
-TRUST_COVERAGE = 1 / 3
+TRUST_COVERAGE: Final = 1 / 3
 
 # The prior: transparent log-odds contributions of journey features (a customer
 # whose current gap is long for their own cadence, who buys or visits rarely, has open
 # complaints, negative sentiment or failed payments is riskier).
-PRIOR_WEIGHTS: dict[str, float] = {
+PRIOR_WEIGHTS: Final[dict[str, float]] = {
     "gap_ratio_log": 0.3,
     "n_events_log": -0.35,
     "rate_log": -0.3,
@@ -115,7 +115,10 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "sentiment": -0.8,
     "offers_declined": 0.15,
 }
-PRIOR_CENTRE: dict[str, float] = {"gap_ratio_log": math.log(2.0), "n_events_log": math.log(4.0)}
+PRIOR_CENTRE: Final[dict[str, float]] = {
+    "gap_ratio_log": math.log(2.0),
+    "n_events_log": math.log(4.0),
+}
 
 
 def prior_terms(x: Mapping[str, float]) -> dict[str, float]:
@@ -141,7 +144,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-_PRIOR_LOGIT = _logit(PRIOR_RATE)
+_PRIOR_LOGIT: Final = _logit(PRIOR_RATE)
 
 
 Loss = Callable[[np.ndarray], float]
@@ -314,7 +317,7 @@ class HazardRefit:
             mark = zlib.crc32(f"\x00{ts}\x00{self.keyless}".encode())
         if mark & ((1 << self.level) - 1):
             return None
-        fixed = np.fromiter((x.get(n, 0.0) for n in FEATURE_NAMES), float, len(FEATURE_NAMES))
+        fixed = np.frombuffer(fixed_values(x))
         extra = {k: v for k, v in x.items() if k not in _FIXED and v}
         record: Record = [key, ts, fixed, extra, None, None, False, mark, self.level]
         self.records.append(record)
@@ -879,7 +882,7 @@ class _PlattLoss:
         return self.loss(b), gradient, hessian
 
 
-_FIXED = frozenset(FEATURE_NAMES)
+_FIXED: Final = frozenset(FEATURE_NAMES)
 
 
 def forget_keys(model: HazardRefit, keys: Iterable[str]) -> int:

@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from operators.alerts import alert_id
 from operators.events import Event
@@ -56,12 +56,12 @@ from operators.logic import DISCARD, RETAIN, Logic
 from operators.records import Alert, Signal
 from operators.values import NUMBER
 
-DAY_MS = 86_400_000
-BUCKETS = 12  # a window is 12 buckets: it slides by a twelfth
-EXAMPLES = 5  # example events an alert carries
-MAX_LABEL = 64  # a queue or topic longer than this is cut (they name series)
+DAY_MS: Final = 86_400_000
+BUCKETS: Final = 12  # a window is 12 buckets: it slides by a twelfth
+EXAMPLES: Final = 5  # example events an alert carries
+MAX_LABEL: Final = 64  # a queue or topic longer than this is cut (they name series)
 
-METRICS = {"complaint": "complaints", "contact_start": "contacts"}
+METRICS: Final = {"complaint": "complaints", "contact_start": "contacts"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

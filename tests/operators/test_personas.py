@@ -101,3 +101,8 @@ def test_the_personas_cluster_as_rivers_scaler_and_k_means_do() -> None:
         assert got.persona_id == f"p{expected}"
     for c, centre in enumerate(personas.centers):
         assert centre == [pytest.approx(kmeans.centers[c][n], abs=1e-9) for n in NAMES]
+
+
+def test_the_feature_order_is_the_traits_and_the_features_dict() -> None:
+    assert tuple(persona_features({})) == NAMES
+    assert {name for name, _ in TRAITS} == set(NAMES)
