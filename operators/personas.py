@@ -5,9 +5,9 @@ behavioural features of the journey (value, tenure, contacts, complaints,
 sentiment, purchases, browsing, payment failures, digital and voice share)
 as River's ``preprocessing.StandardScaler`` does and clusters them as River's
 online ``cluster.KMeans`` does (``halflife``, Euclidean), on a fixed feature
-order with lists instead of dicts, distances by ``math.dist`` (in the Python
-source 13 us a contact where River's two take 35; compiled about 5: the tests check
-the clusters against River's).  Each contact moment teaches the model and gets
+order with lists instead of dicts, distances by ``math.dist`` (from the Python
+source about 11 us a contact, where River's two took 35; compiled about 5: the tests
+check the clusters against River's).  Each contact moment teaches the model and gets
 its customer's persona: an id (``p0`` .. ``p5``, the cluster) and a name
 made of the two traits that set the cluster's centre most apart from the
 average customer ("high value, digital first", traits in a fixed order).
