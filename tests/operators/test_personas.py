@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import statistics
 from collections import defaultdict
@@ -103,6 +104,32 @@ def test_the_personas_cluster_as_rivers_scaler_and_k_means_do() -> None:
         assert centre == [pytest.approx(kmeans.centers[c][n], abs=1e-9) for n in NAMES]
 
 
-def test_the_feature_order_is_the_traits_and_the_features_dict() -> None:
+def test_each_persona_feature_reads_its_own_journey_feature() -> None:
+    x = {
+        "value_log": 1.5,
+        "tenure_log": 2.5,
+        "contacts_7d": 3.0,
+        "complaints_total": 4.0,
+        "sentiment": -0.5,
+        "purchases": 6.0,
+        "page_views_log": 7.5,
+        "payment_failures_30d": 2.0,
+        "channel:web": 1.0,
+        "channel:app": 2.0,
+        "channel:voice": 3.0,
+        "channel:store": 4.0,
+    }
+    assert persona_features(x) == {
+        "value": 1.5,
+        "tenure": 2.5,
+        "contacts": 3.0,
+        "complaints": math.log1p(4.0),
+        "sentiment": -0.5,
+        "purchases": math.log1p(6.0),
+        "browsing": 7.5,
+        "payment_failures": 2.0,
+        "digital": 0.3,
+        "voice": 0.3,
+    }
     assert tuple(persona_features({})) == NAMES
     assert {name for name, _ in TRAITS} == set(NAMES)
