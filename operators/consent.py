@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from operators.errors import ConfigError
 
-PURPOSES: Final = ("marketing", "profiling", "contact")
+PURPOSES: Final[tuple[str, ...]] = ("marketing", "profiling", "contact")
 ANY: Final = "*"  # a statement for every channel
 # A statement: (granted, event time ms, source)
 Statement = tuple[bool, int, str]

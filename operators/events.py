@@ -46,7 +46,7 @@ MAX_TS_MS: Final = 7_258_118_400_000
 CHANNELS: Final = frozenset(
     ("web", "app", "chat", "voice", "ivr", "email", "sms", "social", "store", "crm", "survey")
 )
-KNOWN_TYPES: Final = (
+KNOWN_TYPES: Final[tuple[str, ...]] = (
     "page_view",
     "search",
     "cart_abandon",
@@ -73,7 +73,7 @@ KNOWN_TYPE_SET: Final = frozenset(KNOWN_TYPES)
 # touchpoint, so parsed copies would cost ~1 KB per customer.
 _CANONICAL: Final[dict[str, str]] = {name: name for name in (*CHANNELS, *KNOWN_TYPES)}
 RESPONSES: Final = frozenset(("accepted", "declined", "not_relevant"))
-CONSENT_PURPOSES: Final = ("marketing", "profiling", "contact")
+CONSENT_PURPOSES: Final[tuple[str, ...]] = ("marketing", "profiling", "contact")
 CONSENT_CHANNELS: Final = CHANNELS | {"push"}  # where a customer may be reached, push included
 
 # Typed attributes: name -> (low, high).  Others are kept as sent.
@@ -85,7 +85,14 @@ _NUMERIC_ATTRS: Final[Mapping[str, tuple[float, float]]] = {
     "rating": (0.0, 5.0),
     "amount": (-1e9, 1e9),
 }
-_STRING_ATTRS: Final = ("contact_id", "agent_id", "queue", "action_id", "alert_id", "topic")
+_STRING_ATTRS: Final[tuple[str, ...]] = (
+    "contact_id",
+    "agent_id",
+    "queue",
+    "action_id",
+    "alert_id",
+    "topic",
+)
 _CHECKED_ATTRS: Final = frozenset((*_NUMERIC_ATTRS, *_STRING_ATTRS, "response", "tz"))
 
 

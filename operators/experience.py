@@ -413,7 +413,8 @@ class ExperienceReport:
 # supervisors' view, which :func:`live_view` turns into figures.
 
 HOUR_MS: Final = 3_600_000
-WINDOWS: Final = (("day", 24), ("week", 168))  # sliding windows, in hours of event time
+# sliding windows, in hours of event time
+WINDOWS: Final[tuple[tuple[str, int], ...]] = (("day", 24), ("week", 168))
 # a series keeps two weeks of hourly counts: a window and the one before
 RING_HOURS: Final = 2 * 168
 KPI_FIELDS: Final = 8  # Kpis' counts, in order (see Kpis.row)
@@ -429,7 +430,7 @@ COUNTS_STEPS: Final = 300  # steps handed to the view: this many most frequent, 
 # events/s: 4 to 22 ms each second before).
 TALLY_EVERY_S: Final = 0.25
 TALLY_GAPS: Final = 4  # gaps a tally hands over per step (16 a second, the reservoirs' feed)
-METRICS: Final = ("nps", "csat", "ces")
+METRICS: Final[tuple[str, ...]] = ("nps", "csat", "ces")
 
 # Touchpoints and steps get small ids, in this process, as they first come: a
 # customer's period holds the ones it saw as bits of an int, and a worker's tally counts

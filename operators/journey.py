@@ -50,7 +50,7 @@ RATE_PRIOR_DAYS: Final = 30.0  # the rate per day of tenure is shrunk over this 
 OTHER_TYPES_KEPT: Final = 24
 DECAY_HALF_LIFE_MS: Final = 7 * DAY_MS
 CONTACT_TYPES: Final = frozenset(("contact_start",))
-COUNTED_TYPES: Final = (
+COUNTED_TYPES: Final[tuple[str, ...]] = (
     "page_view",
     "search",
     "cart_abandon",
@@ -63,7 +63,7 @@ COUNTED_TYPES: Final = (
     "offer_response",
 )
 
-FEATURE_NAMES: Final = (
+FEATURE_NAMES: Final[tuple[str, ...]] = (
     "n_events_log",
     "tenure_days",
     "days_since_last",
@@ -97,7 +97,7 @@ FEATURE_NAMES: Final = (
     "value_per_event_log",
     "activity_trend",
 )
-TENURE_BUCKETS: Final = (
+TENURE_BUCKETS: Final[tuple[tuple[float, str], ...]] = (
     (1.0, "0-1d"),
     (3.0, "1-3d"),
     (7.0, "3-7d"),
@@ -111,7 +111,7 @@ TENURE_BUCKETS: Final = (
 
 # JourneyState's fields, here rather than read back from the class: a compiled (mypyc)
 # class has no ``__slots__`` attribute
-_SLOTS: Final = (
+_SLOTS: Final[tuple[str, ...]] = (
     "activity",
     "ces",
     "channel_counts",
@@ -286,7 +286,7 @@ class JourneyState:
 
 
 # the snapshot's order: the slots, the ones added since 0.5 last (older snapshots resume)
-_FIELDS: Final = (*(n for n in _SLOTS if n != "ces"), "ces")
+_FIELDS: Final[tuple[str, ...]] = (*(n for n in _SLOTS if n != "ces"), "ces")
 _NO_OTHERS: Final[dict[str, int]] = {}  # shared, never written (see JourneyState.__init__)
 _NO_OTHERS_LAST: Final[dict[str, int]] = {}
 

@@ -59,8 +59,8 @@ _FEATURES: Final = frozenset((*FEATURE_NAMES, "silence"))
 
 DAY_MS: Final = 86_400_000
 HOUR_MS: Final = 3_600_000
-GOALS: Final = ("retain", "serve", "grow")
-KINDS: Final = ("service", "sales")
+GOALS: Final[tuple[str, ...]] = ("retain", "serve", "grow")
+KINDS: Final[tuple[str, ...]] = ("service", "sales")
 
 
 @mypyc_attr(native_class=False)
@@ -128,9 +128,18 @@ class Action:
 
 # Why an action may not be taken for this customer's consent (None: it may)
 Refusal = Callable[["Action"], str | None]
-PURPOSES: Final = ("marketing",)  # the consent purposes an action may need
+PURPOSES: Final[tuple[str, ...]] = ("marketing",)  # the consent purposes an action may need
 
-OUTBOUND_CHANNELS: Final = ("email", "sms", "push", "app", "voice", "chat", "social", "web")
+OUTBOUND_CHANNELS: Final[tuple[str, ...]] = (
+    "email",
+    "sms",
+    "push",
+    "app",
+    "voice",
+    "chat",
+    "social",
+    "web",
+)
 
 
 @mypyc_attr(native_class=False)

@@ -69,7 +69,7 @@ TRAITS: Final = {
 
 
 # The features, in a fixed order (each has its two traits above)
-NAMES: Final = (
+NAMES: Final[tuple[str, ...]] = (
     "value",
     "tenure",
     "contacts",

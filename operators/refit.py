@@ -317,7 +317,7 @@ class HazardRefit:
             mark = zlib.crc32(f"\x00{ts}\x00{self.keyless}".encode())
         if mark & ((1 << self.level) - 1):
             return None
-        fixed = np.frombuffer(fixed_values(x))
+        fixed = np.array(fixed_values(x))  # (a copy: a view would keep the array too)
         extra = {k: v for k, v in x.items() if k not in _FIXED and v}
         record: Record = [key, ts, fixed, extra, None, None, False, mark, self.level]
         self.records.append(record)
