@@ -48,6 +48,7 @@ from operators.simulate import SimConfig, Simulator
 from state.catalog import load_catalog
 from state.ingest import xadd_events
 from state.keys import ALERTS, EVENTS_PREFIX, profile_key
+from state.redis import stop_embedded
 from state.sinks import alert_sink, profile_sink
 
 UTILISATION = 0.7  # plan processes to run at most this busy (headroom for bursts, GC, restarts)
@@ -144,7 +145,7 @@ def redis_bytes() -> dict[str, float]:
         client.close()
         return {k: round(v, 3 if k == "alerts_per_event" else 0) for k, v in figures.items()}
     finally:
-        server.shutdown()
+        stop_embedded(server)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,7 @@ async def main_async(rate: float, seconds: float) -> dict[str, object]:
         await r.aclose()
         await server.stop()
         stop_embedded(server_redis)
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "alone_p50_ms": pct(alone, 0.5),
         "alone_p99_ms": pct(alone, 0.99),

