@@ -496,7 +496,7 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             return None
         last, horizon = journey.last_ts, config.horizon_ms
         for level in range(self.silences, config.silence_levels):
-            at = last + int(after * 2**level)
+            at = last + int(after * float(1 << level))  # (2**level: a generic power)
             if now_ts < at + horizon:
                 return level, at
         return None

@@ -12,33 +12,57 @@ duplicate.
 
 from __future__ import annotations
 
-import hashlib
-from array import array
+from hashlib import blake2b
+from typing import Final
+
+WIDTH: Final = 8  # bytes a digest
 
 
 def id_digest(event_id: str) -> int:
-    """A 64-bit digest of an event id (collisions ~1 in 10^17 per pair)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    """A 64-bit digest of an event id (collisions ~1 in 10^17 per pair).
+
+    >>> id_digest("e1") == int.from_bytes(_digest_bytes("e1"), "little")
+    True
+    """
+    return int.from_bytes(_digest_bytes(event_id), "little")
+
+
+def _digest_bytes(event_id: str) -> bytes:
+    return blake2b(event_id.encode(), digest_size=WIDTH).digest()
 
 
 class RecentIds:
-    """The last ``size`` distinct event ids of one customer, as digests."""
+    """The last ``size`` distinct event ids of one customer, as digests.
+
+    The digests are kept end to end in one ``bytearray`` (8 bytes each, oldest
+    first): a lookup is a byte search in C, where the membership test of an
+    ``array`` of integers makes a Python int of each entry.  The snapshot is
+    their integer values (:func:`id_digest`), as before.
+    """
 
     __slots__ = ("_ring", "size")
 
     def __init__(self, *, size: int = 32, digests: tuple[int, ...] = ()) -> None:
         self.size = size
-        self._ring = array("Q", digests[-size:])  # 8 bytes a digest, not a Python int
+        kept = digests[-size:] if size > 0 else ()
+        self._ring = bytearray(b"".join([d.to_bytes(WIDTH, "little") for d in kept]))
 
     def add(self, event_id: str) -> bool:
         """Remember ``event_id``; return False when it was already seen."""
-        digest = id_digest(event_id)
-        if digest in self._ring:
-            return False
-        self._ring.append(digest)
-        if len(self._ring) > self.size:
-            del self._ring[0]
+        digest = _digest_bytes(event_id)
+        ring = self._ring
+        at = ring.find(digest)
+        while at >= 0:
+            if at % WIDTH == 0:  # (a match across two digests is not one)
+                return False
+            at = ring.find(digest, at + 1)
+        ring += digest
+        if len(ring) > self.size * WIDTH:
+            del ring[:WIDTH]  # (a bytearray drops its head without moving the rest)
         return True
 
     def snapshot(self) -> tuple[int, ...]:
-        return tuple(self._ring)
+        ring = self._ring
+        return tuple(
+            [int.from_bytes(ring[i : i + WIDTH], "little") for i in range(0, len(ring), WIDTH)]
+        )

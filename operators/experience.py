@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 
 from operators.alerts import alert_id
-from operators.events import Event
+from operators.events import Event, number
 from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
 from operators.records import Alert, ExperienceIn, ExperienceStatus, Rating, Tally
@@ -521,8 +521,7 @@ def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
 
 
 def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
-    v = attrs.get(name)
-    return float(v) if isinstance(v, NUMBER) and not isinstance(v, bool) else None
+    return number(attrs.get(name))
 
 
 class TallyBuffer:
@@ -939,19 +938,24 @@ class LiveExperience(Logic[ExperienceIn, ExperienceOut, LiveSnapshot]):
         self.persona_names: dict[str, str] = {}
         if resume:
             (
-                self.hour,
-                self.first_hour,
+                hour,
+                first_hour,
                 names,
                 rings,
                 transitions,
                 self.took,
-                self.periods,
+                periods,
                 self.touched,
                 self.sentiment,
                 self.ces_change,
                 self.alarmed,
-                self.counters,
+                counters,
             ) = resume
+            # (one typed assignment each: from the snapshot's values they would be ``Any``)
+            self.hour: int = int(hour)
+            self.first_hour: int = int(first_hour)
+            self.periods: list[int] = list(periods)
+            self.counters: dict[str, int] = dict(counters)
             self.transitions = {
                 k: _Transition(c, list(g), s, LIVE_GAP_SAMPLE) for k, (c, g, s) in transitions
             }

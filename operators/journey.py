@@ -24,14 +24,13 @@ switches are capped.  Decayed counts keep (value, time) and decay on read.
 from __future__ import annotations
 
 import math
+import struct
 import sys
 from array import array
-from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any, Final
 
-from operators.events import KNOWN_TYPE_SET, Event
-from operators.values import NUMBER
+from operators.events import KNOWN_TYPE_SET, Event, number
 
 # (a static: compiled code would look ``math.log1p`` up by name at every call)
 _log1p: Final = math.log1p
@@ -229,33 +228,32 @@ class JourneyState:
         if not attrs:  # most events carry none
             return
         if type_ == "purchase":
-            amount = attrs.get("amount")
-            if isinstance(amount, NUMBER) and not isinstance(amount, bool):
-                self.value += float(amount)
+            amount = number(attrs.get("amount"))
+            if amount is not None:
+                self.value += amount
         elif type_ == "offer_response":
             if attrs.get("response") == "declined":
                 self.offers_declined += 1
             elif attrs.get("response") == "accepted":
                 self.offers_accepted += 1
-        value = attrs.get("value")
-        if isinstance(value, NUMBER) and not isinstance(value, bool):
-            self.value_attr = float(value)
+        value = number(attrs.get("value"))
+        if value is not None:
+            self.value_attr = value
 
-        sentiment = attrs.get("sentiment")
-        if isinstance(sentiment, NUMBER) and not isinstance(sentiment, bool):
-            s = float(sentiment)
+        s = number(attrs.get("sentiment"))
+        if s is not None:
             prev, slow = self.sentiment, self.sentiment_slow
             self.sentiment = s if prev is None else prev + SENTIMENT_ALPHA * (s - prev)
             self.sentiment_slow = s if slow is None else slow + SENTIMENT_SLOW_ALPHA * (s - slow)
-        nps = attrs.get("nps")
-        if isinstance(nps, NUMBER) and not isinstance(nps, bool):
-            self.nps = float(nps)
-        csat = attrs.get("csat")
-        if isinstance(csat, NUMBER) and not isinstance(csat, bool):
-            self.csat = float(csat)
-        ces = attrs.get("ces")
-        if isinstance(ces, NUMBER) and not isinstance(ces, bool):
-            self.ces = float(ces)
+        nps = number(attrs.get("nps"))
+        if nps is not None:
+            self.nps = nps
+        csat = number(attrs.get("csat"))
+        if csat is not None:
+            self.csat = csat
+        ces = number(attrs.get("ces"))
+        if ces is not None:
+            self.ces = ces
 
     def snapshot(self) -> tuple[Any, ...]:
         """An immutable, picklable copy of the state."""
@@ -453,15 +451,16 @@ def pack(x: dict[str, float]) -> Packed:
     return fixed, extras
 
 
-def fixed_values(x: Mapping[str, float]) -> array[float]:
+def fixed_values(x: dict[str, float]) -> array[float]:
     """The values of ``x`` in :data:`FEATURE_NAMES` order (0.0 for a missing one), 8 bytes
     a value.
 
     >>> fixed_values({"contacts_7d": 2.0})[FEATURE_NAMES.index("contacts_7d")]
     2.0
     """
-    try:  # (the journey's features have every fixed name: read in one call)
-        return array("d", _fixed_values(x))
+    try:  # (the journey's features have every fixed name: read in one call, and
+        # packed in one: an array made from the values themselves converts each in turn)
+        return array("d", _pack_fixed(*_fixed_values(x)))
     except KeyError:
         return array("d", [x.get(name, 0.0) for name in FEATURE_NAMES])
 
@@ -475,6 +474,7 @@ def unpack(packed: Packed) -> dict[str, float]:
 
 _FIXED: Final = frozenset(FEATURE_NAMES)
 _fixed_values: Final = itemgetter(*FEATURE_NAMES)  # a dict's values of them, in order
+_pack_fixed: Final = struct.Struct(f"@{len(FEATURE_NAMES)}d").pack  # as an array("d")'s bytes
 _intern: Final = sys.intern
 
 

@@ -88,7 +88,7 @@ class Condition:
         except ValueError as exc:
             raise ValueError(f"condition {text!r}: {exc}") from exc
 
-    def holds(self, x: Mapping[str, float]) -> bool:
+    def holds(self, x: dict[str, float]) -> bool:
         return OPS[self.op](x.get(self.feature, 0.0), self.value)
 
     def __str__(self) -> str:
@@ -387,7 +387,7 @@ def is_offer(action: Action) -> bool:
 def policy_block(
     action: Action,
     history: History,
-    features: Mapping[str, float],
+    features: dict[str, float],
     channel: str | None,
     now_ms: int,
     policy: ContactPolicy,
@@ -417,7 +417,7 @@ def policy_block(
 # -- learning P(accept) ---------------------------------------------------------------------
 
 
-def segment(features: Mapping[str, float], churn_probability: float) -> str:
+def segment(features: dict[str, float], churn_probability: float) -> str:
     """The context an acceptance rate is learned for."""
     band = "high" if churn_probability >= 0.6 else "medium" if churn_probability >= 0.3 else "low"
     complaint = "complaint" if features.get("complaints_open", 0.0) >= 1 else "calm"
@@ -625,6 +625,10 @@ def in_control_group(customer_id: str, share: float) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < share
 
 
+# a condition, ready to check: (feature, comparison, value, the condition)
+Prepared = tuple[str, Callable[[float, float], bool], float, Condition]
+
+
 @mypyc_attr(native_class=False)
 class Arbiter:
     """Chooses actions, remembers them until answered, and learns from the answers."""
@@ -642,6 +646,8 @@ class Arbiter:
         self.outcomes = 0
         self._keep = 0  # (ms: see _keep_ms)
         self._keep_of: Catalog | None = None
+        self._checks_list: list[tuple[Action, tuple[Prepared, ...]]] = []  # (see _checks)
+        self._checks_of: Catalog | None = None
 
     @property
     def version(self) -> str:
@@ -650,7 +656,7 @@ class Arbiter:
     def select_one(
         self,
         customer_id: str,
-        features: Mapping[str, float],
+        features: dict[str, float],
         churn_probability: float,
         channel: str,
         *,
@@ -706,7 +712,7 @@ class Arbiter:
     def candidates(
         self,
         customer_id: str,
-        features: Mapping[str, float],
+        features: dict[str, float],
         churn_probability: float,
         channel: str | None,
         *,
@@ -721,14 +727,18 @@ class Arbiter:
         history = self.history.get(customer_id, History())
         eligible: list[Action] = []
         excluded: dict[str, str] = {}
-        for action in self.catalog.actions:
+        for action, checks in self._checks():
             if outbound and not action.outbound:
                 continue
             refused = refuse(action) if refuse is not None else None
             if refused is not None:
                 excluded[action.action_id] = refused
                 continue
-            failed = next((c for c in action.when if not c.holds(x)), None)
+            failed = None
+            for feature, holds, value, condition in checks:  # (Condition.holds, inlined)
+                if not holds(x.get(feature, 0.0), value):
+                    failed = condition
+                    break
             if failed is not None:
                 excluded[action.action_id] = "needs " + condition_text(failed)
                 continue
@@ -742,7 +752,7 @@ class Arbiter:
     def select_without_model(
         self,
         customer_id: str,
-        features: Mapping[str, float],
+        features: dict[str, float],
         channel: str,
         *,
         now_ms: int,
@@ -849,6 +859,18 @@ class Arbiter:
             expired += 1
         self.ignored += expired
         return expired
+
+    def _checks(self) -> list[tuple[Action, tuple[Prepared, ...]]]:
+        """The catalog's actions, each with its conditions as (feature, comparison,
+        value, condition): read at every contact, prepared once per catalog."""
+        catalog = self.catalog
+        if getattr(self, "_checks_of", None) is not catalog:  # (a resumed arbiter has none)
+            self._checks_list = [
+                (a, tuple((c.feature, OPS[c.op], c.value, c) for c in a.when))
+                for a in catalog.actions
+            ]
+            self._checks_of = catalog
+        return self._checks_list
 
     def _keep_ms(self) -> int:
         """How long a customer's contact history counts: the longest window or

@@ -16,7 +16,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Final
 
@@ -93,9 +93,7 @@ def phrase(name: str, value: float) -> str | None:
     return describe(value) if describe is not None else None
 
 
-def top_reasons(
-    features: Mapping[str, float], contributions: Mapping[str, float] | None
-) -> list[str]:
+def top_reasons(features: dict[str, float], contributions: dict[str, float] | None) -> list[str]:
     """Up to three reasons, strongest first.
 
     With ``contributions`` (a trained model), the features that push the risk up
@@ -121,7 +119,7 @@ def top_reasons(
 
 
 def explain(
-    features: Mapping[str, float], contributions: Mapping[str, float]
+    features: dict[str, float], contributions: dict[str, float]
 ) -> tuple[list[str], list[str]]:
     """``(raising, holding_down)``: up to three reasons each, strongest first.
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Final, TypeVar
 
 import numpy as np
@@ -121,17 +121,27 @@ PRIOR_CENTRE: Final[dict[str, float]] = {
 }
 
 
-def prior_terms(x: Mapping[str, float]) -> dict[str, float]:
+def prior_terms(x: dict[str, float]) -> dict[str, float]:
     """Each known prior feature's push on the log-odds (a centred feature at 0 is not
-    known yet: no gap before the first return)."""
-    return {
-        name: weight * (x[name] - PRIOR_CENTRE.get(name, 0.0))
-        for name, weight in PRIOR_WEIGHTS.items()
-        if name in x and (x[name] or name not in PRIOR_CENTRE)
-    }
+    known yet: no gap before the first return).
+
+    >>> prior_terms({"n_events_log": 0.0, "rate_log": 0.0, "other": 1.0})
+    {'rate_log': -0.0}
+    """
+    get, terms = x.get, {}  # (one lookup a name: ``x`` is a Mapping, each read a call)
+    for name, weight in PRIOR_WEIGHTS.items():
+        value = get(name)
+        if value is None:
+            continue
+        centre = PRIOR_CENTRE.get(name)
+        if centre is None:
+            terms[name] = weight * (value - 0.0)
+        elif value:
+            terms[name] = weight * (value - centre)
+    return terms
 
 
-def prior_logit(x: Mapping[str, float]) -> float:
+def prior_logit(x: dict[str, float]) -> float:
     """The prior's log-odds shift from the base rate, from the journey alone.
 
     >>> prior_logit({"complaints_open": 2.0}) > prior_logit({}) > prior_logit({"n_events_log": 3.0})
@@ -308,7 +318,7 @@ class HazardRefit:
 
     # -- the window ------------------------------------------------------------------------
 
-    def _add(self, key: str, ts: int, x: Mapping[str, float]) -> Record | None:
+    def _add(self, key: str, ts: int, x: dict[str, float]) -> Record | None:
         """Keep this snapshot if the window's sample takes it (see :meth:`_bound`)."""
         if key:
             mark = zlib.crc32(f"{key}\x00{ts}".encode())
@@ -390,7 +400,7 @@ class HazardRefit:
         if self.index.get((record[0], record[1])) is record:
             del self.index[(record[0], record[1])]
 
-    def observe_snapshot(self, key: str, ts: int, x: Mapping[str, float]) -> None:
+    def observe_snapshot(self, key: str, ts: int, x: dict[str, float]) -> None:
         """A scored moment of customer ``key`` at event time ``ts`` (pending its label)."""
         if self.event_label is None:
             return  # external labels: nothing is known before they arrive
@@ -408,7 +418,7 @@ class HazardRefit:
 
     def learn_one(
         self,
-        x: Mapping[str, float],
+        x: dict[str, float],
         y: int,
         *,
         key: str | None = None,
@@ -733,7 +743,7 @@ class HazardRefit:
     def stage(self) -> str:
         return "prior" if self.trust <= 0.0 else "learned" if self.trust >= 1.0 else "blend"
 
-    def linear_one(self, x: Mapping[str, float]) -> float:
+    def linear_one(self, x: dict[str, float]) -> float:
         weights, bounds = self.weights, self.bounds
         linear = self.offset
         for name, value in x.items():
@@ -743,7 +753,7 @@ class HazardRefit:
                 linear += w * (lo if value < lo else hi if value > hi else value)
         return linear
 
-    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+    def predict_proba_one(self, x: dict[str, float]) -> float:
         trust = self.trust
         prior = 0.0
         if trust < 1.0:
@@ -757,7 +767,7 @@ class HazardRefit:
             fitted = _sigmoid(a + b * math.log(q / (1.0 - q)))
         return fitted if trust >= 1.0 else trust * fitted + (1.0 - trust) * prior
 
-    def contributions(self, x: Mapping[str, float]) -> dict[str, float]:
+    def contributions(self, x: dict[str, float]) -> dict[str, float]:
         """Each feature's push on the log-odds of churn against the window's average
         customer (positive: riskier); the prior's weights while it speaks."""
         if self.trust <= 0.0:

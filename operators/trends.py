@@ -160,18 +160,29 @@ class TrendLogic(Logic[TrendItem, Alert, TrendSnapshot]):
         self.examples: deque[Signal]  # the latest signals, newest last
         if resume:
             (
-                self.series,
-                self.start,
+                series,
+                start,
                 counts,
-                self.mean,
-                self.var,
-                self.closes,
-                self.alarmed,
+                mean,
+                var,
+                closes,
+                alarmed,
                 examples,
-                self.late,
-                self.signals,
-                self.touched_at,
+                late,
+                signals,
+                touched,
             ) = resume
+            # (one typed assignment each: from the snapshot's values, they would be
+            # ``Any``, and the compiled build's arithmetic on them generic calls)
+            self.series: str = str(series)
+            self.start: int = int(start)
+            self.mean: float = float(mean)
+            self.var: float = float(var)
+            self.closes: int = int(closes)
+            self.alarmed: bool = bool(alarmed)
+            self.late: int = int(late)
+            self.signals: int = int(signals)
+            self.touched_at: float = float(touched)
             self.counts = deque(counts, maxlen=BUCKETS)
             self.total = sum(self.counts)
             self.examples = deque(examples, maxlen=EXAMPLES)

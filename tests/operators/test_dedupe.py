@@ -27,3 +27,30 @@ def test_memory_never_exceeds_size_and_snapshot_restores(ids: list[str], size: i
     assert restored.snapshot() == seen.snapshot()
     if ids:
         assert restored.add(ids[-1]) is False
+
+
+@given(st.text(max_size=8), st.integers(1, 7), st.binary(min_size=16, max_size=16))
+def test_a_digest_across_two_stored_digests_is_not_a_duplicate(
+    event_id: str, cut: int, filler: bytes
+) -> None:
+    from operators.dedupe import id_digest
+
+    digest = id_digest(event_id).to_bytes(8, "little")
+    # two stored digests whose bytes, end to end, hold this id's digest at offset ``cut``
+    first = filler[:cut] + digest[: 8 - cut]
+    second = digest[8 - cut :] + filler[8 + cut - 8 : 8]
+    stored = (int.from_bytes(first, "little"), int.from_bytes(second, "little"))
+    seen = RecentIds(size=4, digests=stored)
+    assert seen.snapshot() == stored
+    assert seen.add(event_id) is (id_digest(event_id) not in stored)
+    assert seen.add(event_id) is False
+
+
+def test_the_snapshot_is_the_digests_as_integers_oldest_first() -> None:
+    from operators.dedupe import id_digest
+
+    seen = RecentIds(size=2)
+    for x in "abc":
+        seen.add(x)
+    assert seen.snapshot() == (id_digest("b"), id_digest("c"))
+    assert RecentIds(size=0).add("a") is True

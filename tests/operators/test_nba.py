@@ -86,6 +86,31 @@ def test_missing_catalog_file_is_a_clear_error(tmp_path: Path) -> None:
         load_catalog(tmp_path / "nope.toml")
 
 
+def test_the_conditions_checked_are_those_of_the_current_catalog() -> None:
+    """The arbiter prepares each action's conditions once per catalog: a catalog set on
+    it later (a restart with a changed catalog), or an arbiter pickled before it kept
+    them, checks the catalog it has."""
+    import pickle
+
+    arbiter = Arbiter(NO_CONTROL, seed=1)
+    calm = x(payment_failures_30d=1.0)
+    assert "payment_help" not in arbiter.candidates("c1", calm, 0.2, "voice", now_ms=0)[1]
+    stricter = parse_catalog(
+        Path("state/catalog.toml")
+        .read_text()
+        .replace("control_group = 0.05", "control_group = 0.0")
+        .replace('"payment_failures_30d >= 1"', '"payment_failures_30d >= 2"')
+    )
+    assert stricter.get("payment_help") != NO_CONTROL.get("payment_help")
+    arbiter.catalog = stricter
+    excluded = arbiter.candidates("c1", calm, 0.2, "voice", now_ms=0)[1]
+    assert excluded["payment_help"] == "needs payment_failures_30d >= 2"
+    resumed = pickle.loads(pickle.dumps(arbiter))
+    assert resumed.candidates("c1", calm, 0.2, "voice", now_ms=0)[1] == excluded
+    del resumed.__dict__["_checks_of"]  # as an arbiter pickled before 0.9.3
+    assert resumed.candidates("c1", calm, 0.2, "voice", now_ms=0)[1] == excluded
+
+
 def test_conditions_and_sales_rules_exclude_with_reasons() -> None:
     arbiter = Arbiter(NO_CONTROL, seed=1)
     d = arbiter.select_one("c1", x(complaints_open=1.0), 0.7, "voice", now_ms=0)

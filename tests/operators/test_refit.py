@@ -342,3 +342,21 @@ def test_a_refit_in_steps_is_the_whole_refit_and_a_snapshot_midway_refits_again(
     forget_keys(gone, ["c1"])  # an erasure drops the refit under way: it holds c1
     assert gone._job is None
     assert gone.due
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["gap_ratio_log", "n_events_log", "rate_log", "sentiment", "other"]),
+        st.sampled_from([0.0, -0.0, 1.0, -2.5, 1e-9]),
+    )
+)
+def test_prior_terms_are_each_known_feature_weighted_from_its_centre(x: dict[str, float]) -> None:
+    from operators.refit import PRIOR_CENTRE, PRIOR_WEIGHTS, prior_terms
+
+    expected = {
+        name: weight * (x[name] - PRIOR_CENTRE.get(name, 0.0))
+        for name, weight in PRIOR_WEIGHTS.items()
+        if name in x and (x[name] or name not in PRIOR_CENTRE)  # a centred 0: not known yet
+    }
+    assert prior_terms(x) == expected
+    assert list(prior_terms(x)) == list(expected)  # (summed in this order)

