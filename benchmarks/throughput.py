@@ -437,7 +437,9 @@ def full_flow(
         stack.close()  # the cluster's nodes
         if server is not None:
             stop_embedded(server)
-        if not failed:  # the store alone is hundreds of megabytes
+        if failed:
+            log(f"the run failed: its store and the flow's logs are kept in {folder}")
+        else:  # the store alone is hundreds of megabytes
             shutil.rmtree(folder, ignore_errors=True)
 
 

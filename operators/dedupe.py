@@ -15,6 +15,8 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import Final
 
+from operators.errors import ConfigError
+
 WIDTH: Final = 8  # bytes a digest
 
 
@@ -43,8 +45,10 @@ class RecentIds:
     __slots__ = ("_ring", "size")
 
     def __init__(self, *, size: int = 32, digests: tuple[int, ...] = ()) -> None:
+        if size < 1:
+            raise ConfigError(f"dedupe window of {size} ids: it must hold at least 1")
         self.size = size
-        kept = digests[-size:] if size > 0 else ()
+        kept = digests[-size:]
         self._ring = bytearray(b"".join([d.to_bytes(WIDTH, "little") for d in kept]))
 
     def add(self, event_id: str) -> bool:

@@ -223,7 +223,7 @@ def _attrs(value: object) -> dict[str, Any]:
             continue
         bounds = _NUMERIC_ATTRS.get(name)
         if bounds is not None:
-            if number(v) is None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise InvalidEvent(f"attrs.{name} not a number", repr(v)[:40])
             low, high = bounds
             if not low <= v <= high:

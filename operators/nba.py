@@ -860,6 +860,14 @@ class Arbiter:
         self.ignored += expired
         return expired
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled (the recovery store): the prepared conditions are not, they
+        are made again from the catalog."""
+        state = dict(self.__dict__)
+        state.pop("_checks_list", None)
+        state.pop("_checks_of", None)
+        return state
+
     def _checks(self) -> list[tuple[Action, tuple[Prepared, ...]]]:
         """The catalog's actions, each with its conditions as (feature, comparison,
         value, condition): read at every contact, prepared once per catalog."""

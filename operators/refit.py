@@ -128,9 +128,9 @@ def prior_terms(x: dict[str, float]) -> dict[str, float]:
     >>> prior_terms({"n_events_log": 0.0, "rate_log": 0.0, "other": 1.0})
     {'rate_log': -0.0}
     """
-    get, terms = x.get, {}  # (one lookup a name: ``x`` is a Mapping, each read a call)
+    terms = {}  # (one lookup a name, where ``name in x`` then ``x[name]`` made two or three)
     for name, weight in PRIOR_WEIGHTS.items():
-        value = get(name)
+        value = x.get(name)
         if value is None:
             continue
         centre = PRIOR_CENTRE.get(name)

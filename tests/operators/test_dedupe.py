@@ -53,4 +53,12 @@ def test_the_snapshot_is_the_digests_as_integers_oldest_first() -> None:
     for x in "abc":
         seen.add(x)
     assert seen.snapshot() == (id_digest("b"), id_digest("c"))
-    assert RecentIds(size=0).add("a") is True
+
+
+def test_a_window_of_no_ids_is_refused() -> None:
+    import pytest
+
+    from operators.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dedupe window of 0 ids"):
+        RecentIds(size=0, digests=(1, 2))

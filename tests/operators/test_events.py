@@ -97,6 +97,33 @@ def test_contract_breaches_are_rejected_with_a_reason(
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(10**400, "attrs.amount out of range"), (True, "attrs.amount not a number")],
+)
+def test_a_typed_attr_from_python_is_checked_as_from_json(value: object, reason: str) -> None:
+    """An event made in Python (not parsed: no JSON limit on its numbers) is checked alike."""
+    obj = {**orjson.loads(raw()), "attrs": {"amount": value}}
+    with pytest.raises(InvalidEvent) as info:
+        event_from_obj(obj)
+    assert info.value.reason == reason
+
+
+def test_number_reads_a_number_and_nothing_else() -> None:
+    from operators.events import number
+
+    assert [number(v) for v in (3, -0.0, 2.5, True, None, "1", [1])] == [
+        3.0,
+        -0.0,
+        2.5,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert str(number(-0.0)) == "-0.0"
+
+
 def test_not_json_and_not_object_and_oversize() -> None:
     with pytest.raises(InvalidEvent, match="not json"):
         parse_event(b"{nope")

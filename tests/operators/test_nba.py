@@ -105,9 +105,8 @@ def test_the_conditions_checked_are_those_of_the_current_catalog() -> None:
     arbiter.catalog = stricter
     excluded = arbiter.candidates("c1", calm, 0.2, "voice", now_ms=0)[1]
     assert excluded["payment_help"] == "needs payment_failures_30d >= 2"
-    resumed = pickle.loads(pickle.dumps(arbiter))
-    assert resumed.candidates("c1", calm, 0.2, "voice", now_ms=0)[1] == excluded
-    del resumed.__dict__["_checks_of"]  # as an arbiter pickled before 0.9.3
+    resumed = pickle.loads(pickle.dumps(arbiter))  # (the prepared conditions are not kept)
+    assert "_checks_of" not in resumed.__dict__
     assert resumed.candidates("c1", calm, 0.2, "voice", now_ms=0)[1] == excluded
 
 
