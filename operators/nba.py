@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from mypy_extensions import mypyc_attr
 from river import proba
@@ -629,6 +629,15 @@ def in_control_group(customer_id: str, share: float) -> bool:
 Prepared = tuple[str, Callable[[float, float], bool], float, Condition]
 
 
+class Derived(NamedTuple):
+    """What an arbiter derives from its catalog."""
+
+    catalog: Catalog
+    keep_ms: int  # how long a customer's contact history counts: the longest window or
+    # suppression of the catalog
+    checks: list[tuple[Action, tuple[Prepared, ...]]]  # each action, its conditions ready
+
+
 @mypyc_attr(native_class=False)
 class Arbiter:
     """Chooses actions, remembers them until answered, and learns from the answers."""
@@ -644,10 +653,7 @@ class Arbiter:
         self.pending: OrderedDict[str, tuple[str, str, str, int]] = OrderedDict()
         self.ignored = 0
         self.outcomes = 0
-        self._keep = 0  # (ms: see _keep_ms)
-        self._keep_of: Catalog | None = None
-        self._checks_list: list[tuple[Action, tuple[Prepared, ...]]] = []  # (see _checks)
-        self._checks_of: Catalog | None = None
+        self._derived: Derived | None = None  # (see _from_catalog)
 
     @property
     def version(self) -> str:
@@ -861,39 +867,37 @@ class Arbiter:
         return expired
 
     def __getstate__(self) -> dict[str, Any]:
-        """What is pickled (the recovery store): the prepared conditions are not, they
-        are made again from the catalog."""
+        """What is pickled (the recovery store): not what is derived from the catalog,
+        made again from it (nor the ``_keep``/``_keep_of`` an older arbiter kept)."""
         state = dict(self.__dict__)
-        state.pop("_checks_list", None)
-        state.pop("_checks_of", None)
+        for derived in ("_derived", "_keep", "_keep_of"):
+            state.pop(derived, None)
         return state
 
-    def _checks(self) -> list[tuple[Action, tuple[Prepared, ...]]]:
-        """The catalog's actions, each with its conditions as (feature, comparison,
-        value, condition): read at every contact, prepared once per catalog."""
+    def _from_catalog(self) -> Derived:
+        """What the arbiter reads from its catalog at every contact, worked out once per
+        catalog (again when it is another): see :class:`Derived`."""
         catalog = self.catalog
-        if getattr(self, "_checks_of", None) is not catalog:  # (a resumed arbiter has none)
-            self._checks_list = [
-                (a, tuple((c.feature, OPS[c.op], c.value, c) for c in a.when))
-                for a in catalog.actions
-            ]
-            self._checks_of = catalog
-        return self._checks_list
-
-    def _keep_ms(self) -> int:
-        """How long a customer's contact history counts: the longest window or
-        suppression of the catalog (worked out again when the catalog is another)."""
-        catalog = self.catalog
-        if getattr(self, "_keep_of", None) is not catalog:  # (a resumed arbiter has none)
+        derived = getattr(self, "_derived", None)  # (a resumed arbiter has none)
+        if derived is None or derived.catalog is not catalog:
             p = catalog.policy
             longest = max(
                 [p.window_days, p.suppress_days]
                 + [a.window_days or 0 for a in catalog.actions]
                 + [a.suppress_days or 0 for a in catalog.actions]
             )
-            self._keep = int(longest * DAY_MS)
-            self._keep_of = catalog
-        return self._keep
+            checks = [
+                (a, tuple((c.feature, OPS[c.op], c.value, c) for c in a.when))
+                for a in catalog.actions
+            ]
+            derived = self._derived = Derived(catalog, int(longest * DAY_MS), checks)
+        return derived
+
+    def _checks(self) -> list[tuple[Action, tuple[Prepared, ...]]]:
+        return self._from_catalog().checks
+
+    def _keep_ms(self) -> int:
+        return self._from_catalog().keep_ms
 
     def stats(self) -> dict[str, Any]:
         return {

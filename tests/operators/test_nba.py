@@ -106,7 +106,9 @@ def test_the_conditions_checked_are_those_of_the_current_catalog() -> None:
     excluded = arbiter.candidates("c1", calm, 0.2, "voice", now_ms=0)[1]
     assert excluded["payment_help"] == "needs payment_failures_30d >= 2"
     resumed = pickle.loads(pickle.dumps(arbiter))  # (the prepared conditions are not kept)
-    assert "_checks_of" not in resumed.__dict__
+    assert "_derived" not in resumed.__dict__
+    resumed.__dict__.update(_keep=1, _keep_of=NO_CONTROL)  # as an arbiter of 0.9.2 kept
+    assert not {"_keep", "_keep_of"} & set(pickle.loads(pickle.dumps(resumed)).__dict__)
     assert resumed.candidates("c1", calm, 0.2, "voice", now_ms=0)[1] == excluded
 
 
