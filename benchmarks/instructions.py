@@ -18,7 +18,14 @@ has none): their figures differ by what their code executes, to about 1%.  Count
 instructions are not time (a cache miss costs more than an add): keep the wall-clock
 benchmarks for speed, use this one to see which way a change goes.
 
-Run: ``python benchmarks/instructions.py [--events N] [--no-record]`` (needs
+``--flow`` also counts the dataflow itself, in one process and without Redis: Bytewax's
+``run_main`` over the same events (a ``TestingSource`` handing them 100 at a time, as a
+worker's read of its streams does, and testing sinks), with the live experience on and
+the same virtual clock.  ``flow_instructions_per_event`` against the bare loop's shows
+what Bytewax and the flow's own steps add per event (``flow_over_bare``; Redis's
+commands and the sinks' encoding are not in it).
+
+Run: ``python benchmarks/instructions.py [--events N] [--flow] [--no-record]`` (needs
 ``valgrind``; about a minute per 10,000 events).  The figures are the last line of stdout
 (JSON) and a row of ``benchmarks/RESULTS.md``.
 """
@@ -80,13 +87,60 @@ with open(sys.argv[1], "rb") as f:
 throughput.bare_loop(data, measure_state=False)  # (each customer's state: not per event)
 """.replace("TICK_S", repr(TICK_S))
 
+# The same, through the dataflow (``--flow``): Bytewax's run_main in this process, the
+# events from a TestingSource, every output into a list.
+_FLOW_CHILD = """
+import gc
+import itertools
+import pickle
+import sys
+import time
+
+sys.path.insert(0, sys.argv[3])
+tick = itertools.count()
+start = 1.8e9
+
+def clock():
+    return start + next(tick) * TICK_S
+
+time.time = clock
+
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from benchmarks.throughput import SHARDS, flow_env
+from cxstream.settings import Settings
+from flows.journey import Sinks, build_flow
+from operators.erasure import Forgotten
+from state.source import Entry
+
+with open(sys.argv[1], "rb") as f:
+    data = pickle.load(f)[: int(sys.argv[2])]
+entries = [Entry(f"cx:events:{i % SHARDS}", f"{i + 1}-0", raw) for i, raw in enumerate(data)]
+out = []
+sink = TestingSink(out)
+sinks = Sinks(alerts=sink, dead_letters=sink, profiles=sink, models=sink, experience=sink)
+flow = build_flow(
+    Settings.from_env(flow_env()),
+    source=TestingSource(entries, batch_size=100),
+    sinks=sinks,
+    clock=clock,
+    forgotten=Forgotten(),
+)
+gc.disable()  # no collector pauses in the count
+run_main(flow)
+print(f"outputs {len(out)}", file=sys.stderr)
+""".replace("TICK_S", repr(TICK_S))
+
 
 def log(message: str) -> None:
     print(f"instructions: {message}", file=sys.stderr, flush=True)
 
 
-def count(valgrind: str, log_file: Path, events: int, experience: bool) -> int:
-    """Instructions of the bare loop over the log's first ``events`` events."""
+def count(
+    valgrind: str, log_file: Path, events: int, experience: bool, *, child: str = _CHILD
+) -> int:
+    """Instructions of the bare loop (``child``: or the flow's) over the log's first
+    ``events`` events."""
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
@@ -104,7 +158,7 @@ def count(valgrind: str, log_file: Path, events: int, experience: bool) -> int:
             "--cachegrind-out-file=/dev/null",
             sys.executable,
             "-c",
-            _CHILD,
+            child,
             str(log_file),
             str(events),
             str(ROOT),
@@ -124,6 +178,9 @@ def count(valgrind: str, log_file: Path, events: int, experience: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events counted (20,000)")
+    parser.add_argument(
+        "--flow", action="store_true", help="also count the dataflow (Bytewax, no Redis)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.events <= SHORT:
@@ -144,11 +201,21 @@ def main() -> None:
             figures[f"{name}_instructions_per_event"] = round(
                 (full - short) / (args.events - SHORT)
             )
+        if args.flow:
+            log(f"flow: {SHORT:,} then {args.events:,} events under valgrind")
+            short = count(valgrind, log_file, SHORT, True, child=_FLOW_CHILD)
+            full = count(valgrind, log_file, args.events, True, child=_FLOW_CHILD)
+            flow = round((full - short) / (args.events - SHORT))
+            figures["flow_instructions_per_event"] = flow
+            bare = figures["experience_on_instructions_per_event"]
+            assert isinstance(bare, int)
+            figures["flow_over_bare"] = round(flow / bare, 3)
     print(orjson.dumps(figures).decode())
     if not args.no_record:
         command = "python benchmarks/instructions.py" + (
             f" --events {args.events}" if args.events != 20_000 else ""
         )
+        command += " --flow" if args.flow else ""
         record("instructions", command, figures)
 
 

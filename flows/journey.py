@@ -34,9 +34,16 @@ from operators.customer import (
     CustomerLogic,
     CustomerSnapshot,
     Watermark,
-    bucket_of,
+    bucketed,
 )
-from operators.decide import DecideLogic, with_shard
+from operators.decide import (
+    DecideLogic,
+    alerts_of,
+    stamped,
+    statuses_of,
+    store_writes_of,
+    tallies_of,
+)
 from operators.erasure import Forgotten
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
 from operators.experience import LiveExperience, TallyBuffer
@@ -52,15 +59,13 @@ from operators.records import (
     ProfileUpdate,
     Signal,
     StoreWrite,
-    Tally,
     is_signal_or_tally,
     is_tally,
     is_to_model,
     only,
     route_batch,
-    to_store,
 )
-from operators.trends import TrendLogic, trend_keys
+from operators.trends import TrendLogic, trend_keys_batch
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
@@ -103,10 +108,6 @@ def batched(
     (``<step>.stateful_batch``): a recovery store written while the model step was an
     ``op.stateful`` resumes into it."""
     return stateful_batch("stateful_batch", up, builder)
-
-
-def alert_or_proactive(item: DecideOut) -> Alert | Proactive | None:
-    return item if type(item) is Alert or type(item) is Proactive else None
 
 
 def worker_tallies() -> Callable[[], TallyBuffer]:
@@ -206,10 +207,10 @@ def build_flow(
     if recovery:  # one key per customer: an epoch's snapshots hold the customers it touched
         journey = stateful("journey", by_customer, new_customer)
     else:  # customers in buckets, their timers in the bucket's heap (see CustomerBucket)
-        bucketed = op.map("by_bucket", by_customer, lambda item: (bucket_of(item[0]), item))
+        in_buckets = op.flat_map_batch("by_bucket", by_customer, bucketed)
         # (bucket "b<i>", (customer key, Event))
         journey = stateful_batch(
-            "journey", bucketed, lambda _: CustomerBucket(new=new_customer, clock=clock)
+            "journey", in_buckets, lambda _: CustomerBucket(new=new_customer, clock=clock)
         )
     # (customer key or bucket, ScoreRequest | Example | Decided | Watched | ProfileUpdate
     #  | Outcome | Erase | Signal | ConsentChange | Tally | Rated)
@@ -231,7 +232,7 @@ def build_flow(
     #   no customer id; labelled periods counted by touchpoint and by step]
     signals = cast(Stream[Signal], counted.falses)
     # Signal(metric, ts, event_id, channel, queue, topic, sentiment): a complaint or a contact
-    series = op.flat_map("trend_keys", signals, lambda s: trend_keys(s, topics))
+    series = op.flat_map_batch("trend_keys", signals, lambda b: trend_keys_batch(b, topics))
     # (series "complaints|topic=outage", (series, Signal))   [one per channel, queue, topic]
     trend_alerts = stateful(
         "trends",
@@ -257,9 +258,9 @@ def build_flow(
     #   | Tally)   [Outcome teaches the arbiter; contacts first, examples learned after;
     #   Watched counts for the uplift; an objection to profiling drops the customer's
     #   backlog; a batch's Rated answers counted by persona, one Tally]
-    outputs = op.map("stamp_shard", decided, with_shard)
+    outputs = op.flat_map_batch("stamp_shard", decided, stamped)
     # Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange | Tally
-    by_persona = op.filter_map("persona_tallies", outputs, only(Tally))
+    by_persona = op.flat_map_batch("persona_tallies", outputs, tallies_of)
     # Tally(personas)   [a model shard's batch of answers, counted by persona]
     tallies = op.merge("all_tallies", tallies, by_persona)
     # Tally   [the workers' quarter seconds and the model shards' batches]
@@ -277,7 +278,7 @@ def build_flow(
     # Alert | ExperienceStatus
     alerts: Stream[Alert | Proactive] = op.merge(
         "alerts",
-        op.filter_map("alerts_only", outputs, alert_or_proactive),
+        op.flat_map_batch("alerts_only", outputs, alerts_of),
         op.map("unkey_trends", trend_alerts, lambda item: item[1]),
         op.filter_map("experience_alerts", live_out, only(Alert)),
     )
@@ -289,7 +290,7 @@ def build_flow(
     profiles: Stream[StoreWrite] = op.merge(
         "profiles",
         journey_profiles,
-        op.filter_map("risk_profiles_and_erasures", outputs, to_store),
+        op.flat_map_batch("risk_profiles_and_erasures", outputs, store_writes_of),
         suppressed,
     )
     # ProfileUpdate(customer_id, fields) | Erase(customer_id) | Suppressed(source, entry_id)
@@ -297,7 +298,7 @@ def build_flow(
     op.output("profiles_out", profiles, sinks.profiles)
     # -> HSET cx:profile:<customer>; erase the customer everywhere; XDEL the entry;
     #    XADD cx:audit (a consent change, once per event)
-    op.output("models_out", op.filter_map("models_only", outputs, only(ModelStatus)), sinks.models)
+    op.output("models_out", op.flat_map_batch("models_only", outputs, statuses_of), sinks.models)
     # ModelStatus(shard, fields) -> HSET cx:model:<shard>
     if sinks.experience is not None:
         statuses = op.filter_map("experience_only", live_out, only(ExperienceStatus))

@@ -676,6 +676,16 @@ def bucket_of(key: str, buckets: int = BUCKETS) -> str:
     return _BUCKET_NAMES[i] if i < BUCKETS else f"b{i}"
 
 
+def bucketed(items: list[Keyed]) -> list[tuple[str, Keyed]]:
+    """Events keyed by their customer's bucket (:func:`bucket_of`), a batch in one call.
+
+    >>> from operators.events import Event
+    >>> [k for k, _ in bucketed([("c1", Event("e1", "c1", None, 1, "web", "page_view", {}))])]
+    ['b55']
+    """
+    return [(bucket_of(item[0]), item) for item in items]
+
+
 class CustomerBucket(BatchLogic[Keyed, CustomerOut, tuple[()]]):
     """Many customers' :class:`CustomerLogic` under one Bytewax key, their
     notifications in a heap of its own.

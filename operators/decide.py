@@ -119,6 +119,36 @@ def with_shard(item: tuple[str, DecideOut]) -> DecideOut:
     return replace(out, shard=shard) if isinstance(out, ModelStatus) else out
 
 
+def stamped(items: list[tuple[str, DecideOut]]) -> list[DecideOut]:
+    """:func:`with_shard` over a batch of the model step's outputs, in one call (the
+    flow's ``map`` would run a Python shim per item)."""
+    return [with_shard(item) for item in items]
+
+
+def alerts_of(items: list[DecideOut]) -> list[Alert | Proactive]:
+    """The alerts and proactive decisions of a batch of outputs (the alert sink's).
+
+    >>> alerts_of([Alert("a1", {}), ProfileUpdate("c1", {})])
+    [Alert(alert_id='a1', payload={})]
+    """
+    return [i for i in items if type(i) is Alert or type(i) is Proactive]
+
+
+def store_writes_of(items: list[DecideOut]) -> list[ProfileUpdate | Erase | ConsentChange]:
+    """What the customer-store sink writes: profile updates, erasures, consent changes."""
+    return [
+        i for i in items if type(i) is ProfileUpdate or type(i) is Erase or type(i) is ConsentChange
+    ]
+
+
+def statuses_of(items: list[DecideOut]) -> list[ModelStatus]:
+    return [i for i in items if type(i) is ModelStatus]
+
+
+def tallies_of(items: list[DecideOut]) -> list[Tally]:
+    return [i for i in items if type(i) is Tally]
+
+
 class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
     """One model shard: churn model + next-best-action, in Bytewax's shape.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import field
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeGuard
@@ -77,7 +77,7 @@ CONSENT_PURPOSES: Final[tuple[str, ...]] = ("marketing", "profiling", "contact")
 CONSENT_CHANNELS: Final = CHANNELS | {"push"}  # where a customer may be reached, push included
 
 # Typed attributes: name -> (low, high).  Others are kept as sent.
-_NUMERIC_ATTRS: Final[Mapping[str, tuple[float, float]]] = {
+_NUMERIC_ATTRS: Final[dict[str, tuple[float, float]]] = {
     "sentiment": (-1.0, 1.0),
     "nps": (0.0, 10.0),
     "csat": (1.0, 5.0),
@@ -106,7 +106,7 @@ class Event:
     ts: int
     channel: str
     type: str
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -164,7 +164,7 @@ def shard_of(key: str, shards: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % shards
 
 
-def _id(obj: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+def _id(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
     value = obj.get(name)
     if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:  # the common case first
         return value

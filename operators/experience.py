@@ -46,7 +46,6 @@ from operators.logic import RETAIN, Logic
 from operators.proactive import uplift_of
 from operators.records import Alert, ExperienceIn, ExperienceStatus, Rating, Tally
 from operators.trends import MAX_LABEL
-from operators.values import NUMBER
 
 if TYPE_CHECKING:
     from operators.journey import JourneyState
@@ -140,7 +139,7 @@ class Kpis:
     ces_total: float = 0.0
     ces_squares: float = 0.0
 
-    def add(self, attrs: Mapping[str, Any]) -> bool:
+    def add(self, attrs: dict[str, Any]) -> bool:
         """Count the event's answers (typed attrs, validated at parse); True if any."""
         return self.add_answers(
             _answer(attrs, "nps"), _answer(attrs, "csat"), _answer(attrs, "ces")
@@ -520,7 +519,7 @@ def _names_of(kind: int, mask: int) -> tuple[Any, ...]:
     return tuple(names[i] for i in _ids_of(kind, mask))
 
 
-def _answer(attrs: Mapping[str, Any], name: str) -> float | None:
+def _answer(attrs: dict[str, Any], name: str) -> float | None:
     return number(attrs.get(name))
 
 
@@ -746,7 +745,7 @@ class CustomerExperience:
                 if rating is not None:
                     tally.rate(rating)
             sentiment = attrs.get("sentiment")
-            if sentiment is not None and not late and type(sentiment) in NUMBER:
+            if (type(sentiment) is float or type(sentiment) is int) and not late:
                 previous, before = self.last, journey.sentiment
                 if previous is not None and before is not None:
                     tally.sentiment(previous, sentiment - before)

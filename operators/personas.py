@@ -147,7 +147,10 @@ class Personas:
 
     def _standardised(self, x: dict[str, float], *, learn: bool) -> list[float]:
         out = []
-        for s, xi in zip(self.scale, _feature_values(x), strict=True):
+        scale = self.scale
+        # (by index: compiled, a strict zip's items are untyped and their arithmetic generic)
+        for i, xi in enumerate(_feature_values(x)):
+            s = scale[i]
             if learn:
                 n = s[0] + 1.0
                 old = s[1]
@@ -170,7 +173,8 @@ class Personas:
         """Learn from one contact moment's features; its persona (None while warming up)."""
         z = self._standardised(x, learn=True)
         c = self._closest(z)
-        center, h = self.centers[c], self.halflife
+        center = self.centers[c]
+        h = self.halflife
         for i, zi in enumerate(z):
             center[i] += h * (zi - center[i])
         self.n_learned += 1

@@ -94,7 +94,7 @@ class Check:
     def on_event(self) -> bool:
         return self.attr is not None
 
-    def holds(self, attrs: Mapping[str, Any], journey: Callable[[str], float]) -> bool:
+    def holds(self, attrs: dict[str, Any], journey: Callable[[str], float]) -> bool:
         """Whether it holds of an event's ``attrs`` and the customer (``journey(name)``:
         the value or a feature; read only if this check names one)."""
         if self.attr is not None:
@@ -183,7 +183,7 @@ class RuleState:
         rules: Iterable[Rule],
         event_type: str,
         ts: int,
-        attrs: Mapping[str, Any],
+        attrs: dict[str, Any],
         journey: Callable[[str], float],
     ) -> list[Rule]:
         """The rules this event fires.  The window slides: a third failure within the

@@ -262,7 +262,6 @@ StoreWrite = ProfileUpdate | Erase | Suppressed | ConsentChange
 
 # isinstance with constant tuples: ``A | B`` builds a union at every call (these run
 # for every item of every batch)
-_TO_STORE = (ProfileUpdate, Erase, ConsentChange)
 _MODEL_INPUT = (ScoreRequest, Example, Decided, Watched, Outcome, Erase, ConsentChange, Rated)
 _NOT_TO_MODEL = (ProfileUpdate, Signal, Tally)
 
@@ -270,12 +269,6 @@ _NOT_TO_MODEL = (ProfileUpdate, Signal, Tally)
 def model_input(item: CustomerOut) -> DecideIn | None:
     """What the model shard needs from the customer step (not profile updates)."""
     return item if isinstance(item, _MODEL_INPUT) else None
-
-
-def to_store(item: DecideOut) -> ProfileUpdate | Erase | ConsentChange | None:
-    """A selector keeping what the customer-store sink writes: profile updates, erasures,
-    consent changes (the audit trail)."""
-    return item if isinstance(item, _TO_STORE) else None
 
 
 def only(cls: type[T]) -> Callable[[object], T | None]:

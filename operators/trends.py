@@ -136,6 +136,21 @@ def trend_keys(signal: Signal, topics: Collection[str] = ()) -> list[tuple[str, 
     return [(name, (name, signal)) for name in names]
 
 
+def trend_keys_batch(
+    signals: list[Signal], topics: Collection[str] = ()
+) -> list[tuple[str, TrendItem]]:
+    """:func:`trend_keys` of a batch of signals, in one call.
+
+    >>> s = Signal("complaints", 0, "e1", "web", None, None, None)
+    >>> [k for k, _ in trend_keys_batch([s, s])]
+    ['complaints|channel=web', 'complaints|channel=web']
+    """
+    out: list[tuple[str, TrendItem]] = []
+    for signal in signals:
+        out.extend(trend_keys(signal, topics))
+    return out
+
+
 TrendSnapshot = tuple[Any, ...]
 
 
@@ -282,7 +297,8 @@ class TrendLogic(Logic[TrendItem, Alert, TrendSnapshot]):
                 self.var = (1.0 - weight) * (self.var + weight * diff * diff)
                 if self.alarmed and (total - self.mean) / sd < half:
                     self.alarmed = False
-            total -= counts[0]
+            oldest: int = counts[0]  # (typed: a deque's item is Any, its arithmetic generic)
+            total -= oldest
             counts.append(0)
         self.total = total
 

@@ -1,7 +1,9 @@
-from hypothesis import given
+from hashlib import blake2b
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.dedupe import RecentIds
+from operators.dedupe import RecentIds, _digest_bytes, id_digest
 
 
 def test_duplicates_within_the_window_are_caught() -> None:
@@ -62,3 +64,13 @@ def test_a_window_of_no_ids_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="dedupe window of 0 ids"):
         RecentIds(size=0, digests=(1, 2))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text(max_size=80), max_size=20))
+def test_the_digest_is_the_ids_blake2b_whatever_came_before(ids: list[str]) -> None:
+    """The ready hasher is copied, never changed: each id's digest is its own."""
+    for event_id in ids:
+        expected = blake2b(event_id.encode(), digest_size=8).digest()
+        assert _digest_bytes(event_id) == expected
+        assert id_digest(event_id) == int.from_bytes(expected, "little")

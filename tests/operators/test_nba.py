@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from operators.journey import FEATURE_NAMES
 from operators.nba import (
     _WHY,
     DAY_MS,
+    AcceptanceModel,
     Arbiter,
     Condition,
     History,
+    beta_draw,
     in_control_group,
     is_offer,
     parse_catalog,
@@ -295,3 +298,64 @@ def test_the_engineers_line_reads_as_its_f_string(
     )
     made = _WHY % (p, value, lever, goal, relevance, cost, score, "a >= 1", "low/calm/paid")
     assert made == expected
+
+
+_SHAPES = st.one_of(
+    st.integers(1, 2_000).map(float),  # River's posterior: 1 + answers of each kind
+    st.floats(1e-3, 1e3, allow_nan=False),  # and any other shape the draw accepts
+    st.sampled_from([1.0, 0.5, 1.0 + 1e-12, 1.0 - 1e-12]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32), st.lists(st.tuples(_SHAPES, _SHAPES), min_size=1, max_size=12))
+def test_the_compiled_beta_draw_is_the_standard_librarys(
+    seed: int, shapes: list[tuple[float, float]]
+) -> None:
+    """The same draws, bit for bit, and the stream left where the library leaves it."""
+    ours, theirs = random.Random(seed), random.Random(seed)
+    assert [beta_draw(ours, a, b) for a, b in shapes] == [
+        theirs.betavariate(a, b) for a, b in shapes
+    ]
+    assert ours.getstate() == theirs.getstate()
+
+
+def test_a_bad_beta_shape_is_refused_as_the_library_does() -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        beta_draw(random.Random(1), 0.0, 1.0)
+
+
+def test_thompson_draws_are_rivers_draws() -> None:
+    """An acceptance model draws what River's ``Beta.sample`` would from the same cells."""
+    model, twin = AcceptanceModel(seed=5), AcceptanceModel(seed=5)
+    answers = random.Random(2)
+    for i in range(300):
+        action, seg = f"a{i % 4}", f"s{i % 3}"
+        accepted = answers.random() < 0.3
+        model.learn_one(action, seg, accepted)
+        twin.learn_one(action, seg, accepted)
+    for i in range(200):
+        action, seg = f"a{i % 5}", f"s{i % 4}"  # new cells too
+        assert model.sample(action, seg) == float(twin._cell(action, seg).sample())
+
+
+def test_a_cell_without_rivers_stream_draws_by_its_own_sample() -> None:
+    class Cell:  # (a River whose Beta keeps its random stream under another name)
+        alpha, beta = 3, 4
+
+        def sample(self) -> float:
+            return 0.25
+
+    model = AcceptanceModel()
+    model.cells[("a", "s")] = Cell()
+    assert model.sample("a", "s") == 0.25
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=60), st.floats(0.0, 1.0), st.integers(0, 2**64 - 1))
+def test_the_control_group_draw_is_the_digest_over_2_to_the_64(
+    customer_id: str, share: float, n: int
+) -> None:
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"cx-control").digest()
+    assert in_control_group(customer_id, share) == (int.from_bytes(digest, "big") / 2**64 < share)
+    assert float(n) * 2.0**-64 == n / 2**64  # the float of any digest, as the division's
