@@ -44,7 +44,7 @@ test: lint typecheck unit
 # (mypy's cache kept, about a minute and a quarter on two cores).
 compiled: $(STAMP)
 	CX_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace -j 2 || { \
-	  echo "compiled: the incremental build failed; building the C again"; \
+	  echo "compiled: the build failed; making the C again from scratch (a type or C error fails again)"; \
 	  rm -rf build && CX_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace -j 2; }
 
 pure:

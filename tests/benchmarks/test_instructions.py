@@ -21,7 +21,7 @@ def _run(child: str, log_file: Path, events: int) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=100,
     )
 
 
