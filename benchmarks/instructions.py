@@ -58,10 +58,13 @@ SHORT = 2_000  # events of the run whose count is start-up's
 CUSTOMERS_PER_EVENT = 0.1  # about ten events a customer, as the throughput benchmark
 TICK_S = 20e-6  # the virtual clock's step per reading
 
-# What runs under Valgrind: the bare loop over the first N events of a log, with a
-# virtual clock (argv: log file, N).
-_CHILD = """
-import datetime as _dt
+
+def _with_clock(start: float, body: str) -> str:
+    """A child's code: ``body`` after a virtual clock that starts at ``start`` (epoch
+    seconds) and advances :data:`TICK_S` per reading, as ``time.time`` (argv: log file,
+    N events, the checkout)."""
+    return (
+        f"""
 import gc
 import itertools
 import pickle
@@ -70,12 +73,22 @@ import time
 
 sys.path.insert(0, sys.argv[3])
 tick = itertools.count()
-start = 1.8e9
+start = {start!r}
 
 def clock():
-    return start + next(tick) * TICK_S
+    return start + next(tick) * {TICK_S!r}
 
 time.time = clock
+"""
+        + body
+    )
+
+
+# What runs under Valgrind: the bare loop over the first N events of a log.
+_CHILD = _with_clock(
+    1.8e9,
+    """
+import datetime as _dt
 
 class _Datetime(_dt.datetime):
     @classmethod
@@ -89,30 +102,18 @@ throughput.tune_gc = gc.disable  # no collector pauses in the count
 with open(sys.argv[1], "rb") as f:
     data = pickle.load(f)[: int(sys.argv[2])]
 throughput.bare_loop(data, measure_state=False)  # (each customer's state: not per event)
-""".replace("TICK_S", repr(TICK_S))
+""",
+)
 
 # The same, through the dataflow (``--flow``): Bytewax's run_main in this process, the
-# events from a TestingSource, every output into a list.
-_FLOW_CHILD = """
-import gc
-import itertools
-import pickle
-import sys
-import time
-
-sys.path.insert(0, sys.argv[3])
-tick = itertools.count()
-# Bytewax wakes a step when the system clock passes its notify_at, which no patch here
-# moves: a start far ahead keeps the customers' timers from firing in any year (at
-# 20 us a reading few come due within the count anyway: 24 instructions an event of
-# the bare loop's are its customers' notifications)
-start = 4.1e9
-
-def clock():
-    return start + next(tick) * TICK_S
-
-time.time = clock
-
+# events from a TestingSource, every output into a list.  Bytewax wakes a step when the
+# system clock passes its notify_at, which no patch here moves: a start far ahead keeps
+# the customers' timers from firing in any year (at 20 us a reading few come due within
+# the count anyway: 24 instructions an event of the bare loop's are its customers'
+# notifications).
+_FLOW_CHILD = _with_clock(
+    4.1e9,
+    """
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from benchmarks.throughput import SHARDS, flow_env
@@ -137,7 +138,8 @@ flow = build_flow(
 gc.disable()  # no collector pauses in the count
 run_main(flow)
 print(f"outputs {len(out)}", file=sys.stderr)
-""".replace("TICK_S", repr(TICK_S))
+""",
+)
 
 
 def log(message: str) -> None:
