@@ -744,8 +744,8 @@ class CustomerExperience:
                 rating = rating_of(event, rated, rated_channel, self.queue, journey.ces)
                 if rating is not None:
                     tally.rate(rating)
-            sentiment = attrs.get("sentiment")
-            if (type(sentiment) is float or type(sentiment) is int) and not late:
+            sentiment = number(attrs.get("sentiment"))
+            if sentiment is not None and not late:
                 previous, before = self.last, journey.sentiment
                 if previous is not None and before is not None:
                     tally.sentiment(previous, sentiment - before)

@@ -135,7 +135,7 @@ def prior_terms(x: dict[str, float]) -> dict[str, float]:
             continue
         centre = PRIOR_CENTRE.get(name)
         if centre is None:
-            terms[name] = weight * (value - 0.0)
+            terms[name] = weight * value
         elif value:
             terms[name] = weight * (value - centre)
     return terms
