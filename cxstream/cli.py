@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -52,8 +52,22 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+class _Commands(_Parser):
+    """The top-level parser: an argument no command knows is reported by its command."""
+
+    commands: Mapping[str, argparse.ArgumentParser]
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self.commands[parsed.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _Commands(
         prog="cxstream",
         description="Real-time customer-experience engine. Settings come from environment "
         "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see docs/settings.md).",
@@ -63,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for command in COMMANDS:
         command.add_parser(sub)
+    parser.commands = sub.choices
     return parser
 
 

@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, make_folder
 from operators.errors import CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
@@ -202,7 +202,7 @@ class Demo:
         from state.redis import embedded
 
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
+        make_folder(self.folder, "CX_DATA_DIR")
         self.redis_handle = embedded(self.folder)
         return f"unix://{self.redis_handle.socket_file}"
 

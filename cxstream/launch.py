@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, make_folder
 from operators.errors import ConfigError, CxError
 
 if TYPE_CHECKING:
@@ -82,8 +82,7 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     recovery = None
     if settings.recovery_dir is not None:
         directory = settings.recovery_dir
-        if not directory.exists() or not any(directory.iterdir()):
-            directory.mkdir(parents=True, exist_ok=True)
+        if not any(make_folder(directory, "CX_RECOVERY_DIR").iterdir()):
             init_db_dir(directory, workers)
             mark_format(directory)
             log.info("initialised %d recovery partitions in %s", workers, directory)

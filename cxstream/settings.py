@@ -142,6 +142,20 @@ def _flag(name: str, raw: str | None) -> bool:
     raise ConfigError(f"{name}={raw!r}: use 1 or 0")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def make_folder(path: Path, setting: str) -> Path:
+    """``path`` made if need be (the folder of ``setting``), or a ConfigError that names it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"{setting}={path}: cannot make the folder: {reason}") from exc
+    return path
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -711,6 +725,16 @@ class Settings:
             raise ConfigError(f"CX_PROFILE_INTERVAL_MS={self.profile_interval_ms}: must be >= 0")
         if self.read_block_ms < 1:
             raise ConfigError("CX_READ_BLOCK_MS must be at least 1 (never block forever)")
+        if self.read_count < 1:
+            raise ConfigError(f"CX_READ_COUNT={self.read_count}: must be at least 1")
+        if self.alerts_maxlen < 1:
+            raise ConfigError(f"CX_ALERTS_MAXLEN={self.alerts_maxlen}: must be at least 1")
+        if self.token_ttl_hours <= 0:
+            raise ConfigError(f"CX_TOKEN_TTL_HOURS={self.token_ttl_hours:g}: must be positive")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"CX_LOG_LEVEL={self.log_level!r}: use {', '.join(LOG_LEVELS)}")
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigError(f"REDIS_URL={self.redis_url!r}: not a {', '.join(REDIS_SCHEMES)} URL")
         if not 1 <= self.trend_window_min <= 7 * 24 * 60:
             raise ConfigError(
                 f"CX_TREND_WINDOW_MIN={self.trend_window_min}: must be between 1 and 10080"
@@ -804,8 +828,9 @@ class Settings:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+            where = f"CX_DATA_DIR={self.data_dir}"
+            raise ConfigError(f"{where}: cannot read {path.name}: {exc.strerror or exc}") from exc
+        make_folder(self.data_dir, "CX_DATA_DIR")
         value = secrets.token_urlsafe(48)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

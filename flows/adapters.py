@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import bytewax.operators as op
-from bytewax.operators import KeyedStream, StatefulBatchLogic, StatefulLogic
+from bytewax.dataflow import operator
+from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.logic import BatchLogic, KeyedLogic, Logic
 
@@ -40,15 +41,28 @@ class _Delegate(Generic[V, W, S]):
         return self.logic.snapshot()
 
 
-class _Stateful(_Delegate[V, W, S], StatefulLogic[V, W, S]):
-    __slots__ = ("logic",)
+class _Items(_Delegate[V, W, S], StatefulBatchLogic[V, W, S]):
+    """A key's batch handed to its plain :class:`~operators.logic.Logic` item by item, as
+    ``op.stateful`` does (a logic discarded within the batch is built afresh for the
+    next item), but in one shim: ``op.stateful`` over a shim of ours made two Python
+    calls an item, and two for each ``notify_at``."""
+
+    __slots__ = ("builder", "logic")
     logic: Logic[V, W, S]
 
-    def __init__(self, logic: Logic[V, W, S]) -> None:
-        self.logic = logic
+    def __init__(self, builder: Callable[[S | None], Logic[V, W, S]], resume: S | None) -> None:
+        self.builder = builder
+        self.logic = builder(resume)
 
-    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
-        return self.logic.on_item(value)
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        out: list[W] = []
+        logic, discard = self.logic, False
+        for value in values:
+            if discard:
+                logic = self.logic = self.builder(None)
+            ws, discard = logic.on_item(value)
+            out.extend(ws)
+        return out, discard
 
 
 class _StatefulBatch(_Delegate[V, W, S], StatefulBatchLogic[V, W, S]):
@@ -62,11 +76,18 @@ class _StatefulBatch(_Delegate[V, W, S], StatefulBatchLogic[V, W, S]):
         return self.logic.on_batch(values)
 
 
+@operator
 def stateful(
     step_id: str, up: KeyedStream[V], builder: Callable[[S | None], Logic[V, W, S]]
 ) -> KeyedStream[W]:
-    """``op.stateful`` over a plain :class:`~operators.logic.Logic`."""
-    return op.stateful(step_id, up, lambda resume: _Stateful(builder(resume)))
+    """``op.stateful`` over a plain :class:`~operators.logic.Logic`: the same inner step
+    (``<step>.stateful_batch``), so a recovery store written under ``op.stateful``
+    resumes into it."""
+
+    def build(resume: S | None) -> _Items[V, W, S]:
+        return _Items(builder, resume)
+
+    return op.stateful_batch("stateful_batch", up, build)
 
 
 def stateful_batch(
@@ -74,3 +95,13 @@ def stateful_batch(
 ) -> KeyedStream[W]:
     """``op.stateful_batch`` over a plain :class:`~operators.logic.BatchLogic`."""
     return op.stateful_batch(step_id, up, lambda resume: _StatefulBatch(builder(resume)))
+
+
+@operator
+def batched(
+    step_id: str, up: KeyedStream[V], builder: Callable[[S | None], BatchLogic[V, W, S]]
+) -> KeyedStream[W]:
+    """:func:`stateful_batch` under the inner step id ``op.stateful`` gives
+    (``<step>.stateful_batch``): a recovery store written while the step was an
+    ``op.stateful`` (the model step's was) resumes into it."""
+    return stateful_batch("stateful_batch", up, builder)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
@@ -28,7 +28,7 @@ from cxstream.components import (
     trend_config,
 )
 from cxstream.settings import Settings
-from flows.adapters import stateful, stateful_batch
+from flows.adapters import batched, stateful, stateful_batch
 from operators.customer import (
     CustomerBucket,
     CustomerLogic,
@@ -51,8 +51,6 @@ from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, s
 from operators.records import (
     Alert,
     CustomerOut,
-    DecideIn,
-    DecideOut,
     ExperienceStatus,
     ModelStatus,
     Proactive,
@@ -96,18 +94,6 @@ def redis_sinks(settings: Settings, forgotten: Forgotten) -> Sinks:
         models=model_status_sink(settings),
         experience=experience_sink(settings),
     )
-
-
-@operator
-def batched(
-    step_id: str,
-    up: KeyedStream[DecideIn],
-    builder: Callable[[bytes | None], DecideLogic],
-) -> KeyedStream[DecideOut]:
-    """``op.stateful_batch`` under the inner step id ``op.stateful`` gives
-    (``<step>.stateful_batch``): a recovery store written while the model step was an
-    ``op.stateful`` resumes into it."""
-    return stateful_batch("stateful_batch", up, builder)
 
 
 def worker_tallies() -> Callable[[], TallyBuffer]:

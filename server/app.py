@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -134,7 +133,7 @@ class AlertServer:
         except OSError as exc:
             await self.redis.aclose()
             where = f"{self.settings.host}:{self.settings.port}"
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = exc.strerror or str(exc)  # (a name lookup's error has a negative errno)
             raise CxError(f"cannot listen on {where}: {reason}; set CX_HOST/CX_PORT") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 
@@ -68,7 +67,7 @@ class RestServer:
         try:
             self._server = await asyncio.start_server(self._connection, host, port)
         except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = exc.strerror or str(exc)  # (a name lookup's error has a negative errno)
             raise CxError(
                 f"cannot listen on {host}:{port} for the http api: {reason}; "
                 "set CX_HOST/CX_HTTP_PORT"

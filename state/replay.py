@@ -151,7 +151,8 @@ def in_time_order(
     """The rows of a log in event time, and whether the file was in order.
 
     The whole file is read first, so that a file that cannot be read is refused
-    before any row is used (``rejected`` gets the bad rows).  A file out of order is
+    before any row is used (``rejected`` gets the bad rows; a ConfigError when every
+    row is bad: a wrong format, or not an event log).  A file out of order is
     sorted in memory (stable: rows of one time keep their order; at most
     ``SORT_LIMIT`` rows).  In order, the rows are held (``hold``) or read again as a
     stream.  ``progress`` is called with the rows read so far, every 100,000.
@@ -159,6 +160,7 @@ def in_time_order(
     kept: list[Row] = []
     in_order = True
     last_ts: int | None = None
+    n = 0
     for n, row in enumerate(read_log(path, fmt, rejected), start=1):
         if last_ts is not None and row.event.ts < last_ts:
             in_order = False
@@ -168,6 +170,12 @@ def in_time_order(
             _check_size(path, len(kept))
         if progress is not None and n % 100_000 == 0:
             progress(n)
+    if not n and rejected:  # (a wrong format, or not an event log: not a run on nothing)
+        number, reason = rejected[0]
+        raise ConfigError(
+            f"{path}: not one valid event in {len(rejected):,} rows read as {fmt} "
+            f"(row {number}: {reason})"
+        )
     if in_order:
         return (kept if hold else read_log(path, fmt)), True
     if not hold:

@@ -10,11 +10,17 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from cxstream.settings import Secret, Settings
 from operators.events import Event
 
 SECRET = Secret("test-secret-" + "x" * 40)
+
+# No timing assertion in the suite: hypothesis's deadline (200 ms an example by default)
+# failed a parser's property test on this 2-core machine while a build ran beside it.
+hypothesis_settings.register_profile("cxstream", deadline=None)
+hypothesis_settings.load_profile("cxstream")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -43,16 +43,27 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.start_ms is not None:
         config = replace(config, start_ms=args.start_ms)
     sim = Simulator(config)
-    try:
-        return _simulate(args, settings, sim)
-    finally:
-        if args.truth is not None:
-            with Path(args.truth).open("w") as f:
+    with contextlib.ExitStack() as stack:
+        # (opened first: a path that cannot be written stops the command before the work)
+        truth = None if args.truth is None else stack.enter_context(_create(args.truth, "--truth"))
+        try:
+            return _simulate(args, settings, sim)
+        finally:
+            if truth is not None:
                 for row in sim.ground_truth():
-                    f.write(orjson.dumps(row).decode() + "\n")
-            print(
-                f"simulate: ground truth of {sim.joined} customers in {args.truth}", file=sys.stderr
-            )
+                    truth.write(orjson.dumps(row).decode() + "\n")
+                print(
+                    f"simulate: ground truth of {sim.joined} customers in {args.truth}",
+                    file=sys.stderr,
+                )
+
+
+def _create(path: str, flag: str) -> TextIO:
+    """The file ``path`` (of option ``flag``) opened for writing, or a one-line error."""
+    try:
+        return Path(path).open("w")
+    except OSError as exc:
+        raise CxError(f"simulate {flag} {path}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _write_jsonl(output: str, events: Iterable[Event]) -> None:
@@ -60,7 +71,7 @@ def _write_jsonl(output: str, events: Iterable[Event]) -> None:
     from operators.events import encode_event
 
     with contextlib.ExitStack() as stack:
-        out: TextIO = sys.stdout if output == "-" else stack.enter_context(Path(output).open("w"))
+        out = sys.stdout if output == "-" else stack.enter_context(_create(output, "--output"))
         for event in events:
             out.write(encode_event(event).decode() + "\n")
 
@@ -112,12 +123,11 @@ def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
                 last_report = time.monotonic()
                 print(f"simulate: {sent} events sent", file=sys.stderr)
             pace.wait()
-    except KeyboardInterrupt:
-        pass
-    print(
-        f"simulate: sent {sent} events ({sim.cancelled} cancellations, {sim.joined} customers)",
-        file=sys.stderr,
-    )
+    finally:  # (Ctrl-C too, then reported as every command's interruption)
+        print(
+            f"simulate: sent {sent} events ({sim.cancelled} cancellations, {sim.joined} customers)",
+            file=sys.stderr,
+        )
     return 0
 
 

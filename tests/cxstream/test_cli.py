@@ -134,6 +134,34 @@ def test_send_missing_file_is_a_clear_error(redis_url: str) -> None:
     assert b"cannot read /nonexistent/events.jsonl" in done.stderr
 
 
+def test_an_unknown_argument_is_named_with_its_command() -> None:
+    done = cx("token", "--agent", "a1", "--bogus")
+    assert done.returncode == 2
+    assert done.stderr == (
+        b"cxstream: error: token: unrecognized arguments: --bogus (see cxstream token --help)\n"
+    )
+
+
+@pytest.mark.parametrize("flag", ["--output", "--truth"])
+def test_simulate_to_a_path_that_cannot_be_written_is_one_line(tmp_path: Path, flag: str) -> None:
+    extra = ["--output", "-"] if flag == "--truth" else []
+    done = cx("simulate", "--events", "5", *extra, flag, str(tmp_path / "no" / "x.jsonl"))
+    assert done.returncode == 2
+    assert done.stderr.decode().endswith(
+        f"simulate {flag} {tmp_path}/no/x.jsonl: cannot write: No such file or directory\n"
+    )
+    assert done.stdout == b""  # (stopped before the work)
+
+
+def test_a_setting_that_would_fail_later_stops_the_command_at_once(tmp_path: Path) -> None:
+    done = cx("send", env={"CX_DATA_DIR": str(tmp_path), "CX_ALERTS_MAXLEN": "-1"})
+    assert (done.returncode, done.stderr) == (
+        2,
+        b"cxstream: error: CX_ALERTS_MAXLEN=-1: must be at least 1\n",
+    )
+    assert not redis_servers_in(tmp_path)
+
+
 def test_simulate_writes_contract_events(tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
     out = tmp_path / "sim.jsonl"
     done = cx("simulate", "--events", "300", "--customers", "20", "--output", str(out))
@@ -316,6 +344,25 @@ def test_a_command_interrupted_in_the_background_stops_cleanly(tmp_path: Path) -
     while redis_servers_in(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert redis_servers_in(tmp_path) == [], "the embedded redis outlived the command"
+
+
+def test_streaming_simulate_says_what_it_sent_when_interrupted(redis_url: str) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxstream", "simulate", "--rate", "200"],
+        env={**os.environ, "REDIS_URL": redis_url},
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = proc.stderr.readline()  # its first progress line: it is sending
+    assert b"simulate: " in seen, seen
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 130, seen + rest
+    lines = rest.decode().splitlines()
+    assert lines[-2].startswith("simulate: sent ")
+    assert lines[-1] == "cxstream: simulate interrupted (SIGINT)"
 
 
 def test_simulate_writes_ground_truth(tmp_path: Path) -> None:

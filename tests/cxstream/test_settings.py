@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cxstream.settings import Secret, Settings, settings_markdown
+from cxstream.settings import Secret, Settings, make_folder, settings_markdown
 from operators.errors import ConfigError
 
 
@@ -78,11 +78,27 @@ def test_every_variable_is_read() -> None:
         ({"CX_PORT": "65535"}, "CX_HTTP_PORT=65536: not a tcp port"),
         ({"CX_CURRENCY": "euro"}, "CX_CURRENCY='EURO': not an ISO 4217 code"),
         ({"CX_CURRENCY": "€"}, "not an ISO 4217 code"),
+        ({"CX_READ_COUNT": "0"}, "CX_READ_COUNT=0: must be at least 1"),
+        ({"CX_ALERTS_MAXLEN": "-1"}, "CX_ALERTS_MAXLEN=-1: must be at least 1"),
+        ({"CX_TOKEN_TTL_HOURS": "0"}, "CX_TOKEN_TTL_HOURS=0: must be positive"),
+        ({"CX_LOG_LEVEL": "loud"}, "CX_LOG_LEVEL='LOUD': use DEBUG, INFO, WARNING, ERROR"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL='http://cache:6379': not a redis://"),
+        ({"REDIS_URL": "localhost:6379"}, "not a redis://, rediss://, unix:// URL"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_a_data_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    with pytest.raises(ConfigError, match=r"CX_DATA_DIR=.*a-file/below: cannot make the folder"):
+        make_folder(taken / "below", "CX_DATA_DIR")
+    with pytest.raises(ConfigError, match=r"CX_DATA_DIR=.*a-file: cannot read secret"):
+        Settings(data_dir=taken).signing_secret()
+    assert make_folder(tmp_path / "new" / "folder", "CX_DATA_DIR").is_dir()
 
 
 def test_settings_are_frozen_and_the_secret_never_shows() -> None:

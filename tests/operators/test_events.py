@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 from hypothesis import given
@@ -248,6 +250,26 @@ def test_events_of_erased_customers_are_suppressed_at_parse_except_forget() -> N
     assert isinstance(out[3], Rejected)
     assert forgotten.suppressed == 1
     assert [type(x).__name__ for x in parse_batch(batch)][:1] == ["tuple"]  # no list: no check
+
+
+def test_parse_hands_only_events_with_text_to_the_enrichment() -> None:
+    from types import SimpleNamespace as E
+
+    seen: list[str] = []
+
+    def enrich(event: Event) -> Event:
+        seen.append(event.event_id)
+        return replace(event, attrs={**event.attrs, "topic": "billing"})
+
+    batch = [
+        E(stream="s", entry_id="1-0", data=raw(event_id="plain")),
+        E(stream="s", entry_id="1-1", data=raw(event_id="said", attrs={"text": "my bill"})),
+        E(stream="s", entry_id="1-2", data=raw(event_id="empty", attrs={"text": ""})),
+    ]
+    out = parse_batch(batch, None, enrich)
+    assert seen == ["said", "empty"]  # (an empty text is the enrichment's to judge)
+    events = [item[1] for item in out if isinstance(item, tuple)]
+    assert [e.attrs.get("topic") for e in events] == [None, "billing", "billing"]
 
 
 def nested(depth: int, *, kind: str = "dict") -> object:

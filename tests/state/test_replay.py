@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from operators.errors import ConfigError
-from state.replay import has_file_labels, read_jsonl, read_stream_csv
+from state.replay import has_file_labels, in_time_order, read_jsonl, read_stream_csv
 from tests.conftest import ev
 
 HEADER = "ts,customer_id,channel,event_type,value,case_id,label,label_ts\n"
@@ -54,3 +54,23 @@ def test_jsonl_rows(tmp_path: Path) -> None:
     rows = list(read_jsonl(path, rejected))
     assert [r.event.event_id for r in rows] == ["e1"]
     assert [n for n, _ in rejected] == [3]
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_log_without_one_valid_event_is_an_error_before_any_row(
+    tmp_path: Path, hold: bool
+) -> None:
+    """Every row rejected (a stream-CSV read as JSON lines, say) is a mistake to name,
+    not a run on nothing; an empty log is not."""
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b'{"x": 1}\n{bad\n')
+    rejected: list[tuple[int, str]] = []
+    with pytest.raises(ConfigError, match=r"not one valid event in 2 rows read as jsonl \(row 1:"):
+        in_time_order(path, "jsonl", rejected, hold=hold)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    rows, in_order = in_time_order(empty, "jsonl", [], hold=hold)
+    assert (list(rows), in_order) == ([], True)
+    path.write_bytes(path.read_bytes() + orjson.dumps(ev(1, "page_view").to_json()) + b"\n")
+    rows, _ = in_time_order(path, "jsonl", [], hold=hold)
+    assert [r.event.event_id for r in rows] == ["e1"]
