@@ -60,9 +60,13 @@ class _Commands(_Parser):
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: None = None
     ) -> argparse.Namespace:
-        parsed, extra = self.parse_known_args(args, namespace)
+        given = list(sys.argv[1:] if args is None else args)
+        parsed, extra = self.parse_known_args(given, namespace)
         if extra:
-            self.commands[parsed.command].error(f"unrecognized arguments: {' '.join(extra)}")
+            unknown = f"unrecognized arguments: {' '.join(extra)}"
+            if given.index(extra[0]) < given.index(parsed.command):
+                self.error(unknown)  # (before the command: the top level's)
+            self.commands[parsed.command].error(unknown)
         return parsed
 
 

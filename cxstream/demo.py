@@ -202,6 +202,8 @@ class Demo:
         from state.redis import embedded
 
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder.exists():  # (the last demo's redis and logs must not be reused)
+            raise CxError(f"CX_DATA_DIR: cannot clear {self.folder} for a new demo")
         make_folder(self.folder, "CX_DATA_DIR")
         self.redis_handle = embedded(self.folder)
         return f"unix://{self.redis_handle.socket_file}"

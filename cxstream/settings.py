@@ -15,6 +15,7 @@ operators.errors.ConfigError: CX_SHARDS='zero': not an integer
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -142,7 +143,7 @@ def _flag(name: str, raw: str | None) -> bool:
     raise ConfigError(f"{name}={raw!r}: use 1 or 0")
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # (and logging's other names)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -731,9 +732,9 @@ class Settings:
             raise ConfigError(f"CX_ALERTS_MAXLEN={self.alerts_maxlen}: must be at least 1")
         if self.token_ttl_hours <= 0:
             raise ConfigError(f"CX_TOKEN_TTL_HOURS={self.token_ttl_hours:g}: must be positive")
-        if self.log_level not in LOG_LEVELS:
+        if self.log_level not in logging.getLevelNamesMapping():
             raise ConfigError(f"CX_LOG_LEVEL={self.log_level!r}: use {', '.join(LOG_LEVELS)}")
-        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+        if self.redis_url is not None and not self.redis_url.lower().startswith(REDIS_SCHEMES):
             raise ConfigError(f"REDIS_URL={self.redis_url!r}: not a {', '.join(REDIS_SCHEMES)} URL")
         if not 1 <= self.trend_window_min <= 7 * 24 * 60:
             raise ConfigError(

@@ -59,7 +59,7 @@ from server.protocol import (
 )
 from server.pump import Alert, AlertFeed
 from server.replay import replay
-from server.rest_server import RestServer
+from server.rest_server import RestServer, listen_error
 from server.stats import STATS_INTERVAL_S, StatsSender
 from server.supervisor import SupervisorView
 from state.keys import KeyNames
@@ -133,7 +133,7 @@ class AlertServer:
         except OSError as exc:
             await self.redis.aclose()
             where = f"{self.settings.host}:{self.settings.port}"
-            reason = exc.strerror or str(exc)  # (a name lookup's error has a negative errno)
+            reason = listen_error(exc)
             raise CxError(f"cannot listen on {where}: {reason}; set CX_HOST/CX_PORT") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

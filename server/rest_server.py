@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -38,6 +39,15 @@ READ_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 30.0  # no byte from the client for this long: the connection is closed
 LINGER_S = 2.0
 MAX_CONNECTIONS = 1000
+
+
+def listen_error(exc: OSError) -> str:
+    """Why a server could not listen: the system's words for a failed bind (asyncio's own
+    message wraps them), the resolver's for a host name that does not resolve (its
+    error numbers are negative)."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)
 
 
 class RestServer:
@@ -67,7 +77,7 @@ class RestServer:
         try:
             self._server = await asyncio.start_server(self._connection, host, port)
         except OSError as exc:
-            reason = exc.strerror or str(exc)  # (a name lookup's error has a negative errno)
+            reason = listen_error(exc)
             raise CxError(
                 f"cannot listen on {host}:{port} for the http api: {reason}; "
                 "set CX_HOST/CX_HTTP_PORT"

@@ -44,18 +44,22 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         config = replace(config, start_ms=args.start_ms)
     sim = Simulator(config)
     with contextlib.ExitStack() as stack:
-        # (opened first: a path that cannot be written stops the command before the work)
+        # (both files opened first: a path that cannot be written stops the command before
+        # the work)
+        out = _output(args.output, stack)
         truth = None if args.truth is None else stack.enter_context(_create(args.truth, "--truth"))
         try:
-            return _simulate(args, settings, sim)
-        finally:
+            code = _simulate(args, settings, sim, out)
+        except KeyboardInterrupt:  # the truth of the customers so far, then the usual end
+            _write_truth(truth, sim, args.truth)
+            raise
+        except CxError:  # (Redis away: no truth file of a run that did not happen)
             if truth is not None:
-                for row in sim.ground_truth():
-                    truth.write(orjson.dumps(row).decode() + "\n")
-                print(
-                    f"simulate: ground truth of {sim.joined} customers in {args.truth}",
-                    file=sys.stderr,
-                )
+                truth.close()
+                Path(args.truth).unlink(missing_ok=True)
+            raise
+        _write_truth(truth, sim, args.truth)
+        return code
 
 
 def _create(path: str, flag: str) -> TextIO:
@@ -66,14 +70,27 @@ def _create(path: str, flag: str) -> TextIO:
         raise CxError(f"simulate {flag} {path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def _write_jsonl(output: str, events: Iterable[Event]) -> None:
-    """Events as JSON lines to the file ``output`` (``-``: stdout)."""
+def _output(output: str | None, stack: contextlib.ExitStack) -> TextIO | None:
+    """Where ``--output`` goes: nowhere (None: into Redis), stdout (``-``) or its file."""
+    if output is None or output == "-":
+        return None if output is None else sys.stdout
+    return stack.enter_context(_create(output, "--output"))
+
+
+def _write_truth(truth: TextIO | None, sim: Any, path: str | None) -> None:
+    if truth is None:
+        return
+    for row in sim.ground_truth():
+        truth.write(orjson.dumps(row).decode() + "\n")
+    print(f"simulate: ground truth of {sim.joined} customers in {path}", file=sys.stderr)
+
+
+def _write_jsonl(out: TextIO, events: Iterable[Event]) -> None:
+    """Events as JSON lines to ``out``."""
     from operators.events import encode_event
 
-    with contextlib.ExitStack() as stack:
-        out = sys.stdout if output == "-" else stack.enter_context(_create(output, "--output"))
-        for event in events:
-            out.write(encode_event(event).decode() + "\n")
+    for event in events:
+        out.write(encode_event(event).decode() + "\n")
 
 
 def _purchases(args: argparse.Namespace) -> int:
@@ -88,7 +105,10 @@ def _purchases(args: argparse.Namespace) -> int:
     log = purchase_log(customers=args.customers, days=args.purchases, seed=args.seed, **kwargs)
     if args.events is not None:
         log = log[: args.events]
-    _write_jsonl(args.output, log)
+    with contextlib.ExitStack() as stack:
+        out = _output(args.output, stack)
+        assert out is not None  # (checked above)
+        _write_jsonl(out, log)
     print(
         f"simulate: {len(log)} purchases of {args.customers} customers over {args.purchases} days"
         + ("" if args.output == "-" else f" in {args.output}"),
@@ -97,9 +117,9 @@ def _purchases(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace, settings: Settings, sim: Any) -> int:
-    if args.output is not None:
-        _write_jsonl(args.output, sim.take(args.events or 10_000))
+def _simulate(args: argparse.Namespace, settings: Settings, sim: Any, out: TextIO | None) -> int:
+    if out is not None:
+        _write_jsonl(out, sim.take(args.events or 10_000))
         return 0
     from state.ingest import xadd_events
     from state.redis import connect

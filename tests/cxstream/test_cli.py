@@ -140,6 +140,10 @@ def test_an_unknown_argument_is_named_with_its_command() -> None:
     assert done.stderr == (
         b"cxstream: error: token: unrecognized arguments: --bogus (see cxstream token --help)\n"
     )
+    before = cx("--bogus", "token", "--agent", "a1")  # (before the command: the top level's)
+    assert before.stderr == (
+        b"cxstream: error: unrecognized arguments: --bogus (see cxstream --help)\n"
+    )
 
 
 @pytest.mark.parametrize("flag", ["--output", "--truth"])
@@ -151,6 +155,16 @@ def test_simulate_to_a_path_that_cannot_be_written_is_one_line(tmp_path: Path, f
         f"simulate {flag} {tmp_path}/no/x.jsonl: cannot write: No such file or directory\n"
     )
     assert done.stdout == b""  # (stopped before the work)
+
+
+def test_simulate_leaves_no_truth_file_when_redis_is_away(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.jsonl"
+    done = cx(
+        "simulate", "--events", "5", "--truth", str(truth), env={"REDIS_URL": "redis://127.0.0.1:1"}
+    )
+    assert done.returncode == 2
+    assert b"cannot reach redis" in done.stderr
+    assert not truth.exists()
 
 
 def test_a_setting_that_would_fail_later_stops_the_command_at_once(tmp_path: Path) -> None:

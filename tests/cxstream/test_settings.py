@@ -91,6 +91,21 @@ def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
         Settings.from_env(env)
 
 
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"CX_LOG_LEVEL": "critical"}, "log_level", "CRITICAL"),
+        ({"CX_LOG_LEVEL": "warn"}, "log_level", "WARN"),  # (logging's own names)
+        ({"REDIS_URL": "REDIS://cache:6379/0"}, "redis_url", "REDIS://cache:6379/0"),
+        ({"REDIS_URL": "unix:///run/redis.sock"}, "redis_url", "unix:///run/redis.sock"),
+    ],
+)
+def test_values_redis_py_and_logging_take_are_kept(
+    env: dict[str, str], field: str, value: str
+) -> None:
+    assert getattr(Settings.from_env(env), field) == value
+
+
 def test_a_data_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("")

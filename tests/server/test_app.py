@@ -486,7 +486,9 @@ def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
         async def main() -> None:
             assert busy.redis_url is not None
             server = AlertServer(busy, redis_url=busy.redis_url, secret=SECRET)
-            with pytest.raises(CxError, match=r"cannot listen on 127\.0\.0\.1:\d+: .*CX_PORT"):
+            with pytest.raises(
+                CxError, match=r"127\.0\.0\.1:\d+: Address already in use; set CX_HOST"
+            ):
                 await server.start()
 
         asyncio.run(main())

@@ -277,7 +277,9 @@ def test_the_http_port_in_use_is_a_clear_error(settings: Settings) -> None:
         async def main() -> None:
             assert busy.redis_url is not None
             server = AlertServer(busy, redis_url=busy.redis_url, secret=SECRET)
-            with pytest.raises(CxError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*CX_HTTP_PORT"):
+            with pytest.raises(
+                CxError, match=r"127\.0\.0\.1:\d+ for the http api: Address already in use"
+            ):
                 await server.start()
 
         asyncio.run(main())
