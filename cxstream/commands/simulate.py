@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -56,7 +57,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         except CxError:  # (Redis away: no truth file of a run that did not happen)
             if truth is not None:
                 truth.close()
-                Path(args.truth).unlink(missing_ok=True)
+                os.remove(args.truth)
             raise
         _write_truth(truth, sim, args.truth)
         return code
