@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from cxstream.settings import Settings, make_folder
+from cxstream.settings import Settings
 from operators.errors import CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
@@ -204,8 +204,7 @@ class Demo:
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.folder.exists():  # (the last demo's redis and logs must not be reused)
             raise CxError(f"CX_DATA_DIR: cannot clear {self.folder} for a new demo")
-        make_folder(self.folder, "CX_DATA_DIR")
-        self.redis_handle = embedded(self.folder)
+        self.redis_handle = embedded(self.folder)  # (which makes the folder afresh)
         return f"unix://{self.redis_handle.socket_file}"
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
