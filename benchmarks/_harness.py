@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import itertools
 import os
 import platform
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +32,33 @@ from state.keys import profile_key
 from state.redis import stop_embedded
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+class Pauses:
+    """A process's own garbage-collector pauses (``gc.callbacks``), in ms each."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: list[float] = []  # ms
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self.started) * 1000)
+
+
+@contextlib.contextmanager
+def collector_pauses() -> Iterator[Pauses]:
+    """The collector's pauses while the block runs; the hook removed after it, whatever
+    happens.  Hooked first, so a hook that runs after a collection (the freeze of
+    ``tune_gc``) is not counted in it."""
+    pauses = Pauses()
+    gc.callbacks.insert(0, pauses)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(pauses)
 
 
 def machine() -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import multiprocessing
 import queue
 import sys
@@ -47,7 +46,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks._harness import Stack, cpu_s, pct, record
+from benchmarks._harness import Stack, collector_pauses, cpu_s, pct, record
 from cxstream.runtime import tune_gc
 from cxstream.settings import Secret
 from server.tokens import mint
@@ -161,21 +160,6 @@ async def connect_agent(secret: Secret, port: int, i: int, servers: int) -> Clie
     return ws
 
 
-class Pauses:
-    """A process's own garbage-collector pauses (``gc.callbacks``): a pause of the
-    process that reads the frames delays every frame behind it, server or not."""
-
-    def __init__(self) -> None:
-        self.started = 0.0
-        self.pauses: list[float] = []  # ms
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self.started = time.perf_counter()
-        else:
-            self.pauses.append((time.perf_counter() - self.started) * 1000)
-
-
 def client(
     ports: list[int],
     agents: list[int],
@@ -210,8 +194,17 @@ async def _client(
     # (p99 640 ms at 10,000 agents, 9.4 ms with its collector off), a tail of the
     # benchmark's, not of the server's.  Its pauses are reported.
     tune_gc()
-    pauses = Pauses()
-    gc.callbacks.append(pauses)
+    with collector_pauses() as pauses:
+        frames = await _read_frames(sockets, connected, produced)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {"frames": frames, "pauses": pauses.pauses}
+
+
+async def _read_frames(
+    sockets: list[ClientConnection], connected: Any, produced: EventType
+) -> list[tuple[float, float, str]]:
+    """Every alert frame the agents get, (sent, received at, alert id), until the
+    producer is done and the frames stop."""
     frames: list[tuple[float, float, str]] = []
 
     async def read(ws: ClientConnection) -> None:
@@ -230,12 +223,10 @@ async def _client(
             heard, quiet_since = len(frames), time.time()
         elif produced.is_set() and time.time() - quiet_since > QUIET_S:
             break
-    gc.callbacks.remove(pauses)
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return {"frames": frames, "pauses": pauses.pauses}
+    return frames
 
 
 def server_figures(port: int) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 One run, two measurements on the same synthetic events (simulator mix, ten
 events per customer on average, about 100 days of event time so labels mature
-and the model learns):
+and the model learns; ``--phases``: the first alone, timed by step):
 
 * bare loop: parse -> dedupe/journey/labels (CustomerLogic) -> churn model and
   next best action (DecideLogic), in this process, no Bytewax, no Redis;
@@ -17,6 +17,7 @@ Prints JSON as the last line and appends it to benchmarks/RESULTS.md.
     python benchmarks/throughput.py            # 1,000,000 events, 100,000 customers
     python benchmarks/throughput.py --quick    # 100,000 events, 10,000 customers
     python benchmarks/throughput.py -p 2       # two Bytewax processes
+    python benchmarks/throughput.py --phases   # the bare loop alone, timed by step
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,7 +43,7 @@ import orjson
 import psutil
 import redis
 
-from benchmarks._harness import cpu_s, free_port, record
+from benchmarks._harness import collector_pauses, cpu_s, free_port, record
 from cxstream.build import build
 from cxstream.components import (
     customer_config,
@@ -75,6 +76,7 @@ from state.lexicon import default_topics
 from state.redis import connect, stop_embedded, stream_entries
 
 SHARDS = 4
+BATCH = 1000  # events the bare loop parses before the customer buckets take them
 START_MS = 1_767_225_600_000
 
 
@@ -137,6 +139,7 @@ def bare_loop(
     *,
     measure_state: bool = True,
     model_batches: list[list[DecideIn]] | None = None,
+    phases: list[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The flow's operators in a plain loop: what the engine costs without Bytewax/Redis.
 
@@ -148,6 +151,8 @@ def bare_loop(
     1,000 events the due buckets are notified (``notify_at``/``on_notify``:
     written-behind profiles, matured labels, expiry), as Bytewax does between batches.
     ``model_batches``, if given, receives each batch the model step was given.
+    ``phases``, if given, receives the loop's CPU an event by step for each tenth of the
+    events (:class:`Phases`).
     """
     settings = Settings.from_env(flow_env())
     watermark = Watermark()
@@ -209,30 +214,41 @@ def bare_loop(
 
     tune_gc()  # as `cxstream run` does
     limit_blas()
+    timed = None if phases is None else Phases(len(data), lambda: decide.model.n_learned, phases)
     started = time.perf_counter()
     cpu_started = time.process_time()
     batch: dict[str, list[tuple[str, Event]]] = {}
-    for i, raw in enumerate(data):
-        event = parse_entry("cx:events:0", f"1-{i}", raw)
-        if isinstance(event, Event):
-            key = event.key
-            batch.setdefault(bucket_of(key), []).append((key, event))
-        if i % 1000 == 999 or i == len(data) - 1:
-            for name, items in batch.items():
-                bucket = buckets.get(name)
-                if bucket is None:
-                    bucket = buckets[name] = CustomerBucket(new=new_customer, clock=time.time)
-                to_model(bucket.on_batch(items)[0])
-            batch = {}
-            # what Bytewax does between batches: due notifications
-            now = datetime.now(UTC)
-            for bucket in buckets.values():
-                at = bucket.notify_at()
-                if at is not None and at <= now:
-                    to_model(bucket.on_notify()[0])
-            alerts += decide_batch()
-        if (i + 1) % 200_000 == 0:
-            log(f"bare loop {i + 1:,}/{len(data):,}")
+    with collector_pauses() as collector:
+        for i, raw in enumerate(data):
+            event = parse_entry("cx:events:0", f"1-{i}", raw)
+            if isinstance(event, Event):
+                key = event.key
+                batch.setdefault(bucket_of(key), []).append((key, event))
+            if i % BATCH == BATCH - 1 or i == len(data) - 1:
+                if timed is not None:
+                    timed.lap("parse")
+                for name, items in batch.items():
+                    bucket = buckets.get(name)
+                    if bucket is None:
+                        bucket = buckets[name] = CustomerBucket(new=new_customer, clock=time.time)
+                    to_model(bucket.on_batch(items)[0])
+                batch = {}
+                if timed is not None:
+                    timed.lap("customers")
+                # what Bytewax does between batches: due notifications
+                now = datetime.now(UTC)
+                for bucket in buckets.values():
+                    at = bucket.notify_at()
+                    if at is not None and at <= now:
+                        to_model(bucket.on_notify()[0])
+                if timed is not None:
+                    timed.lap("notifications")
+                alerts += decide_batch()
+                if timed is not None:
+                    timed.lap("model")
+                    timed.events_done(i + 1, last=i == len(data) - 1)
+            if (i + 1) % 200_000 == 0:
+                log(f"bare loop {i + 1:,}/{len(data):,}")
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     learned = decide.model.n_learned
@@ -247,6 +263,7 @@ def bare_loop(
     return {
         "events_per_s": len(data) / elapsed,
         "cpu_us_per_event": cpu / len(data) * 1e6,  # (steadier than the wall clock)
+        "gc_us_per_event": sum(collector.pauses) / len(data) * 1e3,  # the collector's part
         "alerts": alerts,  # contact alerts
         "trend_alerts": trend_alerts[0],
         "learned": learned,
@@ -255,6 +272,54 @@ def bare_loop(
         "state_bytes_per_customer": snapshot_bytes,
         "memory_bytes_per_customer": memory,
     }
+
+
+class Phases:
+    """The bare loop's CPU time by step, in microseconds an event, for each tenth of the
+    events (rounded to the loop's batches of :data:`BATCH`; the rest in a last row):
+    where a long run's cost grows (labels maturing, profiles written behind).
+
+    The steps: ``parse`` (and the customers' buckets), ``customers`` (the buckets'
+    batches, with their signals and tallies handed to the trends and the live
+    experience), ``notifications`` (the buckets' due checks, handed on alike) and
+    ``model`` (the model step's batch and notification, its tallies to the live
+    experience).  Four clock reads a batch.
+    """
+
+    STEPS: Final = ("parse", "customers", "notifications", "model")
+
+    def __init__(
+        self,
+        events: int,
+        learned: Callable[[], int],
+        rows: list[dict[str, float]],
+        *,
+        clock: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.every = max(BATCH, events // 10 // BATCH * BATCH)
+        self.learned = learned
+        self.rows = rows
+        self.clock = clock
+        self.spent = dict.fromkeys(self.STEPS, 0.0)
+        self.since = 0  # events at the start of the current row
+        self.at = clock()
+
+    def lap(self, step: str) -> None:
+        """The CPU time since the last lap, to ``step``."""
+        now = self.clock()
+        self.spent[step] += now - self.at
+        self.at = now
+
+    def events_done(self, done: int, *, last: bool = False) -> None:
+        """``done`` events are through every step: a row at each tenth, and at the end."""
+        if done - self.since < self.every and not (last and done > self.since):
+            return
+        n = done - self.since
+        row: dict[str, float] = {"events": done, "learned": self.learned()}
+        row.update({k: round(v / n * 1e6, 3) for k, v in self.spent.items()})
+        self.rows.append(row)
+        self.spent = dict.fromkeys(self.STEPS, 0.0)
+        self.since = done
 
 
 def state_size(logic: CustomerLogic, shared: set[int]) -> int:
@@ -495,11 +560,24 @@ def main() -> int:
         metavar="N",
         help="run the flow on a local Redis Cluster of N masters (CX_REDIS_CLUSTER), not one Redis",
     )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="the bare loop alone, its CPU an event by step for each tenth of the events",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
+    if args.phases and (
+        args.workers != 1 or args.processes != 1 or args.own_shards or args.redis_cluster
+    ):
+        parser.error("--phases runs the bare loop alone: no -w, -p, --own-shards, --redis-cluster")
+    if args.events < 1 or args.customers < 1:
+        parser.error("--events and --customers must be at least 1")
     if args.quick:
         args.events, args.customers = 100_000, 10_000
     data = synthetic(args.events, args.customers, args.seed)
+    if args.phases:
+        return bare_phases(data, args)
     log("bare loop")
     bare = bare_loop(data)
     log(f"bare loop: {bare['events_per_s']:,.0f} events/s; now the full flow")
@@ -516,6 +594,7 @@ def main() -> int:
         "ratio": round(flow["events_per_s"] / bare["events_per_s"], 3),
         "flow_cpu_us_per_event": round(flow["cpu_us_per_event"], 1),
         "bare_cpu_us_per_event": round(bare["cpu_us_per_event"], 1),
+        "bare_gc_us_per_event": round(bare["gc_us_per_event"], 2),
         "alerts_per_s": round(flow["alerts_per_s"]),
         "peak_rss_mb": round(flow["peak_rss_mb"], 1),
         "state_bytes_per_customer": round(bare["state_bytes_per_customer"]),
@@ -543,15 +622,41 @@ def main() -> int:
         "redis_cluster_nodes": args.redis_cluster,
     }
     if not args.no_record:
-        command = "python benchmarks/throughput.py" + " ".join(
-            [""]
-            + (["--quick"] if args.quick else [])
-            + ([f"-w {args.workers}"] if args.workers != 1 else [])
-            + ([f"-p {args.processes}"] if args.processes != 1 else [])
-            + (["--own-shards"] if args.own_shards else [])
-            + ([f"--redis-cluster {args.redis_cluster}"] if args.redis_cluster else [])
-        )
-        record("throughput", command, figures)
+        record("throughput", command_of(args), figures)
+    print(orjson.dumps(figures).decode())
+    return 0
+
+
+def command_of(args: argparse.Namespace) -> str:
+    """The command line of a run, as RESULTS.md records it (its options that matter)."""
+    return "python benchmarks/throughput.py" + " ".join(
+        [""]
+        + (["--phases"] if args.phases else [])
+        + (["--quick"] if args.quick else [])
+        + ([f"-w {args.workers}"] if args.workers != 1 else [])
+        + ([f"-p {args.processes}"] if args.processes != 1 else [])
+        + (["--own-shards"] if args.own_shards else [])
+        + ([f"--redis-cluster {args.redis_cluster}"] if args.redis_cluster else [])
+    )
+
+
+def bare_phases(data: list[bytes], args: argparse.Namespace) -> int:
+    """``--phases``: the bare loop alone, timed by step and by tenth of the events."""
+    log("bare loop, timed by step")
+    rows: list[dict[str, float]] = []
+    bare = bare_loop(data, measure_state=False, phases=rows)
+    figures = {
+        "bare_loop_events_per_s": round(bare["events_per_s"]),
+        "bare_cpu_us_per_event": round(bare["cpu_us_per_event"], 1),
+        "bare_gc_us_per_event": round(bare["gc_us_per_event"], 2),
+        "events": args.events,
+        "customers": bare["customers"],
+        "build": build(),
+        "learned": bare["learned"],
+        "phases": rows,
+    }
+    if not args.no_record:
+        record("throughput", command_of(args), figures)
     print(orjson.dumps(figures).decode())
     return 0
 
