@@ -83,6 +83,8 @@ class Demo:
         env.setdefault("CX_TREND_WINDOW_MIN", "360")
         if "CX_CATALOG" not in env:  # proactive actions last 72 h of the viewer's time
             env["CX_CATALOG"] = str(demo_catalog(self.folder, self.args.speed))
+        # the console shows those 72 h (and any time to come) in the viewer's time
+        env["CX_CLOCK_SPEED"] = repr(float(self.args.speed))
         client = redis.Redis.from_url(url)
         # Ctrl-C, `kill` and a closed terminal raise KeyboardInterrupt here (the command
         # line's handlers, set even when the demo started with SIGINT ignored): the

@@ -390,6 +390,18 @@ class Settings:
             "purchase's value): the console shows amounts in it"
         ),
     )
+    clock_speed: float = _setting(
+        1.0,
+        "CX_CLOCK_SPEED",
+        "Server and agents",
+        _float,
+        (
+            "how many times faster than the wall clock the events' time runs (`1`: live; "
+            'the demo sets its fast clock\'s): the console moves its "now" on at this pace '
+            "between alerts and shows times to come (an action's expiry, the end of quiet "
+            "hours) in the viewer's time"
+        ),
+    )
     origins: tuple[str, ...] = _setting(
         (),
         "CX_ORIGINS",
@@ -689,6 +701,8 @@ class Settings:
             )
         if not (len(self.currency) == 3 and self.currency.isascii() and self.currency.isalpha()):
             raise ConfigError(f"CX_CURRENCY={self.currency!r}: not an ISO 4217 code (e.g. EUR)")
+        if not 0 < self.clock_speed < float("inf"):
+            raise ConfigError(f"CX_CLOCK_SPEED={self.clock_speed:g}: must be a number above 0")
         if self.max_unauthenticated < 1:
             raise ConfigError(
                 f"CX_MAX_UNAUTHENTICATED={self.max_unauthenticated}: must be at least 1"

@@ -249,6 +249,7 @@ class AlertServer:
                 now=time.time(),
                 auth_timeout=self.auth_timeout,
                 currency=self.settings.currency,
+                clock_speed=self.settings.clock_speed,
             )
         else:
             await conn.close(1008, "use /ws or /ingest")

@@ -8,7 +8,8 @@ event back into the event streams.  Time is passed in.
 
 Client to server: ``auth`` {token, after?} first; ``subscribe`` {queues};
 ``resume`` {after}; ``ack`` {alert_id}; ``outcome`` {alert_id, action_id,
-response, reason}.  Server to client: ``welcome`` {agent_id, queues, role, currency},
+response, reason}.  Server to client: ``welcome`` {agent_id, queues, role, currency,
+clock_speed},
 ``alert`` {stream_id, alert}, ``resumed`` {through}, ``error`` {code,
 message}, and to supervisors ``stats`` (see :mod:`server.supervisor`).
 Nothing about an alert is sent before a valid ``auth``.
@@ -30,7 +31,8 @@ is always a safe point to resume from.
 []
 >>> tok = mint(key, agent_id="a1", queues=("care",), role="agent", now=0, ttl_s=60)
 >>> s.receive('{"type": "auth", "token": "%s"}' % tok, now=1.0)
-[Send(frame='{"type":"welcome","agent_id":"a1","queues":["care"],"role":"agent","currency":"EUR"}')]
+[Send(frame='{"type":"welcome","agent_id":"a1","queues":["care"],"role":"agent","currency":"EUR",\
+"clock_speed":1.0}')]
 >>> [type(a).__name__ for a in s.alert("2-0", {"alert_id": "al_2", "queue": "care"})]
 ['Send']
 """
@@ -143,10 +145,14 @@ class AgentSession:
         now: float,
         auth_timeout: float = AUTH_TIMEOUT_S,
         currency: str = "EUR",
+        clock_speed: float = 1.0,
     ):
         self.secret = secret
         self.deadline = now + auth_timeout
         self.currency = currency  # told in the welcome: the money on the cards is in it
+        # told in the welcome: event time runs this many times the wall clock's (the
+        # console shows times to come in the viewer's time)
+        self.clock_speed = clock_speed
         self.claims: Claims | None = None
         self.queues: frozenset[str] = frozenset()
         self.closed = False
@@ -214,6 +220,7 @@ class AgentSession:
                     "queues": sorted(self.queues),
                     "role": self.claims.role,
                     "currency": self.currency,
+                    "clock_speed": self.clock_speed,
                 }
             )
         )

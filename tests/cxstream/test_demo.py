@@ -99,7 +99,11 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
         async def first_alert() -> dict[str, object]:
             async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
                 await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-                assert orjson.loads(await ws.recv())["type"] == "welcome"
+                welcome = orjson.loads(await ws.recv())
+                assert welcome["type"] == "welcome"
+                # the demo's fast clock (--speed's default), for times to come in the
+                # viewer's time (an action's 72 hours)
+                assert welcome["clock_speed"] == 21_600.0
                 frame: dict[str, object] = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
                 return frame
 

@@ -90,11 +90,11 @@ def console_page(url: str, *, height: int, width: int = 1024) -> Iterator[tuple[
 
 
 @contextlib.contextmanager
-def serving(redis_url: str, folder: Path) -> Iterator[int]:
-    """`cxstream serve` alone on ``redis_url`` (the test writes the alerts); yields its port
-    once it answers, and stops it with SIGINT."""
+def serving(redis_url: str, folder: Path, **settings: str) -> Iterator[int]:
+    """`cxstream serve` alone on ``redis_url`` (the test writes the alerts; ``settings``:
+    more of its environment); yields its port once it answers, and stops it with SIGINT."""
     port = free_port()
-    env = serve_env(redis_url, folder, port)
+    env = {**serve_env(redis_url, folder, port), **settings}
     log = folder / "serve.log"
     command = [sys.executable, "-m", "cxstream", "serve"]
     proc = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -133,12 +133,13 @@ def console_url(port: int, agent: str, *, role: str = "agent") -> str:
 
 @contextlib.contextmanager
 def retention_console(
-    redis_url: str, folder: Path, *, height: int, role: str = "agent"
+    redis_url: str, folder: Path, *, height: int, role: str = "agent", **settings: str
 ) -> Iterator[tuple[int, Page, list[str]]]:
-    """`cxstream serve` alone and a console of queue retention open on it, live."""
+    """`cxstream serve` alone (``settings``: more of its environment) and a console of
+    queue retention open on it, live."""
     need_chromium()
     with (
-        serving(redis_url, folder) as port,
+        serving(redis_url, folder, **settings) as port,
         console_page(console_url(port, "agent-r", role=role), height=height) as (page, errors),
     ):
         page.wait_for_selector("#status.live", timeout=15_000)
@@ -279,6 +280,42 @@ def test_callbacks_are_a_list_of_their_own_the_most_valuable_first(
         assert page.locator("article.alert").count() == 1
         assert errors == []
     assert (ARTIFACTS / "callbacks.png").stat().st_size > 10_000
+
+
+def test_on_a_fast_clock_times_to_come_are_in_the_viewers_time(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """Event time running 3,600 times the wall clock's (a fast replay, the demo): an
+    action lasting 72 hours of the viewer's time (72 x 3,600 hours of event time) says
+    "until" a time 72 hours from now, not centuries ahead; one lasting an hour of event
+    time expires a second later; event time moves on at that pace between alerts."""
+    speed = 3_600
+    with retention_console(redis_url, tmp_path, height=900, CX_CLOCK_SPEED=str(speed)) as (
+        _port,
+        page,
+        errors,
+    ):
+        ts = int(time.time() * 1000) - 400 * 86_400_000  # a replay of last year's log
+        lasting = ts + 72 * speed * HOUR
+        push(r, proactive_alert("al_long", "c-long", ts, value=9.0, expires_at=lasting))
+        push(r, proactive_alert("al_short", "c-short", ts, value=5.0, expires_at=ts + HOUR))
+        page.wait_for_selector(row("al_long"), timeout=10_000)
+        seen = time.time()
+        shown = page.inner_text(f"{row('al_long')} summary")
+        found = re.search(r"until (\d+) (\w+)(?: \d{4})? (\d\d):(\d\d)", shown)
+        assert found, shown
+        expected = time.gmtime(seen + 72 * 3600)
+        day, month = int(found.group(1)), found.group(2)[:3]  # (en-GB: "Sept")
+        assert (day, month) == (expected.tm_mday, time.strftime("%b", expected)), shown
+        shown_min = int(found.group(3)) * 60 + int(found.group(4))
+        gap = (expected.tm_hour * 60 + expected.tm_min - shown_min) % 1440
+        assert min(gap, 1440 - gap) <= 2, shown  # within the seconds the page took
+        assert "to do now" in shown
+        # an hour of event time is a second of the viewer's: expired, and not counted
+        page.wait_for_selector(f"{row('al_short')}.is-expired", timeout=10_000)
+        assert "Expired" in page.inner_text(f"{row('al_short')} summary")
+        assert page.inner_text("#cb-count") == "1"
+        assert errors == []
 
 
 def test_the_keys_answer_a_row_only_when_it_is_open_and_in_focus(

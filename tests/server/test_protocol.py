@@ -69,6 +69,19 @@ def test_welcome_then_alerts_for_own_id_and_queues_only() -> None:
     assert len(frames(s.alert("3-0", {**ALERT, "queue": "care", "agent_id": "a1"}))) == 1
 
 
+def test_the_welcome_tells_the_money_and_the_pace_of_event_time() -> None:
+    """The console shows amounts in the currency and times to come in the viewer's time
+    (event time runs ``clock_speed`` times the wall clock's: 1 live, the demo's faster)."""
+    s = AgentSession(SECRET, now=0.0, currency="GBP", clock_speed=21_600.0)
+    token = mint(SECRET, agent_id="a1", queues=("care",), role="agent", now=0, ttl_s=60)
+    (welcome,) = frames(s.receive(msg(type="auth", token=token), now=1))
+    assert welcome["currency"] == "GBP"
+    assert welcome["clock_speed"] == 21_600.0
+    plain = AgentSession(SECRET, now=0.0)
+    (welcome,) = frames(plain.receive(msg(type="auth", token=token), now=1))
+    assert welcome["clock_speed"] == 1.0
+
+
 def test_an_agent_gets_only_alerts_of_queues_its_token_grants() -> None:
     """Any channel can put any agent_id on an event: addressing an agent does not
     carry an alert past the queues of its token (it is ignored, and counted)."""
