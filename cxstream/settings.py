@@ -397,9 +397,9 @@ class Settings:
         _float,
         (
             "how many times faster than the wall clock the events' time runs (`1`: live; "
-            'the demo sets its fast clock\'s): the console moves its "now" on at this pace '
-            "between alerts and shows times to come (an action's expiry, the end of quiet "
-            "hours) in the viewer's time"
+            "the demo sets its fast clock's; a `cxstream replay --speed N`: `N`): the console "
+            'moves its "now" on at this pace between alerts and shows times to come (an '
+            "action's expiry, the end of quiet hours) in the viewer's time"
         ),
     )
     origins: tuple[str, ...] = _setting(
