@@ -315,6 +315,12 @@ def test_on_a_fast_clock_times_to_come_are_in_the_viewers_time(
         page.wait_for_selector(f"{row('al_short')}.is-expired", timeout=10_000)
         assert "Expired" in page.inner_text(f"{row('al_short')} summary")
         assert page.inner_text("#cb-count") == "1"
+        # a reload: the rows it keeps come back in the viewer's time too
+        page.reload()
+        page.wait_for_selector("#status.live", timeout=15_000)
+        page.wait_for_selector(row("al_long"), timeout=10_000)
+        again = page.inner_text(f"{row('al_long')} summary")
+        assert found.group(0) in again, (found.group(0), again)
         assert errors == []
 
 
