@@ -58,6 +58,13 @@ class Demo:
         args, settings = self.args, self.settings
         if settings.redis_cluster:
             raise CxError("the demo runs on one Redis: unset CX_REDIS_CLUSTER")
+        running = running_demo(settings)
+        if running is not None:  # its folder (Redis, key, logs) is not this one's to clear
+            pid = (running / RUNNING_FILE).read_text().strip()
+            raise CxError(
+                f"a demo is already running from {running} (pid {pid}): stop it first "
+                f"(Ctrl-C in its terminal, or kill {pid}), or give this one another CX_DATA_DIR"
+            )
         _check_port_free(settings.host, settings.port)
         if settings.api_port:
             _check_port_free(settings.host, settings.api_port, "CX_HTTP_PORT", "http api")

@@ -374,6 +374,31 @@ def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert not (tmp_path / "demo" / "logs").exists()  # nothing was started
 
 
+def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path) -> None:
+    """A demo runs from this data folder (its pid file names a live process): a second
+    one, even on other ports, refuses before clearing the folder (the first one's Redis,
+    key and logs)."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "demo.pid").write_text(f"{os.getpid()}\n")  # (this process: alive)
+    (folder / "secret").write_text("the running demo's key")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(CX_PORT="0", CX_HTTP_PORT="0", CX_DATA_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "cxstream", "demo", "--duration", "5"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"a demo is already running from {folder} (pid {os.getpid()})".encode() in (
+        done.stderr
+    )
+    assert (folder / "secret").read_text() == "the running demo's key"
+    assert not (folder / "logs").exists()  # nothing was started
+
+
 def test_the_demos_catalog_lasts_in_the_viewers_time(tmp_path: Path) -> None:
     path = demo_catalog(tmp_path, 21_600.0)
     catalog = load_catalog(path)
