@@ -297,6 +297,8 @@ def test_on_a_fast_clock_times_to_come_are_in_the_viewers_time(
     ):
         ts = int(time.time() * 1000) - 400 * 86_400_000  # a replay of last year's log
         lasting = ts + 72 * speed * HOUR
+        # a contact 5 hours of event time before (5 s of the viewer's): kept by a reload
+        push(r, contact_alert("al_call", "c-call", ts - 5 * HOUR, queue="retention"))
         push(r, proactive_alert("al_long", "c-long", ts, value=9.0, expires_at=lasting))
         push(r, proactive_alert("al_short", "c-short", ts, value=5.0, expires_at=ts + HOUR))
         page.wait_for_selector(row("al_long"), timeout=10_000)
@@ -315,10 +317,16 @@ def test_on_a_fast_clock_times_to_come_are_in_the_viewers_time(
         page.wait_for_selector(f"{row('al_short')}.is-expired", timeout=10_000)
         assert "Expired" in page.inner_text(f"{row('al_short')} summary")
         assert page.inner_text("#cb-count") == "1"
-        # a reload: the rows it keeps come back in the viewer's time too
+        # the expired row stays greyed an hour of the viewer's time, not of event time
+        time.sleep(3)  # (the rows' states are looked at every 2 s)
+        assert page.is_visible(f"{row('al_short')}.is-expired")
+        # a reload brings back the viewer's last hour: the card and the live row (not the
+        # expired one), in the viewer's time
         page.reload()
         page.wait_for_selector("#status.live", timeout=15_000)
         page.wait_for_selector(row("al_long"), timeout=10_000)
+        page.wait_for_selector("article.alert[data-alert-id=al_call]", timeout=10_000)
+        assert page.locator(row("al_short")).count() == 0
         again = page.inner_text(f"{row('al_long')} summary")
         assert found.group(0) in again, (found.group(0), again)
         assert errors == []
