@@ -35,6 +35,7 @@ READY_TIMEOUT_S = 60.0
 STATUS_AUC_LABELS = 200  # the status line shows the model's AUC from this many labels
 PRELOAD_NOTE_S = 5.0  # while the flow reads the preload, a line this often
 RUNNING_FILE = "demo.pid"  # in the demo's folder while it runs: its pid
+SHARDS_FILE = "demo.shards"  # and beside it, the shards its flow reads (CX_SHARDS)
 STOP_GRACE_S = 10.0
 
 
@@ -71,6 +72,7 @@ class Demo:
         url = self._redis()
         # kept in the demo's folder (a new one each run), where `cxstream token` finds it
         secret = replace(settings, data_dir=self.folder).signing_secret()
+        (self.folder / SHARDS_FILE).write_text(f"{settings.shards}\n")  # (before the pid)
         running = self.folder / RUNNING_FILE
         running.write_text(f"{os.getpid()}\n")
         env = {
@@ -367,6 +369,8 @@ class Demo:
         self.children.clear()
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.folder / RUNNING_FILE)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.folder / SHARDS_FILE)
         if self.redis_handle is not None:
             from state.redis import release
 
@@ -497,14 +501,26 @@ def demo_catalog(folder: Path, speed: float) -> Path:
 
 def follow_running_demo(settings: Settings, environ: dict[str, str]) -> Settings:
     """While the demo runs, a command given neither CX_DATA_DIR nor REDIS_URL uses the
-    demo's folder: its embedded Redis and its signing key (said on stderr)."""
+    demo's folder: its embedded Redis and its signing key (said on stderr), and its
+    shards (a customer's events go to the stream the demo's flow reads them from).  A
+    CX_SHARDS other than the demo's is refused: events would go to streams no one reads."""
     if "CX_DATA_DIR" in environ or settings.redis_url:
         return settings
     folder = running_demo(settings)
     if folder is None:
         return settings
+    try:
+        shards = int((folder / SHARDS_FILE).read_text())
+    except (OSError, ValueError):  # (a demo of an earlier release wrote none)
+        shards = settings.shards
+    if shards != settings.shards and "CX_SHARDS" in environ:
+        raise CxError(
+            f"the demo running from {folder} reads {shards} shards: unset CX_SHARDS or set "
+            f"it to {shards} (with CX_SHARDS={settings.shards} some customers' events would "
+            "go to streams it does not read)"
+        )
     print(
         f"cxstream: the demo is running: using its folder {folder} (set CX_DATA_DIR to choose)",
         file=sys.stderr,
     )
-    return replace(settings, data_dir=folder)
+    return replace(settings, data_dir=folder, shards=shards)

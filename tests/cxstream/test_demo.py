@@ -19,8 +19,9 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from cxstream.demo import demo_catalog
+from cxstream.demo import demo_catalog, follow_running_demo
 from cxstream.settings import Settings
+from operators.errors import CxError
 from state.catalog import default_catalog, load_catalog
 from tests.conftest import entries, free_port
 
@@ -392,11 +393,58 @@ def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path) -> N
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert f"a demo is already running from {folder} (pid {os.getpid()})".encode() in (
-        done.stderr
-    )
+    assert f"a demo is already running from {folder} (pid {os.getpid()})".encode() in (done.stderr)
     assert (folder / "secret").read_text() == "the running demo's key"
     assert not (folder / "logs").exists()  # nothing was started
+
+
+def _fake_running_demo(data_dir: Path, shards: int | None) -> Path:
+    """A demo's folder as a running demo leaves it: its pid (this process: alive) and,
+    unless None, the shards its flow reads."""
+    folder = data_dir / "demo"
+    folder.mkdir(parents=True)
+    if shards is not None:
+        (folder / "demo.shards").write_text(f"{shards}\n")
+    (folder / "demo.pid").write_text(f"{os.getpid()}\n")
+    return folder
+
+
+def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path) -> None:
+    """A command given no CX_DATA_DIR and no REDIS_URL uses the running demo's folder and
+    its shards (a customer's events reach the stream the demo reads them from); a
+    CX_SHARDS of its own that differs is refused, by name."""
+    folder = _fake_running_demo(tmp_path, 8)
+    settings = Settings(data_dir=tmp_path)
+    followed = follow_running_demo(settings, {})
+    assert (followed.data_dir, followed.shards) == (folder, 8)
+    assert (
+        follow_running_demo(Settings(data_dir=tmp_path, shards=8), {"CX_SHARDS": "8"}).shards == 8
+    )
+    with pytest.raises(CxError, match=f"the demo running from {folder} reads 8 shards: unset"):
+        follow_running_demo(Settings(data_dir=tmp_path, shards=2), {"CX_SHARDS": "2"})
+    # a folder given, or a Redis: the demo is not followed
+    assert follow_running_demo(settings, {"CX_DATA_DIR": str(tmp_path)}) is settings
+    # a demo of an earlier release wrote no shards: the command's own
+    other = tmp_path / "older"
+    _fake_running_demo(other, None)
+    assert follow_running_demo(Settings(data_dir=other, shards=2), {}).shards == 2
+    # on the command line (the demo's folder in .cxstream/ here): one line, exit 2
+    cwd = tmp_path / "project"
+    _fake_running_demo(cwd / ".cxstream", 4)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_DATA_DIR")}
+    env["CX_SHARDS"] = "8"
+    done = subprocess.run(
+        [sys.executable, "-m", "cxstream", "send"],
+        input=b"",
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert b"cxstream: error: the demo running from .cxstream/demo reads 4 shards" in done.stderr
+    assert not (cwd / ".cxstream" / "demo" / "redis.db").exists()  # no redis started
 
 
 def test_the_demos_catalog_lasts_in_the_viewers_time(tmp_path: Path) -> None:
