@@ -702,7 +702,9 @@ class Settings:
         if not (len(self.currency) == 3 and self.currency.isascii() and self.currency.isalpha()):
             raise ConfigError(f"CX_CURRENCY={self.currency!r}: not an ISO 4217 code (e.g. EUR)")
         if not 0 < self.clock_speed < float("inf"):
-            raise ConfigError(f"CX_CLOCK_SPEED={self.clock_speed:g}: must be a number above 0")
+            raise ConfigError(
+                f"CX_CLOCK_SPEED={self.clock_speed:g}: must be a finite number above 0"
+            )
         if self.max_unauthenticated < 1:
             raise ConfigError(
                 f"CX_MAX_UNAUTHENTICATED={self.max_unauthenticated}: must be at least 1"

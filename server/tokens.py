@@ -78,6 +78,8 @@ def verify(secret: Secret, token: object, *, now: float) -> Claims:
         )
     except jwt.InvalidSignatureError as exc:
         raise AuthError("token signature does not match") from exc
+    except jwt.DecodeError as exc:  # (its own words are the decoder's: padding, utf-8, segments)
+        raise AuthError("token invalid: malformed (cut short or mistyped? copy it whole)") from exc
     except jwt.PyJWTError as exc:
         raise AuthError(f"token invalid: {str(exc).lower()}") from exc
     exp = payload.get("exp")

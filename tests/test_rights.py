@@ -204,7 +204,10 @@ def test_export_of_an_unknown_customer_is_empty_and_a_wrong_id_is_one_line(
 ) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "CX_SECRET": SECRET.reveal()}
     env["CX_DATA_DIR"] = str(tmp_path)
-    doc = exported(env, "nobody-here")
+    done = cli(env, "export", "nobody-here")
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"nothing held under this id: is it right?" in done.stderr  # a typo shows
+    doc = orjson.loads(done.stdout)
     assert doc["erased"] is False
     assert doc["profile"] is None
     assert doc["events"] == doc["alerts"] == doc["dead_letters"] == doc["outbound"] == []

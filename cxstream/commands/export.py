@@ -73,10 +73,15 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         client.close()
     sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
+    note = (
+        " (erased: nothing held)"
+        if doc["erased"]
+        else " (nothing held under this id: is it right? ids are case-sensitive)"
+        if not any(held.values())
+        else ""
+    )
     log.info(
-        "exported a customer%s: %s",
-        " (erased: nothing held)" if doc["erased"] else "",
-        ", ".join(f"{n} {name}" for name, n in held.items()),
+        "exported a customer%s: %s", note, ", ".join(f"{n} {name}" for name, n in held.items())
     )
     return 0
 

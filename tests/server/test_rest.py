@@ -244,7 +244,7 @@ def test_no_token_is_401_with_a_bearer_challenge() -> None:
 @pytest.mark.parametrize(
     ("auth", "message"),
     [
-        ("Bearer nope", "token invalid: not enough segments"),
+        ("Bearer nope", "token invalid: malformed (cut short or mistyped? copy it whole)"),
         (f"Basic {token()}", "authorization scheme 'Basic': use bearer"),
         (f"Bearer {token(ttl_s=10, now=NOW - 100)}", "token expired 90 s ago"),
         ("Bearer " + mint(SECRET.__class__("k" * 40), agent_id="x", queues=(), role="ingest",

@@ -31,7 +31,11 @@ def test_round_trip_dedupes_queues() -> None:
     [
         (None, "token missing"),
         ("", "token missing"),
-        ("abc.def", "token invalid"),
+        ("abc.def", "token invalid: malformed"),
+        (token()[:-20], "token invalid: malformed"),  # a link cut short
+        (token()[:30], "token invalid: malformed"),
+        ("\u00b7" + token()[1:], "token invalid: malformed"),  # not ascii: no decoder's words
+        ("a.b.c", "token invalid: malformed"),
         (token(now=0.0, ttl_s=10), "token expired"),
     ],
 )
