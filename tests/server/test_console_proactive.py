@@ -332,6 +332,23 @@ def test_on_a_fast_clock_times_to_come_are_in_the_viewers_time(
         assert errors == []
 
 
+def test_a_rule_acting_at_a_loss_says_so(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
+    """A rule acts whatever the expected value (the business asks): a row worth less than
+    its cost says why it is there, one worth more says nothing of the kind."""
+    with retention_console(redis_url, tmp_path, height=900) as (_port, page, errors):
+        now = int(time.time() * 1000)
+        push(r, proactive_alert("al_loss", "c-loss", now - 60_000, value=-4.9))
+        push(r, proactive_alert("al_gain", "c-gain", now, value=4.9))
+        page.wait_for_selector(row("al_gain"), timeout=10_000)
+        loss = page.inner_text(f"{row('al_loss')} .cb-value")
+        assert "-€4.90" in loss
+        assert "below its cost, the rule asks to act" in loss
+        gain = page.inner_text(f"{row('al_gain')} .cb-value")
+        assert "€4.90" in gain
+        assert "below its cost" not in gain
+        assert errors == []
+
+
 def test_the_keys_answer_a_row_only_when_it_is_open_and_in_focus(
     redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
