@@ -22,7 +22,7 @@ import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -30,6 +30,9 @@ from cxstream.settings import Settings
 from operators.errors import CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
+
+if TYPE_CHECKING:
+    from operators.simulate import Simulator
 
 READY_TIMEOUT_S = 60.0
 STATUS_AUC_LABELS = 200  # the status line shows the model's AUC from this many labels
@@ -51,7 +54,6 @@ class Demo:
         import redis
 
         from cxstream.runtime import Pacer
-        from operators.simulate import Incident, SimConfig, Simulator
         from server.tokens import mint
         from state.ingest import xadd_events
         from state.keys import DLQ, KeyNames, model_key
@@ -85,7 +87,9 @@ class Demo:
             "CX_SHARDS": str(settings.shards),
             "CX_DATA_DIR": str(self.folder.resolve()),
         }
-        env.setdefault("CX_HORIZON_DAYS", "7")
+        # (the horizon is the engine's, 30 days: with 7 the refit's window, a horizon and a
+        # half of event time, held too few of the 400 customers' churns to fit, and the
+        # prior spoke alone while the checkout failures changed who churns)
         env.setdefault("CX_RETENTION_DAYS", "30")
         # 400 customers make a few complaints an hour of event time: trends are
         # watched over 6-hour windows, so the demo's outage stands out of its noise.
@@ -118,28 +122,7 @@ class Demo:
                 for role, granted in (("agent", queues), ("supervisor", ["*"]))
             )
             history_ms = int(args.history_days * 86_400_000)
-            incidents: tuple[Incident, ...] = ()
-            if args.incident_after > 0:  # event-time minutes after the start of the history
-                live_min = args.history_days * 1440 + args.incident_after * args.speed / 60
-                incidents = (Incident("outage", live_min, 360.0, 0.8),)
-            start_ms = int(time.time() * 1000) - history_ms
-            # surveys carry NPS, CSAT and CES (the experience view); from --bad-step-after
-            # the app's checkout fails for a third of the digital steps
-            bad_from_ms = start_ms + history_ms + int(args.bad_step_after * args.speed * 1000)
-            sim = Simulator(
-                SimConfig(
-                    customers=args.customers,
-                    seed=args.seed,
-                    start_ms=start_ms,
-                    # each customer acts every customers/rate wall seconds on average
-                    customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
-                    incidents=incidents,
-                    consent=0.15,  # some customers withdraw marketing, refuse SMS, object
-                    bad_touchpoint=("app", "checkout_error"),
-                    bad_share=0.3 if args.bad_step_after > 0 else 0.0,
-                    bad_from_ms=bad_from_ms,
-                )
-            )
+            sim = demo_simulator(args, start_ms=int(time.time() * 1000) - history_ms)
             preloaded = self._preload(client, sim, sim.config.start_ms + history_ms)
             self._banner(base, token, supervisor, queues, url, health)
             if preloaded:
@@ -179,6 +162,8 @@ class Demo:
                     learned = int(orjson.loads(model.get("n_learned", b"0")))
                     # on its first labels the AUC is noise (it can sit under 0.5, a coin's)
                     auc = orjson.loads(model["roc_auc"]) if learned >= STATUS_AUC_LABELS else None
+                    # who speaks: the prior (too few churns to fit yet), a blend, the fit
+                    stage = orjson.loads(model.get("stage", b'"prior"'))
                     connected = self._connections(f"{base}/healthz")
                     dt = now - last[0]
                     line = (
@@ -186,7 +171,7 @@ class Demo:
                         f"alerts {alerts} ({(alerts - last[2]) / dt:.1f}/s)  "
                         f"dlq {client.xlen(DLQ)}  model "
                         + (
-                            f"AUC {auc:.3f} on {learned} labels"
+                            f"AUC {auc:.3f} on {learned} labels ({stage})"
                             if auc is not None
                             else f"warming up ({learned} labels)"
                         )
@@ -472,6 +457,35 @@ class SimulatedAgents:
                 for command in count_answer(e):
                     pipe.execute_command(*command)
             pipe.execute()
+
+
+def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
+    """The demo's simulated customers (``args``: the demo command's), their history from
+    event time ``start_ms``: an outage ``--incident-after`` seconds after going live,
+    surveys with NPS, CSAT and CES (the experience view), and from ``--bad-step-after``
+    the app's checkout failing for a third of the digital steps."""
+    from operators.simulate import Incident, SimConfig, Simulator
+
+    history_ms = int(args.history_days * 86_400_000)
+    incidents: tuple[Incident, ...] = ()
+    if args.incident_after > 0:  # event-time minutes after the start of the history
+        live_min = args.history_days * 1440 + args.incident_after * args.speed / 60
+        incidents = (Incident("outage", live_min, 360.0, 0.8),)
+    bad_from_ms = start_ms + history_ms + int(args.bad_step_after * args.speed * 1000)
+    return Simulator(
+        SimConfig(
+            customers=args.customers,
+            seed=args.seed,
+            start_ms=start_ms,
+            # each customer acts every customers/rate wall seconds on average
+            customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
+            incidents=incidents,
+            consent=0.15,  # some customers withdraw marketing, refuse SMS, object
+            bad_touchpoint=("app", "checkout_error"),
+            bad_share=0.3 if args.bad_step_after > 0 else 0.0,
+            bad_from_ms=bad_from_ms,
+        )
+    )
 
 
 def running_demo(settings: Settings) -> Path | None:

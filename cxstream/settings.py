@@ -436,7 +436,7 @@ class Settings:
         "CX_HORIZON_DAYS",
         "Journeys and labels",
         _float,
-        ("label horizon H for delayed labels (the demo uses 7)"),
+        ("label horizon H for delayed labels"),
     )
     label_mode: str = _setting(
         "cancel",

@@ -191,10 +191,14 @@ def test_demo_prints_where_to_look_delivers_alerts_and_stops_on_ctrl_c(tmp_path:
     assert "demo stopped" in out
     assert _demo_processes(folder) == []
     assert not (folder / "demo" / "demo.pid").exists()
+    assert not (folder / "demo" / "demo.shards").exists()
     # it said what it was doing before the link, not half a minute of silence
     assert out.index("preloading") < out.index("agent console") < out.index("now live")
-    # the model's AUC is shown once it means something
-    for labels in re.findall(r"AUC [\d.]+ on (\d+) labels", out):
+    # the model's AUC is shown once it means something, with who speaks (the prior, a
+    # blend, the fit)
+    shown = re.findall(r"AUC [\d.]+ on (\d+) labels \((?:prior|blend|learned)\)", out)
+    assert len(shown) == out.count(" AUC "), out
+    for labels in shown:
         assert int(labels) >= 200, out
     # the status line's polling of /healthz does not fill the server's log
     served = (folder / "demo" / "logs" / "server.log").read_text()
