@@ -459,7 +459,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         scored = Scored(p, previous, version, reasons, holding)
         if moment in _BETWEEN_CONTACTS:  # no contact: the profile's risk, kept fresh
             if moment == "silence":  # a pending example (a rule's moment is not)
-                model.observe_snapshot(customer, ts, x)
+                model.observe_snapshot(customer, ts, x, p)
             silent = risk_of(p, previous, model=version, reasons=reasons, holding_down=holding)
             silent.update(scored_at_event_ts=ts, moment=moment)
             out: list[DecideOut] = [ProfileUpdate(customer, {"risk": silent})]
@@ -478,7 +478,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
         if refuse is not None:
             payload["notes"] = consent_notes(decision)
         self.arbiter.offered(customer, payload["alert_id"], decision, now_ms)
-        model.observe_snapshot(customer, now_ms, x)
+        model.observe_snapshot(customer, now_ms, x, p)
         self.n_scored += 1
         risk: dict[str, Any] = {
             **payload["risk"],

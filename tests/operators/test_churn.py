@@ -324,3 +324,52 @@ def test_the_forest_sees_only_its_fixed_features_when_given() -> None:
     assert all(set(x) == {"complaints"} for x in seen)
     everything = ForestChallenger()
     assert everything._x({"a": 1.0, "b": 2.0}) == {"a": 1.0, "b": 2.0}
+
+
+def test_the_champions_evidence_is_its_score_at_the_snapshot() -> None:
+    """A matured example's evidence is the score the champion gave at its scored moment
+    (kept by observe_snapshot), not its score now, after refits that may have fitted
+    this snapshot's outcome; without a kept score it is scored now."""
+    m = ChurnModel(challenger=None)
+    x = {"complaints_open": 2.0}
+    m.observe_snapshot("c1", 1_000, x, 0.93)
+    m.observe_snapshot("c2", 1_000, x)  # (no score given: none kept)
+    assert m.kept_scores == {("c1", 1_000): 0.93}
+    m.learn_one(x, 1, key="c1", snapshot_ts=1_000, label_ts=2_000)
+    assert m.champion_card.scores[-1] == 0.93
+    assert m.kept_scores == {}  # (used once)
+    now = m.predict_proba_one(x)
+    m.learn_one(x, 0, key="c2", snapshot_ts=1_000, label_ts=2_000)
+    assert m.champion_card.scores[-1] == pytest.approx(now)
+    assert now != 0.93
+
+
+def test_kept_scores_are_bounded_erased_and_dropped_at_a_promotion() -> None:
+    m = ChurnModel(challenger=None)
+    m.kept_max = 3
+    for i in range(5):
+        m.observe_snapshot(f"c{i}", i, {}, i / 10)
+    assert list(m.kept_scores) == [("c2", 2), ("c3", 3), ("c4", 4)]  # the oldest went
+    m.observe_snapshot("c3", 9, {}, 0.5)
+    m.forget("c3")  # erasure: the customer's kept scores too
+    assert list(m.kept_scores) == [("c4", 4)]
+    promoted = _arf(0.0)
+    promoted.observe_snapshot("c1", 1, {}, 0.2)
+    for x, y in synthetic(20_000):
+        promoted.learn_one(x, y)
+        if promoted.promotions:
+            break
+    assert promoted.promotions == 1
+    assert promoted.kept_scores == {}  # the former champion's
+
+
+def test_a_model_pickled_before_kept_scores_loads_and_learns() -> None:
+    m = ChurnModel(challenger=None)
+    state = dict(m.__dict__)
+    del state["kept_scores"], state["kept_max"]  # as a recovery store of 0.9.6 holds it
+    old = ChurnModel.__new__(ChurnModel)
+    old.__setstate__(state)
+    old.observe_snapshot("c1", 1, {}, 0.4)
+    old.learn_one({}, 1, key="c1", snapshot_ts=1, label_ts=2)
+    assert old.champion_card.scores[-1] == 0.4
+    assert pickle.loads(pickle.dumps(old)).kept_scores == {}
