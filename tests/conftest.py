@@ -23,6 +23,23 @@ hypothesis_settings.register_profile("cxstream", deadline=None)
 hypothesis_settings.load_profile("cxstream")
 
 
+@pytest.fixture(autouse=True)
+def _the_collector_as_it_was() -> Iterator[None]:
+    """Each test leaves the cyclic collector as it found it: mypy run in the process (the
+    records' type-checker test) sets its thresholds to (200000, 30, 30) for its own
+    speed, and a later test then saw no collection at all (the bare loop's collector
+    time read 0)."""
+    import gc
+
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    yield
+    gc.set_threshold(*thresholds)
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """A compiled operator built from another source would test the old code: stop."""
     from cxstream.build import require_fresh
