@@ -61,12 +61,16 @@ class Demo:
         args, settings = self.args, self.settings
         if settings.redis_cluster:
             raise CxError("the demo runs on one Redis: unset CX_REDIS_CLUSTER")
-        running = running_demo(settings)
-        if running is not None:  # its folder (Redis, key, logs) is not this one's to clear
-            pid = (running / RUNNING_FILE).read_text().strip()
+        if not 0.001 <= args.speed <= 1e9:  # (told to the server as CX_CLOCK_SPEED)
+            raise CxError(f"--speed {args.speed:g}: must be between 0.001 and 1e9")
+        other = running_demo(settings)
+        if other is not None:  # its folder (Redis, key, logs) is not this one's to clear
+            folder, pid = other
             raise CxError(
-                f"a demo is already running from {running} (pid {pid}): stop it first "
-                f"(Ctrl-C in its terminal, or kill {pid}), or give this one another CX_DATA_DIR"
+                f"a demo is already running from {folder} (pid {pid}): stop it first "
+                f"(Ctrl-C in its terminal, or kill {pid}), or give this one another "
+                f"CX_DATA_DIR (if no demo runs, that pid is another program's: remove "
+                f"{folder / RUNNING_FILE})"
             )
         _check_port_free(settings.host, settings.port)
         if settings.api_port:
@@ -488,8 +492,8 @@ def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
     )
 
 
-def running_demo(settings: Settings) -> Path | None:
-    """The folder of the demo running from this data folder, if one runs."""
+def running_demo(settings: Settings) -> tuple[Path, int] | None:
+    """The folder and pid of the demo running from this data folder, if one runs."""
     from state.redis import pid_alive
 
     folder = settings.data_dir / "demo"
@@ -497,7 +501,8 @@ def running_demo(settings: Settings) -> Path | None:
         pid = int((folder / RUNNING_FILE).read_text())
     except (OSError, ValueError):  # none written, or unreadable
         return None
-    return folder if pid_alive(pid) else None
+    # (a pid file left by a demo killed hard may name a live process since: this one)
+    return (folder, pid) if pid != os.getpid() and pid_alive(pid) else None
 
 
 def demo_catalog(folder: Path, speed: float) -> Path:
@@ -520,14 +525,15 @@ def follow_running_demo(settings: Settings, environ: dict[str, str]) -> Settings
     CX_SHARDS other than the demo's is refused: events would go to streams no one reads."""
     if "CX_DATA_DIR" in environ or settings.redis_url:
         return settings
-    folder = running_demo(settings)
-    if folder is None:
+    running = running_demo(settings)
+    if running is None:
         return settings
+    folder = running[0]
     try:
         shards = int((folder / SHARDS_FILE).read_text())
     except (OSError, ValueError):  # (a demo of an earlier release wrote none)
         shards = settings.shards
-    if shards != settings.shards and "CX_SHARDS" in environ:
+    if shards != settings.shards and environ.get("CX_SHARDS", "").strip():
         raise CxError(
             f"the demo running from {folder} reads {shards} shards: unset CX_SHARDS or set "
             f"it to {shards} (with CX_SHARDS={settings.shards} some customers' events would "

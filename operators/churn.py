@@ -74,9 +74,10 @@ PROMOTE_MIN_CLASS = 50
 PROMOTE_Z = 3.0
 PROMOTE_HOLD = WINDOW // 2
 # Scores the champion gave at scored moments whose labels are pending (the evidence of
-# their example, out of sample): at most this many, the oldest dropped first (about 100
-# bytes each; a dropped one is scored when it matures, as before 0.9.7).
-KEPT_SCORES: Final = 200_000
+# their example, out of sample): at most this many, the oldest dropped first, and none
+# older than two horizons (a label matures within one; about 230 bytes each, pickled
+# into a recovery snapshot with the model).  A dropped one is scored when it matures.
+KEPT_SCORES: Final = 100_000
 
 
 class OnlineModel(Protocol):
@@ -413,11 +414,13 @@ class ChurnModel:
         # (customer, snapshot time) -> the champion's score then, until its label matures
         self.kept_scores: dict[tuple[str, int], float] = {}
         self.kept_max = KEPT_SCORES
+        self.kept_for_ms = 2 * horizon_ms
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A model pickled before 0.9.7 (a recovery store) kept no scores."""
         state.setdefault("kept_scores", {})
         state.setdefault("kept_max", KEPT_SCORES)
+        state.setdefault("kept_for_ms", 60 * DAY_MS)
         self.__dict__.update(state)
 
     def _windows(self) -> list[HazardRefit]:
@@ -437,9 +440,10 @@ class ChurnModel:
             m.observe_snapshot(key, ts, x)
         if p is not None and key:
             kept = self.kept_scores
-            kept[(key, ts)] = p
-            if len(kept) > self.kept_max:
-                del kept[next(iter(kept))]  # (the oldest: a dict keeps insertion order)
+            kept.setdefault((key, ts), p)  # (two at one time: the first, as the window)
+            oldest = ts - self.kept_for_ms  # (a dict keeps insertion order: oldest first)
+            while kept and (len(kept) > self.kept_max or next(iter(kept))[1] < oldest):
+                del kept[next(iter(kept))]
 
     def observe_decision(self, key: str, snapshot_ts: int, ts: int, label: int) -> None:
         """A pending snapshot's label was decided at ``ts``, before the horizon."""
@@ -497,29 +501,33 @@ class ChurnModel:
     ) -> None:
         """A matured example: score it with each model (the evidence), then learn.
 
-        The champion's evidence is the score it gave at the snapshot, kept by
-        :meth:`observe_snapshot` (out of sample: a refit since then may have fitted this
-        very snapshot's outcome, known to the window before its example comes; with the
-        demo's 60 days of history sent at once, the champion's AUC on its first 560
-        labels was 0.91 scored then, 0.63 scored at the snapshot, the truth's about
-        0.69); scored now when none was kept.  The refitted model takes it into its
-        window at once (matched to its snapshot by ``key`` and ``snapshot_ts`` when
-        given); the online ones through the replay.
+        The champion's evidence (its card, its loss for drift) is the score it gave at
+        the snapshot, kept by :meth:`observe_snapshot` (out of sample: a refit since
+        then may have fitted this very snapshot's outcome, known to the window before
+        its example comes; a demo run with 60 days of history sent at once read AUC
+        0.91 on its first 560 labels scored at maturity, 0.63 scored at the snapshot,
+        the truth's about 0.69); scored now when none was kept.  The paired window that
+        a promotion is judged on scores both models now, alike.  The refitted model
+        takes it into its window at once (matched to its snapshot by ``key`` and
+        ``snapshot_ts`` when given); the online ones through the replay.
         """
         kept = (
             self.kept_scores.pop((key, snapshot_ts), None)
             if key is not None and snapshot_ts is not None
             else None
         )
-        p = self.champion.predict_proba_one(x) if kept is None else kept
+        paired = self.challenger is not None and self.n_learned % self.challenger_every == 0
+        now = self.champion.predict_proba_one(x) if kept is None or paired else kept
+        p = now if kept is None else kept
         self.champion_card.add(p, y)
         loss = -math.log(max(1e-7, p if y else 1.0 - p))
         self.adwin.update(loss)
         if self.adwin.drift_detected:
             self.drifts += 1
-        if self.challenger is not None and self.n_learned % self.challenger_every == 0:
+        if paired:  # (like for like: both scored at maturity)
+            assert self.challenger is not None
             self.challenger_card.add(self.challenger.predict_proba_one(x), y)
-            self.paired_card.add(p, y)
+            self.paired_card.add(now, y)
         for m in self._windows():
             m.learn_one(x, y, key=key, snapshot_ts=snapshot_ts, label_ts=label_ts)
         for xx, yy in self.replay.add(x, y):

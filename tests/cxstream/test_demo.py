@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -402,25 +403,38 @@ def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path) -> N
     assert not (folder / "logs").exists()  # nothing was started
 
 
-def _fake_running_demo(data_dir: Path, shards: int | None) -> Path:
-    """A demo's folder as a running demo leaves it: its pid (this process: alive) and,
+def _fake_running_demo(data_dir: Path, shards: int | None, pid: int) -> Path:
+    """A demo's folder as a running demo leaves it: its pid (a live process's) and,
     unless None, the shards its flow reads."""
     folder = data_dir / "demo"
     folder.mkdir(parents=True)
     if shards is not None:
         (folder / "demo.shards").write_text(f"{shards}\n")
-    (folder / "demo.pid").write_text(f"{os.getpid()}\n")
+    (folder / "demo.pid").write_text(f"{pid}\n")
     return folder
 
 
-def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path) -> None:
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The pid of a live process that is not this one (a demo's, as far as a command
+    can tell)."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield sleeper.pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path, live_pid: int) -> None:
     """A command given no CX_DATA_DIR and no REDIS_URL uses the running demo's folder and
     its shards (a customer's events reach the stream the demo reads them from); a
-    CX_SHARDS of its own that differs is refused, by name."""
-    folder = _fake_running_demo(tmp_path, 8)
+    CX_SHARDS of its own that differs is refused, by name (an empty one is unset)."""
+    folder = _fake_running_demo(tmp_path, 8, live_pid)
     settings = Settings(data_dir=tmp_path)
     followed = follow_running_demo(settings, {})
     assert (followed.data_dir, followed.shards) == (folder, 8)
+    assert follow_running_demo(settings, {"CX_SHARDS": " "}).shards == 8
     assert (
         follow_running_demo(Settings(data_dir=tmp_path, shards=8), {"CX_SHARDS": "8"}).shards == 8
     )
@@ -430,11 +444,15 @@ def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path) -> 
     assert follow_running_demo(settings, {"CX_DATA_DIR": str(tmp_path)}) is settings
     # a demo of an earlier release wrote no shards: the command's own
     other = tmp_path / "older"
-    _fake_running_demo(other, None)
+    _fake_running_demo(other, None, live_pid)
     assert follow_running_demo(Settings(data_dir=other, shards=2), {}).shards == 2
+    # a pid file naming this very process (left by a demo killed hard, its pid reused)
+    mine = tmp_path / "mine"
+    _fake_running_demo(mine, 8, os.getpid())
+    assert follow_running_demo(Settings(data_dir=mine, shards=2), {}).shards == 2
     # on the command line (the demo's folder in .cxstream/ here): one line, exit 2
     cwd = tmp_path / "project"
-    _fake_running_demo(cwd / ".cxstream", 4)
+    _fake_running_demo(cwd / ".cxstream", 4, live_pid)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CX_DATA_DIR")}
     env["CX_SHARDS"] = "8"
     done = subprocess.run(
@@ -449,6 +467,21 @@ def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert b"cxstream: error: the demo running from .cxstream/demo reads 4 shards" in done.stderr
     assert not (cwd / ".cxstream" / "demo" / "redis.db").exists()  # no redis started
+
+
+def test_demo_refuses_a_speed_the_console_cannot_show(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["CX_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "cxstream", "demo", "--speed", "1e12", "--duration", "1"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"--speed 1e+12: must be between 0.001 and 1e9" in done.stderr
+    assert not (tmp_path / "demo").exists()  # nothing was started
 
 
 def test_the_demos_catalog_lasts_in_the_viewers_time(tmp_path: Path) -> None:

@@ -344,15 +344,33 @@ def test_the_champions_evidence_is_its_score_at_the_snapshot() -> None:
     assert now != 0.93
 
 
+def test_the_paired_evidence_scores_both_models_alike() -> None:
+    """A promotion is judged like for like: on the paired examples the champion is
+    scored at maturity, as the challenger is, whatever it kept."""
+    m = ChurnModel(challenger="arf", challenger_every=1)
+    x = {"complaints_open": 2.0}
+    m.observe_snapshot("c1", 1_000, x, 0.93)
+    at_maturity = m.predict_proba_one(x)
+    m.learn_one(x, 1, key="c1", snapshot_ts=1_000, label_ts=2_000)
+    assert m.champion_card.scores[-1] == 0.93  # its own card: the kept score
+    assert m.paired_card.scores[-1] == pytest.approx(at_maturity)
+    assert at_maturity != 0.93
+
+
 def test_kept_scores_are_bounded_erased_and_dropped_at_a_promotion() -> None:
-    m = ChurnModel(challenger=None)
+    m = ChurnModel(challenger=None, horizon_ms=10)
     m.kept_max = 3
     for i in range(5):
         m.observe_snapshot(f"c{i}", i, {}, i / 10)
     assert list(m.kept_scores) == [("c2", 2), ("c3", 3), ("c4", 4)]  # the oldest went
-    m.observe_snapshot("c3", 9, {}, 0.5)
+    m.observe_snapshot("c4", 4, {}, 0.9)  # two moments at one time: the first is kept
+    assert m.kept_scores[("c4", 4)] == 0.4
+    m.observe_snapshot("c9", 24, {}, 0.5)  # two horizons (20) on: the older ones go
+    assert list(m.kept_scores) == [("c4", 4), ("c9", 24)]
+    m.kept_scores.pop(("c4", 4))
+    m.observe_snapshot("c3", 24, {}, 0.5)
     m.forget("c3")  # erasure: the customer's kept scores too
-    assert list(m.kept_scores) == [("c4", 4)]
+    assert list(m.kept_scores) == [("c9", 24)]
     promoted = _arf(0.0)
     promoted.observe_snapshot("c1", 1, {}, 0.2)
     for x, y in synthetic(20_000):
@@ -366,7 +384,7 @@ def test_kept_scores_are_bounded_erased_and_dropped_at_a_promotion() -> None:
 def test_a_model_pickled_before_kept_scores_loads_and_learns() -> None:
     m = ChurnModel(challenger=None)
     state = dict(m.__dict__)
-    del state["kept_scores"], state["kept_max"]  # as a recovery store of 0.9.6 holds it
+    del state["kept_scores"], state["kept_max"], state["kept_for_ms"]  # as 0.9.6 stored it
     old = ChurnModel.__new__(ChurnModel)
     old.__setstate__(state)
     old.observe_snapshot("c1", 1, {}, 0.4)

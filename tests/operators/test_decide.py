@@ -155,7 +155,10 @@ def test_a_model_snapshot_from_before_an_erasure_forgets_on_resume() -> None:
     forgotten.add("c1")
     resumed = DecideLogic(snap, catalog=CATALOG, clock=lambda: 1.5, forgotten=forgotten)
     assert resumed.arbiter.customers() == set()
-    assert DecideLogic(snap, catalog=CATALOG, clock=lambda: 1.5).arbiter.customers() == {"c1"}
+    assert resumed.model.kept_scores == {}  # (the contact's score, kept by id)
+    kept = DecideLogic(snap, catalog=CATALOG, clock=lambda: 1.5)
+    assert kept.arbiter.customers() == {"c1"}
+    assert [k[0] for k in kept.model.kept_scores] == ["c1"]
 
 
 def examples(n: int) -> list[DecideIn]:
