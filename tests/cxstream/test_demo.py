@@ -366,39 +366,37 @@ def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(CX_PORT=str(port), CX_DATA_DIR=str(tmp_path))
-        done = subprocess.run(
-            [sys.executable, "-m", "cxstream", "demo", "--duration", "5"],
-            env=env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 2
+        done = _refused_demo(tmp_path, "--duration", "5", CX_PORT=str(port))
     assert f"cannot use 127.0.0.1:{port} for the server".encode() in done.stderr
     assert not (tmp_path / "demo" / "logs").exists()  # nothing was started
 
 
-def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path) -> None:
-    """A demo runs from this data folder (its pid file names a live process): a second
-    one, even on other ports, refuses before clearing the folder (the first one's Redis,
-    key and logs)."""
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / "demo.pid").write_text(f"{os.getpid()}\n")  # (this process: alive)
-    (folder / "secret").write_text("the running demo's key")
+def _refused_demo(
+    data_dir: Path, *args: str, **settings: str
+) -> subprocess.CompletedProcess[bytes]:
+    """`cxstream demo` with ``args`` from ``data_dir`` (no REDIS_URL; ``settings``: more of
+    its environment), expected to refuse: exit 2."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(CX_PORT="0", CX_HTTP_PORT="0", CX_DATA_DIR=str(tmp_path))
+    env.update(CX_DATA_DIR=str(data_dir), **settings)
     done = subprocess.run(
-        [sys.executable, "-m", "cxstream", "demo", "--duration", "5"],
+        [sys.executable, "-m", "cxstream", "demo", *args],
         env=env,
         capture_output=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert f"a demo is already running from {folder} (pid {os.getpid()})".encode() in (done.stderr)
+    return done
+
+
+def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path, live_pid: int) -> None:
+    """A demo runs from this data folder (its pid file names a live process): a second
+    one, even on other ports, refuses before clearing the folder (the first one's Redis,
+    key and logs)."""
+    folder = _fake_running_demo(tmp_path, 4, live_pid)
+    (folder / "secret").write_text("the running demo's key")
+    done = _refused_demo(tmp_path, "--duration", "5", CX_PORT="0", CX_HTTP_PORT="0")
+    assert f"a demo is already running from {folder} (pid {live_pid})".encode() in done.stderr
     assert (folder / "secret").read_text() == "the running demo's key"
     assert not (folder / "logs").exists()  # nothing was started
 
@@ -470,16 +468,7 @@ def test_commands_follow_the_running_demos_folder_and_shards(tmp_path: Path, liv
 
 
 def test_demo_refuses_a_speed_the_console_cannot_show(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["CX_DATA_DIR"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "cxstream", "demo", "--speed", "1e12", "--duration", "1"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
+    done = _refused_demo(tmp_path, "--speed", "1e12", "--duration", "1")
     assert b"--speed 1e+12: must be between 0.001 and 1e9" in done.stderr
     assert not (tmp_path / "demo").exists()  # nothing was started
 
