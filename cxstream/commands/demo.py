@@ -35,8 +35,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--history-days",
         type=non_negative_float,
-        default=30.0,
-        help="days of simulated history sent at once before going live (30; 0 for none)",
+        default=60.0,
+        help=(
+            "days of simulated history sent at once before going live (60: the first 30 "
+            "days' contacts have their labels, cancelled or not within the 30-day horizon, "
+            "when it goes live; 0 for none)"
+        ),
     )
     p.add_argument(
         "--duration", type=positive_float, default=None, help="stop after this many seconds"
