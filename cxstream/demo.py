@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, clock_speed_refusal
 from operators.errors import CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
@@ -61,8 +61,9 @@ class Demo:
         args, settings = self.args, self.settings
         if settings.redis_cluster:
             raise CxError("the demo runs on one Redis: unset CX_REDIS_CLUSTER")
-        if not 0.001 <= args.speed <= 1e9:  # (told to the server as CX_CLOCK_SPEED)
-            raise CxError(f"--speed {args.speed:g}: must be between 0.001 and 1e9")
+        refused = clock_speed_refusal(args.speed)  # (told to the server as CX_CLOCK_SPEED)
+        if refused is not None:
+            raise CxError(f"--speed {args.speed:g}: {refused}")
         other = running_demo(settings)
         if other is not None:  # its folder (Redis, key, logs) is not this one's to clear
             folder, pid = other

@@ -176,6 +176,12 @@ def _int(name: str, raw: str) -> int:
         raise ConfigError(f"{name}={raw!r}: not an integer") from exc
 
 
+def clock_speed_refusal(speed: float) -> str | None:
+    """Why ``speed`` cannot be event time's pace against the wall clock (None: it can):
+    beyond these bounds the console's times to come stop being dates."""
+    return None if 0.001 <= speed <= 1e9 else "must be between 0.001 and 1e9"
+
+
 def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
@@ -701,8 +707,9 @@ class Settings:
             )
         if not (len(self.currency) == 3 and self.currency.isascii() and self.currency.isalpha()):
             raise ConfigError(f"CX_CURRENCY={self.currency!r}: not an ISO 4217 code (e.g. EUR)")
-        if not 0.001 <= self.clock_speed <= 1e9:  # (a console's times stay dates)
-            raise ConfigError(f"CX_CLOCK_SPEED={self.clock_speed:g}: must be between 0.001 and 1e9")
+        refused = clock_speed_refusal(self.clock_speed)
+        if refused is not None:
+            raise ConfigError(f"CX_CLOCK_SPEED={self.clock_speed:g}: {refused}")
         if self.max_unauthenticated < 1:
             raise ConfigError(
                 f"CX_MAX_UNAUTHENTICATED={self.max_unauthenticated}: must be at least 1"

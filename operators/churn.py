@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
@@ -469,10 +469,14 @@ class ChurnModel:
 
     def forget(self, key: str) -> int:
         """Drop a customer's snapshots from the window, and their kept scores (erasure)."""
-        kept = self.kept_scores
-        for k in [k for k in kept if k[0] == key]:
-            del kept[k]
+        self.forget_scores((key,))
         return sum(forget_keys(m, (key,)) for m in self._windows())
+
+    def forget_scores(self, keys: Container[str]) -> None:
+        """Drop the kept scores of these customers (erased ones, at a resume)."""
+        kept = self.kept_scores
+        for k in [k for k in kept if k[0] in keys]:
+            del kept[k]
 
     @property
     def stage(self) -> str:

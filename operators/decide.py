@@ -224,9 +224,7 @@ class DecideLogic(BatchLogic[DecideIn, DecideOut, bytes]):
             self.arbiter.catalog = catalog  # a changed catalog applies after a restart
             if forgotten is not None and len(forgotten):
                 # A snapshot from before an erasure: the erased keep nothing here either.
-                kept = self.model.kept_scores  # (their scores at moments, by id)
-                for key in [k for k in kept if k[0] in forgotten]:
-                    del kept[key]
+                self.model.forget_scores(forgotten)  # (their scores at moments, by id)
                 held = self.arbiter.customers() | self.outbound.customers()
                 for customer_id in held | self.uplift.customers():
                     if customer_id in forgotten:
