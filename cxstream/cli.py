@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
+from cxstream import __version__
 from cxstream.commands import (
     demo,
     evaluate,
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time customer-experience engine. Settings come from environment "
         "variables (REDIS_URL, CX_SHARDS, CX_SECRET, CX_HOST, CX_PORT, ...; see docs/settings.md).",
     )
+    parser.add_argument("--version", action="version", version=f"cxstream {__version__}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
@@ -101,10 +104,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"cxstream: {args.command} interrupted ({exc or 'SIGINT'})", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_open():  # another pipe than the output: say so
+            print(f"cxstream: error: {args.command}: {exc}", file=sys.stderr)
+            return 1
+        return 141  # the reader of the output went away (`... --output - | head`): as SIGPIPE
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return code
+
+
+def _stdout_open() -> bool:
+    """Whether stdout still has a reader; if not (a pipe whose reader closed it), it is
+    pointed at the null device so that the interpreter's last flush does not fail."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # (replaced by an object without a descriptor)
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poll.poll(0)):
+        return True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return False
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

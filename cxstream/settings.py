@@ -16,6 +16,7 @@ operators.errors.ConfigError: CX_SHARDS='zero': not an integer
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -28,6 +29,17 @@ from operators.errors import ConfigError
 T = TypeVar("T")
 
 MIN_SECRET_BYTES = 32
+CENTURY_DAYS = 36_525.0
+# the spans a setting may not pass (a century), in its own unit: past them the dates
+# made of them overflow
+LONGEST: dict[str, float] = {
+    "horizon_days": CENTURY_DAYS,
+    "retention_days": CENTURY_DAYS,
+    "audit_retention_days": CENTURY_DAYS,
+    "proactive_cooldown_days": CENTURY_DAYS,
+    "token_ttl_hours": CENTURY_DAYS * 24,
+    "profile_interval_ms": CENTURY_DAYS * 86_400_000,
+}
 
 
 class Secret:
@@ -184,9 +196,12 @@ def clock_speed_refusal(speed: float) -> str | None:
 
 def _float(name: str, raw: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r}: not a number") from exc
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: not a finite number")
+    return value
 
 
 def _path(name: str, raw: str) -> Path:
@@ -487,9 +502,9 @@ class Settings:
         _int,
         (
             "write a customer's profile (the 360 view) at most this often (ms of wall "
-            "time): the first event and every contact write at once, the latest journey is "
-            "always written at the end of the interval (write-behind), so the view lags by "
-            "at most this much; `0` writes at every event"
+            "time): the first event, every contact and every consent statement write at "
+            "once, the latest journey is always written at the end of the interval "
+            "(write-behind), so the view lags by at most this much; `0` writes at every event"
         ),
     )
     topics_path: Path | None = _setting(
@@ -701,6 +716,16 @@ class Settings:
         from operators.consent import parse_consent_default
 
         parse_consent_default(self.consent_default)  # a mistake stops here, named
+        for f in fields(self):  # also when built from keywords, not the environment
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.metadata['env']}={value}: not a finite number")
+        for f in fields(self):  # times beyond a century overflow the dates made of them
+            bound = LONGEST.get(f.name)
+            if bound is not None and getattr(self, f.name) > bound:
+                raise ConfigError(
+                    f"{f.metadata['env']}={getattr(self, f.name):g}: at most {bound:g}"
+                )
         if self.audit_retention_days <= 0:
             raise ConfigError(
                 f"CX_AUDIT_RETENTION_DAYS={self.audit_retention_days:g}: must be above 0"
@@ -871,7 +896,9 @@ def settings_markdown() -> str:
         "Generated from `cxstream/settings.py` (`make docs`); a test checks it is current.",
         "One frozen `Settings` object, read once from the environment by the command line;",
         "an absent or empty variable keeps the default, a wrong one stops the command with",
-        "the variable named.",
+        "the variable named. A number must be finite (not `nan` or `inf`); the horizon, the",
+        "retentions, the cool-down, a token's lifetime and the profile interval are at most",
+        "a century.",
     ]
     group = ""
     for f in fields(Settings):

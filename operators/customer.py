@@ -89,8 +89,8 @@ class CustomerConfig:
     (labels come from elsewhere, e.g. a file: nothing is kept pending).
     ``score_every`` K > 0 also scores every K-th event of a customer, not only contacts.
     ``profile_interval_s`` > 0 writes a customer's profile at most that often (wall
-    time), except at its first event and at contact moments; the latest journey is
-    always written, at the end of the interval (write-behind).
+    time), except at its first event, at contact moments and at consent statements;
+    the latest journey is always written, at the end of the interval (write-behind).
     ``silence_ratio`` > 0 also scores a customer whose silence reaches that many times
     their own mean gap between events (a gap of at least ``silence_floor_ms``), then at
     each doubling of that, ``silence_levels`` times a silence (see
@@ -337,7 +337,9 @@ class CustomerLogic(Logic[Event, CustomerOut, CustomerSnapshot]):
             ):
                 out.append(Outcome(self.key, alert_id, action_id, response, ts))
         now = self.touched_at
-        if due or now - self.profile_at >= self.config.profile_interval_s:
+        # a consent statement is written at once too: the profile answers a right of
+        # access (`cxstream export`), which must show what the customer just said
+        if due or type_ == "consent" or now - self.profile_at >= self.config.profile_interval_s:
             out.append(self._profile(ts, journey))
             self.profile_at, self.profile_due = now, False
         else:

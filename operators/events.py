@@ -30,7 +30,7 @@ import orjson
 from operators.erasure import Forgotten, named_keys
 from operators.errors import InvalidEvent
 from operators.proactive import zone
-from operators.values import CONTAINER, record
+from operators.values import CONTAINER, json_type, record
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 # Containers nested in attrs, attrs itself counted: well within what orjson decodes
@@ -173,7 +173,7 @@ def _id(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
             raise InvalidEvent(f"{name} missing")
         return None
     if not isinstance(value, str):
-        raise InvalidEvent(f"{name} not a string", f"got {type(value).__name__}")
+        raise InvalidEvent(f"{name} not a string", f"got {json_type(value)}")
     if not 1 <= len(value) <= MAX_ID_CHARS:
         raise InvalidEvent(f"{name} length", f"{len(value)} chars, allowed 1-{MAX_ID_CHARS}")
     return value
@@ -206,7 +206,7 @@ def parse_ts(value: object) -> int:
             raise InvalidEvent("ts has no utc offset", repr(value))
         ms = round(dt.timestamp() * 1000)
     else:
-        raise InvalidEvent("ts not a time", f"got {type(value).__name__}")
+        raise InvalidEvent("ts not a time", f"got {json_type(value)}")
     if not MIN_TS_MS <= ms <= MAX_TS_MS:
         raise InvalidEvent("ts out of range", str(ms))
     return ms
@@ -217,7 +217,7 @@ def _attrs(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidEvent("attrs not an object", f"got {type(value).__name__}")
+        raise InvalidEvent("attrs not an object", f"got {json_type(value)}")
     for name, v in value.items():
         if v is None or name not in _CHECKED_ATTRS:
             continue
@@ -252,7 +252,7 @@ def _consent(attrs: object) -> None:
     if attrs is None:
         raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")
     if not isinstance(attrs, dict):
-        raise InvalidEvent("attrs not an object", f"got {type(attrs).__name__}")
+        raise InvalidEvent("attrs not an object", f"got {json_type(attrs)}")
     purpose = attrs.get("purpose")
     if purpose is None:
         raise InvalidEvent("attrs.purpose missing", "a consent event needs purpose and granted")
@@ -272,7 +272,7 @@ def _consent(attrs: object) -> None:
         )
     source = attrs.get("source")
     if source is not None and (not isinstance(source, str) or not 1 <= len(source) <= 64):
-        detail = f"{len(source)} chars" if isinstance(source, str) else type(source).__name__
+        detail = f"{len(source)} chars" if isinstance(source, str) else json_type(source)
         raise InvalidEvent("attrs.source not a short string", f"{detail}, allowed 1-64 chars")
 
 
@@ -301,7 +301,7 @@ def _too_deep(attrs: dict[str, Any]) -> bool:
 def event_from_obj(obj: object) -> Event:
     """Validate an already-decoded JSON value against the event contract."""
     if not isinstance(obj, dict):
-        raise InvalidEvent("not an object", f"got {type(obj).__name__}")
+        raise InvalidEvent("not an object", f"got {json_type(obj)}")
     event_id = _id(obj, "event_id", required=True)
     customer_id = _id(obj, "customer_id", required=False)
     anonymous_id = _id(obj, "anonymous_id", required=False)

@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from operators.errors import InvalidEvent
-from operators.values import NUMBER
+from operators.values import NUMBER, json_type
 
 CALLS = ("track", "identify", "page", "screen")
 # Segment's context.channel values that name a cxstream channel under another name
@@ -90,7 +90,7 @@ def from_segment(call: object, *, default_channel: str = "web") -> dict[str, Any
     :func:`operators.events.event_from_obj`); :class:`InvalidEvent` for what cannot
     be mapped.  ``call`` is not changed."""
     if not isinstance(call, dict):
-        raise InvalidEvent("not an object", f"got {type(call).__name__}")
+        raise InvalidEvent("not an object", f"got {json_type(call)}")
     kind = call.get("type")
     if kind not in CALLS:
         raise InvalidEvent("segment type unsupported", repr(kind)[:40])
@@ -133,7 +133,7 @@ def _attrs(properties: object) -> dict[str, Any]:
     if properties is None:
         return {}
     if not isinstance(properties, dict):
-        raise InvalidEvent("properties not an object", f"got {type(properties).__name__}")
+        raise InvalidEvent("properties not an object", f"got {json_type(properties)}")
     attrs = dict(properties)
     if "amount" not in attrs:
         for name in AMOUNT_FIELDS:

@@ -65,3 +65,24 @@ def record(cls: type[T]) -> type[T]:
     made.__getstate__ = __getstate__  # type: ignore[method-assign]
     made.__setstate__ = __setstate__  # type: ignore[attr-defined]
     return made
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for messages about input.
+
+    >>> json_type(None), json_type(True), json_type(2.5), json_type([1]), json_type({})
+    ('null', 'boolean', 'number', 'array', 'object')
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -7,6 +7,8 @@ import argparse
 import math
 from typing import Any, TypeVar
 
+LATEST_START_MARGIN_MS = 3_155_760_000_000  # a century (36,525 days)
+
 
 def addresses(text: str) -> list[str]:
     """``host:port;host:port`` -> a list, each checked for a port."""
@@ -15,9 +17,25 @@ def addresses(text: str) -> list[str]:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise argparse.ArgumentTypeError(f"{address!r} is not host:port")
+        if not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"{address!r}: port {port} is not a tcp port")
     if not out:
         raise argparse.ArgumentTypeError("no address given")
     return out
+
+
+def event_time_ms(text: str) -> int:
+    """Epoch ms from 1970 to the end of 2099: a start whose simulated events (up to a century
+    after it) stay within the times an event may have (to 2200)."""
+    from operators.events import MAX_TS_MS
+
+    value = _integer(text)
+    latest = MAX_TS_MS - LATEST_START_MARGIN_MS
+    if not 0 <= value <= latest:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: not between 0 (1970) and {latest} (2099-12-31)"
+        )
+    return value
 
 
 def incident(text: str) -> Any:
@@ -68,6 +86,20 @@ def non_negative_int(text: str) -> int:
 def positive_float(text: str) -> float:
     value = _number(text)
     return _require(value, value > 0, "must be positive")
+
+
+def ttl_hours(text: str) -> float:
+    """A token's lifetime: positive, at most a century (its expiry a date)."""
+    value = positive_float(text)
+    return _require(value, value <= 876_600, "must be at most 876600 (a century)")
+
+
+def nonempty_name(text: str) -> str:
+    """A name (an agent, a queue): not empty, surrounding spaces dropped."""
+    value = text.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("empty: give a name")
+    return value
 
 
 def non_negative_float(text: str) -> float:

@@ -37,6 +37,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     fmt = log_format(path, args.format)
     if args.html is not None and not Path(args.html).resolve().parent.is_dir():
         raise CxError(f"--html {args.html}: its folder does not exist")  # before the work
+    if args.html is not None and Path(args.html).is_dir():
+        raise CxError(f"--html {args.html}: a folder; name the page's file, e.g. report.html")
     rejected: list[tuple[int, str]] = []
     started = time.perf_counter()
     rows = rows_in_time_order("report", path, fmt, rejected, hold=False)

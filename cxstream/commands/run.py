@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 from datetime import timedelta
 
 from cxstream.commands.args import addresses, non_negative_int, positive_int
@@ -40,6 +41,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         from state.redis import connect
 
         connect(settings).close()
+    if args.addresses is not None:
+        _check_listen(args.addresses[args.process_id], args.process_id)
     launch = prepare(settings, workers=args.workers)
     previous = stop_on_signals()
     try:
@@ -56,6 +59,22 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             signal.signal(s, handler)
     log.info("stopped")
     return 0
+
+
+def _check_listen(address: str, process_id: int) -> None:
+    """This process's own cluster address can be listened on (Bytewax would stop with a
+    traceback of its own): one line and exit 2 before anything starts."""
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"--addresses: cannot listen on {address} (--process-id {process_id}'s): {reason}"
+        ) from exc
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from cxstream.commands.args import incident, positive_float, positive_int, share
+from cxstream.commands.args import (
+    event_time_ms,
+    incident,
+    positive_float,
+    positive_int,
+    share,
+)
 from cxstream.runtime import Pacer
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -31,6 +37,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.purchases is not None:
         return _purchases(args)
+    if args.output is not None and args.duration is not None:
+        raise CxError(
+            "simulate --duration paces the sending into Redis; with --output the events are "
+            "written at once: give --events N instead"
+        )
     config = SimConfig(
         customers=args.customers,
         seed=args.seed,
@@ -157,12 +168,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "simulate", help="simulate customer journeys", description=cmd_simulate.__doc__
     )
-    p.add_argument("--events", type=positive_int, default=None, help="stop after N events")
+    p.add_argument(
+        "--events",
+        type=positive_int,
+        default=None,
+        help="stop after N events (with --output: 10,000; into Redis: none, until Ctrl-C)",
+    )
     p.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
     p.add_argument("--rate", type=positive_float, default=100.0, help="events per second (100)")
     p.add_argument("--customers", type=positive_int, default=500, help="customers (500)")
     p.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    p.add_argument("--start-ms", type=int, default=None, help="event time of the start, epoch ms")
+    p.add_argument(
+        "--start-ms",
+        type=event_time_ms,
+        default=None,
+        help="event time of the start, epoch ms (from 1970 to 2099)",
+    )
     p.add_argument(
         "--speed",
         type=positive_float,

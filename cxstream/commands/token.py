@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from cxstream.commands.args import positive_float
+from cxstream.commands.args import nonempty_name, ttl_hours
 from cxstream.settings import Settings
 from server.tokens import ROLES
 
@@ -31,9 +31,14 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The command's arguments."""
     p = sub.add_parser("token", help="print a signed token", description=cmd_token.__doc__)
-    p.add_argument("--agent", required=True, help="agent (or system) id the token is for")
     p.add_argument(
-        "--queue", action="append", help="queue the holder may receive alerts for; repeatable"
+        "--agent", required=True, type=nonempty_name, help="agent (or system) id the token is for"
+    )
+    p.add_argument(
+        "--queue",
+        action="append",
+        type=nonempty_name,
+        help="queue the holder may receive alerts for; repeatable",
     )
     p.add_argument(
         "--role",
@@ -43,6 +48,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "on /ingest)",
     )
     p.add_argument(
-        "--ttl-hours", type=positive_float, default=None, help="lifetime (CX_TOKEN_TTL_HOURS)"
+        "--ttl-hours", type=ttl_hours, default=None, help="lifetime (CX_TOKEN_TTL_HOURS)"
     )
     p.set_defaults(func=cmd_token, follows_demo=True)  # while the demo runs: its folder

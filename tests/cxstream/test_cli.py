@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import redis
 
 from server.tokens import verify
-from tests.conftest import SECRET, entries, ev, redis_servers_in
+from tests.conftest import SECRET, entries, ev, free_port, redis_servers_in
 
 COMMANDS = (
     "run",
@@ -47,6 +48,20 @@ def test_every_command_has_help(command: str) -> None:
     done = cx(command, "--help")
     assert done.returncode == 0
     assert b"usage: cxstream " + command.encode() in done.stdout
+
+
+def test_version_is_printed() -> None:
+    from cxstream import __version__
+
+    done = cx("--version")
+    assert done.returncode == 0
+    assert done.stdout.decode() == f"cxstream {__version__}\n"
+
+
+def test_report_to_a_folder_is_refused_before_the_work(tmp_path: Path) -> None:
+    done = cx("report", "--input", str(tmp_path / "missing.jsonl"), "--html", str(tmp_path))
+    assert done.returncode == 2
+    assert b"a folder; name the page's file" in done.stderr
 
 
 def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
@@ -84,6 +99,12 @@ def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
         (["forget", "x", "--wait", "-1"], "forget: argument --wait: -1 must be 0 or more"),
         (["replay", "f", "--speed", "nan"], "replay: argument --speed: 'nan' is not a finite"),
         (["demo", "--history-days", "-2"], "demo: argument --history-days: -2 must be 0 or more"),
+        (["token", "--agent", " "], "token: argument --agent: empty: give a name"),
+        (["token", "--agent", "a", "--queue", ""], "token: argument --queue: empty: give a name"),
+        (["token", "--agent", "a", "--ttl-hours", "1e308"], "token: argument --ttl-hours: 1e+308"),
+        (["simulate", "--start-ms", "99999999999999999"], "simulate: argument --start-ms: "),
+        (["simulate", "--start-ms", "-1"], "simulate: argument --start-ms: '-1': not between 0"),
+        (["run", "-i", "0", "-a", "127.0.0.1:99999"], "run: argument -a/--addresses: "),
         (["nope"], "argument COMMAND: invalid choice: 'nope'"),
     ],
 )
@@ -410,6 +431,32 @@ def test_a_simulated_purchase_log_is_evaluated_as_written(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    "args", [["--events", "20000"], ["--purchases", "30"]], ids=["journeys", "purchases"]
+)
+def test_simulate_to_a_pipe_closed_early_stops_quietly(args: list[str]) -> None:
+    # (`cxstream simulate --output - | head -1`: the reader goes after one line)
+    reader, writer = os.pipe()
+    with subprocess.Popen(
+        [sys.executable, "-m", "cxstream", "simulate", *args, "--output", "-"],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        os.close(writer)
+        with os.fdopen(reader, "rb") as head:
+            assert head.readline().startswith(b"{")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141
+    assert err == b""
+
+
+def test_simulate_refuses_a_duration_for_a_file(tmp_path: Path) -> None:
+    done = cx("simulate", "--duration", "1", "--output", str(tmp_path / "f.jsonl"))
+    assert done.returncode == 2
+    assert b"give --events N instead" in done.stderr
+    assert not (tmp_path / "f.jsonl").exists()
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--purchases", "90"], "simulate --purchases writes a file: give --output FILE"),
@@ -436,6 +483,31 @@ def test_run_refuses_a_bad_cluster(tmp_path: Path, args: list[str], message: str
     done = cx("run", *args, env={"CX_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://localhost:1"})
     assert done.returncode == 2
     assert message in done.stderr.decode()
+
+
+def test_run_says_in_one_line_that_its_cluster_address_is_taken(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        addresses = f"127.0.0.1:{port};127.0.0.1:{free_port()}"
+        done = cx(
+            "run",
+            "-i",
+            "0",
+            "-a",
+            addresses,
+            env={"CX_DATA_DIR": str(tmp_path), "REDIS_URL": redis_url},
+        )
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert (
+        f"cxstream: error: --addresses: cannot listen on 127.0.0.1:{port} (--process-id 0's): "
+        in err
+    )
+    assert "Traceback" not in err
 
 
 def test_run_says_in_one_line_that_redis_is_unreachable(tmp_path: Path) -> None:

@@ -82,8 +82,18 @@ def test_every_variable_is_read() -> None:
         ({"CX_CLOCK_SPEED": "1e-300"}, "CX_CLOCK_SPEED=1e-300: must be between 0.001 and 1e9"),
         ({"CX_CLOCK_SPEED": "1e308"}, "CX_CLOCK_SPEED=1e[+]308: must be between 0.001 and 1e9"),
         ({"CX_CLOCK_SPEED": "-2"}, "CX_CLOCK_SPEED=-2: must be between 0.001 and 1e9"),
-        ({"CX_CLOCK_SPEED": "inf"}, "CX_CLOCK_SPEED=inf: must be between 0.001 and 1e9"),
-        ({"CX_CLOCK_SPEED": "nan"}, "CX_CLOCK_SPEED=nan: must be between 0.001 and 1e9"),
+        ({"CX_CLOCK_SPEED": "inf"}, "CX_CLOCK_SPEED='inf': not a finite number"),
+        ({"CX_CLOCK_SPEED": "nan"}, "CX_CLOCK_SPEED='nan': not a finite number"),
+        ({"CX_HORIZON_DAYS": "nan"}, "CX_HORIZON_DAYS='nan': not a finite number"),
+        ({"CX_RETENTION_DAYS": "-inf"}, "CX_RETENTION_DAYS='-inf': not a finite number"),
+        ({"CX_SILENCE_RATIO": "inf"}, "CX_SILENCE_RATIO='inf': not a finite number"),
+        ({"CX_EXPERIENCE_Z": "NaN"}, "CX_EXPERIENCE_Z='NaN': not a finite number"),
+        ({"CX_TOKEN_TTL_HOURS": "1e308"}, "CX_TOKEN_TTL_HOURS=1e[+]308: at most 876600"),
+        (
+            {"CX_HORIZON_DAYS": "1e308", "CX_RETENTION_DAYS": "1e308"},
+            "CX_HORIZON_DAYS=1e[+]308: at most 36525",
+        ),
+        ({"CX_PROFILE_INTERVAL_MS": "9" * 15}, "CX_PROFILE_INTERVAL_MS=1e[+]15: at most 3.15"),
         ({"CX_CLOCK_SPEED": "fast"}, "CX_CLOCK_SPEED='fast': not a number"),
         ({"CX_READ_COUNT": "0"}, "CX_READ_COUNT=0: must be at least 1"),
         ({"CX_ALERTS_MAXLEN": "-1"}, "CX_ALERTS_MAXLEN=-1: must be at least 1"),
@@ -96,6 +106,11 @@ def test_every_variable_is_read() -> None:
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_a_number_that_is_not_finite_is_refused_from_keywords_too() -> None:
+    with pytest.raises(ConfigError, match="CX_PROMOTE_MARGIN=nan: not a finite number"):
+        Settings(promote_margin=float("nan"))
 
 
 @pytest.mark.parametrize(

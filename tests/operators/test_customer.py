@@ -670,6 +670,24 @@ def test_a_consent_statement_is_kept_audited_and_carried_with_the_moment() -> No
     assert b.consents.snapshot() == c.consents.snapshot()
 
 
+def test_a_consent_statement_writes_the_profile_within_the_interval() -> None:
+    # (a right of access right after a withdrawal shows it, not 30 s later)
+    clock = FakeClock(1000.0)
+    config = replace(CONFIG, profile_interval_s=30.0)
+    c = CustomerLogic(None, config=config, clock=clock)
+    c.on_item(ev(1, "page_view", ts=T0))
+    clock.now += 1
+    out, _ = c.on_item(ev(2, "page_view", ts=T0 + 1000))
+    assert not [o for o in out if isinstance(o, ProfileUpdate)]  # held back
+    clock.now += 1
+    out, _ = c.on_item(said("m", "marketing", False, T0 + 2000, on="email"))
+    [profile] = [o for o in out if isinstance(o, ProfileUpdate)]
+    assert profile.fields["consent"] == {
+        "marketing": {"email": {"granted": False, "at": T0 + 2000, "source": "app"}}
+    }
+    assert profile.fields["journey"]["events"] == 3
+
+
 def test_an_objection_to_profiling_drops_what_is_pending_and_scores_nothing_more() -> None:
     clock = FakeClock()
     watermark = Watermark()

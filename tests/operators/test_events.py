@@ -149,7 +149,7 @@ def test_parse_entry_turns_failures_into_rejected_values() -> None:
     assert isinstance(ok, Event)
     bad = parse_entry("cx:events:1", "2-0", b'{"event_id": 1}')
     assert bad == Rejected(
-        "cx:events:1", "2-0", b'{"event_id": 1}', "event_id not a string", "got int"
+        "cx:events:1", "2-0", b'{"event_id": 1}', "event_id not a string", "got number"
     )
 
 
