@@ -4,7 +4,10 @@ stream-csv (plain or .gz): ``ts, customer_id, channel, event_type, value,
 case_id, label, label_ts``.  Each row becomes an event: ``event_id`` = the row
 number, ``type`` = event_type, ``attrs`` = {value, case_id, source_channel};
 channels outside the event contract are mapped (see ``CHANNEL_MAP``) and the
-original kept as ``attrs.source_channel``.
+original kept as ``attrs.source_channel``.  Only ``ts``, ``customer_id`` and
+``event_type`` are required; the others, absent, read as empty.  Files as exports
+write them are read too: a byte-order mark, another separator (``;``, tab, ``|``),
+column names in another case, labels written as ``1.0`` or ``true``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from operators.evaluate import Row
 from operators.events import CHANNELS, Event, event_from_obj, parse_ts
 
 COLUMNS = ("ts", "customer_id", "channel", "event_type", "value", "case_id", "label", "label_ts")
+SEPARATORS = (",", ";", "\t", "|")  # a header's most frequent one separates the columns
+REQUIRED = ("ts", "customer_id", "event_type")  # the others may be absent: empty
+LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}  # as exports write them
 CHANNEL_MAP = {
     "application": "web",
     "offer": "email",
@@ -41,8 +47,19 @@ def _open(path: Path) -> IO[str]:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig", newline="")
+    # (utf-8-sig: a byte-order mark, as spreadsheets write one, is not part of the text)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def starts_with(path: Path, text: str) -> bool:
+    """Whether the file's text (past blank space; unpacked if .gz) starts with ``text``:
+    False for a file that cannot be read, which reading it will then say."""
+    try:
+        with _reading(path), _open(path) as f:
+            return f.read(4096).lstrip().startswith(text)
+    except ConfigError:
+        return False
 
 
 @contextlib.contextmanager
@@ -73,8 +90,8 @@ def read_log(path: Path, fmt: str, rejected: list[tuple[int, str]] | None = None
 def read_stream_csv(path: Path, rejected: list[tuple[int, str]] | None = None) -> Iterator[Row]:
     """Rows of a stream-CSV file; bad rows are skipped and listed in ``rejected``."""
     with _reading(path), _open(path) as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        reader = _csv_reader(f)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
         if missing:
             raise ConfigError(f"{path}: not a stream-csv file, missing columns {missing}")
         for number, rec in enumerate(reader, start=1):
@@ -85,30 +102,51 @@ def read_stream_csv(path: Path, rejected: list[tuple[int, str]] | None = None) -
                     rejected.append((number, str(exc)))
 
 
+def _csv_reader(f: IO[str]) -> csv.DictReader[str]:
+    """Rows as dicts by column name; names as exports may write them (` TS`, `Label`)
+    are read as the schema's, a column the file lacks reads as empty, and the header
+    tells the separator (a comma, or the semicolon, tab or bar some exports use)."""
+    header = f.readline()
+    separator = max(SEPARATORS, key=header.count)
+    lines = itertools.chain([header], f)
+    reader = csv.DictReader(lines, restval="", delimiter=separator)
+    if reader.fieldnames is not None:
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    return reader
+
+
 def _row(number: int, rec: dict[str, str]) -> Row:
-    source = rec["channel"]
+    get = rec.get
+    source = (get("channel") or "").strip()
     channel = source if source in CHANNELS else CHANNEL_MAP.get(source, "crm")
-    attrs: dict[str, object] = {"case_id": rec["case_id"], "source_channel": source}
-    if rec["value"]:
+    attrs: dict[str, object] = {"case_id": get("case_id") or "", "source_channel": source}
+    value = (get("value") or "").strip()
+    if value:
         try:
-            attrs["value"] = float(rec["value"])
+            attrs["value"] = float(value)
         except ValueError:
-            attrs["value_text"] = rec["value"]
-    if not rec["customer_id"]:
+            attrs["value_text"] = value
+    customer = (get("customer_id") or "").strip()
+    if not customer:
         raise InvalidEvent("customer_id missing")
+    ts = (get("ts") or "").strip()
+    if not ts:
+        raise InvalidEvent("ts missing")
     event = Event(
         event_id=str(number),
-        customer_id=rec["customer_id"],
+        customer_id=customer,
         anonymous_id=None,
-        ts=parse_ts(rec["ts"]),
+        ts=parse_ts(ts),
         channel=channel,
-        type=rec["event_type"] or "unknown",
+        type=(get("event_type") or "").strip() or "unknown",
         attrs=attrs,
     )
-    label = int(rec["label"]) if rec["label"] not in ("", None) else None
-    if label not in (None, 0, 1):
-        raise ValueError(f"label {rec['label']!r} is not 0 or 1")
-    label_ts = parse_ts(rec["label_ts"]) if rec["label_ts"] else None
+    text = (get("label") or "").strip()
+    label = LABELS.get(text.lower()) if text else None
+    if text and label is None:
+        raise ValueError(f"label {text!r} is not 0 or 1")
+    label_ts_text = (get("label_ts") or "").strip()
+    label_ts = parse_ts(label_ts_text) if label_ts_text else None
     return Row(event, label, label_ts)
 
 
@@ -128,7 +166,7 @@ def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Ite
 def has_file_labels(path: Path) -> bool:
     """Whether a stream-CSV file's first rows carry labels with outcome times."""
     with _reading(path), _open(path) as f:
-        reader = csv.DictReader(f)
+        reader = _csv_reader(f)
         for i, rec in enumerate(reader):
             if rec.get("label") and rec.get("label_ts"):
                 return True

@@ -108,10 +108,18 @@ def rows_in_time_order(
 
 
 def log_format(path: Path, fmt: str) -> str:
-    """``auto``: JSON lines if the file is named so (``.jsonl``, ``.json``), else stream-csv."""
-    if fmt == "auto":
-        return "jsonl" if ".jsonl" in path.name or ".json" in path.name else "stream-csv"
-    return fmt
+    """``auto``: JSON lines if the file is named so (``.jsonl``, ``.json``, ``.ndjson``),
+    stream-csv if named ``.csv``; otherwise JSON lines if its text starts with ``{``."""
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    if any(kind in name for kind in (".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if ".csv" in name:
+        return "stream-csv"
+    from state.replay import starts_with
+
+    return "jsonl" if starts_with(path, "{") else "stream-csv"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

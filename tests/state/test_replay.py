@@ -5,7 +5,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cxstream.commands.replay import log_format
 from operators.errors import ConfigError
 from state.replay import has_file_labels, in_time_order, read_jsonl, read_stream_csv
 from tests.conftest import ev
@@ -45,6 +48,76 @@ def test_wrong_columns_and_missing_files_are_clear_errors(tmp_path: Path) -> Non
         list(read_stream_csv(bad))
     with pytest.raises(ConfigError, match="cannot read"):
         list(read_stream_csv(tmp_path / "nope.csv"))
+
+
+COLUMNS = HEADER.strip().split(",")
+ROWS = [
+    ["2011-10-01 10:00:00+00:00", "c1", "phone_call", "W_Call:START", "2000", "k1", "1",
+     "2011-10-05 10:00:00+00:00"],
+    ["2011-10-01 11:00:00+00:00", "c2", "web", "page_view", "", "k2", "0", ""],
+    ["2011-10-01 12:00:00+00:00", "c;3", "web", "x|y", "1.5", "k3", "", ""],
+]  # fmt: skip
+
+
+def _written(path: Path, columns: list[str], rows: list[list[str]], **options: object) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding=str(options.pop("encoding", "utf-8"))) as f:
+        writer = csv.writer(f, **options)  # type: ignore[arg-type]
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path
+
+
+@given(
+    separator=st.sampled_from([",", ";", "\t", "|"]),
+    bom=st.booleans(),
+    upper=st.booleans(),
+    order=st.permutations(range(len(COLUMNS))),
+    floats=st.booleans(),
+)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_export_of_the_schema_reads_as_the_schema(
+    tmp_path: Path, separator: str, bom: bool, upper: bool, order: list[int], floats: bool
+) -> None:
+    """A byte-order mark, another separator, names in capitals, columns in another order,
+    labels written as floats: the same rows as the plain file."""
+    plain = list(read_stream_csv(_written(tmp_path / "plain.csv", COLUMNS, ROWS)))
+    columns = [COLUMNS[i].upper() if upper else COLUMNS[i] for i in order]
+    rows = [[r[i] + (".0" if floats and COLUMNS[i] == "label" and r[i] else "") for i in order]
+            for r in ROWS]  # fmt: skip
+    encoding = "utf-8-sig" if bom else "utf-8"
+    path = _written(tmp_path / "export", columns, rows, delimiter=separator, encoding=encoding)
+    assert list(read_stream_csv(path)) == plain
+    assert in_time_order(path, log_format(path, "auto"), [], hold=True)[0] == plain
+
+
+def test_a_stream_csv_without_the_optional_columns_reads_them_as_empty(tmp_path: Path) -> None:
+    keep = [COLUMNS.index(c) for c in ("event_type", "customer_id", "ts")]
+    path = _written(
+        tmp_path / "few.csv", [COLUMNS[i] for i in keep], [[r[i] for i in keep] for r in ROWS]
+    )
+    [first, *_] = read_stream_csv(path)
+    assert first.event.attrs == {"case_id": "", "source_channel": ""}
+    assert (first.event.channel, first.label, first.label_ts) == ("crm", None, None)
+    path.write_text("ts,customer_id\n2011-10-01 10:00:00+00:00,c1\n")
+    with pytest.raises(ConfigError, match=r"missing columns \['event_type'\]"):
+        list(read_stream_csv(path))
+    bad = _written(tmp_path / "bad.csv", COLUMNS, [[*ROWS[0][:6], "2", ""], ["", *ROWS[0][1:]]])
+    rejected: list[tuple[int, str]] = []
+    assert list(read_stream_csv(bad, rejected)) == []
+    assert rejected == [(1, "label '2' is not 0 or 1"), (2, "ts missing")]
+
+
+def test_auto_format_reads_the_name_then_the_text(tmp_path: Path) -> None:
+    assert log_format(tmp_path / "a.ndjson", "auto") == "jsonl"
+    assert log_format(tmp_path / "a.CSV.gz", "auto") == "stream-csv"
+    (tmp_path / "events").write_bytes(b"\xef\xbb\xbf  " + orjson.dumps(ev(1, "x").to_json()))
+    assert log_format(tmp_path / "events", "auto") == "jsonl"
+    (tmp_path / "log").write_text(HEADER)
+    assert log_format(tmp_path / "log", "auto") == "stream-csv"
+    assert log_format(tmp_path / "missing", "auto") == "stream-csv"  # (reading it says why)
+    assert log_format(tmp_path / "a.jsonl", "stream-csv") == "stream-csv"
 
 
 def test_jsonl_rows(tmp_path: Path) -> None:
