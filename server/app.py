@@ -286,7 +286,8 @@ class AlertServer:
     async def _read(self, client: Connection) -> None:
         session = client.session
         while not session.closed:
-            timeout = None if session.authenticated else max(0.0, session.deadline - time.time())
+            # (woken at the sign-in deadline, then at the token's expiry)
+            timeout = max(0.0, session.wake_at() - time.time())
             try:
                 async with asyncio.timeout(timeout):
                     message = await client.conn.recv()
@@ -303,6 +304,8 @@ class AlertServer:
             await self._act(client, actions)
             if session.claims is not None:
                 self._authenticated(client)
+            # the writer runs before the next message is read when the replies pile up
+            await client.drain()
 
     def _authenticated(self, client: Connection) -> None:
         """The client no longer counts against CX_MAX_UNAUTHENTICATED (signed in, or gone)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from server.metrics import Metrics
 from server.protocol import (
@@ -32,6 +33,8 @@ from state.keys import ALL_QUEUES, AlertGroups
 log = logging.getLogger(__name__)
 
 SEND_QUEUE_FRAMES = 256
+DRAIN_FRAMES = SEND_QUEUE_FRAMES // 2  # a client's own messages wait above this many queued
+DRAIN_WAIT_S = 0.001
 FLUSH_TRIES = 50  # how many times flush() waits 1 ms for the queue to drain
 
 
@@ -64,6 +67,33 @@ class Connection:
                 self.close_soon(CLOSE_TOO_SLOW, "too slow")
             return False
         return True
+
+    async def put(self, frame: str) -> bool:
+        """Queue ``frame``, waiting for space while the client reads (a resuming client
+        is not dropped for being slow); False once the connection has closed, when no
+        writer drains the queue any more."""
+        if not self.queue.full():
+            self.queue.put_nowait(frame)
+            return True
+        put = asyncio.ensure_future(self.queue.put(frame))
+        closed = asyncio.ensure_future(self.conn.wait_closed())
+        try:
+            await asyncio.wait((put, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not put.done():
+                put.cancel()
+        return put.done() and not put.cancelled()
+
+    async def drain(self) -> None:
+        """Wait while the queue is over half full and the client is not given up: the
+        replies to a burst of messages (each bad one gets an error frame) then go out as
+        the client reads them, instead of filling the queue before the writer runs and
+        closing a client that reads as too slow.  A client that stops reading still
+        fills the queue with its alerts, and is closed."""
+        queue, conn = self.queue, self.conn
+        while queue.qsize() > DRAIN_FRAMES and not self.slow and conn.state is State.OPEN:
+            await asyncio.sleep(DRAIN_WAIT_S)
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close without waiting (from code that must not block on this client)."""

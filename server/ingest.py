@@ -33,9 +33,10 @@ class Writes:
             await self.count_answer(event)
 
     async def count_answer(self, event: Event) -> None:
-        """Count an agent's answer for the supervisors' view, once per answer (a retry
-        of the same answer has the same event id)."""
-        first = mark_answered(event.event_id)
+        """Count an agent's answer for the supervisors' view, once per alert and agent
+        (a retry, or a second answer from another connection, is not counted again)."""
+        a = event.attrs
+        first = mark_answered(f"{a['alert_id']}:{a['agent_id']}")
         if not await self.redis.execute_command(*first):  # type: ignore[no-untyped-call]
             return
         pipe = self.redis.pipeline(transaction=False)

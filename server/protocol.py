@@ -196,10 +196,21 @@ class AgentSession:
         return handler(msg, now)
 
     def check_deadline(self, now: float) -> list[Action]:
-        """Close a connection that has not authenticated in time."""
-        if self.claims is None and not self.closed and now >= self.deadline:
-            return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+        """Close a connection that has not authenticated in time, or whose token has
+        expired (it gets nothing more, whether or not it sends anything)."""
+        if self.closed:
+            return []
+        if self.claims is None:
+            if now >= self.deadline:
+                return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+            return []
+        if now >= self.claims.expires_at:
+            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired; sign in again")
         return []
+
+    def wake_at(self) -> float:
+        """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
+        return self.deadline if self.claims is None else self.claims.expires_at
 
     def _reject(self, code: str, message: str) -> list[Action]:
         if self.claims is None:  # garbage before auth: no second chance
@@ -238,7 +249,10 @@ class AgentSession:
             return self._fail(CLOSE_AUTH_FAILED, "auth_failed", str(exc))
         if claims.role in ("ingest", "privacy"):
             return self._fail(
-                CLOSE_FORBIDDEN, "forbidden", f"an {claims.role} token cannot receive alerts"
+                CLOSE_FORBIDDEN,
+                "forbidden",
+                f"{'an' if claims.role[0] in 'aeiou' else 'a'} {claims.role} token cannot "
+                "receive alerts",
             )
         self.claims = claims
         self.queues = frozenset(claims.queues)
@@ -299,6 +313,26 @@ class AgentSession:
             return [error("bad_message", "outcome needs action_id")]
         if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
             return [error("bad_message", "reason must be a string of at most 500 characters")]
+        alert_id = alert["alert_id"]
+        if action_id not in alert["actions"]:
+            named = ", ".join(alert["actions"][:5]) or "none"
+            return [
+                error(
+                    "bad_message",
+                    f"action_id {action_id[:40]!r} is not an action of alert {alert_id[:40]!r}"
+                    f" (its actions: {named})",
+                )
+            ]
+        answered = alert["answered"]
+        if answered is not None and answered != (action_id, response):
+            return [
+                error(
+                    "bad_message",
+                    f"alert {alert_id[:40]!r} was answered already ({answered[1]} to "
+                    f"{answered[0]}): one answer an alert",
+                )
+            ]
+        alert["answered"] = (action_id, response)  # (the same answer again: a retry)
         attrs = {"action_id": action_id, "response": response}
         if reason:
             attrs["reason"] = reason
@@ -404,11 +438,32 @@ class AgentSession:
                 "customer_id": alert["customer_id"],
                 "contact_id": alert.get("contact_id"),
                 "queue": alert.get("queue"),
+                "actions": _action_ids(alert),  # what an outcome may name
+                "answered": None,  # (action_id, response) of this connection's answer
             }
             self._delivered.move_to_end(alert_id)
             if len(self._delivered) > REMEMBERED_ALERTS:
                 self._delivered.popitem(last=False)
         return [Send(_frame({"type": "alert", "stream_id": stream_id, "alert": alert}))]
+
+
+def _action_ids(alert: dict[str, Any]) -> tuple[str, ...]:
+    """The actions an agent may answer for an alert: its recommendation, then the
+    alternatives it lists (none for an alert that recommends nothing).
+
+    >>> _action_ids({"next_best_action": {"action_id": "a", "alternatives": [{"action_id": "b"}]}})
+    ('a', 'b')
+    >>> _action_ids({"next_best_action": None})
+    ()
+    """
+    nba = alert.get("next_best_action")
+    if not isinstance(nba, dict):
+        return ()
+    ids = [nba.get("action_id")]
+    alternatives = nba.get("alternatives")
+    if isinstance(alternatives, list):
+        ids += [a.get("action_id") for a in alternatives if isinstance(a, dict)]
+    return tuple(i for i in ids if isinstance(i, str))
 
 
 # -- /ingest: channel systems sending events -----------------------------------------------------
@@ -460,9 +515,21 @@ class IngestSession:
         return [error(code, message), Close(close_code, code)]
 
     def check_deadline(self, now: float) -> list[Action | Ingest]:
-        if self.claims is None and not self.closed and now >= self.deadline:
-            return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+        """Close a connection that has not authenticated in time, or whose token has
+        expired."""
+        if self.closed:
+            return []
+        if self.claims is None:
+            if now >= self.deadline:
+                return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
+            return []
+        if now >= self.claims.expires_at:
+            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired")
         return []
+
+    def wake_at(self) -> float:
+        """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
+        return self.deadline if self.claims is None else self.claims.expires_at
 
     def receive(self, message: str | bytes, *, now: float) -> list[Action | Ingest]:
         if self.closed:
@@ -506,7 +573,6 @@ def check_events(
     *,
     role: str,
     convert: Callable[[object], object] | None = None,
-    large: bool = False,
 ) -> Ingest:
     """The events of one batch sent by a channel system, validated: every writer of
     events from outside (``/ingest``, ``POST /v1/events``, ``POST /v1/segment``) goes
@@ -515,9 +581,10 @@ def check_events(
     ``items``: (index, decoded JSON value); ``role``: the sender's token role (a
     ``forget`` needs ``privacy``, which sends nothing else); ``convert``: a mapping
     applied to each item first (e.g. :func:`operators.segment.from_segment`), which
-    raises :class:`InvalidEvent`; ``large``: the batch came in more than
-    :data:`~operators.events.MAX_EVENT_BYTES`, so each event's size is checked too.
-    A rejected item keeps its JSON as sent, for the dead-letter stream.
+    raises :class:`InvalidEvent`.  Each event's size is checked as it will be written
+    (its JSON as the engine encodes it, which may be longer than as sent: ``1e9`` is
+    written ``1000000000.0``), so that what is accepted is read back, not dead-lettered
+    as too large.  A rejected item keeps its JSON as sent, for the dead-letter stream.
 
     >>> ok = {"event_id": "e1", "customer_id": "c1", "ts": 1, "channel": "web", "type": "x"}
     >>> batch = check_events(enumerate([ok, {**ok, "channel": "fax"}]), role="ingest")
@@ -532,8 +599,9 @@ def check_events(
     for index, item in items:
         try:
             event = event_from_obj(item if convert is None else convert(item))
-            if large and len(encode_event(event)) > MAX_EVENT_BYTES:
-                raise InvalidEvent("too large", f"more than {MAX_EVENT_BYTES} bytes as json")
+            size = len(encode_event(event))
+            if size > MAX_EVENT_BYTES:
+                raise InvalidEvent("too large", f"{size} bytes as json, limit {MAX_EVENT_BYTES}")
         except InvalidEvent as exc:
             rejected.append((index, str(exc), encodable(item)))
             continue

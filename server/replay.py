@@ -50,10 +50,16 @@ async def replay(
                     break
                 for entry_id, alert in page:
                     for action in session.alert(entry_id, alert, replay=True):
-                        if isinstance(action, Send):
-                            # a resuming client waits for queue space, it is not dropped
-                            await client.queue.put(action.frame)
-                            client.metrics.delivered.inc()
+                        if not isinstance(action, Send):
+                            continue
+                        # a resuming client waits for queue space, it is not dropped; one
+                        # that went away ends the replay (its connection is cleaned up)
+                        if not await client.put(action.frame):
+                            session.closed = True
+                            return
+                        client.metrics.delivered.inc()
     finally:
         # on an outage too: the live alerts held go out, after what was replayed
-        await act(client, session.replayed())
+        actions = session.replayed()
+        if not session.closed:
+            await act(client, actions)

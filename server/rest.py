@@ -51,7 +51,7 @@ import orjson
 
 from cxstream.settings import Secret
 from operators.errors import AuthError
-from operators.events import CHANNELS, MAX_EVENT_BYTES, MAX_ID_CHARS
+from operators.events import CHANNELS, MAX_ID_CHARS
 from operators.segment import from_segment
 from server.protocol import (
     INGEST_ROLES,
@@ -141,6 +141,7 @@ class RestSession:
         self.pending: Ingest | None = None  # the batch being written
         self.waiting = False  # an action is out: nothing more is read until it is answered
         self.closed = False
+        self.head = False  # the request is a HEAD: its response has headers only
 
     # -- bytes in ------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class RestSession:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
                 status = HTTPStatus(exc.error_status_hint)
-                out += self._respond(problem(status, "bad_request", str(exc).lower()), close=True)
+                out += self._respond(problem(status, "bad_request", _plain(exc)), close=True)
                 break
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 break
@@ -174,6 +175,7 @@ class RestSession:
         return out
 
     def _start(self, request: h11.Request, now: float) -> list[RestAction]:
+        self.head = request.method == b"HEAD"
         route, reply = self._route(request, now)
         self.request = route
         if reply is None:
@@ -216,9 +218,7 @@ class RestSession:
         convert: Callable[[object], object] | None = None
         if request.route == "segment":
             convert = partial(from_segment, default_channel=request.channel)
-        batch = check_events(
-            decoded, role=request.claims.role, convert=convert, large=len(body) > MAX_EVENT_BYTES
-        )
+        batch = check_events(decoded, role=request.claims.role, convert=convert)
         if broken:
             batch = Ingest(batch.events, tuple(sorted((*batch.rejected, *broken))))
         self.pending = batch
@@ -434,10 +434,11 @@ class RestSession:
                     headers=headers,
                     reason=reply.status.phrase.encode(),
                 ),
-                h11.Data(data=body),
+                *(() if self.head else (h11.Data(data=body),)),  # (HEAD: the length only)
                 h11.EndOfMessage(),
             )
         )
+        self.head = False
         out: list[RestAction] = [Output(data, reply.status.value, route)]
         ours = self._our_state()  # after the response
         if ours is h11.MUST_CLOSE:
@@ -449,6 +450,16 @@ class RestSession:
 
     def _our_state(self) -> object:
         return self.conn.our_state
+
+
+def _plain(exc: h11.RemoteProtocolError) -> str:
+    """What was wrong with a request, in words (h11's text, without the bytes it quotes).
+
+    >>> _plain(h11.RemoteProtocolError("illegal request line: bytearray(b'get / x')"))
+    'illegal request line'
+    """
+    text = str(exc).lower()
+    return text.split(": bytearray(", 1)[0].split(": b'", 1)[0].split(': b"', 1)[0] or "bad request"
 
 
 def _has_body(request: h11.Request) -> bool:

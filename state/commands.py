@@ -151,9 +151,9 @@ def flow_read(positions: dict[str, tuple[str, int]], *, at_ms: int) -> Command:
     return tuple(args)
 
 
-def mark_answered(event_id: str) -> Command:
-    """SET NX: replies OK only the first time this answer (its event id) is seen."""
-    return ("SET", f"{ANSWERED_PREFIX}{event_id}", 1, "NX", "EX", ANSWERED_TTL_S)
+def mark_answered(answer: str) -> Command:
+    """SET NX: replies OK only the first time ``answer`` (an alert and its agent) is seen."""
+    return ("SET", f"{ANSWERED_PREFIX}{answer}", 1, "NX", "EX", ANSWERED_TTL_S)
 
 
 def count_answer(event: Event) -> list[Command]:

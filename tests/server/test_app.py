@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,8 +30,6 @@ from tests.conftest import SECRET, entries, xadd
 
 
 def token(agent: str = "a1", queues: tuple[str, ...] = ("care",), role: str = "agent") -> str:
-    import time
-
     return mint(SECRET, agent_id=agent, queues=queues, role=role, now=time.time(), ttl_s=600)
 
 
@@ -128,8 +128,17 @@ async def add_alerts_steadily(r: redis.Redis, prefix: str, n: int, per_s: float)
         await asyncio.sleep(batch / per_s)
 
 
+NBA = {"action_id": "retention_offer", "alternatives": [{"action_id": "callback"}]}
+
+
 def add_alert(r: redis.Redis, alert_id: str, **fields: Any) -> str:
-    alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
+    alert = {
+        "alert_id": alert_id,
+        "kind": "contact",
+        "customer_id": "c1",
+        "next_best_action": NBA,
+        **fields,
+    }
     return xadd(r, ALERTS, {"data": orjson.dumps(alert)})
 
 
@@ -535,6 +544,82 @@ def test_garbage_after_auth_gets_an_error_and_the_connection_stays(settings: Set
     run(settings, body)
 
 
+def test_a_burst_of_bad_messages_gets_every_error_and_the_connection_stays(
+    settings: Settings,
+) -> None:
+    n = 600  # over the send queue's 256 frames: each gets its error as the client reads
+
+    async def body(server: AlertServer) -> None:
+        ws = await signed_in(server)
+        bad = orjson.dumps({"type": "ack", "alert_id": "al_x"}).decode()
+        await asyncio.gather(*(ws.send(bad) for _ in range(n)))
+        codes = [orjson.loads(await asyncio.wait_for(ws.recv(), 10))["code"] for _ in range(n)]
+        assert codes == ["unknown_alert"] * n
+        await ws.ping()  # still open
+        assert server.metrics.dropped._value.get() == 0
+        await ws.close()
+
+    run(settings, body)
+
+
+def test_a_session_is_closed_when_its_token_expires_though_the_client_is_silent(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        short = mint(
+            SECRET, agent_id="a1", queues=["care"], role="agent", now=time.time(), ttl_s=1.5
+        )
+        ws = await signed_in(server, short)
+        add_alert(r, "before", queue="care")
+        assert (await next_alert(ws))["alert"]["alert_id"] == "before"
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 5))  # the client said nothing
+        assert (frame["type"], frame["code"]) == ("error", "token_expired")
+        assert await close_code(ws) == 4001
+
+    run(settings, body)
+
+
+def test_a_resuming_client_that_stops_reading_and_goes_away_is_cleaned_up(
+    settings: Settings, r: redis.Redis
+) -> None:
+    async def body(server: AlertServer) -> None:
+        for start in range(0, 2000, 100):  # 16 MB of alerts to resume from
+            pipe = r.pipeline(transaction=False)
+            for i in range(start, start + 100):
+                alert = {"alert_id": f"old{i}", "customer_id": "c", "queue": "care"}
+                pipe.xadd(ALERTS, {"data": orjson.dumps({**alert, "pad": "x" * 8000})})
+            pipe.execute()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        ws = await connect(url(server), sock=sock, max_queue=2)  # then reads nothing
+        await ws.send(orjson.dumps({"type": "auth", "token": token(), "after": "0-0"}).decode())
+
+        def stuck() -> bool:
+            return any(c.queue.full() for c in server.clients)
+
+        for _ in range(500):
+            if stuck():
+                break
+            await asyncio.sleep(0.02)
+        assert stuck()  # the replay waits for queue space ...
+        assert ws.transport is not None
+        ws.transport.abort()  # ... and the client goes away, mid-replay
+        for _ in range(500):
+            if not server.clients:
+                break
+            await asyncio.sleep(0.02)
+        assert not server.clients
+        assert server.metrics.connections._value.get() == 0
+        other = await signed_in(server)  # the server goes on
+        add_alert(r, "live", queue="care")
+        while (await next_alert(other))["alert"]["alert_id"] != "live":
+            pass  # (the old ones came after the server started: live to it)
+        await other.close()
+
+    run(settings, body, timeout=60)
+
+
 def test_expired_token_is_refused_on_a_real_socket(settings: Settings) -> None:
     expired = mint(SECRET, agent_id="a1", queues=["care"], role="agent", now=1000.0, ttl_s=60)
 
@@ -742,7 +827,7 @@ def test_two_servers_on_one_redis_each_deliver_to_their_own_agents(
             answer = {
                 "type": "outcome",
                 "alert_id": "b-1",
-                "action_id": "x",
+                "action_id": "callback",
                 "response": "accepted",
             }
             await billing.send(orjson.dumps(answer).decode())
@@ -806,7 +891,13 @@ GROUPED = "care,billing;sales;vip"
 
 def add_grouped(r: redis.Redis, alert_id: str, **fields: Any) -> str:
     """An alert written as the flow writes it with CX_ALERT_GROUPS=GROUPED."""
-    alert = {"alert_id": alert_id, "kind": "contact", "customer_id": "c1", **fields}
+    alert = {
+        "alert_id": alert_id,
+        "kind": "contact",
+        "customer_id": "c1",
+        "next_best_action": NBA,
+        **fields,
+    }
     command = xadd_alert(
         AlertGroups.parse(GROUPED), fields.get("queue"), 1000, "data", orjson.dumps(alert)
     )

@@ -8,7 +8,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from operators.events import MAX_EVENT_BYTES
 from server.protocol import (
+    AUTH_TIMEOUT_S,
     CLOSE_AUTH_FAILED,
     CLOSE_AUTH_TIMEOUT,
     CLOSE_FORBIDDEN,
@@ -18,9 +20,11 @@ from server.protocol import (
     AgentSession,
     Close,
     Ignored,
+    IngestSession,
     Publish,
     Replay,
     Send,
+    check_events,
 )
 from server.tokens import mint
 from state.keys import ALL_QUEUES
@@ -53,6 +57,7 @@ ALERT = {
     "agent_id": "a9",
     "queue": "care",
     "contact_id": "ct1",
+    "next_best_action": {"action_id": "retention_offer", "alternatives": [{"action_id": "call"}]},
 }
 
 
@@ -265,6 +270,64 @@ def test_outcome_and_ack_need_a_delivered_alert_and_valid_fields() -> None:
     assert frames(bad)[0]["code"] == "bad_message"
     bad = s.receive(msg(type="outcome", alert_id="al_1", response="declined"), now=2)
     assert frames(bad)[0]["code"] == "bad_message"
+
+
+def test_an_outcome_names_an_action_of_the_alert_and_answers_it_once() -> None:
+    s = authed()
+    s.alert("1-0", ALERT)
+    s.alert("2-0", {**ALERT, "alert_id": "al_2", "next_best_action": None})
+
+    def outcome(alert_id: str, action_id: str, response: str) -> list[Any]:
+        answer = msg(type="outcome", alert_id=alert_id, action_id=action_id, response=response)
+        return s.receive(answer, now=3.0)
+
+    [bad] = frames(outcome("al_1", "<img src=x>", "accepted"))
+    assert bad["code"] == "bad_message"
+    assert "is not an action of alert 'al_1' (its actions: retention_offer, call)" in bad["message"]
+    assert (
+        "its actions: none" in frames(outcome("al_2", "retention_offer", "accepted"))[0]["message"]
+    )
+    [first] = outcome("al_1", "call", "declined")  # an alternative may be answered
+    assert isinstance(first, Publish)
+    [again] = outcome("al_1", "call", "declined")  # the same answer: a retry, deduplicated
+    assert isinstance(again, Publish)
+    assert again.event.event_id == first.event.event_id
+    [other] = frames(outcome("al_1", "retention_offer", "accepted"))
+    assert other["code"] == "bad_message"
+    assert "answered already (declined to call): one answer an alert" in other["message"]
+    assert not s.closed
+
+
+def test_a_session_closes_when_its_token_expires_even_if_the_client_is_silent() -> None:
+    s = AgentSession(SECRET, now=0.0)
+    assert s.wake_at() == AUTH_TIMEOUT_S  # the sign-in deadline first
+    token = mint(SECRET, agent_id="a1", queues=("care",), role="agent", now=0, ttl_s=60)
+    s.receive(msg(type="auth", token=token), now=1.0)
+    assert s.wake_at() == 60.0  # then the token's expiry
+    assert s.check_deadline(59.0) == []
+    out = s.check_deadline(60.0)
+    assert frames(out)[0]["code"] == "token_expired"
+    assert out[-1] == Close(CLOSE_AUTH_FAILED, "token_expired")
+    assert s.alert("1-0", ALERT) == []
+    assert s.check_deadline(61.0) == []
+    i = IngestSession(SECRET, now=0.0)
+    token = mint(SECRET, agent_id="web", queues=(), role="ingest", now=0, ttl_s=30)
+    i.receive(msg(type="auth", token=token), now=1.0)
+    assert i.wake_at() == 30.0
+    assert i.check_deadline(30.0)[-1] == Close(CLOSE_AUTH_FAILED, "token_expired")
+
+
+def test_an_event_too_large_as_the_engine_writes_it_is_refused_when_sent() -> None:
+    # (1e9 is written 1000000000.0: under the limit as sent, over it as written)
+    ok = {"event_id": "e1", "customer_id": "c1", "ts": 1, "channel": "web", "type": "x"}
+    sent = orjson.dumps(ok)[:-1] + b',"attrs":{"v":[' + b",".join([b"1e9"] * 7000) + b"]}}"
+    assert len(sent) < MAX_EVENT_BYTES
+    batch = check_events(enumerate([orjson.loads(sent), ok]), role="ingest")
+    assert [e.event_id for e in batch.events] == ["e1"]
+    [(index, reason, _)] = batch.rejected
+    assert index == 0
+    assert reason.startswith("too large: ")
+    assert "limit 65536" in reason
 
 
 def test_unknown_type_after_auth_is_an_error_not_a_close() -> None:

@@ -343,6 +343,32 @@ def test_another_method_is_405_with_allow(method: str, target: str, allow: str) 
     assert reply.headers["allow"] == allow
 
 
+@pytest.mark.parametrize("target", ["/v1/customers/c1", "/v1/events", "/v2/nothing"])
+def test_a_head_request_gets_the_status_and_headers_without_a_body(target: str) -> None:
+    session = RestSession(SECRET)
+    client = h11.Connection(h11.CLIENT)
+    head = [("Host", "127.0.0.1"), ("Authorization", f"Bearer {token('agent')}")]
+    sent = client.send(h11.Request(method="HEAD", target=target, headers=head)) or b""
+    out = session.receive(sent + (client.send(h11.EndOfMessage()) or b""), now=NOW)
+    assert not any(isinstance(a, Hangup) for a in out)
+    client.receive_data(b"".join(a.data for a in out if isinstance(a, Output)))
+    response = client.next_event()
+    assert isinstance(response, h11.Response)
+    assert response.status_code == (404 if target.startswith("/v2") else 405)
+    assert int(dict(response.headers)[b"content-length"]) > 0  # the length of the GET's body
+    assert isinstance(client.next_event(), h11.EndOfMessage)  # and no body: h11 checks it
+    [action] = session.receive(get(), now=NOW)  # the connection goes on
+    assert isinstance(action, ReadProfile)
+
+
+def test_a_malformed_request_is_named_in_words_not_bytes() -> None:
+    reply = answer(
+        RestSession(SECRET).receive(b"get /v1/customers/caf\xc3\xa9 http/1.1\r\n\r\n", now=NOW)
+    )
+    assert reply.status == 400
+    assert reply.json()["message"] == "illegal request line"
+
+
 def test_an_unknown_path_is_404() -> None:
     reply = answer(RestSession(SECRET).receive(request("GET", "/v2/nothing"), now=NOW))
     assert (reply.status, reply.json()["error"]) == (404, "not_found")
