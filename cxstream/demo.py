@@ -38,6 +38,7 @@ READY_TIMEOUT_S = 60.0
 STATUS_AUC_LABELS = 200  # the status line shows the model's AUC from this many labels
 PRELOAD_NOTE_S = 5.0  # while the flow reads the preload, a line this often
 RUNNING_FILE = "demo.pid"  # in the demo's folder while it runs: its pid
+LOCK_FILE = "demo.lock"  # in the data folder: locked by the demo for its life
 SHARDS_FILE = "demo.shards"  # and beside it, the shards its flow reads (CX_SHARDS)
 STOP_GRACE_S = 10.0
 
@@ -49,6 +50,7 @@ class Demo:
         self.folder = settings.data_dir / "demo"
         self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
         self.redis_handle: Any = None
+        self.lock: int | None = None  # the data folder's demo lock, held while it runs
 
     def run(self) -> int:
         import redis
@@ -73,6 +75,9 @@ class Demo:
                 f"CX_DATA_DIR (if no demo runs, that pid is another program's: remove "
                 f"{folder / RUNNING_FILE})"
             )
+        # held for the demo's life (the system drops it when the process ends, however):
+        # two demos started at the same instant cannot both pass the check above
+        self.lock = _lock_demo(settings.data_dir)
         _check_port_free(settings.host, settings.port)
         if settings.api_port:
             _check_port_free(settings.host, settings.api_port, "CX_HTTP_PORT", "http api")
@@ -491,6 +496,24 @@ def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
             bad_from_ms=bad_from_ms,
         )
     )
+
+
+def _lock_demo(data_dir: Path) -> int:
+    """An exclusive lock on ``<data_dir>/demo.lock`` (its descriptor), or a refusal when
+    another demo of this data folder holds it (starting, or running)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise CxError(
+            f"another demo is starting or running from {data_dir / 'demo'}: stop it first, "
+            "or give this one another CX_DATA_DIR"
+        ) from exc
+    return fd
 
 
 def running_demo(settings: Settings) -> tuple[Path, int] | None:

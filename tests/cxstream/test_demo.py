@@ -401,6 +401,17 @@ def test_a_second_demo_leaves_the_running_ones_folder_alone(tmp_path: Path, live
     assert not (folder / "logs").exists()  # nothing was started
 
 
+def test_a_demo_starting_at_the_same_instant_is_refused(tmp_path: Path) -> None:
+    """Another demo of this data folder holds the lock but has not written its pid yet."""
+    import fcntl
+
+    with (tmp_path / "demo.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = _refused_demo(tmp_path, "--duration", "5", CX_PORT="0", CX_HTTP_PORT="0")
+    assert f"another demo is starting or running from {tmp_path / 'demo'}".encode() in done.stderr
+    assert not (tmp_path / "demo").exists()  # nothing was started
+
+
 def _fake_running_demo(data_dir: Path, shards: int | None, pid: int) -> Path:
     """A demo's folder as a running demo leaves it: its pid (a live process's) and,
     unless None, the shards its flow reads."""
