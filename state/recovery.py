@@ -21,6 +21,7 @@ suppression list: the fallback for a process that stopped before its scrub.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -48,8 +49,59 @@ IDENTITY_STEP = "cxstream_journey.identity.%"  # anonymous id -> its customer
 
 
 def mark_format(directory: Path) -> None:
-    """Record in a new recovery directory the snapshot format it holds."""
-    (directory / FORMAT_FILE).write_text(f"{SNAPSHOT_FORMAT}\n")
+    """Record in a new recovery directory the snapshot format it holds: the last step
+    of making one, written whole or not at all (a file then renamed into place)."""
+    staged = directory / f".{FORMAT_FILE}.tmp"
+    staged.write_text(f"{SNAPSHOT_FORMAT}\n")
+    os.replace(staged, directory / FORMAT_FILE)
+
+
+# what a first start leaves behind if it is killed while making the partitions
+_MAKING = (".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite3-shm", f".{FORMAT_FILE}.tmp")
+
+
+def unfinished(directory: Path) -> bool:
+    """Whether ``directory`` is a recovery directory a first start began and did not
+    finish (killed while making it): no format file, nothing but partitions and their
+    journals, and no partition holding a snapshot or a commit.  Made again, nothing is
+    lost; left, it would read as an older cxstream's and be refused at every start.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     empty = unfinished(Path(d))
+    ...     _ = (Path(d) / "part-0.sqlite3").write_bytes(b"")
+    ...     begun = unfinished(Path(d))
+    ...     _ = (Path(d) / "notes.txt").write_text("mine")
+    ...     print(empty, begun, unfinished(Path(d)))
+    False True False
+    """
+    if (directory / FORMAT_FILE).exists():
+        return False
+    files = list(directory.iterdir())
+    if not files or not all(f.is_file() and f.name.endswith(_MAKING) for f in files):
+        return False
+    return not any(_holds_state(p) for p in files if p.name.endswith(".sqlite3"))
+
+
+def _holds_state(path: Path) -> bool:
+    """Whether a partition holds a snapshot or a commit (one that cannot be read holds
+    none: a partition cut short while it was made)."""
+    try:
+        with closing(sqlite3.connect(path, timeout=5)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            return any(
+                db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None  # noqa: S608
+                for table in ("snaps", "commits", "fronts")
+                if table in tables
+            )
+    except sqlite3.DatabaseError:
+        return False
+
+
+def remake(directory: Path) -> None:
+    """Empty an :func:`unfinished` directory, to be made again."""
+    for path in directory.iterdir():
+        path.unlink()
 
 
 def check_format(directory: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,10 @@ def test_a_recovery_directory_of_another_snapshot_format_is_refused(tmp_path: Pa
 
     old = tmp_path / "old"
     old.mkdir()
-    (old / "part-0.sqlite3").write_bytes(b"")  # partitions made by an older cxstream
+    with closing(sqlite3.connect(old / "part-0.sqlite3")) as db:  # an older cxstream's
+        db.execute("CREATE TABLE snaps (step_id, state_key, epoch, ser_change)")
+        db.execute("INSERT INTO snaps VALUES ('s', 'k', 1, NULL)")
+        db.commit()
     settings = Settings(recovery_dir=old, redis_url="redis://127.0.0.1:1")
     with pytest.raises(ConfigError, match=r"format 1 .*this cxstream reads format") as e:
         prepare(settings, workers=1)
@@ -57,6 +62,28 @@ def test_a_recovery_directory_of_another_snapshot_format_is_refused(tmp_path: Pa
     (old / FORMAT_FILE).write_text(f"{SNAPSHOT_FORMAT + 1}\n")  # or a newer one
     with pytest.raises(ConfigError, match=f"format {SNAPSHOT_FORMAT + 1};"):
         prepare(settings, workers=1)
+
+
+@pytest.mark.parametrize("left", ["partitions", "journal", "format being written"])
+def test_a_recovery_directory_a_killed_first_start_left_half_made_is_made_again(
+    tmp_path: Path, redis_url: str, left: str
+) -> None:
+    from bytewax.recovery import init_db_dir
+
+    from cxstream.launch import prepare
+    from state.recovery import FORMAT_FILE, SNAPSHOT_FORMAT
+
+    half = tmp_path / "rec"
+    half.mkdir()
+    init_db_dir(half, 2)  # killed before the format file was written
+    if left == "journal":
+        (half / "part-1.sqlite3").write_bytes(b"SQLite format 3\x00 cut")  # cut short
+        (half / "part-1.sqlite3-journal").write_bytes(b"\x00" * 512)
+    elif left == "format being written":
+        (half / f".{FORMAT_FILE}.tmp").write_text("")
+    prepare(Settings(recovery_dir=half, redis_url=redis_url), workers=1)
+    assert (half / FORMAT_FILE).read_text() == f"{SNAPSHOT_FORMAT}\n"
+    assert sorted(p.name for p in half.iterdir()) == [FORMAT_FILE, "part-0.sqlite3"]
 
 
 def test_prepare_leaves_blas_one_thread_once_the_flow_is_built(
