@@ -371,6 +371,9 @@ class Demo:
 
             release(self.folder, stop=True)
             self.redis_handle = None
+        if self.lock is not None:  # the data folder is free for another demo
+            os.close(self.lock)
+            self.lock = None
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -498,21 +501,28 @@ def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
     )
 
 
-def _lock_demo(data_dir: Path) -> int:
+def _lock_demo(data_dir: Path) -> int | None:
     """An exclusive lock on ``<data_dir>/demo.lock`` (its descriptor), or a refusal when
-    another demo of this data folder holds it (starting, or running)."""
+    another demo of this data folder holds it (starting, or running).  None where the
+    file system has no locks: the pid file's check alone then stands."""
     import fcntl
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise CxError(f"cannot open {data_dir / LOCK_FILE}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+    except BlockingIOError as exc:  # held
         os.close(fd)
         raise CxError(
             f"another demo is starting or running from {data_dir / 'demo'}: stop it first, "
             "or give this one another CX_DATA_DIR"
         ) from exc
+    except OSError:  # (no locks on this file system, e.g. some network ones)
+        os.close(fd)
+        return None
     return fd
 
 

@@ -75,7 +75,15 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     from cxstream.runtime import limit_blas, tune_gc
     from flows.journey import build_flow
     from state.erasure import forgotten_from
-    from state.recovery import check_format, mark_format, remake, scrub_forgotten, unfinished
+    from state.recovery import (
+        INIT_LOCK,
+        check_format,
+        making,
+        mark_format,
+        remake,
+        scrub_forgotten,
+        unfinished,
+    )
 
     check_build()
     forgotten = forgotten_from(settings)
@@ -83,13 +91,15 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     if settings.recovery_dir is not None:
         directory = settings.recovery_dir
         make_folder(directory, "CX_RECOVERY_DIR")
-        if unfinished(directory):  # a first start was killed while making it
-            log.warning("%s was left half made by a first start: made again", directory)
-            remake(directory)
-        if not any(directory.iterdir()):
-            init_db_dir(directory, workers)
-            mark_format(directory)  # last: a directory without it is unfinished
-            log.info("initialised %d recovery partitions in %s", workers, directory)
+        with making(directory):  # (processes started together make it once)
+            left = unfinished(directory)
+            if left:  # a first start was killed while making it
+                log.warning("%s was left half made by a first start: made again", directory)
+                remake(left)
+            if not any(p.name != INIT_LOCK for p in directory.iterdir()):
+                init_db_dir(directory, workers)
+                mark_format(directory)  # last: a directory without it is unfinished
+                log.info("initialised %d recovery partitions in %s", workers, directory)
         check_format(directory)  # an older cxstream's snapshots: refused in one line
         scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
         recovery = RecoveryConfig(str(directory))

@@ -721,11 +721,10 @@ class Settings:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.metadata['env']}={value}: not a finite number")
         for f in fields(self):  # times beyond a century overflow the dates made of them
-            bound = LONGEST.get(f.name)
-            if bound is not None and getattr(self, f.name) > bound:
-                raise ConfigError(
-                    f"{f.metadata['env']}={getattr(self, f.name):g}: at most {bound:g}"
-                )
+            bound, value = LONGEST.get(f.name), getattr(self, f.name)
+            if bound is not None and value > bound:
+                shown = value if isinstance(value, int) else f"{value:g}"
+                raise ConfigError(f"{f.metadata['env']}={shown}: at most {bound:g}")
         if self.audit_retention_days <= 0:
             raise ConfigError(
                 f"CX_AUDIT_RETENTION_DAYS={self.audit_retention_days:g}: must be above 0"

@@ -331,6 +331,15 @@ def event_from_obj(obj: object) -> Event:
     )
 
 
+def check_size(event: Event) -> None:
+    """Refuse an event whose JSON, as the engine writes it, is over the limit (it may be
+    longer than as sent: ``1e9`` is written ``1000000000.0``): accepted, the flow would
+    dead-letter it as too large."""
+    size = len(encode_event(event))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent("too large", f"{size} bytes as json, limit {MAX_EVENT_BYTES}")
+
+
 def parse_event(raw: bytes) -> Event:
     """Decode and validate one event; raise :class:`InvalidEvent` with the reason."""
     if len(raw) > MAX_EVENT_BYTES:

@@ -305,7 +305,7 @@ class AlertServer:
             if session.claims is not None:
                 self._authenticated(client)
             # the writer runs before the next message is read when the replies pile up
-            await client.drain()
+            await client.drain(until=session.wake_at())
 
     def _authenticated(self, client: Connection) -> None:
         """The client no longer counts against CX_MAX_UNAUTHENTICATED (signed in, or gone)."""
@@ -320,6 +320,8 @@ class AlertServer:
             except aioredis.RedisError as exc:
                 # Redis is away: the client hears so and may retry; the session goes on.
                 log.warning("redis unavailable for %s: %s", type(action).__name__.lower(), exc)
+                if isinstance(action, Publish) and isinstance(client.session, AgentSession):
+                    client.session.unanswered(action.event)  # (not recorded: not answered)
                 frame = error("unavailable", "the store is unavailable; retry shortly")
                 client.enqueue(frame.frame)
 

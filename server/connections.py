@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SEND_QUEUE_FRAMES = 256
 DRAIN_FRAMES = SEND_QUEUE_FRAMES // 2  # a client's own messages wait above this many queued
-DRAIN_WAIT_S = 0.001
+DRAIN_WAIT_S = 1.0  # at most this long a message (a client whose alerts keep it over)
 FLUSH_TRIES = 50  # how many times flush() waits 1 ms for the queue to drain
 
 
@@ -51,6 +52,7 @@ class Connection:
         self.slow = False
         self.pending = True  # not authenticated yet: counted against CX_MAX_UNAUTHENTICATED
         self.stats_seen: dict[str, Any] | None = None  # the last supervisor view sent
+        self.drained = asyncio.Event()  # set by the writer once at most DRAIN_FRAMES are left
 
     def enqueue(self, frame: str) -> bool:
         """Queue ``frame``; a full queue closes the client as too slow (False)."""
@@ -85,15 +87,24 @@ class Connection:
                 put.cancel()
         return put.done() and not put.cancelled()
 
-    async def drain(self) -> None:
-        """Wait while the queue is over half full and the client is not given up: the
-        replies to a burst of messages (each bad one gets an error frame) then go out as
-        the client reads them, instead of filling the queue before the writer runs and
-        closing a client that reads as too slow.  A client that stops reading still
-        fills the queue with its alerts, and is closed."""
-        queue, conn = self.queue, self.conn
-        while queue.qsize() > DRAIN_FRAMES and not self.slow and conn.state is State.OPEN:
-            await asyncio.sleep(DRAIN_WAIT_S)
+    async def drain(self, until: float) -> None:
+        """Wait, at most until wall time ``until`` (the session's next deadline) and
+        :data:`DRAIN_WAIT_S`, while the queue is over half full and the client is not
+        given up: the replies to a burst of its messages (each bad one gets an error
+        frame) then go out as it reads them, instead of filling the queue before the
+        writer runs and closing a client that reads as too slow.  A client that stops
+        reading still fills the queue with its alerts, and is closed."""
+        if self.queue.qsize() <= DRAIN_FRAMES or self.slow or self.conn.state is not State.OPEN:
+            return
+        self.drained.clear()
+        wait = max(0.0, min(until - time.time(), DRAIN_WAIT_S))
+        drained = asyncio.ensure_future(self.drained.wait())
+        closed = asyncio.ensure_future(self.conn.wait_closed())
+        try:
+            await asyncio.wait((drained, closed), timeout=wait, return_when=FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            closed.cancel()
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close without waiting (from code that must not block on this client)."""
@@ -108,9 +119,12 @@ class Connection:
 
     async def write(self) -> None:
         """The writer task: queued frames to the socket, until ``None`` or a close."""
+        queue, drained = self.queue, self.drained
         with contextlib.suppress(ConnectionClosed):
-            while (frame := await self.queue.get()) is not None:
+            while (frame := await queue.get()) is not None:
                 await self.conn.send(frame)
+                if queue.qsize() <= DRAIN_FRAMES:
+                    drained.set()
 
     def deliver(self, stream_id: str, alert: dict[str, Any]) -> None:
         """A live alert through the session to the queue (counted, and timed from

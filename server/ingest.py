@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from operators.events import Event, Rejected
 from server.metrics import Metrics
 from server.protocol import Ingest, ack_fields
-from state.commands import add_event, count_answer, dead_letter, mark_answered
+from state.commands import add_event, answer_key, count_answer, dead_letter, mark_answered
 from state.keys import KeyNames
 
 
@@ -36,7 +36,7 @@ class Writes:
         """Count an agent's answer for the supervisors' view, once per alert and agent
         (a retry, or a second answer from another connection, is not counted again)."""
         a = event.attrs
-        first = mark_answered(f"{a['alert_id']}:{a['agent_id']}")
+        first = mark_answered(answer_key(str(a["alert_id"]), str(a["agent_id"])))
         if not await self.redis.execute_command(*first):  # type: ignore[no-untyped-call]
             return
         pipe = self.redis.pipeline(transaction=False)

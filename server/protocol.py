@@ -51,11 +51,10 @@ import orjson
 from cxstream.settings import Secret
 from operators.errors import AuthError, InvalidEvent
 from operators.events import (
-    MAX_EVENT_BYTES,
     RESPONSES,
     Event,
+    check_size,
     encodable,
-    encode_event,
     event_from_obj,
 )
 from server.tokens import Claims, verify
@@ -338,6 +337,14 @@ class AgentSession:
             attrs["reason"] = reason
         return [Publish(self._feedback(alert, "offer_response", attrs, now))]
 
+    def unanswered(self, event: Event) -> None:
+        """An answer (an ``offer_response`` this session made) was not written (the store
+        was away): the alert may be answered again, differently too."""
+        a = event.attrs
+        alert = self._delivered.get(str(a.get("alert_id")))
+        if alert is not None and alert["answered"] == (a.get("action_id"), a.get("response")):
+            alert["answered"] = None
+
     def _known(self, alert_id: object) -> dict[str, Any] | Send:
         if not isinstance(alert_id, str):
             return error("bad_message", "alert_id missing")
@@ -599,9 +606,7 @@ def check_events(
     for index, item in items:
         try:
             event = event_from_obj(item if convert is None else convert(item))
-            size = len(encode_event(event))
-            if size > MAX_EVENT_BYTES:
-                raise InvalidEvent("too large", f"{size} bytes as json, limit {MAX_EVENT_BYTES}")
+            check_size(event)
         except InvalidEvent as exc:
             rejected.append((index, str(exc), encodable(item)))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from server.connections import Connection, streams_needed
@@ -46,6 +47,9 @@ async def replay(
     try:
         async with contextlib.aclosing(feed.after(after, streams)) as pages:
             async for page in pages:
+                expired = session.check_deadline(time.time())  # (the token may expire)
+                if expired:
+                    await act(client, expired)
                 if session.closed:
                     break
                 for entry_id, alert in page:
@@ -59,7 +63,12 @@ async def replay(
                             return
                         client.metrics.delivered.inc()
     finally:
-        # on an outage too: the live alerts held go out, after what was replayed
-        actions = session.replayed()
-        if not session.closed:
-            await act(client, actions)
+        # on an outage too: the live alerts held go out, after what was replayed, and
+        # wait for queue space as the replay did (the replay may have left it full)
+        for action in session.replayed():
+            if session.closed:
+                break
+            if not isinstance(action, Send):
+                await act(client, [action])
+            elif not await client.put(action.frame):
+                session.closed = True

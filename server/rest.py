@@ -284,12 +284,12 @@ class RestSession:
             route, allowed, roles = "customers", "GET", READ_ROLES
         else:
             return _Request(""), problem(HTTPStatus.NOT_FOUND, "not_found", f"no {path[:80]} here")
-        if method != allowed:
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
             return _Request(route), problem(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 f"{path[:80]} takes {allowed}, not {method[:10]}",
-                Allow=allowed,
+                Allow="GET, HEAD" if allowed == "GET" else allowed,
             )
         claims = self._authorize(headers.get("authorization"), roles, now)
         if isinstance(claims, Reply):

@@ -82,5 +82,6 @@ class StatsSender:
                 continue  # sent only when something changed
             client.stats_seen = figures
             for action in client.session.stats(frame):
-                if isinstance(action, Send):
+                # (none while it resumes: its queue may be full of the replay)
+                if isinstance(action, Send) and not client.session.replaying:
                     client.enqueue(action.frame)

@@ -16,6 +16,7 @@ one field layout and one trimming policy per stream (:mod:`state.keys`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -149,6 +150,16 @@ def flow_read(positions: dict[str, tuple[str, int]], *, at_ms: int) -> Command:
     for stream, (entry_id, events) in positions.items():
         args += (stream, orjson.dumps({"id": entry_id, "at": at_ms, "events": events}))
     return tuple(args)
+
+
+def answer_key(alert_id: str, agent_id: str) -> str:
+    """One agent's answer to one alert, as a key (a digest: ids may hold any character).
+
+    >>> answer_key("a:b", "c") != answer_key("a", "b:c")
+    True
+    """
+    pair = orjson.dumps([alert_id, agent_id])
+    return hashlib.blake2b(pair, digest_size=16).hexdigest()
 
 
 def mark_answered(answer: str) -> Command:

@@ -9,7 +9,7 @@ import orjson
 import redis
 
 from operators.errors import InvalidEvent, StoreError
-from operators.events import Event, event_from_obj
+from operators.events import Event, check_size, event_from_obj
 from state.commands import add_event
 from state.keys import KeyNames
 
@@ -47,12 +47,15 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, Event | InvalidEv
         line = line.strip()
         if not line:
             continue
+        item: Event | InvalidEvent
         try:
-            yield number, event_from_obj(orjson.loads(line))
+            item = event_from_obj(orjson.loads(line))
+            check_size(item)  # (as the flow will read it)
         except orjson.JSONDecodeError as exc:
-            yield number, InvalidEvent("not json", str(exc)[:120])
+            item = InvalidEvent("not json", str(exc)[:120])
         except InvalidEvent as exc:
-            yield number, exc
+            item = exc
+        yield number, item
 
 
 def send_lines(

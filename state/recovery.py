@@ -20,15 +20,17 @@ suppression list: the fallback for a process that stopped before its scrub.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from contextlib import closing
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import orjson
@@ -57,51 +59,82 @@ def mark_format(directory: Path) -> None:
 
 
 # what a first start leaves behind if it is killed while making the partitions
-_MAKING = (".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite3-shm", f".{FORMAT_FILE}.tmp")
+_PARTITION = re.compile(r"part-\d+\.sqlite3(-journal|-wal|-shm)?")
+_STAGED = f".{FORMAT_FILE}.tmp"
+INIT_LOCK = ".cxstream-init.lock"  # held while a directory is checked and made
+BYTEWAX_TABLES = frozenset(("parts", "exs", "fronts", "commits", "snaps"))
 
 
-def unfinished(directory: Path) -> bool:
-    """Whether ``directory`` is a recovery directory a first start began and did not
-    finish (killed while making it): no format file, nothing but partitions and their
-    journals, and no partition holding a snapshot or a commit.  Made again, nothing is
-    lost; left, it would read as an older cxstream's and be refused at every start.
+def unfinished(directory: Path) -> list[Path]:
+    """The files of a recovery directory a first start began and did not finish (killed
+    while making it), to be made again; none (an empty list) otherwise.  Unfinished:
+    no format file, nothing but Bytewax's partitions (``part-N.sqlite3``, their journals)
+    and the staged format file, each partition of Bytewax's tables only and holding no
+    snapshot, commit or frontier, or cut short before it was a database.  Anything else
+    (another program's files, a partition that cannot be read now) is left alone, and
+    the directory refused by :func:`check_format`.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     empty = unfinished(Path(d))
     ...     _ = (Path(d) / "part-0.sqlite3").write_bytes(b"")
-    ...     begun = unfinished(Path(d))
-    ...     _ = (Path(d) / "notes.txt").write_text("mine")
+    ...     begun = [p.name for p in unfinished(Path(d))]
+    ...     _ = (Path(d) / "app.sqlite3").write_bytes(b"")
     ...     print(empty, begun, unfinished(Path(d)))
-    False True False
+    [] ['part-0.sqlite3'] []
     """
     if (directory / FORMAT_FILE).exists():
-        return False
-    files = list(directory.iterdir())
-    if not files or not all(f.is_file() and f.name.endswith(_MAKING) for f in files):
-        return False
-    return not any(_holds_state(p) for p in files if p.name.endswith(".sqlite3"))
+        return []
+    files = [p for p in directory.iterdir() if p.name != INIT_LOCK]
+    if not all(p.is_file() and (_PARTITION.fullmatch(p.name) or p.name == _STAGED) for p in files):
+        return []
+    databases = [p for p in files if p.name.endswith(".sqlite3")]
+    return [] if any(_holds_state(p) for p in databases) else files
 
 
 def _holds_state(path: Path) -> bool:
-    """Whether a partition holds a snapshot or a commit (one that cannot be read holds
-    none: a partition cut short while it was made)."""
+    """Whether a partition may hold state: a snapshot, a commit or a frontier, a table
+    that is not Bytewax's, or an error reading it other than its not being a database
+    yet (a partition cut short while it was made holds nothing)."""
+    if path.stat().st_size == 0:
+        return False
     try:
         with closing(sqlite3.connect(path, timeout=5)) as db:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            tables = {
+                name
+                for (name,) in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite%'"
+                )
+            }
+            if not tables <= BYTEWAX_TABLES:
+                return True
             return any(
                 db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None  # noqa: S608
                 for table in ("snaps", "commits", "fronts")
                 if table in tables
             )
-    except sqlite3.DatabaseError:
-        return False
+    except sqlite3.DatabaseError as exc:
+        # (cut short: "file is not a database"; locked, or unreadable: it may hold state)
+        return "not a database" not in str(exc)
 
 
-def remake(directory: Path) -> None:
-    """Empty an :func:`unfinished` directory, to be made again."""
-    for path in directory.iterdir():
-        path.unlink()
+@contextmanager
+def making(directory: Path) -> Iterator[None]:
+    """Hold the directory's making lock: processes starting together on one directory
+    check and make it one at a time."""
+    fd = os.open(directory / INIT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (the lock goes with it)
+
+
+def remake(files: list[Path]) -> None:
+    """Delete the files of an :func:`unfinished` directory, to be made again."""
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def check_format(directory: Path) -> None:

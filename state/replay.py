@@ -119,7 +119,7 @@ def _row(number: int, rec: dict[str, str]) -> Row:
     get = rec.get
     source = (get("channel") or "").strip()
     channel = source if source in CHANNELS else CHANNEL_MAP.get(source, "crm")
-    attrs: dict[str, object] = {"case_id": get("case_id") or "", "source_channel": source}
+    attrs: dict[str, object] = {"case_id": (get("case_id") or "").strip(), "source_channel": source}
     value = (get("value") or "").strip()
     if value:
         try:

@@ -14,6 +14,7 @@ import pytest
 from cxstream.launch import runner_settings
 from cxstream.settings import Settings
 from operators.errors import ConfigError
+from state.recovery import INIT_LOCK
 
 
 def test_the_runner_recovery_directory_is_the_one_setting() -> None:
@@ -83,7 +84,24 @@ def test_a_recovery_directory_a_killed_first_start_left_half_made_is_made_again(
         (half / f".{FORMAT_FILE}.tmp").write_text("")
     prepare(Settings(recovery_dir=half, redis_url=redis_url), workers=1)
     assert (half / FORMAT_FILE).read_text() == f"{SNAPSHOT_FORMAT}\n"
-    assert sorted(p.name for p in half.iterdir()) == [FORMAT_FILE, "part-0.sqlite3"]
+    made = sorted(p.name for p in half.iterdir() if p.name != INIT_LOCK)
+    assert made == [FORMAT_FILE, "part-0.sqlite3"]
+
+
+@pytest.mark.parametrize("theirs", ["app.sqlite3", "part-0.sqlite3"])
+def test_another_programs_database_in_the_recovery_directory_is_left_alone(
+    tmp_path: Path, theirs: str
+) -> None:
+    from cxstream.launch import prepare
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    with closing(sqlite3.connect(folder / theirs)) as db:  # no snapshot, not Bytewax's
+        db.execute("CREATE TABLE orders (id)")
+        db.commit()
+    with pytest.raises(ConfigError, match="format 1"):
+        prepare(Settings(recovery_dir=folder, redis_url="redis://127.0.0.1:1"), workers=1)
+    assert [p.name for p in folder.iterdir() if p.name != INIT_LOCK] == [theirs]
 
 
 def test_prepare_leaves_blas_one_thread_once_the_flow_is_built(

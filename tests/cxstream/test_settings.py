@@ -93,7 +93,7 @@ def test_every_variable_is_read() -> None:
             {"CX_HORIZON_DAYS": "1e308", "CX_RETENTION_DAYS": "1e308"},
             "CX_HORIZON_DAYS=1e[+]308: at most 36525",
         ),
-        ({"CX_PROFILE_INTERVAL_MS": "9" * 15}, "CX_PROFILE_INTERVAL_MS=1e[+]15: at most 3.15"),
+        ({"CX_PROFILE_INTERVAL_MS": "9" * 15}, "CX_PROFILE_INTERVAL_MS=999999999999999: at most"),
         ({"CX_CLOCK_SPEED": "fast"}, "CX_CLOCK_SPEED='fast': not a number"),
         ({"CX_READ_COUNT": "0"}, "CX_READ_COUNT=0: must be at least 1"),
         ({"CX_ALERTS_MAXLEN": "-1"}, "CX_ALERTS_MAXLEN=-1: must be at least 1"),

@@ -620,6 +620,43 @@ def test_a_resuming_client_that_stops_reading_and_goes_away_is_cleaned_up(
     run(settings, body, timeout=60)
 
 
+def test_a_resume_longer_than_the_send_queue_ends_with_resumed_for_a_slow_reader(
+    settings: Settings, r: redis.Redis
+) -> None:
+    n = 3000  # 24 MB: past the sockets' buffers and the send queue's 256 frames
+    live = 400  # more than the queue holds, all at once at the replay's end
+
+    async def body(server: AlertServer) -> None:
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            alert = {"alert_id": f"old{i}", "customer_id": "c", "queue": "care", "pad": "x" * 8000}
+            pipe.xadd(ALERTS, {"data": orjson.dumps(alert)})
+        pipe.execute()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        ws = await connect(url(server), sock=sock, max_queue=4)
+        await ws.send(orjson.dumps({"type": "auth", "token": token(), "after": "0-0"}).decode())
+        got: list[str] = []
+        while True:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
+            if frame["type"] == "resumed":
+                break
+            if frame["type"] == "alert":
+                got.append(frame["alert"]["alert_id"])
+                if len(got) == 100:  # live alerts meanwhile: held, sent after `resumed`
+                    for i in range(live):
+                        add_alert(r, f"live{i}", queue="care")
+            await asyncio.sleep(0.001)  # a slow reader
+        while len(got) < n + live:
+            got.append((await next_alert(ws, timeout=20))["alert"]["alert_id"])
+        assert got == [f"old{i}" for i in range(n)] + [f"live{i}" for i in range(live)]
+        assert server.metrics.dropped._value.get() == 0
+        await ws.close()
+
+    run(settings, body, timeout=60)
+
+
 def test_expired_token_is_refused_on_a_real_socket(settings: Settings) -> None:
     expired = mint(SECRET, agent_id="a1", queues=["care"], role="agent", now=1000.0, ttl_s=60)
 

@@ -298,6 +298,21 @@ def test_an_outcome_names_an_action_of_the_alert_and_answers_it_once() -> None:
     assert not s.closed
 
 
+def test_an_answer_the_store_did_not_take_may_be_given_again_differently() -> None:
+    s = authed()
+    s.alert("1-0", ALERT)
+    answer = msg(type="outcome", alert_id="al_1", action_id="call", response="declined")
+    [lost] = s.receive(answer, now=3.0)
+    assert isinstance(lost, Publish)
+    s.unanswered(lost.event)  # (the I/O layer: Redis was away, the client told to retry)
+    other = msg(type="outcome", alert_id="al_1", action_id="retention_offer", response="accepted")
+    [kept] = s.receive(other, now=4.0)
+    assert isinstance(kept, Publish)
+    s.unanswered(lost.event)  # not the answer on record: nothing changes
+    [refused] = frames(s.receive(answer, now=5.0))
+    assert "answered already (accepted to retention_offer)" in refused["message"]
+
+
 def test_a_session_closes_when_its_token_expires_even_if_the_client_is_silent() -> None:
     s = AgentSession(SECRET, now=0.0)
     assert s.wake_at() == AUTH_TIMEOUT_S  # the sign-in deadline first

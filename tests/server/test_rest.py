@@ -333,7 +333,7 @@ def test_more_events_than_a_batch_holds_is_413() -> None:
     [
         ("GET", "/v1/events", "POST"),
         ("PUT", "/v1/segment", "POST"),
-        ("POST", "/v1/customers/c1", "GET"),
+        ("POST", "/v1/customers/c1", "GET, HEAD"),
     ],
 )
 def test_another_method_is_405_with_allow(method: str, target: str, allow: str) -> None:
@@ -343,19 +343,27 @@ def test_another_method_is_405_with_allow(method: str, target: str, allow: str) 
     assert reply.headers["allow"] == allow
 
 
-@pytest.mark.parametrize("target", ["/v1/customers/c1", "/v1/events", "/v2/nothing"])
-def test_a_head_request_gets_the_status_and_headers_without_a_body(target: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "status"), [("/v1/customers/c1", 200), ("/v1/events", 405), ("/v2/nothing", 404)]
+)
+def test_a_head_request_is_answered_as_a_get_without_the_body(target: str, status: int) -> None:
     session = RestSession(SECRET)
     client = h11.Connection(h11.CLIENT)
     head = [("Host", "127.0.0.1"), ("Authorization", f"Bearer {token('agent')}")]
     sent = client.send(h11.Request(method="HEAD", target=target, headers=head)) or b""
     out = session.receive(sent + (client.send(h11.EndOfMessage()) or b""), now=NOW)
+    if status == 200:  # a customer's profile is read as for a GET
+        assert out == [ReadProfile("c1")]
+        out = session.profile({"customer_id": "c1", "journey": {"events": 3}}, now=NOW)
     assert not any(isinstance(a, Hangup) for a in out)
     client.receive_data(b"".join(a.data for a in out if isinstance(a, Output)))
     response = client.next_event()
     assert isinstance(response, h11.Response)
-    assert response.status_code == (404 if target.startswith("/v2") else 405)
-    assert int(dict(response.headers)[b"content-length"]) > 0  # the length of the GET's body
+    assert response.status_code == status
+    headers = dict(response.headers)
+    assert int(headers[b"content-length"]) > 0  # the length a GET's body would have
+    if status == 405:
+        assert headers[b"allow"] == b"POST"
     assert isinstance(client.next_event(), h11.EndOfMessage)  # and no body: h11 checks it
     [action] = session.receive(get(), now=NOW)  # the connection goes on
     assert isinstance(action, ReadProfile)

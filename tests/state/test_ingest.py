@@ -23,3 +23,17 @@ def test_send_lines_shards_valid_events_and_reports_bad_lines(r: redis.Redis) ->
         datas = [parse_event(f[b"data"]) for _, f in entries(r, stream)]
         assert any(d.event_id == g["event_id"] for d in datas)
     assert len(result.stream_ids) == 10
+
+
+def test_a_line_too_large_as_the_engine_writes_it_is_rejected_not_sent(r: redis.Redis) -> None:
+    # (1e9 is written 1000000000.0: under the limit as sent, over it as written)
+    big = orjson.dumps(ev(1, "page_view").to_json()).replace(
+        b'"attrs":{}', b'"attrs":{"v":[' + b",".join([b"1e9"] * 7000) + b"]}"
+    )
+    assert b'"v":[1e9' in big
+    result = send_lines(r, [big, orjson.dumps(ev(2, "page_view").to_json())], 4)
+    assert result.sent == 1
+    [(line, reason)] = result.rejected
+    assert line == 1
+    assert reason.startswith("too large: ")
+    assert "bytes as json, limit 65536" in reason
