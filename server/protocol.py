@@ -197,15 +197,7 @@ class AgentSession:
     def check_deadline(self, now: float) -> list[Action]:
         """Close a connection that has not authenticated in time, or whose token has
         expired (it gets nothing more, whether or not it sends anything)."""
-        if self.closed:
-            return []
-        if self.claims is None:
-            if now >= self.deadline:
-                return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
-            return []
-        if now >= self.claims.expires_at:
-            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired; sign in again")
-        return []
+        return _deadline(self, now)
 
     def wake_at(self) -> float:
         """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
@@ -454,6 +446,23 @@ class AgentSession:
         return [Send(_frame({"type": "alert", "stream_id": stream_id, "alert": alert}))]
 
 
+def _deadline(session: AgentSession | IngestSession, now: float) -> list[Action]:
+    """Either session's sign-in deadline and token expiry, as a close (nothing before)."""
+    if session.closed:
+        return []
+    claims = session.claims
+    if claims is None:
+        if now < session.deadline:
+            return []
+        code, message, close = "auth_timeout", "no auth within the deadline", CLOSE_AUTH_TIMEOUT
+    elif now >= claims.expires_at:
+        code, message, close = "token_expired", "token expired; sign in again", CLOSE_AUTH_FAILED
+    else:
+        return []
+    session.closed = True
+    return [error(code, message), Close(close, code)]
+
+
 def _action_ids(alert: dict[str, Any]) -> tuple[str, ...]:
     """The actions an agent may answer for an alert: its recommendation, then the
     alternatives it lists (none for an alert that recommends nothing).
@@ -521,18 +530,10 @@ class IngestSession:
         self.closed = True
         return [error(code, message), Close(close_code, code)]
 
-    def check_deadline(self, now: float) -> list[Action | Ingest]:
+    def check_deadline(self, now: float) -> list[Action]:
         """Close a connection that has not authenticated in time, or whose token has
         expired."""
-        if self.closed:
-            return []
-        if self.claims is None:
-            if now >= self.deadline:
-                return self._fail(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline")
-            return []
-        if now >= self.claims.expires_at:
-            return self._fail(CLOSE_AUTH_FAILED, "token_expired", "token expired")
-        return []
+        return _deadline(self, now)
 
     def wake_at(self) -> float:
         """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
