@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from cxstream.commands.args import non_negative_float, positive_float, positive_int
+from cxstream.commands.args import (
+    non_negative_float,
+    nonempty_name,
+    positive_float,
+    positive_int,
+)
 from cxstream.settings import Settings
 
 
@@ -48,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--queue",
         action="append",
+        type=nonempty_name,
         default=None,
         help="queue(s) of the console agent's token (retention); repeatable",
     )

@@ -100,6 +100,7 @@ def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
         (["replay", "f", "--speed", "nan"], "replay: argument --speed: 'nan' is not a finite"),
         (["demo", "--history-days", "-2"], "demo: argument --history-days: -2 must be 0 or more"),
         (["token", "--agent", " "], "token: argument --agent: empty: give a name"),
+        (["demo", "--queue", ""], "demo: argument --queue: empty: give a name"),
         (["token", "--agent", "a", "--queue", ""], "token: argument --queue: empty: give a name"),
         (["token", "--agent", "a", "--ttl-hours", "1e308"], "token: argument --ttl-hours: 1e+308"),
         (["simulate", "--start-ms", "99999999999999999"], "simulate: argument --start-ms: "),
