@@ -570,7 +570,7 @@ def test_a_session_is_closed_when_its_token_expires_though_the_client_is_silent(
         expires = verify(SECRET, short, now=time.time()).expires_at  # (whole seconds)
         ws = await signed_in(server, short)
         add_alert(r, "before", queue="care")
-        frames = []  # the client says nothing from here on
+        frames: list[dict[str, Any]] = []  # the client says nothing from here on
         while not frames or frames[-1]["type"] != "error":
             frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), 10)))
         assert time.time() >= expires - 0.05  # closed at the expiry, not before
