@@ -720,12 +720,11 @@ class Settings:
         from operators.consent import parse_consent_default
 
         parse_consent_default(self.consent_default)  # a mistake stops here, named
-        for f in fields(self):  # also when built from keywords, not the environment
+        for f in fields(self):  # (also when built from keywords, not the environment)
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.metadata['env']}={value}: not a finite number")
-        for f in fields(self):  # times beyond a century overflow the dates made of them
-            bound, value = LONGEST.get(f.name), getattr(self, f.name)
+            bound = LONGEST.get(f.name)  # times beyond a century overflow the dates of them
             if bound is not None and value > bound:
                 shown = value if isinstance(value, int) else f"{value:g}"
                 raise ConfigError(f"{f.metadata['env']}={shown}: at most {bound:g}")

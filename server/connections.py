@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -77,14 +78,7 @@ class Connection:
         if not self.queue.full():
             self.queue.put_nowait(frame)
             return True
-        put = asyncio.ensure_future(self.queue.put(frame))
-        closed = asyncio.ensure_future(self.conn.wait_closed())
-        try:
-            await asyncio.wait((put, closed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not put.done():
-                put.cancel()
+        put = await self._or_closed(self.queue.put(frame))
         return put.done() and not put.cancelled()
 
     async def drain(self, until: float) -> None:
@@ -97,14 +91,24 @@ class Connection:
         if self.queue.qsize() <= DRAIN_FRAMES or self.slow or self.conn.state is not State.OPEN:
             return
         self.drained.clear()
-        wait = max(0.0, min(until - time.time(), DRAIN_WAIT_S))
-        drained = asyncio.ensure_future(self.drained.wait())
+        await self._or_closed(
+            self.drained.wait(), timeout=max(0.0, min(until - time.time(), DRAIN_WAIT_S))
+        )
+
+    async def _or_closed(
+        self, waiting: Awaitable[Any], timeout: float | None = None
+    ) -> asyncio.Future[Any]:
+        """Wait for ``waiting``, the connection's close or ``timeout``, whichever comes
+        first; ``waiting`` is cancelled if it has not come (the future, to look at)."""
+        task = asyncio.ensure_future(waiting)
         closed = asyncio.ensure_future(self.conn.wait_closed())
         try:
-            await asyncio.wait((drained, closed), timeout=wait, return_when=FIRST_COMPLETED)
+            await asyncio.wait((task, closed), timeout=timeout, return_when=FIRST_COMPLETED)
         finally:
-            drained.cancel()
             closed.cancel()
+            if not task.done():
+                task.cancel()
+        return task
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close without waiting (from code that must not block on this client)."""

@@ -28,7 +28,6 @@ from operators.errors import ConfigError, InvalidEvent
 from operators.evaluate import Row
 from operators.events import CHANNELS, Event, event_from_obj, parse_ts
 
-COLUMNS = ("ts", "customer_id", "channel", "event_type", "value", "case_id", "label", "label_ts")
 SEPARATORS = (",", ";", "\t", "|")  # a header's most frequent one separates the columns
 REQUIRED = ("ts", "customer_id", "event_type")  # the others may be absent: empty
 LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}  # as exports write them
@@ -116,20 +115,22 @@ def _csv_reader(f: IO[str]) -> csv.DictReader[str]:
 
 
 def _row(number: int, rec: dict[str, str]) -> Row:
-    get = rec.get
-    source = (get("channel") or "").strip()
+    def text(name: str) -> str:  # (a column the file lacks reads as empty)
+        return (rec.get(name) or "").strip()
+
+    source = text("channel")
     channel = source if source in CHANNELS else CHANNEL_MAP.get(source, "crm")
-    attrs: dict[str, object] = {"case_id": (get("case_id") or "").strip(), "source_channel": source}
-    value = (get("value") or "").strip()
+    attrs: dict[str, object] = {"case_id": text("case_id"), "source_channel": source}
+    value = text("value")
     if value:
         try:
             attrs["value"] = float(value)
         except ValueError:
             attrs["value_text"] = value
-    customer = (get("customer_id") or "").strip()
+    customer = text("customer_id")
     if not customer:
         raise InvalidEvent("customer_id missing")
-    ts = (get("ts") or "").strip()
+    ts = text("ts")
     if not ts:
         raise InvalidEvent("ts missing")
     event = Event(
@@ -138,14 +139,14 @@ def _row(number: int, rec: dict[str, str]) -> Row:
         anonymous_id=None,
         ts=parse_ts(ts),
         channel=channel,
-        type=(get("event_type") or "").strip() or "unknown",
+        type=text("event_type") or "unknown",
         attrs=attrs,
     )
-    text = (get("label") or "").strip()
-    label = LABELS.get(text.lower()) if text else None
-    if text and label is None:
-        raise ValueError(f"label {text!r} is not 0 or 1")
-    label_ts_text = (get("label_ts") or "").strip()
+    label_text = text("label")
+    label = LABELS.get(label_text.lower()) if label_text else None
+    if label_text and label is None:
+        raise ValueError(f"label {label_text!r} is not 0 or 1")
+    label_ts_text = text("label_ts")
     label_ts = parse_ts(label_ts_text) if label_ts_text else None
     return Row(event, label, label_ts)
 

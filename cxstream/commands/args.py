@@ -7,7 +7,9 @@ import argparse
 import math
 from typing import Any, TypeVar
 
-LATEST_START_MARGIN_MS = 3_155_760_000_000  # a century (36,525 days)
+from cxstream.settings import LONGEST
+
+LATEST_START_MARGIN_MS = round(LONGEST["profile_interval_ms"])  # a century, in ms
 
 
 def addresses(text: str) -> list[str]:
@@ -90,8 +92,8 @@ def positive_float(text: str) -> float:
 
 def ttl_hours(text: str) -> float:
     """A token's lifetime: positive, at most a century (its expiry a date)."""
-    value = positive_float(text)
-    return _require(value, value <= 876_600, "must be at most 876600 (a century)")
+    value, longest = positive_float(text), LONGEST["token_ttl_hours"]
+    return _require(value, value <= longest, f"must be at most {longest:g} (a century)")
 
 
 def nonempty_name(text: str) -> str:
