@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -74,7 +74,7 @@ from state.sinks import (
     model_status_sink,
     profile_sink,
 )
-from state.source import Entry, RedisStreamSource
+from state.source import RedisStreamSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ def worker_tallies() -> Callable[[], TallyBuffer]:
 def build_flow(
     settings: Settings,
     *,
-    source: Source[Entry] | None = None,
+    source: Source[Any] | None = None,  # of Read (the Redis source) or Entry (tests)
     sinks: Sinks | None = None,
     clock: Callable[[], float] = time.time,
     forgotten: Forgotten | None = None,
@@ -147,7 +147,7 @@ def build_flow(
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings, forgotten))
-    # Entry(stream, entry_id, data: bytes | None)
+    # Read(stream, entries: what one read of a stream brought) | Entry(stream, entry_id, data)
     parsed = op.flat_map_batch(
         "parse", entries, lambda batch: parse_batch(batch, forgotten, enrich)
     )

@@ -414,20 +414,54 @@ def encodable(obj: object) -> bytes:
         return orjson.dumps(clip(obj, 1))
 
 
-def parse_entry(source: str, entry_id: str, data: bytes | None) -> Event | Rejected:
+def parse_entry(source: str, entry_id: str | bytes, data: bytes | None) -> Event | Rejected:
     """Parse one stream entry; a contract breach becomes a :class:`Rejected` value.
 
     >>> parse_entry("cx:events:0", "1-0", b"{oops").reason
     'not json'
-    >>> parse_entry("cx:events:0", "1-1", None).reason
-    'no data field'
+    >>> parse_entry("cx:events:0", b"1-1", None).entry_id
+    '1-1'
     """
     if data is None:
-        return Rejected(source, entry_id, b"", "no data field", "the entry has no field 'data'")
+        return Rejected(
+            source, id_text(entry_id), b"", "no data field", "the entry has no field 'data'"
+        )
     try:
         return parse_event(data)
     except InvalidEvent as exc:
-        return Rejected(source, entry_id, data, exc.reason, exc.detail)
+        return Rejected(source, id_text(entry_id), data, exc.reason, exc.detail)
+
+
+def id_text(entry_id: str | bytes) -> str:
+    """A stream entry's id as text (Redis gives bytes: decoded only when it is kept)."""
+    return entry_id if isinstance(entry_id, str) else entry_id.decode()
+
+
+@record
+class Read:
+    """What one read of a shard stream brought, as Redis gives it: each entry its id
+    and its flat ``[field, value, ...]`` list (bytes).  The source hands a read whole,
+    so Bytewax moves one item a read and no object is made for an entry until
+    :func:`parse_batch` takes it apart."""
+
+    stream: str
+    entries: list[Any]  # [(id, [field, value, ...] | None), ...] as the Redis client reads them
+
+
+def data_field(fields: list[bytes] | None) -> bytes | None:
+    """The ``data`` field of an entry's flat ``[field, value, ...]`` list, if any.
+
+    >>> data_field([b"data", b"{}"]), data_field([b"other", b"1", b"data", b"{}"]), data_field(None)
+    (b'{}', b'{}', None)
+    """
+    if not fields:
+        return None
+    if fields[0] == b"data":
+        return fields[1]
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"data":
+            return fields[i + 1]
+    return None
 
 
 class StreamEntry(Protocol):
@@ -447,11 +481,12 @@ Keyed = tuple[str, Event]
 
 
 def parse_batch(
-    entries: Iterable[StreamEntry],
+    entries: Iterable[StreamEntry | Read],
     forgotten: Forgotten | None = None,
     enrich: Callable[[Event], Event] | None = None,
 ) -> list[Keyed | Rejected | Suppressed]:
-    """Parse a batch of entries: each event keyed by its customer, or a Rejected.
+    """Parse a batch of entries (or whole :class:`Read` s): each event keyed by its
+    customer, or a Rejected.
 
     One call per batch (Bytewax's ``flat_map_batch``) instead of a parse, a
     filter and a key step for every event.  An event of an erased customer
@@ -469,21 +504,40 @@ def parse_batch(
     ['tuple', 'Rejected']
     >>> parse_batch([E(stream="s", entry_id="1-0", data=ok)])[0][0]
     'c1'
+    >>> [type(x).__name__ for x in parse_batch([Read("s", [(b"1-0", [b"data", ok]),
+    ...                                                    (b"1-1", None)])])]
+    ['tuple', 'Rejected']
     """
     out: list[Keyed | Rejected | Suppressed] = []
     erased = forgotten if forgotten is not None and len(forgotten) else None
     for entry in entries:
-        parsed = parse_entry(entry.stream, entry.entry_id, entry.data)
-        if not isinstance(parsed, Event):
-            out.append(parsed)
-        elif erased is not None and parsed.type != "forget" and parsed.key in erased:
-            erased.suppressed += 1
-            out.append(Suppressed(entry.stream, entry.entry_id))
-        elif enrich is not None and "text" in parsed.attrs:
-            out.append((parsed.key, enrich(parsed)))
+        if isinstance(entry, Read):
+            stream = entry.stream
+            for entry_id, fields in entry.entries:
+                _parse_into(out, stream, entry_id, data_field(fields), erased, enrich)
         else:
-            out.append((parsed.key, parsed))
+            _parse_into(out, entry.stream, entry.entry_id, entry.data, erased, enrich)
     return out
+
+
+def _parse_into(
+    out: list[Keyed | Rejected | Suppressed],
+    stream: str,
+    entry_id: str | bytes,
+    data: bytes | None,
+    erased: Forgotten | None,
+    enrich: Callable[[Event], Event] | None,
+) -> None:
+    parsed = parse_entry(stream, entry_id, data)
+    if not isinstance(parsed, Event):
+        out.append(parsed)
+    elif erased is not None and parsed.type != "forget" and parsed.key in erased:
+        erased.suppressed += 1
+        out.append(Suppressed(stream, id_text(entry_id)))
+    elif enrich is not None and "text" in parsed.attrs:
+        out.append((parsed.key, enrich(parsed)))
+    else:
+        out.append((parsed.key, parsed))
 
 
 def is_keyed(item: Keyed | Rejected | Suppressed) -> TypeGuard[Keyed]:

@@ -27,6 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cxstream.settings import Settings
 from operators.erasure import Forgotten
 from operators.errors import StoreError
+from operators.events import Read
 from operators.values import record
 from state.commands import flow_read
 from state.erasure import stored_digests
@@ -56,9 +57,12 @@ def reset_stop() -> None:
     _stop.clear()
 
 
-@record  # (frozen for the type checker; a plain __init__, one per entry read)
+@record
 class Entry:
-    """One stream entry: where it came from and its ``data`` field (None if absent)."""
+    """One stream entry: where it came from and its ``data`` field (None if absent).
+
+    The parse step takes these one by one (tests and the benchmarks hand them to a
+    ``TestingSource``) as well as this source's whole reads."""
 
     stream: str
     entry_id: str
@@ -135,14 +139,14 @@ class _WorkerReader:
             for pair in (reply.items() if isinstance(reply, dict) else reply or ())
         ]
         for name, entries in streams:
+            if not entries:
+                continue
             stream = name.decode()
             part = self.parts[stream]
-            part.buffer.extend(
-                Entry(stream, eid.decode(), _data(fields)) for eid, fields in entries
-            )
-            if entries:
-                part.fetched_id = part.buffer[-1].entry_id
-                got += len(entries)
+            part.buffer.append(Read(stream, entries))  # taken apart by the parse step
+            part.fetched_id = entries[-1][0].decode()
+            part.buffered += len(entries)
+            got += len(entries)
         self.empty_reads = 0 if got else self.empty_reads + 1
 
     def _reads(self, names: list[str], idle: bool) -> list[Command]:
@@ -181,34 +185,27 @@ class _WorkerReader:
             _readers.pop(threading.get_ident(), None)
 
 
-def _data(fields: list[bytes] | None) -> bytes | None:
-    """The ``data`` field of an entry's flat [field, value, ...] list."""
-    if not fields:
-        return None
-    if fields[0] == b"data":
-        return fields[1]
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == b"data":
-            return fields[i + 1]
-    return None
-
-
 _readers: dict[int, _WorkerReader] = {}
 _ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class _StreamPartition(StatefulSourcePartition[Entry, str]):
+class _StreamPartition(StatefulSourcePartition[Read, str]):
+    """One shard stream.  A batch is the reads not handed yet, each whole (a
+    :class:`~operators.events.Read`: Bytewax moves one item a read, and the parse step
+    takes its entries apart)."""
+
     def __init__(self, reader: _WorkerReader, stream: str, last_id: str) -> None:
         self.reader = reader
         self.stream = stream
         self.last_id = last_id  # the last entry handed to the flow: the resume point
         self.fetched_id = last_id  # the last entry read from redis (may be buffered)
-        self.buffer: list[Entry] = []
+        self.buffer: list[Read] = []
+        self.buffered = 0  # entries in the buffer
         self.handed = 0  # entries handed to the flow since this process started
         self.round = reader.round  # the reader's last read this partition has seen
         reader.parts[stream] = self
 
-    def next_batch(self) -> list[Entry]:
+    def next_batch(self) -> list[Read]:
         if _stop.is_set():
             raise StopIteration
         if not self.buffer and self.round == self.reader.round:
@@ -216,8 +213,9 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         self.round = self.reader.round
         batch, self.buffer = self.buffer, []
         if batch:
-            self.last_id = batch[-1].entry_id
-            self.handed += len(batch)
+            self.last_id = self.fetched_id  # (the buffer's last entry is the last read)
+            self.handed += self.buffered
+            self.buffered = 0
         return batch
 
     def next_awake(self) -> datetime:
@@ -232,7 +230,7 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         self.reader.remove(self.stream)
 
 
-class RedisStreamSource(FixedPartitionedSource[Entry, str]):
+class RedisStreamSource(FixedPartitionedSource[Read, str]):
     """The event streams this process reads (CX_READ_SHARDS, else all ``CX_SHARDS``),
     one partition each."""
 

@@ -15,8 +15,10 @@ from operators.events import (
     MAX_ATTRS_DEPTH,
     MAX_EVENT_BYTES,
     Event,
+    Read,
     Rejected,
     Suppressed,
+    data_field,
     dead_letter_fields,
     encodable,
     encode_event,
@@ -250,6 +252,53 @@ def test_events_of_erased_customers_are_suppressed_at_parse_except_forget() -> N
     assert isinstance(out[3], Rejected)
     assert forgotten.suppressed == 1
     assert [type(x).__name__ for x in parse_batch(batch)][:1] == ["tuple"]  # no list: no check
+
+
+entry_fields = st.one_of(
+    st.none(),
+    st.lists(st.sampled_from([b"data", b"other"]), max_size=3).flatmap(
+        lambda names: st.tuples(
+            *(
+                st.tuples(
+                    st.just(name),
+                    st.one_of(
+                        st.sampled_from([b"{", b""]),
+                        st.builds(lambda c: raw(customer_id=c), st.sampled_from(["c1", "c2"])),
+                        st.builds(lambda t: raw(type=t), st.sampled_from(["forget", "page_view"])),
+                    ),
+                )
+                for name in names
+            )
+        ).map(lambda pairs: [x for pair in pairs for x in pair])
+    ),
+)
+
+
+@given(st.lists(entry_fields, max_size=8), st.booleans())
+def test_a_read_handed_whole_parses_as_its_entries_one_by_one(
+    fields: list[list[bytes] | None], erased: bool
+) -> None:
+    """The Redis source hands a read whole (ids as bytes, each entry's flat field list);
+    the parse is the same as of the entries made one by one."""
+    from state.source import Entry
+
+    ids = [f"{i + 1}-0" for i in range(len(fields))]
+    read = Read("cx:events:1", [(i.encode(), f) for i, f in zip(ids, fields, strict=True)])
+    entries = [Entry("cx:events:1", i, data_field(f)) for i, f in zip(ids, fields, strict=True)]
+    forgotten = [Forgotten(), Forgotten()]
+    if erased:
+        for f in forgotten:
+            f.add("c1")
+    assert parse_batch([read], forgotten[0]) == parse_batch(entries, forgotten[1])
+    assert forgotten[0].suppressed == forgotten[1].suppressed
+
+
+def test_the_data_field_is_found_among_others() -> None:
+    assert data_field([b"data", b"x"]) == b"x"
+    assert data_field([b"other", b"y", b"data", b"x"]) == b"x"
+    assert data_field([b"other", b"y"]) is None
+    assert data_field([]) is None
+    assert data_field(None) is None
 
 
 def test_parse_hands_only_events_with_text_to_the_enrichment() -> None:

@@ -9,6 +9,7 @@ import redis
 from bytewax.testing import poll_next_batch
 
 from cxstream.settings import Settings
+from operators.events import Read, data_field
 from state.keys import GAPS, events_stream
 from state.source import (
     Entry,
@@ -18,6 +19,11 @@ from state.source import (
     reset_stop,
 )
 from tests.conftest import hash_of, xadd
+
+
+def entries(reads: list[Read]) -> list[Entry]:
+    """The entries of a partition's batch (its reads, each handed whole)."""
+    return [Entry(r.stream, eid.decode(), data_field(f)) for r in reads for eid, f in r.entries]
 
 
 def test_one_partition_per_shard(settings: Settings) -> None:
@@ -32,13 +38,13 @@ def test_reads_in_order_and_resumes_after_the_snapshot(settings: Settings, r: re
     xadd(r, stream, {"other": b"x"})
     source = RedisStreamSource(settings)
     part = source.build_part("in", stream, None)
-    batch = poll_next_batch(part)
+    batch = entries(poll_next_batch(part))
     assert [e.data for e in batch] == [b"0", b"1", b"2", b"3", b"4", None]
     assert batch[0] == Entry(stream, ids[0], b"0")
     part.close()
 
     resumed = source.build_part("in", stream, ids[2])
-    assert [e.data for e in poll_next_batch(resumed)] == [b"3", b"4", None]
+    assert [e.data for e in entries(poll_next_batch(resumed))] == [b"3", b"4", None]
     assert resumed.next_batch() == []
     resumed.close()
 
@@ -93,7 +99,7 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
     assert blocks == [None]  # one read a round, not one per partition without entries
     xadd(r, events_stream(1), {"data": b"x"})
     blocks.clear()
-    got = [len(part.next_batch()) for part in parts]
+    got = [len(entries(part.next_batch())) for part in parts]
     # The idle worker's read may block (the entry is there, so it returns at once), and
     # what it brought for shard 1 is handed over in the same round.
     assert got == [0, 1, 0, 0]
@@ -120,7 +126,7 @@ def test_a_stream_trimmed_past_the_resume_point_is_reported_and_counted(
     caplog.clear()
     part = source.build_part("in", stream, ids[3])
     assert "trimmed past the saved position" in caplog.text
-    assert [e.data for e in poll_next_batch(part)] == [b"6", b"7", b"8", b"9"]  # goes on
+    assert [e.data for e in entries(poll_next_batch(part))] == [b"6", b"7", b"8", b"9"]
     part.close()
     assert r.hget(GAPS, stream) == b"2"
     assert r.hget(GAPS, f"{stream}:last") == f"after {ids[3]}, before {ids[6]}".encode()
@@ -143,7 +149,7 @@ def test_the_source_records_how_far_it_has_read_each_stream(
     parts = [source.build_part("in", name, None) for name in source.list_parts()]
     last = [xadd(r, events_stream(2), {"data": b"x"}) for _ in range(3)][-1]
     try:
-        handed = sum(len(part.next_batch()) for part in parts)
+        handed = sum(len(entries(part.next_batch())) for part in parts)
         assert handed == 3
         parts[0].reader.status_at = 0.0  # the next read records again (at most once a second)
         for part in parts:
