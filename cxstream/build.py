@@ -48,6 +48,7 @@ COMPILED = (
     "proactive",
     "reasons",
     "refit",
+    "store",
     "trends",
 )
 HERE = Path(__file__).resolve().parent.parent / "operators"  # the operators package

@@ -17,7 +17,6 @@ one field layout and one trimming policy per stream (:mod:`state.keys`).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import orjson
 
@@ -118,14 +117,6 @@ def xadd_alert(
     stream = groups.stream_of(queue)
     keys = (ALERT_LAST, stream, ALERT_STREAMS, *(() if marker is None else (marker,)))
     return ("EVAL", _XADD_ALERT, len(keys), *keys, maxlen, max(1, ttl_s), *fields)
-
-
-def hset(key: str, fields: dict[str, Any], *extra: str | bytes) -> Command:
-    """HSET ``fields`` (each value as JSON) and ``extra`` (name, value, ...) on ``key``."""
-    args: list[str | bytes] = ["HSET", key]
-    for name, value in fields.items():
-        args += (name, orjson.dumps(value))
-    return (*args, *extra)
 
 
 def add_event(names: KeyNames, event: Event) -> Command:

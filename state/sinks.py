@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 import redis
@@ -34,8 +34,9 @@ from operators.records import (
     ProfileUpdate,
     StoreWrite,
 )
+from operators.store import hset, profile_commands
 from state.audit import audit_command, secret_key
-from state.commands import dead_letter, hset, xadd_alert, xadd_once
+from state.commands import dead_letter, xadd_alert, xadd_once
 from state.erasure import erase
 from state.keys import (
     ALERTS,
@@ -273,25 +274,15 @@ class _StorePartition(_WriterPartition[StoreWrite]):
         return commands
 
     def profile_commands(self, items: list[ProfileUpdate]) -> list[Command]:
-        merged: dict[str, dict[str, Any]] = {}
-        refresh: set[str] = set()
+        """The batch's profile updates, one write a customer (:func:`profile_commands`)."""
         forgotten = self.forgotten
-        for u in items:
-            if u.customer_id in forgotten:
-                continue
-            merged.setdefault(u.customer_id, {}).update(u.fields)
-            if u.refresh_ttl:
-                refresh.add(u.customer_id)
-        now = orjson.dumps(int(time.time() * 1000))
-        commands: list[Command] = []
-        for customer_id, fields in merged.items():
-            key = self.names.profile(customer_id)
-            commands.append(
-                hset(key, fields, "customer_id", orjson.dumps(customer_id), "updated_at", now)
-            )
-            if customer_id in refresh:
-                commands.append(("EXPIRE", key, self.ttl))
-        return commands
+        return profile_commands(
+            items,
+            key_of=self.names.profile,
+            now_ms=int(time.time() * 1000),
+            ttl_s=self.ttl,
+            skip=forgotten if len(forgotten) else (),  # (a check costs a digest)
+        )
 
 
 def experience_sink(settings: Settings) -> DynamicSink[ExperienceStatus]:
