@@ -34,7 +34,7 @@ from cxstream.commands import (
 )
 from cxstream.demo import follow_running_demo
 from cxstream.launch import configure_logging
-from cxstream.settings import Settings
+from cxstream.settings import Settings, unknown_variables
 from operators.errors import CxError
 
 log = logging.getLogger("cxstream")
@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _exit_on_signals()
     try:
         settings = Settings.from_env()
+        for warning in unknown_variables(os.environ):
+            print(f"cxstream: warning: {warning}", file=sys.stderr)
         if getattr(args, "follows_demo", False):
             settings = follow_running_demo(settings, dict(os.environ))
         configure_logging(settings)

@@ -15,6 +15,7 @@ operators.errors.ConfigError: CX_SHARDS='zero': not an integer
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
@@ -890,6 +891,29 @@ class Settings:
         return Secret(value)
 
 
+# CX_ variables that are not settings: the build's (setup.py) and the test suite's
+OTHER_VARIABLES = frozenset(("CX_COMPILE", "CX_EXPECT_BUILD"))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A message for each ``CX_`` variable of ``environ`` that no setting reads, with the
+    nearest setting's name: a misspelt variable would otherwise be ignored unseen.
+
+    >>> unknown_variables({"CX_PROFILE_INTERVAL": "0", "CX_SHARDS": "4", "HOME": "/"})
+    ['CX_PROFILE_INTERVAL is not a setting (did you mean CX_PROFILE_INTERVAL_MS?): ignored']
+    >>> unknown_variables({"CX_ZZZ": "1"})
+    ['CX_ZZZ is not a setting: ignored']
+    """
+    known = sorted({f.metadata["env"] for f in fields(Settings)} | OTHER_VARIABLES)
+    out: list[str] = []
+    for name in sorted(environ):
+        if name.startswith("CX_") and name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            out.append(f"{name} is not a setting{hint}: ignored")
+    return out
+
+
 def settings_markdown() -> str:
     """``docs/settings.md``: every setting, by group, from the declarations above."""
     out = [
@@ -900,7 +924,8 @@ def settings_markdown() -> str:
         "an absent or empty variable keeps the default, a wrong one stops the command with",
         "the variable named. A number must be finite (not `nan` or `inf`); the horizon, the",
         "retentions, the cool-down, a token's lifetime and the profile interval are at most",
-        "a century.",
+        "a century. A `CX_` variable that is not a setting is named in a warning (with",
+        "the nearest setting) and ignored.",
     ]
     group = ""
     for f in fields(Settings):

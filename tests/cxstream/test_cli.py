@@ -58,6 +58,19 @@ def test_version_is_printed() -> None:
     assert done.stdout.decode() == f"cxstream {__version__}\n"
 
 
+def test_a_misspelt_setting_is_named_in_a_warning(tmp_path: Path) -> None:
+    done = cx(
+        "token",
+        "--agent",
+        "a1",
+        env={"CX_SECRET": SECRET.reveal(), "CX_DATA_DIR": str(tmp_path), "CX_TOKEN_TTL": "1"},
+    )
+    assert done.returncode == 0  # a warning, not a refusal: the variable may be another's
+    warning = done.stderr.decode()
+    assert warning.startswith("cxstream: warning: CX_TOKEN_TTL is not a setting")
+    assert "did you mean CX_TOKEN_TTL_HOURS?" in warning
+
+
 def test_report_to_a_folder_is_refused_before_the_work(tmp_path: Path) -> None:
     done = cx("report", "--input", str(tmp_path / "missing.jsonl"), "--html", str(tmp_path))
     assert done.returncode == 2
