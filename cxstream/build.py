@@ -3,15 +3,15 @@
 
 The modules in :data:`COMPILED` hold the per-event work (parsing, dedupe, the journey
 fold and its features, labels, the live experience, the model step's decisions, model,
-arbiter, personas and reasons, the proactive rules, trends, consent).  ``make compiled``
-(or ``CX_COMPILE=1 pip install``) compiles them with mypyc from the same source: the type
-annotations ``mypy --strict`` checks become C types, classes become native classes (the
-model step's stay Python classes with compiled methods: see :data:`COMPILED`).  The
-build records the SHA-256 of each source it compiled in :data:`RECORD`.  Python loads a
-compiled module in preference to its ``.py`` file, so a compiled module whose source
-changed since it was built would run the old code: :func:`stale` names them (the test
-suite and ``cxstream run`` refuse to start with one); ``make pure`` removes the compiled
-files.
+arbiter, personas and reasons, the proactive rules, trends, consent, the profile
+writes). ``make compiled`` (or ``CX_COMPILE=1 pip install``) compiles them with mypyc
+from the same source: the type annotations ``mypy --strict`` checks become C types,
+classes become native classes (the model step's stay Python classes with compiled
+methods: see :data:`COMPILED`). The build records the SHA-256 of each source it compiled
+in :data:`RECORD`. Python loads a compiled module in preference to its ``.py`` file, so
+a compiled module whose source changed since it was built would run the old code:
+:func:`stale` names them (the test suite and ``cxstream run`` refuse to start with one);
+``make pure`` removes the compiled files.
 
 >>> build(["journey"]) in ("compiled", "pure")
 True

@@ -93,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = _exit_on_signals()
     try:
-        settings = Settings.from_env()
-        for warning in unknown_variables(os.environ):
+        for warning in unknown_variables(os.environ):  # (before a wrong value stops it)
             print(f"cxstream: warning: {warning}", file=sys.stderr)
+        settings = Settings.from_env()
         if getattr(args, "follows_demo", False):
             settings = follow_running_demo(settings, dict(os.environ))
         configure_logging(settings)

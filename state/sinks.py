@@ -281,7 +281,7 @@ class _StorePartition(_WriterPartition[StoreWrite]):
             key_of=self.names.profile,
             now_ms=int(time.time() * 1000),
             ttl_s=self.ttl,
-            skip=forgotten if len(forgotten) else (),  # (a check costs a digest)
+            skip=forgotten if len(forgotten) else (),  # (none erased: no call a customer)
         )
 
 

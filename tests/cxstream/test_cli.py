@@ -67,8 +67,11 @@ def test_a_misspelt_setting_is_named_in_a_warning(tmp_path: Path) -> None:
     )
     assert done.returncode == 0  # a warning, not a refusal: the variable may be another's
     warning = done.stderr.decode()
-    assert warning.startswith("cxstream: warning: CX_TOKEN_TTL is not a setting")
+    assert "cxstream: warning: CX_TOKEN_TTL is not a setting" in warning
     assert "did you mean CX_TOKEN_TTL_HOURS?" in warning
+    refused = cx("token", "--agent", "a1", env={"CX_SHRADS": "8", "CX_READ_SHARDS": "5"})
+    assert refused.returncode == 2  # the warning comes before the wrong value stops it
+    assert "CX_SHRADS is not a setting (did you mean CX_SHARDS?)" in refused.stderr.decode()
 
 
 def test_report_to_a_folder_is_refused_before_the_work(tmp_path: Path) -> None:

@@ -49,6 +49,28 @@ def test_reads_in_order_and_resumes_after_the_snapshot(settings: Settings, r: re
     resumed.close()
 
 
+def test_reads_gathered_before_a_poll_are_handed_in_order_and_resume_after_the_last(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """Another partition's reads fill this one's buffer with several reads before it is
+    polled: all are handed at once, and its resume point is the last of them."""
+    source = RedisStreamSource(replace(settings, read_count=2))
+    first, second = (source.build_part("in", name, None) for name in source.list_parts()[:2])
+    ids = [xadd(r, events_stream(1), {"data": f"{i}".encode()}) for i in range(5)]
+    try:
+        first.next_batch()  # one read of every stream: two of shard 1's entries
+        first.next_batch()  # (this one's buffer is empty: it reads again) two more
+        batch = second.next_batch()
+        assert len(batch) == 2
+        assert [e.data for e in entries(batch)] == [b"0", b"1", b"2", b"3"]
+        assert (second.snapshot(), second.handed) == (ids[3], 4)
+        assert [e.data for e in entries(poll_next_batch(second))] == [b"4"]
+        assert (second.snapshot(), second.handed) == (ids[4], 5)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_idle_read_returns_within_the_block_timeout(settings: Settings) -> None:
     import time
 
