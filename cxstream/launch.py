@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from cxstream.settings import Settings, make_folder
+from cxstream.settings import Settings, make_folder, unknown_variables
 from operators.errors import ConfigError, CxError
 
 if TYPE_CHECKING:
@@ -161,6 +161,8 @@ def runner_settings(
 def get_flow() -> Dataflow:
     """The flow for Bytewax's own runner: ``python -m bytewax.run "cxstream.launch:get_flow()"``,
     prepared as ``cxstream run`` prepares it."""
+    for warning in unknown_variables(os.environ):  # (as the command line warns)
+        print(f"cxstream: warning: {warning}", file=sys.stderr)
     try:
         settings, workers = runner_settings(Settings.from_env(), sys.argv[1:], dict(os.environ))
         configure_logging(settings)
