@@ -33,8 +33,8 @@ from cxstream.commands import (
     token,
 )
 from cxstream.demo import follow_running_demo
-from cxstream.launch import configure_logging
-from cxstream.settings import Settings, unknown_variables
+from cxstream.launch import configure_logging, warn_of_unknown_variables
+from cxstream.settings import Settings
 from operators.errors import CxError
 
 log = logging.getLogger("cxstream")
@@ -93,8 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = _exit_on_signals()
     try:
-        for warning in unknown_variables(os.environ):  # (before a wrong value stops it)
-            print(f"cxstream: warning: {warning}", file=sys.stderr)
+        warn_of_unknown_variables()
         settings = Settings.from_env()
         if getattr(args, "follows_demo", False):
             settings = follow_running_demo(settings, dict(os.environ))

@@ -158,11 +158,18 @@ def runner_settings(
     return replace(settings, recovery_dir=directory), workers
 
 
+def warn_of_unknown_variables() -> None:
+    """Name on stderr each ``CX_`` variable of the environment that no setting reads (a
+    typo would be ignored unseen): before the settings are read, so also when a wrong
+    value then stops the command."""
+    for warning in unknown_variables(os.environ):
+        print(f"cxstream: warning: {warning}", file=sys.stderr)
+
+
 def get_flow() -> Dataflow:
     """The flow for Bytewax's own runner: ``python -m bytewax.run "cxstream.launch:get_flow()"``,
     prepared as ``cxstream run`` prepares it."""
-    for warning in unknown_variables(os.environ):  # (as the command line warns)
-        print(f"cxstream: warning: {warning}", file=sys.stderr)
+    warn_of_unknown_variables()  # (as the command line does)
     try:
         settings, workers = runner_settings(Settings.from_env(), sys.argv[1:], dict(os.environ))
         configure_logging(settings)

@@ -50,21 +50,14 @@ def profile_commands(
     ``ttl_s`` after it when an update asks for one.  Customers in ``skip`` (erased)
     are left out."""
     merged: dict[str, dict[str, Any]] = {}
-    shared: set[str] = set()  # customers whose dict is still an update's own
     refresh: set[str] = set()
     for u in updates:
         customer = u.customer_id
         if customer in skip:
             continue
         fields = merged.get(customer)
-        if fields is None:
-            merged[customer] = u.fields  # (copied only if another update follows)
-            shared.add(customer)
-        else:
-            if customer in shared:
-                fields = merged[customer] = dict(fields)
-                shared.discard(customer)
-            fields.update(u.fields)
+        # (an update's own dict, never changed: a customer's later ones make a new one)
+        merged[customer] = u.fields if fields is None else fields | u.fields
         if u.refresh_ttl:
             refresh.add(customer)
     now = orjson.dumps(now_ms)

@@ -197,7 +197,8 @@ class AgentSession:
     def check_deadline(self, now: float) -> list[Action]:
         """Close a connection that has not authenticated in time, or whose token has
         expired (it gets nothing more, whether or not it sends anything)."""
-        return _deadline(self, now)
+        due = _deadline(self, now)
+        return [] if due is None else self._fail(*due)
 
     def wake_at(self) -> float:
         """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
@@ -446,21 +447,19 @@ class AgentSession:
         return [Send(_frame({"type": "alert", "stream_id": stream_id, "alert": alert}))]
 
 
-def _deadline(session: AgentSession | IngestSession, now: float) -> list[Action]:
-    """Either session's sign-in deadline and token expiry, as a close (nothing before)."""
+def _deadline(session: AgentSession | IngestSession, now: float) -> tuple[int, str, str] | None:
+    """Either session's sign-in deadline or token expiry, if passed: the close's code,
+    reason and message (for the session's ``_fail``); None before, or once closed."""
     if session.closed:
-        return []
+        return None
     claims = session.claims
     if claims is None:
         if now < session.deadline:
-            return []
-        code, message, close = "auth_timeout", "no auth within the deadline", CLOSE_AUTH_TIMEOUT
-    elif now >= claims.expires_at:
-        code, message, close = "token_expired", "token expired; sign in again", CLOSE_AUTH_FAILED
-    else:
-        return []
-    session.closed = True
-    return [error(code, message), Close(close, code)]
+            return None
+        return CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth within the deadline"
+    if now >= claims.expires_at:
+        return CLOSE_AUTH_FAILED, "token_expired", "token expired; sign in again"
+    return None
 
 
 def _action_ids(alert: dict[str, Any]) -> tuple[str, ...]:
@@ -530,10 +529,11 @@ class IngestSession:
         self.closed = True
         return [error(code, message), Close(close_code, code)]
 
-    def check_deadline(self, now: float) -> list[Action]:
+    def check_deadline(self, now: float) -> list[Action | Ingest]:
         """Close a connection that has not authenticated in time, or whose token has
         expired."""
-        return _deadline(self, now)
+        due = _deadline(self, now)
+        return [] if due is None else self._fail(*due)
 
     def wake_at(self) -> float:
         """When :meth:`check_deadline` is due: the sign-in deadline, then the token's expiry."""
