@@ -448,10 +448,13 @@ def test_a_simulated_purchase_log_is_evaluated_as_written(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    "args", [["--events", "20000"], ["--purchases", "30"]], ids=["journeys", "purchases"]
+    "args",
+    [["--events", "20000"], ["--purchases", "365", "--customers", "20000"]],
+    ids=["journeys", "purchases"],
 )
 def test_simulate_to_a_pipe_closed_early_stops_quietly(args: list[str]) -> None:
-    # (`cxstream simulate --output - | head -1`: the reader goes after one line)
+    # (`cxstream simulate --output - | head -1`: the reader goes after one line; each log
+    # is megabytes, far more than a pipe holds, so the writer is still writing then)
     reader, writer = os.pipe()
     with subprocess.Popen(
         [sys.executable, "-m", "cxstream", "simulate", *args, "--output", "-"],
