@@ -168,23 +168,58 @@ def send_commands(client: redis.Redis, commands: list[Command], what: str) -> li
     (connection or a command's error reply) raises :class:`StoreError` naming
     ``what`` and drops the connection, whose remaining replies are unread.
     """
-    if not commands:
-        return []
-    if isinstance(client, RedisCluster):
-        return _send_to_nodes(client, commands, what)
-    pool = client.connection_pool
-    try:
-        conn = pool.get_connection()
-    except (redis.RedisError, OSError) as exc:
-        raise StoreError(f"{what}: {exc}") from exc
-    try:
-        conn.send_packed_command([_pack(commands)])  # type: ignore[no-untyped-call]
-        return [conn.read_response() for _ in commands]
-    except (redis.RedisError, OSError) as exc:
-        conn.disconnect()  # type: ignore[no-untyped-call]
-        raise StoreError(f"{what}: {exc}") from exc
-    finally:
-        pool.release(conn)
+    return Sent(client, commands, what).replies()
+
+
+class Sent:
+    """Commands sent in one write (as :func:`send_commands`) whose replies are read
+    later, by :meth:`replies`: the caller works while Redis answers.
+
+    The connection stays taken from the client's pool until the replies are read
+    (the client's other calls take another one).  On a cluster the commands are sent
+    and answered at once.  Errors raise :class:`StoreError` naming ``what``, on
+    sending or on reading, and drop the connection.
+    """
+
+    def __init__(self, client: redis.Redis, commands: list[Command], what: str) -> None:
+        self.client = client
+        self.what = what
+        self.count = len(commands)
+        self.conn: Any = None
+        self.answered: list[Any] | None = None
+        if not commands:
+            self.answered = []
+        elif isinstance(client, RedisCluster):
+            self.answered = _send_to_nodes(client, commands, what)
+        else:
+            pool = client.connection_pool
+            try:
+                conn: Any = pool.get_connection()
+            except (redis.RedisError, OSError) as exc:
+                raise StoreError(f"{what}: {exc}") from exc
+            try:
+                conn.send_packed_command([_pack(commands)])
+            except (redis.RedisError, OSError) as exc:
+                conn.disconnect()
+                pool.release(conn)
+                raise StoreError(f"{what}: {exc}") from exc
+            self.conn = conn
+
+    def replies(self) -> list[Any]:
+        """Every reply, in the commands' order (read once)."""
+        if self.answered is not None:
+            return self.answered
+        conn, self.conn = self.conn, None
+        if conn is None:
+            raise StoreError(f"{self.what}: the replies were read already")
+        try:
+            self.answered = [conn.read_response() for _ in range(self.count)]
+            return self.answered
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()
+            raise StoreError(f"{self.what}: {exc}") from exc
+        finally:
+            self.client.connection_pool.release(conn)
 
 
 IDLE_CONFIRM_S = 0.5

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ from operators.values import record
 from state.commands import flow_read
 from state.erasure import stored_digests
 from state.keys import FORGOTTEN, GAPS, KeyNames
-from state.redis import Backoff, Command, connect, is_outage, send_commands, stream_id
+from state.redis import Backoff, Command, Sent, connect, is_outage, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ class Entry:
     data: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A read sent: its replies, how many of them are XREADs (the last ones), and
+    whether the first is the size of the suppression list."""
+
+    sent: Sent
+    reads: int
+    refresh: bool
+
+
 class _WorkerReader:
     """One XREAD over every shard stream of one worker thread (on a cluster, one
     per stream, in one write per node).
@@ -87,6 +98,13 @@ class _WorkerReader:
     shards: 63% of reads were such extra reads, a round trip each).  Every
     partition asks to be polled at every activation (:meth:`next_awake`), so an
     entry read by another partition's read is handed over in the same one.
+
+    While entries keep coming, the next read is sent as soon as one is taken, and
+    its replies are read at the next activation: Redis answers while the flow works
+    (at full speed the flow process waited 8% of its time for its reads).  A read
+    sent ahead that brings nothing is followed at once by a read of the streams as
+    they are then, so an entry that came meanwhile waits no longer than before.  On
+    a cluster reads are not sent ahead.
     """
 
     def __init__(self, settings: Settings, forgotten: Forgotten | None) -> None:
@@ -102,11 +120,34 @@ class _WorkerReader:
         self.cluster = settings.redis_cluster
         self.turn = 0  # on a cluster, the stream an idle worker blocks on next
         self.round = 0  # reads made; a partition reads when it has seen the last one
+        self.ahead: _Reading | None = None  # the next read, sent while the flow works
         self.status_at = 0.0  # when to record how far this worker has read next
 
     def fill(self) -> None:
         self.round += 1
-        idle = self.empty_reads >= 1 and not any(p.buffer for p in self.parts.values())
+        ahead, self.ahead = self.ahead, None
+        try:
+            # the read sent ahead is taken first; if it found nothing, a read now (an
+            # entry that came since is not held back an activation more)
+            if ahead is None or not self._take(ahead):
+                idle = ahead is None and self.empty_reads >= 1 and not self._buffered()
+                self._take(self._send(idle))
+            if self.empty_reads == 0 and not self.cluster and not _stop.is_set():
+                self.ahead = self._send(idle=False)  # answered while the flow works
+        except StoreError as exc:
+            if not is_outage(exc):
+                raise
+            self.refresh_at = 0.0
+            self.backoff.failed(exc)  # waits; Bytewax polls again, and the epochs go on
+            return
+        self.backoff.succeeded()
+
+    def _buffered(self) -> bool:
+        return any(p.buffer for p in self.parts.values())
+
+    def _send(self, idle: bool) -> _Reading:
+        """Send one read of every stream (with the worker's status and the suppression
+        list's size when due); its replies are taken by :meth:`_take`."""
         names = list(self.parts)
         commands: list[Command] = self._reads(names, idle)
         reads = len(commands)
@@ -119,35 +160,35 @@ class _WorkerReader:
         if refresh:
             self.refresh_at = now + REFRESH_S
             commands.insert(0, ("SCARD", FORGOTTEN))
-        try:
-            replies = send_commands(self.client, commands, f"reading {', '.join(names)}")
-        except StoreError as exc:
-            if not is_outage(exc):
-                raise
-            self.refresh_at = 0.0
-            self.backoff.failed(exc)  # waits; Bytewax polls again, and the epochs go on
-            return
-        self.backoff.succeeded()
-        if refresh and self.forgotten is not None and int(replies[0]) > self.stored:
+        sent = Sent(self.client, commands, f"reading {', '.join(names)}")
+        return _Reading(sent, reads, refresh)
+
+    def _take(self, reading: _Reading) -> int:
+        """Hand what a read brought to its partitions' buffers: the number of entries."""
+        replies = reading.sent.replies()
+        if reading.refresh and self.forgotten is not None and int(replies[0]) > self.stored:
             self.stored = int(replies[0])
             self.forgotten.update(stored_digests(self.client))
         got = 0
         # RESP3 (redis-py's default with Redis 6+) gives a map, RESP2 a list of pairs
         streams = [
             pair
-            for reply in replies[-reads:]
+            for reply in replies[-reading.reads :]
             for pair in (reply.items() if isinstance(reply, dict) else reply or ())
         ]
         for name, entries in streams:
             if not entries:
                 continue
             stream = name.decode()
-            part = self.parts[stream]
+            part = self.parts.get(stream)
+            if part is None:  # (closed since the read was sent)
+                continue
             part.buffer.append(Read(stream, entries))  # taken apart by the parse step
             part.fetched_id = entries[-1][0].decode()
             part.buffered += len(entries)
             got += len(entries)
         self.empty_reads = 0 if got else self.empty_reads + 1
+        return got
 
     def _reads(self, names: list[str], idle: bool) -> list[Command]:
         """One XREAD of every stream; on a cluster one per stream (each shard's
@@ -181,6 +222,7 @@ class _WorkerReader:
     def remove(self, stream: str) -> None:
         self.parts.pop(stream, None)
         if not self.parts:
+            self.ahead = None  # (its replies go with the connection)
             self.client.close()
             _readers.pop(threading.get_ident(), None)
 

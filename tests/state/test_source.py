@@ -4,9 +4,11 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import hypothesis
 import pytest
 import redis
 from bytewax.testing import poll_next_batch
+from hypothesis import strategies as st
 
 from cxstream.settings import Settings
 from operators.events import Read, data_field
@@ -109,31 +111,109 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
     import state.source
 
     blocks: list[Any] = []
-    real_send = state.redis.send_commands
 
-    def recording_send(client: Any, commands: list[Any], what: str) -> Any:
-        (command,) = [c for c in commands if c[0] == "XREAD"]  # beside it: cx:flow, once a s
-        blocks.append(command[command.index("BLOCK") + 1] if "BLOCK" in command else None)
-        return real_send(client, commands, what)
+    class RecordingSent(state.redis.Sent):
+        def __init__(self, client: Any, commands: list[Any], what: str) -> None:
+            (command,) = [c for c in commands if c[0] == "XREAD"]  # beside it: cx:flow, once a s
+            blocks.append(command[command.index("BLOCK") + 1] if "BLOCK" in command else None)
+            super().__init__(client, commands, what)
 
-    monkeypatch.setattr(state.source, "send_commands", recording_send)
+    monkeypatch.setattr(state.source, "Sent", RecordingSent)
     assert [part.next_batch() for part in parts] == [[]] * 4
     assert blocks == [None]  # one read a round, not one per partition without entries
     xadd(r, events_stream(1), {"data": b"x"})
     blocks.clear()
     got = [len(entries(part.next_batch())) for part in parts]
     # The idle worker's read may block (the entry is there, so it returns at once), and
-    # what it brought for shard 1 is handed over in the same round.
+    # what it brought for shard 1 is handed over in the same round; having found an
+    # entry, it sends the next read ahead.
     assert got == [0, 1, 0, 0]
-    assert blocks == [50]
+    assert blocks == [50, None]
     blocks.clear()
     assert [part.next_batch() for part in parts] == [[]] * 4
-    assert blocks == [None]  # right after data: no blocking
+    assert blocks == [None]  # the read ahead found nothing: one more read, not blocking
+    blocks.clear()
+    assert [part.next_batch() for part in parts] == [[]] * 4
+    assert blocks == [50]  # idle now
     assert all(part.next_awake() <= datetime.now(UTC) for part in parts)  # polled every time
     for part in parts:
         part.close()
     for part in parts:
         part.close()
+
+
+def test_a_read_is_sent_ahead_while_entries_come_and_none_is_held_back(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """After a read that found entries the next one is on its way; what it brings is
+    handed at the next poll, and if it brought nothing the stream is read again then."""
+    source = RedisStreamSource(replace(settings, read_count=2))
+    part = source.build_part("in", events_stream(0), None)
+
+    def add(i: int) -> str:
+        return xadd(r, events_stream(0), {"data": f"{i}".encode()})
+
+    try:
+        ids = [add(i) for i in range(4)]
+        assert [e.data for e in entries(part.next_batch())] == [b"0", b"1"]
+        assert part.reader.ahead is not None  # sent: it will bring 2 and 3
+        ids.append(add(4))
+        assert [e.data for e in entries(part.next_batch())] == [b"2", b"3"]
+        assert part.snapshot() == ids[3]
+        assert [e.data for e in entries(part.next_batch())] == [b"4"]
+        assert part.reader.ahead is not None  # sent when 4 was read: nothing after it yet
+        ids.append(add(5))
+        # the read ahead finds nothing; the read made then finds 5 in the same poll
+        assert [e.data for e in entries(part.next_batch())] == [b"5"]
+        assert (part.snapshot(), part.handed) == (ids[5], 6)
+        assert part.next_batch() == []
+        assert part.reader.ahead is None  # nothing came: nothing sent ahead
+    finally:
+        part.close()
+
+
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 3), st.integers(1, 7)),
+            st.tuples(st.just("poll"), st.integers(0, 3), st.just(0)),
+        ),
+        max_size=40,
+    ),
+    count=st.integers(1, 5),
+)
+def test_every_entry_is_handed_once_in_order_however_adds_and_polls_interleave(
+    settings: Settings, r: redis.Redis, steps: list[tuple[str, int, int]], count: int
+) -> None:
+    """Whatever the reads sent ahead bring, each partition hands its stream's entries
+    exactly once, in order, and its resume point is the last one handed."""
+    streams = [events_stream(i) for i in range(4)]
+    r.delete(*streams)
+    source = RedisStreamSource(replace(settings, read_count=count, read_block_ms=1))
+    parts = [source.build_part("in", name, None) for name in streams]
+    added: list[list[str]] = [[] for _ in streams]
+    handed: list[list[str]] = [[] for _ in streams]
+    try:
+        for what, shard, n in steps:
+            if what == "add":
+                added[shard] += [xadd(r, streams[shard], {"data": b"x"}) for _ in range(n)]
+            else:
+                handed[shard] += [e.entry_id for e in entries(parts[shard].next_batch())]
+        for _ in range(sum(map(len, added)) + 2):  # drain: every partition polled in turn
+            for shard, part in enumerate(parts):
+                handed[shard] += [e.entry_id for e in entries(part.next_batch())]
+        assert handed == added
+        for shard, part in enumerate(parts):
+            assert part.snapshot() == (added[shard][-1] if added[shard] else "0-0")
+            assert part.handed == len(added[shard])
+    finally:
+        for part in parts:
+            part.close()
 
 
 def test_a_stream_trimmed_past_the_resume_point_is_reported_and_counted(
