@@ -98,7 +98,7 @@ class _Datetime(_dt.datetime):
 import benchmarks.throughput as throughput
 
 throughput.datetime = _Datetime
-throughput.tune_gc = gc.disable  # no collector pauses in the count
+throughput.stop_gc = gc.disable  # no collector pauses in the count
 with open(sys.argv[1], "rb") as f:
     data = pickle.load(f)[: int(sys.argv[2])]
 throughput.bare_loop(data, measure_state=False)  # (each customer's state: not per event)

@@ -52,7 +52,7 @@ from cxstream.components import (
     proactive_config,
     trend_config,
 )
-from cxstream.runtime import limit_blas, tune_gc
+from cxstream.runtime import limit_blas, stop_gc
 from cxstream.settings import Settings, read_shards_of
 from operators.customer import CustomerBucket, CustomerConfig, CustomerLogic, Watermark, bucket_of
 from operators.decide import DecideLogic
@@ -212,7 +212,7 @@ def bare_loop(
                     trend_alerts[0] += isinstance(made, Alert)
         return sum(isinstance(d, Alert) for d in decided)
 
-    tune_gc()  # as `cxstream run` does
+    stop_gc()  # as `cxstream run` does
     limit_blas()
     timed = None if phases is None else Phases(len(data), lambda: decide.model.n_learned, phases)
     started = time.perf_counter()

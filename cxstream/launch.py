@@ -72,7 +72,7 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
     """Everything the flow needs before it runs; the flow itself, built."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
-    from cxstream.runtime import limit_blas, tune_gc
+    from cxstream.runtime import limit_blas, stop_gc
     from flows.journey import build_flow
     from state.erasure import forgotten_from
     from state.recovery import (
@@ -104,7 +104,7 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
         scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
         recovery = RecoveryConfig(str(directory))
     flow = build_flow(settings, forgotten=forgotten)
-    tune_gc()
+    stop_gc()  # (the flow makes no reference cycles: see stop_gc)
     limit_blas()  # (numpy and the model's libraries are loaded by now)
     return Launch(flow, recovery)
 

@@ -15,7 +15,7 @@ def test_the_model_steps_inputs_are_replayed_and_every_call_timed(
 ) -> None:
     import benchmarks.throughput
 
-    monkeypatch.setattr(benchmarks.throughput, "tune_gc", lambda: None)  # (not in tests)
+    monkeypatch.setattr(benchmarks.throughput, "stop_gc", lambda: None)  # (not in tests)
     batches: list[list[DecideIn]] = []
     report = bare_loop(synthetic(3000, 300, seed=2), measure_state=False, model_batches=batches)
     contacts = sum(

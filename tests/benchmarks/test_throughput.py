@@ -21,7 +21,7 @@ def test_the_bare_loop_reports_what_it_did(monkeypatch: pytest.MonkeyPatch) -> N
     import benchmarks.throughput
 
     # the loop tunes the collector as `cxstream run` does: not in the test process
-    monkeypatch.setattr(benchmarks.throughput, "tune_gc", lambda: None)
+    monkeypatch.setattr(benchmarks.throughput, "stop_gc", lambda: None)
     data = synthetic(3000, 300, seed=2)
     report = bare_loop(data)
     assert report["events_per_s"] > 0
@@ -117,7 +117,7 @@ def test_the_bare_loop_timed_by_step_covers_every_event_once(
 ) -> None:
     import benchmarks.throughput
 
-    monkeypatch.setattr(benchmarks.throughput, "tune_gc", lambda: None)
+    monkeypatch.setattr(benchmarks.throughput, "stop_gc", lambda: None)
     data = synthetic(2500, 250, seed=2)
     rows: list[dict[str, float]] = []
     report = bare_loop(data, measure_state=False, phases=rows)

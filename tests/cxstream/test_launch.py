@@ -17,6 +17,14 @@ from operators.errors import ConfigError
 from state.recovery import INIT_LOCK
 
 
+@pytest.fixture(autouse=True)
+def collector_left_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() turns the flow process's collector off: not the test run's."""
+    import cxstream.runtime
+
+    monkeypatch.setattr(cxstream.runtime, "stop_gc", lambda: None)
+
+
 def test_the_runner_recovery_directory_is_the_one_setting() -> None:
     plain, workers = runner_settings(Settings(), ["m:get_flow()"], {})
     assert (plain.recovery_dir, workers) == (None, 1)
@@ -114,7 +122,7 @@ def test_prepare_leaves_blas_one_thread_once_the_flow_is_built(
 
     calls: list[str] = []
     monkeypatch.setattr(cxstream.runtime, "limit_blas", lambda: calls.append("limit_blas"))
-    monkeypatch.setattr(cxstream.runtime, "tune_gc", lambda: calls.append("tune_gc"))
+    monkeypatch.setattr(cxstream.runtime, "stop_gc", lambda: calls.append("stop_gc"))
     launch = prepare(Settings(redis_url=redis_url), workers=1)
     assert launch.flow is not None
-    assert calls == ["tune_gc", "limit_blas"]  # after the flow (and numpy, River) is built
+    assert calls == ["stop_gc", "limit_blas"]  # after the flow (and numpy, River) is built

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
+import orjson
 import pytest
 from bytewax.testing import TestingSource, run_main
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -17,12 +19,14 @@ from cxstream.runtime import (
     ServerGc,
     freeze_survivors,
     limit_blas,
+    stop_gc,
     tune_gc,
 )
 from cxstream.settings import Settings
 from flows.journey import build_flow
 from operators.events import encode_event
 from operators.journey import DAY_MS
+from operators.records import Erase
 from operators.simulate import SimConfig, Simulator
 from state.source import Entry
 from tests.flows.test_journey import Captured
@@ -81,16 +85,52 @@ def test_survivors_of_a_young_collection_are_frozen_and_still_freed_by_refcount(
     assert watched() is None  # frozen, yet freed when the last reference goes
 
 
+def test_stop_gc_leaves_the_collector_off_and_what_start_up_made_frozen() -> None:
+    enabled, thresholds = gc.isenabled(), gc.get_threshold()
+    try:
+        kept = [Node() for _ in range(100)]
+        stop_gc()
+        assert not gc.isenabled()
+        assert gc.get_count()[0] < 100  # collected, then frozen
+        assert gc.get_freeze_count() >= len(kept)
+        watched = weakref.ref(kept[0])
+        del kept
+        assert watched() is None  # freed by reference counting all the same
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        if enabled:
+            gc.enable()
+
+
 def run_flow(events: int) -> int:
     """Simulated events through the whole flow, collector off; the cyclic garbage left."""
     config = SimConfig(
         customers=500, seed=3, start_ms=1_767_225_600_000, customer_gap_ms=3 * DAY_MS
     )
     sim = Simulator(config)  # a customer's events days apart: labels mature in the run
-    entries = [
-        Entry(f"cx:events:{i % 4}", f"{i}-0", encode_event(e))
-        for i, e in enumerate(sim.take(events))
-    ]
+    made = sim.take(events)
+    raws = [encode_event(e) for e in made]
+    # the rarer paths, every 50 events: rejected input, a duplicate, consent statements
+    # (an objection to profiling among them), an erasure
+    for i in range(0, events, 50):
+        e = made[i]
+        statement = {"purpose": ("profiling", "marketing")[i % 2], "granted": i % 3 == 0}
+        raws += [
+            b"not json",
+            b'{"event_id": "x", "ts": "soon"}',
+            raws[i],
+            encode_event(replace(e, event_id=f"{e.event_id}-c", type="consent", attrs=statement)),
+        ]
+        if i % 500 == 0:
+            raws.append(encode_event(replace(e, event_id=f"{e.event_id}-f", type="forget")))
+
+    def ts(raw: bytes) -> int:
+        t = orjson.loads(raw).get("ts") if raw[:1] == b"{" else None
+        return t if isinstance(t, int) else 0
+
+    raws.sort(key=ts)
+    entries = [Entry(f"cx:events:{i % 4}", f"{i}-0", raw) for i, raw in enumerate(raws)]
     captured = Captured()
     gc.collect()
     enabled = gc.isenabled()
@@ -103,6 +143,8 @@ def run_flow(events: int) -> int:
         )
         run_main(flow)
         assert captured.alerts
+        assert captured.dead
+        assert any(type(w) is Erase for w in captured.profiles)
         del flow
         return gc.collect()
     finally:
@@ -111,8 +153,9 @@ def run_flow(events: int) -> int:
 
 
 def test_the_flow_leaves_no_cycles_per_event() -> None:
-    """What tune_gc relies on: cycles among frozen objects are never collected, so
-    processing events must not make any (the dataflow's structure, built once, does)."""
+    """What stop_gc relies on (and tune_gc: cycles among frozen objects are never
+    collected): processing events, bad input and erasures included, makes no reference
+    cycles (the dataflow's structure, built once, does)."""
     few, many = run_flow(1_000), run_flow(12_000)
     assert many - few < 100, f"{few} cyclic objects after 1,000 events, {many} after 12,000"
 
