@@ -176,6 +176,11 @@ class RestSession:
 
     def _start(self, request: h11.Request, now: float) -> list[RestAction]:
         self.head = request.method == b"HEAD"
+        if _framed_twice(request):  # where the body ends is ambiguous: refused, and closed
+            message = "both content-length and transfer-encoding: send one"
+            return self._respond(
+                problem(HTTPStatus.BAD_REQUEST, "bad_request", message), close=True
+            )
         route, reply = self._route(request, now)
         self.request = route
         if reply is None:
@@ -460,6 +465,17 @@ def _plain(exc: h11.RemoteProtocolError) -> str:
     """
     text = str(exc).lower()
     return text.split(": bytearray(", 1)[0].split(": b'", 1)[0].split(': b"', 1)[0] or "bad request"
+
+
+def _framed_twice(request: h11.Request) -> bool:
+    """Whether a request gives both a Content-Length and a Transfer-Encoding.
+
+    Its body's end is then ambiguous (RFC 9112, 6.3: a proxy in front may have read
+    it by the other header, the way requests are smuggled), so it is refused rather
+    than read by the Transfer-Encoding, and the connection closed.
+    """
+    names = {name for name, _ in request.headers}
+    return b"transfer-encoding" in names and b"content-length" in names
 
 
 def _has_body(request: h11.Request) -> bool:

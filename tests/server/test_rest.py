@@ -319,6 +319,31 @@ def test_a_chunked_body_over_the_limit_is_413_as_soon_as_it_passes_it() -> None:
     assert isinstance(actions[-1], Hangup)
 
 
+@pytest.mark.parametrize("order", ["cl-first", "te-first"])
+def test_a_request_framed_by_both_length_and_chunks_is_refused_and_the_connection_closed(
+    order: str,
+) -> None:
+    """Content-Length and Transfer-Encoding together: where the body ends is ambiguous
+    (a request smuggled past a proxy that reads the other one), so nothing is read."""
+    body = orjson.dumps(EVENT)
+    framing = [f"Content-Length: {len(body)}", "Transfer-Encoding: chunked"]
+    if order == "te-first":
+        framing.reverse()
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token()}\r\n" + "".join(f"{h}\r\n" for h in framing) + "\r\n"
+    )
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    session = RestSession(SECRET)
+    actions = session.receive(head.encode() + chunked, now=NOW)
+    reply = answer(actions)
+    assert (reply.status, reply.json()["error"]) == (400, "bad_request")
+    assert "content-length and transfer-encoding" in reply.json()["message"]
+    assert not any(isinstance(a, Write) for a in actions)  # nothing written
+    assert isinstance(actions[-1], Hangup)
+    assert session.closed
+
+
 def test_more_events_than_a_batch_holds_is_413() -> None:
     events = [{**EVENT, "event_id": f"e{i}"} for i in range(MAX_EVENTS_PER_MESSAGE + 1)]
     reply = answer(RestSession(SECRET).receive(post(body=events), now=NOW))
