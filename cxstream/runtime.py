@@ -55,12 +55,13 @@ def stop_gc() -> None:
     2,416 of them over 300,000 simulated events (the whole dataflow in one process)
     collected 0 objects, and cost about 1.2 us an event (the bare loop's collector
     time), 1.1 to 2.7 us of CPU an event in all (four 1M-event bare loops in turns).
-    The flow makes no reference cycles as it goes (the test suite checks it over the
-    simulator's mix, with rejected input, duplicates, consent statements and an
-    erasure), and a Redis outage's failed calls leave none either.  Reference
-    counting frees everything as before; only a cycle made on some path not checked
-    would be kept (under :func:`tune_gc` it was kept too once it had survived one young
-    collection).
+    The flow makes no reference cycles as it goes: the test suite runs the simulator's
+    mix with rejected input, duplicates, consent statements and erasures through the
+    flow, in one process and on Redis (its source and sinks, a connection killed under
+    them), and finds none left per event (redis-py's parser of ``INFO`` left one an
+    erasure: the erasure parses it itself).  Reference counting frees everything as
+    before; only a cycle made on some path not checked would be kept (under
+    :func:`tune_gc` it was kept too once it had survived one young collection).
     """
     gc.collect()
     gc.freeze()

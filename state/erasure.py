@@ -50,7 +50,7 @@ from state.keys import (
     OUTBOUND,
     KeyNames,
 )
-from state.redis import connect
+from state.redis import connect, send_commands
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def rewrite_persistence(client: redis.Redis, *, wait_s: float = REWRITE_WAIT_S) 
     """
     asked: list[str] = []
     for node in _nodes(client):
-        info: dict[str, Any] = node.info("persistence")
+        info = persistence_info(node)
         if info.get("aof_enabled") and _background(node, ("BGREWRITEAOF",), wait_s):
             asked.append("aof")
         if _rdb_configured(node) and _background(node, ("BGSAVE", "SCHEDULE"), wait_s):
@@ -290,7 +290,7 @@ def rewrite_persistence(client: redis.Redis, *, wait_s: float = REWRITE_WAIT_S) 
 def persisted(client: redis.Redis, since_ms: int) -> bool:
     """Whether the rewrites asked by an erasure at ``since_ms`` are done on every node."""
     for node in _nodes(client):
-        info: dict[str, Any] = node.info("persistence")
+        info = persistence_info(node)
         if info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled"):
             return False
         if info.get("rdb_bgsave_in_progress"):
@@ -298,6 +298,28 @@ def persisted(client: redis.Redis, since_ms: int) -> bool:
         if _rdb_configured(node) and int(info.get("rdb_last_save_time", 0)) < since_ms // 1000:
             return False
     return True
+
+
+def persistence_info(node: redis.Redis) -> dict[str, int]:
+    """The numbers of ``INFO persistence`` (``aof_enabled``, ``rdb_bgsave_in_progress``,
+    ...), parsed here: redis-py's parser of INFO leaves a reference cycle behind each
+    call, which the flow process, running without a garbage collector, would keep.
+
+    >>> _info_numbers(b"# Persistence\\r\\naof_enabled:1\\r\\nrdb_last_bgsave_status:ok\\r\\n")
+    {'aof_enabled': 1}
+    """
+    (reply,) = send_commands(node, [("INFO", "persistence")], "reading INFO persistence")
+    return _info_numbers(reply)
+
+
+def _info_numbers(text: bytes | str) -> dict[str, int]:
+    numbers: dict[str, int] = {}
+    lines = text if isinstance(text, str) else text.decode(errors="replace")
+    for line in lines.splitlines():
+        name, colon, value = line.partition(":")
+        if colon and not name.startswith("#") and value.strip().lstrip("-").isdigit():
+            numbers[name.strip()] = int(value)
+    return numbers
 
 
 def _nodes(client: redis.Redis) -> list[redis.Redis]:

@@ -175,10 +175,11 @@ class Sent:
     """Commands sent in one write (as :func:`send_commands`) whose replies are read
     later, by :meth:`replies`: the caller works while Redis answers.
 
-    The connection stays taken from the client's pool until the replies are read
-    (the client's other calls take another one).  On a cluster the commands are sent
-    and answered at once.  Errors raise :class:`StoreError` naming ``what``, on
-    sending or on reading, and drop the connection.
+    The connection stays taken from the client's pool until the replies are read, or
+    :meth:`cancel` drops it (the client's other calls take another one).  On a cluster
+    the commands are sent and answered at once.  Errors raise :class:`StoreError`
+    naming ``what``, on sending or on reading, and drop the connection: a connection
+    goes back to the pool only with every reply read.
     """
 
     def __init__(self, client: redis.Redis, commands: list[Command], what: str) -> None:
@@ -199,10 +200,11 @@ class Sent:
                 raise StoreError(f"{what}: {exc}") from exc
             try:
                 conn.send_packed_command([_pack(commands)])
-            except (redis.RedisError, OSError) as exc:
-                conn.disconnect()
-                pool.release(conn)
-                raise StoreError(f"{what}: {exc}") from exc
+            except BaseException as exc:
+                self._drop(conn)
+                if isinstance(exc, redis.RedisError | OSError):
+                    raise StoreError(f"{what}: {exc}") from exc
+                raise
             self.conn = conn
 
     def replies(self) -> list[Any]:
@@ -211,15 +213,27 @@ class Sent:
             return self.answered
         conn, self.conn = self.conn, None
         if conn is None:
-            raise StoreError(f"{self.what}: the replies were read already")
+            raise StoreError(f"{self.what}: the replies were lost with the connection")
         try:
-            self.answered = [conn.read_response() for _ in range(self.count)]
-            return self.answered
-        except (redis.RedisError, OSError) as exc:
-            conn.disconnect()
-            raise StoreError(f"{self.what}: {exc}") from exc
-        finally:
-            self.client.connection_pool.release(conn)
+            answered = [conn.read_response() for _ in range(self.count)]
+        except BaseException as exc:
+            self._drop(conn)
+            if isinstance(exc, redis.RedisError | OSError):
+                raise StoreError(f"{self.what}: {exc}") from exc
+            raise
+        self.client.connection_pool.release(conn)
+        self.answered = answered
+        return answered
+
+    def cancel(self) -> None:
+        """Drop the connection with the replies not read (nothing more is read of it)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        conn.disconnect()
+        self.client.connection_pool.release(conn)
 
 
 IDLE_CONFIRM_S = 0.5

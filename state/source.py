@@ -142,6 +142,13 @@ class _WorkerReader:
             return
         self.backoff.succeeded()
 
+    def cancel_ahead(self) -> None:
+        """Drop the read sent ahead, unread: a partition closed or built since it was
+        sent (from other positions) reads again."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            ahead.sent.cancel()
+
     def _buffered(self) -> bool:
         return any(p.buffer for p in self.parts.values())
 
@@ -167,8 +174,9 @@ class _WorkerReader:
         """Hand what a read brought to its partitions' buffers: the number of entries."""
         replies = reading.sent.replies()
         if reading.refresh and self.forgotten is not None and int(replies[0]) > self.stored:
-            self.stored = int(replies[0])
+            size = int(replies[0])
             self.forgotten.update(stored_digests(self.client))
+            self.stored = size  # (only once loaded: after an outage here it is loaded again)
         got = 0
         # RESP3 (redis-py's default with Redis 6+) gives a map, RESP2 a list of pairs
         streams = [
@@ -221,8 +229,8 @@ class _WorkerReader:
 
     def remove(self, stream: str) -> None:
         self.parts.pop(stream, None)
+        self.cancel_ahead()
         if not self.parts:
-            self.ahead = None  # (its replies go with the connection)
             self.client.close()
             _readers.pop(threading.get_ident(), None)
 
@@ -245,6 +253,7 @@ class _StreamPartition(StatefulSourcePartition[Read, str]):
         self.buffered = 0  # entries in the buffer
         self.handed = 0  # entries handed to the flow since this process started
         self.round = reader.round  # the reader's last read this partition has seen
+        reader.cancel_ahead()
         reader.parts[stream] = self
 
     def next_batch(self) -> list[Read]:

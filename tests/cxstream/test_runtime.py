@@ -157,7 +157,73 @@ def test_the_flow_leaves_no_cycles_per_event() -> None:
     collected): processing events, bad input and erasures included, makes no reference
     cycles (the dataflow's structure, built once, does)."""
     few, many = run_flow(1_000), run_flow(12_000)
-    assert many - few < 100, f"{few} cyclic objects after 1,000 events, {many} after 12,000"
+    assert many - few < 10, f"{few} cyclic objects after 1,000 events, {many} after 12,000"
+
+
+def test_the_flow_on_redis_leaves_no_cycles_per_event(redis_url: str) -> None:
+    """The same with the Redis source and sinks (reads sent ahead, packed writes, an
+    erasure's scans and deletes) and a connection killed under the flow."""
+    import threading
+    import time
+
+    import redis
+
+    from operators.events import Event
+    from state.ingest import xadd_events
+    from state.keys import KeyNames
+    from state.source import request_stop, reset_stop
+
+    client = redis.Redis.from_url(redis_url)
+    settings = Settings(redis_url=redis_url, horizon_days=7, retention_days=30)
+    names = KeyNames.of(settings)
+
+    def run(events: int, seed: int) -> int:
+        client.flushall()
+        sim = Simulator(SimConfig(customers=200, seed=seed, start_ms=1_767_225_600_000))
+        made = sim.take(events)
+        sent: list[Event] = []
+        for i, e in enumerate(made):
+            sent.append(e)
+            if i % 100 == 50:  # bad input, and an erasure
+                client.xadd(names.events(i % names.shards), {"data": b"not json"})
+                sent.append(replace(e, event_id=f"{e.event_id}-f", type="forget"))
+        last = replace(made[-1], event_id="end", customer_id="end-marker", type="page_view")
+        xadd_events(client, [*sent, last], names)
+        gc.collect()
+        enabled = gc.isenabled()
+        gc.disable()
+        left: list[int] = []
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            killed = False
+            while not client.exists(names.profile("end-marker")):
+                if time.monotonic() > deadline:
+                    break
+                if not killed and client.xlen("cx:alerts") > 0:
+                    client.client_kill_filter(_type="normal", skipme=True)  # (an outage)
+                    killed = True
+                time.sleep(0.01)
+            request_stop()
+
+        watcher = threading.Thread(target=watch)
+        try:
+            flow = build_flow(settings)
+            watcher.start()
+            run_main(flow)
+            watcher.join()
+            del flow
+            left.append(gc.collect())
+        finally:
+            reset_stop()
+            if enabled:
+                gc.enable()
+        assert client.exists(names.profile("end-marker"))
+        return left[0]
+
+    few, many = run(300, 5), run(3_000, 6)
+    client.close()
+    assert many - few < 10, f"{few} cyclic objects after 300 events, {many} after 3,000"
 
 
 def test_the_servers_sweep_collects_the_cycles_frozen_with_closed_connections(

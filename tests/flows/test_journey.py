@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from cxstream.settings import Settings
@@ -171,6 +172,53 @@ def test_model_shards_spread_over_workers() -> None:
     assert len(captured.alerts) == 6
     assert {m.shard for m in captured.models} <= {"m0", "m1", "m2"}
     assert len({m.shard for m in captured.models}) >= 2
+
+
+class BatchSink(DynamicSink[StoreWrite]):
+    """A sink keeping each batch as it was written (the profile sink merges a batch)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[StoreWrite]] = []
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BatchPartition:
+        return _BatchPartition(self.batches)
+
+
+class _BatchPartition(StatelessSinkPartition[StoreWrite]):
+    def __init__(self, batches: list[list[StoreWrite]]) -> None:
+        self.batches = batches
+
+    def write_batch(self, items: list[StoreWrite]) -> None:
+        self.batches.append(list(items))
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_customers_profile_writes_reach_the_store_in_order(shards: int) -> None:
+    """Profiles written at every event: a customer's journey is never overwritten by an
+    older one, and each contact's risk is written (its journey by then or after)."""
+    from operators.simulate import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(customers=300, seed=11, start_ms=T0, customer_gap_ms=2 * DAY))
+    raws = [encode_event(e) for e in sim.take(4_000)]
+    source = [Entry(f"cx:events:{i % 4}", f"{i + 1}-0", raw) for i, raw in enumerate(raws)]
+    s = Settings(horizon_days=7, retention_days=30, profile_interval_ms=0, model_shards=shards)
+    captured, store = Captured(), BatchSink()
+    sinks = replace(captured.sinks(), profiles=store)
+    run_main(build_flow(s, source=TestingSource(source, batch_size=250), sinks=sinks))
+    assert len({a.payload["customer_id"] for a in captured.alerts}) > 50
+    last_ts: dict[str, int] = {}
+    risks: set[str] = set()
+    for batch in store.batches:
+        for u in batch:
+            if not isinstance(u, ProfileUpdate):
+                continue
+            if "journey" in u.fields:  # the journey's time never goes back
+                ts = u.fields["last_event_ts"]
+                assert ts >= last_ts.get(u.customer_id, ts), u.customer_id
+                last_ts[u.customer_id] = ts
+            if "last_alert_id" in u.fields:
+                risks.add(u.fields["last_alert_id"])
+    assert risks == {a.alert_id for a in captured.alerts}
 
 
 def erasure_entries() -> list[Entry]:

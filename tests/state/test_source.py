@@ -11,6 +11,7 @@ from bytewax.testing import poll_next_batch
 from hypothesis import strategies as st
 
 from cxstream.settings import Settings
+from operators.errors import StoreError
 from operators.events import Read, data_field
 from state.keys import GAPS, events_stream
 from state.source import (
@@ -107,6 +108,7 @@ def test_an_entry_on_one_shard_is_not_held_back_by_idle_shards(
 
     source = RedisStreamSource(replace(settings, read_block_ms=50))
     parts = [source.build_part("in", name, None) for name in source.list_parts()]
+    import state.erasure
     import state.redis
     import state.source
 
@@ -264,3 +266,67 @@ def test_the_source_records_how_far_it_has_read_each_stream(
     finally:
         for part in parts:
             part.close()
+
+
+def test_a_suppression_list_whose_reload_failed_is_loaded_at_the_next_check(
+    settings: Settings, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis went away while the erased customers were read: nothing is lost, and
+    the next check loads them (the size seen is kept only once they are loaded)."""
+    import state.erasure
+    import state.source
+    from operators.erasure import Forgotten, forget_digest
+    from state.keys import FORGOTTEN
+
+    forgotten = Forgotten()
+    source = RedisStreamSource(settings, forgotten)
+    part = source.build_part("in", events_stream(0), None)
+    reader = part.reader
+    reader.backoff.sleep = lambda _s: None  # (no wait for the outage's backoff)
+    real = state.erasure.stored_digests
+    calls: list[int] = []
+
+    def failing_once(client: redis.Redis) -> set[bytes]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreError("reading cx:forgotten: connection lost") from ConnectionError()
+        return real(client)
+
+    monkeypatch.setattr(state.source, "stored_digests", failing_once)
+    try:
+        r.sadd(FORGOTTEN, forget_digest("gone"))
+        xadd(r, events_stream(0), {"data": b"x"})
+        assert part.next_batch() == []  # the outage: waited out, the read not handed
+        assert "gone" not in forgotten
+        reader.refresh_at = 0.0
+        assert [e.data for e in entries(poll_next_batch(part))] == [b"x"]
+        assert "gone" in forgotten
+        assert len(calls) == 2
+    finally:
+        part.close()
+
+
+def test_a_partition_built_or_closed_drops_the_read_sent_ahead(
+    settings: Settings, r: redis.Redis
+) -> None:
+    """A read sent ahead from other positions is never taken, and its connection is
+    not put back in the pool with its replies unread."""
+    source = RedisStreamSource(replace(settings, read_count=1))
+    first = source.build_part("in", events_stream(0), None)
+    ids = [xadd(r, events_stream(0), {"data": f"{i}".encode()}) for i in range(3)]
+    reader = first.reader
+    try:
+        assert [e.data for e in entries(first.next_batch())] == [b"0"]
+        sent = reader.ahead
+        assert sent is not None
+        second = source.build_part("in", events_stream(1), None)  # (a rebuild, a resume)
+        assert reader.ahead is None
+        assert sent.sent.conn is None  # dropped: its replies unread
+        assert [e.data for e in entries(first.next_batch())] == [b"1"]  # read again
+        assert first.snapshot() == ids[1]
+        second.close()
+        assert reader.ahead is None
+        assert [e.data for e in entries(poll_next_batch(first))] == [b"2"]
+    finally:
+        first.close()
+    assert reader.client.connection_pool._in_use_connections == set()
