@@ -54,7 +54,8 @@ def stop_gc() -> None:
     Under :func:`tune_gc` the flow's young collections found nothing to collect:
     2,416 of them over 300,000 simulated events (the whole dataflow in one process)
     collected 0 objects, and cost about 1.2 us an event (the bare loop's collector
-    time), 1.1 to 2.7 us of CPU an event in all (four 1M-event bare loops in turns).
+    time), 0.6 and 2.7 us of CPU an event in all (two pairs of 1M-event bare loops in
+    turns).
     The flow makes no reference cycles as it goes: the test suite runs the simulator's
     mix with rejected input, duplicates, consent statements and erasures through the
     flow, in one process and on Redis (its source and sinks, a connection killed under
