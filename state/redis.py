@@ -33,6 +33,7 @@ from redis.crc import key_slot
 
 from cxstream.settings import Settings, make_folder
 from operators.errors import StoreError
+from operators.store import Command as Command  # (the commands' one type: plain tuples)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,6 @@ def connect_async(url: str, *, cluster: bool) -> aioredis.Redis:
     )
 
 
-Command = tuple[str | bytes | int | float, ...]
 
 
 def _pack(commands: list[Command]) -> bytes:
