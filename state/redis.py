@@ -152,8 +152,6 @@ def connect_async(url: str, *, cluster: bool) -> aioredis.Redis:
     )
 
 
-
-
 def _pack(commands: list[Command]) -> bytes:
     """The commands in Redis's wire format, one buffer (hiredis packs each in C)."""
     return b"".join([pack_command(cast(Any, c)) for c in commands])
