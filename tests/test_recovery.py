@@ -37,7 +37,7 @@ from operators.events import Event
 from operators.records import ProfileUpdate
 from operators.simulate import SimConfig, Simulator
 from state.ingest import xadd_events
-from state.keys import ALERTS, OUTBOUND, profile_key
+from state.keys import ALERTS, FLOW, OUTBOUND, events_stream, profile_key
 from tests.conftest import SECRET, entries, wait_until
 
 EVENTS = int(os.environ.get("TEST_KILL_EVENTS", "20000"))
@@ -171,9 +171,21 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
         kills += 1
         progress.append(done())
     feeder.join()
+    # The last run resumes at its snapshot and reads again what came after it, writing
+    # each profile as it was at each event: it is done once it has read every stream to
+    # its end (its own cx:flow, not a killed run's) and the profiles are right again.
+    streams = [events_stream(i) for i in range(4)]
+    ends = {s: cast("list[Any]", r.xrevrange(s, count=1))[0][0].decode() for s in streams}
+    r.delete(FLOW)
+
+    def read_to_the_end() -> bool:
+        status = cast("dict[bytes, bytes]", r.hgetall(FLOW))
+        read = {k.decode(): orjson.loads(v)["id"] for k, v in status.items()}
+        return all(read.get(s) == last for s, last in ends.items())
+
     flow = start()
     deadline = time.monotonic() + 60 + EVENTS / 500
-    while done() < len(expected) and time.monotonic() < deadline:
+    while not (read_to_the_end() and done() == len(expected)) and time.monotonic() < deadline:
         assert flow.poll() is None, log.read_text()[-3000:]
         time.sleep(0.25)
     flow.send_signal(signal.SIGINT)
