@@ -27,7 +27,9 @@ fire in the flow's count; in the bare loop's they cost about 24 instructions an 
 (20,000 events are a few seconds of virtual time), so the two compare.
 ``flow_instructions_per_event`` against the bare loop's shows what Bytewax and the
 flow's own steps add per event (``flow_over_bare``; Redis's commands and the sinks'
-encoding are not in it).
+encoding are not in it); ``flow_one_step_instructions_per_event``
+(``flow_one_step_over_bare``) the same for the flow with its keyed steps in one, as
+``cxstream run`` runs a single worker (``build_flow``'s ``one_worker``).
 
 Run: ``python benchmarks/instructions.py [--events N] [--flow] [--no-record]`` (needs
 ``valgrind``; about a minute per 10,000 events).  The figures are the last line of stdout
@@ -134,6 +136,7 @@ flow = build_flow(
     sinks=sinks,
     clock=clock,
     forgotten=Forgotten(),
+    **({"one_worker": True} if sys.argv[4:] == ["one"] else {}),
 )
 gc.disable()  # no collector pauses in the count
 run_main(flow)
@@ -147,10 +150,16 @@ def log(message: str) -> None:
 
 
 def count(
-    valgrind: str, log_file: Path, events: int, experience: bool, *, child: str = _CHILD
+    valgrind: str,
+    log_file: Path,
+    events: int,
+    experience: bool,
+    *,
+    child: str = _CHILD,
+    shape: tuple[str, ...] = (),
 ) -> int:
-    """Instructions of the bare loop (``child``: or the flow's) over the log's first
-    ``events`` events."""
+    """Instructions of the bare loop (``child``: or the flow's, ``shape`` ``("one",)``:
+    its keyed steps in one) over the log's first ``events`` events."""
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
@@ -172,6 +181,7 @@ def count(
             str(log_file),
             str(events),
             str(ROOT),
+            *shape,
         ],
         env=env,
         capture_output=True,
@@ -220,6 +230,12 @@ def main() -> None:
             bare = figures["experience_on_instructions_per_event"]
             assert isinstance(bare, int)
             figures["flow_over_bare"] = round(flow / bare, 3)
+            log(f"flow, its keyed steps in one: {SHORT:,} then {args.events:,} events")
+            short = count(valgrind, log_file, SHORT, True, child=_FLOW_CHILD, shape=("one",))
+            full = count(valgrind, log_file, args.events, True, child=_FLOW_CHILD, shape=("one",))
+            one = round((full - short) / (args.events - SHORT))
+            figures["flow_one_step_instructions_per_event"] = one
+            figures["flow_one_step_over_bare"] = round(one / bare, 3)
     print(orjson.dumps(figures).decode())
     if not args.no_record:
         command = "python benchmarks/instructions.py" + (

@@ -68,8 +68,12 @@ def check_build() -> None:
     log.info("operators: %s build", build())
 
 
-def prepare(settings: Settings, *, workers: int) -> Launch:
-    """Everything the flow needs before it runs; the flow itself, built."""
+def prepare(settings: Settings, *, workers: int, cluster: bool = False) -> Launch:
+    """Everything the flow needs before it runs; the flow itself, built.
+
+    One worker in a process of its own (not one of a cluster: ``cluster``), without
+    recovery, owns every key: its flow runs the keyed steps in one
+    (``build_flow``'s ``one_worker``, see ``operators/worker.py``)."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     from cxstream.runtime import limit_blas, stop_gc
@@ -103,7 +107,9 @@ def prepare(settings: Settings, *, workers: int) -> Launch:
         check_format(directory)  # an older cxstream's snapshots: refused in one line
         scrub_forgotten(directory, forgotten)  # erased while no flow ran to scrub them
         recovery = RecoveryConfig(str(directory))
-    flow = build_flow(settings, forgotten=forgotten)
+    one_worker = workers == 1 and not cluster and recovery is None
+    flow = build_flow(settings, forgotten=forgotten, one_worker=one_worker)
+    log.info("the flow's keyed steps: %s", "in one step (one worker)" if one_worker else "apart")
     stop_gc()  # (the flow makes no reference cycles: see stop_gc)
     limit_blas()  # (numpy and the model's libraries are loaded by now)
     return Launch(flow, recovery)
@@ -158,6 +164,27 @@ def runner_settings(
     return replace(settings, recovery_dir=directory), workers
 
 
+def runner_cluster(argv: Sequence[str], env: dict[str, str]) -> bool:
+    """Whether ``python -m bytewax.run`` starts this process as one of a cluster (a
+    process id or addresses, given or found in the environment as Bytewax finds them).
+
+    >>> runner_cluster(["x:get_flow()", "-w", "1"], {}), runner_cluster(["x", "-i", "0"], {})
+    (False, True)
+    >>> runner_cluster(["x:get_flow()"], {"BYTEWAX_ADDRESSES": "a:1;b:2"})
+    True
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-i", "--process-id")
+    parser.add_argument("-a", "--addresses")
+    known, _ = parser.parse_known_args(list(argv))
+    found = ("BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES", "BYTEWAX_POD_NAME", "BYTEWAX_HOSTFILE_PATH")
+    return (
+        known.process_id is not None
+        or known.addresses is not None
+        or any(env.get(name) for name in found)
+    )
+
+
 def warn_of_unknown_variables() -> None:
     """Name on stderr each ``CX_`` variable of the environment that no setting reads (a
     typo would be ignored unseen): before the settings are read, so also when a wrong
@@ -173,7 +200,8 @@ def get_flow() -> Dataflow:
     try:
         settings, workers = runner_settings(Settings.from_env(), sys.argv[1:], dict(os.environ))
         configure_logging(settings)
-        launch = prepare(settings, workers=workers)
+        cluster = runner_cluster(sys.argv[1:], dict(os.environ))
+        launch = prepare(settings, workers=workers, cluster=cluster)
     except CxError as exc:
         print(f"cxstream: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

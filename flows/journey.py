@@ -45,6 +45,7 @@ from operators.decide import (
     tallies_of,
 )
 from operators.erasure import Forgotten
+from operators.errors import ConfigError
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
 from operators.experience import LiveExperience, TallyBuffer
 from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
@@ -64,6 +65,16 @@ from operators.records import (
     route_batch,
 )
 from operators.trends import TrendLogic, trend_keys_batch
+from operators.worker import (
+    ALERTS,
+    EXPERIENCE,
+    REJECTED,
+    STATUSES,
+    STORE_WRITES,
+    WorkerLogic,
+    WorkerOut,
+    picked,
+)
 from state.catalog import load_catalog
 from state.erasure import forgotten_from
 from state.lexicon import text_enricher
@@ -75,6 +86,10 @@ from state.sinks import (
     profile_sink,
 )
 from state.source import RedisStreamSource
+
+
+def _pick(kinds: tuple[type, ...]) -> Callable[[list[list[WorkerOut]]], list[Any]]:
+    return lambda batches: picked(batches, kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +136,17 @@ def build_flow(
     sinks: Sinks | None = None,
     clock: Callable[[], float] = time.time,
     forgotten: Forgotten | None = None,
+    one_worker: bool = False,
 ) -> Dataflow:
     """The dataflow; tests pass a TestingSource, TestingSinks and a fake clock.
 
     ``forgotten`` is the suppression list of erased customers, shared by this
     process's steps; by default it is read from Redis when first needed (and
     the Redis source keeps it up to date while the flow runs).
+
+    ``one_worker``: the flow runs as one worker of one process, without recovery
+    (``cxstream run`` says so when it does): the keyed steps run in one step, in place
+    (:class:`operators.worker.WorkerLogic`), since that worker owns every key.
     """
     if forgotten is None:
         forgotten = forgotten_from(settings) if sinks is None else Forgotten()
@@ -147,6 +167,74 @@ def build_flow(
     new_model = model_factory(settings)
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings, forgotten))
+    if one_worker:
+        if recovery:
+            raise ConfigError("one_worker: the flow in one step keeps no recovery snapshots")
+        name = settings.model_suffix.lstrip("@") or "main"
+        worker = WorkerLogic(
+            parse=lambda batch: parse_batch(batch, forgotten, enrich),
+            customers=CustomerBucket(
+                new=lambda: CustomerLogic(
+                    None,
+                    config=config,
+                    clock=clock,
+                    watermark=watermark,
+                    keep_snapshots=False,
+                    forgotten=forgotten,
+                    tally=tally(),
+                ),
+                clock=clock,
+            ),
+            identity=lambda: IdentityLogic(
+                None,
+                clock=clock,
+                retention_s=config.retention_s,
+                keep_snapshots=False,
+                forgotten=forgotten,
+            ),
+            model=lambda: DecideLogic(
+                None,
+                clock=clock,
+                model=new_model,
+                keep_snapshots=False,
+                catalog=catalog,
+                forgotten=forgotten,
+                proactive=proactive,
+                consent=consent,
+            ),
+            trend=lambda: TrendLogic(None, config=trends, clock=clock, keep_snapshots=False),
+            experience=LiveExperience(
+                None, name=name, config=experience, clock=clock, keep_snapshots=False
+            ),
+            model_shards=n_models,
+            suffix=settings.model_suffix,
+            topics=topics,
+            wake=time.time,
+        )
+        batches = op.flat_map_batch("one_batch", entries, lambda batch: [("worker", batch)])
+        # ("worker", [Read | Entry])   [what one activation of the source brought, whole]
+        done = stateful_batch("worker", batches, lambda _: worker)
+        # ("worker", [Rejected | Suppressed | Alert | Proactive | ProfileUpdate | Erase
+        #   | ConsentChange | ModelStatus | ExperienceStatus])   [parse, identity, customers,
+        #   trends, model shards, live experience: the steps below, in one]
+        outs = op.map("unkey_worker", done, lambda item: item[1])
+        # [WorkerOut]   [an activation's outputs, each sink picks its own]
+        op.output(
+            "dlq_out", op.flat_map_batch("dlq_only", outs, _pick(REJECTED)), sinks.dead_letters
+        )
+        op.output("alerts_out", op.flat_map_batch("alerts_only", outs, _pick(ALERTS)), sinks.alerts)
+        op.output(
+            "profiles_out",
+            op.flat_map_batch("profiles_only", outs, _pick(STORE_WRITES)),
+            sinks.profiles,
+        )
+        op.output(
+            "models_out", op.flat_map_batch("models_only", outs, _pick(STATUSES)), sinks.models
+        )
+        if sinks.experience is not None:
+            statuses = op.flat_map_batch("experience_only", outs, _pick(EXPERIENCE))
+            op.output("experience_out", statuses, sinks.experience)
+        return flow
     # Read(stream, entries: what one read of a stream brought) | Entry(stream, entry_id, data)
     parsed = op.flat_map_batch(
         "parse", entries, lambda batch: parse_batch(batch, forgotten, enrich)

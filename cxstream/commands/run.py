@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         connect(settings).close()
     if args.addresses is not None:
         _check_listen(args.addresses[args.process_id], args.process_id)
-    launch = prepare(settings, workers=args.workers)
+    launch = prepare(settings, workers=args.workers, cluster=args.addresses is not None)
     previous = stop_on_signals()
     try:
         cli_main(

@@ -126,3 +126,36 @@ def test_prepare_leaves_blas_one_thread_once_the_flow_is_built(
     launch = prepare(Settings(redis_url=redis_url), workers=1)
     assert launch.flow is not None
     assert calls == ["stop_gc", "limit_blas"]  # after the flow (and numpy, River) is built
+
+
+@pytest.mark.parametrize(
+    ("workers", "cluster", "recovery", "one_step"),
+    [
+        (1, False, False, True),
+        (2, False, False, False),
+        (1, True, False, False),
+        (1, False, True, False),
+    ],
+)
+def test_one_worker_alone_runs_the_keyed_steps_in_one(
+    redis_url: str, tmp_path: Path, workers: int, cluster: bool, recovery: bool, one_step: bool
+) -> None:
+    """A worker that owns every key (one, not of a cluster, no recovery) runs the flow's
+    keyed steps in one step; otherwise they run apart, routed by key."""
+    from cxstream.launch import prepare
+
+    settings = Settings(redis_url=redis_url, recovery_dir=tmp_path / "rec" if recovery else None)
+    flow = prepare(settings, workers=workers, cluster=cluster).flow
+    steps = {step.step_id for step in flow.substeps}
+    assert ("cxstream_journey.worker" in steps) is one_step
+    assert ("cxstream_journey.journey" in steps) is not one_step
+
+
+def test_the_runner_is_one_of_a_cluster_with_a_process_id_or_addresses() -> None:
+    from cxstream.launch import runner_cluster
+
+    assert not runner_cluster(["m:get_flow()", "-w", "1"], {})
+    assert runner_cluster(["m:get_flow()", "-i", "0", "-a", "a:1;b:2"], {})
+    assert runner_cluster(["m:get_flow()", "--addresses=a:1"], {})
+    assert runner_cluster(["m:get_flow()"], {"BYTEWAX_PROCESS_ID": "1"})
+    assert not runner_cluster(["m:get_flow()"], {"BYTEWAX_PROCESS_ID": ""})

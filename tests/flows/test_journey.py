@@ -1,4 +1,8 @@
-"""The journey flow with bytewax.testing: one worker, and a 2-worker cluster."""
+"""The journey flow with bytewax.testing: one worker, and a 2-worker cluster.
+
+The tests of one worker run both shapes of the flow: its keyed steps apart (as a
+cluster runs them) and in one step (``one_worker``, as ``cxstream run -w 1`` runs them).
+"""
 
 from __future__ import annotations
 
@@ -86,6 +90,11 @@ def entries() -> list[Entry]:
     return out
 
 
+@pytest.fixture(params=[False, True], ids=["steps", "one_step"])
+def one_worker(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
 def settings() -> Settings:
     return Settings(horizon_days=7, retention_days=30)
 
@@ -116,10 +125,14 @@ def summarise(c: Captured) -> dict[str, Any]:
     }
 
 
-def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
+def test_single_worker_flow_alerts_dedupes_and_dead_letters(one_worker: bool) -> None:
     captured = Captured()
     flow = build_flow(
-        settings(), source=TestingSource(entries()), sinks=captured.sinks(), clock=lambda: 1000.0
+        settings(),
+        source=TestingSource(entries()),
+        sinks=captured.sinks(),
+        clock=lambda: 1000.0,
+        one_worker=one_worker,
     )
     run_main(flow)
     s = summarise(captured)
@@ -157,18 +170,26 @@ def test_single_worker_flow_alerts_dedupes_and_dead_letters() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_two_worker_cluster_gives_the_same_results() -> None:
+def test_two_worker_cluster_gives_the_same_results(one_worker: bool) -> None:
     single, double = Captured(), Captured()
-    run_main(build_flow(settings(), source=TestingSource(entries()), sinks=single.sinks()))
+    run_main(
+        build_flow(
+            settings(), source=TestingSource(entries()), sinks=single.sinks(), one_worker=one_worker
+        )
+    )
     flow = build_flow(settings(), source=TestingSource(entries()), sinks=double.sinks())
     cluster_main(flow, [f"localhost:{free_port()}"], 0, worker_count_per_proc=2)
     assert summarise(double) == summarise(single)
 
 
-def test_model_shards_spread_over_workers() -> None:
+def test_model_shards_spread_over_workers(one_worker: bool) -> None:
     captured = Captured()
     s = Settings(horizon_days=7, retention_days=30, model_shards=3)
-    run_main(build_flow(s, source=TestingSource(entries()), sinks=captured.sinks()))
+    run_main(
+        build_flow(
+            s, source=TestingSource(entries()), sinks=captured.sinks(), one_worker=one_worker
+        )
+    )
     assert len(captured.alerts) == 6
     assert {m.shard for m in captured.models} <= {"m0", "m1", "m2"}
     assert len({m.shard for m in captured.models}) >= 2
@@ -193,7 +214,7 @@ class _BatchPartition(StatelessSinkPartition[StoreWrite]):
 
 
 @pytest.mark.parametrize("shards", [1, 3])
-def test_a_customers_profile_writes_reach_the_store_in_order(shards: int) -> None:
+def test_a_customers_profile_writes_reach_the_store_in_order(shards: int, one_worker: bool) -> None:
     """Profiles written at every event: a customer's journey is never overwritten by an
     older one, and each contact's risk is written (its journey by then or after)."""
     from operators.simulate import SimConfig, Simulator
@@ -204,7 +225,11 @@ def test_a_customers_profile_writes_reach_the_store_in_order(shards: int) -> Non
     s = Settings(horizon_days=7, retention_days=30, profile_interval_ms=0, model_shards=shards)
     captured, store = Captured(), BatchSink()
     sinks = replace(captured.sinks(), profiles=store)
-    run_main(build_flow(s, source=TestingSource(source, batch_size=250), sinks=sinks))
+    run_main(
+        build_flow(
+            s, source=TestingSource(source, batch_size=250), sinks=sinks, one_worker=one_worker
+        )
+    )
     assert len({a.payload["customer_id"] for a in captured.alerts}) > 50
     last_ts: dict[str, int] = {}
     risks: set[str] = set()
@@ -234,7 +259,7 @@ def erasure_entries() -> list[Entry]:
     ]
 
 
-def test_forget_erases_and_suppresses_later_events() -> None:
+def test_forget_erases_and_suppresses_later_events(one_worker: bool) -> None:
     captured = Captured()
     forgotten = Forgotten()
     run_main(
@@ -243,6 +268,7 @@ def test_forget_erases_and_suppresses_later_events() -> None:
             source=TestingSource(erasure_entries()),
             sinks=captured.sinks(),
             forgotten=forgotten,
+            one_worker=one_worker,
         )
     )
     alerted = [a.payload["customer_id"] for a in captured.alerts]
@@ -262,16 +288,16 @@ def test_forget_erases_and_suppresses_later_events() -> None:
     )
 
 
-def test_free_text_gets_a_sentiment_and_a_topic_in_the_flow() -> None:
+def test_free_text_gets_a_sentiment_and_a_topic_in_the_flow(one_worker: bool) -> None:
     captured = Captured()
     said = ev(1, "complaint", customer="talker", channel="chat", text="Furious: charged twice!")
     source = TestingSource([Entry("cx:events:0", "1-0", encode_event(said))])
-    run_main(build_flow(settings(), source=source, sinks=captured.sinks()))
+    run_main(build_flow(settings(), source=source, sinks=captured.sinks(), one_worker=one_worker))
     [profile] = [p for p in captured.profiles if isinstance(p, ProfileUpdate)]
     assert profile.fields["journey"]["sentiment"] < 0  # scored from the text (VADER)
 
 
-def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert() -> None:
+def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert(one_worker: bool) -> None:
     captured = Captured()
     web = [
         Event("w1", None, "cookie-7", T0, "web", "page_view", {}),
@@ -284,7 +310,12 @@ def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert() -> None:
         for i, e in enumerate([*web, identify, call])
     ]
     run_main(
-        build_flow(settings(), source=TestingSource(entries_, batch_size=1), sinks=captured.sinks())
+        build_flow(
+            settings(),
+            source=TestingSource(entries_, batch_size=1),
+            sinks=captured.sinks(),
+            one_worker=one_worker,
+        )
     )
     [alert] = captured.alerts
     assert alert.payload["customer_id"] == "cust-7"
@@ -294,7 +325,9 @@ def test_a_journey_begun_anonymous_on_the_web_shows_in_the_call_alert() -> None:
     assert alert.payload["journey"]["events"] == 4  # the web visits, identify, the call
 
 
-def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none() -> None:
+def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none(
+    one_worker: bool,
+) -> None:
     """Three normal days of 1,500 customers, then an outage: a share of the customers'
     steps become outage complaints.  (False alarm rates over many days and strengths:
     benchmarks/trends.py, figures in RESULTS.md.)"""
@@ -313,6 +346,7 @@ def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none()
         source=TestingSource(source, batch_size=500),
         sinks=captured.sinks(),
         clock=lambda: 1000.0,
+        one_worker=one_worker,
     )
     run_main(flow)
     trends = [a.payload for a in captured.alerts if a.payload["kind"] == "trend"]
@@ -331,7 +365,9 @@ def test_an_incident_raises_a_trend_alert_within_a_window_and_normal_days_none()
     assert "text" not in str(evidence)
 
 
-def test_a_silent_customer_is_scored_as_event_time_passes_without_an_alert() -> None:
+def test_a_silent_customer_is_scored_as_event_time_passes_without_an_alert(
+    one_worker: bool,
+) -> None:
     events = [ev("q1", "purchase", customer="quiet", ts=T0)]
     events += [ev("q2", "purchase", customer="quiet", ts=T0 + DAY)]
     # another customer's events carry event time on past the quiet one's silence
@@ -344,6 +380,7 @@ def test_a_silent_customer_is_scored_as_event_time_passes_without_an_alert() -> 
         ),
         sinks=captured.sinks(),
         clock=lambda: 1000.0,
+        one_worker=one_worker,
     )
     run_main(flow)
     risks = [
@@ -384,10 +421,17 @@ def consent_entries() -> list[Entry]:
     return [Entry("cx:events:0", f"{i}-0", encode_event(e)) for i, e in enumerate(events)]
 
 
-def test_consent_reaches_the_alerts_the_audit_and_stops_learning() -> None:
+def test_consent_reaches_the_alerts_the_audit_and_stops_learning(one_worker: bool) -> None:
     captured = Captured()
     s = Settings(horizon_days=7, retention_days=30)
-    run_main(build_flow(s, source=TestingSource(consent_entries()), sinks=captured.sinks()))
+    run_main(
+        build_flow(
+            s,
+            source=TestingSource(consent_entries()),
+            sinks=captured.sinks(),
+            one_worker=one_worker,
+        )
+    )
     by_customer: dict[str, list[dict[str, Any]]] = {}
     for a in captured.alerts:
         by_customer.setdefault(a.payload["customer_id"], []).append(a.payload)
@@ -455,10 +499,17 @@ def experience_of(c: Captured, *, alerts: bool = True) -> dict[str, Any]:
     }
 
 
-def test_answers_and_steps_reach_the_live_view_and_a_ces_drop_alerts() -> None:
+def test_answers_and_steps_reach_the_live_view_and_a_ces_drop_alerts(one_worker: bool) -> None:
     s = Settings(horizon_days=1, retention_days=30, experience_min_n=10)
     captured = Captured()
-    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=captured.sinks()))
+    run_main(
+        build_flow(
+            s,
+            source=TestingSource(experience_entries()),
+            sinks=captured.sinks(),
+            one_worker=one_worker,
+        )
+    )
     x = experience_of(captured)
     assert x["ces_alerts"] == [
         "ces|channel=voice|day",
@@ -489,10 +540,17 @@ def test_answers_and_steps_reach_the_live_view_and_a_ces_drop_alerts() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_two_workers_count_the_same_experience_as_one() -> None:
+def test_two_workers_count_the_same_experience_as_one(one_worker: bool) -> None:
     s = Settings(horizon_days=1, retention_days=30, experience_min_n=10)
     single, double = Captured(), Captured()
-    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=single.sinks()))
+    run_main(
+        build_flow(
+            s,
+            source=TestingSource(experience_entries()),
+            sinks=single.sinks(),
+            one_worker=one_worker,
+        )
+    )
     flow = build_flow(s, source=TestingSource(experience_entries()), sinks=double.sinks())
     cluster_main(flow, [f"localhost:{free_port()}"], 0, worker_count_per_proc=2)
     # (not the alerts: an hour is tested when the first worker's answers pass it, and in
@@ -501,10 +559,17 @@ def test_two_workers_count_the_same_experience_as_one() -> None:
     assert experience_of(double, alerts=False) == experience_of(single, alerts=False)
 
 
-def test_without_the_live_experience_nothing_is_counted() -> None:
+def test_without_the_live_experience_nothing_is_counted(one_worker: bool) -> None:
     s = Settings(horizon_days=1, retention_days=30, experience=False)
     captured = Captured()
-    run_main(build_flow(s, source=TestingSource(experience_entries()), sinks=captured.sinks()))
+    run_main(
+        build_flow(
+            s,
+            source=TestingSource(experience_entries()),
+            sinks=captured.sinks(),
+            one_worker=one_worker,
+        )
+    )
     assert captured.experience == []
     assert [a for a in captured.alerts if a.payload["kind"] == "trend"] == []
     assert len(captured.alerts) == 48  # the contacts' alerts, as ever

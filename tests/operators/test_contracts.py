@@ -29,6 +29,7 @@ from operators.proactive import ProactiveConfig
 from operators.records import Example, ScoreRequest, Signal, Tally, Watched
 from operators.simulate import SimConfig, Simulator
 from operators.trends import TrendConfig, TrendLogic
+from operators.worker import WorkerLogic
 from state.catalog import default_catalog
 from tests.conftest import T0
 
@@ -143,7 +144,10 @@ BUILDERS: dict[type, tuple[Callable[[Any], Any], Callable[[], list[Any]]]] = {
 
 
 # Logics that never resume, and why (each has a test of its own)
-UNRESUMABLE = {CustomerBucket: "runs without recovery only (tests/operators/test_customer.py)"}
+UNRESUMABLE = {
+    CustomerBucket: "runs without recovery only (tests/operators/test_customer.py)",
+    WorkerLogic: "runs without recovery only (tests/operators/test_worker.py, tests/flows)",
+}
 
 
 def test_every_logic_is_covered_by_the_contract_suite() -> None:
