@@ -171,49 +171,52 @@ def build_flow(
         if recovery:
             raise ConfigError("one_worker: the flow in one step keeps no recovery snapshots")
         name = settings.model_suffix.lstrip("@") or "main"
-        worker = WorkerLogic(
-            parse=lambda batch: parse_batch(batch, forgotten, enrich),
-            customers=CustomerBucket(
-                new=lambda: CustomerLogic(
-                    None,
-                    config=config,
+
+        def new_worker(_resume: object) -> WorkerLogic:  # (built afresh for each run)
+            return WorkerLogic(
+                parse=lambda batch: parse_batch(batch, forgotten, enrich),
+                customers=CustomerBucket(
+                    new=lambda: CustomerLogic(
+                        None,
+                        config=config,
+                        clock=clock,
+                        watermark=watermark,
+                        keep_snapshots=False,
+                        forgotten=forgotten,
+                        tally=tally(),
+                    ),
                     clock=clock,
-                    watermark=watermark,
+                ),
+                identity=lambda: IdentityLogic(
+                    None,
+                    clock=clock,
+                    retention_s=config.retention_s,
                     keep_snapshots=False,
                     forgotten=forgotten,
-                    tally=tally(),
                 ),
-                clock=clock,
-            ),
-            identity=lambda: IdentityLogic(
-                None,
-                clock=clock,
-                retention_s=config.retention_s,
-                keep_snapshots=False,
-                forgotten=forgotten,
-            ),
-            model=lambda: DecideLogic(
-                None,
-                clock=clock,
-                model=new_model,
-                keep_snapshots=False,
-                catalog=catalog,
-                forgotten=forgotten,
-                proactive=proactive,
-                consent=consent,
-            ),
-            trend=lambda: TrendLogic(None, config=trends, clock=clock, keep_snapshots=False),
-            experience=LiveExperience(
-                None, name=name, config=experience, clock=clock, keep_snapshots=False
-            ),
-            model_shards=n_models,
-            suffix=settings.model_suffix,
-            topics=topics,
-            wake=time.time,
-        )
+                model=lambda: DecideLogic(
+                    None,
+                    clock=clock,
+                    model=new_model,
+                    keep_snapshots=False,
+                    catalog=catalog,
+                    forgotten=forgotten,
+                    proactive=proactive,
+                    consent=consent,
+                ),
+                trend=lambda: TrendLogic(None, config=trends, clock=clock, keep_snapshots=False),
+                experience=LiveExperience(
+                    None, name=name, config=experience, clock=clock, keep_snapshots=False
+                ),
+                model_shards=n_models,
+                suffix=settings.model_suffix,
+                topics=topics,
+                wake=time.time,
+            )
+
         batches = op.flat_map_batch("one_batch", entries, lambda batch: [("worker", batch)])
         # ("worker", [Read | Entry])   [what one activation of the source brought, whole]
-        done = stateful_batch("worker", batches, lambda _: worker)
+        done = stateful_batch("worker", batches, new_worker)
         # ("worker", [Rejected | Suppressed | Alert | Proactive | ProfileUpdate | Erase
         #   | ConsentChange | ModelStatus | ExperienceStatus])   [parse, identity, customers,
         #   trends, model shards, live experience: the steps below, in one]

@@ -328,10 +328,14 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
     def on_notify(self) -> tuple[Iterable[list[WorkerOut]], bool]:
         now = self.wake()
         out: list[WorkerOut] = []
-        self.identities.on_notify(now)  # (an anonymous id expires: nothing to emit)
+        stitched = self.identities.on_notify(now)  # (an anonymous id expiring: none)
+        outs: list[CustomerOut] = []
+        if stitched:
+            outs.extend(self.customers.on_batch(stitched)[0])
         at = _seconds(self.customers.notify_at())
         if at is not None and at <= now:
-            outs, _ = self.customers.on_notify()
+            outs.extend(self.customers.on_notify()[0])
+        if outs:
             self._customers_out(outs, out)
         tallies: list[Tally] = []
         for shard in self.shards.timers.due(now):
@@ -351,9 +355,10 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         """The end of input, down the path: each step's, after what the steps before it
         handed on at theirs."""
         out: list[WorkerOut] = []
-        self.identities.on_eof()
-        outs, _ = self.customers.on_eof()
-        self._customers_out(outs, out)
+        stitched = self.identities.on_eof()
+        if stitched:
+            self._customers_out(self.customers.on_batch(stitched)[0], out)
+        self._customers_out(self.customers.on_eof()[0], out)
         tallies: list[Tally] = []
         for shard in list(self.shards.logics):
             decided, discard = self.shards.logics[shard].on_eof()
