@@ -7,14 +7,20 @@ hand each key to the worker that owns it.  A flow of one worker in one process, 
 recovery, owns every key: routing moves nothing, yet each step still costs Bytewax's
 handling of each item (its key read, items grouped per key, a Python call per item at
 each branch, each touched key asked for its next notification).  :class:`WorkerLogic`
-runs the same logics, built the same way, in the order the steps run them, inside one
-step: what reaches the sinks is what the steps would have sent.
+runs the same logics, built the same way, step after step as an activation goes
+through the steps, inside one step: the sinks get the same outputs, each key's in its
+order.  What depends on the order customers are taken in within an activation may
+differ, as it does between one worker and two: the steps take them bucket by bucket (a
+hash of their id), this in the order they came, so the exploring policy's draws fall to
+other contacts, and where one customer's events pass another's in event time the
+process's watermark (late events, labelled periods) sees them in another order.
 
 It keeps what Bytewax keeps for a stateful step: a logic per key, built on the key's
 first item and again after it asks to be discarded, each key's next notification
-(called when due by the ``wake`` clock, Bytewax's system clock), and the end of input
-handed down the path.  Nothing resumes: it is for flows without recovery (its snapshot
-is empty, as the customer buckets' are).
+(called when due by the ``wake`` clock, Bytewax's system clock; a key that asks "at
+once" is notified in the same activation, once), and the end of input handed down the
+path.  Nothing resumes: it is for flows without recovery (its snapshot is empty, as the
+customer buckets' are).
 
 >>> from operators.events import Event
 >>> from operators.logic import RETAIN
@@ -241,13 +247,54 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         self.suffix = suffix
         self.topics = topics
         self.wake = wake
+        self.active = False  # an activation is under way (Bytewax has not asked notify_at)
 
     # -- the path ---------------------------------------------------------------------
+    #
+    # An activation goes down the path as Bytewax takes it through the steps: each step
+    # takes what the step before handed on in this activation (``on_batch`` or
+    # ``on_item``), then the keys due by then are notified (a key that asks "at once"
+    # is notified in the same activation: the model shard's contacts are scored before
+    # anything is learned, and its learning waits for the next one); what both give
+    # goes on to the next step together.
 
-    def _customers_out(self, outs: Iterable[CustomerOut], out: list[WorkerOut]) -> None:
+    def _activation(self, batches: Iterable[list[Any]], now: float) -> list[WorkerOut]:
+        out: list[WorkerOut] = []
+        known: list[Keyed] = []
+        anonymous: list[tuple[str, Event]] = []
+        for batch in batches:
+            for item in self.parse(batch):
+                if type(item) is tuple:
+                    if needs_identity(item):
+                        event = item[1]
+                        assert event.anonymous_id is not None
+                        anonymous.append((event.anonymous_id, event))
+                    else:
+                        known.append(item)
+                else:
+                    assert not isinstance(item, tuple)
+                    out.append(item)
+        # (stitched events after the others, as the flow's merge has them)
+        if anonymous:
+            known.extend(self.identities.on_items(anonymous))
+        known.extend(self.identities.on_notify(now))
+        outs: list[CustomerOut] = []
+        if known:
+            outs.extend(self.customers.on_batch(known)[0])
+        at = _seconds(self.customers.notify_at())
+        if at is not None and at <= now:
+            outs.extend(self.customers.on_notify()[0])
+        self._customers_out(outs, out, now)
+        return out
+
+    def _customers_out(
+        self, outs: Iterable[CustomerOut], out: list[WorkerOut], now: float | None
+    ) -> None:
         """The customer step's outputs down the path (the flow's ``route`` and its
         branches): profile updates to the store; signals through their trend series;
-        the model's inputs to their shard; the worker's tallies to the experience."""
+        the model's inputs to their shard; the worker's tallies to the experience.  With
+        ``now``, each step's keys due by then are notified after its items (at the end
+        of input, None: the end of input is handed down instead)."""
         signals: list[Signal] = []
         tallies: list[Tally] = []
         to_model: dict[str, list[DecideIn]] = {}
@@ -270,13 +317,29 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
                 batch.append(item)
         if signals:
             out.extend(self.trends.on_items(trend_keys_batch(signals, self.topics)))
+        if now is not None:
+            out.extend(self.trends.on_notify(now))
         for shard, items in to_model.items():
             logic = self.shards.get(shard)
             assert isinstance(logic, BatchLogic)
             decided, discard = logic.on_batch(items)
             self.shards.done(shard, discard)
             self._model_out(shard, decided, out, tallies)
-        self._experience(tallies, out)
+        if now is not None:
+            for shard in self.shards.timers.due(now):
+                decided, discard = self.shards.logics[shard].on_notify()
+                self.shards.done(shard, discard)
+                self._model_out(shard, decided, out, tallies)
+        live = self.experience
+        if live is None:
+            return
+        for tally in tallies:
+            out.extend(live.on_item(tally)[0])
+        if tallies:
+            self.experience_at = _seconds(live.notify_at())
+        if now is not None and self.experience_at is not None and self.experience_at <= now:
+            out.extend(live.on_notify()[0])
+            self.experience_at = _seconds(live.notify_at())
 
     def _model_out(
         self, shard: str, decided: Iterable[DecideOut], out: list[WorkerOut], tallies: list[Tally]
@@ -291,64 +354,23 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
                 assert not isinstance(stamped, Tally)
                 out.append(stamped)
 
-    def _experience(self, tallies: list[Tally], out: list[WorkerOut]) -> None:
-        live = self.experience
-        if live is None or not tallies:
-            return
-        for tally in tallies:
-            made, _ = live.on_item(tally)
-            out.extend(made)
-        self.experience_at = _seconds(live.notify_at())
-
     # -- Bytewax's calls ----------------------------------------------------------------
+    #
+    # Bytewax calls ``on_batch`` when input came, then ``on_notify`` if ``notify_at``
+    # has come, then (once the activation is done) ``notify_at``.  The activation's
+    # notifications run in ``on_batch`` with its items (see above), so an ``on_notify``
+    # after it in the same activation has nothing left to do.
 
     def on_batch(self, values: list[list[Any]]) -> tuple[Iterable[list[WorkerOut]], bool]:
-        out: list[WorkerOut] = []
-        known: list[Keyed] = []
-        anonymous: list[tuple[str, Event]] = []
-        for batch in values:
-            for item in self.parse(batch):
-                if type(item) is tuple:
-                    if needs_identity(item):
-                        event = item[1]
-                        assert event.anonymous_id is not None
-                        anonymous.append((event.anonymous_id, event))
-                    else:
-                        known.append(item)
-                else:
-                    assert not isinstance(item, tuple)
-                    out.append(item)
-        if anonymous:  # (stitched events after the others, as the flow's merge has them)
-            known.extend(self.identities.on_items(anonymous))
-        if known:
-            outs, _ = self.customers.on_batch(known)
-            self._customers_out(outs, out)
+        self.active = True
+        out = self._activation(values, self.wake())
         return ([out] if out else []), RETAIN
 
     def on_notify(self) -> tuple[Iterable[list[WorkerOut]], bool]:
-        now = self.wake()
-        out: list[WorkerOut] = []
-        stitched = self.identities.on_notify(now)  # (an anonymous id expiring: none)
-        outs: list[CustomerOut] = []
-        if stitched:
-            outs.extend(self.customers.on_batch(stitched)[0])
-        at = _seconds(self.customers.notify_at())
-        if at is not None and at <= now:
-            outs.extend(self.customers.on_notify()[0])
-        if outs:
-            self._customers_out(outs, out)
-        tallies: list[Tally] = []
-        for shard in self.shards.timers.due(now):
-            decided, discard = self.shards.logics[shard].on_notify()
-            self.shards.done(shard, discard)
-            self._model_out(shard, decided, out, tallies)
-        out.extend(self.trends.on_notify(now))
-        live = self.experience
-        if live is not None and self.experience_at is not None and self.experience_at <= now:
-            made, _ = live.on_notify()
-            out.extend(made)
-            self.experience_at = _seconds(live.notify_at())
-        self._experience(tallies, out)
+        if self.active:  # (this activation's notifications ran with its items)
+            return [], RETAIN
+        self.active = True
+        out = self._activation((), self.wake())
         return ([out] if out else []), RETAIN
 
     def on_eof(self) -> tuple[Iterable[list[WorkerOut]], bool]:
@@ -357,23 +379,24 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         out: list[WorkerOut] = []
         stitched = self.identities.on_eof()
         if stitched:
-            self._customers_out(self.customers.on_batch(stitched)[0], out)
-        self._customers_out(self.customers.on_eof()[0], out)
+            self._customers_out(self.customers.on_batch(stitched)[0], out, None)
+        self._customers_out(self.customers.on_eof()[0], out, None)
         tallies: list[Tally] = []
         for shard in list(self.shards.logics):
             decided, discard = self.shards.logics[shard].on_eof()
             self.shards.done(shard, discard)
             self._model_out(shard, decided, out, tallies)
         out.extend(self.trends.on_eof())
-        self._experience(tallies, out)
         live = self.experience
         if live is not None:
-            made, _ = live.on_eof()
-            out.extend(made)
+            for tally in tallies:
+                out.extend(live.on_item(tally)[0])
+            out.extend(live.on_eof()[0])
             self.experience_at = _seconds(live.notify_at())
         return ([out] if out else []), RETAIN
 
     def notify_at(self) -> datetime | None:
+        self.active = False  # (Bytewax asks once an activation is done)
         times = [
             t
             for t in (

@@ -121,17 +121,24 @@ class Customers(BatchLogic[Keyed, Any, tuple[()]]):
 
 
 class Model(BatchLogic[Any, Any, tuple[()]]):
+    """A model shard that asks to be notified at once after a batch (its backlog), as
+    DecideLogic does; ``calls`` records what it was given."""
+
     def __init__(self) -> None:
         self.batches: list[list[Any]] = []
+        self.calls: list[str] = []
         self.backlog = False
+        self.more = 0  # notifications that leave something to learn
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         self.batches.append(values)
+        self.calls.append(f"batch of {len(values)}")
         self.backlog = True
         return [*[Alert(f"a-{v.event.event_id}", {}) for v in values], Tally((), ())], RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
-        self.backlog = False
+        self.calls.append("notify")
+        self.backlog, self.more = self.more > 0, self.more - 1
         return [ModelStatus("", {"learned": 1})], RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -211,13 +218,35 @@ def test_the_path_runs_in_the_steps_order_and_each_sink_picks_its_own() -> None:
     assert alerts[3:] == ["a-e1", "a-e3", "a-e2"]
     assert picked([out], (Rejected,)) == [bad]
     assert live.tallies == 4  # the customers' three, then the model shard's
-    # the model shard asked to be notified at once
-    assert w.notify_at() == datetime(1970, 1, 1, tzinfo=UTC)
-    [notified], _ = w.on_notify()
-    assert picked([notified], STATUSES) == [ModelStatus("m0", {"learned": 1})]  # stamped
-    assert w.notify_at() is None
+    # the model shard asked to be notified at once: in this activation, after its batch
+    assert model.calls == ["batch of 3", "notify"]
+    assert picked([out], STATUSES) == [ModelStatus("m0", {"learned": 1})]  # stamped
+    assert w.on_notify() == ([], RETAIN)  # (the same activation: nothing left to do)
+    assert w.notify_at() is None  # the activation is over
     [ended], _ = w.on_eof()
     assert [a.alert_id for a in picked([ended], ALERTS)] == ["x-4"]
+
+
+def test_a_notification_due_with_events_reaches_the_model_in_their_batch() -> None:
+    """As the steps do: the customers' events and their checks due by then reach a model
+    shard as one batch, and the shard is notified once an activation (its learning after
+    scored contacts waits for the next activation)."""
+    customers, model, live = Customers(), Model(), Experience()
+    w = worker(customers, model, live, now=100.0)
+    customers.due = 50.0  # due: its profile written behind
+    model.more = 1  # its first notification leaves more to learn
+    [out], _ = w.on_batch([[event(1)]])
+    assert picked([out], STORE_WRITES) == [
+        ProfileUpdate("c1", {"event": "e1"}),
+        ProfileUpdate("c1", {"written": "behind"}),
+    ]
+    assert model.calls == ["batch of 1", "notify"]
+    assert w.on_notify() == ([], RETAIN)  # Bytewax's notification in the same activation
+    assert model.calls == ["batch of 1", "notify"]
+    assert w.notify_at() == datetime(1970, 1, 1, tzinfo=UTC)
+    [notified], _ = w.on_notify()  # the next activation
+    assert model.calls == ["batch of 1", "notify", "notify"]
+    assert picked([notified], STATUSES) == [ModelStatus("m0", {"learned": 1})]
 
 
 def test_a_due_customer_notification_goes_down_the_path() -> None:
@@ -226,7 +255,9 @@ def test_a_due_customer_notification_goes_down_the_path() -> None:
     customers.due = 150.0
     assert w.notify_at() == datetime.fromtimestamp(150.0, tz=UTC)
     assert w.on_notify() == ([], RETAIN)  # not due by the wake clock: nothing runs
+    w.notify_at()
     customers.due = 50.0
     [out], _ = w.on_notify()
     assert out == [ProfileUpdate("c1", {"written": "behind"})]
+    w.notify_at()
     assert w.on_batch([]) == ([], RETAIN)
