@@ -47,8 +47,14 @@ from operators.decide import (
 from operators.erasure import Forgotten
 from operators.errors import ConfigError
 from operators.events import Rejected, Suppressed, is_keyed, is_rejected, parse_batch
-from operators.experience import LiveExperience, TallyBuffer
-from operators.identity import IdentityLogic, by_anonymous_id, needs_identity, stitched_event
+from operators.experience import LiveExperience, LiveSnapshot, TallyBuffer
+from operators.identity import (
+    IdentityLogic,
+    IdentitySnapshot,
+    by_anonymous_id,
+    needs_identity,
+    stitched_event,
+)
 from operators.records import (
     Alert,
     CustomerOut,
@@ -64,7 +70,7 @@ from operators.records import (
     only,
     route_batch,
 )
-from operators.trends import TrendLogic, trend_keys_batch
+from operators.trends import TrendLogic, TrendSnapshot, trend_keys_batch
 from operators.worker import (
     ALERTS,
     EXPERIENCE,
@@ -165,49 +171,64 @@ def build_flow(
     tally = worker_tallies() if settings.experience else lambda: None
 
     new_model = model_factory(settings)
+    name = settings.model_suffix.lstrip("@") or "main"
+
+    # each keyed logic as its step (or the one step) builds it
+    def new_identity(resume: IdentitySnapshot | None = None) -> IdentityLogic:
+        return IdentityLogic(
+            resume,
+            clock=clock,
+            retention_s=config.retention_s,
+            keep_snapshots=recovery,
+            forgotten=forgotten,
+        )
+
+    def new_customer(resume: CustomerSnapshot | None = None) -> CustomerLogic:
+        # (the worker's tally: what its customers did for the experience view, if kept)
+        return CustomerLogic(
+            resume,
+            config=config,
+            clock=clock,
+            watermark=watermark,
+            keep_snapshots=recovery,
+            forgotten=forgotten,
+            tally=tally(),
+        )
+
+    def new_shard(resume: bytes | None = None) -> DecideLogic:
+        return DecideLogic(
+            resume,
+            clock=clock,
+            model=new_model,
+            keep_snapshots=recovery,
+            catalog=catalog,
+            forgotten=forgotten,
+            proactive=proactive,
+            consent=consent,
+        )
+
+    def new_trend(resume: TrendSnapshot | None = None) -> TrendLogic:
+        return TrendLogic(resume, config=trends, clock=clock, keep_snapshots=recovery)
+
+    def new_live(resume: LiveSnapshot | None = None) -> LiveExperience:
+        return LiveExperience(
+            resume, name=name, config=experience, clock=clock, keep_snapshots=recovery
+        )
+
     flow = Dataflow("cxstream_journey")
     entries = op.input("events_in", flow, source or RedisStreamSource(settings, forgotten))
     if one_worker:
         if recovery:
             raise ConfigError("one_worker: the flow in one step keeps no recovery snapshots")
-        name = settings.model_suffix.lstrip("@") or "main"
 
         def new_worker(_resume: object) -> WorkerLogic:  # (built afresh for each run)
             return WorkerLogic(
                 parse=lambda batch: parse_batch(batch, forgotten, enrich),
-                customers=CustomerBucket(
-                    new=lambda: CustomerLogic(
-                        None,
-                        config=config,
-                        clock=clock,
-                        watermark=watermark,
-                        keep_snapshots=False,
-                        forgotten=forgotten,
-                        tally=tally(),
-                    ),
-                    clock=clock,
-                ),
-                identity=lambda: IdentityLogic(
-                    None,
-                    clock=clock,
-                    retention_s=config.retention_s,
-                    keep_snapshots=False,
-                    forgotten=forgotten,
-                ),
-                model=lambda: DecideLogic(
-                    None,
-                    clock=clock,
-                    model=new_model,
-                    keep_snapshots=False,
-                    catalog=catalog,
-                    forgotten=forgotten,
-                    proactive=proactive,
-                    consent=consent,
-                ),
-                trend=lambda: TrendLogic(None, config=trends, clock=clock, keep_snapshots=False),
-                experience=LiveExperience(
-                    None, name=name, config=experience, clock=clock, keep_snapshots=False
-                ),
+                customers=CustomerBucket(new=new_customer, clock=clock),
+                identity=new_identity,
+                model=new_shard,
+                trend=new_trend,
+                experience=new_live(),
                 model_shards=n_models,
                 suffix=settings.model_suffix,
                 topics=topics,
@@ -256,29 +277,11 @@ def build_flow(
     stitched = stateful(
         "identity",
         op.map("key_by_anonymous_id", anonymous.trues, by_anonymous_id),
-        lambda resume: IdentityLogic(
-            resume,
-            clock=clock,
-            retention_s=config.retention_s,
-            keep_snapshots=recovery,
-            forgotten=forgotten,
-        ),
+        new_identity,
     )
     # (anonymous_id, (customer key or anonymous_id, Event))   [linked ids go to the customer]
     by_customer = op.merge("stitched", anonymous.falses, op.map("unkey", stitched, stitched_event))
     # (customer key, Event)
-
-    def new_customer(resume: CustomerSnapshot | None = None) -> CustomerLogic:
-        # (the worker's tally: what its customers did for the experience view, if kept)
-        return CustomerLogic(
-            resume,
-            config=config,
-            clock=clock,
-            watermark=watermark,
-            keep_snapshots=recovery,
-            forgotten=forgotten,
-            tally=tally(),
-        )
 
     journey: KeyedStream[CustomerOut]
     if recovery:  # one key per customer: an epoch's snapshots hold the customers it touched
@@ -314,22 +317,13 @@ def build_flow(
     trend_alerts = stateful(
         "trends",
         series,
-        lambda resume: TrendLogic(resume, config=trends, clock=clock, keep_snapshots=recovery),
+        new_trend,
     )
     # (series, Alert)   [kind trend: a spike in the series' sliding window]
     decided = batched(
         "decide",
         by_model,
-        lambda resume: DecideLogic(
-            resume,
-            clock=clock,
-            model=new_model,
-            keep_snapshots=recovery,
-            catalog=catalog,
-            forgotten=forgotten,
-            proactive=proactive,
-            consent=consent,
-        ),
+        new_shard,
     )
     # (model shard, Alert | ProfileUpdate | ModelStatus | Erase | Proactive | ConsentChange
     #   | Tally)   [Outcome teaches the arbiter; contacts first, examples learned after;
@@ -341,13 +335,10 @@ def build_flow(
     # Tally(personas)   [a model shard's batch of answers, counted by persona]
     tallies = op.merge("all_tallies", tallies, by_persona)
     # Tally   [the workers' quarter seconds and the model shards' batches]
-    name = settings.model_suffix.lstrip("@") or "main"
     live = stateful(
         "experience",
         op.key_on("one_experience", tallies, lambda _: "experience"),
-        lambda resume: LiveExperience(
-            resume, name=name, config=experience, clock=clock, keep_snapshots=recovery
-        ),
+        new_live,
     )
     # ("experience", Alert | ExperienceStatus)   [KPI windows, drops as trend alerts; the
     #   journey map; churn by touchpoint; its counts every 2 s]
