@@ -230,8 +230,14 @@ class Sent:
             self._drop(conn)
 
     def _drop(self, conn: Any) -> None:
-        conn.disconnect()
-        self.client.connection_pool.release(conn)
+        _discard(self.client, conn)
+
+
+def _discard(client: redis.Redis, conn: Any) -> None:
+    """Close ``conn`` (its unread replies go with it) and give it back to ``client``'s
+    pool, which connects it afresh when it is next taken."""
+    conn.disconnect()
+    client.connection_pool.release(conn)
 
 
 IDLE_CONFIRM_S = 0.5
@@ -317,8 +323,7 @@ class PipelinedWriter:
     def _drop(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.disconnect()
-            self.client.connection_pool.release(conn)
+            _discard(self.client, conn)
 
     def close(self) -> None:
         """Release the connection (after :meth:`sync`, if what was sent must be known)."""
