@@ -31,7 +31,7 @@ customer buckets' are).
 ...     def snapshot(self): return ()
 >>> w = WorkerLogic(
 ...     parse=lambda batch: [(e.key, e) for e in batch], customers=Echo(),
-...     identity=None, model=None, trend=None, experience=None,  # (never reached here)
+...     identity=None, model=None, trend=None, experience=None,  # (not reached here)
 ...     model_shards=1, wake=lambda: 0.0)
 >>> outs, _ = w.on_batch([[Event("e1", "c1", None, 1, "web", "page_view", {})]])
 >>> outs
@@ -227,9 +227,9 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         *,
         parse: Callable[[list[Any]], list[Keyed | Rejected | Suppressed]],
         customers: BatchLogic[Keyed, CustomerOut, Any],
-        identity: Callable[[], Logic[Event, Keyed, Any]] | None,
-        model: Callable[[], BatchLogic[DecideIn, DecideOut, Any]] | None,
-        trend: Callable[[], Logic[TrendItem, Alert, Any]] | None,
+        identity: Callable[[], Logic[Event, Keyed, Any]],
+        model: Callable[[], BatchLogic[DecideIn, DecideOut, Any]],
+        trend: Callable[[], Logic[TrendItem, Alert, Any]],
         experience: Logic[ExperienceIn, ExperienceOut, Any] | None,
         model_shards: int,
         suffix: str = "",
@@ -238,11 +238,10 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
     ) -> None:
         self.parse = parse
         self.customers = customers
-        self.identities: Keys[Event, Keyed] = Keys(identity or _missing("identity"))
-        self.shards: Keys[DecideIn, DecideOut] = Keys(model or _missing("model"))
-        self.trends: Keys[TrendItem, Alert] = Keys(trend or _missing("trend"))
+        self.identities: Keys[Event, Keyed] = Keys(identity)
+        self.shards: Keys[DecideIn, DecideOut] = Keys(model)
+        self.trends: Keys[TrendItem, Alert] = Keys(trend)
         self.experience = experience
-        self.experience_at: float | None = None
         self.model_shards = model_shards
         self.suffix = suffix
         self.topics = topics
@@ -322,30 +321,36 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         for shard, items in to_model.items():
             logic = self.shards.get(shard)
             assert isinstance(logic, BatchLogic)
-            decided, discard = logic.on_batch(items)
-            self.shards.done(shard, discard)
-            self._model_out(shard, decided, out, tallies)
+            self._model_out(shard, logic.on_batch(items), out, tallies)
         if now is not None:
             for shard in self.shards.timers.due(now):
-                decided, discard = self.shards.logics[shard].on_notify()
-                self.shards.done(shard, discard)
-                self._model_out(shard, decided, out, tallies)
+                self._model_out(shard, self.shards.logics[shard].on_notify(), out, tallies)
+        self._experience(tallies, out)
         live = self.experience
-        if live is None:
-            return
-        for tally in tallies:
-            out.extend(live.on_item(tally)[0])
-        if tallies:
-            self.experience_at = _seconds(live.notify_at())
-        if now is not None and self.experience_at is not None and self.experience_at <= now:
-            out.extend(live.on_notify()[0])
-            self.experience_at = _seconds(live.notify_at())
+        if now is not None and live is not None:
+            at = _seconds(live.notify_at())
+            if at is not None and at <= now:
+                out.extend(live.on_notify()[0])
+
+    def _experience(self, tallies: list[Tally], out: list[WorkerOut]) -> None:
+        """The tallies to the live experience, if kept (the customers' before the model
+        shards')."""
+        if self.experience is not None:
+            for tally in tallies:
+                out.extend(self.experience.on_item(tally)[0])
 
     def _model_out(
-        self, shard: str, decided: Iterable[DecideOut], out: list[WorkerOut], tallies: list[Tally]
+        self,
+        shard: str,
+        called: tuple[Iterable[DecideOut], bool],
+        out: list[WorkerOut],
+        tallies: list[Tally],
     ) -> None:
-        """A model shard's outputs, stamped with it: tallies to the experience (after the
-        customers' ones), the rest to the sinks."""
+        """What a call of a model shard gave, stamped with it: tallies to the experience
+        (after the customers' ones), the rest to the sinks; the shard dropped if it asked,
+        else its next notification noted."""
+        decided, discard = called
+        self.shards.done(shard, discard)
         for item in decided:
             stamped = with_shard((shard, item))
             if type(stamped) is Tally:
@@ -383,16 +388,11 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
         self._customers_out(self.customers.on_eof()[0], out, None)
         tallies: list[Tally] = []
         for shard in list(self.shards.logics):
-            decided, discard = self.shards.logics[shard].on_eof()
-            self.shards.done(shard, discard)
-            self._model_out(shard, decided, out, tallies)
+            self._model_out(shard, self.shards.logics[shard].on_eof(), out, tallies)
         out.extend(self.trends.on_eof())
-        live = self.experience
-        if live is not None:
-            for tally in tallies:
-                out.extend(live.on_item(tally)[0])
-            out.extend(live.on_eof()[0])
-            self.experience_at = _seconds(live.notify_at())
+        self._experience(tallies, out)
+        if self.experience is not None:
+            out.extend(self.experience.on_eof()[0])
         return ([out] if out else []), RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -404,7 +404,7 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
                 self.identities.soonest(),
                 self.shards.soonest(),
                 self.trends.soonest(),
-                self.experience_at,
+                None if self.experience is None else _seconds(self.experience.notify_at()),
             )
             if t is not None
         ]
@@ -415,10 +415,3 @@ class WorkerLogic(BatchLogic[list[Any], list[WorkerOut], tuple[()]]):
 
     def snapshot(self) -> tuple[()]:
         return ()  # (no recovery: nothing resumes)
-
-
-def _missing(what: str) -> Callable[[], Any]:
-    def build() -> Any:
-        raise AssertionError(f"worker: no {what} logic was given")
-
-    return build
