@@ -5,4 +5,4 @@ command line.  The logic lives in ``operators`` (pure), ``state`` (Redis and
 disk), ``flows`` (Bytewax wiring) and ``server`` (WebSocket delivery).
 """
 
-__version__ = "0.9.11"
+__version__ = "0.9.12"

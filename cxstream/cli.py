@@ -54,6 +54,9 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+_TOP_LEVEL = ("-h", "--help", "--version")  # the options before a command
+
+
 class _Commands(_Parser):
     """The top-level parser: an argument no command knows is reported by its command."""
 
@@ -63,6 +66,10 @@ class _Commands(_Parser):
         self, args: Sequence[str] | None = None, namespace: None = None
     ) -> argparse.Namespace:
         given = list(sys.argv[1:] if args is None else args)
+        if not any(a in self.commands for a in given):  # no command: name what is unknown
+            options = [a for a in given if a.startswith("-") and a not in _TOP_LEVEL]
+            if options:
+                self.error(f"unrecognized arguments: {' '.join(options)}")
         parsed, extra = self.parse_known_args(given, namespace)
         if extra:
             unknown = f"unrecognized arguments: {' '.join(extra)}"

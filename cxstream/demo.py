@@ -26,8 +26,8 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
-from cxstream.settings import Settings, clock_speed_refusal
-from operators.errors import CxError
+from cxstream.settings import Settings, clock_speed_refusal, url_host
+from operators.errors import ConfigError, CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
 
@@ -56,6 +56,7 @@ class Demo:
         import redis
 
         from cxstream.runtime import Pacer
+        from operators.simulate import paced_gap_ms
         from server.tokens import mint
         from state.ingest import xadd_events
         from state.keys import DLQ, KeyNames, model_key
@@ -66,6 +67,13 @@ class Demo:
         refused = clock_speed_refusal(args.speed)  # (told to the server as CX_CLOCK_SPEED)
         if refused is not None:
             raise CxError(f"--speed {args.speed:g}: {refused}")
+        try:  # (the simulator's pace: checked before anything starts)
+            paced_gap_ms(args.speed, args.customers, args.rate)
+        except ConfigError as exc:
+            raise CxError(
+                f"--speed {args.speed:g} at --rate {args.rate:g} for {args.customers} "
+                f"customers: {exc}"
+            ) from exc
         other = running_demo(settings)
         if other is not None:  # its folder (Redis, key, logs) is not this one's to clear
             folder, pid = other
@@ -115,7 +123,7 @@ class Demo:
         try:
             self._start("dataflow", ["run"], env)
             self._start("server", ["serve"], env)
-            base = f"http://{settings.host}:{settings.port}"
+            base = f"http://{url_host(settings.host)}:{settings.port}"
             health = self._wait_ready(f"{base}/healthz")
             queues = args.queue or ["retention"]
             # the agent gets its queue; the supervisor every queue, so that the
@@ -203,6 +211,9 @@ class Demo:
 
     def _redis(self) -> str:
         if self.settings.redis_url:
+            from state.redis import connect
+
+            connect(self.settings).close()  # (not reachable: one error, before anything starts)
             print("using REDIS_URL (the demo writes simulated events into it)", flush=True)
             return self.settings.redis_url
         from state.redis import embedded
@@ -345,7 +356,7 @@ class Demo:
         port = self.settings.api_port
         if not port:
             return []
-        base = f"http://{self.settings.host}:{port}/v1"
+        base = f"http://{url_host(self.settings.host)}:{port}/v1"
         return [f"  http api       {base}/events (POST)   {base}/customers/ID (GET)"]
 
     def _stop(self) -> None:
@@ -477,7 +488,7 @@ def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
     event time ``start_ms``: an outage ``--incident-after`` seconds after going live,
     surveys with NPS, CSAT and CES (the experience view), and from ``--bad-step-after``
     the app's checkout failing for a third of the digital steps."""
-    from operators.simulate import Incident, SimConfig, Simulator
+    from operators.simulate import Incident, SimConfig, Simulator, paced_gap_ms
 
     history_ms = int(args.history_days * 86_400_000)
     incidents: tuple[Incident, ...] = ()
@@ -491,7 +502,7 @@ def demo_simulator(args: argparse.Namespace, *, start_ms: int) -> Simulator:
             seed=args.seed,
             start_ms=start_ms,
             # each customer acts every customers/rate wall seconds on average
-            customer_gap_ms=int(args.speed * 1000 * args.customers / args.rate),
+            customer_gap_ms=paced_gap_ms(args.speed, args.customers, args.rate),
             incidents=incidents,
             consent=0.15,  # some customers withdraw marketing, refuse SMS, object
             bad_touchpoint=("app", "checkout_error"),

@@ -160,6 +160,56 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # (and logging's
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL (as the Redis client would read it), or None.
+
+    >>> redis_url_problem("redis://127.0.0.1:6379/0") is None
+    True
+    >>> redis_url_problem("redis://127.0.0.1:notaport")
+    "port could not be cast to integer value as 'notaport'"
+    >>> redis_url_problem("redis://h:0")
+    'port 0: use 1 to 65535'
+    >>> redis_url_problem("http://h")
+    'not a redis://, rediss://, unix:// URL'
+    """
+    if not url.lower().startswith(REDIS_SCHEMES):
+        return f"not a {', '.join(REDIS_SCHEMES)} URL"
+    from redis.connection import parse_url  # (the client's own reading of it)
+
+    try:
+        parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        text = str(exc).rstrip(".")
+        return text[:1].lower() + text[1:]
+    port = parsed.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        return f"port {port}: use 1 to 65535"
+    return None
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets.
+
+    >>> url_host("127.0.0.1"), url_host("::1"), url_host("localhost")
+    ('127.0.0.1', '[::1]', 'localhost')
+    """
+    return f"[{host}]" if ":" in host else host
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its credentials, if any (for messages and logs).
+
+    >>> shown_url("redis://user:s3cret@host:6379/0")
+    'redis://***@host:6379/0'
+    >>> shown_url("unix:///run/redis.sock")
+    'unix:///run/redis.sock'
+    """
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
 def make_folder(path: Path, setting: str) -> Path:
     """``path`` made if need be (the folder of ``setting``), or a ConfigError that names it."""
     try:
@@ -783,8 +833,9 @@ class Settings:
             raise ConfigError(f"CX_TOKEN_TTL_HOURS={self.token_ttl_hours:g}: must be positive")
         if self.log_level not in logging.getLevelNamesMapping():
             raise ConfigError(f"CX_LOG_LEVEL={self.log_level!r}: use {', '.join(LOG_LEVELS)}")
-        if self.redis_url is not None and not self.redis_url.lower().startswith(REDIS_SCHEMES):
-            raise ConfigError(f"REDIS_URL={self.redis_url!r}: not a {', '.join(REDIS_SCHEMES)} URL")
+        problem = None if self.redis_url is None else redis_url_problem(self.redis_url)
+        if problem is not None:
+            raise ConfigError(f"REDIS_URL={shown_url(self.redis_url or '')!r}: {problem}")
         if not 1 <= self.trend_window_min <= 7 * 24 * 60:
             raise ConfigError(
                 f"CX_TREND_WINDOW_MIN={self.trend_window_min}: must be between 1 and 10080"
@@ -862,7 +913,7 @@ class Settings:
         """Browser origins allowed on the WebSocket: CX_ORIGINS, else the console's own."""
         if self.origins:
             return self.origins
-        return (f"http://{self.host}:{self.port}", f"http://localhost:{self.port}")
+        return (f"http://{url_host(self.host)}:{self.port}", f"http://localhost:{self.port}")
 
     def signing_secret(self) -> Secret:
         """CX_SECRET, or a random key kept (mode 0600) in the data directory.

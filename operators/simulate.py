@@ -24,6 +24,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from operators.errors import ConfigError
 from operators.events import Event
 
 DAY_MS = 86_400_000
@@ -67,6 +68,31 @@ class Incident:
         return incident
 
 
+# The longest mean gap between two events of one customer: a run of a few dozen events a
+# customer stays within the event times the parser takes.
+MAX_CUSTOMER_GAP_MS = 365 * DAY_MS
+
+
+def paced_gap_ms(speed: float, customers: int, rate: float) -> int:
+    """The mean event-time gap between one customer's events when ``customers`` share
+    ``rate`` events a wall second and event time runs ``speed`` times the wall clock.
+
+    >>> paced_gap_ms(21_600, 400, 40.0) / DAY_MS  # the demo's: each customer every 2.5 days
+    2.5
+    >>> paced_gap_ms(1e12, 500, 100.0)
+    Traceback (most recent call last):
+    ...
+    operators.errors.ConfigError: each customer would act every 5e+15 ms of event time: \
+must be 1 ms to 365 days
+    """
+    gap = speed * 1000.0 * customers / rate
+    if not 1.0 <= gap <= MAX_CUSTOMER_GAP_MS:
+        raise ConfigError(
+            f"each customer would act every {gap:.3g} ms of event time: must be 1 ms to 365 days"
+        )
+    return int(gap)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimConfig:
     customers: int = 500
@@ -91,6 +117,10 @@ class SimConfig:
     bad_share: float = 0.03
     bad_effect: float = 2.0
     bad_from_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.customer_gap_ms <= MAX_CUSTOMER_GAP_MS:
+            raise ConfigError(f"customer_gap_ms={self.customer_gap_ms}: must be 1 ms to 365 days")
 
 
 BAD_SURVEYED = 0.5  # the share of planted bad steps a survey follows

@@ -36,8 +36,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from cxstream.runtime import ServerGc
-from cxstream.settings import Secret, Settings
-from operators.errors import CxError
+from cxstream.settings import Secret, Settings, shown_url
+from operators.errors import CxError, StoreError
 from server.connections import Connection, Routes
 from server.endpoints import Endpoints
 from server.health import HealthMonitor
@@ -90,6 +90,7 @@ class AlertServer:
         self.auth_timeout = auth_timeout
         self.secret = secret
         self.redis = connect_async(redis_url, cluster=settings.redis_cluster)
+        self.redis_url = redis_url
         self.metrics = Metrics()
         self.clients: set[Connection] = set()  # agents' and supervisors' connections
         self.unauthenticated = 0  # connections open and not signed in yet
@@ -116,8 +117,13 @@ class AlertServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        start_id = await self.feed.last_id()
-        await self.feed.backfill(self.view, start_id)
+        try:  # (the server's first commands: Redis unreachable at start is an error)
+            start_id = await self.feed.last_id()
+            await self.feed.backfill(self.view, start_id)
+        except (aioredis.RedisError, OSError) as exc:
+            await self.redis.aclose()
+            where = shown_url(self.redis_url)
+            raise StoreError(f"cannot reach redis at {where}: {exc}") from exc
         try:
             self._server = await serve(
                 self._handle,

@@ -33,7 +33,7 @@ import orjson
 import redis
 
 from operators.erasure import forget_digest
-from operators.errors import StoreError
+from operators.errors import ConfigError, StoreError
 from state.erasure import locate
 from state.keys import FORGOTTEN, KeyNames
 from state.profiles import decode_profile
@@ -97,7 +97,11 @@ def _key_export(client: redis.Redis, key: str, names: KeyNames) -> dict[str, Any
 
 def recovery_state(directory: Path, key: str) -> list[dict[str, Any]]:
     """The customer's snapshots in the recovery partitions (its journey; the links of
-    anonymous ids to it), newest epoch first, decoded into plain JSON values."""
+    anonymous ids to it), newest epoch first, decoded into plain JSON values.  A folder
+    not made yet holds none; a file where the folder should be is an error (an answer
+    of "nothing held" would not be known true)."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"CX_RECOVERY_DIR={directory}: not a folder")
     out: list[dict[str, Any]] = []
     for path in partitions(directory):
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:

@@ -31,7 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cxstream.settings import Settings, make_folder
+from cxstream.settings import Settings, make_folder, shown_url
 from operators.errors import StoreError
 from operators.store import Command as Command  # (the commands' one type: plain tuples)
 
@@ -129,7 +129,7 @@ def connect(settings: Settings) -> redis.Redis:
         )
         client.ping()
     except redis.RedisError as exc:
-        raise StoreError(f"cannot reach redis at {_safe(url)}: {exc}") from exc
+        raise StoreError(f"cannot reach redis at {shown_url(url)}: {exc}") from exc
     return client
 
 
@@ -442,14 +442,6 @@ class Backoff:
                 self.failures,
             )
             self.failures = 0
-
-
-def _safe(url: str) -> str:
-    """The URL without a password, for messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def release(data_dir: Path, *, stop: bool = False) -> None:

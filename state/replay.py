@@ -5,9 +5,12 @@ case_id, label, label_ts``.  Each row becomes an event: ``event_id`` = the row
 number, ``type`` = event_type, ``attrs`` = {value, case_id, source_channel};
 channels outside the event contract are mapped (see ``CHANNEL_MAP``) and the
 original kept as ``attrs.source_channel``.  Only ``ts``, ``customer_id`` and
-``event_type`` are required; the others, absent, read as empty.  Files as exports
-write them are read too: a byte-order mark, another separator (``;``, tab, ``|``),
-column names in another case, labels written as ``1.0`` or ``true``.
+``event_type`` are required; the others, absent, read as empty.  Each row's event is
+checked as a JSON event is (ids and type within their lengths, its size): a row that
+fails is rejected, counted, and not sent.  Files as exports write them are read too: a
+byte-order mark, another separator (``;``, tab, ``|``), column names in another case,
+labels written as ``1.0`` or ``true``.  A quote left open (the rest of the file would be
+one field) makes the file one that cannot be read.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import orjson
 
 from operators.errors import ConfigError, InvalidEvent
 from operators.evaluate import Row
-from operators.events import CHANNELS, Event, event_from_obj, parse_ts
+from operators.events import CHANNELS, Event, check_size, event_from_obj, parse_ts
 
 SEPARATORS = (",", ";", "\t", "|")  # a header's most frequent one separates the columns
 REQUIRED = ("ts", "customer_id", "event_type")  # the others may be absent: empty
@@ -93,12 +96,25 @@ def read_stream_csv(path: Path, rejected: list[tuple[int, str]] | None = None) -
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
         if missing:
             raise ConfigError(f"{path}: not a stream-csv file, missing columns {missing}")
-        for number, rec in enumerate(reader, start=1):
+        for number, rec in _records(path, reader):
             try:
                 yield _row(number, rec)
             except (InvalidEvent, ValueError) as exc:
                 if rejected is not None:
                     rejected.append((number, str(exc)))
+
+
+def _records(path: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of ``reader``, numbered from 1; a row the CSV reader cannot read (a quote
+    left open, which would make the rest of the file one field) refuses the file."""
+    number = 0
+    try:
+        for number, rec in enumerate(reader, start=1):
+            yield number, rec
+    except csv.Error as exc:
+        raise ConfigError(
+            f"{path}: row {number + 1} (line {reader.line_num}) cannot be read as CSV: {exc}"
+        ) from exc
 
 
 def _csv_reader(f: IO[str]) -> csv.DictReader[str]:
@@ -108,7 +124,7 @@ def _csv_reader(f: IO[str]) -> csv.DictReader[str]:
     header = f.readline()
     separator = max(SEPARATORS, key=header.count)
     lines = itertools.chain([header], f)
-    reader = csv.DictReader(lines, restval="", delimiter=separator)
+    reader = csv.DictReader(lines, restval="", delimiter=separator, strict=True)
     if reader.fieldnames is not None:
         reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
     return reader
@@ -133,15 +149,20 @@ def _row(number: int, rec: dict[str, str]) -> Row:
     ts = text("ts")
     if not ts:
         raise InvalidEvent("ts missing")
-    event = Event(
+    type_ = text("event_type")
+    if not type_:
+        raise InvalidEvent("event_type missing")
+    made = Event(
         event_id=str(number),
         customer_id=customer,
         anonymous_id=None,
         ts=parse_ts(ts),
         channel=channel,
-        type=text("event_type") or "unknown",
+        type=type_,
         attrs=attrs,
     )
+    event = event_from_obj(made.to_json())  # (the contract's checks, as a JSON event's)
+    check_size(event)
     label_text = text("label")
     label = LABELS.get(label_text.lower()) if label_text else None
     if label_text and label is None:
@@ -157,8 +178,10 @@ def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Ite
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                yield Row(event_from_obj(orjson.loads(line)))
+            try:  # (without its line end: an error's position is on this line)
+                event = event_from_obj(orjson.loads(line.rstrip("\r\n")))
+                check_size(event)
+                yield Row(event)
             except (orjson.JSONDecodeError, InvalidEvent) as exc:
                 if rejected is not None:
                     rejected.append((number, str(exc)))
@@ -167,11 +190,10 @@ def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Ite
 def has_file_labels(path: Path) -> bool:
     """Whether a stream-CSV file's first rows carry labels with outcome times."""
     with _reading(path), _open(path) as f:
-        reader = _csv_reader(f)
-        for i, rec in enumerate(reader):
+        for number, rec in _records(path, _csv_reader(f)):
             if rec.get("label") and rec.get("label_ts"):
                 return True
-            if i > 1000:
+            if number > 1001:
                 return False
     return False
 

@@ -90,6 +90,12 @@ def positive_float(text: str) -> float:
     return _require(value, value > 0, "must be positive")
 
 
+def horizon_days(text: str) -> float:
+    """A churn horizon in days: positive, at most a century (as CX_HORIZON_DAYS)."""
+    value, longest = positive_float(text), LONGEST["horizon_days"]
+    return _require(value, value <= longest, f"must be at most {longest:g} (a century)")
+
+
 def ttl_hours(text: str) -> float:
     """A token's lifetime: positive, at most a century (its expiry a date)."""
     value, longest = positive_float(text), LONGEST["token_ttl_hours"]

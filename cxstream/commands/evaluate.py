@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from cxstream.commands.args import add_log_input, positive_float, positive_int, silence_ratio
+from cxstream.commands.args import add_log_input, horizon_days, positive_int, silence_ratio
 from cxstream.commands.replay import log_format, rows_in_time_order
 from cxstream.settings import Settings
 from operators.errors import CxError
@@ -31,7 +31,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if labels == "auto":
         labels = "file" if fmt == "stream-csv" and has_file_labels(path) else "engine"
     if labels == "file" and fmt != "stream-csv":
-        raise CxError("--labels file needs --format stream-csv")
+        raise CxError(
+            f"--labels file reads the label and label_ts columns of a stream-csv log; "
+            f"{path} is read as {fmt}: use --labels engine, or a stream-csv log"
+        )
     horizon_days = args.horizon or settings.horizon_days
     # the flow's model, from the same code: this run's flags over the settings
     chosen = replace(
@@ -118,9 +121,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="inactivity",
         help="the engine's rule with --labels engine (inactivity)",
     )
-    p.add_argument(
-        "--horizon", type=positive_float, default=None, help="H in days (CX_HORIZON_DAYS)"
-    )
+    p.add_argument("--horizon", type=horizon_days, default=None, help="H in days (CX_HORIZON_DAYS)")
     p.add_argument(
         "--score-every",
         type=positive_int,

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, url_host
 
 log = logging.getLogger("cxstream")
 
@@ -37,9 +37,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(s, stopping.set)
         await server.start()
         collector.start()  # survivors frozen from here on (see ServerGc)
-        print(f"serving on http://{settings.host}:{server.port}", file=sys.stderr, flush=True)
+        host = url_host(settings.host)
+        print(f"serving on http://{host}:{server.port}", file=sys.stderr, flush=True)
         print(
-            f"http api on http://{settings.host}:{server.http_port}/v1/",
+            f"http api on http://{host}:{server.http_port}/v1/",
             file=sys.stderr,
             flush=True,
         )

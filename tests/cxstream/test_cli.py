@@ -123,6 +123,7 @@ def test_token_prints_the_token_and_nothing_else(tmp_path: Path) -> None:
         (["simulate", "--start-ms", "-1"], "simulate: argument --start-ms: '-1': not between 0"),
         (["run", "-i", "0", "-a", "127.0.0.1:99999"], "run: argument -a/--addresses: "),
         (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
 def test_a_usage_error_is_one_line(args: list[str], says: str) -> None:
@@ -132,6 +133,44 @@ def test_a_usage_error_is_one_line(args: list[str], says: str) -> None:
     assert err.count("\n") == 1, err
     assert err.startswith(f"cxstream: error: {says}"), err
     assert "--help" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (
+            ["simulate", "--events", "5", "--speed", "1e12", "--output", "-"],
+            {},
+            "--speed 1e+12 at --rate 100 for 500 customers: each customer would act every",
+        ),
+        (
+            ["demo", "--rate", "1e300", "--duration", "1"],
+            {},
+            "--speed 21600 at --rate 1e+300 for 400 customers: each customer would act every",
+        ),
+        (
+            ["send", "-"],
+            {"REDIS_URL": "redis://127.0.0.1:notaport"},
+            "REDIS_URL='redis://127.0.0.1:notaport': port could not be cast to integer",
+        ),
+        (["export", "c1"], {"REDIS_URL": "redis://[::1"}, "REDIS_URL='redis://[::1': invalid"),
+        # (nothing listens on port 1 of this host: Redis unreachable at start)
+        (["serve"], {"REDIS_URL": "redis://127.0.0.1:1"}, "cannot reach redis at redis://127"),
+        (["demo"], {"REDIS_URL": "redis://127.0.0.1:1"}, "cannot reach redis at redis://127"),
+    ],
+)
+def test_a_value_that_cannot_work_is_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], says: str
+) -> None:
+    """Values each argument or setting takes alone, but not together (a simulator's
+    pace), that the Redis client cannot read, or a Redis that is not there: one line,
+    exit 2, nothing started."""
+    done = cx(*args, env={"CX_DATA_DIR": str(tmp_path / "data"), **env})
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.decode()
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"cxstream: error: {says}"), err
+    assert not (tmp_path / "data" / "redis.db").exists()  # (no embedded Redis started)
 
 
 def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:

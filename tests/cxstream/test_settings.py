@@ -22,6 +22,12 @@ def test_defaults_match_the_design() -> None:
     assert s.allowed_origins() == ("http://127.0.0.1:8765", "http://localhost:8765")
 
 
+def test_an_ipv6_host_is_written_in_brackets_in_its_origin() -> None:
+    """A browser's Origin for the console served on ::1 is http://[::1]:PORT."""
+    s = Settings.from_env({"CX_HOST": "::1", "CX_PORT": "9000"})
+    assert s.allowed_origins() == ("http://[::1]:9000", "http://localhost:9000")
+
+
 def test_every_variable_is_read() -> None:
     s = Settings.from_env(
         {
@@ -101,11 +107,19 @@ def test_every_variable_is_read() -> None:
         ({"CX_LOG_LEVEL": "loud"}, "CX_LOG_LEVEL='LOUD': use DEBUG, INFO, WARNING, ERROR"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL='http://cache:6379': not a redis://"),
         ({"REDIS_URL": "localhost:6379"}, "not a redis://, rediss://, unix:// URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:notaport"}, "port could not be cast to integer"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999"}, "port out of range 0-65535"),
+        ({"REDIS_URL": "redis://127.0.0.1:0"}, "port 0: use 1 to 65535"),
+        ({"REDIS_URL": "redis://[::1"}, "invalid IPv6 URL"),
+        ({"REDIS_URL": "redis://h:1/0?socket_timeout=abc"}, "invalid value for 'socket_timeout'"),
+        # (a password in the URL is not repeated in the message)
+        ({"REDIS_URL": "redis://u:s3cret@h:70000/0"}, "REDIS_URL='redis://[*]{3}@h:70000/0'"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as refused:
         Settings.from_env(env)
+    assert "s3cret" not in str(refused.value)
 
 
 def test_a_number_that_is_not_finite_is_refused_from_keywords_too() -> None:

@@ -1,7 +1,12 @@
 from collections import Counter
 
-from operators.events import encode_event, parse_event
-from operators.simulate import SimConfig, Simulator
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operators.errors import ConfigError
+from operators.events import MAX_TS_MS, MIN_TS_MS, encode_event, parse_event
+from operators.simulate import MAX_CUSTOMER_GAP_MS, SimConfig, Simulator, paced_gap_ms
 
 
 def test_every_simulated_event_meets_the_contract() -> None:
@@ -50,3 +55,30 @@ def test_acceptance_ground_truth_follows_the_customer() -> None:
     high = [p for _, p, _ in by_risk[-50:]]
     assert sum(high) / 50 > sum(low) / 50 + 0.1  # churners take the retention offer more
     assert sim.acceptance("nobody", "retention_offer") is None
+
+
+@given(
+    speed=st.floats(1e-3, 1e9),
+    customers=st.integers(1, 10**6),
+    rate=st.floats(1e-3, 1e6),
+)
+def test_a_pace_is_a_gap_the_simulator_takes_or_a_clear_error(
+    speed: float, customers: int, rate: float
+) -> None:
+    """Any pace the commands accept either makes a gap between 1 ms and a year, which
+    the simulator runs with, or is refused with a ConfigError (no other error)."""
+    wanted = speed * 1000.0 * customers / rate
+    if not 1.0 <= wanted <= MAX_CUSTOMER_GAP_MS:
+        with pytest.raises(ConfigError, match="must be 1 ms to 365 days"):
+            paced_gap_ms(speed, customers, rate)
+        return
+    gap = paced_gap_ms(speed, customers, rate)
+    assert 1 <= gap <= MAX_CUSTOMER_GAP_MS
+    events = Simulator(SimConfig(customers=min(customers, 50), customer_gap_ms=gap)).take(20)
+    assert all(MIN_TS_MS <= e.ts <= MAX_TS_MS for e in events)
+
+
+@pytest.mark.parametrize("gap", [0, -5, MAX_CUSTOMER_GAP_MS + 1])
+def test_a_gap_out_of_range_is_refused(gap: int) -> None:
+    with pytest.raises(ConfigError, match=f"customer_gap_ms={gap}: must be 1 ms to 365 days"):
+        SimConfig(customer_gap_ms=gap)

@@ -503,6 +503,24 @@ def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
         asyncio.run(main())
 
 
+def test_redis_unreachable_at_start_is_a_clear_error(settings: Settings) -> None:
+    """No Redis where REDIS_URL points: one error naming it (its password hidden), and
+    the server's client closed; `cxstream serve` prints it and exits 2."""
+    from operators.errors import StoreError
+
+    with socket.socket() as closed:  # a port with nothing listening on it
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"redis://user:s3cret@127.0.0.1:{closed.getsockname()[1]}/0"
+
+    async def main() -> None:
+        server = AlertServer(settings, redis_url=nowhere, secret=SECRET)
+        with pytest.raises(StoreError, match=r"cannot reach redis at redis://\*\*\*@127") as e:
+            await server.start()
+        assert "s3cret" not in str(e.value)
+
+    asyncio.run(main())
+
+
 def test_a_stalled_client_is_dropped_and_the_others_get_every_alert(
     settings: Settings, r: redis.Redis
 ) -> None:

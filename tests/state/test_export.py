@@ -3,10 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from operators.errors import ConfigError
 from operators.events import Event, shard_of
 from state.erasure import erase
 from state.export import counts, export
@@ -94,3 +96,15 @@ def test_any_customer_id_found_in_its_events_is_exported(r: redis.Redis, key: st
 
 def test_no_recovery_directory_no_recovery_section(r: redis.Redis, tmp_path: Path) -> None:
     assert export(r, "me", NAMES, at_ms=1, recovery_dir=tmp_path)["recovery"] == []
+    assert export(r, "me", NAMES, at_ms=1, recovery_dir=tmp_path / "none")["recovery"] == []
+
+
+def test_a_file_for_the_recovery_folder_is_an_error_not_an_empty_answer(
+    r: redis.Redis, tmp_path: Path
+) -> None:
+    """A right of access answered "nothing held" must be true: a file where the folder
+    should be says nothing of what the flow holds."""
+    wrong = tmp_path / "recovery"
+    wrong.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"CX_RECOVERY_DIR=.*recovery: not a folder"):
+        export(r, "me", NAMES, at_ms=1, recovery_dir=wrong)

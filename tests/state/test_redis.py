@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from cxstream.settings import Settings
+from cxstream.settings import Settings, shown_url
 from operators.errors import StoreError
 from state.redis import (
     Command,
     PipelinedWriter,
-    _safe,
     connect,
     embedded,
     is_outage,
@@ -41,7 +40,7 @@ def test_unreachable_redis_is_a_clear_error() -> None:
 
 
 def test_passwords_are_hidden_in_messages() -> None:
-    assert _safe("redis://user:secret@host:6379/0") == "redis://***@host:6379/0"
+    assert shown_url("redis://user:secret@host:6379/0") == "redis://***@host:6379/0"
 
 
 def test_stop_embedded_stops_the_server_even_with_a_client_left_open(tmp_path: Path) -> None:

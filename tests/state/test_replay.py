@@ -147,3 +147,55 @@ def test_a_log_without_one_valid_event_is_an_error_before_any_row(
     path.write_bytes(path.read_bytes() + orjson.dumps(ev(1, "page_view").to_json()) + b"\n")
     rows, _ = in_time_order(path, "jsonl", [], hold=hold)
     assert [r.event.event_id for r in rows] == ["e1"]
+
+
+def test_stream_csv_rows_are_checked_as_json_events_are(tmp_path: Path) -> None:
+    """A row whose event a channel system could not send as JSON (an id or a type too
+    long, no type) is rejected with the same reason, not sent to be dead-lettered; its
+    JSON twin gets the same answer."""
+    path = tmp_path / "log.csv"
+    long_id, long_type = "c" * 500, "t" * 300
+    path.write_text(
+        HEADER
+        + f"2011-10-01 10:00:00+00:00,{long_id},web,page_view,,k1,,\n"
+        + f"2011-10-01 10:01:00+00:00,c2,web,{long_type},,k2,,\n"
+        + "2011-10-01 10:02:00+00:00,c3,web,,,k3,,\n"
+        + "2011-10-01 10:03:00+00:00,c4,web,page_view,,k4,,\n"
+    )
+    rejected: list[tuple[int, str]] = []
+    rows = list(read_stream_csv(path, rejected))
+    assert [r.event.customer_id for r in rows] == ["c4"]
+    reasons = dict(rejected)
+    assert reasons[1].startswith("customer_id length: 500 chars")
+    assert reasons[2].startswith("type not a short string")
+    assert reasons[3] == "event_type missing"
+    as_json = tmp_path / "log.jsonl"
+    as_json.write_bytes(
+        orjson.dumps({**ev(1, "page_view").to_json(), "customer_id": long_id}) + b"\n"
+    )
+    json_rejected: list[tuple[int, str]] = []
+    assert list(read_jsonl(as_json, json_rejected)) == []
+    assert json_rejected[0][1] == reasons[1]
+
+
+def test_a_quote_left_open_refuses_the_file(tmp_path: Path) -> None:
+    """The rest of the file would be read as one field: the rows after it lost unsaid."""
+    path = tmp_path / "log.csv"
+    path.write_text(
+        HEADER
+        + "2011-10-01 10:00:00+00:00,c1,web,page_view,,k1,,\n"
+        + '2011-10-01 10:01:00+00:00,"c2,web,page_view,,k2,,\n'
+        + "2011-10-01 10:02:00+00:00,c3,web,page_view,,k3,,\n"
+    )
+    with pytest.raises(ConfigError, match=r"log\.csv: row 2 \(line \d+\) cannot be read as CSV"):
+        list(read_stream_csv(path, []))
+    with pytest.raises(ConfigError, match="cannot be read as CSV"):
+        has_file_labels(path)
+
+
+def test_a_json_error_names_the_position_on_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b'{"event_id":"x"\n')
+    rejected: list[tuple[int, str]] = []
+    assert list(read_jsonl(path, rejected)) == []
+    assert "line 1 column" in rejected[0][1], rejected
