@@ -113,7 +113,7 @@ def _records(path: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dic
             yield number, rec
     except csv.Error as exc:
         raise ConfigError(
-            f"{path}: row {number + 1} (line {reader.line_num}) cannot be read as CSV: {exc}"
+            f"{path}: row {number + 1} and after cannot be read as CSV: {exc} (a quote left open?)"
         ) from exc
 
 
