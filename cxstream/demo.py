@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import orjson
 
 from cxstream.settings import Settings, clock_speed_refusal, url_host
-from operators.errors import ConfigError, CxError
+from operators.errors import CxError
 from operators.events import Event
 from state.catalog import default_catalog_text
 
@@ -55,8 +55,8 @@ class Demo:
     def run(self) -> int:
         import redis
 
+        from cxstream.commands.args import simulator_gap_ms
         from cxstream.runtime import Pacer
-        from operators.simulate import paced_gap_ms
         from server.tokens import mint
         from state.ingest import xadd_events
         from state.keys import DLQ, KeyNames, model_key
@@ -67,13 +67,7 @@ class Demo:
         refused = clock_speed_refusal(args.speed)  # (told to the server as CX_CLOCK_SPEED)
         if refused is not None:
             raise CxError(f"--speed {args.speed:g}: {refused}")
-        try:  # (the simulator's pace: checked before anything starts)
-            paced_gap_ms(args.speed, args.customers, args.rate)
-        except ConfigError as exc:
-            raise CxError(
-                f"--speed {args.speed:g} at --rate {args.rate:g} for {args.customers} "
-                f"customers: {exc}"
-            ) from exc
+        simulator_gap_ms(args.speed, args.customers, args.rate)  # (checked before any start)
         other = running_demo(settings)
         if other is not None:  # its folder (Redis, key, logs) is not this one's to clear
             folder, pid = other

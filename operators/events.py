@@ -331,6 +331,21 @@ def event_from_obj(obj: object) -> Event:
     )
 
 
+def sendable_event(obj: object) -> Event:
+    """An event a channel system may send: the contract's checks
+    (:func:`event_from_obj`) and its size as the flow will read it (:func:`check_size`).
+
+    >>> sendable_event({"event_id": "e1", "customer_id": "c1", "ts": 1, "channel": "web",
+    ...     "type": "page_view", "attrs": {"note": "x" * 70_000}})
+    Traceback (most recent call last):
+    ...
+    operators.errors.InvalidEvent: too large: 70098 bytes as json, limit 65536
+    """
+    event = event_from_obj(obj)
+    check_size(event)
+    return event
+
+
 def check_size(event: Event) -> None:
     """Refuse an event whose JSON, as the engine writes it, is over the limit (it may be
     longer than as sent: ``1e9`` is written ``1000000000.0``): accepted, the flow would

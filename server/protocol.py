@@ -53,9 +53,8 @@ from operators.errors import AuthError, InvalidEvent
 from operators.events import (
     RESPONSES,
     Event,
-    check_size,
     encodable,
-    event_from_obj,
+    sendable_event,
 )
 from server.tokens import Claims, verify
 from state.keys import ALL_QUEUES  # in a token's queues: every queue
@@ -606,8 +605,7 @@ def check_events(
     privacy = role == "privacy"
     for index, item in items:
         try:
-            event = event_from_obj(item if convert is None else convert(item))
-            check_size(event)
+            event = sendable_event(item if convert is None else convert(item))
         except InvalidEvent as exc:
             rejected.append((index, str(exc), encodable(item)))
             continue

@@ -9,7 +9,7 @@ import orjson
 import redis
 
 from operators.errors import InvalidEvent, StoreError
-from operators.events import Event, check_size, event_from_obj
+from operators.events import Event, sendable_event
 from state.commands import add_event
 from state.keys import KeyNames
 
@@ -49,8 +49,7 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, Event | InvalidEv
             continue
         item: Event | InvalidEvent
         try:
-            item = event_from_obj(orjson.loads(line))
-            check_size(item)  # (as the flow will read it)
+            item = sendable_event(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
             item = InvalidEvent("not json", str(exc)[:120])
         except InvalidEvent as exc:

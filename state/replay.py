@@ -29,7 +29,7 @@ import orjson
 
 from operators.errors import ConfigError, InvalidEvent
 from operators.evaluate import Row
-from operators.events import CHANNELS, Event, check_size, event_from_obj, parse_ts
+from operators.events import CHANNELS, Event, parse_ts, sendable_event
 
 SEPARATORS = (",", ";", "\t", "|")  # a header's most frequent one separates the columns
 REQUIRED = ("ts", "customer_id", "event_type")  # the others may be absent: empty
@@ -161,8 +161,7 @@ def _row(number: int, rec: dict[str, str]) -> Row:
         type=type_,
         attrs=attrs,
     )
-    event = event_from_obj(made.to_json())  # (the contract's checks, as a JSON event's)
-    check_size(event)
+    event = sendable_event(made.to_json())  # (checked as a JSON event is)
     label_text = text("label")
     label = LABELS.get(label_text.lower()) if label_text else None
     if label_text and label is None:
@@ -179,9 +178,7 @@ def read_jsonl(path: Path, rejected: list[tuple[int, str]] | None = None) -> Ite
             if not line.strip():
                 continue
             try:  # (without its line end: an error's position is on this line)
-                event = event_from_obj(orjson.loads(line.rstrip("\r\n")))
-                check_size(event)
-                yield Row(event)
+                yield Row(sendable_event(orjson.loads(line.rstrip("\r\n"))))
             except (orjson.JSONDecodeError, InvalidEvent) as exc:
                 if rejected is not None:
                     rejected.append((number, str(exc)))

@@ -8,6 +8,7 @@ import math
 from typing import Any, TypeVar
 
 from cxstream.settings import LONGEST
+from operators.errors import ConfigError, CxError
 
 LATEST_START_MARGIN_MS = round(LONGEST["profile_interval_ms"])  # a century, in ms
 
@@ -94,6 +95,19 @@ def horizon_days(text: str) -> float:
     """A churn horizon in days: positive, at most a century (as CX_HORIZON_DAYS)."""
     value, longest = positive_float(text), LONGEST["horizon_days"]
     return _require(value, value <= longest, f"must be at most {longest:g} (a century)")
+
+
+def simulator_gap_ms(speed: float, customers: int, rate: float) -> int:
+    """The simulator's mean gap between a customer's events for ``--speed``, ``--customers``
+    and ``--rate`` (:func:`operators.simulate.paced_gap_ms`), or a CxError naming them."""
+    from operators.simulate import paced_gap_ms
+
+    try:
+        return paced_gap_ms(speed, customers, rate)
+    except ConfigError as exc:
+        raise CxError(
+            f"--speed {speed:g} at --rate {rate:g} for {customers} customers: {exc}"
+        ) from exc
 
 
 def ttl_hours(text: str) -> float:

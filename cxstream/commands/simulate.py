@@ -21,10 +21,11 @@ from cxstream.commands.args import (
     positive_float,
     positive_int,
     share,
+    simulator_gap_ms,
 )
 from cxstream.runtime import Pacer
 from cxstream.settings import Settings
-from operators.errors import ConfigError, CxError
+from operators.errors import CxError
 from state.keys import KeyNames
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Stream simulated customer journeys into Redis (or as JSON lines with --output)."""
-    from operators.simulate import SimConfig, Simulator, paced_gap_ms
+    from operators.simulate import SimConfig, Simulator
 
     if args.purchases is not None:
         return _purchases(args)
@@ -49,13 +50,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         consent=args.consent,
     )
     if args.speed is not None:  # event-time seconds per wall second at --rate
-        try:
-            gap = paced_gap_ms(args.speed, args.customers, args.rate)
-        except ConfigError as exc:
-            raise CxError(
-                f"--speed {args.speed:g} at --rate {args.rate:g} for {args.customers} "
-                f"customers: {exc}"
-            ) from exc
+        gap = simulator_gap_ms(args.speed, args.customers, args.rate)
         config = replace(config, customer_gap_ms=gap)
     if args.start_ms is not None:
         config = replace(config, start_ms=args.start_ms)
