@@ -29,7 +29,7 @@ import orjson
 
 from operators.errors import ConfigError, InvalidEvent
 from operators.evaluate import Row
-from operators.events import CHANNELS, Event, parse_ts, sendable_event
+from operators.events import CHANNELS, parse_ts, sendable_event
 
 SEPARATORS = (",", ";", "\t", "|")  # a header's most frequent one separates the columns
 REQUIRED = ("ts", "customer_id", "event_type")  # the others may be absent: empty
@@ -152,16 +152,17 @@ def _row(number: int, rec: dict[str, str]) -> Row:
     type_ = text("event_type")
     if not type_:
         raise InvalidEvent("event_type missing")
-    made = Event(
-        event_id=str(number),
-        customer_id=customer,
-        anonymous_id=None,
-        ts=parse_ts(ts),
-        channel=channel,
-        type=type_,
-        attrs=attrs,
+    # the row as a JSON event, checked as one is
+    event = sendable_event(
+        {
+            "event_id": str(number),
+            "customer_id": customer,
+            "ts": ts,
+            "channel": channel,
+            "type": type_,
+            "attrs": attrs,
+        }
     )
-    event = sendable_event(made.to_json())  # (checked as a JSON event is)
     label_text = text("label")
     label = LABELS.get(label_text.lower()) if label_text else None
     if label_text and label is None:
